@@ -1,0 +1,157 @@
+"""The plugin contract: everything a model or task plugin implements, in one file.
+
+A plugin is a module (or object) registered under the ``harness`` entry-point group that
+implements some of the hooks below with ``@hookimpl``. Two kinds of things are contributed:
+
+* a **model family** (:class:`Family`): the dynamics a model puts around a task's network f —
+  its state layout, its right-hand side, its own parameters, how its initial state is formed and
+  the interval it integrates over;
+* a **task** (:class:`Task`): data, the networks for given widths, loss, metrics, the default
+  schedule and the per-model widths.
+
+The host composes the two: a run is ``family × task``. Observer hooks let progress displays and
+loggers follow a run without touching the runner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+
+import pluggy
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from harness.ode import ODEBlock
+
+#: Bumped when a hook or base-class requirement changes incompatibly.
+CONTRACT_VERSION = 1
+
+hookspec = pluggy.HookspecMarker("harness")
+hookimpl = pluggy.HookimplMarker("harness")
+
+#: The network a family is built around: ``f(t, z)`` with z of shape (batch, f_input_parts·n, …).
+VectorField = Callable[[Tensor, Tensor], Tensor]
+
+
+class Family(nn.Module):
+    """A dynamics family. Subclass it, set the class attributes, implement :meth:`derivatives`.
+
+    The state is a tuple of ``parts`` (each shaped like h: (batch, n, …)); the host stores them
+    side by side along dim 1 of one tensor, so the solver's step control takes one RMS norm over
+    the whole state. Keyword arguments of ``__init__`` are the family's options (suite key
+    ``model_options``); trainable family parameters (γ, ξ) are created there.
+    """
+
+    #: The name suites use, lower case.
+    name: ClassVar[str]
+    #: Names of the state parts, h first: ("h",), ("h", "m"), ("h", "m", "v"), …
+    parts: ClassVar[tuple[str, ...]] = ("h",)
+    #: How many leading parts f reads, concatenated (SONODE: 2, so f's input width is 2n).
+    f_input_parts: ClassVar[int] = 1
+    #: "augment": x padded with zero channels to the whole state; "network": the task's
+    #: initial-velocity network supplies every channel after x.
+    initial_state: ClassVar[str] = "augment"
+    #: Integration interval (t0, T); a Nesterov-type family needs t0 > 0.
+    interval: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: Use this built-in family's widths on tasks that list none for this family.
+    widths_like: ClassVar[str | None] = None
+
+    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
+        """Return d(part)/dt for every part, in the order of ``parts``."""
+        raise NotImplementedError
+
+
+@dataclass
+class TaskData:
+    """Batches of (input, target), already on the run's device; each is iterated once an epoch."""
+
+    train: Iterable[tuple[Tensor, Tensor]]
+    test: Iterable[tuple[Tensor, Tensor]]
+
+
+@dataclass
+class BuildContext:
+    """Handed to :meth:`Task.build_model`: the family, its widths, and a factory for ODE blocks."""
+
+    family: type[Family]
+    widths: dict[str, int]
+    ode: Callable[[nn.Module, int], ODEBlock]
+    """``ode(f, n)`` wraps the network f in the family's dynamics with part width n; the block
+    counts NFE and calls the run's solver. Call it once per ODE in the model."""
+
+    @property
+    def n_parts(self) -> int:
+        return len(self.family.parts)
+
+    @property
+    def uses_velocity_net(self) -> bool:
+        return self.family.initial_state == "network"
+
+
+class Task:
+    """A task blueprint. Subclass it, set the class attributes, implement the four methods."""
+
+    #: The name suites use, lower case.
+    name: ClassVar[str]
+    #: Default schedule (the paper's Table 1): epochs, batch_size, lr, optimizer, solver.
+    schedule: ClassVar[dict[str, Any]] = {}
+    #: Widths per family name, e.g. {"hbnode": {"n": 2, "h": 14}}.
+    widths: ClassVar[dict[str, dict[str, int]]] = {}
+    #: Trainable-parameter counts the paper reports, per family name (for reports).
+    paper_params: ClassVar[dict[str, int]] = {}
+    #: Task-specific options (suite key ``task_options``) and their defaults.
+    options: ClassVar[dict[str, Any]] = {}
+    #: The metric a report ranks by, and whether higher is better.
+    metric: ClassVar[str] = "accuracy"
+    higher_is_better: ClassVar[bool] = True
+
+    def data(self, options: dict[str, Any], seed: int, data_root: str | None,
+             device: torch.device, batch_size: int | None) -> TaskData:
+        raise NotImplementedError
+
+    def build_model(self, ctx: BuildContext) -> nn.Module:
+        """Return a module mapping a batch of inputs to predictions."""
+        raise NotImplementedError
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
+        """Batch means of the task's metrics (the runner weights them by batch size)."""
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hooks. Contribution hooks return lists; observer hooks return nothing.
+
+
+@hookspec
+def harness_model_families() -> Sequence[type[Family]]:
+    """Return the model families this plugin contributes."""
+
+
+@hookspec
+def harness_tasks() -> Sequence[Task]:
+    """Return the tasks (instances) this plugin contributes."""
+
+
+@hookspec
+def harness_run_started(run: Any) -> None:
+    """A run (a :class:`harness.runspec.RunSpec`) is about to train."""
+
+
+@hookspec
+def harness_epoch_finished(run: Any, epoch: dict[str, Any]) -> None:
+    """A run finished an epoch; ``epoch`` is the per-epoch record that goes into the result."""
+
+
+@hookspec
+def harness_run_finished(run: Any, record: dict[str, Any]) -> None:
+    """A run ended (``record["status"]`` is "ok" or "failed"); the record is about to be stored."""
+
+
+__all__ = [
+    "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
+    "VectorField",
+]

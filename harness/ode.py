@@ -1,0 +1,68 @@
+"""An ODE block: a family's dynamics around a task's network, solved with NFE counted."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from harness.contract import Family
+from harness.nfe import NFECounter
+from harness.solver import SolverConfig, interval_tensor, solve
+
+
+class Dynamics(nn.Module):
+    """The right-hand side torchdiffeq calls: one flat state in, one flat derivative out.
+
+    The state's parts sit side by side along dim 1; every call is one function evaluation.
+    """
+
+    def __init__(self, family: Family, f: nn.Module, counter: NFECounter) -> None:
+        super().__init__()
+        self.family = family
+        self.f = f
+        self.counter = counter
+        self.n_parts = len(family.parts)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        self.counter.tick()
+        derivatives = self.family.derivatives(t, z.chunk(self.n_parts, dim=1), self.f)
+        return derivatives[0] if self.n_parts == 1 else torch.cat(derivatives, dim=1)
+
+
+class ODEBlock(nn.Module):
+    """Forms the initial state, solves over the family's interval, and reads parts back."""
+
+    def __init__(self, family: Family, f: nn.Module, width: int, solver: SolverConfig,
+                 counter: NFECounter) -> None:
+        super().__init__()
+        self.dynamics = Dynamics(family, f, counter)
+        self.width = width
+        self.solver = solver
+
+    @property
+    def family(self) -> Family:
+        return self.dynamics.family
+
+    def initial_state(self, x: Tensor, velocity_net: nn.Module | None = None) -> Tensor:
+        """[x, rest] along dim 1, where rest (n_parts·n − c channels) is zeros for an
+        "augment" family and the initial-velocity network's output for a "network" one."""
+        missing = self.dynamics.n_parts * self.width - x.shape[1]
+        if self.family.initial_state == "network":
+            if velocity_net is None:
+                raise ValueError(f"family {self.family.name!r} needs an initial-velocity network")
+            rest = velocity_net(x)
+            if rest.shape[1] != missing:
+                raise ValueError(f"initial-velocity network gives {rest.shape[1]} channels; "
+                                 f"family {self.family.name!r} with n={self.width} needs {missing}")
+        else:
+            if missing < 0:
+                raise ValueError(f"input has {x.shape[1]} channels, more than the state's "
+                                 f"{self.dynamics.n_parts}×{self.width}")
+            rest = x.new_zeros((x.shape[0], missing, *x.shape[2:]))
+        return torch.cat([x, rest], dim=1) if rest.shape[1] else x
+
+    def forward(self, z0: Tensor) -> Tensor:
+        t = interval_tensor(*self.family.interval, like=z0)
+        return solve(self.dynamics, z0, t, self.solver)
+
+    def part(self, z: Tensor, name: str = "h") -> Tensor:
+        return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]

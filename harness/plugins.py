@@ -1,0 +1,133 @@
+"""Discovering plugins: the pluggy host, entry-point loading, and the registry of what loaded."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Iterable
+
+import pluggy
+
+from harness import contract
+from harness.contract import Family, Task
+
+ENTRY_POINT_GROUP = "harness"
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin, or one thing it contributed, that could not be used, and why."""
+
+    plugin: str
+    package: str
+    reason: str
+
+
+@dataclass
+class Registry:
+    """The model families and tasks found, where each came from, and what failed to load."""
+
+    manager: pluggy.PluginManager
+    families: dict[str, type[Family]] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)
+    """plugin name → the distribution that provides it."""
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    """("model" | "task", name) → plugin name."""
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def package_of(self, kind: str, name: str) -> str:
+        return self.packages.get(self.sources.get((kind, name), ""), "?")
+
+    @property
+    def hook(self) -> Any:
+        return self.manager.hook
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager("harness")
+    manager.add_hookspecs(contract)
+    return manager
+
+
+def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
+                  entry_points_group: str | None = ENTRY_POINT_GROUP) -> Registry:
+    """Load every plugin of the entry-point group (plus ``extra_plugins``, (name, plugin)
+    pairs registered directly) and collect their families and tasks.
+
+    A plugin that fails to import, raises in a hook, returns the wrong thing or reuses a taken
+    name is recorded in ``failures``; the others still load.
+    """
+    registry = Registry(new_manager())
+    if entry_points_group:
+        for ep in entry_points(group=entry_points_group):
+            package = ep.dist.name if ep.dist else "?"
+            try:
+                plugin = ep.load()
+            except Exception as error:  # a broken plugin must not break the host
+                registry.failures.append(PluginFailure(ep.name, package, f"import failed: {error!r}"))
+                continue
+            _register(registry, ep.name, package, plugin)
+    for name, plugin in extra_plugins:
+        _register(registry, name, getattr(plugin, "__module__", "?") or "?", plugin)
+    _collect(registry)
+    return registry
+
+
+def _register(registry: Registry, name: str, package: str, plugin: object) -> None:
+    try:
+        registry.manager.register(plugin, name=name)
+    except Exception as error:
+        registry.failures.append(PluginFailure(name, package, f"registration failed: {error}"))
+        return
+    registry.packages[name] = package
+
+
+def _collect(registry: Registry) -> None:
+    kinds = (("model", registry.manager.hook.harness_model_families, _check_family, registry.families),
+             ("task", registry.manager.hook.harness_tasks, _check_task, registry.tasks))
+    for kind, hook, check, found in kinds:
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            plugin = impl.plugin_name
+            package = registry.packages.get(plugin, "?")
+            try:
+                contributed = list(impl.function())
+            except Exception as error:
+                registry.failures.append(PluginFailure(plugin, package, f"{hook.name} raised {error!r}"))
+                continue
+            for item in contributed:
+                problem = check(item)
+                name = getattr(item, "name", None)
+                if problem is None and name in found:
+                    other = registry.sources[(kind, name)]
+                    problem = f"{kind} name {name!r} is already taken by plugin {other!r}"
+                if problem:
+                    registry.failures.append(PluginFailure(plugin, package, problem))
+                    continue
+                found[name] = item
+                registry.sources[(kind, name)] = plugin
+
+
+def _check_family(item: object) -> str | None:
+    if not (isinstance(item, type) and issubclass(item, Family)):
+        return f"harness_model_families returned {item!r}, not a subclass of harness.Family"
+    name = getattr(item, "name", None)
+    if not isinstance(name, str) or not name:
+        return f"family {item.__qualname__} has no name"
+    if not item.parts or not all(isinstance(p, str) for p in item.parts):
+        return f"family {name!r}: parts must be a non-empty tuple of names, not {item.parts!r}"
+    if item.initial_state not in ("augment", "network"):
+        return f"family {name!r}: initial_state must be 'augment' or 'network', not {item.initial_state!r}"
+    if not 1 <= item.f_input_parts <= len(item.parts):
+        return f"family {name!r}: f_input_parts must be between 1 and {len(item.parts)}"
+    t0, t1 = item.interval
+    if not t1 > t0:
+        return f"family {name!r}: interval {item.interval!r} must increase"
+    return None
+
+
+def _check_task(item: object) -> str | None:
+    if not isinstance(item, Task):
+        return f"harness_tasks returned {item!r}, not an instance of harness.Task"
+    if not isinstance(getattr(item, "name", None), str) or not item.name:
+        return f"task {type(item).__qualname__} has no name"
+    return None

@@ -1,0 +1,1 @@
+"""Built-in plugins of the harness (installed as ``harness_plugins``)."""

@@ -1,0 +1,1 @@
+"""Built-in model families: NODE, ANODE, SONODE, HBNODE, GHBNODE."""

@@ -1,0 +1,18 @@
+"""ANODE (Dupont et al. 2019): NODE on x padded with p zero channels, h0 = [x, 0].
+
+The dynamics are NODE's; what differs is the width n > c that tasks give it, which the host
+fills with zeros (``initial_state = "augment"``).
+"""
+from __future__ import annotations
+
+from harness import Family, hookimpl
+from harness_plugins.models.node import NODE
+
+
+class ANODE(NODE):
+    name = "anode"
+
+
+@hookimpl
+def harness_model_families() -> list[type[Family]]:
+    return [ANODE]
