@@ -1,0 +1,98 @@
+"""The ``harness`` command: run suites, list plugins, write reports."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.plugins import Registry, load_registry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="train and evaluate every run of a suite")
+    run.add_argument("suite", type=Path, help="a suite file, e.g. suites/smoke.yaml")
+    run.add_argument("--out", type=Path, help="results directory (default: results/<suite name>)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--data-root", help="where tasks find their data (overrides the suite's "
+                                          "data_root and $HARNESS_DATA_ROOT)")
+    run.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    run.add_argument("--allow-failures", action="store_true",
+                     help="exit 0 even when some runs failed")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    for name in ("list", "plugins"):
+        commands.add_parser(name, help="show the model families and tasks found, and broken plugins")
+
+    report = commands.add_parser("report", help="write tables comparing the models of a results dir")
+    report.add_argument("results", type=Path, help="a directory holding results.jsonl")
+
+    args = parser.parse_args(argv)
+    registry = load_registry()
+    if args.command == "run":
+        return _run(args, registry)
+    if args.command == "report":
+        return _report(args)
+    return _list(registry)
+
+
+def _run(args: argparse.Namespace, registry: Registry) -> int:
+    from harness.environment import resolve_device
+    from harness.progress import Progress
+    from harness.runner import RunConfigError, run_suite
+    from harness.suite import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite, registry, data_root=args.data_root)
+        device = resolve_device(args.device)
+    except (SuiteError, ValueError) as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    out = args.out or Path("results") / suite.name
+    if not args.quiet:
+        registry.manager.register(Progress(len(suite.runs)), name="progress")
+    try:
+        outcome = run_suite(suite.runs, registry, out, device, force=args.force)
+    except RunConfigError as error:
+        print(f"harness: {args.suite}: {error}", file=sys.stderr)
+        return 2
+    failed = outcome.failed
+    print(f"{len(outcome.records)} runs done ({len(failed)} failed), {outcome.skipped} skipped as "
+          f"already finished; results in {out / 'results.jsonl'}")
+    for record in failed:
+        print(f"  failed: {record['task']}/{record['model']}/seed{record['seed']}: {record['error']}")
+    return 1 if failed and not args.allow_failures else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    try:
+        path = write_report(args.results)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    print(path.read_text())
+    print(f"written: {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def _list(registry: Registry) -> int:
+    from tabulate import tabulate
+
+    rows = [("model", name, registry.package_of("model", name), ", ".join(family.parts))
+            for name, family in sorted(registry.families.items())]
+    rows += [("task", name, registry.package_of("task", name), task.metric)
+             for name, task in sorted(registry.tasks.items())]
+    print(tabulate(rows, headers=["kind", "name", "package", "state parts / metric"]))
+    if registry.failures:
+        print("\nplugins that failed to load:")
+        for failure in registry.failures:
+            print(f"  {failure.plugin} (package {failure.package}): {failure.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

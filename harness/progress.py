@@ -1,0 +1,56 @@
+"""A live progress display, attached through the observer hooks like any logger would be."""
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from harness.contract import hookimpl
+
+
+class Progress:
+    """Prints each run's epochs (one updating line on a terminal, every tenth epoch otherwise)
+    and a summary line when it ends."""
+
+    def __init__(self, total_runs: int, stream: TextIO = sys.stderr) -> None:
+        self.total = total_runs
+        self.started = 0
+        self.stream = stream
+        self.live = stream.isatty()
+
+    @hookimpl
+    def harness_run_started(self, run: Any) -> None:
+        self.started += 1
+        self.epochs = run.epochs
+        self._write(f"[{self.started}/{self.total}] {run.label}: starting", end="\n" if not self.live else "")
+
+    @hookimpl
+    def harness_epoch_finished(self, run: Any, epoch: dict[str, Any]) -> None:
+        every = max(1, self.epochs // 10)
+        if not self.live and epoch["epoch"] % every and epoch["epoch"] != self.epochs:
+            return
+        line = f"[{self.started}/{self.total}] {run.label}: epoch {epoch['epoch']}/{self.epochs} {describe(epoch)}"
+        self._write(line, end="" if self.live else "\n")
+
+    @hookimpl
+    def harness_run_finished(self, run: Any, record: dict[str, Any]) -> None:
+        if record["status"] == "ok":
+            last = record["epochs"][-1]
+            summary = f"ok in {record['wall_time_s']:.1f} s, {describe(last)}"
+        else:
+            summary = f"FAILED after {len(record['epochs'])} epochs: {record['error']}"
+        self._write(f"[{self.started}/{self.total}] {run.label}: {summary}", end="\n")
+
+    def _write(self, text: str, end: str) -> None:
+        prefix = "\r\033[K" if self.live else ""
+        self.stream.write(prefix + text + end)
+        self.stream.flush()
+
+
+def describe(epoch: dict[str, Any]) -> str:
+    """loss, metrics and NFE of an epoch record, compactly."""
+    parts = [f"loss {epoch['loss']:.4g}"]
+    parts += [f"{k} {v:.4g}" for k, v in epoch.items() if k.startswith("test_")]
+    parts.append(f"NFE fwd {epoch['forward_nfe']:.1f}")
+    if epoch.get("backward_nfe") is not None:
+        parts.append(f"bwd {epoch['backward_nfe']:.1f}")
+    return ", ".join(parts)

@@ -1,0 +1,470 @@
+"""Loading suite files: expansion, precedence, data_root, and the problems a bad file reports."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import Task, hookimpl
+from harness.plugins import Registry, load_registry
+from harness.runspec import HARNESS_DEFAULTS
+from harness.suite import SuiteError, load_suite
+
+
+class Toy(Task):
+    name = "toy"
+    schedule = {"epochs": 50, "lr": 0.01, "batch_size": 32,
+                "solver": {"method": "rk4", "tol": 1e-4, "options": {"step_size": 0.1}}}
+    options = {"size": 100, "noise": 0.1, "shuffle": True, "kind": "rings", "extra": None}
+
+
+class Toy2(Task):
+    name = "toy2"
+    schedule = {"epochs": 5}
+    options = {"depth": 3}
+
+
+class ToyPlugin:
+    @hookimpl
+    def harness_tasks(self) -> list[Task]:
+        return [Toy(), Toy2()]
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return load_registry(extra_plugins=[("testtask", ToyPlugin())])
+
+
+@pytest.fixture(autouse=True)
+def no_env_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_DATA_ROOT", raising=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems(path: Path, registry: Registry) -> list[str]:
+    """The lines of the SuiteError loading ``path`` raises."""
+    with pytest.raises(SuiteError) as caught:
+        load_suite(path, registry)
+    return str(caught.value).splitlines()
+
+
+def problem(path: Path, registry: Registry, at: str) -> str:
+    """The one problem reported at key path ``at``; every line names the file."""
+    lines = problems(path, registry)
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    found = [line for line in lines if line.startswith(f"{path}: {at}: ")]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Expansion and precedence.
+
+
+def test_minimal_suite_takes_harness_defaults_then_task_schedule(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - task: toy
+            model: node
+    """)
+    suite = load_suite(path, registry)
+    assert (suite.name, suite.description, suite.path, suite.data_root) == ("s", "", path, None)
+    [run] = suite.runs
+    assert (run.suite, run.task, run.model, run.seed) == ("s", "toy", "node", 0)
+    assert (run.epochs, run.lr, run.batch_size) == (50, 0.01, 32)  # the task's schedule
+    assert (run.optimizer, run.eval_every, run.grad_clip) == ("adam", 1, None)  # the harness's
+    assert run.solver.method == "rk4" and run.solver.rtol == run.solver.atol == 1e-4
+    assert run.solver.adjoint is True and run.solver.options == {"step_size": 0.1}
+    assert HARNESS_DEFAULTS["solver"]["options"] == {}
+
+
+def test_precedence_schedule_defaults_entry_grid_overrides(tmp_path, registry):
+    path = write(tmp_path, """
+        name: prec
+        description: checks precedence
+        defaults:
+          epochs: 7
+          lr: 0.5
+          optimizer: sgd
+          solver: {adjoint: false, options: {max_num_steps: 100}}
+        runs:
+          - task: toy
+            models: [node, hbnode]
+            lr: 0.25
+            grad_clip: 1
+            grid:
+              lr: [0.125]
+            overrides:
+              hbnode: {lr: 0.0625, solver: {method: dopri5}, model_options: {gamma_init: -2.0}}
+    """)
+    suite = load_suite(path, registry)
+    assert (suite.name, suite.description) == ("prec", "checks precedence")
+    node, hbnode = suite.runs
+    assert (node.model, node.epochs, node.optimizer) == ("node", 7, "sgd")
+    assert (node.lr, node.grad_clip) == (0.125, 1.0)
+    assert node.solver.method == "rk4" and node.solver.adjoint is False
+    assert node.solver.options == {"step_size": 0.1, "max_num_steps": 100}  # merged key by key
+    assert node.model_options == {}
+    assert (hbnode.lr, hbnode.solver.method, hbnode.solver.adjoint) == (0.0625, "dopri5", False)
+    assert hbnode.model_options == {"gamma_init": -2.0}
+
+
+def test_tol_expands_at_its_level_and_numeric_strings_are_numbers(tmp_path, registry):
+    path = write(tmp_path, """
+        defaults:
+          lr: 1e-2
+          solver: {rtol: 1e-5}
+        runs:
+          - task: toy
+            model: node
+          - task: toy
+            model: anode
+            solver: {tol: 1e-7}
+          - task: toy
+            model: sonode
+            solver: {tol: 1.0e-3, atol: 1e-6, options: {step_size: 1e-2}}
+    """)
+    node, anode, sonode = load_suite(path, registry).runs
+    assert node.lr == 0.01 and isinstance(node.lr, float)
+    assert (node.solver.rtol, node.solver.atol) == (1e-5, 1e-4)  # rtol over the schedule's tol
+    assert (anode.solver.rtol, anode.solver.atol) == (1e-7, 1e-7)  # a later tol sets both
+    assert (sonode.solver.rtol, sonode.solver.atol) == (1e-3, 1e-6)  # atol beside tol wins
+    assert sonode.solver.options == {"step_size": 0.01}
+
+
+def test_task_options_merge_and_take_the_type_of_their_default(tmp_path, registry):
+    path = write(tmp_path, """
+        defaults:
+          task_options: {size: 10, noise: 1}
+        runs:
+          - task: toy
+            model: node
+            task_options: {noise: 2e-1, shuffle: false, kind: moons, extra: [1, 2]}
+    """)
+    [run] = load_suite(path, registry).runs
+    assert run.task_options == {"size": 10, "noise": 0.2, "shuffle": False, "kind": "moons",
+                                "extra": [1, 2]}
+
+
+def test_every_run_setting_is_accepted(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - task: toy
+            model: ghbnode
+            epochs: 3
+            lr: 0.1
+            batch_size: null
+            optimizer: adamw
+            solver: {method: euler, rtol: 0.1, atol: 0.2, adjoint: false, options: {}}
+            widths: {n: 2, h: 4}
+            model_options: {gamma_init: -1.0, xi_init: 0.5, sigma: hardtanh}
+            task_options: {size: 5}
+            eval_every: 2
+            grad_clip: 0.5
+    """)
+    [run] = load_suite(path, registry).runs
+    assert set(run.config()) - {"task", "model", "seed"} == set(HARNESS_DEFAULTS)
+    assert (run.batch_size, run.eval_every, run.grad_clip) == (None, 2, 0.5)
+    assert run.widths == {"n": 2, "h": 4}
+    assert run.model_options == {"gamma_init": -1.0, "xi_init": 0.5, "sigma": "hardtanh"}
+
+
+@pytest.mark.parametrize("seeds, expected", [
+    ("seed: 3", [3]),
+    ("seeds: [4, 1]", [4, 1]),
+    ("seeds: {start: 10, count: 3}", [10, 11, 12]),
+    ("seeds: {count: 2}", [0, 1]),
+    ("", [0]),
+])
+def test_seed_forms(tmp_path, registry, seeds, expected):
+    path = write(tmp_path, f"""
+        runs:
+          - task: toy
+            model: node
+            {seeds}
+    """)
+    assert [run.seed for run in load_suite(path, registry).runs] == expected
+
+
+def test_expansion_order_and_grid_cartesian_product(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - tasks: [toy, toy2]
+            models: [node, hbnode]
+            seeds: [0, 1]
+            grid:
+              solver.tol: [1.0e-3, 1.0e-5]
+              epochs: [1, 2, 3]
+    """)
+    runs = load_suite(path, registry).runs
+    assert len(runs) == 2 * 2 * (2 * 3) * 2
+    first = [(r.task, r.model, r.solver.rtol, r.epochs, r.seed) for r in runs[:13]]
+    assert first[:4] == [("toy", "node", 1e-3, 1, 0), ("toy", "node", 1e-3, 1, 1),
+                         ("toy", "node", 1e-3, 2, 0), ("toy", "node", 1e-3, 2, 1)]
+    assert first[6] == ("toy", "node", 1e-5, 1, 0)
+    assert first[12] == ("toy", "hbnode", 1e-3, 1, 0)
+    assert runs[24].task == "toy2"
+
+
+def test_duplicate_runs_keep_the_first(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - task: toy
+            models: [node, anode]
+            seeds: [0, 1]
+          - task: toy
+            model: node
+            seeds: {start: 1, count: 2}
+    """)
+    runs = load_suite(path, registry).runs
+    assert [r.label for r in runs] == ["toy/node/seed0", "toy/node/seed1", "toy/anode/seed0",
+                                       "toy/anode/seed1", "toy/node/seed2"]
+
+
+def test_data_root_precedence(tmp_path, registry, monkeypatch):
+    with_root = write(tmp_path, """
+        data_root: ../data
+        runs: [{task: toy, model: node}]
+    """, name="with_root.yaml")
+    without_root = write(tmp_path, "runs: [{task: toy, model: node}]\n", name="without.yaml")
+    suite_root = str((tmp_path.parent / "data").resolve())
+
+    monkeypatch.setenv("HARNESS_DATA_ROOT", "/from/env")
+    assert load_suite(with_root, registry, data_root="/from/cli").data_root == "/from/cli"
+    suite = load_suite(with_root, registry)
+    assert suite.data_root == suite_root and suite.runs[0].data_root == suite_root
+    assert load_suite(without_root, registry).data_root == "/from/env"
+    monkeypatch.delenv("HARNESS_DATA_ROOT")
+    assert load_suite(without_root, registry).data_root is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems.
+
+
+def test_missing_file(tmp_path, registry):
+    path = tmp_path / "nope.yaml"
+    assert problems(path, registry) == [f"{path}: file not found; valid: a path to a suite YAML file"]
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path, registry):
+    path = write(tmp_path, "runs:\n  - task: toy\n    model: [node\n")
+    [line] = problems(path, registry)
+    assert line.startswith(f"{path}: line 4, column 1: invalid YAML: ")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("- a\n", "top level: ['a'] is not a mapping; valid: a mapping with keys name, "),
+    ("", "top level: empty file"),
+])
+def test_top_level_not_a_mapping(tmp_path, registry, text, expected):
+    path = write(tmp_path, text)
+    [line] = problems(path, registry)
+    assert line.startswith(f"{path}: {expected}")
+
+
+@pytest.mark.parametrize("runs, what", [
+    ("", "missing"),
+    ("runs: []", "[] is not a non-empty list"),
+    ("runs: {task: toy}", "{'task': 'toy'} is not a non-empty list"),
+])
+def test_missing_or_empty_runs(tmp_path, registry, runs, what):
+    path = write(tmp_path, f"name: x\n{runs}\n")
+    line = problem(path, registry, "runs")
+    assert line.endswith(f"runs: {what}; valid: a non-empty list of run entries")
+
+
+@pytest.mark.parametrize("text, at, bad, valid", [
+    ("nmae: x\nruns: [{task: toy, model: node}]", "nmae", "unknown key 'nmae'",
+     "(did you mean 'name'?)"),
+    ("runs: [{task: toy, model: node, epoch: 3}]", "runs[0].epoch", "unknown key 'epoch'",
+     "(did you mean 'epochs'?)"),
+    ("defaults: {solver: {tl: 1.0e-3}}\nruns: [{task: toy, model: node}]", "defaults.solver.tl",
+     "unknown solver key 'tl'",
+     "valid: adjoint, atol, method, options, rtol, tol (did you mean 'tol'?)"),
+    ("runs: [{task: toy, model: node, grid: {solver.rtl: [1]}}]", "runs[0].grid.solver.rtl",
+     "unknown solver key 'rtl'", "(did you mean 'rtol'?)"),
+    ("runs: [{task: toy, model: node, grid: {optimiser: [sgd]}}]", "runs[0].grid.optimiser",
+     "unknown key 'optimiser'", "(did you mean 'optimizer'?)"),
+    ("runs: [{task: toy, model: node, seeds: {start: 0, cout: 2}}]", "runs[0].seeds.cout",
+     "unknown key 'cout'", "valid: count, start (did you mean 'count'?)"),
+    ("runs: [{task: toy, models: [node, hbnode], overrides: {hbnode: {epochz: 1}}}]",
+     "runs[0].overrides.hbnode.epochz", "unknown key 'epochz'", "(did you mean 'epochs'?)"),
+    ("runs: [{task: toy, models: [node, hbnode], overrides: {hbnod: {lr: 1}}}]",
+     "runs[0].overrides.hbnod", "'hbnod' is not a model of this entry",
+     "valid: hbnode, node (did you mean 'hbnode'?)"),
+    ("runs: [{task: toy, models: [node, hbnode], overrides: {sonode: {lr: 1}}}]",
+     "runs[0].overrides.sonode", "'sonode' is not a model of this entry", "valid: hbnode, node"),
+])
+def test_unknown_keys(tmp_path, registry, text, at, bad, valid):
+    path = write(tmp_path, text + "\n")
+    line = problem(path, registry, at)
+    assert bad in line and valid in line, line
+
+
+@pytest.mark.parametrize("setting, at, bad, valid", [
+    ("epochs: -1", "epochs", "-1 is not > 0", "valid: an integer > 0"),
+    ("epochs: ten", "epochs", "'ten' is not an integer", "valid: an integer > 0"),
+    ("epochs: true", "epochs", "True is not an integer", "valid: an integer > 0"),
+    ("lr: 0", "lr", "0 is not > 0", "valid: a number > 0"),
+    ("lr: fast", "lr", "'fast' is not a finite number", "valid: a number > 0"),
+    ("batch_size: 0", "batch_size", "0 is not > 0", "valid: an integer > 0 or null"),
+    ("grad_clip: .nan", "grad_clip", "nan is not a finite number", "valid: a number > 0 or null"),
+    ("optimizer: adamm", "optimizer", "'adamm' is not an optimizer",
+     "valid: adam, adamw, sgd (did you mean 'adam'?)"),
+    ("solver: {method: dopri}", "solver.method", "'dopri' is not a solver",
+     "valid: adaptive_heun, bosh3, dopri5, "),
+    ("solver: {method: dopri}", "solver.method", "", "(did you mean 'dopri5'?)"),
+    ("solver: {adjoint: 'yes'}", "solver.adjoint", "'yes' is not a boolean", "valid: true or false"),
+    ("solver: {tol: -1.0e-3}", "solver.tol", "-0.001 is not > 0", "valid: a number > 0"),
+    ("solver: dopri5", "solver", "'dopri5' is not a mapping", "valid: a mapping with keys method"),
+    ("solver: {options: 3}", "solver.options", "3 is not a mapping", "valid: a mapping of torchdiffeq"),
+    ("widths: {n: 0}", "widths.n", "0 is not > 0", "valid: an integer > 0"),
+    ("widths: 3", "widths", "3 is not a mapping", "or null"),
+    ("eval_every: 1.5", "eval_every", "1.5 is not an integer", "valid: an integer > 0"),
+    ("model_options: {gama_init: 1}", "model_options.gama_init",
+     "unknown option 'gama_init' for model 'hbnode'", "valid: gamma_init (did you mean 'gamma_init'?)"),
+    ("task_options: {sise: 3}", "task_options.sise", "unknown option 'sise' for task 'toy'",
+     "(did you mean 'size'?)"),
+    ("task_options: {size: 2.5}", "task_options.size", "2.5 is not an integer", "valid: an integer"),
+    ("task_options: {noise: lots}", "task_options.noise", "'lots' is not a finite number",
+     "valid: a number"),
+    ("task_options: {shuffle: 1}", "task_options.shuffle", "1 is not a boolean",
+     "valid: true or false"),
+    ("task_options: {kind: 3}", "task_options.kind", "3 is not a string", "valid: a string"),
+])
+def test_bad_settings(tmp_path, registry, setting, at, bad, valid):
+    """Each bad setting is reported where it is: in an entry, and in the suite's defaults."""
+    entry = f"runs:\n  - {{task: toy, model: hbnode, {setting}}}\n"
+    defaults = f"defaults: {{{setting}}}\nruns: [{{task: toy, model: hbnode}}]\n"
+    for where, text in [(f"runs[0].{at}", entry), (f"defaults.{at}", defaults)]:
+        line = problem(write(tmp_path, text), registry, where)
+        assert bad in line and valid in line, line
+
+
+def test_model_options_are_checked_against_every_model_they_apply_to(tmp_path, registry):
+    path = write(tmp_path, """
+        defaults:
+          model_options: {gamma_init: -1.0}
+        runs:
+          - task: toy
+            models: [hbnode, node]
+            overrides:
+              hbnode: {model_options: {sigma: tanh}}
+    """)
+    assert problems(path, registry) == [
+        f"{path}: runs[0].overrides.hbnode.model_options.sigma: unknown option 'sigma' for model "
+        "'hbnode'; valid: gamma_init",
+        f"{path}: defaults.model_options.gamma_init: unknown option 'gamma_init' for model 'node'; "
+        "valid: none",
+    ]
+
+
+def test_task_options_are_checked_against_every_task_they_apply_to(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - tasks: [toy, toy2]
+            model: node
+            task_options: {size: 3}
+    """)
+    line = problem(path, registry, "runs[0].task_options.size")
+    assert "unknown option 'size' for task 'toy2'; valid: depth" in line
+
+
+@pytest.mark.parametrize("entry, at, bad, valid", [
+    ("{task: toy, tasks: [toy], model: node}", "runs[0]", "both 'task' and 'tasks' given",
+     "valid: exactly one of them"),
+    ("{task: toy, model: node, models: [node]}", "runs[0]", "both 'model' and 'models' given",
+     "valid: exactly one of them"),
+    ("{model: node}", "runs[0]", "no 'task' or 'tasks' given", "toy, toy2"),
+    ("{task: toy}", "runs[0]", "no 'model' or 'models' given", "anode, ghbnode, hbnode, node, sonode"),
+    ("{task: tyo, model: node}", "runs[0].task", "unknown task 'tyo'", "(did you mean 'toy'?)"),
+    ("{tasks: [toy, tiy2], model: node}", "runs[0].tasks[1]", "unknown task 'tiy2'",
+     "(did you mean 'toy2'?)"),
+    ("{task: toy, models: [node, hbnod]}", "runs[0].models[1]", "unknown model 'hbnod'",
+     "valid: anode, ghbnode, hbnode, node, sonode (did you mean 'hbnode'?)"),
+    ("{task: toy, models: []}", "runs[0].models", "[] is not a non-empty list",
+     "valid: a non-empty list of model names"),
+    ("{task: toy, model: [node]}", "runs[0].model", "unknown model ['node']", "valid: anode"),
+    ("{task: toy, model: node, grid: {lr: 0.1}}", "runs[0].grid.lr", "0.1 is not a non-empty list",
+     "valid: a non-empty list of values to sweep"),
+    ("{task: toy, model: node, grid: {lr: []}}", "runs[0].grid.lr", "[] is not a non-empty list",
+     "valid: a non-empty list"),
+    ("{task: toy, model: node, grid: {lr: [0.1, -1]}}", "runs[0].grid.lr", "-1 is not > 0",
+     "valid: a number > 0"),
+    ("{task: toy, model: node, grid: [lr]}", "runs[0].grid", "['lr'] is not a mapping",
+     "valid: a mapping of dotted run-setting path"),
+    ("{task: toy, model: node, seed: -1}", "runs[0].seed", "-1 is negative", "valid: an integer >= 0"),
+    ("{task: toy, model: node, seeds: [0, one]}", "runs[0].seeds[1]", "'one' is not an integer",
+     "valid: an integer >= 0"),
+    ("{task: toy, model: node, seeds: [1, 1]}", "runs[0].seeds[1]", "seed 1 is listed twice",
+     "valid: distinct seeds"),
+    ("{task: toy, model: node, seeds: []}", "runs[0].seeds", "[] is not a non-empty list",
+     "valid: a non-empty list of integers >= 0, or {start: 0, count: N}"),
+    ("{task: toy, model: node, seed: 0, seeds: [1]}", "runs[0]", "both 'seed' and 'seeds' given",
+     "valid: exactly one of them"),
+    ("{task: toy, model: node, seeds: {start: 0}}", "runs[0].seeds.count", "missing",
+     "valid: an integer > 0"),
+    ("{task: toy, model: node, seeds: {start: 0, count: 0}}", "runs[0].seeds.count", "0 is not > 0",
+     "valid: an integer > 0"),
+    ("{task: toy, model: node, overrides: [node]}", "runs[0].overrides", "['node'] is not a mapping",
+     "valid: a mapping of model name to run settings"),
+    ("toy", "runs[0]", "'toy' is not a mapping", "valid: a run entry"),
+])
+def test_bad_entries(tmp_path, registry, entry, at, bad, valid):
+    path = write(tmp_path, f"runs:\n  - {entry}\n")
+    line = problem(path, registry, at)
+    assert bad in line and valid in line, line
+
+
+@pytest.mark.parametrize("text, at, bad", [
+    ("name: 3", "name", "3 is not a string"),
+    ("description: [a]", "description", "['a'] is not a string"),
+    ("data_root: 1", "data_root", "1 is not a string"),
+    ("defaults: [epochs]", "defaults", "['epochs'] is not a mapping"),
+])
+def test_bad_top_level_values(tmp_path, registry, text, at, bad):
+    path = write(tmp_path, f"{text}\nruns: [{{task: toy, model: node}}]\n")
+    assert bad in problem(path, registry, at)
+
+
+def test_every_problem_is_reported_at_once(tmp_path, registry):
+    path = write(tmp_path, """
+        nmae: x
+        defaults: {epochs: -1}
+        runs:
+          - task: toy
+            models: [node, hbnod]
+            lr: 0
+          - task: toy
+            model: node
+            solver: {method: dopri, adjoint: 'yes'}
+    """)
+    lines = problems(path, registry)
+    assert [line.split(": ")[1] for line in lines] == [
+        "nmae", "runs[0].models[1]", "runs[0].lr", "runs[1].solver.method", "runs[1].solver.adjoint",
+        "defaults.epochs"]
+
+
+def test_a_bad_task_schedule_is_reported(tmp_path):
+    class Broken(Task):
+        name = "broken"
+        schedule = {"epochs": 0, "solver": {"method": "nope"}}
+
+    class Plugin:
+        @hookimpl
+        def harness_tasks(self) -> list[Task]:
+            return [Broken()]
+
+    registry = load_registry(extra_plugins=[("broken", Plugin())])
+    path = write(tmp_path, "runs: [{task: broken, model: node}]\n")
+    lines = problems(path, registry)
+    assert f"{path}: task 'broken' schedule.epochs: 0 is not > 0; valid: an integer > 0" in lines
+    assert any(line.startswith(f"{path}: task 'broken' schedule.solver.method: 'nope' is not a solver")
+               for line in lines)
