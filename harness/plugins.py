@@ -86,7 +86,7 @@ def _collect(registry: Registry) -> None:
     kinds = (("model", registry.manager.hook.harness_model_families, _check_family, registry.families),
              ("task", registry.manager.hook.harness_tasks, _check_task, registry.tasks))
     for kind, hook, check, found in kinds:
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # in registration order
             plugin = impl.plugin_name
             package = registry.packages.get(plugin, "?")
             try:

@@ -130,8 +130,10 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData,
             with counter.in_phase("forward"):
                 prediction = model(x)
                 loss = task.loss(prediction, y)
-            sync()
+            value = loss.item()  # synchronises the device, like sync() would
             t1 = perf_counter()
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration {iterations + 1}")
             optimizer.zero_grad(set_to_none=True)
             with counter.in_phase("backward"):
                 loss.backward()
@@ -140,9 +142,6 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData,
             if spec.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             optimizer.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration {iterations + 1}")
             batch = len(x)
             for name, metric in {"loss": value, **task.metrics(prediction.detach(), y)}.items():
                 sums[name] = sums.get(name, 0.0) + metric * batch

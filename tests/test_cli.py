@@ -1,0 +1,70 @@
+"""The `harness` command, end to end in-process: run, list, report, and bad input."""
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.records import read_records
+
+TINY = """
+name: tiny
+runs:
+  - task: point_cloud
+    models: [node, hbnode]
+    epochs: 2
+    solver: {tol: 1.0e-3}
+"""
+
+
+@pytest.fixture
+def suite(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_run_then_report(suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--device", "cpu"]) == 0
+    records = list(read_records(out))
+    assert [(r["model"], r["status"]) for r in records] == [("node", "ok"), ("hbnode", "ok")]
+    progress = capsys.readouterr().err
+    assert "[2/2] point_cloud/hbnode/seed0: ok in" in progress
+    assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 0
+    assert "0 runs done (0 failed), 2 skipped" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| hbnode" in table and "568" in table
+    assert (out / "report" / "summary.csv").is_file()
+
+
+def test_failed_runs_set_the_exit_code(tmp_path, capsys):
+    path = tmp_path / "failing.yaml"
+    path.write_text(TINY + "    overrides:\n      node: {solver: {options: {max_num_steps: 1}}}\n")
+    out = str(tmp_path / "out")
+    assert main(["run", str(path), "--out", out, "--quiet"]) == 1
+    assert "failed: point_cloud/node/seed0: SolverFailure: max_num_steps exceeded" in capsys.readouterr().out
+    assert main(["run", str(path), "--out", out, "--quiet", "--allow-failures"]) == 0
+
+
+def test_bad_suite_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.replace("hbnode", "hbnod"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"{path}: runs[0].models[1]: unknown model 'hbnod'" in error
+    assert "did you mean 'hbnode'?" in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_of_a_missing_directory(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "no results file at" in capsys.readouterr().err
+
+
+def test_list_shows_plugins_and_their_package(capsys):
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("node", "anode", "sonode", "hbnode", "ghbnode", "point_cloud"):
+        assert f" {name} " in listing
+    assert "h, m" in listing and "harness" in listing
