@@ -121,6 +121,12 @@ class Task:
         """Batch means of the task's metrics (the runner weights them by batch size)."""
         return {}
 
+    def measure(self, model: nn.Module, data: TaskData, epoch: int,
+                options: dict[str, Any]) -> dict[str, Any]:
+        """Extra measurements after an epoch's evaluation (say, an adjoint-decay curve), merged
+        into the epoch record. Dynamics calls made here count as phase "probe", not "eval"."""
+        return {}
+
 
 # ---------------------------------------------------------------------------------------------
 # Hooks. Contribution hooks return lists; observer hooks return nothing.

@@ -4,14 +4,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-PHASES = ("forward", "backward", "eval")
+PHASES = ("forward", "backward", "eval", "probe")
 
 
 class NFECounter:
     """Counts calls of a model's dynamics into the phase that is current when they happen.
 
     The runner sets the phase around the forward pass ("forward"), around ``loss.backward()``
-    ("backward": the adjoint solve calls the dynamics there) and around evaluation ("eval").
+    ("backward": the adjoint solve calls the dynamics there), around evaluation ("eval") and
+    around a task's extra measurements ("probe").
     One counter is shared by every ODE block of a model.
     """
 

@@ -28,6 +28,22 @@ class Dynamics(nn.Module):
         return derivatives[0] if self.n_parts == 1 else torch.cat(derivatives, dim=1)
 
 
+class Rescaled(nn.Module):
+    """The dynamics times a per-element factor, made for one solve.
+
+    The factor travels with the solve (this object is what the adjoint calls back later),
+    never as state left on the block for ``backward()`` to read.
+    """
+
+    def __init__(self, dynamics: Dynamics, scale: Tensor) -> None:
+        super().__init__()
+        self.dynamics = dynamics
+        self.scale = scale
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        return self.dynamics(t, z) * self.scale
+
+
 class ODEBlock(nn.Module):
     """Forms the initial state, solves over the family's interval, and reads parts back."""
 
@@ -60,9 +76,18 @@ class ODEBlock(nn.Module):
             rest = x.new_zeros((x.shape[0], missing, *x.shape[2:]))
         return torch.cat([x, rest], dim=1) if rest.shape[1] else x
 
-    def forward(self, z0: Tensor) -> Tensor:
+    def forward(self, z0: Tensor, duration: Tensor | None = None) -> Tensor:
+        """The state at the end of the family's interval.
+
+        With ``duration`` (one length per batch element), each element is carried across its
+        own time span in one batched solve, by the change of time interval: g' = s·F(g) on the
+        family's interval, s = duration / interval length. f then sees the rescaled time τ.
+        """
         t = interval_tensor(*self.family.interval, like=z0)
-        return solve(self.dynamics, z0, t, self.solver)
+        if duration is None:
+            return solve(self.dynamics, z0, t, self.solver)
+        scale = (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1)))
+        return solve(Rescaled(self.dynamics, scale), z0, t, self.solver)
 
     def part(self, z: Tensor, name: str = "h") -> Tensor:
         return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]

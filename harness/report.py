@@ -95,8 +95,8 @@ def _row(task: str, model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = (ok or runs)[0]
     metric = first["metric"]
     per_run = {
-        "test_metric": [run["epochs"][-1][f"test_{metric}"] for run in ok],
-        "train_loss": [run["epochs"][-1]["loss"] for run in ok],
+        "test_metric": [run["epochs"][-1].get(f"test_{metric}") for run in ok if run["epochs"]],
+        "train_loss": [run["epochs"][-1].get("loss") for run in ok if run["epochs"]],
         "forward_nfe": [_epoch_mean(run, "forward_nfe") for run in ok],
         "backward_nfe": [_epoch_mean(run, "backward_nfe") for run in ok],
         "epoch_time_s": [_epoch_mean(run, "train_time_s") for run in ok],

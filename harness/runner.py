@@ -97,7 +97,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device) -> dict
     try:
         built = build_run(spec, registry, device)
         record.update(params=count_parameters(built.model), widths=built.widths)
-        data = task.data(dict(_task_options(task, spec)), spec.seed, spec.data_root, device,
+        data = task.data(_task_options(task, spec), spec.seed, spec.data_root, device,
                          spec.batch_size)
         for epoch in train(spec, built, data, device):
             record["epochs"].append(epoch)
@@ -114,10 +114,21 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device) -> dict
 
 def train(spec: RunSpec, built: BuiltRun, data: TaskData,
           device: torch.device) -> Iterable[dict[str, Any]]:
-    """Train for ``spec.epochs`` epochs, yielding one record per epoch."""
+    """Train for ``spec.epochs`` epochs, yielding one record per epoch (with ``epochs: 0``,
+    one record of the untrained model, numbered 0)."""
     model, task, counter = built.model, built.task, built.counter
     optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
     sync = _synchronizer(device)
+    options = _task_options(task, spec)
+
+    def evaluate_and_measure(epoch: int) -> dict[str, Any]:
+        results = evaluate(model, task, data.test, counter, sync)
+        with counter.in_phase("probe"):
+            results.update(task.measure(model, data, epoch, options))
+        return results
+
+    if spec.epochs == 0:  # a study of the model at initialisation
+        yield {"epoch": 0, "iterations": 0, **evaluate_and_measure(0)}
     for epoch in range(1, spec.epochs + 1):
         model.train()
         counter.take()
@@ -162,7 +173,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData,
             "backward_time_s": sums["backward_time_s"] / iterations,
         }
         if epoch % spec.eval_every == 0 or epoch == spec.epochs:
-            record.update(evaluate(model, task, data.test, counter, sync))
+            record.update(evaluate_and_measure(epoch))
         yield record
 
 

@@ -139,7 +139,7 @@ def _positive_int(value: Any) -> int:
     return value
 
 
-def _seed(value: Any) -> int:
+def _non_negative_int(value: Any) -> int:
     valid = "valid: an integer >= 0"
     if _int(value, valid) < 0:
         raise _Invalid(f"{value!r} is negative", valid)
@@ -215,7 +215,7 @@ def _option_value(default: Any, value: Any) -> Any:
 
 
 _SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "epochs": _positive_int,
+    "epochs": _non_negative_int,  # 0 studies the untrained model
     "lr": _positive_float,
     "batch_size": _optional(_positive_int),
     "optimizer": _choice(OPTIMIZERS, "an optimizer"),
@@ -405,7 +405,7 @@ def _check_seeds(entry: dict, at: str, report: _Report) -> list[int]:
                    "a non-empty list of integers >= 0, or {start: 0, count: N}")
     if items is None:
         return [0]
-    seeds = [report.check(where, _seed, value) for where, value in items]
+    seeds = [report.check(where, _non_negative_int, value) for where, value in items]
     for i, seed in enumerate(seeds):
         if seed is not None and seed in seeds[:i]:
             report.add(items[i][0], f"seed {seed} is listed twice", "valid: distinct seeds")
@@ -419,7 +419,7 @@ def _check_seed_range(seeds: dict, at: str, report: _Report) -> list[int]:
     if "count" not in seeds:
         report.add(_join(at, "count"), "missing", "valid: an integer > 0")
         return []
-    start = report.check(_join(at, "start"), _seed, seeds.get("start", 0))
+    start = report.check(_join(at, "start"), _non_negative_int, seeds.get("start", 0))
     count = report.check(_join(at, "count"), _positive_int, seeds["count"])
     return list(range(start, start + count)) if start is not None and count is not None else []
 

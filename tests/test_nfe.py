@@ -28,13 +28,13 @@ def one_step(spec, registry):
 @pytest.mark.parametrize("model", FAMILIES)
 def test_fixed_step_counts_are_exact_in_every_phase(registry, model):
     counts = one_step(make_spec(model=model, solver=RK4_QUARTER), registry)
-    assert counts == {"forward": 16, "backward": 16, "eval": 16}
+    assert counts == {"forward": 16, "backward": 16, "eval": 16, "probe": 0}
 
 
 @pytest.mark.parametrize("model", FAMILIES)
 def test_without_adjoint_nothing_is_counted_in_backward(registry, model):
     counts = one_step(make_spec(model=model, solver={**RK4_QUARTER, "adjoint": False}), registry)
-    assert counts == {"forward": 16, "backward": 0, "eval": 16}
+    assert counts == {"forward": 16, "backward": 0, "eval": 16, "probe": 0}
 
 
 def test_adaptive_counts_follow_dopri5(registry):

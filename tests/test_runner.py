@@ -116,3 +116,12 @@ def test_observers_see_every_epoch_and_the_end(tmp_path):
     registry = load_registry([("observer", Observer())])
     run_suite([make_spec(model="node", epochs=2, solver=RK4)], registry, tmp_path, CPU)
     assert seen == [("start", "node"), ("epoch", 1), ("epoch", 2), ("end", "ok")]
+
+
+def test_zero_epochs_evaluates_the_untrained_model(tmp_path, registry):
+    (record,) = run_suite([make_spec(model="hbnode", epochs=0, solver=RK4)], registry, tmp_path,
+                          CPU).records
+    assert record["status"] == "ok"
+    (epoch,) = record["epochs"]
+    assert (epoch["epoch"], epoch["iterations"], epoch["eval_nfe"]) == (0, 0, 8)  # 2 rk4 steps
+    assert "loss" not in epoch and "test_loss" in epoch

@@ -309,9 +309,10 @@ def test_unknown_keys(tmp_path, registry, text, at, bad, valid):
 
 
 @pytest.mark.parametrize("setting, at, bad, valid", [
-    ("epochs: -1", "epochs", "-1 is not > 0", "valid: an integer > 0"),
-    ("epochs: ten", "epochs", "'ten' is not an integer", "valid: an integer > 0"),
-    ("epochs: true", "epochs", "True is not an integer", "valid: an integer > 0"),
+    ("epochs: -1", "epochs", "-1 is negative", "valid: an integer >= 0"),
+    ("epochs: ten", "epochs", "'ten' is not an integer", "valid: an integer >= 0"),
+    ("epochs: true", "epochs", "True is not an integer", "valid: an integer >= 0"),
+    ("eval_every: 0", "eval_every", "0 is not > 0", "valid: an integer > 0"),
     ("lr: 0", "lr", "0 is not > 0", "valid: a number > 0"),
     ("lr: fast", "lr", "'fast' is not a finite number", "valid: a number > 0"),
     ("batch_size: 0", "batch_size", "0 is not > 0", "valid: an integer > 0 or null"),
@@ -455,7 +456,7 @@ def test_every_problem_is_reported_at_once(tmp_path, registry):
 def test_a_bad_task_schedule_is_reported(tmp_path):
     class Broken(Task):
         name = "broken"
-        schedule = {"epochs": 0, "solver": {"method": "nope"}}
+        schedule = {"epochs": -2, "solver": {"method": "nope"}}
 
     class Plugin:
         @hookimpl
@@ -465,6 +466,6 @@ def test_a_bad_task_schedule_is_reported(tmp_path):
     registry = load_registry(extra_plugins=[("broken", Plugin())])
     path = write(tmp_path, "runs: [{task: broken, model: node}]\n")
     lines = problems(path, registry)
-    assert f"{path}: task 'broken' schedule.epochs: 0 is not > 0; valid: an integer > 0" in lines
+    assert f"{path}: task 'broken' schedule.epochs: -2 is negative; valid: an integer >= 0" in lines
     assert any(line.startswith(f"{path}: task 'broken' schedule.solver.method: 'nope' is not a solver")
                for line in lines)
