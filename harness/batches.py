@@ -8,7 +8,8 @@ from torch import Tensor
 
 
 class TensorBatches:
-    """Re-iterable (x, y) batches; with ``shuffle`` each epoch draws a new seeded order.
+    """Re-iterable (x, y) batches; with ``shuffle``, the order of epoch e is drawn from
+    (seed, e) alone, so a run resumed at epoch e sees the batches it would have seen.
 
     ``batch_size=None`` gives the whole set as one batch (full-batch training).
     """
@@ -18,7 +19,12 @@ class TensorBatches:
         self.x, self.y = x, y
         self.batch_size = batch_size or len(x)
         self.shuffle = shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the runner before each epoch."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
@@ -27,7 +33,8 @@ class TensorBatches:
         if self.batch_size >= len(self.x):
             yield self.x, self.y
             return
-        order = (torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = (torch.randperm(len(self.x), generator=generator).to(self.x.device)
                  if self.shuffle else torch.arange(len(self.x), device=self.x.device))
         for start in range(0, len(self.x), self.batch_size):
             index = order[start:start + self.batch_size]

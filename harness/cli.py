@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-root", help="where tasks find their data (overrides the suite's "
                                           "data_root and $HARNESS_DATA_ROOT)")
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    run.add_argument("--executor", help="where runs execute: inline, local (a process per GPU, "
+                                         "or --workers CPU processes), ray, or a plugin's; "
+                                         "default: the suite's, else local with several GPUs, "
+                                         "else inline")
+    run.add_argument("--workers", type=int, help="worker processes (local) or CPUs (ray)")
+    run.add_argument("--address", help="address of an existing Ray cluster")
     run.add_argument("--allow-failures", action="store_true",
                      help="exit 0 even when some runs failed")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -39,22 +45,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
+    from harness.driver import run_suite
     from harness.environment import resolve_device
+    from harness.executors import default_executor
     from harness.progress import Progress
-    from harness.runner import RunConfigError, run_suite
+    from harness.runner import RunConfigError
     from harness.suite import SuiteError, load_suite
 
     try:
         suite = load_suite(args.suite, registry, data_root=args.data_root)
-        device = resolve_device(args.device)
+        resolve_device(args.device)
     except (SuiteError, ValueError) as error:
         print(f"harness: {error}", file=sys.stderr)
+        return 2
+    execution = {**suite.execution, **{key: value for key, value in
+                 (("executor", args.executor), ("workers", args.workers), ("address", args.address))
+                 if value is not None}}
+    executor = execution.get("executor", default_executor())
+    if executor not in registry.executors:
+        print(f"harness: --executor {executor!r} is unknown; valid: "
+              f"{', '.join(sorted(registry.executors))}", file=sys.stderr)
         return 2
     out = args.out or Path("results") / suite.name
     if not args.quiet:
         registry.manager.register(Progress(len(suite.runs)), name="progress")
     try:
-        outcome = run_suite(suite.runs, registry, out, device, force=args.force)
+        outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
+                            executor=executor, workers=execution.get("workers"),
+                            address=execution.get("address"))
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2

@@ -143,6 +143,11 @@ def harness_tasks() -> Sequence[Task]:
 
 
 @hookspec
+def harness_executors() -> Sequence[type]:
+    """Return executor classes (see :mod:`harness.executors`): where runs execute."""
+
+
+@hookspec
 def harness_run_started(run: Any) -> None:
     """A run (a :class:`harness.runspec.RunSpec`) is about to train."""
 

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.contract import Family
+from harness.failures import NFECapExceeded
 from harness.nfe import NFECounter
 from harness.solver import SolverConfig, interval_tensor, solve
 
@@ -42,6 +43,25 @@ class Rescaled(nn.Module):
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.dynamics(t, z) * self.scale
+
+
+class Capped(nn.Module):
+    """Fails a solve that calls the dynamics more than ``cap`` times; made for one solve, whose
+    forward and adjoint passes (told apart by the counter's phase) each get the full cap."""
+
+    def __init__(self, func: nn.Module, cap: int, counter: NFECounter) -> None:
+        super().__init__()
+        self.func, self.cap, self.counter = func, cap, counter
+        self.phase, self.calls = counter.phase, 0
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        if self.counter.phase != self.phase:
+            self.phase, self.calls = self.counter.phase, 0
+        self.calls += 1
+        if self.calls > self.cap:
+            raise NFECapExceeded(f"one {self.phase} solve needed more than {self.cap} evaluations "
+                                 f"(solver.max_nfe)")
+        return self.func(t, z)
 
 
 class ODEBlock(nn.Module):
@@ -84,10 +104,12 @@ class ODEBlock(nn.Module):
         family's interval, s = duration / interval length. f then sees the rescaled time τ.
         """
         t = interval_tensor(*self.family.interval, like=z0)
-        if duration is None:
-            return solve(self.dynamics, z0, t, self.solver)
-        scale = (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1)))
-        return solve(Rescaled(self.dynamics, scale), z0, t, self.solver)
+        func: nn.Module = self.dynamics
+        if duration is not None:
+            func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
+        if self.solver.max_nfe:
+            func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
+        return solve(func, z0, t, self.solver)
 
     def part(self, z: Tensor, name: str = "h") -> Tensor:
         return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]

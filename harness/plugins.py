@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any, Iterable
 
 import pluggy
@@ -29,6 +29,7 @@ class Registry:
     manager: pluggy.PluginManager
     families: dict[str, type[Family]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
+    executors: dict[str, type] = field(default_factory=dict)
     packages: dict[str, str] = field(default_factory=dict)
     """plugin name → the distribution that provides it."""
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -37,6 +38,14 @@ class Registry:
 
     def package_of(self, kind: str, name: str) -> str:
         return self.packages.get(self.sources.get((kind, name), ""), "?")
+
+    def provenance(self, kind: str, name: str) -> str:
+        """"<package> <version>" of the plugin that provides this model or task."""
+        package = self.package_of(kind, name)
+        try:
+            return f"{package} {version(package)}"
+        except PackageNotFoundError:
+            return package
 
     @property
     def hook(self) -> Any:
@@ -57,7 +66,10 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
     A plugin that fails to import, raises in a hook, returns the wrong thing or reuses a taken
     name is recorded in ``failures``; the others still load.
     """
+    from harness import executors  # the built-in executors are a plugin of the host itself
+
     registry = Registry(new_manager())
+    _register(registry, "executors", "harness", executors)
     if entry_points_group:
         for ep in entry_points(group=entry_points_group):
             package = ep.dist.name if ep.dist else "?"
@@ -84,7 +96,9 @@ def _register(registry: Registry, name: str, package: str, plugin: object) -> No
 
 def _collect(registry: Registry) -> None:
     kinds = (("model", registry.manager.hook.harness_model_families, _check_family, registry.families),
-             ("task", registry.manager.hook.harness_tasks, _check_task, registry.tasks))
+             ("task", registry.manager.hook.harness_tasks, _check_task, registry.tasks),
+             ("executor", registry.manager.hook.harness_executors, _check_executor,
+              registry.executors))
     for kind, hook, check, found in kinds:
         for impl in hook.get_hookimpls():  # in registration order
             plugin = impl.plugin_name
@@ -123,6 +137,13 @@ def _check_family(item: object) -> str | None:
     if not t1 > t0:
         return f"family {name!r}: interval {item.interval!r} must increase"
     return None
+
+
+def _check_executor(item: object) -> str | None:
+    from harness.executors import Executor
+    if not (isinstance(item, type) and issubclass(item, Executor)):
+        return f"harness_executors returned {item!r}, not a subclass of harness.executors.Executor"
+    return None if isinstance(getattr(item, "name", None), str) else f"executor {item!r} has no name"
 
 
 def _check_task(item: object) -> str | None:

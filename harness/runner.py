@@ -1,34 +1,30 @@
-"""Training and evaluating runs, and running a suite of them into a results file."""
+"""Training and evaluating one run, whatever happens, into its result record."""
 from __future__ import annotations
 
 import datetime as dt
 import math
 import random
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
+from harness.checkpoints import Checkpoints
 from harness.contract import BuildContext, Family, Task, TaskData
 from harness.environment import environment
+from harness.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
 from harness.nfe import NFECounter
 from harness.ode import ODEBlock
 from harness.plugins import Registry
-from harness.records import append_record, finished_keys, results_path
 from harness.runspec import RunSpec
-from harness.solver import SolverFailure, as_solver_failure
+from harness.solver import as_solver_failure
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
 }
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The training loss became NaN or infinite."""
 
 
 class RunConfigError(ValueError):
@@ -37,12 +33,13 @@ class RunConfigError(ValueError):
 
 @dataclass
 class BuiltRun:
-    """A run's task, model and NFE counter, ready to train."""
+    """A run's task, model, optimizer and NFE counter, ready to train."""
 
     task: Task
     family: type[Family]
     widths: dict[str, int]
     model: nn.Module
+    optimizer: torch.optim.Optimizer
     counter: NFECounter
 
 
@@ -68,7 +65,8 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
 
     seed_everything(spec.seed)
     model = task.build_model(BuildContext(family=family, widths=widths, ode=ode)).to(device)
-    return BuiltRun(task, family, widths, model, counter)
+    optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+    return BuiltRun(task, family, widths, model, optimizer, counter)
 
 
 def seed_everything(seed: int) -> None:
@@ -80,8 +78,28 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def execute_run(spec: RunSpec, registry: Registry, device: torch.device) -> dict[str, Any]:
-    """Train and evaluate one run; whatever happens, return its result record."""
+Notify = Callable[..., None]
+"""``notify(event, run, **details)`` with event "run_started", "epoch_finished" (``epoch=``) or
+"run_finished" (``record=``): how a run reports progress to the observer hooks, in this
+process or across a process boundary."""
+
+
+def hook_notifier(registry: Registry) -> Notify:
+    """Deliver events to the registry's observer hooks (``harness_<event>``)."""
+    def notify(event: str, run: RunSpec, **details: Any) -> None:
+        getattr(registry.hook, f"harness_{event}")(run=run, **details)
+    return notify
+
+
+def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
+                notify: Notify | None = None,
+                checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+    """Train and evaluate one run; whatever happens, return its result record.
+
+    With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
+    it exists, continues from there (the record says ``resumed_from_epoch``).
+    """
+    notify = notify or hook_notifier(registry)
     task = registry.tasks[spec.task]
     record: dict[str, Any] = {
         "key": spec.key, "suite": spec.suite, "task": spec.task, "model": spec.model,
@@ -90,34 +108,49 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device) -> dict
         "paper_params": task.paper_params.get(spec.model), "config": spec.config(),
         "packages": {"task": registry.package_of("task", spec.task),
                      "model": registry.package_of("model", spec.model)},
+        "versions": spec.versions,
         "environment": environment(device), "started_at": _now(), "epochs": [],
     }
-    registry.hook.harness_run_started(run=spec)
-    start = perf_counter()
+    notify("run_started", spec)
+    start, earlier = perf_counter(), 0.0
     try:
         built = build_run(spec, registry, device)
         record.update(params=count_parameters(built.model), widths=built.widths)
         data = task.data(_task_options(task, spec), spec.seed, spec.data_root, device,
                          spec.batch_size)
-        for epoch in train(spec, built, data, device):
+        saved = checkpoints.load(spec.key) if checkpoints else None
+        if saved:
+            built.model.load_state_dict(saved["model"])
+            built.optimizer.load_state_dict(saved["optimizer"])
+            record.update(epochs=saved["epochs"], resumed_from_epoch=len(saved["epochs"]))
+            earlier = saved["elapsed_s"]
+        deadline = start - earlier + spec.time_limit_s if spec.time_limit_s else None
+        for epoch in train(spec, built, data, device, len(record["epochs"]) + 1, deadline):
             record["epochs"].append(epoch)
-            registry.hook.harness_epoch_finished(run=spec, epoch=epoch)
+            if checkpoints:
+                checkpoints.save(spec.key, {"model": built.model.state_dict(),
+                                            "optimizer": built.optimizer.state_dict(),
+                                            "epochs": record["epochs"],
+                                            "elapsed_s": earlier + perf_counter() - start})
+            notify("epoch_finished", spec, epoch=epoch)
     except Exception as error:  # a run that blows up is a result, not a crash
         error = as_solver_failure(error)
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      failure_kind=_failure_kind(error),
+                      failure_kind=failure_kind(error),
                       traceback="".join(traceback.format_exception(error)[-3:]))
-    record.update(wall_time_s=perf_counter() - start, finished_at=_now())
-    registry.hook.harness_run_finished(run=spec, record=record)
+    record.update(wall_time_s=earlier + perf_counter() - start, finished_at=_now())
+    if checkpoints:
+        checkpoints.discard(spec.key)
+    notify("run_finished", spec, record=record)
     return record
 
 
-def train(spec: RunSpec, built: BuiltRun, data: TaskData,
-          device: torch.device) -> Iterable[dict[str, Any]]:
-    """Train for ``spec.epochs`` epochs, yielding one record per epoch (with ``epochs: 0``,
-    one record of the untrained model, numbered 0)."""
-    model, task, counter = built.model, built.task, built.counter
-    optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
+          first_epoch: int = 1, deadline: float | None = None) -> Iterable[dict[str, Any]]:
+    """Train from ``first_epoch`` to ``spec.epochs``, yielding one record per epoch (with
+    ``epochs: 0``, one record of the untrained model, numbered 0). Past ``deadline`` (a
+    ``perf_counter`` time) the run stops with :class:`TimeLimitExceeded`."""
+    model, task, counter, optimizer = built.model, built.task, built.counter, built.optimizer
     sync = _synchronizer(device)
     options = _task_options(task, spec)
 
@@ -129,9 +162,11 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData,
 
     if spec.epochs == 0:  # a study of the model at initialisation
         yield {"epoch": 0, "iterations": 0, **evaluate_and_measure(0)}
-    for epoch in range(1, spec.epochs + 1):
+    for epoch in range(first_epoch, spec.epochs + 1):
         model.train()
         counter.take()
+        if hasattr(data.train, "set_epoch"):
+            data.train.set_epoch(epoch)
         sums: dict[str, float] = {}
         iterations = samples = 0
         sync()
@@ -161,6 +196,9 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData,
             iterations += 1
             samples += batch
             sync()
+            if deadline is not None and perf_counter() > deadline:
+                raise TimeLimitExceeded(f"time limit of {spec.time_limit_s} s reached in epoch "
+                                        f"{epoch}, iteration {iterations}")
         train_time = perf_counter() - epoch_start
         nfe = counter.take()
         record: dict[str, Any] = {
@@ -203,60 +241,8 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounte
             "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches}
 
 
-@dataclass
-class SuiteOutcome:
-    """What a suite invocation did: records written, runs skipped as already finished."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    skipped: int = 0
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] != "ok"]
-
-
-def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
-    """Find set-up problems of every run before any training starts."""
-    problems = []
-    for spec in runs:
-        task, family = registry.tasks[spec.task], registry.families[spec.model]
-        try:
-            widths_for(spec, task, family)
-            family(**spec.model_options)
-        except (RunConfigError, TypeError, ValueError) as error:
-            problems.append(f"{spec.label}: {error}" if not isinstance(error, RunConfigError) else str(error))
-    if problems:
-        raise RunConfigError("\n".join(problems))
-
-
-def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
-              device: torch.device, force: bool = False) -> SuiteOutcome:
-    """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``),
-    appending one record per run to ``out_dir/results.jsonl`` as soon as it ends."""
-    check_runs(runs, registry)
-    path = results_path(out_dir)
-    done = set() if force else finished_keys(path)
-    outcome = SuiteOutcome()
-    for spec in runs:
-        if spec.key in done:
-            outcome.skipped += 1
-            continue
-        record = execute_run(spec, registry, device)
-        append_record(path, record)
-        outcome.records.append(record)
-    return outcome
-
-
 def _task_options(task: Task, spec: RunSpec) -> dict[str, Any]:
     return {**task.options, **spec.task_options}
-
-
-def _failure_kind(error: BaseException) -> str:
-    if isinstance(error, SolverFailure):
-        return "solver"
-    if isinstance(error, NonFiniteLoss):
-        return "non_finite"
-    return "error"
 
 
 def _synchronizer(device: torch.device) -> Callable[[], None]:

@@ -14,12 +14,14 @@ HARNESS_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "batch_size": None,
     "optimizer": "adam",
-    "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7, "adjoint": True, "options": {}},
+    "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7, "adjoint": True, "options": {},
+               "max_nfe": None},
     "widths": None,
     "model_options": {},
     "task_options": {},
     "eval_every": 1,
     "grad_clip": None,
+    "time_limit_s": None,
 }
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -44,11 +46,15 @@ class RunSpec:
     task_options: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 1
     grad_clip: float | None = None
+    time_limit_s: float | None = None
     data_root: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    """Versions of the packages providing the task and the model: part of the key."""
 
     @classmethod
     def from_settings(cls, suite: str, task: str, model: str, seed: int,
-                      settings: dict[str, Any], data_root: str | None = None) -> "RunSpec":
+                      settings: dict[str, Any], data_root: str | None = None,
+                      versions: dict[str, str] | None = None) -> "RunSpec":
         """Build from resolved settings (keys of :data:`HARNESS_DEFAULTS`)."""
         solver = dict(settings["solver"])
         return cls(suite=suite, task=task, model=model, seed=seed, epochs=settings["epochs"],
@@ -56,7 +62,8 @@ class RunSpec:
                    optimizer=settings["optimizer"], solver=SolverConfig(**solver),
                    widths=settings["widths"], model_options=dict(settings["model_options"]),
                    task_options=dict(settings["task_options"]), eval_every=settings["eval_every"],
-                   grad_clip=settings["grad_clip"], data_root=data_root)
+                   grad_clip=settings["grad_clip"], time_limit_s=settings["time_limit_s"],
+                   data_root=data_root, versions=dict(versions or {}))
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored in the result record."""
@@ -66,12 +73,14 @@ class RunSpec:
             "solver": self.solver.as_dict(), "widths": self.widths,
             "model_options": self.model_options, "task_options": self.task_options,
             "eval_every": self.eval_every, "grad_clip": self.grad_clip,
+            "time_limit_s": self.time_limit_s,
         }
 
     @property
     def key(self) -> str:
-        """Identifies the run across invocations: a hash of the resolved configuration."""
-        text = json.dumps(self.config(), sort_keys=True, default=str)
+        """Identifies the run across invocations: a hash of the resolved configuration and of
+        the plugin versions."""
+        text = json.dumps([self.config(), self.versions], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property

@@ -29,6 +29,8 @@ class SolverConfig:
     atol: float = 1e-7
     adjoint: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    max_nfe: int | None = None
+    """Fail a solve (forward or adjoint, each counted on its own) past this many evaluations."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,7 +40,8 @@ from harness.solver import METHODS
 
 DATA_ROOT_ENV = "HARNESS_DATA_ROOT"
 
-_TOP_KEYS = ("name", "description", "data_root", "defaults", "runs")
+_TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
+_EXECUTION_KEYS = ("executor", "workers", "address")
 _ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "overrides")
 _SEED_RANGE_KEYS = ("start", "count")
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
@@ -63,6 +64,8 @@ class Suite:
     description: str
     runs: list[RunSpec]
     data_root: str | None
+    execution: dict[str, Any] = field(default_factory=dict)
+    """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +224,7 @@ _SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "optimizer": _choice(OPTIMIZERS, "an optimizer"),
     "eval_every": _positive_int,
     "grad_clip": _optional(_positive_float),
+    "time_limit_s": _optional(_positive_float),
 }
 _SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
     "method": _choice(METHODS, "a solver"),
@@ -228,6 +232,7 @@ _SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
     "atol": _positive_float,
     "tol": _positive_float,
     "adjoint": _bool,
+    "max_nfe": _optional(_positive_int),
 }
 
 
@@ -500,6 +505,20 @@ def _read(path: Path) -> Any:
         raise SuiteError(f"{path}: {where}: invalid YAML: {problem}") from None
 
 
+def _check_execution(value: Any, report: _Report, registry: Registry) -> dict[str, Any]:
+    """``execution: {executor: local, workers: 2, address: …}``, each key optional."""
+    execution = _mapping(value, "execution", report, f"a mapping with keys {', '.join(_EXECUTION_KEYS)}")
+    checks = {"executor": _choice(registry.executors, "an executor"),
+              "workers": _positive_int, "address": _str}
+    checked = {}
+    for key, item in execution.items():
+        if key in checks:
+            checked[key] = report.check(_join("execution", key), checks[key], item)
+        else:
+            report.unknown(_join("execution", key), f"unknown key {key!r}", key, _EXECUTION_KEYS)
+    return checked
+
+
 def _data_root(given: str | None, in_suite: str | None, suite_dir: Path) -> str | None:
     """See the module docstring for the order."""
     if given is not None:
@@ -510,7 +529,8 @@ def _data_root(given: str | None, in_suite: str | None, suite_dir: Path) -> str 
 
 
 def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
-            schedules: dict[str, dict[str, Any]], data_root: str | None) -> list[RunSpec]:
+            schedules: dict[str, dict[str, Any]], data_root: str | None,
+            registry: Registry) -> list[RunSpec]:
     """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
     runs: dict[str, RunSpec] = {}
     for entry in entries:
@@ -523,7 +543,10 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
                 settings["task_options"] = {key: _option_value(task.options[key], value)
                                             for key, value in settings["task_options"].items()}
                 for seed in entry.seeds:
-                    spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root)
+                    versions = {"task": registry.provenance("task", task.name),
+                                "model": registry.provenance("model", model)}
+                    spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
+                                                 versions)
                     runs.setdefault(spec.key, spec)
     return list(runs.values())
 
@@ -547,6 +570,7 @@ def load_suite(path: str | Path, registry: Registry, data_root: str | None = Non
     description = report.check("description", _str, document.get("description", ""))
     suite_root = report.check("data_root", _optional(_str), document.get("data_root"))
 
+    execution = _check_execution(document.get("execution", {}), report, registry)
     raw_runs = document.get("runs")
     if not isinstance(raw_runs, list) or not raw_runs:
         report.add("runs", "missing" if raw_runs is None else f"{raw_runs!r} is not a non-empty list",
@@ -572,4 +596,5 @@ def load_suite(path: str | Path, registry: Registry, data_root: str | None = Non
 
     root = _data_root(data_root, suite_root, path.parent)
     return Suite(name=name, path=path, description=description,
-                 runs=_expand(name, entries, defaults, schedules, root), data_root=root)
+                 runs=_expand(name, entries, defaults, schedules, root, registry), data_root=root,
+                 execution=execution)

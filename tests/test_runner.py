@@ -7,7 +7,8 @@ import pytest
 
 from harness.plugins import load_registry
 from harness.records import read_records, results_path
-from harness.runner import RunConfigError, run_suite
+from harness.driver import run_suite
+from harness.runner import RunConfigError
 from harness.suite import load_suite
 from tests.conftest import CPU, make_spec
 from tests.plugins_for_tests import Misbehaving

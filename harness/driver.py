@@ -1,0 +1,62 @@
+"""The driver: picks the runs a results directory still needs, hands them to an executor, and
+writes each record as it comes back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.plugins import Registry
+from harness.records import append_record, finished_keys, results_path
+from harness.runner import RunConfigError, hook_notifier, widths_for
+from harness.runspec import RunSpec
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class SuiteOutcome:
+    """What a suite invocation did: records written, runs skipped as already finished."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "ok"]
+
+
+def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
+    """Find set-up problems of every run before any training starts."""
+    problems = []
+    for spec in runs:
+        task, family = registry.tasks[spec.task], registry.families[spec.model]
+        try:
+            widths_for(spec, task, family)
+            family(**spec.model_options)
+        except RunConfigError as error:
+            problems.append(str(error))
+        except (TypeError, ValueError) as error:
+            problems.append(f"{spec.label}: {error}")
+    if problems:
+        raise RunConfigError("\n".join(problems))
+
+
+def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
+              device: Any = "auto", force: bool = False, executor: str = "inline",
+              workers: int | None = None, address: str | None = None) -> SuiteOutcome:
+    """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
+    on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
+    as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there."""
+    check_runs(runs, registry)
+    path = results_path(out_dir)
+    done = set() if force else finished_keys(path)
+    todo = [spec for spec in runs if spec.key not in done]
+    outcome = SuiteOutcome(skipped=len(runs) - len(todo))
+    if not todo:
+        return outcome
+    runner = registry.executors[executor](registry, device, workers, address)
+    for record in runner.run(todo, hook_notifier(registry), Path(out_dir) / CHECKPOINT_DIR):
+        append_record(path, record)
+        outcome.records.append(record)
+    return outcome

@@ -1,0 +1,30 @@
+"""Why a run failed: the exceptions the harness raises, and how a record names them."""
+from __future__ import annotations
+
+from harness.solver import SolverFailure
+
+
+class NFECapExceeded(SolverFailure):
+    """One solve needed more function evaluations than the suite's ``solver.max_nfe``."""
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TimeLimitExceeded(TimeoutError):
+    """The run took longer than its ``time_limit_s``."""
+
+
+#: failure_kind in a record, by exception type; the first match wins.
+KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (NFECapExceeded, "nfe_cap"),
+    (SolverFailure, "solver"),
+    (NonFiniteLoss, "non_finite"),
+    (TimeLimitExceeded, "time_limit"),
+)
+
+
+def failure_kind(error: BaseException) -> str:
+    """"nfe_cap", "solver", "non_finite", "time_limit", or "error" for anything else."""
+    return next((kind for cls, kind in KINDS if isinstance(error, cls)), "error")
