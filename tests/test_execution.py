@@ -1,0 +1,136 @@
+"""Execution: worker pools, Ray, resume after a kill, failure kinds, determinism."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.checkpoints import Checkpoints
+from harness.driver import run_suite
+from harness.records import read_records, results_path
+from harness.runner import execute_run
+from tests.conftest import CPU, make_spec
+
+RK4 = {"method": "rk4", "options": {"step_size": 0.5}}
+
+
+def summary(record):
+    """What must not change between two executions of the same run."""
+    return [(e["loss"], e["forward_nfe"], e["backward_nfe"], e["test_loss"]) for e in record["epochs"]]
+
+
+def test_same_seed_on_cpu_gives_identical_nfe_and_loss(registry):
+    spec = make_spec(model="ghbnode", epochs=3, solver={"rtol": 1e-4, "atol": 1e-4}, batch_size=50)
+    first, second = (execute_run(spec, registry, CPU) for _ in range(2))
+    assert summary(first) == summary(second)
+    other_seed = execute_run(make_spec(model="ghbnode", epochs=3, seed=1, batch_size=50,
+                                       solver={"rtol": 1e-4, "atol": 1e-4}), registry, CPU)
+    assert summary(other_seed) != summary(first)
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path, registry):
+    """Interrupt after epoch 2 (a checkpoint stays), resume: the epochs equal an uninterrupted run."""
+    spec = make_spec(model="hbnode", epochs=4, solver={"rtol": 1e-4, "atol": 1e-4}, batch_size=50)
+    whole = execute_run(spec, registry, CPU)
+
+    class Interrupt(BaseException):
+        pass
+
+    def stop_after_two(event, run, **details):
+        if event == "epoch_finished" and details["epoch"]["epoch"] == 2:
+            raise Interrupt
+
+    checkpoints = Checkpoints(tmp_path)
+    with pytest.raises(Interrupt):
+        execute_run(spec, registry, CPU, stop_after_two, checkpoints)
+    assert checkpoints.path(spec.key).exists()
+    resumed = execute_run(spec, registry, CPU, lambda *a, **k: None, checkpoints)
+    assert resumed["resumed_from_epoch"] == 2
+    assert summary(resumed) == summary(whole)
+    assert not checkpoints.path(spec.key).exists()  # discarded once the run ended
+
+
+def test_local_pool_with_two_cpu_workers(tmp_path, registry):
+    runs = [make_spec(model=m, epochs=2, solver=RK4) for m in ("node", "sonode", "hbnode", "ghbnode")]
+    outcome = run_suite(runs, registry, tmp_path, "cpu", executor="local", workers=2)
+    records = {r["model"]: r for r in read_records(tmp_path)}
+    assert sorted(records) == ["ghbnode", "hbnode", "node", "sonode"]
+    assert all(r["status"] == "ok" for r in records.values()) and not outcome.failed
+    inline = execute_run(runs[2], registry, CPU)
+    assert [e["forward_nfe"] for e in records["hbnode"]["epochs"]] == [e["forward_nfe"] for e in inline["epochs"]]
+    assert records["hbnode"]["epochs"][-1]["loss"] == pytest.approx(inline["epochs"][-1]["loss"], rel=1e-4)
+    assert records["hbnode"]["environment"]["torch_threads"] == 1  # 2 cores split between 2 workers
+
+
+def test_ray_on_a_local_cluster(tmp_path, registry):
+    pytest.importorskip("ray")
+    runs = [make_spec(model=m, epochs=1, solver=RK4) for m in ("node", "hbnode")]
+    outcome = run_suite(runs, registry, tmp_path, "cpu", executor="ray", workers=2)
+    assert sorted(r["model"] for r in outcome.records) == ["hbnode", "node"]
+    assert all(r["status"] == "ok" and r["epochs"][0]["forward_nfe"] == 8 for r in outcome.records)
+    assert len(list(read_records(tmp_path))) == 2
+
+
+def test_nfe_cap_and_time_limit_end_a_run_as_failed(tmp_path, registry):
+    capped = make_spec(model="node", epochs=2, solver={"rtol": 1e-6, "atol": 1e-6, "max_nfe": 10})
+    slow = make_spec(model="hbnode", epochs=500, time_limit_s=0.5)
+    fine = make_spec(model="anode", epochs=1, solver=RK4)
+    outcome = run_suite([capped, slow, fine], registry, tmp_path, CPU)
+    records = {r["model"]: r for r in outcome.records}
+    assert records["node"]["failure_kind"] == "nfe_cap"
+    assert "needed more than 10 evaluations" in records["node"]["error"]
+    assert records["hbnode"]["failure_kind"] == "time_limit"
+    assert len(records["hbnode"]["epochs"]) < 500
+    assert records["anode"]["status"] == "ok"
+
+
+def test_any_exception_is_recorded_with_its_reason(tmp_path, registry):
+    bad = make_spec(model="hbnode", epochs=1, widths={"n": 2})  # no hidden width h
+    outcome = run_suite([bad, make_spec(model="node", epochs=1, solver=RK4)], registry, tmp_path, CPU)
+    failed, ok = outcome.records
+    assert (failed["status"], failed["failure_kind"]) == ("failed", "error")
+    assert failed["error"] == "KeyError: 'h'" and ok["status"] == "ok"
+
+
+SUITE = """
+name: killme
+runs:
+  - task: point_cloud
+    models: [node, hbnode, ghbnode]
+    epochs: 60
+    lr: 0.02
+    solver: {method: rk4, options: {step_size: 0.25}}
+"""
+
+
+def test_kill_9_mid_suite_then_rerun_leaves_one_ok_record_per_run(tmp_path):
+    suite, out = tmp_path / "suite.yaml", tmp_path / "out"
+    suite.write_text(SUITE)
+    command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, start_new_session=True)
+    checkpoints = out / "checkpoints"
+    deadline = time.monotonic() + 120
+    # Kill once the first run is written and the second has checkpointed an epoch or more.
+    while time.monotonic() < deadline and process.poll() is None:
+        if results_path(out).exists() and any(checkpoints.glob("*.pt")):
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the suite finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    written = len(results_path(out).read_text().splitlines())
+    assert written < 3
+
+    assert subprocess.run(command, timeout=300).returncode == 0
+    lines = results_path(out).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 3 and len({r["key"] for r in records}) == 3
+    assert all(r["status"] == "ok" for r in records)
+    assert any(r.get("resumed_from_epoch", 0) > 0 for r in records)
+    assert all(len(r["epochs"]) == 60 for r in records)
+    assert not any(checkpoints.glob("*.pt"))
