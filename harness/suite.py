@@ -20,23 +20,21 @@ is collected and reported together in one :class:`SuiteError`, one line each.
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import itertools
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable
-
-import yaml
+from typing import Any, Callable, Collection
 
 from harness.contract import Family, Task
 from harness.plugins import Registry
 from harness.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
 from harness.solver import METHODS
+from harness.validation import (Problems, boolean, choice, integer, join, mapping,
+                                non_negative_int, number, numeric, optional, positive_int,
+                                positive_number, read_yaml, string, valid_choices)
 
 DATA_ROOT_ENV = "HARNESS_DATA_ROOT"
 
@@ -46,10 +44,6 @@ _ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "ove
 _SEED_RANGE_KEYS = ("start", "count")
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
 _MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
-#: PyYAML reads a number without a dot, such as 1e-7, as a string: float settings and solver
-#: options read such strings as numbers.
-_NUMERIC = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
-
 
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message lists every problem, one per line."""
@@ -68,143 +62,9 @@ class Suite:
     """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Collecting problems.
-
-
-class _Invalid(Exception):
-    """A bad value: what is wrong with it, and what would be valid."""
-
-    def __init__(self, what: str, valid: str) -> None:
-        super().__init__(what)
-        self.what, self.valid = what, valid
-
-
-class _Report:
-    """The problems found in one file, as ``<file>: <key path>: <what is wrong>; <valid>``."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.lines: list[str] = []
-
-    def add(self, at: str, what: str, valid: str = "") -> None:
-        line = f"{self.file}: {at}: {what}" + (f"; {valid}" if valid else "")
-        if line not in self.lines:  # a grid key is checked once per value
-            self.lines.append(line)
-
-    def unknown(self, at: str, what: str, name: Any, choices: Collection[str]) -> None:
-        """Report a name that is not one of ``choices``, listing them and the closest."""
-        self.add(at, what, _valid(choices, name))
-
-    def check(self, at: str, check: Callable[[Any], Any], value: Any) -> Any:
-        """``check(value)``, or None after reporting why it is invalid."""
-        try:
-            return check(value)
-        except _Invalid as bad:
-            self.add(at, bad.what, bad.valid)
-            return None
-
-    def raise_if_any(self) -> None:
-        if self.lines:
-            raise SuiteError("\n".join(self.lines))
-
-
-def _valid(choices: Iterable[str], given: Any) -> str:
-    """``valid: a, b, c`` plus a did-you-mean for the choice closest to ``given`` (the first
-    in alphabetical order among equally close ones: 'dopri' suggests 'dopri5', not 'dopri8')."""
-    names = sorted(str(choice) for choice in choices)
-    close = difflib.get_close_matches(str(given), names, n=max(len(names), 1))
-    if not close:
-        return f"valid: {', '.join(names) or 'none'}"
-    best = min(close, key=lambda name: (-difflib.SequenceMatcher(None, name, str(given)).ratio(),
-                                        name))
-    return f"valid: {', '.join(names)} (did you mean {best!r}?)"
-
-
-def _join(at: str, key: Any) -> str:
-    return f"{at}.{key}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Single values: each returns the value (normalised) or raises _Invalid.
-
-
-def _int(value: Any, valid: str = "valid: an integer") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{value!r} is not an integer", valid)
-    return value
-
-
-def _positive_int(value: Any) -> int:
-    valid = "valid: an integer > 0"
-    if _int(value, valid) <= 0:
-        raise _Invalid(f"{value!r} is not > 0", valid)
-    return value
-
-
-def _non_negative_int(value: Any) -> int:
-    valid = "valid: an integer >= 0"
-    if _int(value, valid) < 0:
-        raise _Invalid(f"{value!r} is negative", valid)
-    return value
-
-
-def _numeric(value: Any) -> Any:
-    """``value``, or the float it spells if it is a numeric string such as ``"1e-7"``."""
-    return float(value) if isinstance(value, str) and _NUMERIC.fullmatch(value) else value
-
-
-def _float(value: Any, valid: str = "valid: a number") -> float:
-    """A finite number as a float; numeric strings (YAML's ``1e-7``) included."""
-    number = _numeric(value)
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-        raise _Invalid(f"{value!r} is not a finite number", valid)
-    return float(number)
-
-
-def _positive_float(value: Any) -> float:
-    valid = "valid: a number > 0"
-    number = _float(value, valid)
-    if number <= 0:
-        raise _Invalid(f"{value!r} is not > 0", valid)
-    return number
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"{value!r} is not a boolean", "valid: true or false")
-    return value
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"{value!r} is not a string", "valid: a string")
-    return value
-
-
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``check`` that also accepts None (YAML ``null``)."""
-    def optional(value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except _Invalid as bad:
-            raise _Invalid(bad.what, f"{bad.valid} or null") from None
-    return optional
-
-
-def _choice(choices: Collection[str], noun: str) -> Callable[[Any], str]:
-    def choice(value: Any) -> str:
-        if isinstance(value, str) and value in choices:
-            return value
-        raise _Invalid(f"{value!r} is not {noun}", _valid(choices, value))
-    return choice
-
-
 #: How a task option's value is checked, by the type of its default (bool before int).
 _OPTION_TYPES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
-    (bool, _bool), (int, _int), (float, _float), (str, _str))
+    (bool, boolean), (int, integer), (float, number), (str, string))
 
 
 def _option_value(default: Any, value: Any) -> Any:
@@ -218,21 +78,21 @@ def _option_value(default: Any, value: Any) -> Any:
 
 
 _SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "epochs": _non_negative_int,  # 0 studies the untrained model
-    "lr": _positive_float,
-    "batch_size": _optional(_positive_int),
-    "optimizer": _choice(OPTIMIZERS, "an optimizer"),
-    "eval_every": _positive_int,
-    "grad_clip": _optional(_positive_float),
-    "time_limit_s": _optional(_positive_float),
+    "epochs": non_negative_int,  # 0 studies the untrained model
+    "lr": positive_number,
+    "batch_size": optional(positive_int),
+    "optimizer": choice(OPTIMIZERS, "an optimizer"),
+    "eval_every": positive_int,
+    "grad_clip": optional(positive_number),
+    "time_limit_s": optional(positive_number),
 }
 _SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
-    "method": _choice(METHODS, "a solver"),
-    "rtol": _positive_float,
-    "atol": _positive_float,
-    "tol": _positive_float,
-    "adjoint": _bool,
-    "max_nfe": _optional(_positive_int),
+    "method": choice(METHODS, "a solver"),
+    "rtol": positive_number,
+    "atol": positive_number,
+    "tol": positive_number,
+    "adjoint": boolean,
+    "max_nfe": optional(positive_int),
 }
 
 
@@ -248,15 +108,7 @@ class _Scope:
     families: list[type[Family]] = field(default_factory=list)
 
 
-def _mapping(value: Any, at: str, report: _Report, valid: str) -> dict:
-    """``value`` if it is a mapping, else {} after reporting it."""
-    if isinstance(value, dict):
-        return value
-    report.add(at, f"{value!r} is not a mapping", f"valid: {valid}")
-    return {}
-
-
-def _check_settings(raw: dict, at: str, report: _Report, scope: _Scope,
+def _check_settings(raw: dict, at: str, report: Problems, scope: _Scope,
                     valid_keys: Collection[str] = tuple(HARNESS_DEFAULTS)) -> dict[str, Any]:
     """One level of run settings, with numbers as floats and ``solver.tol`` expanded.
 
@@ -264,7 +116,7 @@ def _check_settings(raw: dict, at: str, report: _Report, scope: _Scope,
     """
     layer: dict[str, Any] = {}
     for key, value in raw.items():
-        where = _join(at, key)
+        where = join(at, key)
         if key in _SCALAR_SETTINGS:
             layer[key] = report.check(where, _SCALAR_SETTINGS[key], value)
         elif key == "solver":
@@ -280,16 +132,16 @@ def _check_settings(raw: dict, at: str, report: _Report, scope: _Scope,
     return layer
 
 
-def _check_solver(value: Any, at: str, report: _Report) -> dict[str, Any]:
-    solver = _mapping(value, at, report, f"a mapping with keys {', '.join(_SOLVER_SCALARS)}, options")
+def _check_solver(value: Any, at: str, report: Problems) -> dict[str, Any]:
+    solver = mapping(value, at, report, f"a mapping with keys {', '.join(_SOLVER_SCALARS)}, options")
     checked: dict[str, Any] = {}
     for key, item in solver.items():
-        where = _join(at, key)
+        where = join(at, key)
         if key in _SOLVER_SCALARS:
             checked[key] = report.check(where, _SOLVER_SCALARS[key], item)
         elif key == "options":
-            options = _mapping(item, where, report, "a mapping of torchdiffeq solver options")
-            checked[key] = {name: _numeric(option) for name, option in options.items()}
+            options = mapping(item, where, report, "a mapping of torchdiffeq solver options")
+            checked[key] = {name: numeric(option) for name, option in options.items()}
         else:
             report.unknown(where, f"unknown solver key {key!r}", key, [*_SOLVER_SCALARS, "options"])
     if "tol" in checked:
@@ -298,15 +150,15 @@ def _check_solver(value: Any, at: str, report: _Report) -> dict[str, Any]:
     return checked
 
 
-def _check_widths(value: Any, at: str, report: _Report) -> dict[str, int] | None:
+def _check_widths(value: Any, at: str, report: Problems) -> dict[str, int] | None:
     if value is None:
         return None
-    widths = _mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
+    widths = mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
     for name in widths:
         if not isinstance(name, str):
-            report.add(_join(at, name), f"width name {name!r} is not a string",
+            report.add(join(at, name), f"width name {name!r} is not a string",
                        "valid: a width name such as 'n'")
-    return {name: report.check(_join(at, name), _positive_int, width)
+    return {name: report.check(join(at, name), positive_int, width)
             for name, width in widths.items()}
 
 
@@ -316,23 +168,23 @@ def _keyword_parameters(family: type[Family]) -> list[str]:
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def _check_model_options(value: Any, at: str, report: _Report,
+def _check_model_options(value: Any, at: str, report: Problems,
                          families: list[type[Family]]) -> dict[str, Any]:
-    options = _mapping(value, at, report, "a mapping of model option to value")
+    options = mapping(value, at, report, "a mapping of model option to value")
     for family in families:
         accepted = _keyword_parameters(family)
         for key in options:
             if key not in accepted:
-                report.unknown(_join(at, key), f"unknown option {key!r} for model {family.name!r}",
+                report.unknown(join(at, key), f"unknown option {key!r} for model {family.name!r}",
                                key, accepted)
     return dict(options)
 
 
-def _check_task_options(value: Any, at: str, report: _Report, tasks: list[Task]) -> dict[str, Any]:
-    options = _mapping(value, at, report, "a mapping of task option to value")
+def _check_task_options(value: Any, at: str, report: Problems, tasks: list[Task]) -> dict[str, Any]:
+    options = mapping(value, at, report, "a mapping of task option to value")
     for task in tasks:
         for key, item in options.items():
-            where = _join(at, key)
+            where = join(at, key)
             if key not in task.options:
                 report.unknown(where, f"unknown option {key!r} for task {task.name!r}", key,
                                task.options)
@@ -368,7 +220,7 @@ class _Entry:
     overrides: dict[str, dict[str, Any]]
 
 
-def _items(entry: dict, one: str, many: str, at: str, report: _Report,
+def _items(entry: dict, one: str, many: str, at: str, report: Problems,
            valid: str) -> list[tuple[str, Any]] | None:
     """(key path, value) of each item given as ``one: x`` or ``many: [x, ...]``; None if
     neither key is there."""
@@ -376,22 +228,22 @@ def _items(entry: dict, one: str, many: str, at: str, report: _Report,
         report.add(at, f"both {one!r} and {many!r} given", "valid: exactly one of them")
         return []
     if one in entry:
-        return [(_join(at, one), entry[one])]
+        return [(join(at, one), entry[one])]
     if many not in entry:
         return None
-    values, where = entry[many], _join(at, many)
+    values, where = entry[many], join(at, many)
     if not isinstance(values, list) or not values:
         report.add(where, f"{values!r} is not a non-empty list", f"valid: {valid}")
         return []
     return [(f"{where}[{i}]", value) for i, value in enumerate(values)]
 
 
-def _check_names(entry: dict, one: str, many: str, at: str, report: _Report,
+def _check_names(entry: dict, one: str, many: str, at: str, report: Problems,
                  known: Collection[str]) -> list[str]:
     """The entry's task or model names, each checked against ``known``."""
     items = _items(entry, one, many, at, report, f"a non-empty list of {one} names")
     if items is None:
-        report.add(at, f"no {one!r} or {many!r} given", _valid(known, ""))
+        report.add(at, f"no {one!r} or {many!r} given", valid_choices(known, ""))
         return []
     names = []
     for where, name in items:
@@ -402,41 +254,41 @@ def _check_names(entry: dict, one: str, many: str, at: str, report: _Report,
     return names
 
 
-def _check_seeds(entry: dict, at: str, report: _Report) -> list[int]:
+def _check_seeds(entry: dict, at: str, report: Problems) -> list[int]:
     """``seed: 0``, ``seeds: [0, 1]`` or ``seeds: {start: 0, count: 100}``; default [0]."""
     if isinstance(entry.get("seeds"), dict) and "seed" not in entry:
-        return _check_seed_range(entry["seeds"], _join(at, "seeds"), report)
+        return _check_seed_range(entry["seeds"], join(at, "seeds"), report)
     items = _items(entry, "seed", "seeds", at, report,
                    "a non-empty list of integers >= 0, or {start: 0, count: N}")
     if items is None:
         return [0]
-    seeds = [report.check(where, _non_negative_int, value) for where, value in items]
+    seeds = [report.check(where, non_negative_int, value) for where, value in items]
     for i, seed in enumerate(seeds):
         if seed is not None and seed in seeds[:i]:
             report.add(items[i][0], f"seed {seed} is listed twice", "valid: distinct seeds")
     return seeds
 
 
-def _check_seed_range(seeds: dict, at: str, report: _Report) -> list[int]:
+def _check_seed_range(seeds: dict, at: str, report: Problems) -> list[int]:
     for key in seeds:
         if key not in _SEED_RANGE_KEYS:
-            report.unknown(_join(at, key), f"unknown key {key!r}", key, _SEED_RANGE_KEYS)
+            report.unknown(join(at, key), f"unknown key {key!r}", key, _SEED_RANGE_KEYS)
     if "count" not in seeds:
-        report.add(_join(at, "count"), "missing", "valid: an integer > 0")
+        report.add(join(at, "count"), "missing", "valid: an integer > 0")
         return []
-    start = report.check(_join(at, "start"), _non_negative_int, seeds.get("start", 0))
-    count = report.check(_join(at, "count"), _positive_int, seeds["count"])
+    start = report.check(join(at, "start"), non_negative_int, seeds.get("start", 0))
+    count = report.check(join(at, "count"), positive_int, seeds["count"])
     return list(range(start, start + count)) if start is not None and count is not None else []
 
 
-def _check_grid(value: Any, at: str, report: _Report, scope: _Scope) -> list[dict[str, Any]]:
+def _check_grid(value: Any, at: str, report: Problems, scope: _Scope) -> list[dict[str, Any]]:
     """The grid's points, one settings level each: the cartesian product of the value lists,
     in key order. A key is a dotted setting path such as ``solver.tol``."""
-    grid = _mapping(value, at, report, "a mapping of dotted run-setting path to a list of values")
+    grid = mapping(value, at, report, "a mapping of dotted run-setting path to a list of values")
     axes = []
     for path, values in grid.items():
         if not isinstance(values, list) or not values:
-            report.add(_join(at, path), f"{values!r} is not a non-empty list",
+            report.add(join(at, path), f"{values!r} is not a non-empty list",
                        "valid: a non-empty list of values to sweep")
             continue
         axes.append([_check_settings(_nested(str(path), v), at, report, scope) for v in values])
@@ -455,22 +307,22 @@ def _nested(path: str, value: Any) -> dict[str, Any]:
     return {head: _nested(rest, value) if rest else value}
 
 
-def _check_overrides(value: Any, at: str, report: _Report, registry: Registry,
+def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
                      tasks: list[Task], models: list[str]) -> dict[str, dict[str, Any]]:
-    overrides = _mapping(value, at, report, "a mapping of model name to run settings")
+    overrides = mapping(value, at, report, "a mapping of model name to run settings")
     checked = {}
     for model, settings in overrides.items():
-        where = _join(at, model)
+        where = join(at, model)
         if model not in models:
             report.unknown(where, f"{model!r} is not a model of this entry", model, models)
             continue
-        settings = _mapping(settings, where, report, "a mapping of run settings")
+        settings = mapping(settings, where, report, "a mapping of run settings")
         checked[model] = _check_settings(settings, where, report,
                                          _Scope(tasks, [registry.families[model]]))
     return checked
 
 
-def _check_entry(raw: dict, at: str, report: _Report, registry: Registry) -> _Entry:
+def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _Entry:
     tasks = [registry.tasks[name] for name in
              _check_names(raw, "task", "tasks", at, report, registry.tasks)]
     models = _check_names(raw, "model", "models", at, report, registry.families)
@@ -479,8 +331,8 @@ def _check_entry(raw: dict, at: str, report: _Report, registry: Registry) -> _En
     return _Entry(
         tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
         settings=_check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *HARNESS_DEFAULTS]),
-        grid=_check_grid(raw.get("grid", {}), _join(at, "grid"), report, scope),
-        overrides=_check_overrides(raw.get("overrides", {}), _join(at, "overrides"), report,
+        grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
+        overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
                                    registry, tasks, models))
 
 
@@ -488,34 +340,17 @@ def _check_entry(raw: dict, at: str, report: _Report, registry: Registry) -> _En
 # The file.
 
 
-def _read(path: Path) -> Any:
-    """The parsed YAML document; a missing or malformed file is a SuiteError at once."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: file not found; valid: a path to a suite YAML file") from None
-    except OSError as error:
-        raise SuiteError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(error, "problem", None) or str(error)
-        raise SuiteError(f"{path}: {where}: invalid YAML: {problem}") from None
-
-
-def _check_execution(value: Any, report: _Report, registry: Registry) -> dict[str, Any]:
+def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[str, Any]:
     """``execution: {executor: local, workers: 2, address: …}``, each key optional."""
-    execution = _mapping(value, "execution", report, f"a mapping with keys {', '.join(_EXECUTION_KEYS)}")
-    checks = {"executor": _choice(registry.executors, "an executor"),
-              "workers": _positive_int, "address": _str}
+    execution = mapping(value, "execution", report, f"a mapping with keys {', '.join(_EXECUTION_KEYS)}")
+    checks = {"executor": choice(registry.executors, "an executor"),
+              "workers": positive_int, "address": string}
     checked = {}
     for key, item in execution.items():
         if key in checks:
-            checked[key] = report.check(_join("execution", key), checks[key], item)
+            checked[key] = report.check(join("execution", key), checks[key], item)
         else:
-            report.unknown(_join("execution", key), f"unknown key {key!r}", key, _EXECUTION_KEYS)
+            report.unknown(join("execution", key), f"unknown key {key!r}", key, _EXECUTION_KEYS)
     return checked
 
 
@@ -557,8 +392,8 @@ def load_suite(path: str | Path, registry: Registry, data_root: str | None = Non
     Raises :class:`SuiteError` listing every problem found.
     """
     path = Path(path)
-    report = _Report(str(path))
-    document = _read(path)
+    report = Problems(str(path))
+    document = read_yaml(path, SuiteError, "a suite YAML file")
     if not isinstance(document, dict):
         what = "empty file" if document is None else f"{document!r} is not a mapping"
         raise SuiteError(f"{path}: top level: {what}; valid: a mapping with keys "
@@ -566,9 +401,9 @@ def load_suite(path: str | Path, registry: Registry, data_root: str | None = Non
     for key in document:
         if key not in _TOP_KEYS:
             report.unknown(str(key), f"unknown key {key!r}", key, _TOP_KEYS)
-    name = report.check("name", _str, document.get("name", path.stem))
-    description = report.check("description", _str, document.get("description", ""))
-    suite_root = report.check("data_root", _optional(_str), document.get("data_root"))
+    name = report.check("name", string, document.get("name", path.stem))
+    description = report.check("description", string, document.get("description", ""))
+    suite_root = report.check("data_root", optional(string), document.get("data_root"))
 
     execution = _check_execution(document.get("execution", {}), report, registry)
     raw_runs = document.get("runs")
@@ -586,13 +421,13 @@ def load_suite(path: str | Path, registry: Registry, data_root: str | None = Non
 
     used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
-    defaults = _check_settings(_mapping(document.get("defaults", {}), "defaults", report,
+    defaults = _check_settings(mapping(document.get("defaults", {}), "defaults", report,
                                         "a mapping of run settings"),
                                "defaults", report, _Scope(used_tasks, used_families))
     schedules = {task.name: _check_settings(dict(task.schedule), f"task {task.name!r} schedule",
                                             report, _Scope([task]))
                  for task in used_tasks}
-    report.raise_if_any()
+    report.raise_if_any(SuiteError)
 
     root = _data_root(data_root, suite_root, path.parent)
     return Suite(name=name, path=path, description=description,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from harness import Family, Task, hookimpl
+from harness import Family, hookimpl
 from harness_plugins.tasks.point_cloud import PointCloud
 
 

@@ -1,0 +1,175 @@
+"""Checking YAML input (suites, budget files): one problem per line, each naming the file, the
+key path, what is wrong and what would be valid, with a did-you-mean for misspelt names."""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterable
+
+import yaml
+
+#: PyYAML reads a number without a dot, such as 1e-7, as a string: float settings and solver
+#: options read such strings as numbers.
+NUMERIC = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting problems.
+
+
+class Invalid(Exception):
+    """A bad value: what is wrong with it, and what would be valid."""
+
+    def __init__(self, what: str, valid: str) -> None:
+        super().__init__(what)
+        self.what, self.valid = what, valid
+
+
+class Problems:
+    """The problems found in one file, as ``<file>: <key path>: <what is wrong>; <valid>``."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: list[str] = []
+
+    def add(self, at: str, what: str, valid: str = "") -> None:
+        line = f"{self.file}: {at}: {what}" + (f"; {valid}" if valid else "")
+        if line not in self.lines:  # a grid key is checked once per value
+            self.lines.append(line)
+
+    def unknown(self, at: str, what: str, name: Any, choices: Collection[str]) -> None:
+        """Report a name that is not one of ``choices``, listing them and the closest."""
+        self.add(at, what, valid_choices(choices, name))
+
+    def check(self, at: str, check: Callable[[Any], Any], value: Any) -> Any:
+        """``check(value)``, or None after reporting why it is invalid."""
+        try:
+            return check(value)
+        except Invalid as bad:
+            self.add(at, bad.what, bad.valid)
+            return None
+
+    def raise_if_any(self, error: type[Exception]) -> None:
+        if self.lines:
+            raise error("\n".join(self.lines))
+
+
+def valid_choices(choices: Iterable[str], given: Any) -> str:
+    """``valid: a, b, c`` plus a did-you-mean for the choice closest to ``given`` (the first
+    in alphabetical order among equally close ones: 'dopri' suggests 'dopri5', not 'dopri8')."""
+    names = sorted(str(choice) for choice in choices)
+    close = difflib.get_close_matches(str(given), names, n=max(len(names), 1))
+    if not close:
+        return f"valid: {', '.join(names) or 'none'}"
+    best = min(close, key=lambda name: (-difflib.SequenceMatcher(None, name, str(given)).ratio(),
+                                        name))
+    return f"valid: {', '.join(names)} (did you mean {best!r}?)"
+
+
+def join(at: str, key: Any) -> str:
+    return f"{at}.{key}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Single values: each returns the value (normalised) or raises Invalid.
+
+
+def integer(value: Any, valid: str = "valid: an integer") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{value!r} is not an integer", valid)
+    return value
+
+
+def positive_int(value: Any) -> int:
+    valid = "valid: an integer > 0"
+    if integer(value, valid) <= 0:
+        raise Invalid(f"{value!r} is not > 0", valid)
+    return value
+
+
+def non_negative_int(value: Any) -> int:
+    valid = "valid: an integer >= 0"
+    if integer(value, valid) < 0:
+        raise Invalid(f"{value!r} is negative", valid)
+    return value
+
+
+def numeric(value: Any) -> Any:
+    """``value``, or the float it spells if it is a numeric string such as ``"1e-7"``."""
+    return float(value) if isinstance(value, str) and NUMERIC.fullmatch(value) else value
+
+
+def number(value: Any, valid: str = "valid: a number") -> float:
+    """A finite number as a float; numeric strings (YAML's ``1e-7``) included."""
+    parsed = numeric(value)
+    if isinstance(parsed, bool) or not isinstance(parsed, (int, float)) or not math.isfinite(parsed):
+        raise Invalid(f"{value!r} is not a finite number", valid)
+    return float(parsed)
+
+
+def positive_number(value: Any) -> float:
+    valid = "valid: a number > 0"
+    parsed = number(value, valid)
+    if parsed <= 0:
+        raise Invalid(f"{value!r} is not > 0", valid)
+    return parsed
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"{value!r} is not a boolean", "valid: true or false")
+    return value
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{value!r} is not a string", "valid: a string")
+    return value
+
+
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``check`` that also accepts None (YAML ``null``)."""
+    def optional(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except Invalid as bad:
+            raise Invalid(bad.what, f"{bad.valid} or null") from None
+    return optional
+
+
+def choice(choices: Collection[str], noun: str) -> Callable[[Any], str]:
+    def choice(value: Any) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise Invalid(f"{value!r} is not {noun}", valid_choices(choices, value))
+    return choice
+
+
+def mapping(value: Any, at: str, report: Problems, valid: str) -> dict:
+    """``value`` if it is a mapping, else {} after reporting it."""
+    if isinstance(value, dict):
+        return value
+    report.add(at, f"{value!r} is not a mapping", f"valid: {valid}")
+    return {}
+
+
+def read_yaml(path: Path, error: type[Exception], kind: str) -> Any:
+    """The parsed YAML document (``yaml.safe_load``: nothing is evaluated); a missing or
+    malformed file raises ``error`` at once. ``kind`` names the file for the message."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise error(f"{path}: file not found; valid: a path to {kind}") from None
+    except OSError as problem:
+        raise error(f"{path}: cannot read: {problem.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as bad:
+        mark = getattr(bad, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(bad, "problem", None) or str(bad)
+        raise error(f"{path}: {where}: invalid YAML: {problem}") from None
