@@ -35,12 +35,23 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="write tables comparing the models of a results dir")
     report.add_argument("results", type=Path, help="a directory holding results.jsonl")
 
+    check = commands.add_parser("check", help="check results against NFE budgets (exit 1 on a "
+                                              "violation)")
+    check.add_argument("results", type=Path, help="a directory holding results.jsonl")
+    check.add_argument("--budgets", type=Path, required=True, help="a budget YAML file")
+    check.add_argument("--update", action="store_true",
+                       help="write or refresh the budget file from the measured values")
+    check.add_argument("--margin", type=float, default=0.1,
+                       help="with --update: the tolerance of new budget lines (default 0.1)")
+
     args = parser.parse_args(argv)
     registry = load_registry()
     if args.command == "run":
         return _run(args, registry)
     if args.command == "report":
         return _report(args)
+    if args.command == "check":
+        return _check(args)
     return _list(registry)
 
 
@@ -95,6 +106,28 @@ def _report(args: argparse.Namespace) -> int:
     print(path.read_text())
     print(f"written: {path} and {path.with_suffix('.csv')}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from harness import budgets
+    from harness.records import read_records, results_path
+
+    try:
+        records = list(read_records(results_path(args.results)))
+        if args.update:
+            existing, tolerance = (budgets.load_budgets(args.budgets) if args.budgets.exists()
+                                   else ([], args.margin))
+            lines = budgets.updated_budgets(records, existing, args.margin)
+            budgets.write_budgets(args.budgets, lines, tolerance)
+            print(f"wrote {len(lines)} budget lines to {args.budgets}")
+            return 0
+        lines, _ = budgets.load_budgets(args.budgets)
+    except (FileNotFoundError, budgets.BudgetError) as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    verdicts = budgets.check(lines, records)
+    print(budgets.render(verdicts))
+    return 0 if all(v.passed for v in verdicts) else 1
 
 
 def _list(registry: Registry) -> int:

@@ -392,8 +392,15 @@ def load_suite(path: str | Path, registry: Registry, data_root: str | None = Non
     Raises :class:`SuiteError` listing every problem found.
     """
     path = Path(path)
+    return suite_from_document(read_yaml(path, SuiteError, "a suite YAML file"), path, registry,
+                               data_root)
+
+
+def suite_from_document(document: Any, path: Path, registry: Registry,
+                        data_root: str | None = None) -> Suite:
+    """Check and expand an already parsed suite; ``path`` names it in messages and anchors a
+    relative ``data_root``."""
     report = Problems(str(path))
-    document = read_yaml(path, SuiteError, "a suite YAML file")
     if not isinstance(document, dict):
         what = "empty file" if document is None else f"{document!r} is not a mapping"
         raise SuiteError(f"{path}: top level: {what}; valid: a mapping with keys "
