@@ -2,10 +2,10 @@
 
 Plugin authors need only what is re-exported here; see :mod:`harness.contract`.
 """
-from harness.contract import (CONTRACT_VERSION, BuildContext, Family, Task, TaskData, hookimpl,
-                              hookspec)
+from harness.contract import (CONTRACT_VERSION, BuildContext, DataNotFound, Family, Task,
+                              TaskData, hookimpl, hookspec)
 
 __version__ = "0.1.0"
 
-__all__ = ["CONTRACT_VERSION", "BuildContext", "Family", "Task", "TaskData", "hookimpl", "hookspec",
-           "__version__"]
+__all__ = ["CONTRACT_VERSION", "BuildContext", "DataNotFound", "Family", "Task", "TaskData",
+           "hookimpl", "hookspec", "__version__"]

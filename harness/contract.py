@@ -24,7 +24,9 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from harness.ode import ODEBlock
 
-#: Bumped when a hook or base-class requirement changes incompatibly.
+#: Bumped when a hook or base-class requirement changes incompatibly. A plugin module may set
+#: ``HARNESS_CONTRACT = N`` (the version it was written for); a harness older than that refuses
+#: it with a clear message instead of failing later.
 CONTRACT_VERSION = 1
 
 hookspec = pluggy.HookspecMarker("harness")
@@ -60,6 +62,10 @@ class Family(nn.Module):
     def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
         """Return d(part)/dt for every part, in the order of ``parts``."""
         raise NotImplementedError
+
+
+class DataNotFound(FileNotFoundError):
+    """A task's data is not where it was looked for; the message says where and how to get it."""
 
 
 @dataclass
@@ -102,6 +108,9 @@ class Task:
     paper_params: ClassVar[dict[str, int]] = {}
     #: Task-specific options (suite key ``task_options``) and their defaults.
     options: ClassVar[dict[str, Any]] = {}
+    #: Run settings for a run of a few seconds (say, task_options that shrink the data): used
+    #: by the conformance kit (:mod:`harness.testing`) to take one training step per family.
+    tiny: ClassVar[dict[str, Any]] = {}
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True
@@ -164,5 +173,6 @@ def harness_run_finished(run: Any, record: dict[str, Any]) -> None:
 
 __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
+    "DataNotFound",
     "VectorField",
 ]

@@ -86,6 +86,12 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
 
 
 def _register(registry: Registry, name: str, package: str, plugin: object) -> None:
+    wanted = getattr(plugin, "HARNESS_CONTRACT", contract.CONTRACT_VERSION)
+    if not isinstance(wanted, int) or wanted > contract.CONTRACT_VERSION:
+        registry.failures.append(PluginFailure(
+            name, package, f"needs plugin contract {wanted!r}, but this harness has contract "
+                           f"{contract.CONTRACT_VERSION}: upgrade harness"))
+        return
     try:
         registry.manager.register(plugin, name=name)
     except Exception as error:
@@ -95,9 +101,9 @@ def _register(registry: Registry, name: str, package: str, plugin: object) -> No
 
 
 def _collect(registry: Registry) -> None:
-    kinds = (("model", registry.manager.hook.harness_model_families, _check_family, registry.families),
-             ("task", registry.manager.hook.harness_tasks, _check_task, registry.tasks),
-             ("executor", registry.manager.hook.harness_executors, _check_executor,
+    kinds = (("model", registry.manager.hook.harness_model_families, family_problem, registry.families),
+             ("task", registry.manager.hook.harness_tasks, task_problem, registry.tasks),
+             ("executor", registry.manager.hook.harness_executors, executor_problem,
               registry.executors))
     for kind, hook, check, found in kinds:
         for impl in hook.get_hookimpls():  # in registration order
@@ -121,7 +127,8 @@ def _collect(registry: Registry) -> None:
                 registry.sources[(kind, name)] = plugin
 
 
-def _check_family(item: object) -> str | None:
+def family_problem(item: object) -> str | None:
+    """What is wrong with a contributed family class, or None."""
     if not (isinstance(item, type) and issubclass(item, Family)):
         return f"harness_model_families returned {item!r}, not a subclass of harness.Family"
     name = getattr(item, "name", None)
@@ -139,14 +146,14 @@ def _check_family(item: object) -> str | None:
     return None
 
 
-def _check_executor(item: object) -> str | None:
+def executor_problem(item: object) -> str | None:
     from harness.executors import Executor
     if not (isinstance(item, type) and issubclass(item, Executor)):
         return f"harness_executors returned {item!r}, not a subclass of harness.executors.Executor"
     return None if isinstance(getattr(item, "name", None), str) else f"executor {item!r} has no name"
 
 
-def _check_task(item: object) -> str | None:
+def task_problem(item: object) -> str | None:
     if not isinstance(item, Task):
         return f"harness_tasks returned {item!r}, not an instance of harness.Task"
     if not isinstance(getattr(item, "name", None), str) or not item.name:

@@ -239,8 +239,9 @@ def _items(entry: dict, one: str, many: str, at: str, report: Problems,
 
 
 def _check_names(entry: dict, one: str, many: str, at: str, report: Problems,
-                 known: Collection[str]) -> list[str]:
-    """The entry's task or model names, each checked against ``known``."""
+                 known: Collection[str], broken: str = "") -> list[str]:
+    """The entry's task or model names, each checked against ``known``; ``broken`` (the plugins
+    that failed to load, and why) is added to the message of an unknown name."""
     items = _items(entry, one, many, at, report, f"a non-empty list of {one} names")
     if items is None:
         report.add(at, f"no {one!r} or {many!r} given", valid_choices(known, ""))
@@ -250,7 +251,7 @@ def _check_names(entry: dict, one: str, many: str, at: str, report: Problems,
         if isinstance(name, str) and name in known:
             names.append(name)
         else:
-            report.unknown(where, f"unknown {one} {name!r}", name, known)
+            report.add(where, f"unknown {one} {name!r}", valid_choices(known, name) + broken)
     return names
 
 
@@ -323,9 +324,11 @@ def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
 
 
 def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _Entry:
+    broken = "".join(f"; plugin {f.plugin!r} (package {f.package}) failed to load: {f.reason}"
+                     for f in registry.failures)
     tasks = [registry.tasks[name] for name in
-             _check_names(raw, "task", "tasks", at, report, registry.tasks)]
-    models = _check_names(raw, "model", "models", at, report, registry.families)
+             _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
+    models = _check_names(raw, "model", "models", at, report, registry.families, broken)
     scope = _Scope(tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
     return _Entry(

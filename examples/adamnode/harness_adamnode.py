@@ -1,0 +1,48 @@
+"""AdamNODE (Cho, Hong, Lee and Park, 2022) as a harness model family.
+
+The state (h, m, v) follows the continuous limit of the Adam optimiser, with the task's network
+f in the role of the (negative) gradient:
+
+    h' = m / (sqrt(softplus(v)) + eps)
+    m' = β1 · (f(h) − m)
+    v' = β2 · (f(h)² − v)
+
+β1 = sigmoid(a1) and β2 = sigmoid(a2) are learnable, a1 starting at −5 and a2 at 5 as in the
+authors' code (which writes m with the opposite sign). Three state parts: the initial-velocity
+network the task builds supplies m0 and v0 beside x.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from harness import Family, hookimpl
+
+HARNESS_CONTRACT = 1  # the plugin contract this module was written for
+
+
+class AdamNODE(Family):
+    name = "adamnode"
+    parts = ("h", "m", "v")      # any number of parts, each shaped like h
+    initial_state = "network"    # m0, v0 come from the task's initial-velocity network
+    widths_like = "hbnode"       # on tasks without widths for adamnode, use HBNODE's
+
+    def __init__(self, beta1_init: float = -5.0, beta2_init: float = 5.0, eps: float = 1e-8):
+        super().__init__()
+        self.a1 = nn.Parameter(torch.tensor(beta1_init))
+        self.a2 = nn.Parameter(torch.tensor(beta2_init))
+        self.eps = eps
+
+    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f) -> tuple[Tensor, ...]:
+        h, m, v = state
+        force = f(t, h)
+        dh = m / (torch.sqrt(F.softplus(v)) + self.eps)
+        dm = torch.sigmoid(self.a1) * (force - m)
+        dv = torch.sigmoid(self.a2) * (force * force - v)
+        return dh, dm, dv
+
+
+@hookimpl
+def harness_model_families() -> list[type[Family]]:
+    return [AdamNODE]

@@ -1,0 +1,158 @@
+"""The conformance kit: checks a plugin author runs against their model family.
+
+    import pytest
+    from harness.testing import family_checks
+    from my_package import MyFamily
+
+    @pytest.mark.parametrize("check", family_checks(MyFamily), ids=str)
+    def test_conformance(check):
+        check()
+
+Each check raises AssertionError saying what is wrong, or pytest's Skipped when a task's data
+is not on this machine. The checks: the class declares a valid state layout; derivatives come
+back one per part, each shaped like h, on vector and image states; NFE is counted in the forward
+and the backward (adjoint) phase; adjoint gradients equal direct backprop on a tiny problem;
+one training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
+backward NFE counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from harness.contract import DataNotFound, Family, hookimpl
+from harness.networks import Autonomous
+from harness.nfe import NFECounter
+from harness.ode import ODEBlock
+from harness.solver import SolverConfig
+
+N = 3  # width of a part in the synthetic checks
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check; call it to run it."""
+
+    name: str
+    run: Callable[[], None]
+
+    def __call__(self) -> None:
+        self.run()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> list[Check]:
+    """The checks for ``family``; ``tasks`` limits the training steps (default: every task
+    installed)."""
+    checks = [
+        Check("state layout", lambda: _layout(family)),
+        Check("derivative shapes", lambda: _shapes(family)),
+        Check("NFE counted in both phases", lambda: _nfe_phases(family)),
+        Check("adjoint gradients equal backprop", lambda: _adjoint_matches_backprop(family)),
+    ]
+    if tasks is None:
+        from harness.plugins import load_registry
+        tasks = sorted(load_registry().tasks)
+    checks += [Check(f"one training epoch on {task}", lambda task=task: _train_step(family, task))
+               for task in tasks]
+    return checks
+
+
+def _layout(family: type[Family]) -> None:
+    from harness.plugins import family_problem
+    problem = family_problem(family)
+    assert problem is None, problem
+    assert len(set(family.parts)) == len(family.parts), f"part names repeat: {family.parts}"
+    family()  # constructible with default options
+
+
+def _vector_field(n_in: int, image: bool = False) -> nn.Module:
+    layer = nn.Conv2d(n_in, N, 3, padding=1) if image else nn.Linear(n_in, N)
+    return Autonomous(nn.Sequential(layer, nn.Tanh()))
+
+
+def _shapes(family: type[Family]) -> None:
+    parts = len(family.parts)
+    for shape in ((5, N), (2, N, 4, 4)):
+        state = tuple(torch.randn(*shape) for _ in range(parts))
+        f = _vector_field(family.f_input_parts * N, image=len(shape) > 2)
+        t = torch.tensor(family.interval[0])
+        derivatives = family().derivatives(t, state, f)
+        assert isinstance(derivatives, tuple) and len(derivatives) == parts, (
+            f"derivatives returned {type(derivatives).__name__} of {len(derivatives)}; "
+            f"expected a tuple of {parts}, one per part {family.parts}")
+        for name, d in zip(family.parts, derivatives):
+            assert d.shape == state[0].shape, f"d{name}/dt has shape {tuple(d.shape)}, h has {shape}"
+
+
+def _block(family: type[Family], adjoint: bool, counter: NFECounter) -> ODEBlock:
+    torch.manual_seed(0)
+    solver = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=adjoint)
+    return ODEBlock(family(), _vector_field(family.f_input_parts * N), N, solver, counter).double()
+
+
+def _initial(family: type[Family]) -> torch.Tensor:
+    return torch.randn(4, len(family.parts) * N, generator=torch.Generator().manual_seed(1)).double()
+
+
+def _nfe_phases(family: type[Family]) -> None:
+    counter = NFECounter()
+    block = _block(family, adjoint=True, counter=counter)
+    with counter.in_phase("forward"):
+        loss = block(_initial(family)).pow(2).sum()
+    with counter.in_phase("backward"):
+        loss.backward()
+    counts = counter.take()
+    assert counts["forward"] > 0, "no dynamics call counted in the forward solve"
+    assert counts["backward"] > 0, "no dynamics call counted in the adjoint solve"
+
+
+def _adjoint_matches_backprop(family: type[Family]) -> None:
+    gradients = []
+    for adjoint in (True, False):
+        block = _block(family, adjoint, NFECounter())
+        block(_initial(family)).pow(2).sum().backward()
+        gradients.append({name: p.grad for name, p in block.named_parameters()})
+    for name, direct in gradients[1].items():
+        adjoint_grad = gradients[0][name]
+        assert adjoint_grad is not None and direct is not None, f"{name} got no gradient"
+        torch.testing.assert_close(adjoint_grad, direct, rtol=1e-4, atol=1e-7,
+                                   msg=lambda m: f"{name}: adjoint gradient != backprop: {m}")
+
+
+def _train_step(family: type[Family], task_name: str) -> None:
+    import pytest
+
+    from harness.plugins import load_registry
+    from harness.runner import execute_run
+    from harness.suite import suite_from_document
+
+    registry = load_registry()
+    if registry.families.get(family.name) is not family:  # not installed (yet): register it
+        registry = load_registry([(f"conformance-{family.name}", _Provides(family))])
+    entry = {"task": task_name, "model": family.name, "epochs": 1,
+             "solver": {"method": "dopri5", "tol": 1.0e-3}, **registry.tasks[task_name].tiny}
+    (spec,) = suite_from_document({"runs": [entry]}, Path("<conformance>"), registry).runs
+    record = execute_run(spec, registry, torch.device("cpu"))
+    if record["status"] == "failed" and record["error"].startswith(DataNotFound.__name__):
+        pytest.skip(f"{task_name}: data not on this machine: {record['error']}")
+    assert record["status"] == "ok", f"{task_name}: {record['error']}\n{record.get('traceback', '')}"
+    epoch = record["epochs"][-1]
+    assert epoch["forward_nfe"] > 0 and epoch["backward_nfe"] > 0, epoch
+
+
+class _Provides:
+    """Registers a family that is not installed, for checking it before packaging."""
+
+    def __init__(self, family: type[Family]) -> None:
+        self.family = family
+
+    @hookimpl
+    def harness_model_families(self) -> list[type[Family]]:
+        return [self.family]

@@ -1,0 +1,75 @@
+"""The third-party path: the example package in examples/adamnode, the plugin guide that shows
+its code, contract versions, and a suite naming a broken plugin."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.driver import run_suite
+from harness.plugins import load_registry
+from harness.suite import SuiteError, load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "adamnode"
+
+
+def test_the_installed_example_appears_with_its_package(registry):
+    assert "adamnode" in registry.families, "install it: pip install -e examples/adamnode"
+    assert registry.package_of("model", "adamnode") == "harness-adamnode"
+    assert registry.families["adamnode"].parts == ("h", "m", "v")
+
+
+def test_the_examples_suite_runs_it_beside_the_builtins(tmp_path, registry):
+    suite = load_suite(EXAMPLE / "suite.yaml", registry)
+    assert [r.model for r in suite.runs] == ["node", "anode", "sonode", "hbnode", "ghbnode", "adamnode"]
+    tiny = [r for r in suite.runs if r.model in ("hbnode", "adamnode")]
+    tiny = [dataclasses.replace(r, epochs=2) for r in tiny]
+    outcome = run_suite(tiny, registry, tmp_path, "cpu")
+    adam = next(r for r in outcome.records if r["model"] == "adamnode")
+    # f 2→14→14→2 (282), initial velocity 2→14→14→(3·2 − 2) (312), head (3), a1 and a2 (2)
+    assert adam["status"] == "ok" and adam["params"] == 282 + 312 + 3 + 2
+    assert adam["epochs"][-1]["forward_nfe"] > 0 and adam["epochs"][-1]["backward_nfe"] > 0
+
+
+def code_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```(?:python|toml)\n(.*?)```", markdown, flags=re.S)
+
+
+def test_the_guides_code_is_the_example_packages_code():
+    guide = (ROOT / "docs" / "plugin-guide.md").read_text()
+    sources = "\n".join(p.read_text() for p in EXAMPLE.iterdir() if p.suffix in (".py", ".toml"))
+    blocks = code_blocks(guide)
+    assert len(blocks) == 3
+    for block in blocks:
+        assert block.strip() in sources, f"the guide shows code the example does not have:\n{block}"
+
+
+class FromTheFuture:
+    HARNESS_CONTRACT = 99
+
+
+def test_a_plugin_needing_a_newer_contract_is_refused_clearly():
+    registry = load_registry([("future", FromTheFuture())])
+    (failure,) = [f for f in registry.failures if f.plugin == "future"]
+    assert "needs plugin contract 99, but this harness has contract 1: upgrade harness" in failure.reason
+
+
+def test_a_suite_naming_a_broken_plugins_model_fails_with_that_reason(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+    import harness.plugins
+
+    real = harness.plugins.entry_points
+    broken = EntryPoint("nesterov", "harness_nesterov_missing_module", "harness")
+    monkeypatch.setattr(harness.plugins, "entry_points", lambda group: [*real(group=group), broken])
+    registry = load_registry()
+    path = tmp_path / "suite.yaml"
+    path.write_text("runs: [{task: point_cloud, model: nesterov}]\n")
+    with pytest.raises(SuiteError) as error:
+        load_suite(path, registry)
+    message = str(error.value)
+    assert f"{path}: runs[0].model: unknown model 'nesterov'" in message
+    assert "plugin 'nesterov' (package ?) failed to load: import failed" in message
+    assert "harness_nesterov_missing_module" in message
