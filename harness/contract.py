@@ -14,7 +14,8 @@ loggers follow a run without touching the runner.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 import pluggy
@@ -68,6 +69,16 @@ class DataNotFound(FileNotFoundError):
     """A task's data is not where it was looked for; the message says where and how to get it."""
 
 
+#: Where tasks look for data when a run names no data root (no --data-root, no suite
+#: ``data_root``, no $HARNESS_DATA_ROOT).
+DEFAULT_DATA_ROOT = Path("~/.cache/harness/data")
+
+
+def data_root_or_default(data_root: str | None) -> Path:
+    """The run's data root, else :data:`DEFAULT_DATA_ROOT`, with ``~`` expanded."""
+    return Path(data_root if data_root is not None else DEFAULT_DATA_ROOT).expanduser()
+
+
 @dataclass
 class TaskData:
     """Batches of (input, target), already on the run's device; each is iterated once an epoch."""
@@ -85,6 +96,8 @@ class BuildContext:
     ode: Callable[[nn.Module, int], ODEBlock]
     """``ode(f, n)`` wraps the network f in the family's dynamics with part width n; the block
     counts NFE and calls the run's solver. Call it once per ODE in the model."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The task's options for this run (its ``options`` updated by the suite's task_options)."""
 
     @property
     def n_parts(self) -> int:
@@ -173,6 +186,6 @@ def harness_run_finished(run: Any, record: dict[str, Any]) -> None:
 
 __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
-    "DataNotFound",
+    "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
     "VectorField",
 ]

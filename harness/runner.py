@@ -64,7 +64,8 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
         return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter)
 
     seed_everything(spec.seed)
-    model = task.build_model(BuildContext(family=family, widths=widths, ode=ode)).to(device)
+    context = BuildContext(family=family, widths=widths, ode=ode, options=_task_options(task, spec))
+    model = task.build_model(context).to(device)
     optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
     return BuiltRun(task, family, widths, model, optimizer, counter)
 

@@ -1,8 +1,6 @@
 """NFE budgets: pass, fail, update, no matching run, bad files, and the pytest plugin."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from harness.budgets import BudgetError, check, load_budgets

@@ -1,0 +1,134 @@
+"""Plane vibration (HBNODE paper §5.3, appendix E.4; PAPER_DIGEST §3.4).
+
+The F-16 ground vibration test: 5 attributes per stamp (force, voltage, three accelerations).
+A seeded random 10 % of the stamps is dropped; the kept stamps are split in time, first 50 %
+train, next 25 % validation, last 25 % test, each standardised with the training split's mean
+and std. Each split is cut into non-overlapping segments of 65 kept stamps: the model reads the
+first 64 (with the gaps between them), predicts each next stamp on the way (the one-step
+regulariser) and forecasts 8 consecutive stamps of the full series starting at the segment's
+65th stamp, each by one solve from the state after the last observation (the change of time
+interval puts all 8 spans into one batched solve).
+
+Loss = forecast MSE + ``one_step_weight`` × one-step MSE. The paper gives no weight; the
+default 0.1 is the authors' code's. Time is counted in stamps (1/400 s).
+
+The model: an initial-state layer fc_c reads the flattened 64×5 window (the paper's counts
+need it; PAPER_DIGEST §3.4) and supplies the first c channels of the state, the rest start at
+zero; then the ODE-RNN (f: n* → fc_h1 → ReLU → fc_h2 → ReLU → fc_n; cell: fc_{P·n} on
+[state, features]); the head fc_5 reads h. The layer sees the stamps the one-step regulariser
+predicts, but nothing of the 8 forecast stamps past the window; widths with ``c: 0`` build the
+model without it (the state then starts at zero). See docs/parameter-counts.md for the widths.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from harness import BuildContext, hookimpl
+from harness.irregular import gaps, keep_stamps
+from harness.networks import Autonomous, mlp
+from harness.odernn import ODERNN, InitialState, Trajectory
+from harness.sequences import FORECAST, ONE_STEP, pack_inputs, pack_targets, unpack_inputs
+from harness_plugins.tasks.sequence_files import locate, read_plane_vibration
+from harness_plugins.tasks.sequence_task import (SEQUENCE_OPTIONS, SequenceData, SequenceModel,
+                                                 SequenceTask, sequence_data)
+
+FEATURES = 5
+INPUTS = 64        # observed stamps per segment; the 65th starts the forecast
+HORIZON = 8        # forecast stamps
+SPLITS = (0.5, 0.25, 0.25)
+
+
+def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
+             weights: dict[int, float]) -> tuple[Tensor, Tensor]:
+    """Packed (x, y) of every whole 65-stamp segment of the kept ``stamps`` whose forecast
+    stamps lie before ``end`` (the next split's first stamp)."""
+    xs, ys = [], []
+    offsets = torch.arange(HORIZON)
+    roles = [ONE_STEP] * (INPUTS - 1) + [FORECAST] * HORIZON
+    for start in range(0, len(stamps) - INPUTS, INPUTS + 1):
+        segment = stamps[start:start + INPUTS + 1]
+        forecast = segment[-1] + offsets
+        if forecast[-1] >= end:
+            continue
+        observed = segment[:INPUTS]
+        elapsed = gaps(observed, observed[0]).float() * time_scale
+        spans = (forecast - observed[-1]).float()[None] * time_scale
+        xs.append(pack_inputs(series[observed][None], elapsed[None], spans))
+        targets = torch.cat([series[observed[1:]], series[forecast]])
+        ys.append(pack_targets(targets[None], roles, weights))
+    width = 2 + FEATURES
+    return (torch.cat(xs) if xs else torch.empty(0, INPUTS + HORIZON, width),
+            torch.cat(ys) if ys else torch.empty(0, INPUTS - 1 + HORIZON, width))
+
+
+def split_windows(series: Tensor, options: dict[str, Any], generator: torch.Generator,
+                  weights: dict[int, float]) -> list[tuple[Tensor, Tensor]]:
+    """(x, y) of train, validation and test, after dropping stamps and standardising."""
+    kept = keep_stamps(len(series), options["drop"], generator)
+    n_train, n_val = int(SPLITS[0] * len(kept)), int(SPLITS[1] * len(kept))
+    bounds = [0, n_train, n_train + n_val, len(kept)]
+    train = series[kept[:n_train]]
+    series = (series - train.mean(dim=0)) / train.std(dim=0)
+    parts = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        end = int(kept[hi]) if hi < len(kept) else len(series)
+        parts.append(segments(series, kept[lo:hi], end, options["time_scale"], weights))
+    return parts
+
+
+class PlaneVibrationModel(SequenceModel):
+    def __init__(self, initial: InitialState, hybrid: ODERNN, head: nn.Module) -> None:
+        super().__init__()
+        self.initial, self.hybrid, self.head = initial, hybrid, head
+
+    def run(self, x: Tensor) -> tuple[Tensor, Trajectory]:
+        inputs = unpack_inputs(x)
+        z0 = self.initial(inputs.features.flatten(1))
+        trajectory = self.hybrid(z0, inputs.features, inputs.gaps)
+        one_step = self.head(self.hybrid.read(torch.stack(trajectory.before[1:], dim=1)))
+        forecast = self.head(self.hybrid.read(self.hybrid.carry(trajectory.after[-1],
+                                                                inputs.queries)))
+        return torch.cat([one_step, forecast], dim=1), trajectory
+
+
+class PlaneVibration(SequenceTask):
+    name = "plane_vibration"
+    schedule = {"epochs": 500, "batch_size": 64, "lr": 1e-4,
+                "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7}}
+    widths = {"node": {"n": 21, "h1": 63, "h2": 84},
+              "anode": {"n": 27, "h1": 81, "h2": 108, "c": FEATURES},
+              "sonode": {"n": 19, "h1": 38, "h2": 19},
+              "hbnode": {"n": 20, "h1": 20, "h2": 20},
+              "ghbnode": {"n": 20, "h1": 20, "h2": 20}}
+    paper_params = {"node": 15986, "anode": 16730, "sonode": 16649, "hbnode": 16127,
+                    "ghbnode": 16127}
+    options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1}
+    metric = "forecast_mse"
+
+    def data(self, options: dict[str, Any], seed: int, data_root: str | None,
+             device: torch.device, batch_size: int | None) -> SequenceData:
+        series = read_plane_vibration(locate(data_root, "plane_vibration", "pv.csv"))
+        data_seed = seed if options["data_seed"] is None else options["data_seed"]
+        generator = torch.Generator().manual_seed(data_seed)
+        weights = {ONE_STEP: options["one_step_weight"], FORECAST: 1.0}
+        train, val, test = split_windows(series, options, generator, weights)
+        if min(len(train[0]), len(val[0]), len(test[0])) == 0:
+            raise ValueError(f"plane_vibration: {len(series)} stamps are too few for a "
+                             f"{INPUTS + 1}-stamp segment in every split")
+        return sequence_data([train, val, test], options, data_seed, device, batch_size)
+
+    def build_model(self, ctx: BuildContext) -> nn.Module:
+        n, h1, h2 = ctx.widths["n"], ctx.widths["h1"], ctx.widths["h2"]
+        state = ctx.n_parts * n
+        f = mlp([ctx.family.f_input_parts * n, h1, h2, n], nn.ReLU)
+        hybrid = ODERNN(ctx.ode(Autonomous(f), n), nn.Linear(state + FEATURES, state))
+        initial = InitialState(INPUTS * FEATURES, ctx.widths.get("c", state), state)
+        return PlaneVibrationModel(initial, hybrid, nn.Linear(n, FEATURES))
+
+
+@hookimpl
+def harness_tasks() -> list[PlaneVibration]:
+    return [PlaneVibration()]

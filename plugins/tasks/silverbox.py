@@ -1,0 +1,114 @@
+"""The Silverbox initialisation study (HBNODE paper §3, Fig. 2; appendix E.1, Table 3).
+
+How fast does ‖h(t)‖ grow in each family before any training? The Silverbox circuit (input
+voltage V1, output V2, both ×``rescale``; 100 as in the authors' code, the paper says
+nothing) drives every family with f one dense layer reading the state's f channels plus
+V1(t): fc_n on [h (or [h, v] for SONODE), V1(t)]. h0 = V2(start), padded with zeros by ANODE
+(n = 2), completed by a dense layer fc_{P·n−1} of V2(start) for SONODE, HBNODE and GHBNODE
+(the paper's "augmented with a dense network"; Table 3's h = 22 belongs to no layer it
+describes). The state is carried sample by sample over ``horizon`` samples (one sample is one
+unit of time), with V1 linear between samples.
+
+Run it with ``epochs: 0`` (the schedule's default): the record's epoch 0 holds the curve
+``h_norm`` (and ``state_norm``, over all parts, as the authors' plot code takes it) at every
+sample, and their summaries. For the paper's setting give GHBNODE ``sigma: hardtanh``
+(ξ = ln 2 and γ = sigmoid(−3) are the families' initial values). The test loss is the MSE of
+h's first channel against V2 — meaningless before training, kept so training works too.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from harness import BuildContext, Task, TaskData, hookimpl
+from harness.batches import TensorBatches
+from harness.forcing import Signal, solve_with_input
+from harness.growth import exponential_rate
+from harness.ode import ODEBlock
+from harness_plugins.tasks.sequence_files import locate, read_silverbox
+
+
+def linear_signal(start: Tensor, end: Tensor, interval: tuple[float, float]) -> Signal:
+    """u(t) going linearly from ``start`` to ``end`` (each (batch,)) across ``interval``."""
+    t0, t1 = interval
+
+    def signal(t: Tensor) -> Tensor:
+        return (start + (t - t0) / (t1 - t0) * (end - start))[:, None]
+    return signal
+
+
+class ForcedTrajectory(nn.Module):
+    """x (batch, samples, 2) of [V1, V2] → the state at every sample (batch, samples, P·n)."""
+
+    def __init__(self, ode: ODEBlock, velocity_net: nn.Module | None) -> None:
+        super().__init__()
+        self.ode = ode
+        self.velocity_net = velocity_net
+
+    def forward(self, x: Tensor) -> Tensor:
+        v1 = x[..., 0]
+        z = self.ode.initial_state(x[:, 0, 1:], self.velocity_net)
+        states = [z]
+        for i in range(x.shape[1] - 1):
+            signal = linear_signal(v1[:, i], v1[:, i + 1], self.ode.family.interval)
+            z = solve_with_input(self.ode, signal, z)
+            states.append(z)
+        return torch.stack(states, dim=1)
+
+    def h_norms(self, states: Tensor) -> tuple[list[float], list[float]]:
+        """Mean over the batch of ‖h(t)‖ and of ‖state(t)‖ at every sample."""
+        h = self.ode.part(states.flatten(0, 1), "h").unflatten(0, states.shape[:2])
+        return h.norm(dim=-1).mean(dim=0).tolist(), states.norm(dim=-1).mean(dim=0).tolist()
+
+
+class SilverboxInit(Task):
+    name = "silverbox_init"
+    schedule = {"epochs": 0, "batch_size": None,
+                "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7, "adjoint": False}}
+    widths = {"node": {"n": 1}, "anode": {"n": 2}, "sonode": {"n": 1}, "hbnode": {"n": 1},
+              "ghbnode": {"n": 1}}
+    options = {"start": 0, "horizon": 64, "rescale": 100.0}
+    metric = "mse"
+    higher_is_better = False
+
+    def data(self, options: dict[str, Any], seed: int, data_root: str | None,
+             device: torch.device, batch_size: int | None) -> TaskData:
+        signals = read_silverbox(locate(data_root, "silverbox", "sb.csv")) * options["rescale"]
+        start, horizon = options["start"], options["horizon"]
+        segment = signals[start:start + horizon + 1]
+        if start < 0 or horizon < 1 or len(segment) < horizon + 1:
+            raise ValueError(f"silverbox_init: samples {start}…{start + horizon} are not all in "
+                             f"the file's {len(signals)}")
+        x, y = segment[None].to(device), segment[None, :, 1:].to(device)
+        return TaskData(train=TensorBatches(x, y), test=TensorBatches(x, y))
+
+    def build_model(self, ctx: BuildContext) -> nn.Module:
+        n, state = ctx.widths["n"], ctx.n_parts * ctx.widths["n"]
+        net = nn.Linear(ctx.family.f_input_parts * n + 1, n)
+        velocity = nn.Linear(1, state - 1) if ctx.uses_velocity_net else None
+        return ForcedTrajectory(ctx.ode(net, n), velocity)
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.mse_loss(prediction[..., :1], target)
+
+    def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
+        return {"mse": self.loss(prediction, target).item()}
+
+    def measure(self, model: nn.Module, data: TaskData, epoch: int,
+                options: dict[str, Any]) -> dict[str, Any]:
+        assert isinstance(model, ForcedTrajectory)
+        x, _ = next(iter(data.test))
+        with torch.no_grad():
+            h_norm, state_norm = model.h_norms(model(x))
+        growth = (math.log10(h_norm[-1] / h_norm[0])
+                  if h_norm[0] > 0 and h_norm[-1] > 0 and math.isfinite(h_norm[-1]) else None)
+        return {"h_norm": h_norm, "state_norm": state_norm, "h_norm_log10_growth": growth,
+                "h_norm_growth_rate": exponential_rate(h_norm)}
+
+
+@hookimpl
+def harness_tasks() -> list[SilverboxInit]:
+    return [SilverboxInit()]

@@ -1,0 +1,46 @@
+"""Small data files in the real formats of pv.csv, rollout_NNN.npy and sb.csv, for tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: Where CI and the development machines keep the real data, beside the checkout.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_plane_vibration(root: Path, stamps: int, seed: int = 0) -> np.ndarray:
+    """root/plane_vibration/pv.csv as the real file has it: a quoted header, Fs on the first
+    row only, a trailing comma on every row, a blank last line. Returns the 5 attributes."""
+    values = np.random.default_rng(seed).normal(size=(stamps, 5)).round(6)
+    lines = ['"Force","Voltage","Acceleration1","Acceleration2","Acceleration3","Fs",']
+    for i, row in enumerate(values):
+        lines.append(",".join(f"{v:.10g}" for v in row) + (",400," if i == 0 else ",,"))
+    path = root / "plane_vibration" / "pv.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n\n")
+    return values
+
+
+def write_walker(root: Path, lengths: list[int], seed: int = 0,
+                 labelled: bool = False) -> list[np.ndarray]:
+    """root/walker/rollout_NNN.npy, float64 [T, 17] each: random, or (``labelled``) with every
+    value of rollout r at stamp i equal to 1000·r + i."""
+    rng = np.random.default_rng(seed)
+    folder = root / "walker"
+    folder.mkdir(parents=True, exist_ok=True)
+    rollouts = [np.repeat(1000.0 * r + np.arange(length)[:, None], 17, axis=1) if labelled
+                else rng.normal(size=(length, 17)) for r, length in enumerate(lengths)]
+    for i, rollout in enumerate(rollouts):
+        np.save(folder / f"rollout_{i:03d}.npy", rollout)
+    return rollouts
+
+
+def write_silverbox(root: Path, samples: int, seed: int = 0) -> np.ndarray:
+    """root/silverbox/sb.csv: a quoted header, V1,V2 with a trailing comma, no final newline."""
+    values = np.random.default_rng(seed).normal(scale=0.01, size=(samples, 2)).round(7)
+    lines = ['"V1","V2",'] + [f"{a:.10g},{b:.10g}," for a, b in values]
+    path = root / "silverbox" / "sb.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return values
