@@ -106,6 +106,7 @@ class PlaneVibration(SequenceTask):
     paper_params = {"node": 15986, "anode": 16730, "sonode": 16649, "hbnode": 16127,
                     "ghbnode": 16127}
     options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1}
+    tiny = {"batch_size": 8, "task_options": {"train_windows": 8, "eval_windows": 8}}
     metric = "forecast_mse"
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,

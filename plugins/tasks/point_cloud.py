@@ -46,6 +46,7 @@ class PointCloud(Task):
               "hbnode": {"n": 2, "h": 14}, "ghbnode": {"n": 2, "h": 14}}
     paper_params = {"node": 525, "anode": 567, "sonode": 528, "hbnode": 568, "ghbnode": 568}
     options = {"inner": 40, "outer": 80, "data_seed": None}
+    tiny = {"task_options": {"inner": 10, "outer": 20}}
     metric = "accuracy"
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,

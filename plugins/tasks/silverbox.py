@@ -71,6 +71,7 @@ class SilverboxInit(Task):
     widths = {"node": {"n": 1}, "anode": {"n": 2}, "sonode": {"n": 1}, "hbnode": {"n": 1},
               "ghbnode": {"n": 1}}
     options = {"start": 0, "horizon": 64, "rescale": 100.0}
+    tiny = {"task_options": {"horizon": 8}}
     metric = "mse"
     higher_is_better = False
 

@@ -102,6 +102,7 @@ class Walker2D(SequenceTask):
     paper_params = {"node": 8729, "anode": 8815, "hbnode": 8899, "ghbnode": 8899}
     options = {**SEQUENCE_OPTIONS, "split_seed": 0, "window": 64, "stride": 16,
                "time_scale": 1 / 64}
+    tiny = {"batch_size": 8, "task_options": {"train_windows": 8, "eval_windows": 8}}
     metric = "one_step_mse"
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,

@@ -1,0 +1,49 @@
+"""Every installed family (the built-ins and, in CI, the example package's AdamNODE) passes the
+conformance kit a plugin author runs (harness.testing), including a tiny run on every installed
+task whose data is on this machine."""
+from __future__ import annotations
+
+import pytest
+
+from harness.plugins import load_registry
+from harness.testing import family_checks
+from harness_plugins.models.node import NODE
+from tests.sequence_files import SHARED_DATA
+
+CHECKS = [(name, check) for name, family in sorted(load_registry().families.items())
+          for check in family_checks(family)]
+
+
+@pytest.fixture(autouse=True)
+def shared_data(monkeypatch):
+    """The tasks read the shared data folder beside the checkout when there is one."""
+    if SHARED_DATA.is_dir():
+        monkeypatch.setenv("HARNESS_DATA_ROOT", str(SHARED_DATA))
+
+
+@pytest.mark.parametrize("family, check", CHECKS, ids=[f"{f}: {c}" for f, c in CHECKS])
+def test_installed_family_conforms(family, check):
+    check()
+
+
+def test_a_broken_family_fails_the_kit_with_a_clear_message():
+    class Wrong(NODE):
+        name = "wrong"
+        parts = ("h", "m")  # declares two parts; NODE's right-hand side unpacks one
+
+    shapes = next(c for c in family_checks(Wrong, tasks=[]) if c.name == "derivative shapes")
+    with pytest.raises(AssertionError, match=r"derivatives raised ValueError.* 2 parts \('h', 'm'\)"):
+        shapes()
+
+
+def test_a_family_returning_too_few_derivatives_fails_the_kit():
+    class Short(NODE):
+        name = "short"
+        parts = ("h", "m")
+
+        def derivatives(self, t, state, f):
+            return (f(t, state[0]),)  # one derivative for two parts
+
+    shapes = next(c for c in family_checks(Short, tasks=[]) if c.name == "derivative shapes")
+    with pytest.raises(AssertionError, match=r"expected a tuple of 2, one per part \('h', 'm'\)"):
+        shapes()
