@@ -29,7 +29,7 @@ import yaml
 from tabulate import tabulate
 
 from harness.validation import (Invalid, Problems, choice, join, mapping, number,
-                                positive_number, read_yaml, string)
+                                positive_number, read_yaml, string, top_level)
 
 #: Per-epoch record fields a budget may bound (besides any ``test_<metric>``).
 FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "train_time_s", "forward_time_s",
@@ -110,14 +110,9 @@ def load_budgets(path: str | Path) -> tuple[list[Budget], float]:
     """The budget lines of a file and its default tolerance; :class:`BudgetError` lists every
     problem found."""
     path = Path(path)
-    document = read_yaml(path, BudgetError, "a budget YAML file")
     report = Problems(str(path))
-    if not isinstance(document, dict):
-        raise BudgetError(f"{path}: top level: {document!r} is not a mapping; valid: a mapping "
-                          f"with keys tolerance, budgets")
-    for key in document:
-        if key not in ("tolerance", "budgets"):
-            report.unknown(str(key), f"unknown key {key!r}", key, ("tolerance", "budgets"))
+    document = top_level(read_yaml(path, BudgetError, "a budget YAML file"), path, BudgetError,
+                         ("tolerance", "budgets"), report)
     tolerance = report.check("tolerance", _fraction, document.get("tolerance", DEFAULT_TOLERANCE))
     lines = document.get("budgets")
     if not isinstance(lines, list) or not lines:

@@ -32,8 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("list", "plugins"):
         commands.add_parser(name, help="show the model families and tasks found, and broken plugins")
 
-    report = commands.add_parser("report", help="write tables comparing the models of a results dir")
-    report.add_argument("results", type=Path, help="a directory holding results.jsonl")
+    report = commands.add_parser("report", help="write the report page (tables, figures, paper "
+                                                "claims, environment) of results dirs")
+    report.add_argument("results", type=Path, nargs="+",
+                        help="directories holding results.jsonl (their records are combined)")
+    report.add_argument("--out", type=Path,
+                        help="where to write (default: DIR/report; required with several dirs)")
+    report.add_argument("--claims", type=Path, action="append", default=[],
+                        help="a claims YAML file to check too (repeatable)")
+    report.add_argument("--no-paper-claims", action="store_true",
+                        help="leave out the HBNODE paper's claims shipped with the harness")
+    report.add_argument("--formats", default="png,svg",
+                        help="figure formats, comma-separated (default: png,svg)")
+
+    compare = commands.add_parser("compare", help="per task and model, the change in NFE, time "
+                                                  "and metric from BASE to NEW results")
+    compare.add_argument("base", type=Path, help="a directory holding results.jsonl")
+    compare.add_argument("new", type=Path, help="a directory holding results.jsonl")
+    compare.add_argument("--threshold", type=float, default=0.05,
+                         help="relative changes below this are noise (default 0.05)")
+    compare.add_argument("--fail-on-worse", action="store_true",
+                         help="exit 1 when any quantity got worse")
 
     check = commands.add_parser("check", help="check results against NFE budgets (exit 1 on a "
                                               "violation)")
@@ -50,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, registry)
     if args.command == "report":
         return _report(args)
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "check":
         return _check(args)
     return _list(registry)
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
+    from harness.claims import ClaimsError, copy_suite_claims
     from harness.driver import run_suite
     from harness.environment import resolve_device
     from harness.executors import default_executor
@@ -78,6 +100,11 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
               f"{', '.join(sorted(registry.executors))}", file=sys.stderr)
         return 2
     out = args.out or Path("results") / suite.name
+    try:
+        copy_suite_claims(args.suite, out)
+    except ClaimsError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
     if not args.quiet:
         registry.manager.register(Progress(len(suite.runs)), name="progress")
     try:
@@ -96,16 +123,45 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.claims import ClaimsError
+    from harness.report import ResultsError
+    from harness.report_page import write_page
 
+    formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
+    if not formats or any(fmt not in ("png", "svg", "pdf") for fmt in formats):
+        print(f"harness: --formats {args.formats!r}: valid: png, svg, pdf, comma-separated",
+              file=sys.stderr)
+        return 2
     try:
-        path = write_report(args.results)
-    except (FileNotFoundError, ValueError) as error:
+        written = write_page(args.results, args.out, args.claims,
+                             paper_claims=not args.no_paper_claims, formats=formats)
+    except (ResultsError, ClaimsError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
-    print(path.read_text())
-    print(f"written: {path} and {path.with_suffix('.csv')}")
+    print(written.summary.read_text())
+    for file, results in written.claims:
+        counts = {verdict: sum(r.verdict == verdict for r in results)
+                  for verdict in ("pass", "fail", "not run")}
+        print(f"claims of {file.path}: {counts['pass']} hold, {counts['fail']} fail, "
+              f"{counts['not run']} not run")
+    print(f"written: {written.html} (open it in a browser), {written.markdown}, "
+          f"{written.summary} and {written.summary.with_suffix('.csv')}, "
+          f"{len(written.figures)} figure files")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare, render
+    from harness.report import ResultsError, load_results
+
+    try:
+        comparison = compare(load_results([args.base]), load_results([args.new]),
+                             args.threshold)
+    except ResultsError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    print(render(comparison))
+    return 1 if args.fail_on_worse and comparison.worse else 0
 
 
 def _check(args: argparse.Namespace) -> int:

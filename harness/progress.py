@@ -11,11 +11,11 @@ class Progress:
     """Prints each run's epochs (one updating line on a terminal, every tenth epoch otherwise)
     and a summary line when it ends."""
 
-    def __init__(self, total_runs: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total_runs: int, stream: TextIO | None = None) -> None:
         self.total = total_runs
         self.numbers: dict[str, int] = {}
-        self.stream = stream
-        self.live = stream.isatty()
+        self.stream = stream or sys.stderr  # looked up now: a test may have replaced it
+        self.live = self.stream.isatty()
 
     def prefix(self, run: Any) -> str:
         """[i/N] and the run's label; i counts runs in the order they are first seen."""

@@ -1,4 +1,6 @@
-"""Summaries of a results file: one row per (task, model), as Markdown tables and a flat CSV.
+"""Summaries of result records: one row per group of seeds (:mod:`harness.aggregate`), as
+Markdown tables and a flat CSV; and reading one or several results directories for the
+commands that summarise them.
 
 A run's ``forward_nfe``/``backward_nfe`` per epoch are taken as per-iteration counts; a run's
 value is their mean over its epochs, and a row shows the mean ± sample std across ok seeds.
@@ -6,13 +8,13 @@ value is their mean over its epochs, and a row shows the mean ± sample std acro
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from statistics import fmean, stdev
 from typing import Any
 
 from tabulate import tabulate
 
+from harness.aggregate import Group, group_runs, setting_label
 from harness.records import read_records, results_path
 
 REPORT_DIR = "report"
@@ -20,7 +22,7 @@ DASH = "—"
 
 #: The CSV's columns, in order: every numeric column holds a raw number or is empty.
 CSV_COLUMNS = [
-    "task", "model", "metric", "n_ok", "n_failed",
+    "suite", "task", "model", "setting", "metric", "n_ok", "n_failed",
     "test_metric_mean", "test_metric_std", "train_loss_mean", "train_loss_std",
     "forward_nfe_mean", "forward_nfe_std", "backward_nfe_mean", "backward_nfe_std",
     "epoch_time_s_mean", "epoch_time_s_std", "params", "paper_params",
@@ -29,57 +31,120 @@ CSV_COLUMNS = [
 _STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s")
 
 
+class ResultsError(ValueError):
+    """Results that cannot be summarised: a missing directory or file, or no records."""
+
+
+def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The records of every results directory (or results.jsonl file) given, in order."""
+    records: list[dict[str, Any]] = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise ResultsError(f"{path}: no such directory; valid: a directory holding "
+                               f"results.jsonl (written by `harness run`)")
+        if path.is_dir():
+            path = results_path(path)
+        if not path.is_file():
+            raise ResultsError(f"{path}: no results file here; valid: a directory holding "
+                               f"results.jsonl (written by `harness run`) or such a file")
+        found = list(read_records(path))
+        if not found:
+            raise ResultsError(f"{path}: holds no result records")
+        missing = [key for key in ("task", "model", "status") if key not in found[0]]
+        if missing:
+            raise ResultsError(f"{path}: line 1 is not a result record (no "
+                               f"{', '.join(missing)})")
+        records += found
+    return records
+
+
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (task, model), tasks in first-seen order, then models in first-seen order.
+    """One row per group (suite, task, model, setting) in first-seen order.
 
     A run stored more than once (a failed run tried again) counts by its last record. Stats
     are over ok runs only; a ``*_std`` is None with fewer than two values, and a stat is None
     when no run has a value (e.g. ``backward_nfe`` without the adjoint).
     """
-    latest: dict[Any, dict[str, Any]] = {}
-    for index, record in enumerate(records):
-        latest[record.get("key", index)] = record
-    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for record in latest.values():
-        groups.setdefault(record["task"], {}).setdefault(record["model"], []).append(record)
-    return [_row(task, model, runs)
-            for task, models in groups.items() for model, runs in models.items()]
+    return [summary_row(group) for group in group_runs(records)]
 
 
-def render_markdown(rows: list[dict[str, Any]]) -> str:
-    """A heading, a seeds line, a table and the failed runs' errors for each task."""
-    tasks: dict[str, list[dict[str, Any]]] = {}
+def summary_row(group: Group) -> dict[str, Any]:
+    """The table row of one group: counts, the five stats as ``*_mean``/``*_std``, params."""
+    stats = {
+        "test_metric": group.value(f"test_{group.metric}", "last"),
+        "train_loss": group.value("loss", "last"),
+        "forward_nfe": group.value("forward_nfe"),
+        "backward_nfe": group.value("backward_nfe"),
+        "epoch_time_s": group.value("train_time_s"),
+    }
+    row: dict[str, Any] = {
+        "suite": group.suite, "task": group.task, "model": group.model,
+        "setting": setting_label(group.setting), "label": group.label, "metric": group.metric,
+        "n_ok": len(group.ok), "n_failed": len(group.failed),
+        "params": group.first("params"), "paper_params": group.first("paper_params"),
+        "seeds": [run["seed"] for run in group.runs],
+        "errors": [(run["seed"], run.get("error")) for run in group.failed],
+    }
+    for name, value in stats.items():
+        row[f"{name}_mean"], row[f"{name}_std"] = value.mean, value.std
+    return row
+
+
+def sections(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Rows by (suite, task), in first-seen order."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        tasks.setdefault(row["task"], []).append(row)
-    sections = []
-    for task, task_rows in tasks.items():
-        seeds = sorted({seed for row in task_rows for seed in row["seeds"]})
-        metrics = "/".join(dict.fromkeys(row["metric"] for row in task_rows))
-        headers = ["model", "runs ok", "failed", f"test {metrics}", "final train loss",
-                   "forward NFE", "backward NFE", "time/epoch (s)", "params", "paper params"]
-        table = [[row["model"], row["n_ok"], row["n_failed"],
-                  *(_cell(row, stat) for stat in _STATS),
-                  _plain(row["params"]), _plain(row["paper_params"])] for row in task_rows]
-        lines = [f"## {task}", "",
-                 f"{len(seeds)} seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds))}", "",
-                 tabulate(table, headers, tablefmt="github", disable_numparse=True)]
-        errors = [f"- {task}/{row['model']}/seed {seed}: {error}"
-                  for row in task_rows for seed, error in row["errors"]]
+        grouped.setdefault((row["suite"], row["task"]), []).append(row)
+    return grouped
+
+
+def section_title(suite: str, task: str, scopes: Iterable[tuple[str, str]]) -> str:
+    """The task's name, with the suite when the task appears under more than one suite."""
+    suites = {scope_suite for scope_suite, scope_task in scopes if scope_task == task}
+    return f"{task} ({suite})" if len(suites) > 1 else task
+
+
+def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of one section's table."""
+    metrics = "/".join(dict.fromkeys(row["metric"] for row in rows))
+    headers = ["model", "runs ok", "failed", f"test {metrics}", "final train loss",
+               "forward NFE", "backward NFE", "time/epoch (s)", "params", "paper params"]
+    cells = [[row["label"], str(row["n_ok"]), str(row["n_failed"]),
+              *(_cell(row, name) for name in _STATS),
+              _plain(row["params"]), _plain(row["paper_params"])] for row in rows]
+    return headers, cells
+
+
+def seeds_line(rows: list[dict[str, Any]]) -> str:
+    seeds = sorted({seed for row in rows for seed in row["seeds"]})
+    return f"{len(seeds)} seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds))}"
+
+
+def render_markdown(rows: list[dict[str, Any]], level: int = 2) -> str:
+    """A heading, a seeds line, a table and the failed runs' errors for each (suite, task)."""
+    grouped = sections(rows)
+    parts = []
+    for (suite, task), task_rows in grouped.items():
+        headers, cells = table(task_rows)
+        lines = [f"{'#' * level} {section_title(suite, task, grouped)}", "",
+                 seeds_line(task_rows), "",
+                 tabulate(cells, headers, tablefmt="github", disable_numparse=True)]
+        errors = failures(task_rows)
         if errors:
-            lines += ["", "Failed runs:", "", *errors]
-        sections.append("\n".join(lines))
-    return "\n\n".join(sections) + "\n"
+            lines += ["", "Failed runs:", "", *(f"- {error}" for error in errors)]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
-def write_report(results_dir: Path) -> Path:
-    """Write ``report/summary.md`` and ``report/summary.csv`` under results_dir; return the .md."""
-    path = results_path(results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}")
-    rows = summarize(read_records(path))
-    if not rows:
-        raise ValueError(f"{path} holds no result records")
-    out = Path(results_dir) / REPORT_DIR
+def failures(rows: list[dict[str, Any]]) -> list[str]:
+    """``task/model/seed N: error`` for every failed run of the rows."""
+    return [f"{row['task']}/{row['label']}/seed {seed}: {error}"
+            for row in rows for seed, error in row["errors"]]
+
+
+def write_summary(rows: list[dict[str, Any]], out: Path) -> Path:
+    """Write ``summary.md`` and ``summary.csv`` into ``out``; return the .md."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
@@ -90,38 +155,14 @@ def write_report(results_dir: Path) -> Path:
     return markdown
 
 
-def _row(task: str, model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [run for run in runs if run.get("status") == "ok"]
-    first = (ok or runs)[0]
-    metric = first["metric"]
-    per_run = {
-        "test_metric": [run["epochs"][-1].get(f"test_{metric}") for run in ok if run["epochs"]],
-        "train_loss": [run["epochs"][-1].get("loss") for run in ok if run["epochs"]],
-        "forward_nfe": [_epoch_mean(run, "forward_nfe") for run in ok],
-        "backward_nfe": [_epoch_mean(run, "backward_nfe") for run in ok],
-        "epoch_time_s": [_epoch_mean(run, "train_time_s") for run in ok],
-    }
-    row: dict[str, Any] = {
-        "task": task, "model": model, "metric": metric,
-        "n_ok": len(ok), "n_failed": len(runs) - len(ok),
-        "params": first.get("params"), "paper_params": first.get("paper_params"),
-        "seeds": [run["seed"] for run in runs],
-        "errors": [(run["seed"], run.get("error")) for run in runs if run.get("status") != "ok"],
-    }
-    for stat, values in per_run.items():
-        values = [value for value in values if value is not None]
-        row[f"{stat}_mean"] = fmean(values) if values else None
-        row[f"{stat}_std"] = stdev(values) if len(values) > 1 else None
-    return row
+def write_report(results_dir: Path) -> Path:
+    """Write ``report/summary.md`` and ``report/summary.csv`` under results_dir; return the .md."""
+    rows = summarize(load_results([results_dir]))
+    return write_summary(rows, Path(results_dir) / REPORT_DIR)
 
 
-def _epoch_mean(run: dict[str, Any], key: str) -> float | None:
-    values = [epoch[key] for epoch in run["epochs"] if epoch.get(key) is not None]
-    return fmean(values) if values else None
-
-
-def _cell(row: dict[str, Any], stat: str) -> str:
-    mean, std = row[f"{stat}_mean"], row[f"{stat}_std"]
+def _cell(row: dict[str, Any], name: str) -> str:
+    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
     if mean is None:
         return DASH
     return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"

@@ -157,6 +157,19 @@ def mapping(value: Any, at: str, report: Problems, valid: str) -> dict:
     return {}
 
 
+def top_level(document: Any, path: Path, error: type[Exception], keys: Collection[str],
+              report: Problems) -> dict:
+    """A parsed file's top-level mapping; anything else raises ``error`` at once, and each key
+    not in ``keys`` is reported."""
+    if not isinstance(document, dict):
+        what = "empty file" if document is None else f"{document!r} is not a mapping"
+        raise error(f"{path}: top level: {what}; valid: a mapping with keys {', '.join(keys)}")
+    for key in document:
+        if key not in keys:
+            report.unknown(str(key), f"unknown key {key!r}", key, keys)
+    return document
+
+
 def read_yaml(path: Path, error: type[Exception], kind: str) -> Any:
     """The parsed YAML document (``yaml.safe_load``: nothing is evaluated); a missing or
     malformed file raises ``error`` at once. ``kind`` names the file for the message."""

@@ -59,7 +59,7 @@ def test_bad_suite_is_a_clear_error_not_a_traceback(tmp_path, capsys):
 
 def test_report_of_a_missing_directory(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
-    assert "no results file at" in capsys.readouterr().err
+    assert "nowhere: no such directory" in capsys.readouterr().err
 
 
 def test_list_shows_plugins_and_their_package(capsys):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harness.records import append_record, read_records, results_path
-from harness.report import render_markdown, summarize, write_report
+from harness.report import ResultsError, render_markdown, summarize, write_report
 
 
 def _epoch(n: int, fwd: float, bwd: float | None, time_s: float, loss: float,
@@ -136,8 +136,13 @@ def test_csv(results_dir: Path) -> None:
 
 
 def test_missing_or_empty_results(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="results.jsonl"):
+    with pytest.raises(ResultsError, match="nowhere: no such directory"):
+        write_report(tmp_path / "nowhere")
+    with pytest.raises(ResultsError, match="results.jsonl: no results file"):
         write_report(tmp_path)
     results_path(tmp_path).write_text("\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="results.jsonl"):
+    with pytest.raises(ResultsError, match="results.jsonl: holds no result records"):
+        write_report(tmp_path)
+    results_path(tmp_path).write_text('{"epochs": []}\n', encoding="utf-8")
+    with pytest.raises(ResultsError, match="not a result record"):
         write_report(tmp_path)

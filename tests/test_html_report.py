@@ -1,0 +1,151 @@
+"""`harness report`: the page and its files, relative links only, the claims and the
+environment; in Chromium (when installed) every image loads from the file system."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.records import append_record, results_path
+from harness.report_page import write_page
+from tests.result_records import curve_run, epoch, record
+
+CHROMIUM = shutil.which("chromium")
+
+
+def _runs() -> list:
+    """Point cloud: hbnode (2 seeds) and node over 3 epochs, one failed sonode run; a
+    Silverbox study at initialisation."""
+    runs = [curve_run("point_cloud", model, seed,
+                      {"forward_nfe": [10.0 + k, 20.0, 30.0], "backward_nfe": [15.0, 25.0, 35.0 + k],
+                       "loss": [1.0, 0.1, 0.01 * k], "accuracy": [0.5, 0.9, acc],
+                       "test_accuracy": [0.5, 0.9, acc]}, params=params)
+            for model, k, acc, params, seeds in (("hbnode", 1.0, 1.0, 568, (0, 1)),
+                                                 ("node", 3.0, 0.9, 525, (0,)))
+            for seed in seeds]
+    runs.append(record("point_cloud", "sonode", 0, [], status="failed", params=527))
+    runs += [record("silverbox_init", model, 0,
+                    [epoch(0, h_norm=[1.0, 2.0, growth], h_norm_log10_growth=growth)],
+                    metric="mse") for model, growth in (("node", 1.0), ("ghbnode", 0.5))]
+    return runs
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("results")
+    for run in _runs():
+        append_record(results_path(directory), run)
+    (directory / "claims.yaml").write_text(
+        "paper: The suite's own\nclaims:\n  - id: mine\n    claim: NODE is bigger than "
+        "HBNODE\n    task: point_cloud\n    checks:\n      - params: {counts: {node: 600}}\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def page(results: Path) -> Path:
+    write_page([results], formats=("png", "svg"))
+    return results / "report" / "index.html"
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        values = dict(attrs)
+        if tag == "img":
+            self.images.append(values["src"])
+        if tag == "a":
+            self.links.append(values["href"])
+
+
+def test_the_page_refers_only_to_files_beside_it(page: Path) -> None:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    assert len(parser.images) == 4     # point cloud: nfe, learning, time; silverbox: h-norm
+    for src in parser.images:
+        assert src.endswith(".png") and not src.startswith(("/", "http:", "https:", "file:"))
+        assert (page.parent / src).is_file()
+    for href in parser.links:
+        assert href.startswith("#") or (page.parent / href).is_file()
+    assert not re.search(r"(src|href)=\"(https?:)?//", page.read_text(encoding="utf-8"))
+
+
+def test_the_page_content(page: Path, results: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert '<h2 id="point-cloud-test">point_cloud</h2>' in text
+    assert "<td>hbnode</td><td class=\"num\">2</td><td class=\"num\">0</td>" in text
+    assert "point_cloud/sonode/seed 0: SolverFailure: too many steps" in text
+    # the shipped paper claims, then the results dir's own claims.yaml
+    assert ">Heavy Ball Neural ODEs (Xia et al., NeurIPS 2021)</h3>" in text
+    assert "hbnode.yaml, shipped with the harness: ✓ " in text
+    assert '<a href="../claims.yaml">../claims.yaml</a>' in text
+    assert '<tr class="pass"><td>✓</td><td>NODE cannot separate the point cloud' in text
+    assert '<tr class="fail"><td>✗</td><td>NODE is bigger than HBNODE' in text
+    assert '<tr class="not-run"><td>not run</td>' in text
+    assert "node: 525 vs paper 600 (-12.50%)" in text
+    assert "<td>torchdiffeq</td><td>0.2.5</td>" in text and "harness run suites/x.yaml" in text
+    markdown = (results / "report" / "index.md").read_text(encoding="utf-8")
+    assert "## point_cloud" in markdown and "![point_cloud — " in markdown
+    assert "(figures/point-cloud-test/nfe.png)" in markdown
+    assert "([SVG](figures/point-cloud-test/nfe.svg))" in markdown
+    assert (results / "report" / "summary.csv").is_file()
+
+
+def test_the_command(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    other = tmp_path / "other"
+    append_record(results_path(other), record("point_cloud", "node", 0, [epoch(1)], suite="b",
+                                              params=600))
+    out = tmp_path / "combined"
+    assert main(["report", str(results), str(other), "--out", str(out), "--formats", "png",
+                 "--no-paper-claims"]) == 0
+    printed = capsys.readouterr().out
+    # the first dir's claims.yaml sees its records only (the other dir's node has 600)
+    assert f"claims of {results / 'claims.yaml'}: 0 hold, 1 fail, 0 not run" in printed
+    assert "## point_cloud (test)" in (out / "index.md").read_text(encoding="utf-8")
+    assert "hbnode.yaml" not in printed and f"written: {out / 'index.html'}" in printed
+    assert not list(out.rglob("*.svg")) and list(out.rglob("*.png"))
+    assert main(["report", str(results), str(results)]) == 2
+    assert "several results directories need --out" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("claims: {}\n")
+    assert main(["report", str(results), "--out", str(out), "--claims", str(bad)]) == 2
+    assert f"{bad}: claims: {{}} is not a list of claims" in capsys.readouterr().err
+    assert main(["report", str(results), "--formats", "gif"]) == 2
+
+
+# The instrumented copy's script: after load, write how many images decoded into the DOM.
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const loaded = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute("data-images", `${loaded}/${images.length}`);
+});
+</script></body>"""
+
+_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_every_image_loads_in_chromium(page: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    shutil.copytree(page.parent, report)
+    probe = report / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE),
+                     encoding="utf-8")
+    command = [CHROMIUM, *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*command, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert 'data-images="4/4"' in dom
+    shot = tmp_path / "page.png"
+    subprocess.run([*command, f"--screenshot={shot}", "--window-size=1200,900",
+                    page.as_uri()], capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
