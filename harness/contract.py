@@ -170,6 +170,11 @@ def harness_executors() -> Sequence[type]:
 
 
 @hookspec
+def harness_solver_backends() -> Sequence[Any]:
+    """Return solver backends (instances of :class:`harness.backends.SolverBackend`)."""
+
+
+@hookspec
 def harness_run_started(run: Any) -> None:
     """A run (a :class:`harness.runspec.RunSpec`) is about to train."""
 

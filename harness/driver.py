@@ -34,6 +34,7 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
         try:
             widths_for(spec, task, family)
             family(**spec.model_options)
+            registry.backends[spec.solver.backend].check(spec.solver)
         except RunConfigError as error:
             problems.append(str(error))
         except (TypeError, ValueError) as error:

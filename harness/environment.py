@@ -22,9 +22,13 @@ def resolve_device(choice: str = "auto") -> torch.device:
     return device
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """The environment block of a result record."""
-    return {**_static_environment(), "device": str(device), "device_name": _device_name(device)}
+def environment(device: torch.device, solver_backend: str = "torchdiffeq") -> dict[str, Any]:
+    """The environment block of a result record; ``solver_backend`` names the run's backend,
+    recorded with the version of the package providing it."""
+    from harness.backends import backend
+    used = backend(solver_backend)
+    return {**_static_environment(), "device": str(device), "device_name": _device_name(device),
+            "solver_backend": {"name": used.name, "package": used.package, "version": used.version}}
 
 
 @functools.cache

@@ -30,6 +30,8 @@ class Registry:
     families: dict[str, type[Family]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     executors: dict[str, type] = field(default_factory=dict)
+    backends: dict[str, Any] = field(default_factory=dict)
+    """solver backend name → :class:`harness.backends.SolverBackend`."""
     packages: dict[str, str] = field(default_factory=dict)
     """plugin name → the distribution that provides it."""
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -66,10 +68,11 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
     A plugin that fails to import, raises in a hook, returns the wrong thing or reuses a taken
     name is recorded in ``failures``; the others still load.
     """
-    from harness import executors  # the built-in executors are a plugin of the host itself
+    from harness import backends, executors  # built-in executors and backends: plugins of the host
 
     registry = Registry(new_manager())
     _register(registry, "executors", "harness", executors)
+    _register(registry, "backends", "harness", backends)
     if entry_points_group:
         for ep in entry_points(group=entry_points_group):
             package = ep.dist.name if ep.dist else "?"
@@ -82,6 +85,7 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
     for name, plugin in extra_plugins:
         _register(registry, name, getattr(plugin, "__module__", "?") or "?", plugin)
     _collect(registry)
+    backends.install(registry.backends)
     return registry
 
 
@@ -104,7 +108,9 @@ def _collect(registry: Registry) -> None:
     kinds = (("model", registry.manager.hook.harness_model_families, family_problem, registry.families),
              ("task", registry.manager.hook.harness_tasks, task_problem, registry.tasks),
              ("executor", registry.manager.hook.harness_executors, executor_problem,
-              registry.executors))
+              registry.executors),
+             ("backend", registry.manager.hook.harness_solver_backends, backend_problem,
+              registry.backends))
     for kind, hook, check, found in kinds:
         for impl in hook.get_hookimpls():  # in registration order
             plugin = impl.plugin_name
@@ -151,6 +157,14 @@ def executor_problem(item: object) -> str | None:
     if not (isinstance(item, type) and issubclass(item, Executor)):
         return f"harness_executors returned {item!r}, not a subclass of harness.executors.Executor"
     return None if isinstance(getattr(item, "name", None), str) else f"executor {item!r} has no name"
+
+
+def backend_problem(item: object) -> str | None:
+    from harness.backends import SolverBackend
+    if not isinstance(item, SolverBackend):
+        return (f"harness_solver_backends returned {item!r}, not an instance of "
+                f"harness.backends.SolverBackend")
+    return None if isinstance(getattr(item, "name", None), str) else f"backend {item!r} has no name"
 
 
 def task_problem(item: object) -> str | None:

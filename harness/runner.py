@@ -110,7 +110,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
         "packages": {"task": registry.package_of("task", spec.task),
                      "model": registry.package_of("model", spec.model)},
         "versions": spec.versions,
-        "environment": environment(device), "started_at": _now(), "epochs": [],
+        "environment": environment(device, spec.solver.backend), "started_at": _now(), "epochs": [],
     }
     notify("run_started", spec)
     start, earlier = perf_counter(), 0.0

@@ -15,7 +15,7 @@ HARNESS_DEFAULTS: dict[str, Any] = {
     "batch_size": None,
     "optimizer": "adam",
     "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7, "adjoint": True, "options": {},
-               "max_nfe": None},
+               "max_nfe": None, "backend": "torchdiffeq"},
     "widths": None,
     "model_options": {},
     "task_options": {},
@@ -80,7 +80,10 @@ class RunSpec:
     def key(self) -> str:
         """Identifies the run across invocations: a hash of the resolved configuration and of
         the plugin versions."""
-        text = json.dumps([self.config(), self.versions], sort_keys=True, default=str)
+        config = self.config()
+        if config["solver"]["backend"] == "torchdiffeq":  # the default keeps the keys it had
+            del config["solver"]["backend"]
+        text = json.dumps([config, self.versions], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property

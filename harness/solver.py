@@ -1,8 +1,11 @@
-"""Solver settings and the one place the harness calls torchdiffeq."""
+"""Solver settings, the one entry point of every solve (dispatching to the run's solver
+backend, :mod:`harness.backends`), and the one place the harness calls torchdiffeq."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import re
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +25,8 @@ class SolverFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """How every ODE of a run is solved. ``adjoint`` picks odeint_adjoint over odeint."""
+    """How every ODE of a run is solved. ``adjoint`` picks odeint_adjoint over odeint (or the
+    backend's own adjoint); ``backend`` names the solver backend."""
 
     method: str = "dopri5"
     rtol: float = 1e-7
@@ -31,13 +35,22 @@ class SolverConfig:
     options: dict[str, Any] = field(default_factory=dict)
     max_nfe: int | None = None
     """Fail a solve (forward or adjoint, each counted on its own) past this many evaluations."""
+    backend: str = "torchdiffeq"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def solve(func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
-    """Integrate ``func`` from z0 over the times t; return the state at t[-1].
+    """Integrate ``func`` from z0 over the times t with the config's backend; return the state
+    at t[-1]."""
+    from harness.backends import backend  # the backends build on this module
+    return backend(config.backend).solve(func, z0, t, config)
+
+
+def torchdiffeq_solve(func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
+    """The torchdiffeq backend: integrate ``func`` from z0 over the times t; return the state
+    at t[-1].
 
     With the adjoint, the gradient w.r.t. ``func``'s parameters comes from the adjoint solve
     that runs inside ``loss.backward()``.
@@ -56,7 +69,7 @@ def solve(func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tenso
 
 def as_solver_failure(error: BaseException) -> BaseException:
     """Turn torchdiffeq's assertion for a failed solve into a :class:`SolverFailure`."""
-    message = str(error)
+    message = re.sub(r"tensor\((\d+), dtype=torch\.int32\)", r"\1", str(error))  # step cap
     if isinstance(error, AssertionError) and message.startswith(_SOLVER_FAILURES):
         return SolverFailure(message.split(":")[0] if "non-finite" in message else message)
     return error

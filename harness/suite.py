@@ -28,13 +28,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection
 
+from harness.backends import AVAILABLE as BACKENDS
 from harness.contract import Family, Task
 from harness.plugins import Registry
 from harness.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
 from harness.solver import METHODS
 from harness.validation import (Problems, boolean, choice, integer, join, mapping,
                                 non_negative_int, number, numeric, optional, positive_int,
-                                positive_number, read_yaml, string, valid_choices)
+                                positive_number, read_yaml, string, top_level,
+                                valid_choices)
 
 DATA_ROOT_ENV = "HARNESS_DATA_ROOT"
 
@@ -93,6 +95,7 @@ _SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
     "tol": positive_number,
     "adjoint": boolean,
     "max_nfe": optional(positive_int),
+    "backend": choice(BACKENDS, "a solver backend"),  # with the plugins' of loaded registries
 }
 
 
@@ -404,13 +407,7 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     """Check and expand an already parsed suite; ``path`` names it in messages and anchors a
     relative ``data_root``."""
     report = Problems(str(path))
-    if not isinstance(document, dict):
-        what = "empty file" if document is None else f"{document!r} is not a mapping"
-        raise SuiteError(f"{path}: top level: {what}; valid: a mapping with keys "
-                         f"{', '.join(_TOP_KEYS)}")
-    for key in document:
-        if key not in _TOP_KEYS:
-            report.unknown(str(key), f"unknown key {key!r}", key, _TOP_KEYS)
+    document = top_level(document, path, SuiteError, _TOP_KEYS, report)
     name = report.check("name", string, document.get("name", path.stem))
     description = report.check("description", string, document.get("description", ""))
     suite_root = report.check("data_root", optional(string), document.get("data_root"))

@@ -287,7 +287,7 @@ def test_missing_or_empty_runs(tmp_path, registry, runs, what):
      "(did you mean 'epochs'?)"),
     ("defaults: {solver: {tl: 1.0e-3}}\nruns: [{task: toy, model: node}]", "defaults.solver.tl",
      "unknown solver key 'tl'",
-     "valid: adjoint, atol, max_nfe, method, options, rtol, tol (did you mean 'tol'?)"),
+     "valid: adjoint, atol, backend, max_nfe, method, options, rtol, tol (did you mean 'tol'?)"),
     ("runs: [{task: toy, model: node, grid: {solver.rtl: [1]}}]", "runs[0].grid.solver.rtl",
      "unknown solver key 'rtl'", "(did you mean 'rtol'?)"),
     ("runs: [{task: toy, model: node, grid: {optimiser: [sgd]}}]", "runs[0].grid.optimiser",

@@ -1,0 +1,213 @@
+"""Solver backends side by side: harness overhead, fast vs torchdiffeq speed at equal NFE, and
+memory against integration length.
+
+    python benchmarks/backends.py [--repeats 7]
+
+Every comparison runs in this one process, its variants interleaved repeat by repeat, and
+reports medians. Targets: harness overhead <= 1 % over a bare loop; fast >= 2x torchdiffeq per
+training step, with the NFE of both printed beside it. The machine's load (``uptime``) is
+printed first: on shared cores, compare ratios, not absolute times.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from harness.contract import TaskData
+from harness.networks import Autonomous, mlp
+from harness.nfe import NFECounter
+from harness.ode import ODEBlock
+from harness.odernn import ODERNN
+from harness.plugins import load_registry
+from harness.runner import build_run, train
+from harness.runspec import HARNESS_DEFAULTS, RunSpec
+from harness.solver import SolverConfig
+
+CPU = torch.device("cpu")
+Step = Callable[[], None]
+
+
+def interleaved(variants: dict[str, Step], repeats: int) -> dict[str, float]:
+    """Median seconds of each variant, the variants alternating within every repeat."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for step in variants.values():  # warm up
+        step()
+    for _ in range(repeats):
+        for name, step in variants.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def point_cloud_spec(backend: str, epochs: int) -> RunSpec:
+    settings = copy.deepcopy(HARNESS_DEFAULTS)
+    settings.update(epochs=epochs, lr=0.01, eval_every=epochs)
+    settings["solver"].update(backend=backend)  # the task's tol 1e-7, with the adjoint
+    return RunSpec.from_settings("bench", "point_cloud", "hbnode", 0, settings)
+
+
+def harness_overhead(registry, repeats: int, steps: int) -> None:
+    """``steps`` training steps of point-cloud HBNODE through the runner (NFE phases, timing,
+    metrics, one evaluation) against a bare loop of the same steps on the same model."""
+    spec = point_cloud_spec("fast", steps)
+    built = build_run(spec, registry, CPU)
+    data = built.task.data(dict(built.task.options), 0, None, CPU, None)
+    state = copy.deepcopy((built.model.state_dict(), built.optimizer.state_dict()))
+
+    def reset() -> None:
+        built.model.load_state_dict(state[0])
+        built.optimizer.load_state_dict(state[1])
+
+    def through_harness() -> None:
+        reset()
+        for _ in train(spec, built, data, CPU):
+            pass
+
+    def bare_loop() -> None:
+        reset()
+        for _ in range(steps):
+            for x, y in data.train:
+                loss = built.task.loss(built.model(x), y)
+                built.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                built.optimizer.step()
+        with torch.no_grad():
+            for x, y in data.test:
+                built.task.loss(built.model(x), y).item()
+
+    times = interleaved({"harness": through_harness, "bare": bare_loop}, repeats)
+    overhead = times["harness"] / times["bare"] - 1
+    print(f"harness overhead, point-cloud HBNODE, {steps} steps + 1 eval (fast backend): "
+          f"{times['harness'] / steps * 1e3:.2f} ms/step vs bare {times['bare'] / steps * 1e3:.2f} "
+          f"ms/step: {overhead * 100:+.2f} % (target <= 1 %)")
+
+
+def training_step(model: nn.Module, loss_of: Callable[[nn.Module], torch.Tensor],
+                  counter: NFECounter) -> tuple[Step, dict[str, float]]:
+    """One optimizer step, and the NFE of its last call by phase."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    start = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+    nfe: dict[str, float] = {}
+
+    def step() -> None:  # from the same weights every time, so every repeat does the same work
+        model.load_state_dict(start[0])
+        optimizer.load_state_dict(start[1])
+        counter.take()
+        with counter.in_phase("forward"):
+            loss = loss_of(model)
+        optimizer.zero_grad(set_to_none=True)
+        with counter.in_phase("backward"):
+            loss.backward()
+        optimizer.step()
+        nfe.update(counter.take())
+    return step, nfe
+
+
+def point_cloud_step(registry, backend: str) -> tuple[Step, dict[str, float]]:
+    built = build_run(point_cloud_spec(backend, 1), registry, CPU)
+    data: TaskData = built.task.data(dict(built.task.options), 0, None, CPU, None)
+    ((x, y),) = list(data.train)
+    return training_step(built.model, lambda model: built.task.loss(model(x), y), built.counter)
+
+
+def ode_rnn_step(family_name: str, registry, backend: str) -> tuple[Step, dict[str, float]]:
+    """A plane-vibration-sized ODE-RNN (the task's widths, batch 64, 64 stamps of 5 features,
+    10 % of stamps dropped, tol 1e-7): one solve per stamp, on synthetic data."""
+    family = registry.families[family_name]
+    widths = {"node": (21, 63, 84), "hbnode": (20, 20, 20)}[family_name]
+    n, h1, h2 = widths
+    state, features, batch, stamps = len(family.parts) * n, 5, 64, 64
+    counter = NFECounter()
+    torch.manual_seed(0)
+    solver = SolverConfig(rtol=1e-7, atol=1e-7, backend=backend)
+    block = ODEBlock(family(), Autonomous(mlp([family.f_input_parts * n, h1, h2, n], nn.ReLU)),
+                     n, solver, counter)
+    model = nn.ModuleDict({"rnn": ODERNN(block, nn.Linear(state + features, state)),
+                           "head": nn.Linear(n, features)})
+    generator = torch.Generator().manual_seed(0)
+    series = torch.randn(batch, stamps + 1, features, generator=generator).cumsum(1) * 0.1
+    gaps = 1.0 + (torch.rand(batch, stamps, generator=generator) < 0.1).float()
+
+    def loss_of(m: nn.Module) -> torch.Tensor:
+        trajectory = m["rnn"](torch.zeros(batch, state), series[:, :-1], gaps)
+        predictions = torch.stack([m["head"](m["rnn"].read(z)) for z in trajectory.after], 1)
+        return (predictions - series[:, 1:]).pow(2).mean()
+    return training_step(model, loss_of, counter)
+
+
+def backend_speed(registry, repeats: int) -> None:
+    cases = {
+        "point-cloud HBNODE": lambda backend: point_cloud_step(registry, backend),
+        "plane-vibration-sized ODE-RNN (NODE)": lambda backend: ode_rnn_step("node", registry, backend),
+        "plane-vibration-sized HBNODE-RNN": lambda backend: ode_rnn_step("hbnode", registry, backend),
+    }
+    for label, make in cases.items():
+        steps = {backend: make(backend) for backend in ("torchdiffeq", "fast")}
+        times = interleaved({backend: step for backend, (step, _) in steps.items()},
+                            repeats if "point" in label else max(3, repeats // 2))
+        nfe = {backend: f"{counts['forward']}/{counts['backward']}"
+               for backend, (_, counts) in steps.items()}
+        print(f"{label}: torchdiffeq {times['torchdiffeq'] * 1e3:.1f} ms/step (NFE fwd/bwd "
+              f"{nfe['torchdiffeq']}), fast {times['fast'] * 1e3:.1f} ms/step (NFE {nfe['fast']}): "
+              f"{times['torchdiffeq'] / times['fast']:.2f}x (target >= 2x)")
+
+
+def saved_bytes(backend: str, adjoint: bool, length: float) -> tuple[int, int]:
+    """(bytes held for backward after the forward pass, forward NFE) of a point-cloud-sized
+    HBNODE block solved over ``length`` time units."""
+    family = load_registry().families["hbnode"]
+    counter = NFECounter()
+    torch.manual_seed(0)
+    f = Autonomous(mlp([2, 14, 14, 2], nn.ELU))
+    block = ODEBlock(family(), f, 2, SolverConfig(rtol=1e-5, atol=1e-5, adjoint=adjoint,
+                                                   backend=backend), counter)
+    z0 = torch.randn(120, 4, generator=torch.Generator().manual_seed(0))
+    held: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        held[storage.data_ptr()] = storage.nbytes()
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = block(z0, duration=torch.full((120,), length)).sum()
+    loss.backward()  # outside the hooks: the adjoint's own transient graphs are not counted
+    return sum(held.values()), counter.counts["forward"]
+
+
+def memory(lengths: list[float]) -> None:
+    print("memory held for backward (tensors saved by autograd) against integration length, "
+          "point-cloud HBNODE block, tol 1e-5:")
+    print(f"  {'length':>6} | {'fast adjoint':>14} | {'torchdiffeq adjoint':>19} | "
+          f"{'fast no adjoint':>15} | {'torchdiffeq no adj.':>19} | NFE")
+    for length in lengths:
+        cells = [saved_bytes(backend, adjoint, length)
+                 for adjoint in (True, False) for backend in ("fast", "torchdiffeq")]
+        kb = [f"{held / 1024:.0f} KiB" for held, _ in cells]
+        print(f"  {length:>6g} | {kb[0]:>14} | {kb[1]:>19} | {kb[2]:>15} | {kb[3]:>19} | "
+              f"{cells[0][1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per overhead timing")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    registry = load_registry()
+    harness_overhead(registry, args.repeats, args.steps)
+    backend_speed(registry, args.repeats)
+    memory([1, 4, 16, 64])
+
+
+if __name__ == "__main__":
+    main()
