@@ -15,6 +15,7 @@ import copy
 import os
 import statistics
 import time
+from importlib.util import find_spec
 from typing import Callable
 
 import torch
@@ -158,6 +159,15 @@ def backend_speed(registry, repeats: int) -> None:
         print(f"{label}: torchdiffeq {times['torchdiffeq'] * 1e3:.1f} ms/step (NFE fwd/bwd "
               f"{nfe['torchdiffeq']}), fast {times['fast'] * 1e3:.1f} ms/step (NFE {nfe['fast']}): "
               f"{times['torchdiffeq'] / times['fast']:.2f}x (target >= 2x)")
+    if "torchode" in registry.backends and find_spec("torchode"):
+        steps = {backend: point_cloud_step(registry, backend) for backend in ("torchdiffeq", "torchode")}
+        times = interleaved({backend: step for backend, (step, _) in steps.items()}, repeats)
+        nfe = {backend: f"{counts['forward']}/{counts['backward']}"
+               for backend, (_, counts) in steps.items()}
+        print(f"point-cloud HBNODE, torchode (per-element steps: NFE = batched calls): "
+              f"{times['torchode'] * 1e3:.1f} ms/step (NFE {nfe['torchode']}) vs torchdiffeq "
+              f"{times['torchdiffeq'] * 1e3:.1f} ms/step (NFE {nfe['torchdiffeq']}): "
+              f"{times['torchdiffeq'] / times['torchode']:.2f}x")
 
 
 def saved_bytes(backend: str, adjoint: bool, length: float) -> tuple[int, int]:

@@ -6,8 +6,9 @@ A backend is an object with a ``name``, the ``package`` whose version the record
 adjoint when ``config.adjoint``). It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
 per-element time scaling and NFE caps (which wrap ``func``) work for every backend.
 
-Built in: ``torchdiffeq`` (the reference, and the default) and ``fast`` (:mod:`harness.fast_solver`,
-the same steps on one flat state). Plugins add more through the ``harness_solver_backends``
+Built in: ``torchdiffeq`` (the reference, and the default), ``fast`` (:mod:`harness.fast_solver`,
+the same steps on one flat state) and ``torchode`` (:mod:`harness.torchode_backend`, when the
+optional torchode package is installed). Plugins add more through the ``harness_solver_backends``
 hook, as they add models; loading a registry makes them available to
 :func:`harness.solver.solve`.
 """
@@ -94,4 +95,5 @@ def install(found: dict[str, SolverBackend]) -> None:
 
 @hookimpl
 def harness_solver_backends() -> Sequence[SolverBackend]:
-    return BUILT_IN
+    from harness.torchode_backend import TorchodeBackend  # it builds on this module
+    return (*BUILT_IN, TorchodeBackend())
