@@ -1,0 +1,101 @@
+"""What one vector-Jacobian product of the dynamics costs against one call of them, by the ways
+of taking it that the fast backend's adjoint could use.
+
+    python benchmarks/vjp.py [--calls 2000] [--compile]
+
+On point-cloud HBNODE's dynamics (120 points, the task's widths): one call without a graph;
+``torch.autograd.grad`` (what ``harness/fast_adjoint.py`` does: one forward with a graph, one
+backward); ``torch.func.vjp`` over ``functional_call``; with ``--compile``, that under
+``torch.compile`` (slow to build; prints its recompilations); and the VJP of the task's network
+f alone, all that an adjoint written for (G)HBNODE would need (the rest of its right-hand side
+is linear in (h, m)). Medians of interleaved repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.func
+
+from harness.plugins import load_registry
+from harness.runner import build_run
+from harness.runspec import HARNESS_DEFAULTS, RunSpec
+
+CPU = torch.device("cpu")
+
+
+def per_call_us(variants: dict[str, Callable[[], object]], calls: int, repeats: int = 7) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for call in variants.values():
+        for _ in range(50):
+            call()
+    for _ in range(repeats):
+        for name, call in variants.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            times[name].append((time.perf_counter() - start) / calls * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+
+    settings = copy.deepcopy(HARNESS_DEFAULTS)
+    spec = RunSpec.from_settings("bench", "point_cloud", "hbnode", 0, settings)
+    dynamics = build_run(spec, load_registry(), CPU).model.ode.dynamics
+    z = torch.randn(120, 2 * dynamics.f.net[0].in_features)
+    adjoint = torch.randn_like(z)
+    t = torch.tensor(0.0)
+    params = tuple(dynamics.parameters())
+    named = {name: p.detach() for name, p in dynamics.named_parameters()}
+
+    def call() -> None:
+        with torch.no_grad():
+            dynamics(t, z)
+
+    def autograd_grad() -> None:
+        leaf = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = dynamics(t, leaf)
+            torch.autograd.grad(out, (leaf, *params), adjoint, allow_unused=True,
+                                materialize_grads=True)
+
+    h = z[:, : z.shape[1] // 2]
+    f_params = tuple(dynamics.f.parameters())
+
+    def network_only() -> None:
+        leaf = h.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = dynamics.f(t, leaf)
+            torch.autograd.grad(out, (leaf, *f_params), adjoint[:, : h.shape[1]])
+
+    def func_vjp(p: dict, state: torch.Tensor, a: torch.Tensor) -> tuple:
+        out, pullback = torch.func.vjp(
+            lambda p_, z_: torch.func.functional_call(dynamics, p_, (t, z_)), p, state)
+        return out, pullback(a)
+
+    variants: dict[str, Callable[[], object]] = {
+        "call (no graph)": call,
+        "torch.autograd.grad VJP": autograd_grad,
+        "torch.func.vjp": lambda: func_vjp(named, z, adjoint),
+        "autograd.grad VJP of f alone": network_only,
+    }
+    if args.compile:
+        compiled = torch.compile(func_vjp, dynamic=False)
+        variants["torch.compile(torch.func.vjp)"] = lambda: compiled(named, z, adjoint)
+    results = per_call_us(variants, args.calls)
+    base = results["call (no graph)"]
+    for name, us in results.items():
+        print(f"{name:32s} {us:8.1f} us/call  {us / base:5.2f}x a call")
+
+
+if __name__ == "__main__":
+    main()
