@@ -3,10 +3,11 @@
 The adjoint is torchdiffeq's: after the forward solve (no graph kept), ``backward()`` solves
 the state z, its adjoint a and the parameters' gradient g backwards from t1 to t0 with the same
 method and tolerances, taking each vector-Jacobian product of f with ``torch.autograd.grad`` —
-one call of f each, so one NFE. The augmented state is one flat tensor [z, a, g] rather than
-torchdiffeq's tuple of every parameter; its error norm is torchdiffeq's default adjoint norm
-(the largest of the RMS norms of z, of a and of each parameter's gradient), taken in one
-segmented reduction, so the backward solve takes the same steps.
+one call of f each, so one NFE. The augmented state is one flat tensor [z, a, g, τ] (τ the
+time adjoint) rather than torchdiffeq's tuple of every parameter; its error norm is
+torchdiffeq's default adjoint norm (the largest of |τ| and the RMS norms of z, of a and of each
+parameter's gradient), taken in one segmented reduction, so the backward solve takes the same
+steps, for time-dependent families too.
 """
 from __future__ import annotations
 
@@ -40,33 +41,38 @@ class FlatProblem:
         """(dL/dz0, dL/dθ for each parameter) from the backward solve started at (z1, dL/dz1)."""
         n = z1.numel()
         sizes = [p.numel() for p in self.params]
-        state = torch.cat([z1.reshape(-1), grad.reshape(-1), z1.new_zeros(sum(sizes))])
+        state = torch.cat([z1.reshape(-1), grad.reshape(-1), z1.new_zeros(sum(sizes) + 1)])
         end = self.integrate(self._augmented(n), state, -self.t1, -self.t0,
                              _adjoint_norm([n, n, *sizes], z1.device))
-        gradients = end[2 * n:].split(sizes)
+        gradients = end[2 * n:-1].split(sizes)
         return (end[n:2 * n].view(self.shape),
                 *(g.view_as(p) for g, p in zip(gradients, self.params)))
 
     def _augmented(self, n: int) -> FlatFunc:
-        """d[z, a, g]/ds in reversed time s = −t: [−f, aᵀ∂f/∂z, aᵀ∂f/∂θ]."""
+        """d[z, a, g, τ]/ds in reversed time s = −t: [−f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t]. τ, the
+        time adjoint, is 0 for autonomous dynamics; it is carried only because torchdiffeq's
+        step control takes it into its norm, so that time-dependent families step alike."""
         def augmented(s: Any, state: Tensor) -> Tensor:
             z = state[:n].view(self.shape).detach().requires_grad_(True)
             a = state[n:2 * n].view(self.shape)
+            t = self.time(-s).requires_grad_(True)
             with torch.enable_grad():
-                fz = self.func(self.time(-s), z)
-                vjps = torch.autograd.grad(fz, (z, *self.params), a, allow_unused=True,
-                                           materialize_grads=True)
-            return torch.cat([fz.detach().neg().reshape(-1), *(v.reshape(-1) for v in vjps)])
+                fz = self.func(t, z)
+                vjp_t, *vjps = torch.autograd.grad(fz, (t, z, *self.params), a, allow_unused=True,
+                                                   materialize_grads=True)
+            return torch.cat([fz.detach().neg().reshape(-1), *(v.reshape(-1) for v in vjps),
+                              vjp_t.reshape(1)])
         return augmented
 
 
 def _adjoint_norm(sizes: list[int], device: torch.device) -> Norm:
-    """max(rms(z), rms(a), rms of each parameter's gradient): torchdiffeq's default adjoint norm
-    (its time component is always 0 here, since t needs no gradient)."""
+    """max(|τ|, rms(z), rms(a), rms of each parameter's gradient) over [z, a, g, τ]:
+    torchdiffeq's default adjoint norm."""
     lengths = torch.tensor(sizes, device=device)
 
     def norm(x: Tensor) -> Tensor:
-        return torch.segment_reduce(x.abs().pow(2), "mean", lengths=lengths).max().sqrt()
+        rms = torch.segment_reduce(x[:-1].abs().pow(2), "mean", lengths=lengths).max().sqrt()
+        return torch.maximum(rms, x[-1].abs())
     return norm
 
 

@@ -54,7 +54,7 @@ def _step(registry, family_name: str, config: SolverConfig, duration: bool,
 
 @pytest.mark.parametrize("duration", [False, True], ids=["interval", "duration"])
 @pytest.mark.parametrize("solver", SOLVERS, ids=str)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [*FAMILIES, "nesterovnode"])  # the last: time-dependent, on [1, 2]
 def test_fast_backend_takes_torchdiffeqs_steps(registry, family, solver, duration):
     """In float32 (what training uses): the same NFE in both phases and the same solution. In
     float64 the gradients agree to 1e-9 with the adjoint, and to 1e-4 relative without it (up

@@ -14,6 +14,7 @@ from harness.suite import SuiteError, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "adamnode"
+EXAMPLES = (EXAMPLE, ROOT / "examples" / "nesterovnode")
 
 
 def test_the_installed_example_appears_with_its_package(registry):
@@ -40,9 +41,10 @@ def code_blocks(markdown: str) -> list[str]:
 
 def test_the_guides_code_is_the_example_packages_code():
     guide = (ROOT / "docs" / "plugin-guide.md").read_text()
-    sources = "\n".join(p.read_text() for p in EXAMPLE.iterdir() if p.suffix in (".py", ".toml"))
+    sources = "\n".join(p.read_text() for example in EXAMPLES for p in example.iterdir()
+                        if p.suffix in (".py", ".toml"))
     blocks = code_blocks(guide)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in blocks:
         assert block.strip() in sources, f"the guide shows code the example does not have:\n{block}"
 
@@ -73,3 +75,31 @@ def test_a_suite_naming_a_broken_plugins_model_fails_with_that_reason(tmp_path, 
     assert f"{path}: runs[0].model: unknown model 'nesterov'" in message
     assert "plugin 'nesterov' (package ?) failed to load: import failed" in message
     assert "harness_nesterov_missing_module" in message
+
+
+def test_a_family_with_its_own_interval_is_solved_over_it(registry):
+    """NesterovNODE integrates over [1, 2]: the forward solve starts at t = 1 and never sees an
+    earlier time, with or without per-element durations."""
+    import torch
+    from torch import nn
+
+    from harness.nfe import NFECounter
+    from harness.ode import ODEBlock
+    from harness.solver import SolverConfig
+
+    family = registry.families["nesterovnode"]
+    assert registry.package_of("model", "nesterovnode") == "harness-nesterovnode"
+    assert family.interval == (1.0, 2.0)
+    times: list[float] = []
+
+    class Recording(nn.Module):
+        def forward(self, t, h):
+            times.append(float(t))
+            return torch.tanh(h)
+
+    block = ODEBlock(family(), Recording(), 2, SolverConfig(rtol=1e-5, atol=1e-5),
+                     NFECounter())
+    for duration in (None, torch.tensor([0.5, 3.0])):
+        times.clear()
+        block(torch.randn(2, 4), duration=duration)
+        assert times[0] == 1.0 and min(times) == 1.0 and max(times) >= 2.0

@@ -1,0 +1,45 @@
+"""NesterovNODE (Nguyen, Xia, Mai, Nguyen and Osher, NeurIPS 2022) as a harness model family.
+
+Nesterov's accelerated flow, written as a first-order system the way the authors' code does it,
+with k(t) = t^{3/2} e^{−t/2} and the task's network f:
+
+    m  = k'(t) · h + k(t) · v          (m = d/dt (k · h) when v = h')
+    h' = m
+    v' = −m − f(t, h)
+
+The state is (h, v); m is formed from it at every evaluation. k and k' depend on t, so the
+family is not autonomous: it integrates over t in [1, 2] (``interval``), away from t = 0 where
+k'(t) ~ t^{1/2} is not differentiable. An adaptive solver steps past the end of its interval
+and interpolates back, so the adjoint solve, running from 2 down to 1 with a large last step,
+can evaluate the dynamics at t < 0 (seen: t = −0.04), where t^{1/2} is NaN: k is taken as 0
+there (t clamped at 0).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from harness import Family, hookimpl
+
+HARNESS_CONTRACT = 1  # the plugin contract this module was written for
+
+
+class NesterovNODE(Family):
+    name = "nesterovnode"
+    parts = ("h", "v")
+    initial_state = "network"    # v0 comes from the task's initial-velocity network
+    interval = (1.0, 2.0)        # t0 > 0: k'(t) is not differentiable at t = 0
+    widths_like = "hbnode"       # on tasks without widths for nesterovnode, use HBNODE's
+
+    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f) -> tuple[Tensor, ...]:
+        h, v = state
+        t = t.clamp(min=0.0)
+        k = t.pow(1.5) * torch.exp(-t / 2)
+        dk = 1.5 * t.sqrt() * torch.exp(-t / 2) - k / 2
+        m = dk * h + k * v
+        return m, -m - f(t, h)
+
+
+@hookimpl
+def harness_model_families() -> list[type[Family]]:
+    return [NesterovNODE]
