@@ -35,8 +35,8 @@ CPU = torch.device("cpu")
 Step = Callable[[], None]
 
 
-def interleaved(variants: dict[str, Step], repeats: int) -> dict[str, float]:
-    """Median seconds of each variant, the variants alternating within every repeat."""
+def timings(variants: dict[str, Step], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each variant in every repeat, the variants alternating within a repeat."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for step in variants.values():  # warm up
         step()
@@ -45,7 +45,12 @@ def interleaved(variants: dict[str, Step], repeats: int) -> dict[str, float]:
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def interleaved(variants: dict[str, Step], repeats: int) -> dict[str, float]:
+    """Median seconds of each variant, the variants alternating within every repeat."""
+    return {name: statistics.median(values) for name, values in timings(variants, repeats).items()}
 
 
 def point_cloud_spec(backend: str, epochs: int) -> RunSpec:
@@ -84,11 +89,15 @@ def harness_overhead(registry, repeats: int, steps: int) -> None:
             for x, y in data.test:
                 built.task.loss(built.model(x), y).item()
 
-    times = interleaved({"harness": through_harness, "bare": bare_loop}, repeats)
-    overhead = times["harness"] / times["bare"] - 1
+    times = timings({"harness": through_harness, "bare": bare_loop}, repeats)
+    # Each repeat's ratio compares two runs made back to back, so drifts of a shared machine's
+    # speed cancel; the median of the ratios is the estimate, their quartiles its spread.
+    ratios = [h / b - 1 for h, b in zip(times["harness"], times["bare"])]
+    low, middle, high = statistics.quantiles(ratios, n=4)
+    medians = {name: statistics.median(values) / steps * 1e3 for name, values in times.items()}
     print(f"harness overhead, point-cloud HBNODE, {steps} steps + 1 eval (fast backend): "
-          f"{times['harness'] / steps * 1e3:.2f} ms/step vs bare {times['bare'] / steps * 1e3:.2f} "
-          f"ms/step: {overhead * 100:+.2f} % (target <= 1 %)")
+          f"{medians['harness']:.2f} ms/step vs bare {medians['bare']:.2f} ms/step: "
+          f"{middle * 100:+.2f} % (quartiles {low * 100:+.2f} / {high * 100:+.2f} %; target <= 1 %)")
 
 
 def training_step(model: nn.Module, loss_of: Callable[[nn.Module], torch.Tensor],
@@ -214,7 +223,7 @@ def main() -> None:
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     registry = load_registry()
-    harness_overhead(registry, args.repeats, args.steps)
+    harness_overhead(registry, 3 * args.repeats, args.steps)
     backend_speed(registry, args.repeats)
     memory([1, 4, 16, 64])
 
