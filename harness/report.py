@@ -155,12 +155,6 @@ def write_summary(rows: list[dict[str, Any]], out: Path) -> Path:
     return markdown
 
 
-def write_report(results_dir: Path) -> Path:
-    """Write ``report/summary.md`` and ``report/summary.csv`` under results_dir; return the .md."""
-    rows = summarize(load_results([results_dir]))
-    return write_summary(rows, Path(results_dir) / REPORT_DIR)
-
-
 def _cell(row: dict[str, Any], name: str) -> str:
     mean, std = row[f"{name}_mean"], row[f"{name}_std"]
     if mean is None:

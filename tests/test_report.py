@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from harness.records import append_record, read_records, results_path
-from harness.report import ResultsError, render_markdown, summarize, write_report
+from harness.report import (REPORT_DIR, ResultsError, load_results, render_markdown, summarize,
+                            write_summary)
 
 
 def _epoch(n: int, fwd: float, bwd: float | None, time_s: float, loss: float,
@@ -97,6 +98,11 @@ def test_a_retried_run_counts_by_its_last_record() -> None:
     failed = _record("point_cloud", "hbnode", 0, [], error="killed")
     rows = summarize([failed, _hbnode(0)])
     assert (rows[0]["n_ok"], rows[0]["n_failed"], rows[0]["errors"]) == (1, 0, [])
+
+
+def write_report(results_dir: Path) -> Path:
+    """summary.md and summary.csv of one results directory, as ``harness report`` writes them."""
+    return write_summary(summarize(load_results([results_dir])), results_dir / REPORT_DIR)
 
 
 def test_markdown(results_dir: Path) -> None:
