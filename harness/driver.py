@@ -34,7 +34,12 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
         try:
             widths_for(spec, task, family)
             family(**spec.model_options)
-            registry.backends[spec.solver.backend].check(spec.solver)
+            backend = registry.backends.get(spec.solver.backend)
+            if backend is None:
+                raise RunConfigError(f"{spec.label}: no installed plugin provides solver backend "
+                                     f"{spec.solver.backend!r}; valid: "
+                                     f"{', '.join(sorted(registry.backends))}")
+            backend.check(spec.solver)
         except RunConfigError as error:
             problems.append(str(error))
         except (TypeError, ValueError) as error:

@@ -26,13 +26,12 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterator
 
 from harness.backends import AVAILABLE as BACKENDS
 from harness.contract import Family, Task
 from harness.plugins import Registry
 from harness.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
-from harness.solver import METHODS
 from harness.validation import (Problems, boolean, choice, integer, join, mapping,
                                 non_negative_int, number, numeric, optional, positive_int,
                                 positive_number, read_yaml, string, top_level,
@@ -88,8 +87,25 @@ _SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "grad_clip": optional(positive_number),
     "time_limit_s": optional(positive_number),
 }
+class _MethodsOfBackends:
+    """Every method of every available backend; whether the run's backend has it is checked
+    with the backend before training."""
+
+    def _all(self) -> list[str]:
+        return sorted({method for backend in BACKENDS.values() for method in backend.methods})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 _SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
-    "method": choice(METHODS, "a solver"),
+    "method": choice(_MethodsOfBackends(), "a solver method"),
     "rtol": positive_number,
     "atol": positive_number,
     "tol": positive_number,

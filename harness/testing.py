@@ -90,10 +90,13 @@ def _shapes(family: type[Family]) -> None:
             raise AssertionError(
                 f"derivatives raised {type(error).__name__}: {error} on a state of "
                 f"{parts} parts {family.parts}, each shaped {shape}") from error
+        returned = (f"a tuple of {len(derivatives)}" if isinstance(derivatives, tuple)
+                    else type(derivatives).__name__)
         assert isinstance(derivatives, tuple) and len(derivatives) == parts, (
-            f"derivatives returned {type(derivatives).__name__} of {len(derivatives)}; "
-            f"expected a tuple of {parts}, one per part {family.parts}")
+            f"derivatives returned {returned}; expected a tuple of {parts}, one per part "
+            f"{family.parts}")
         for name, d in zip(family.parts, derivatives):
+            assert isinstance(d, torch.Tensor), f"d{name}/dt is a {type(d).__name__}, not a tensor"
             assert d.shape == state[0].shape, f"d{name}/dt has shape {tuple(d.shape)}, h has {shape}"
 
 

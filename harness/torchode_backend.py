@@ -9,19 +9,23 @@ the whole batch. Compare NFE across backends only with that in mind.
 
 With ``adjoint: false`` gradients come from backpropagation through the solver (torchode's
 ``AutoDiffAdjoint``); with ``adjoint: true`` from its ``BacksolveAdjoint``, which solves the
-adjoint per element under ``torch.func.vmap``. That adjoint cannot carry the per-element time
-scaling of the ODE-RNN tasks (a factor per batch element): such a solve fails with a message
-saying so. The dynamics see t as a per-element tensor shaped (batch, 1, …), which broadcasts
-against the state as torchdiffeq's scalar t does.
+adjoint per element under ``torch.func.vmap``. That adjoint cannot carry anything the dynamics
+hold per batch element — the per-element time scaling of the ODE-RNN tasks, the input signal of
+the Silverbox study: such a solve fails with a message saying so. A failed adjoint solve (step
+cap, step size underflow, infinite norm) raises like a failed forward solve; torchode itself
+would return its partial result as the gradient. The dynamics see t as a per-element tensor
+shaped (batch, 1, …, 1), which broadcasts against the state as torchdiffeq's scalar t does.
 """
 from __future__ import annotations
 
 from importlib.util import find_spec
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from harness.backends import SolverBackend
+from harness.forcing import InputFed
 from harness.ode import Rescaled
 from harness.solver import SolverConfig, SolverFailure
 
@@ -57,32 +61,48 @@ class TorchodeBackend(SolverBackend):
             raise ValueError("solver backend 'torchode' needs the torchode package: "
                              "pip install 'harness[torchode]'")
         super().check(config)
-        unknown = sorted(set(config.options) - set(() if config.adjoint else _OPTIONS))
+        unknown = sorted(set(config.options) - set(_OPTIONS))
         if unknown:
-            raise ValueError(f"solver backend 'torchode' has no option {', '.join(unknown)}"
-                             f"{' with adjoint: true' if config.adjoint else ''}; valid: "
-                             f"{'none' if config.adjoint else ', '.join(_OPTIONS)}")
+            raise ValueError(f"solver backend 'torchode' has no option {', '.join(unknown)}; "
+                             f"valid: {', '.join(_OPTIONS)}")
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
         import torchode
 
-        if config.adjoint and any(isinstance(m, Rescaled) for m in func.modules()):
+        if config.adjoint and any(isinstance(m, (Rescaled, InputFed)) for m in func.modules()):
             raise ValueError("solver backend 'torchode' with adjoint: true cannot solve "
-                             "per-element durations (its backsolve adjoint maps over the batch); "
-                             "use adjoint: false or another backend")
+                             "per-element durations or input signals (its backsolve adjoint maps "
+                             "over the batch); use adjoint: false or another backend")
         batch = z0.shape[0]
         term = torchode.ODETerm(PerElement(func, z0.shape))
         step = {"dopri5": torchode.Dopri5, "tsit5": torchode.Tsit5}[config.method](term=term)
         control = torchode.IntegralController(atol=config.atol, rtol=config.rtol, term=term)
+        cap = config.options.get("max_num_steps")
         if config.adjoint:
             solver = torchode.BacksolveAdjoint(term, step, control)
+            for part in (solver.forward_adjoint, solver.backward_adjoint):
+                part.max_steps = cap
+            solver.backward_adjoint.solve = _raising(solver.backward_adjoint.solve)
         else:
-            solver = torchode.AutoDiffAdjoint(step, control,
-                                              max_steps=config.options.get("max_num_steps"))
+            solver = torchode.AutoDiffAdjoint(step, control, max_steps=cap)
         problem = torchode.InitialValueProblem(
             y0=z0.reshape(batch, -1), t_start=t[0].expand(batch), t_end=t[-1].expand(batch))
         solution = solver.solve(problem)
-        failed = int(solution.status.max())
-        if failed:
-            raise SolverFailure(_FAILURES.get(failed, f"torchode status {failed}"))
+        _raise_on_failure(solution.status)
         return solution.ys[:, -1].reshape(z0.shape)
+
+
+def _raise_on_failure(status: Tensor) -> None:
+    failed = int(status.max())
+    if failed:
+        raise SolverFailure(_FAILURES.get(failed, f"torchode status {failed}"))
+
+
+def _raising(solve: Callable) -> Callable:
+    """``solve``, raising on a failed solution: torchode's backsolve does not look at the
+    status of its backward solve."""
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        solution = solve(*args, **kwargs)
+        _raise_on_failure(solution.status)
+        return solution
+    return checked

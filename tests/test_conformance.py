@@ -1,6 +1,6 @@
-"""Every installed family (the built-ins and, in CI, the example package's AdamNODE) passes the
-conformance kit a plugin author runs (harness.testing), including a tiny run on every installed
-task whose data is on this machine."""
+"""Every installed family (the built-ins and, in CI, the example packages' AdamNODE and
+NesterovNODE) passes the conformance kit a plugin author runs (harness.testing), including a
+tiny run on every installed task whose data is on this machine."""
 from __future__ import annotations
 
 import pytest

@@ -42,7 +42,7 @@ def test_per_element_durations_solve_without_the_adjoint_and_are_refused_with_it
     z_ref, _, _ = _step(registry, "hbnode", config, True, torch.float64)
     z, _, _ = _step(registry, "hbnode", replace(config, backend="torchode"), True, torch.float64)
     torch.testing.assert_close(z, z_ref, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="cannot solve per-element durations.*adjoint: false"):
+    with pytest.raises(ValueError, match="cannot solve per-element durations or input signals"):
         _step(registry, "hbnode", replace(TIGHT, backend="torchode"), True)
 
 
@@ -65,9 +65,28 @@ def test_a_training_epoch_runs_and_names_the_backend(tmp_path, registry):
     assert record["environment"]["solver_backend"]["package"] == "torchode"
 
 
+def test_a_failed_adjoint_solve_raises_instead_of_returning_partial_gradients(registry):
+    """torchode's backsolve ignores the status of its backward solve; the backend does not.
+    Here the step cap lets the forward solve finish (5 steps) but not the adjoint one."""
+    from torch import nn
+
+    from harness.networks import Autonomous
+    from harness.nfe import NFECounter
+    from harness.ode import ODEBlock
+    from harness.solver import SolverFailure
+
+    torch.manual_seed(0)
+    f = Autonomous(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3)))
+    config = replace(TIGHT, backend="torchode", options={"max_num_steps": 6})
+    block = ODEBlock(registry.families["hbnode"](), f, 3, config, NFECounter()).double()
+    z = block(torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(SolverFailure, match="max_num_steps exceeded"):
+        z.pow(2).sum().backward()
+
+
 def test_bad_settings_are_found_before_training(registry):
     backend = registry.backends["torchode"]
     with pytest.raises(ValueError, match="no method 'rk4'"):
         backend.check(SolverConfig(method="rk4", backend="torchode"))
-    with pytest.raises(ValueError, match="no option max_num_steps with adjoint: true; valid: none"):
-        backend.check(SolverConfig(backend="torchode", options={"max_num_steps": 5}))
+    with pytest.raises(ValueError, match="no option first_step; valid: max_num_steps"):
+        backend.check(SolverConfig(backend="torchode", options={"first_step": 0.1}))

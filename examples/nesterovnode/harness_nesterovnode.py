@@ -3,7 +3,7 @@
 Nesterov's accelerated flow, written as a first-order system the way the authors' code does it,
 with k(t) = t^{3/2} e^{−t/2} and the task's network f:
 
-    m  = k'(t) · h + k(t) · v          (m = d/dt (k · h) when v = h')
+    m  = k'(t) · h + k(t) · v          (the form of d/dt (k · h), v standing in for h')
     h' = m
     v' = −m − f(t, h)
 
@@ -11,8 +11,8 @@ The state is (h, v); m is formed from it at every evaluation. k and k' depend on
 family is not autonomous: it integrates over t in [1, 2] (``interval``), away from t = 0 where
 k'(t) ~ t^{1/2} is not differentiable. An adaptive solver steps past the end of its interval
 and interpolates back, so the adjoint solve, running from 2 down to 1 with a large last step,
-can evaluate the dynamics at t < 0 (seen: t = −0.04), where t^{1/2} is NaN: k is taken as 0
-there (t clamped at 0).
+can evaluate the dynamics at t < 0 (seen: t = −0.04), where t^{1/2} is NaN: k and k' are
+taken as 0 there (their t clamped at 0); f still gets the solver's t.
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ class NesterovNODE(Family):
 
     def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f) -> tuple[Tensor, ...]:
         h, v = state
-        t = t.clamp(min=0.0)
-        k = t.pow(1.5) * torch.exp(-t / 2)
-        dk = 1.5 * t.sqrt() * torch.exp(-t / 2) - k / 2
+        s = t.clamp(min=0.0)
+        k = s.pow(1.5) * torch.exp(-s / 2)
+        dk = 1.5 * s.sqrt() * torch.exp(-s / 2) - k / 2
         m = dk * h + k * v
         return m, -m - f(t, h)
 

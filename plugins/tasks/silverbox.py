@@ -35,8 +35,8 @@ def linear_signal(start: Tensor, end: Tensor, interval: tuple[float, float]) -> 
     """u(t) going linearly from ``start`` to ``end`` (each (batch,)) across ``interval``."""
     t0, t1 = interval
 
-    def signal(t: Tensor) -> Tensor:
-        return (start + (t - t0) / (t1 - t0) * (end - start))[:, None]
+    def signal(t: Tensor) -> Tensor:  # t: 0-dim, or one time per element (batch, 1)
+        return (start + (t.reshape(-1) - t0) / (t1 - t0) * (end - start))[:, None]
     return signal
 
 
