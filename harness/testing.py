@@ -12,7 +12,8 @@ Each check raises AssertionError saying what is wrong, or pytest's Skipped when 
 is not on this machine. The checks: the class declares a valid state layout; derivatives come
 back one per part, each shaped like h, on vector and image states; NFE is counted in the forward
 and the backward (adjoint) phase; adjoint gradients equal direct backprop on a tiny problem;
-one training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
+the fast solver backend takes torchdiffeq's steps and gives its gradients on this family; one
+training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
 backward NFE counted (a study task with ``epochs: 0`` in its schedule: its measurement, with
 evaluation NFE counted).
 """
@@ -56,6 +57,7 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
         Check("derivative shapes", lambda: _shapes(family)),
         Check("NFE counted in both phases", lambda: _nfe_phases(family)),
         Check("adjoint gradients equal backprop", lambda: _adjoint_matches_backprop(family)),
+        Check("the fast backend takes torchdiffeq's steps", lambda: _fast_matches_torchdiffeq(family)),
     ]
     if tasks is None:
         from harness.plugins import load_registry
@@ -100,9 +102,10 @@ def _shapes(family: type[Family]) -> None:
             assert d.shape == state[0].shape, f"d{name}/dt has shape {tuple(d.shape)}, h has {shape}"
 
 
-def _block(family: type[Family], adjoint: bool, counter: NFECounter) -> ODEBlock:
+def _block(family: type[Family], adjoint: bool, counter: NFECounter,
+           backend: str = "torchdiffeq") -> ODEBlock:
     torch.manual_seed(0)
-    solver = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=adjoint)
+    solver = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=adjoint, backend=backend)
     return ODEBlock(family(), _vector_field(family.f_input_parts * N), N, solver, counter).double()
 
 
@@ -133,6 +136,25 @@ def _adjoint_matches_backprop(family: type[Family]) -> None:
         assert adjoint_grad is not None and direct is not None, f"{name} got no gradient"
         torch.testing.assert_close(adjoint_grad, direct, rtol=1e-4, atol=1e-7,
                                    msg=lambda m: f"{name}: adjoint gradient != backprop: {m}")
+
+
+def _fast_matches_torchdiffeq(family: type[Family]) -> None:
+    """The fast backend repeats torchdiffeq's algorithm; on this family it must take the same
+    steps (NFE in both phases) and give the same gradients (float64, with the adjoint)."""
+    results = {}
+    for backend in ("torchdiffeq", "fast"):
+        counter = NFECounter()
+        block = _block(family, True, counter, backend)
+        with counter.in_phase("forward"):
+            loss = block(_initial(family)).pow(2).sum()
+        with counter.in_phase("backward"):
+            loss.backward()
+        results[backend] = counter.take(), {n: p.grad for n, p in block.named_parameters()}
+    (nfe, reference), (fast_nfe, fast) = results["torchdiffeq"], results["fast"]
+    assert fast_nfe == nfe, f"NFE under the fast backend {fast_nfe} != torchdiffeq's {nfe}"
+    for name, expected in reference.items():
+        torch.testing.assert_close(fast[name], expected, rtol=1e-9, atol=1e-12,
+                                   msg=lambda m: f"{name}: fast backend gradient != torchdiffeq's: {m}")
 
 
 def _train_step(family: type[Family], task_name: str) -> None:
