@@ -153,30 +153,31 @@ def ode_rnn_step(family_name: str, registry, backend: str) -> tuple[Step, dict[s
     return training_step(model, loss_of, counter)
 
 
+def compare(label: str, make: Callable[[str], tuple[Step, dict[str, float]]], candidate: str,
+            repeats: int, target: str = "") -> None:
+    """Time ``make(backend)``'s training step under torchdiffeq and ``candidate``, interleaved,
+    and print both with their NFE and the speed-up."""
+    steps = {backend: make(backend) for backend in ("torchdiffeq", candidate)}
+    times = interleaved({backend: step for backend, (step, _) in steps.items()}, repeats)
+    nfe = {backend: f"{counts['forward']}/{counts['backward']}"
+           for backend, (_, counts) in steps.items()}
+    print(f"{label}: torchdiffeq {times['torchdiffeq'] * 1e3:.1f} ms/step (NFE fwd/bwd "
+          f"{nfe['torchdiffeq']}), {candidate} {times[candidate] * 1e3:.1f} ms/step (NFE "
+          f"{nfe[candidate]}): {times['torchdiffeq'] / times[candidate]:.2f}x{target}")
+
+
 def backend_speed(registry, repeats: int) -> None:
-    cases = {
-        "point-cloud HBNODE": lambda backend: point_cloud_step(registry, backend),
-        "plane-vibration-sized ODE-RNN (NODE)": lambda backend: ode_rnn_step("node", registry, backend),
-        "plane-vibration-sized HBNODE-RNN": lambda backend: ode_rnn_step("hbnode", registry, backend),
-    }
-    for label, make in cases.items():
-        steps = {backend: make(backend) for backend in ("torchdiffeq", "fast")}
-        times = interleaved({backend: step for backend, (step, _) in steps.items()},
-                            repeats if "point" in label else max(3, repeats // 2))
-        nfe = {backend: f"{counts['forward']}/{counts['backward']}"
-               for backend, (_, counts) in steps.items()}
-        print(f"{label}: torchdiffeq {times['torchdiffeq'] * 1e3:.1f} ms/step (NFE fwd/bwd "
-              f"{nfe['torchdiffeq']}), fast {times['fast'] * 1e3:.1f} ms/step (NFE {nfe['fast']}): "
-              f"{times['torchdiffeq'] / times['fast']:.2f}x (target >= 2x)")
+    def point_cloud(backend: str) -> tuple[Step, dict[str, float]]:
+        return point_cloud_step(registry, backend)
+
+    compare("point-cloud HBNODE", point_cloud, "fast", repeats, " (target >= 2x)")
+    for family, label in (("node", "plane-vibration-sized ODE-RNN (NODE)"),
+                          ("hbnode", "plane-vibration-sized HBNODE-RNN")):
+        compare(label, lambda backend, family=family: ode_rnn_step(family, registry, backend),
+                "fast", max(3, repeats // 2), " (target >= 2x)")
     if "torchode" in registry.backends and find_spec("torchode"):
-        steps = {backend: point_cloud_step(registry, backend) for backend in ("torchdiffeq", "torchode")}
-        times = interleaved({backend: step for backend, (step, _) in steps.items()}, repeats)
-        nfe = {backend: f"{counts['forward']}/{counts['backward']}"
-               for backend, (_, counts) in steps.items()}
-        print(f"point-cloud HBNODE, torchode (per-element steps: NFE = batched calls): "
-              f"{times['torchode'] * 1e3:.1f} ms/step (NFE {nfe['torchode']}) vs torchdiffeq "
-              f"{times['torchdiffeq'] * 1e3:.1f} ms/step (NFE {nfe['torchdiffeq']}): "
-              f"{times['torchdiffeq'] / times['torchode']:.2f}x")
+        compare("point-cloud HBNODE (torchode: per-element steps, NFE = batched calls)",
+                point_cloud, "torchode", repeats)
 
 
 def saved_bytes(backend: str, adjoint: bool, length: float) -> tuple[int, int]:

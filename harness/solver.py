@@ -2,10 +2,9 @@
 backend, :mod:`harness.backends`), and the one place the harness calls torchdiffeq."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import re
 
 import torch
 from torch import Tensor, nn

@@ -87,6 +87,8 @@ _SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "grad_clip": optional(positive_number),
     "time_limit_s": optional(positive_number),
 }
+
+
 class _MethodsOfBackends:
     """Every method of every available backend; whether the run's backend has it is checked
     with the backend before training."""

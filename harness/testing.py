@@ -102,55 +102,41 @@ def _shapes(family: type[Family]) -> None:
             assert d.shape == state[0].shape, f"d{name}/dt has shape {tuple(d.shape)}, h has {shape}"
 
 
-def _block(family: type[Family], adjoint: bool, counter: NFECounter,
-           backend: str = "torchdiffeq") -> ODEBlock:
+def _step(family: type[Family], adjoint: bool,
+          backend: str = "torchdiffeq") -> tuple[dict[str, int], dict[str, torch.Tensor | None]]:
+    """One forward and backward pass of a tiny float64 block: (NFE by phase, gradients)."""
     torch.manual_seed(0)
     solver = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=adjoint, backend=backend)
-    return ODEBlock(family(), _vector_field(family.f_input_parts * N), N, solver, counter).double()
-
-
-def _initial(family: type[Family]) -> torch.Tensor:
-    return torch.randn(4, len(family.parts) * N, generator=torch.Generator().manual_seed(1)).double()
+    counter = NFECounter()
+    block = ODEBlock(family(), _vector_field(family.f_input_parts * N), N, solver, counter).double()
+    z0 = torch.randn(4, len(family.parts) * N, generator=torch.Generator().manual_seed(1)).double()
+    with counter.in_phase("forward"):
+        loss = block(z0).pow(2).sum()
+    with counter.in_phase("backward"):
+        loss.backward()
+    return counter.take(), {name: p.grad for name, p in block.named_parameters()}
 
 
 def _nfe_phases(family: type[Family]) -> None:
-    counter = NFECounter()
-    block = _block(family, adjoint=True, counter=counter)
-    with counter.in_phase("forward"):
-        loss = block(_initial(family)).pow(2).sum()
-    with counter.in_phase("backward"):
-        loss.backward()
-    counts = counter.take()
+    counts, _ = _step(family, adjoint=True)
     assert counts["forward"] > 0, "no dynamics call counted in the forward solve"
     assert counts["backward"] > 0, "no dynamics call counted in the adjoint solve"
 
 
 def _adjoint_matches_backprop(family: type[Family]) -> None:
-    gradients = []
-    for adjoint in (True, False):
-        block = _block(family, adjoint, NFECounter())
-        block(_initial(family)).pow(2).sum().backward()
-        gradients.append({name: p.grad for name, p in block.named_parameters()})
-    for name, direct in gradients[1].items():
-        adjoint_grad = gradients[0][name]
-        assert adjoint_grad is not None and direct is not None, f"{name} got no gradient"
-        torch.testing.assert_close(adjoint_grad, direct, rtol=1e-4, atol=1e-7,
+    (_, adjoint), (_, direct) = _step(family, adjoint=True), _step(family, adjoint=False)
+    for name, expected in direct.items():
+        got = adjoint[name]
+        assert got is not None and expected is not None, f"{name} got no gradient"
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7,
                                    msg=lambda m: f"{name}: adjoint gradient != backprop: {m}")
 
 
 def _fast_matches_torchdiffeq(family: type[Family]) -> None:
     """The fast backend repeats torchdiffeq's algorithm; on this family it must take the same
     steps (NFE in both phases) and give the same gradients (float64, with the adjoint)."""
-    results = {}
-    for backend in ("torchdiffeq", "fast"):
-        counter = NFECounter()
-        block = _block(family, True, counter, backend)
-        with counter.in_phase("forward"):
-            loss = block(_initial(family)).pow(2).sum()
-        with counter.in_phase("backward"):
-            loss.backward()
-        results[backend] = counter.take(), {n: p.grad for n, p in block.named_parameters()}
-    (nfe, reference), (fast_nfe, fast) = results["torchdiffeq"], results["fast"]
+    nfe, reference = _step(family, adjoint=True)
+    fast_nfe, fast = _step(family, adjoint=True, backend="fast")
     assert fast_nfe == nfe, f"NFE under the fast backend {fast_nfe} != torchdiffeq's {nfe}"
     for name, expected in reference.items():
         torch.testing.assert_close(fast[name], expected, rtol=1e-9, atol=1e-12,

@@ -34,6 +34,8 @@ _FAILURES = {1: "torchode: general error", 2: "underflow in dt (torchode: reache
              3: "max_num_steps exceeded (torchode: reached max_steps)",
              4: "non-finite values in state `y` (torchode: infinite error norm)"}
 _OPTIONS = ("max_num_steps",)
+#: The methods, by the name of torchode's step class.
+_STEPS = {"dopri5": "Dopri5", "tsit5": "Tsit5"}
 
 
 class PerElement(nn.Module):
@@ -54,7 +56,7 @@ class PerElement(nn.Module):
 class TorchodeBackend(SolverBackend):
     """torchode's dopri5 and tsit5 with per-element step control."""
 
-    name, package, methods = "torchode", "torchode", ("dopri5", "tsit5")
+    name, package, methods = "torchode", "torchode", tuple(_STEPS)
 
     def check(self, config: SolverConfig) -> None:
         if find_spec("torchode") is None:
@@ -75,7 +77,7 @@ class TorchodeBackend(SolverBackend):
                              "over the batch); use adjoint: false or another backend")
         batch = z0.shape[0]
         term = torchode.ODETerm(PerElement(func, z0.shape))
-        step = {"dopri5": torchode.Dopri5, "tsit5": torchode.Tsit5}[config.method](term=term)
+        step = getattr(torchode, _STEPS[config.method])(term=term)
         control = torchode.IntegralController(atol=config.atol, rtol=config.rtol, term=term)
         cap = config.options.get("max_num_steps")
         if config.adjoint:
