@@ -198,15 +198,16 @@ def saved_bytes(backend: str, adjoint: bool, length: float) -> tuple[int, int]:
         return tensor
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss = block(z0, duration=torch.full((120,), length)).sum()
+    forward_nfe = counter.counts["forward"]
     loss.backward()  # outside the hooks: the adjoint's own transient graphs are not counted
-    return sum(held.values()), counter.counts["forward"]
+    return sum(held.values()), forward_nfe
 
 
 def memory(lengths: list[float]) -> None:
     print("memory held for backward (tensors saved by autograd) against integration length, "
           "point-cloud HBNODE block, tol 1e-5:")
     print(f"  {'length':>6} | {'fast adjoint':>14} | {'torchdiffeq adjoint':>19} | "
-          f"{'fast no adjoint':>15} | {'torchdiffeq no adj.':>19} | NFE")
+          f"{'fast no adjoint':>15} | {'torchdiffeq no adj.':>19} | forward NFE")
     for length in lengths:
         cells = [saved_bytes(backend, adjoint, length)
                  for adjoint in (True, False) for backend in ("fast", "torchdiffeq")]

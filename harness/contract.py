@@ -35,6 +35,10 @@ hookimpl = pluggy.HookimplMarker("harness")
 
 #: The network a family is built around: ``f(t, z)`` with z of shape (batch, f_input_parts·n, …).
 VectorField = Callable[[Tensor, Tensor], Tensor]
+#: g ↦ (gᵀ∂f/∂x, {parameter: gᵀ∂f/∂parameter}) at the point it was made at.
+Pullback = Callable[[Tensor], tuple[Tensor, dict[Tensor, Tensor]]]
+#: f's value at (t, x) and its pullback there (see :mod:`harness.pullbacks`).
+DifferentiableField = Callable[[Tensor, Tensor], tuple[Tensor, Pullback]]
 
 
 class Family(nn.Module):
@@ -63,6 +67,27 @@ class Family(nn.Module):
     def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
         """Return d(part)/dt for every part, in the order of ``parts``."""
         raise NotImplementedError
+
+    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
+                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
+                                                         dict[Tensor, Tensor]]:
+        """Optional, for speed: the derivatives and their vector-Jacobian product by hand.
+
+        Return (derivatives, aᵀ∂derivatives/∂part for every part, {parameter: aᵀ∂derivatives/∂
+        parameter}) for the cotangent a (one tensor per part). ``f(t, x)`` gives f's value and
+        its pullback ``g ↦ (gᵀ∂f/∂x, {parameter: gradient})``; merge its gradients with the
+        family's own. Only for derivatives that do not read t. Without it (or when it is
+        inherited from a class whose ``derivatives`` this class overrides), adjoints use
+        autograd; the conformance kit checks it against autograd.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def has_derivatives_vjp(cls) -> bool:
+        """Whether ``derivatives_vjp`` is written for this class's ``derivatives``."""
+        def owner(name: str) -> type:
+            return next(klass for klass in cls.__mro__ if name in vars(klass))
+        return owner("derivatives_vjp") is owner("derivatives") is not Family
 
 
 class DataNotFound(FileNotFoundError):

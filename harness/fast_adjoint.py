@@ -51,7 +51,13 @@ class FlatProblem:
     def _augmented(self, n: int) -> FlatFunc:
         """d[z, a, g, τ]/ds in reversed time s = −t: [−f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t]. τ, the
         time adjoint, is 0 for autonomous dynamics; it is carried only because torchdiffeq's
-        step control takes it into its norm, so that time-dependent families step alike."""
+        step control takes it into its norm, so that time-dependent families step alike.
+
+        Dynamics with a hand-written VJP (``func.has_vjp``, autonomous by contract) take it
+        instead of autograd: the same values, at about a third of the cost."""
+        if getattr(self.func, "has_vjp", False):
+            return self._augmented_by_hand(n)
+
         def augmented(s: Any, state: Tensor) -> Tensor:
             z = state[:n].view(self.shape).detach().requires_grad_(True)
             a = state[n:2 * n].view(self.shape)
@@ -62,6 +68,19 @@ class FlatProblem:
                                                    materialize_grads=True)
             return torch.cat([fz.detach().neg().reshape(-1), *(v.reshape(-1) for v in vjps),
                               vjp_t.reshape(1)])
+        return augmented
+
+    def _augmented_by_hand(self, n: int) -> FlatFunc:
+        zeros = {p: torch.zeros_like(p) for p in self.params}
+        time_adjoint = torch.zeros(1, dtype=self.dtype, device=self.device)
+
+        def augmented(s: Any, state: Tensor) -> Tensor:
+            with torch.no_grad():
+                fz, vjp_z, grads = self.func.vjp(self.time(-s), state[:n].view(self.shape),
+                                                 state[n:2 * n].view(self.shape))
+                return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1),
+                                  *(grads.get(p, zeros[p]).reshape(-1) for p in self.params),
+                                  time_adjoint])
         return augmented
 
 

@@ -1,9 +1,12 @@
 """Building blocks tasks compose their models from."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
-from harness.ode import ODEBlock
+if TYPE_CHECKING:
+    from harness.ode import ODEBlock
 
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:

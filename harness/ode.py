@@ -4,9 +4,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from harness.contract import Family
+from harness.contract import Family, Pullback
 from harness.failures import NFECapExceeded
+from harness.networks import Autonomous
 from harness.nfe import NFECounter
+from harness.pullbacks import PlainMLP
 from harness.solver import SolverConfig, interval_tensor, solve
 
 
@@ -14,6 +16,9 @@ class Dynamics(nn.Module):
     """The right-hand side torchdiffeq calls: one flat state in, one flat derivative out.
 
     The state's parts sit side by side along dim 1; every call is one function evaluation.
+    When f is a plain MLP (:class:`harness.pullbacks.PlainMLP`) and the family has a
+    hand-written VJP, ``has_vjp`` is true and :meth:`vjp` serves adjoints without autograd;
+    calls without a graph then skip f's module calls too.
     """
 
     def __init__(self, family: Family, f: nn.Module, counter: NFECounter) -> None:
@@ -22,11 +27,29 @@ class Dynamics(nn.Module):
         self.f = f
         self.counter = counter
         self.n_parts = len(family.parts)
+        self.plain_f = PlainMLP.of(f.net) if isinstance(f, Autonomous) else None
+        self.has_vjp = self.plain_f is not None and family.has_derivatives_vjp()
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
-        derivatives = self.family.derivatives(t, z.chunk(self.n_parts, dim=1), self.f)
-        return derivatives[0] if self.n_parts == 1 else torch.cat(derivatives, dim=1)
+        f = self.f if self.plain_f is None or torch.is_grad_enabled() else self._plain_field
+        return self._join(self.family.derivatives(t, z.chunk(self.n_parts, dim=1), f))
+
+    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
+        self.counter.tick()
+        derivatives, cotangent, grads = self.family.derivatives_vjp(
+            t, z.chunk(self.n_parts, dim=1), a.chunk(self.n_parts, dim=1), self._plain_vjp)
+        return self._join(derivatives), self._join(cotangent), grads
+
+    def _join(self, parts: tuple[Tensor, ...]) -> Tensor:
+        return parts[0] if self.n_parts == 1 else torch.cat(parts, dim=1)
+
+    def _plain_field(self, t: Tensor, x: Tensor) -> Tensor:
+        return self.plain_f(x)
+
+    def _plain_vjp(self, t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
+        return self.plain_f.vjp(x)
 
 
 class Rescaled(nn.Module):
@@ -41,8 +64,17 @@ class Rescaled(nn.Module):
         self.dynamics = dynamics
         self.scale = scale
 
+    @property
+    def has_vjp(self) -> bool:
+        return self.dynamics.has_vjp
+
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.dynamics(t, z) * self.scale
+
+    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a."""
+        derivative, cotangent, grads = self.dynamics.vjp(t, z, a * self.scale)
+        return derivative * self.scale, cotangent, grads
 
 
 class Capped(nn.Module):
@@ -54,14 +86,25 @@ class Capped(nn.Module):
         self.func, self.cap, self.counter = func, cap, counter
         self.phase, self.calls = counter.phase, 0
 
+    @property
+    def has_vjp(self) -> bool:
+        return getattr(self.func, "has_vjp", False)
+
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        self._count()
+        return self.func(t, z)
+
+    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        self._count()
+        return self.func.vjp(t, z, a)
+
+    def _count(self) -> None:
         if self.counter.phase != self.phase:
             self.phase, self.calls = self.counter.phase, 0
         self.calls += 1
         if self.calls > self.cap:
             raise NFECapExceeded(f"one {self.phase} solve needed more than {self.cap} evaluations "
                                  f"(solver.max_nfe)")
-        return self.func(t, z)
 
 
 class ODEBlock(nn.Module):

@@ -12,7 +12,8 @@ Each check raises AssertionError saying what is wrong, or pytest's Skipped when 
 is not on this machine. The checks: the class declares a valid state layout; derivatives come
 back one per part, each shaped like h, on vector and image states; NFE is counted in the forward
 and the backward (adjoint) phase; adjoint gradients equal direct backprop on a tiny problem;
-the fast solver backend takes torchdiffeq's steps and gives its gradients on this family; one
+the fast solver backend takes torchdiffeq's steps and gives its gradients on this family; a
+hand-written ``derivatives_vjp``, where the family has one, equals autograd's VJP; one
 training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
 backward NFE counted (a study task with ``epochs: 0`` in its schedule: its measurement, with
 evaluation NFE counted).
@@ -29,7 +30,7 @@ from torch import nn
 from harness.contract import DataNotFound, Family, hookimpl
 from harness.networks import Autonomous
 from harness.nfe import NFECounter
-from harness.ode import ODEBlock
+from harness.ode import Dynamics, ODEBlock
 from harness.solver import SolverConfig
 
 N = 3  # width of a part in the synthetic checks
@@ -59,6 +60,8 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
         Check("adjoint gradients equal backprop", lambda: _adjoint_matches_backprop(family)),
         Check("the fast backend takes torchdiffeq's steps", lambda: _fast_matches_torchdiffeq(family)),
     ]
+    if family.has_derivatives_vjp():
+        checks.append(Check("hand-written VJP equals autograd's", lambda: _vjp_matches_autograd(family)))
     if tasks is None:
         from harness.plugins import load_registry
         tasks = sorted(load_registry().tasks)
@@ -141,6 +144,32 @@ def _fast_matches_torchdiffeq(family: type[Family]) -> None:
     for name, expected in reference.items():
         torch.testing.assert_close(fast[name], expected, rtol=1e-9, atol=1e-12,
                                    msg=lambda m: f"{name}: fast backend gradient != torchdiffeq's: {m}")
+
+
+def _vjp_matches_autograd(family: type[Family]) -> None:
+    """``derivatives_vjp`` (through the dynamics, on a plain MLP f) against autograd at a random
+    point, in float64: the value, the state's cotangent and every parameter's gradient."""
+    torch.manual_seed(0)
+    f = Autonomous(nn.Sequential(nn.Linear(family.f_input_parts * N, 5), nn.Tanh(), nn.Linear(5, N)))
+    dynamics = Dynamics(family(), f, NFECounter()).double()
+    assert dynamics.has_vjp, "a plain-MLP f and a derivatives_vjp should give the dynamics a VJP"
+    generator = torch.Generator().manual_seed(1)
+    z, a = (torch.randn(4, len(family.parts) * N, generator=generator, dtype=torch.float64)
+            for _ in range(2))
+    t = torch.tensor(family.interval[0], dtype=torch.float64)
+    named = dict(dynamics.named_parameters())
+    leaf = z.clone().requires_grad_(True)
+    value = dynamics(t, leaf)
+    expected = torch.autograd.grad(value, (leaf, *named.values()), a, allow_unused=True,
+                                   materialize_grads=True)
+    with torch.no_grad():
+        got_value, got_cotangent, grads = dynamics.vjp(t, z, a)
+    torch.testing.assert_close(got_value, value.detach(), msg=lambda m: f"derivatives_vjp's derivatives != derivatives: {m}")
+    torch.testing.assert_close(got_cotangent, expected[0], msg=lambda m: f"aᵀ∂F/∂state != autograd's: {m}")
+    for (name, parameter), gradient in zip(named.items(), expected[1:]):
+        assert parameter in grads, f"derivatives_vjp gave no gradient for the parameter {name}"
+        torch.testing.assert_close(grads[parameter], gradient,
+                                   msg=lambda m: f"{name}: aᵀ∂F/∂{name} != autograd's: {m}")
 
 
 def _train_step(family: type[Family], task_name: str) -> None:

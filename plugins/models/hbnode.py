@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from harness import Family, hookimpl
-from harness.contract import VectorField
+from harness.contract import DifferentiableField, VectorField
 
 
 class HBNODE(Family):
@@ -24,6 +24,16 @@ class HBNODE(Family):
     def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
         h, m = state
         return m, f(t, h) - self.gamma * m
+
+    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
+                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
+                                                         dict[Tensor, Tensor]]:
+        (h, m), (a_h, a_m) = state, cotangent
+        value, pullback = f(t, h)
+        gamma = self.gamma
+        a_fh, grads = pullback(a_m)
+        grads[self.omega] = -(a_m * m).sum() * gamma * (1 - gamma)  # γ' = γ(1 − γ)
+        return (m, value - gamma * m), (a_fh, a_h - gamma * a_m), grads
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from harness import Family, hookimpl
-from harness.contract import VectorField
+from harness.contract import DifferentiableField, VectorField
 
 
 class NODE(Family):
@@ -13,6 +13,14 @@ class NODE(Family):
     def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
         (h,) = state
         return (f(t, h),)
+
+    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
+                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
+                                                         dict[Tensor, Tensor]]:
+        (h,), (a,) = state, cotangent
+        value, pullback = f(t, h)
+        a_h, grads = pullback(a)
+        return (value,), (a_h,), grads
 
 
 @hookimpl

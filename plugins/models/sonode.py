@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from harness import Family, hookimpl
-from harness.contract import VectorField
+from harness.contract import DifferentiableField, VectorField
 
 
 class SONODE(Family):
@@ -17,6 +17,15 @@ class SONODE(Family):
     def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
         h, v = state
         return v, f(t, torch.cat([h, v], dim=1))
+
+    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
+                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
+                                                         dict[Tensor, Tensor]]:
+        (h, v), (a_h, a_v) = state, cotangent
+        value, pullback = f(t, torch.cat([h, v], dim=1))
+        a_x, grads = pullback(a_v)
+        a_xh, a_xv = a_x.chunk(2, dim=1)
+        return (v, value), (a_xh, a_h + a_xv), grads
 
 
 @hookimpl

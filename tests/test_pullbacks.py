@@ -1,0 +1,147 @@
+"""Hand-written VJPs: plain MLPs and families differentiate like autograd, the fast backend's
+adjoint uses them where both exist and autograd elsewhere, and the kit catches a wrong one."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness.failures import NFECapExceeded
+from harness.networks import Autonomous
+from harness.nfe import NFECounter
+from harness.ode import Dynamics, ODEBlock
+from harness.pullbacks import PlainMLP
+from harness.solver import SolverConfig
+from harness.testing import family_checks
+from harness_plugins.models.ghbnode import GHBNODE
+from harness_plugins.models.hbnode import HBNODE
+from harness_plugins.models.node import NODE
+
+ACTIVATIONS = [nn.ReLU(), nn.ELU(alpha=0.7), nn.Tanh(), nn.Sigmoid(), nn.Softplus(beta=2.0, threshold=3.0)]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("shape", [(6, 4), (2, 3, 4)], ids=["matrix", "batched"])
+def test_a_plain_mlp_differentiates_like_autograd(activation, shape):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), activation, nn.Linear(5, 5), activation, nn.Linear(5, 2)).double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(*shape[:-1], 2, dtype=torch.float64)
+    expected = net(x)
+    grads = torch.autograd.grad(expected, (x, *net.parameters()), g)
+    plain = PlainMLP.of(net)
+    with torch.no_grad():
+        value, pullback = plain.vjp(x.detach())
+        g_x, by_parameter = pullback(g)
+        torch.testing.assert_close(plain(x.detach()), expected.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(value, expected.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(g_x, grads[0])
+    for parameter, gradient in zip(net.parameters(), grads[1:]):
+        torch.testing.assert_close(by_parameter[parameter], gradient)
+
+
+@pytest.mark.parametrize("net", [
+    nn.Sequential(nn.Linear(2, 3), nn.Hardtanh()),  # an activation without a formula here
+    nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Tanh(), nn.Linear(3, 2)),  # two in a row
+    nn.Sequential(nn.Conv1d(2, 3, 1)),
+    nn.Linear(2, 3),  # not a Sequential
+    nn.Sequential(),
+], ids=["hardtanh", "stacked activations", "conv", "bare linear", "empty"])
+def test_only_plain_mlps_get_the_hand_path(net):
+    assert PlainMLP.of(net) is None
+
+
+def test_a_family_overriding_derivatives_loses_its_parents_vjp():
+    class Damped(HBNODE):
+        name = "damped"
+
+        def derivatives(self, t, state, f):
+            h, m = state
+            return m, f(t, h) - 2 * self.gamma * m
+
+    assert HBNODE.has_derivatives_vjp() and GHBNODE.has_derivatives_vjp()
+    assert not Damped.has_derivatives_vjp()
+    f = Autonomous(nn.Sequential(nn.Linear(3, 3)))
+    assert Dynamics(HBNODE(), f, NFECounter()).has_vjp
+    assert not Dynamics(Damped(), f, NFECounter()).has_vjp
+    assert not Dynamics(HBNODE(), Autonomous(nn.Sequential(nn.Linear(3, 3), nn.Hardtanh())),
+                        NFECounter()).has_vjp
+
+
+def _vjp_check(family):
+    (check,) = [c for c in family_checks(family, tasks=[]) if c.name == "hand-written VJP equals autograd's"]
+    return check
+
+
+def test_the_kit_catches_a_missing_parameter_gradient():
+    class Forgetful(HBNODE):
+        name = "forgetful"
+
+        def derivatives_vjp(self, t, state, cotangent, f):
+            derivatives, cotangent, grads = super().derivatives_vjp(t, state, cotangent, f)
+            del grads[self.omega]
+            return derivatives, cotangent, grads
+
+        derivatives = HBNODE.derivatives  # written for this class's derivatives
+
+    with pytest.raises(AssertionError, match="no gradient for the parameter family.omega"):
+        _vjp_check(Forgetful)()
+
+
+def test_the_kit_catches_a_wrong_state_cotangent():
+    class Unsigned(NODE):
+        name = "unsigned"
+
+        def derivatives_vjp(self, t, state, cotangent, f):
+            derivatives, (a_h,), grads = super().derivatives_vjp(t, state, cotangent, f)
+            return derivatives, (-a_h,), grads
+
+        derivatives = NODE.derivatives
+
+    with pytest.raises(AssertionError, match="aᵀ∂F/∂state != autograd's"):
+        _vjp_check(Unsigned)()
+
+
+def _hbnode_block(cap: int | None = None) -> tuple[ODEBlock, NFECounter]:
+    torch.manual_seed(0)
+    counter = NFECounter()
+    solver = SolverConfig(rtol=1e-6, atol=1e-6, backend="fast", max_nfe=cap)
+    f = Autonomous(nn.Sequential(nn.Linear(3, 8), nn.ELU(), nn.Linear(8, 3)))
+    return ODEBlock(HBNODE(), f, 3, solver, counter), counter
+
+
+def _forward_backward(block: ODEBlock, counter: NFECounter) -> None:
+    z0 = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    with counter.in_phase("forward"):
+        loss = block(z0).pow(2).sum()
+    with counter.in_phase("backward"):
+        loss.backward()
+
+
+def test_the_nfe_cap_counts_hand_written_vjps():
+    block, counter = _hbnode_block()
+    _forward_backward(block, counter)
+    counts = counter.take()
+    assert counts["backward"] > counts["forward"] > 0
+    capped, counter = _hbnode_block(cap=counts["forward"])  # enough forwards, too few backwards
+    with pytest.raises(NFECapExceeded, match="one backward solve needed more than"):
+        _forward_backward(capped, counter)
+
+
+def test_the_adjoint_takes_no_autograd_graph_with_a_hand_written_vjp(monkeypatch):
+    """The fast backend's adjoint calls ``vjp`` when the dynamics have one, and autograd only
+    when they do not: the hand path is what runs, not a fallback."""
+    calls = []
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or pytest.fail("autograd used"))
+    block, counter = _hbnode_block()
+    _forward_backward(block, counter)
+    assert not calls and block.dynamics.f.net[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("sigma", ["tanh", "hardtanh", "identity"])
+def test_ghbnode_differentiates_each_sigma_by_hand(sigma):
+    class WithSigma(GHBNODE):
+        def __init__(self) -> None:
+            super().__init__(sigma=sigma)
+
+    _vjp_check(WithSigma)()
