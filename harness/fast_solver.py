@@ -4,9 +4,9 @@ step control, euler and rk4 on torchdiffeq's fixed grid — the same steps, at l
 torchdiffeq keeps step sizes, error ratios and stage times in 0-dim tensors; here they are
 Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the state's precision
 (torchdiffeq's stage times), so every step size and every time f sees is the one torchdiffeq
-would compute, without a tensor operation each. Stage sums are one ``addmv`` over the stacked
-stage derivatives. Only the last accepted step's interpolant is formed (the solve reads one end
-point). Failures raise the :class:`SolverFailure` text the harness makes of torchdiffeq's.
+would compute, without a tensor operation each. Stage derivatives go into one (state, 7)
+buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit. Only
+the last accepted step's interpolant is formed (the solve reads one end point). Failures raise the :class:`SolverFailure` text the harness makes of torchdiffeq's.
 """
 from __future__ import annotations
 
@@ -102,14 +102,15 @@ def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepContro
             checked = True
         dt_s, t_s, t_next_s = scalar(dt), scalar(t), scalar(t_next)
         coefficients = weights * float(dt_s)
-        ks = [f]
+        k = y.new_empty(y.shape[0], len(_ALPHA) + 1)  # torchdiffeq's layout: stages along dim 1
+        k[:, 0] = f
         for i, alpha in enumerate(_ALPHA):
             # Like torchdiffeq: the stages at the step's end are taken just before it.
             ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
-            yi = y + torch.sum(torch.stack(ks, 1) * coefficients[i, :i + 1], dim=-1)
-            ks.append(func(ti, yi))
+            yi = y + torch.sum(k[:, :i + 1] * coefficients[i, :i + 1], dim=-1)
+            k[:, i + 1] = func(ti, yi)
         with torch.no_grad():
-            error = torch.sum(torch.stack(ks, 1) * coefficients[_ERROR], dim=-1)
+            error = torch.sum(k * coefficients[_ERROR], dim=-1)
             tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).item()
         accept = ratio <= 1
@@ -118,8 +119,8 @@ def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepContro
         if dt <= control.min_step:
             accept = True
         if accept:
-            last = (t, t_next, y, yi, ks, coefficients, dt_s)
-            t, y, f, checked = t_next, yi, ks[-1], False
+            last = (t, t_next, y, yi, k, coefficients, dt_s)
+            t, y, f, checked = t_next, yi, k[:, -1], False
         dt = min(max(_optimal_step(dt, ratio, control), control.min_step), control.max_step)
         n_steps += 1
     assert last is not None  # t1 > t0, so some step was accepted
@@ -164,12 +165,12 @@ def _nan_min(a: float, b: float) -> float:
     return a if math.isnan(a) else b if math.isnan(b) else min(a, b)
 
 
-def _interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, ks: list[Tensor],
+def _interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
                  coefficients: Tensor, step: np.floating, scalar: type) -> Tensor:
-    """torchdiffeq's quartic interpolant of the step [t0, t1], evaluated at t."""
+    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k), at t."""
     dt = float(step)
-    y_mid = y0 + torch.sum(torch.stack(ks, 1) * coefficients[_MID], dim=-1)
-    f0, f1 = ks[0], ks[-1]
+    y_mid = y0 + torch.sum(k * coefficients[_MID], dim=-1)
+    f0, f1 = k[:, 0], k[:, -1]
     polynomial = [y0, dt * f0,
                   dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
                   dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
