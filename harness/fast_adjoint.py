@@ -35,7 +35,7 @@ class FlatProblem:
     def forward(self, z0: Tensor) -> Tensor:
         def flat(t: Any, z: Tensor) -> Tensor:
             return self.func(self.time(t), z.view(self.shape)).reshape(-1)
-        return self.integrate(flat, z0.reshape(-1), self.t0, self.t1, rms_norm).view(self.shape)
+        return self.integrate(flat, z0.reshape(-1), self.t0, self.t1, rms_norm, None).view(self.shape)
 
     def backward(self, z1: Tensor, grad: Tensor) -> tuple[Tensor, ...]:
         """(dL/dz0, dL/dθ for each parameter) from the backward solve started at (z1, dL/dz1)."""
@@ -43,7 +43,7 @@ class FlatProblem:
         sizes = [p.numel() for p in self.params]
         state = torch.cat([z1.reshape(-1), grad.reshape(-1), z1.new_zeros(sum(sizes) + 1)])
         end = self.integrate(self._augmented(n), state, -self.t1, -self.t0,
-                             _adjoint_norm([n, n, *sizes], z1.device))
+                             _adjoint_norm([n, n, *sizes], z1.device), 2 * n)  # f reads z and a
         gradients = end[2 * n:-1].split(sizes)
         return (end[n:2 * n].view(self.shape),
                 *(g.view_as(p) for g, p in zip(gradients, self.params)))

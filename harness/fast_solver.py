@@ -75,9 +75,15 @@ def scalar_type(y: Tensor) -> type:
 
 
 def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepControl,
-           norm: Norm = rms_norm) -> Tensor:
-    """The state at t1 (t1 > t0), stepping exactly as torchdiffeq's dopri5 over [t0, t1]."""
+           norm: Norm = rms_norm, live: int | None = None) -> Tensor:
+    """The state at t1 (t1 > t0), stepping exactly as torchdiffeq's dopri5 over [t0, t1].
+
+    ``func`` reads only the first ``live`` entries of the state (default: all of it): the
+    intermediate stages hand it just those, since the rest (an adjoint's parameter gradients)
+    is only integrated. Each step's solution, error and interpolant still cover the whole state.
+    """
     scalar = scalar_type(y0)
+    live = y0.shape[0] if live is None else live
     weights = _WEIGHTS.to(device=y0.device, dtype=y0.dtype)
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
@@ -107,7 +113,8 @@ def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepContro
         for i, alpha in enumerate(_ALPHA):
             # Like torchdiffeq: the stages at the step's end are taken just before it.
             ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
-            yi = y + torch.sum(k[:, :i + 1] * coefficients[i, :i + 1], dim=-1)
+            rows = slice(None) if i == len(_ALPHA) - 1 else slice(live)  # the last stage is y1
+            yi = y[rows] + torch.sum(k[rows, :i + 1] * coefficients[i, :i + 1], dim=-1)
             k[:, i + 1] = func(ti, yi)
         with torch.no_grad():
             error = torch.sum(k * coefficients[_ERROR], dim=-1)
@@ -220,8 +227,9 @@ def _rk4(func: FlatFunc, t0: np.floating, dt: np.floating, t1: np.floating, y0: 
     return (k1 + 3 * (k2 + k3) + k4) * float(dt) * 0.125
 
 
-Integrate = Callable[[FlatFunc, Tensor, float, float, Norm], Tensor]
-"""integrate(f, y0, t0, t1, norm): the flat state at t1 (the norm serves adaptive methods)."""
+Integrate = Callable[[FlatFunc, Tensor, float, float, Norm, int | None], Tensor]
+"""integrate(f, y0, t0, t1, norm, live): the flat state at t1; the norm serves adaptive methods,
+and f reads the first ``live`` entries of the state (None: all; see :func:`dopri5`)."""
 
 #: The methods the fast backend has, and the ``solver.options`` each takes.
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -242,6 +250,6 @@ def integrator(method: str, rtol: float, atol: float, options: dict) -> Integrat
                          f"valid: {', '.join(METHOD_OPTIONS[method])}")
     if method == "dopri5":
         control = StepControl(rtol=rtol, atol=atol, **options)
-        return lambda func, y0, t0, t1, norm: dopri5(func, y0, t0, t1, control, norm)
+        return lambda func, y0, t0, t1, norm, live: dopri5(func, y0, t0, t1, control, norm, live)
     step_size = options.get("step_size")
-    return lambda func, y0, t0, t1, norm: fixed_grid(method, func, y0, t0, t1, step_size)
+    return lambda func, y0, t0, t1, norm, live: fixed_grid(method, func, y0, t0, t1, step_size)
