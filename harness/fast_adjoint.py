@@ -30,7 +30,7 @@ class FlatProblem:
         self.dtype, self.device = z0.dtype, z0.device
 
     def time(self, t: Any) -> Tensor:
-        return torch.tensor(float(t), dtype=self.dtype, device=self.device)
+        return torch.scalar_tensor(float(t), dtype=self.dtype, device=self.device)
 
     def forward(self, z0: Tensor) -> Tensor:
         def flat(t: Any, z: Tensor) -> Tensor:

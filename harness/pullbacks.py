@@ -95,8 +95,8 @@ class PlainMLP:
             for (linear, activation), (x_in, u, y) in zip(reversed(self.layers), reversed(saved)):
                 if activation is not None:
                     g = _ACTIVATIONS[type(activation)].backward(activation, g, u, y)
-                rows = g.reshape(-1, g.shape[-1])
-                grads[linear.weight] = rows.t().mm(x_in.reshape(-1, x_in.shape[-1]))
+                rows, inputs = (g, x_in) if g.dim() == 2 else (g.flatten(0, -2), x_in.flatten(0, -2))
+                grads[linear.weight] = rows.t().mm(inputs)
                 if linear.bias is not None:
                     grads[linear.bias] = rows.sum(0)
                 g = g.matmul(linear.weight)
