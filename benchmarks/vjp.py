@@ -6,9 +6,10 @@ of taking it that the fast backend's adjoint could use.
 On point-cloud HBNODE's dynamics (120 points, the task's widths): one call without a graph;
 ``torch.autograd.grad`` (what ``harness/fast_adjoint.py`` does: one forward with a graph, one
 backward); ``torch.func.vjp`` over ``functional_call``; with ``--compile``, that under
-``torch.compile`` (slow to build; prints its recompilations); and the VJP of the task's network
-f alone, all that an adjoint written for (G)HBNODE would need (the rest of its right-hand side
-is linear in (h, m)). Medians of interleaved repeats.
+``torch.compile`` (slow to build; prints its recompilations); the VJP of the task's network
+f alone through autograd; and the hand-written VJP the fast backend's adjoint takes
+(``Dynamics.vjp``: :mod:`harness.pullbacks` for f, ``HBNODE.derivatives_vjp`` around it).
+Medians of interleaved repeats.
 """
 from __future__ import annotations
 
@@ -77,6 +78,10 @@ def main() -> None:
             out = dynamics.f(t, leaf)
             torch.autograd.grad(out, (leaf, *f_params), adjoint[:, : h.shape[1]])
 
+    def hand_written() -> None:
+        with torch.no_grad():
+            dynamics.vjp(t, z, adjoint)
+
     def func_vjp(p: dict, state: torch.Tensor, a: torch.Tensor) -> tuple:
         out, pullback = torch.func.vjp(
             lambda p_, z_: torch.func.functional_call(dynamics, p_, (t, z_)), p, state)
@@ -87,6 +92,7 @@ def main() -> None:
         "torch.autograd.grad VJP": autograd_grad,
         "torch.func.vjp": lambda: func_vjp(named, z, adjoint),
         "autograd.grad VJP of f alone": network_only,
+        "hand-written VJP (Dynamics.vjp)": hand_written,
     }
     if args.compile:
         compiled = torch.compile(func_vjp, dynamic=False)

@@ -33,14 +33,17 @@ class Dynamics(nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
         f = self.f if self.plain_f is None or torch.is_grad_enabled() else self._plain_field
-        return self._join(self.family.derivatives(t, z.chunk(self.n_parts, dim=1), f))
+        return self._join(self.family.derivatives(t, self._split(z), f))
 
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
         self.counter.tick()
         derivatives, cotangent, grads = self.family.derivatives_vjp(
-            t, z.chunk(self.n_parts, dim=1), a.chunk(self.n_parts, dim=1), self._plain_vjp)
+            t, self._split(z), self._split(a), self._plain_vjp)
         return self._join(derivatives), self._join(cotangent), grads
+
+    def _split(self, z: Tensor) -> tuple[Tensor, ...]:
+        return (z,) if self.n_parts == 1 else z.chunk(self.n_parts, dim=1)
 
     def _join(self, parts: tuple[Tensor, ...]) -> Tensor:
         return parts[0] if self.n_parts == 1 else torch.cat(parts, dim=1)

@@ -27,26 +27,67 @@ from harness.contract import Pullback
 aten = torch.ops.aten
 
 
-@dataclass(frozen=True)
-class _Activation:
-    """An elementwise activation: its forward and autograd's backward formula, which reads the
-    activation's input u and output y."""
-
-    forward: Callable[[nn.Module, Tensor], Tensor]
-    backward: Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+# Each activation's forward (module, u) ↦ y and autograd's backward formula (module, g, u, y) ↦
+# gᵀ∂y/∂u, for its input u and output y; named functions, so a model holding them pickles.
+def _relu(m: nn.Module, u: Tensor) -> Tensor:
+    return torch.relu(u)
 
 
-_ACTIVATIONS: dict[type[nn.Module], _Activation] = {
-    nn.ReLU: _Activation(lambda m, u: torch.relu(u),
-                         lambda m, g, u, y: aten.threshold_backward(g, y, 0)),
-    nn.ELU: _Activation(lambda m, u: F.elu(u, m.alpha),
-                        lambda m, g, u, y: aten.elu_backward(g, m.alpha, 1, 1, False, u)),
-    nn.Tanh: _Activation(lambda m, u: torch.tanh(u), lambda m, g, u, y: aten.tanh_backward(g, y)),
-    nn.Sigmoid: _Activation(lambda m, u: torch.sigmoid(u),
-                            lambda m, g, u, y: aten.sigmoid_backward(g, y)),
-    nn.Softplus: _Activation(lambda m, u: F.softplus(u, m.beta, m.threshold),
-                             lambda m, g, u, y: aten.softplus_backward(g, u, m.beta, m.threshold)),
+def _relu_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.threshold_backward(g, y, 0)
+
+
+def _elu(m: nn.ELU, u: Tensor) -> Tensor:
+    return F.elu(u, m.alpha)
+
+
+def _elu_backward(m: nn.ELU, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.elu_backward(g, m.alpha, 1, 1, False, u)
+
+
+def _tanh(m: nn.Module, u: Tensor) -> Tensor:
+    return torch.tanh(u)
+
+
+def _tanh_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.tanh_backward(g, y)
+
+
+def _sigmoid(m: nn.Module, u: Tensor) -> Tensor:
+    return torch.sigmoid(u)
+
+
+def _sigmoid_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.sigmoid_backward(g, y)
+
+
+def _softplus(m: nn.Softplus, u: Tensor) -> Tensor:
+    return F.softplus(u, m.beta, m.threshold)
+
+
+def _softplus_backward(m: nn.Softplus, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.softplus_backward(g, u, m.beta, m.threshold)
+
+
+Forward = Callable[[nn.Module, Tensor], Tensor]
+Backward = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+
+#: The elementwise activations a plain MLP may use.
+_ACTIVATIONS: dict[type[nn.Module], tuple[Forward, Backward]] = {
+    nn.ReLU: (_relu, _relu_backward),
+    nn.ELU: (_elu, _elu_backward),
+    nn.Tanh: (_tanh, _tanh_backward),
+    nn.Sigmoid: (_sigmoid, _sigmoid_backward),
+    nn.Softplus: (_softplus, _softplus_backward),
 }
+
+
+@dataclass(frozen=True)
+class _Layer:
+    linear: nn.Linear
+    activation: nn.Module | None
+    forward: Forward | None
+    backward: Backward | None
 
 
 @dataclass(frozen=True)
@@ -54,10 +95,11 @@ class PlainMLP:
     """An ``nn.Sequential`` of Linear layers, each followed by at most one activation from the
     table above, evaluated and differentiated without module calls or autograd.
 
-    It holds the modules, not their tensors, so it follows in-place updates of the weights.
+    It holds the Linear modules, not their tensors, so it follows in-place updates of the
+    weights.
     """
 
-    layers: tuple[tuple[nn.Linear, nn.Module | None], ...]
+    layers: tuple[_Layer, ...]
 
     @classmethod
     def of(cls, net: nn.Module) -> PlainMLP | None:
@@ -71,34 +113,36 @@ class PlainMLP:
             linear, activation = modules[i], (modules[i + 1] if i + 1 < len(modules) else None)
             if type(linear) is not nn.Linear or (activation is not None and type(activation) not in _ACTIVATIONS):
                 return None
-            layers.append((linear, activation))
+            functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
+            layers.append(_Layer(linear, activation, *functions))
         return cls(tuple(layers)) if layers else None
 
     def __call__(self, x: Tensor) -> Tensor:
-        for linear, activation in self.layers:
-            x = F.linear(x, linear.weight, linear.bias)
-            if activation is not None:
-                x = _ACTIVATIONS[type(activation)].forward(activation, x)
+        for layer in self.layers:
+            x = F.linear(x, layer.linear.weight, layer.linear.bias)
+            if layer.forward is not None:
+                x = layer.forward(layer.activation, x)
         return x
 
     def vjp(self, x: Tensor) -> tuple[Tensor, Pullback]:
         """The value at x and the pullback there (x of shape (…, in_features))."""
         saved = []  # (layer input, pre-activation, output) of each layer
-        for linear, activation in self.layers:
-            u = F.linear(x, linear.weight, linear.bias)
-            y = u if activation is None else _ACTIVATIONS[type(activation)].forward(activation, u)
+        for layer in self.layers:
+            u = F.linear(x, layer.linear.weight, layer.linear.bias)
+            y = u if layer.forward is None else layer.forward(layer.activation, u)
             saved.append((x, u, y))
             x = y
 
         def pullback(g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
             grads: dict[Tensor, Tensor] = {}
-            for (linear, activation), (x_in, u, y) in zip(reversed(self.layers), reversed(saved)):
-                if activation is not None:
-                    g = _ACTIVATIONS[type(activation)].backward(activation, g, u, y)
+            for layer, (x_in, u, y) in zip(reversed(self.layers), reversed(saved)):
+                if layer.backward is not None:
+                    g = layer.backward(layer.activation, g, u, y)
                 rows, inputs = (g, x_in) if g.dim() == 2 else (g.flatten(0, -2), x_in.flatten(0, -2))
-                grads[linear.weight] = rows.t().mm(inputs)
-                if linear.bias is not None:
-                    grads[linear.bias] = rows.sum(0)
-                g = g.matmul(linear.weight)
+                weight, bias = layer.linear.weight, layer.linear.bias
+                grads[weight] = rows.t().mm(inputs)
+                if bias is not None:
+                    grads[bias] = rows.sum(0)
+                g = g.matmul(weight)
             return g, grads
         return x, pullback

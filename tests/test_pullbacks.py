@@ -145,3 +145,15 @@ def test_ghbnode_differentiates_each_sigma_by_hand(sigma):
             super().__init__(sigma=sigma)
 
     _vjp_check(WithSigma)()
+
+
+def test_dynamics_with_a_hand_written_vjp_pickle_and_copy_with_their_network():
+    """Executors may ship models between processes: the plain view must follow the copy."""
+    import copy
+    import pickle
+
+    f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.ELU(), nn.Linear(4, 3)))
+    dynamics = Dynamics(HBNODE(), f, NFECounter())
+    for duplicate in (pickle.loads(pickle.dumps(dynamics)), copy.deepcopy(dynamics)):
+        assert duplicate.has_vjp
+        assert duplicate.plain_f.layers[0].linear is duplicate.f.net[0]
