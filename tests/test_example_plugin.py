@@ -39,12 +39,12 @@ def code_blocks(markdown: str) -> list[str]:
     return re.findall(r"```(?:python|toml)\n(.*?)```", markdown, flags=re.S)
 
 
-def test_the_guides_code_is_the_example_packages_code():
+def test_the_guides_code_is_the_example_packages_and_built_in_families_code():
     guide = (ROOT / "docs" / "plugin-guide.md").read_text()
-    sources = "\n".join(p.read_text() for example in EXAMPLES for p in example.iterdir()
-                        if p.suffix in (".py", ".toml"))
+    sources = "\n".join(p.read_text() for folder in (*EXAMPLES, ROOT / "plugins" / "models")
+                        for p in folder.iterdir() if p.suffix in (".py", ".toml"))
     blocks = code_blocks(guide)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for block in blocks:
         assert block.strip() in sources, f"the guide shows code the example does not have:\n{block}"
 

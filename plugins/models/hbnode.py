@@ -29,9 +29,9 @@ class HBNODE(Family):
                         f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
                                                          dict[Tensor, Tensor]]:
         (h, m), (a_h, a_m) = state, cotangent
-        value, pullback = f(t, h)
+        value, pullback = f(t, h)  # f's value, and g ↦ (gᵀ∂f/∂h, {parameter: gradient})
         gamma = self.gamma
-        a_fh, grads = pullback(a_m)
+        a_fh, grads = pullback(a_m)  # m' reads f(h) with weight 1
         grads[self.omega] = -(a_m * m).sum() * gamma * (1 - gamma)  # γ' = γ(1 − γ)
         return (m, value - gamma * m), (a_fh, a_h - gamma * a_m), grads
 
