@@ -164,7 +164,8 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
     if spec.epochs == 0:  # a study of the model at initialisation
         yield {"epoch": 0, "iterations": 0, **evaluate_and_measure(0)}
     for epoch in range(first_epoch, spec.epochs + 1):
-        model.train()
+        if not model.training:  # evaluation left it in eval mode (a walk over every module)
+            model.train()
         counter.take()
         if hasattr(data.train, "set_epoch"):
             data.train.set_epoch(epoch)
