@@ -2,8 +2,9 @@
 
 The adjoint is torchdiffeq's: after the forward solve (no graph kept), ``backward()`` solves
 the state z, its adjoint a and the parameters' gradient g backwards from t1 to t0 with the same
-method and tolerances, taking each vector-Jacobian product of f with ``torch.autograd.grad`` —
-one call of f each, so one NFE. The augmented state is one flat tensor [z, a, g, τ] (τ the
+method and tolerances, taking each vector-Jacobian product of f by hand where the dynamics
+have one (:mod:`harness.pullbacks`) and with ``torch.autograd.grad`` elsewhere — one call of f
+each, so one NFE. The augmented state is one flat tensor [z, a, g, τ] (τ the
 time adjoint) rather than torchdiffeq's tuple of every parameter; its error norm is
 torchdiffeq's default adjoint norm (the largest of |τ| and the RMS norms of z, of a and of each
 parameter's gradient), taken in one segmented reduction, so the backward solve takes the same

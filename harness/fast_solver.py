@@ -6,7 +6,8 @@ Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the s
 (torchdiffeq's stage times), so every step size and every time f sees is the one torchdiffeq
 would compute, without a tensor operation each. Stage derivatives go into one (state, 7)
 buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit. Only
-the last accepted step's interpolant is formed (the solve reads one end point). Failures raise the :class:`SolverFailure` text the harness makes of torchdiffeq's.
+the last accepted step's interpolant is formed (the solve reads one end point). Failures raise
+the :class:`SolverFailure` text the harness makes of torchdiffeq's.
 """
 from __future__ import annotations
 

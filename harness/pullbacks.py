@@ -111,7 +111,8 @@ class PlainMLP:
         layers = []
         for i in range(0, len(modules), 2):
             linear, activation = modules[i], (modules[i + 1] if i + 1 < len(modules) else None)
-            if type(linear) is not nn.Linear or (activation is not None and type(activation) not in _ACTIVATIONS):
+            if type(linear) is not nn.Linear or (activation is not None
+                                                 and type(activation) not in _ACTIVATIONS):
                 return None
             functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
             layers.append(_Layer(linear, activation, *functions))

@@ -132,7 +132,8 @@ def test_the_adjoint_takes_no_autograd_graph_with_a_hand_written_vjp(monkeypatch
     """The fast backend's adjoint calls ``vjp`` when the dynamics have one, and autograd only
     when they do not: the hand path is what runs, not a fallback."""
     calls = []
-    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or pytest.fail("autograd used"))
+    monkeypatch.setattr(torch.autograd, "grad",
+                        lambda *a, **k: calls.append(1) or pytest.fail("autograd used"))
     block, counter = _hbnode_block()
     _forward_backward(block, counter)
     assert not calls and block.dynamics.f.net[0].weight.grad is not None
@@ -157,3 +158,17 @@ def test_dynamics_with_a_hand_written_vjp_pickle_and_copy_with_their_network():
     for duplicate in (pickle.loads(pickle.dumps(dynamics)), copy.deepcopy(dynamics)):
         assert duplicate.has_vjp
         assert duplicate.plain_f.layers[0].linear is duplicate.f.net[0]
+
+
+def test_the_kit_refuses_a_hand_written_vjp_for_time_dependent_derivatives():
+    class Driven(NODE):
+        name = "driven"
+
+        def derivatives(self, t, state, f):
+            (h,) = state
+            return (f(t, h) + t,)
+
+        derivatives_vjp = NODE.derivatives_vjp
+
+    with pytest.raises(AssertionError, match="derivatives read t"):
+        _vjp_check(Driven)()
