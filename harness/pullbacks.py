@@ -93,7 +93,8 @@ class _Layer:
 @dataclass(frozen=True)
 class PlainMLP:
     """An ``nn.Sequential`` of Linear layers, each followed by at most one activation from the
-    table above, evaluated and differentiated without module calls or autograd.
+    table above (or a single ``nn.Linear``), evaluated and differentiated without module calls
+    or autograd.
 
     It holds the Linear modules, not their tensors, so it follows in-place updates of the
     weights.
@@ -103,11 +104,11 @@ class PlainMLP:
 
     @classmethod
     def of(cls, net: nn.Module) -> PlainMLP | None:
-        """The plain view of ``net``, or None when ``net`` is anything else (exact types only:
-        a subclass may compute something else)."""
-        if type(net) is not nn.Sequential:
+        """The plain view of ``net`` (an MLP, or one ``nn.Linear``), or None when ``net`` is
+        anything else (exact types only: a subclass may compute something else)."""
+        if type(net) not in (nn.Sequential, nn.Linear):
             return None
-        modules = list(net)
+        modules = list(net) if type(net) is nn.Sequential else [net]
         layers = []
         for i in range(0, len(modules), 2):
             linear, activation = modules[i], (modules[i + 1] if i + 1 < len(modules) else None)

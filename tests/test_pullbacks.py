@@ -20,11 +20,14 @@ from harness_plugins.models.node import NODE
 ACTIVATIONS = [nn.ReLU(), nn.ELU(alpha=0.7), nn.Tanh(), nn.Sigmoid(), nn.Softplus(beta=2.0, threshold=3.0)]
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("activation", [*ACTIVATIONS, None], ids=lambda m: type(m).__name__)
 @pytest.mark.parametrize("shape", [(6, 4), (2, 3, 4)], ids=["matrix", "batched"])
 def test_a_plain_mlp_differentiates_like_autograd(activation, shape):
+    """Every activation between Linear layers; and one bare Linear (Walker2D's f)."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 5), activation, nn.Linear(5, 5), activation, nn.Linear(5, 2)).double()
+    net = (nn.Linear(4, 2) if activation is None else
+           nn.Sequential(nn.Linear(4, 5), activation, nn.Linear(5, 5), activation, nn.Linear(5, 2)))
+    net = net.double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     g = torch.randn(*shape[:-1], 2, dtype=torch.float64)
     expected = net(x)
@@ -44,9 +47,9 @@ def test_a_plain_mlp_differentiates_like_autograd(activation, shape):
     nn.Sequential(nn.Linear(2, 3), nn.Hardtanh()),  # an activation without a formula here
     nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Tanh(), nn.Linear(3, 2)),  # two in a row
     nn.Sequential(nn.Conv1d(2, 3, 1)),
-    nn.Linear(2, 3),  # not a Sequential
+    nn.Tanh(),
     nn.Sequential(),
-], ids=["hardtanh", "stacked activations", "conv", "bare linear", "empty"])
+], ids=["hardtanh", "stacked activations", "conv", "activation alone", "empty"])
 def test_only_plain_mlps_get_the_hand_path(net):
     assert PlainMLP.of(net) is None
 
