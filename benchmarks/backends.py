@@ -1,7 +1,7 @@
 """Solver backends side by side: harness overhead, fast vs torchdiffeq speed at equal NFE, and
 memory against integration length.
 
-    python benchmarks/backends.py [--repeats 7]
+    python benchmarks/backends.py [--repeats 7] [--threads N]
 
 Every comparison runs in this one process, its variants interleaved repeat by repeat, and
 reports medians. Targets: harness overhead <= 1 % over a bare loop; fast >= 2x torchdiffeq per
@@ -225,7 +225,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20, help="training steps per overhead timing")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice; "
+                        "each of N workers on N cores gets 1)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
