@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import yaml
 from tabulate import tabulate
 
-from harness.validation import (Invalid, Problems, choice, join, mapping, number,
+from harness.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
                                 positive_number, read_yaml, string, top_level)
 
 #: Per-epoch record fields a budget may bound (besides any ``test_<metric>``).
@@ -113,7 +113,7 @@ def load_budgets(path: str | Path) -> tuple[list[Budget], float]:
     report = Problems(str(path))
     document = top_level(read_yaml(path, BudgetError, "a budget YAML file"), path, BudgetError,
                          ("tolerance", "budgets"), report)
-    tolerance = report.check("tolerance", _fraction, document.get("tolerance", DEFAULT_TOLERANCE))
+    tolerance = report.check("tolerance", fraction, document.get("tolerance", DEFAULT_TOLERANCE))
     lines = document.get("budgets")
     if not isinstance(lines, list) or not lines:
         report.add("budgets", "missing" if lines is None else f"{lines!r} is not a non-empty list",
@@ -149,7 +149,7 @@ def _check_line(line: Any, at: str, report: Problems, tolerance: float) -> Budge
         at=report.check(join(at, "at"), choice(("mean", "final"), "a way to summarise epochs"),
                         line.get("at", "mean")),
         max=bounds["max"], min=bounds["min"],
-        tolerance=report.check(join(at, "tolerance"), _fraction, line.get("tolerance", tolerance)))
+        tolerance=report.check(join(at, "tolerance"), fraction, line.get("tolerance", tolerance)))
 
 
 def _check_bounds(value: Any, at: str, report: Problems) -> dict[str, float]:
@@ -162,13 +162,6 @@ def _check_bounds(value: Any, at: str, report: Problems) -> dict[str, float]:
             report.unknown(join(at, name), f"unknown field {name!r}", name,
                            [*FIELDS, "test_<metric>"])
     return checked
-
-
-def _fraction(value: Any) -> float:
-    tolerance = number(value, "valid: a number from 0 to 1")
-    if not 0 <= tolerance < 1:
-        raise Invalid(f"{value!r} is not from 0 to 1", "valid: a number from 0 to 1, e.g. 0.1")
-    return tolerance
 
 
 def _number_or_value(value: Any) -> Any:

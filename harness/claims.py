@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.aggregate import AT_CHOICES, Group, Stat, group_runs, setting_label, stat
-from harness.validation import (Invalid, Problems, choice, join, mapping, number, read_yaml,
-                                string, top_level)
+from harness.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
+                                read_yaml, string, top_level)
 
 PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
 SYMBOLS = {PASS: "✓", FAIL: "✗", NOT_RUN: "not run"}
@@ -285,18 +285,11 @@ def _counts(value: Any) -> dict[str, int]:
     return value
 
 
-def _fraction(value: Any) -> float:
-    parsed = number(value, "valid: a number from 0 to 1")
-    if not 0 <= parsed <= 1:
-        raise Invalid(f"{value!r} is not from 0 to 1", "valid: a number from 0 to 1")
-    return parsed
-
-
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "value": string, "at": choice(AT_CHOICES, "a way to take one number per run"),
     "lower": _names_list, "higher": _names_list, "than": _names_list, "models": _names_list,
     "below": number, "above": number, "direction": choice(("rises", "falls"), "a direction"),
-    "counts": _counts, "tolerance": _fraction,
+    "counts": _counts, "tolerance": fraction,
 }
 _VALID = {"value": "a per-epoch record field, e.g. backward_nfe", "than": "a list of models",
           "models": "a list of models", "direction": "rises or falls",

@@ -117,6 +117,15 @@ def positive_number(value: Any) -> float:
     return parsed
 
 
+def fraction(value: Any) -> float:
+    """A number from 0 to 1 (a tolerance, a share)."""
+    valid = "valid: a number from 0 to 1, e.g. 0.1"
+    parsed = number(value, valid)
+    if not 0 <= parsed <= 1:
+        raise Invalid(f"{value!r} is not from 0 to 1", valid)
+    return parsed
+
+
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise Invalid(f"{value!r} is not a boolean", "valid: true or false")
