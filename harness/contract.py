@@ -76,18 +76,18 @@ class Family(nn.Module):
         Return (derivatives, aᵀ∂derivatives/∂part for every part, {parameter: aᵀ∂derivatives/∂
         parameter}) for the cotangent a (one tensor per part). ``f(t, x)`` gives f's value and
         its pullback ``g ↦ (gᵀ∂f/∂x, {parameter: gradient})``; merge its gradients with the
-        family's own. Only for derivatives that do not read t. Without it (or when it is
-        inherited from a class whose ``derivatives`` this class overrides), adjoints use
-        autograd; the conformance kit checks it against autograd.
+        family's own. Only for derivatives that do not read t. It is used only by the class
+        that defines it: a subclass changes what the derivatives read (a property, an option)
+        as easily as the derivatives themselves, so it takes autograd unless it states
+        ``derivatives_vjp = Parent.derivatives_vjp``. The conformance kit checks it against
+        autograd.
         """
         raise NotImplementedError
 
     @classmethod
     def has_derivatives_vjp(cls) -> bool:
-        """Whether ``derivatives_vjp`` is written for this class's ``derivatives``."""
-        def owner(name: str) -> type:
-            return next(klass for klass in cls.__mro__ if name in vars(klass))
-        return owner("derivatives_vjp") is owner("derivatives") is not Family
+        """Whether this class itself defines ``derivatives_vjp`` (see there)."""
+        return cls is not Family and "derivatives_vjp" in vars(cls)
 
 
 class DataNotFound(FileNotFoundError):

@@ -72,15 +72,20 @@ class FlatProblem:
         return augmented
 
     def _augmented_by_hand(self, n: int) -> FlatFunc:
-        zeros = {p: torch.zeros_like(p) for p in self.params}
         time_adjoint = torch.zeros(1, dtype=self.dtype, device=self.device)
 
         def augmented(s: Any, state: Tensor) -> Tensor:
             with torch.no_grad():
                 fz, vjp_z, grads = self.func.vjp(self.time(-s), state[:n].view(self.shape),
                                                  state[n:2 * n].view(self.shape))
-                return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1),
-                                  *(grads.get(p, zeros[p]).reshape(-1) for p in self.params),
+                try:
+                    parameter_grads = [grads[p].reshape(-1) for p in self.params]
+                except KeyError as missing:
+                    raise ValueError(
+                        f"the family's derivatives_vjp gave no gradient for a parameter of shape "
+                        f"{tuple(missing.args[0].shape)}; harness.testing.family_checks finds "
+                        f"which") from None
+                return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1), *parameter_grads,
                                   time_adjoint])
         return augmented
 

@@ -6,7 +6,6 @@ from torch import Tensor, nn
 
 from harness.contract import Family, Pullback
 from harness.failures import NFECapExceeded
-from harness.networks import Autonomous
 from harness.nfe import NFECounter
 from harness.pullbacks import PlainMLP
 from harness.solver import SolverConfig, interval_tensor, solve
@@ -27,12 +26,16 @@ class Dynamics(nn.Module):
         self.f = f
         self.counter = counter
         self.n_parts = len(family.parts)
-        self.plain_f = PlainMLP.of(f.net) if isinstance(f, Autonomous) else None
-        self.has_vjp = self.plain_f is not None and family.has_derivatives_vjp()
+        self.plain_f = PlainMLP.of(f)
+        self.family_vjp = family.has_derivatives_vjp()
+
+    @property
+    def has_vjp(self) -> bool:
+        return self.family_vjp and self._plain()
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
-        f = self.f if self.plain_f is None or torch.is_grad_enabled() else self._plain_field
+        f = self.f if torch.is_grad_enabled() or not self._plain() else self._plain_field
         return self._join(self.family.derivatives(t, self._split(z), f))
 
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
@@ -41,6 +44,9 @@ class Dynamics(nn.Module):
         derivatives, cotangent, grads = self.family.derivatives_vjp(
             t, self._split(z), self._split(a), self._plain_vjp)
         return self._join(derivatives), self._join(cotangent), grads
+
+    def _plain(self) -> bool:
+        return self.plain_f is not None and self.plain_f.intact()
 
     def _split(self, z: Tensor) -> tuple[Tensor, ...]:
         return (z,) if self.n_parts == 1 else z.chunk(self.n_parts, dim=1)
@@ -75,7 +81,8 @@ class Rescaled(nn.Module):
         return self.dynamics(t, z) * self.scale
 
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
-        """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a."""
+        """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a. No gradient reaches the
+        durations (data, not parameters), as with autograd."""
         derivative, cotangent, grads = self.dynamics.vjp(t, z, a * self.scale)
         return derivative * self.scale, cotangent, grads
 

@@ -7,7 +7,7 @@ dynamics. A *pullback* does the same arithmetic with plain tensor operations: th
 autograd would run (``addmm``'s and each activation's backward formulas), without the graph.
 
 Two pieces meet here. :class:`PlainMLP` is the pullback of the harness's ``mlp`` networks (an
-``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations); a family's
+``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations, in ``Autonomous``); a family's
 :meth:`~harness.contract.Family.derivatives_vjp` is the pullback of its own right-hand side,
 written around f's. Where both exist, :class:`harness.ode.Dynamics` offers ``vjp`` and the fast
 backend's adjoint uses it; elsewhere it uses autograd. The conformance kit checks every
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from harness.contract import Pullback
+from harness.networks import Autonomous
 
 aten = torch.ops.aten
 
@@ -92,23 +93,27 @@ class _Layer:
 
 @dataclass(frozen=True)
 class PlainMLP:
-    """An ``nn.Sequential`` of Linear layers, each followed by at most one activation from the
-    table above (or a single ``nn.Linear``), evaluated and differentiated without module calls
-    or autograd.
+    """The network of a vector field ``Autonomous(net)`` whose net is an ``nn.Sequential`` of
+    Linear layers, each followed by at most one activation from the table above (or a single
+    ``nn.Linear``), evaluated and differentiated without module calls or autograd.
 
-    It holds the Linear modules, not their tensors, so it follows in-place updates of the
-    weights.
+    It holds the modules, not their tensors, so it follows in-place updates of the weights;
+    :meth:`intact` says whether its direct evaluation still computes what the modules would.
     """
 
     layers: tuple[_Layer, ...]
+    modules: tuple[nn.Module, ...]  # every module whose forward it stands in for
 
     @classmethod
-    def of(cls, net: nn.Module) -> PlainMLP | None:
-        """The plain view of ``net`` (an MLP, or one ``nn.Linear``), or None when ``net`` is
-        anything else (exact types only: a subclass may compute something else)."""
-        if type(net) not in (nn.Sequential, nn.Linear):
+    def of(cls, f: nn.Module) -> PlainMLP | None:
+        """The plain view of the vector field ``f``, or None when it is anything else (exact
+        types only: a subclass may compute something else, or read t)."""
+        if type(f) is not Autonomous or type(f.net) not in (nn.Sequential, nn.Linear):
             return None
-        modules = list(net) if type(net) is nn.Sequential else [net]
+        modules = list(f.net) if type(f.net) is nn.Sequential else [f.net]
+        linears = modules[::2]
+        if len({id(linear) for linear in linears}) < len(linears):
+            return None  # a layer used twice: its gradients would have to be summed
         layers = []
         for i in range(0, len(modules), 2):
             linear, activation = modules[i], (modules[i + 1] if i + 1 < len(modules) else None)
@@ -117,7 +122,16 @@ class PlainMLP:
                 return None
             functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
             layers.append(_Layer(linear, activation, *functions))
-        return cls(tuple(layers)) if layers else None
+        return cls(tuple(layers), (f, f.net, *modules)) if layers else None
+
+    def intact(self) -> bool:
+        """No hooks on its modules, and every Linear's weight and bias still registered
+        parameters: a hook, or a reparametrisation such as weight norm, would be skipped."""
+        return (not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                        for m in self.modules)
+                and all("weight" in layer.linear._parameters
+                        and (layer.linear.bias is None or "bias" in layer.linear._parameters)
+                        for layer in self.layers))
 
     def __call__(self, x: Tensor) -> Tensor:
         for layer in self.layers:

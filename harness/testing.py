@@ -154,12 +154,13 @@ def _vjp_matches_autograd(family: type[Family]) -> None:
     dynamics = Dynamics(family(), f, NFECounter()).double()
     assert dynamics.has_vjp, "a plain-MLP f and a derivatives_vjp should give the dynamics a VJP"
     generator = torch.Generator().manual_seed(1)
-    z, a = (torch.randn(4, len(family.parts) * N, generator=generator, dtype=torch.float64)
+    # Spread wide enough that saturating pieces (tanh, hardtanh at ±5) are tried on both sides.
+    z, a = (4 * torch.randn(8, len(family.parts) * N, generator=generator, dtype=torch.float64)
             for _ in range(2))
     t = torch.tensor(family.interval[0], dtype=torch.float64)
     with torch.no_grad():
         later = dynamics(t + 0.5, z)
-    named = dict(dynamics.named_parameters())
+    named = {name: p for name, p in dynamics.named_parameters() if p.requires_grad}
     leaf = z.clone().requires_grad_(True)
     value = dynamics(t, leaf)
     expected = torch.autograd.grad(value, (leaf, *named.values()), a, allow_unused=True,

@@ -32,7 +32,7 @@ def test_a_plain_mlp_differentiates_like_autograd(activation, shape):
     g = torch.randn(*shape[:-1], 2, dtype=torch.float64)
     expected = net(x)
     grads = torch.autograd.grad(expected, (x, *net.parameters()), g)
-    plain = PlainMLP.of(net)
+    plain = PlainMLP.of(Autonomous(net))
     with torch.no_grad():
         value, pullback = plain.vjp(x.detach())
         g_x, by_parameter = pullback(g)
@@ -43,18 +43,56 @@ def test_a_plain_mlp_differentiates_like_autograd(activation, shape):
         torch.testing.assert_close(by_parameter[parameter], gradient)
 
 
-@pytest.mark.parametrize("net", [
-    nn.Sequential(nn.Linear(2, 3), nn.Hardtanh()),  # an activation without a formula here
-    nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Tanh(), nn.Linear(3, 2)),  # two in a row
-    nn.Sequential(nn.Conv1d(2, 3, 1)),
-    nn.Tanh(),
-    nn.Sequential(),
-], ids=["hardtanh", "stacked activations", "conv", "activation alone", "empty"])
-def test_only_plain_mlps_get_the_hand_path(net):
-    assert PlainMLP.of(net) is None
+class Clocked(Autonomous):
+    """A subclass of Autonomous whose f reads t: not the plain field its type suggests."""
+
+    def forward(self, t, z):
+        return self.net(z) * (1 + t)
 
 
-def test_a_family_overriding_derivatives_loses_its_parents_vjp():
+def _reused() -> nn.Module:
+    layer = nn.Linear(3, 3)
+    return Autonomous(nn.Sequential(layer, nn.Tanh(), layer))
+
+
+@pytest.mark.parametrize("f", [
+    Autonomous(nn.Sequential(nn.Linear(2, 3), nn.Hardtanh())),  # an activation without a formula here
+    Autonomous(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Tanh(), nn.Linear(3, 2))),  # two in a row
+    Autonomous(nn.Sequential(nn.Conv1d(2, 3, 1))),
+    Autonomous(nn.Tanh()),
+    Autonomous(nn.Sequential()),
+    _reused(),  # its gradients would have to be summed
+    Clocked(nn.Sequential(nn.Linear(3, 3))),
+    nn.Sequential(nn.Linear(3, 3)),  # not a vector field f(t, z)
+], ids=["hardtanh", "stacked activations", "conv", "activation alone", "empty", "a layer used twice",
+        "an Autonomous subclass", "a bare network"])
+def test_only_plain_mlps_get_the_hand_path(f):
+    assert PlainMLP.of(f) is None
+
+
+@pytest.mark.parametrize("change", [
+    lambda f: f.net[0].register_forward_hook(lambda module, inputs, output: output * 2),
+    lambda f: f.register_forward_pre_hook(lambda module, inputs: None),
+    lambda f: torch.nn.utils.weight_norm(f.net[2]),  # weight becomes a function of weight_g, weight_v
+    lambda f: torch.nn.utils.parametrizations.weight_norm(f.net[2]),
+], ids=["a forward hook on a layer", "a pre-hook on f", "weight norm (hook)", "weight norm (parametrization)"])
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
+def test_hooks_or_reparametrised_weights_send_the_dynamics_back_to_module_calls_and_autograd(change):
+    """Added after the dynamics were made: the plain view would skip them, so it steps aside,
+    for calls without a graph (every backend's adjoint forward) as for the VJP."""
+    torch.manual_seed(0)
+    f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
+    dynamics = Dynamics(HBNODE(), f, NFECounter())
+    assert dynamics.has_vjp
+    change(f)
+    assert not dynamics.has_vjp
+    z, t = torch.randn(2, 6), torch.tensor(0.0)
+    through_modules = dynamics(t, z).detach()  # with a graph: always the modules
+    with torch.no_grad():
+        torch.testing.assert_close(dynamics(t, z), through_modules, rtol=0, atol=0)
+
+
+def test_a_family_overriding_derivatives_or_what_they_read_loses_its_parents_vjp():
     class Damped(HBNODE):
         name = "damped"
 
@@ -62,11 +100,23 @@ def test_a_family_overriding_derivatives_loses_its_parents_vjp():
             h, m = state
             return m, f(t, h) - 2 * self.gamma * m
 
+    class Steeper(HBNODE):  # the same derivatives, a different γ(ω): HBNODE's VJP would be wrong
+        name = "steeper"
+
+        @property
+        def gamma(self):
+            return torch.sigmoid(2 * self.omega)
+
+    class Declared(HBNODE):  # states that HBNODE's VJP is its own
+        name = "declared"
+        derivatives_vjp = HBNODE.derivatives_vjp
+
     assert HBNODE.has_derivatives_vjp() and GHBNODE.has_derivatives_vjp()
-    assert not Damped.has_derivatives_vjp()
+    assert not Damped.has_derivatives_vjp() and not Steeper.has_derivatives_vjp()
+    assert Declared.has_derivatives_vjp()
     f = Autonomous(nn.Sequential(nn.Linear(3, 3)))
     assert Dynamics(HBNODE(), f, NFECounter()).has_vjp
-    assert not Dynamics(Damped(), f, NFECounter()).has_vjp
+    assert not Dynamics(Steeper(), f, NFECounter()).has_vjp
     assert not Dynamics(HBNODE(), Autonomous(nn.Sequential(nn.Linear(3, 3), nn.Hardtanh())),
                         NFECounter()).has_vjp
 
@@ -85,8 +135,6 @@ def test_the_kit_catches_a_missing_parameter_gradient():
             del grads[self.omega]
             return derivatives, cotangent, grads
 
-        derivatives = HBNODE.derivatives  # written for this class's derivatives
-
     with pytest.raises(AssertionError, match="no gradient for the parameter family.omega"):
         _vjp_check(Forgetful)()
 
@@ -99,7 +147,6 @@ def test_the_kit_catches_a_wrong_state_cotangent():
             derivatives, (a_h,), grads = super().derivatives_vjp(t, state, cotangent, f)
             return derivatives, (-a_h,), grads
 
-        derivatives = NODE.derivatives
 
     with pytest.raises(AssertionError, match="aᵀ∂F/∂state != autograd's"):
         _vjp_check(Unsigned)()
@@ -145,6 +192,8 @@ def test_the_adjoint_takes_no_autograd_graph_with_a_hand_written_vjp(monkeypatch
 @pytest.mark.parametrize("sigma", ["tanh", "hardtanh", "identity"])
 def test_ghbnode_differentiates_each_sigma_by_hand(sigma):
     class WithSigma(GHBNODE):
+        derivatives_vjp = GHBNODE.derivatives_vjp
+
         def __init__(self) -> None:
             super().__init__(sigma=sigma)
 
@@ -175,3 +224,21 @@ def test_the_kit_refuses_a_hand_written_vjp_for_time_dependent_derivatives():
 
     with pytest.raises(AssertionError, match="derivatives read t"):
         _vjp_check(Driven)()
+
+
+def test_a_missing_parameter_gradient_fails_the_backward_solve_clearly():
+    """Not a silent zero: the run's record says what is missing."""
+    class Forgetful(HBNODE):
+        name = "forgetful"
+
+        def derivatives_vjp(self, t, state, cotangent, f):
+            derivatives, cotangent, grads = super().derivatives_vjp(t, state, cotangent, f)
+            del grads[self.omega]
+            return derivatives, cotangent, grads
+
+    torch.manual_seed(0)
+    counter = NFECounter()
+    f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
+    block = ODEBlock(Forgetful(), f, 3, SolverConfig(rtol=1e-5, atol=1e-5, backend="fast"), counter)
+    with pytest.raises(ValueError, match=r"derivatives_vjp gave no gradient for a parameter of shape \(\)"):
+        _forward_backward(block, counter)

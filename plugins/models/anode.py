@@ -11,6 +11,7 @@ from harness_plugins.models.node import NODE
 
 class ANODE(NODE):
     name = "anode"
+    derivatives_vjp = NODE.derivatives_vjp  # the dynamics are NODE's
 
 
 @hookimpl
