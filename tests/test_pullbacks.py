@@ -126,15 +126,18 @@ def _vjp_check(family):
     return check
 
 
+class Forgetful(HBNODE):
+    """HBNODE whose hand-written VJP leaves out γ's parameter ω."""
+
+    name = "forgetful"
+
+    def derivatives_vjp(self, t, state, cotangent, f):
+        derivatives, cotangent, grads = super().derivatives_vjp(t, state, cotangent, f)
+        del grads[self.omega]
+        return derivatives, cotangent, grads
+
+
 def test_the_kit_catches_a_missing_parameter_gradient():
-    class Forgetful(HBNODE):
-        name = "forgetful"
-
-        def derivatives_vjp(self, t, state, cotangent, f):
-            derivatives, cotangent, grads = super().derivatives_vjp(t, state, cotangent, f)
-            del grads[self.omega]
-            return derivatives, cotangent, grads
-
     with pytest.raises(AssertionError, match="no gradient for the parameter family.omega"):
         _vjp_check(Forgetful)()
 
@@ -228,14 +231,6 @@ def test_the_kit_refuses_a_hand_written_vjp_for_time_dependent_derivatives():
 
 def test_a_missing_parameter_gradient_fails_the_backward_solve_clearly():
     """Not a silent zero: the run's record says what is missing."""
-    class Forgetful(HBNODE):
-        name = "forgetful"
-
-        def derivatives_vjp(self, t, state, cotangent, f):
-            derivatives, cotangent, grads = super().derivatives_vjp(t, state, cotangent, f)
-            del grads[self.omega]
-            return derivatives, cotangent, grads
-
     torch.manual_seed(0)
     counter = NFECounter()
     f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
