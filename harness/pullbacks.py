@@ -102,7 +102,10 @@ class PlainMLP:
     """
 
     layers: tuple[_Layer, ...]
-    modules: tuple[nn.Module, ...]  # every module whose forward it stands in for
+    #: The hook tables of every module whose forward it stands in for (filled in place when a
+    #: hook is registered), and the Linear layers' parameter tables with the names they hold.
+    hook_tables: tuple[dict, ...]
+    parameter_tables: tuple[tuple[dict, str], ...]
 
     @classmethod
     def of(cls, f: nn.Module) -> PlainMLP | None:
@@ -122,16 +125,18 @@ class PlainMLP:
                 return None
             functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
             layers.append(_Layer(linear, activation, *functions))
-        return cls(tuple(layers), (f, f.net, *modules)) if layers else None
+        if not layers:
+            return None
+        hook_tables = tuple(table for module in (f, f.net, *modules) for table in
+                            (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
+        parameter_tables = tuple((layer.linear._parameters, name) for layer in layers
+                                 for name in ("weight", "bias") if name in layer.linear._parameters)
+        return cls(tuple(layers), hook_tables, parameter_tables)
 
     def intact(self) -> bool:
         """No hooks on its modules, and every Linear's weight and bias still registered
         parameters: a hook, or a reparametrisation such as weight norm, would be skipped."""
-        return (not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                        for m in self.modules)
-                and all("weight" in layer.linear._parameters
-                        and (layer.linear.bias is None or "bias" in layer.linear._parameters)
-                        for layer in self.layers))
+        return not any(self.hook_tables) and all(name in table for table, name in self.parameter_tables)
 
     def __call__(self, x: Tensor) -> Tensor:
         for layer in self.layers:

@@ -213,6 +213,8 @@ def test_dynamics_with_a_hand_written_vjp_pickle_and_copy_with_their_network():
     for duplicate in (pickle.loads(pickle.dumps(dynamics)), copy.deepcopy(dynamics)):
         assert duplicate.has_vjp
         assert duplicate.plain_f.layers[0].linear is duplicate.f.net[0]
+        duplicate.f.net[2].register_forward_hook(lambda module, inputs, output: output)
+        assert not duplicate.has_vjp and dynamics.has_vjp  # the copy watches its own modules
 
 
 def test_the_kit_refuses_a_hand_written_vjp_for_time_dependent_derivatives():
