@@ -6,10 +6,10 @@ engine's fixed cost: on the small networks of these benchmarks, about four calls
 dynamics. A *pullback* does the same arithmetic with plain tensor operations: the operations
 autograd would run (``addmm``'s and each activation's backward formulas), without the graph.
 
-Two pieces meet here. :class:`PlainMLP` is the pullback of the harness's ``mlp`` networks (an
-``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations, in ``Autonomous``); a family's
-:meth:`~harness.contract.Family.derivatives_vjp` is the pullback of its own right-hand side,
-written around f's. Where both exist, :class:`harness.ode.Dynamics` offers ``vjp`` and the fast
+Two pieces meet here. :class:`PlainMLP` is the pullback of the harness's ``mlp`` networks
+(``Autonomous`` around an ``nn.Sequential`` of ``nn.Linear`` layers and elementwise
+activations); a family's :meth:`~harness.contract.Family.derivatives_vjp` is the pullback of its
+own right-hand side, written around f's. Where both exist, :class:`harness.ode.Dynamics` offers ``vjp`` and the fast
 backend's adjoint uses it; elsewhere it uses autograd. The conformance kit checks every
 family's hand-written VJP against autograd's.
 """
@@ -127,8 +127,9 @@ class PlainMLP:
             layers.append(_Layer(linear, activation, *functions))
         if not layers:
             return None
-        hook_tables = tuple(table for module in (f, f.net, *modules) for table in
-                            (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
+        hook_tables = tuple(
+            table for module in (f, f.net, *modules)
+            for table in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
         parameter_tables = tuple((layer.linear._parameters, name) for layer in layers
                                  for name in ("weight", "bias") if name in layer.linear._parameters)
         return cls(tuple(layers), hook_tables, parameter_tables)
@@ -136,7 +137,8 @@ class PlainMLP:
     def intact(self) -> bool:
         """No hooks on its modules, and every Linear's weight and bias still registered
         parameters: a hook, or a reparametrisation such as weight norm, would be skipped."""
-        return not any(self.hook_tables) and all(name in table for table, name in self.parameter_tables)
+        return (not any(self.hook_tables)
+                and all(name in table for table, name in self.parameter_tables))
 
     def __call__(self, x: Tensor) -> Tensor:
         for layer in self.layers:
@@ -159,7 +161,8 @@ class PlainMLP:
             for layer, (x_in, u, y) in zip(reversed(self.layers), reversed(saved)):
                 if layer.backward is not None:
                     g = layer.backward(layer.activation, g, u, y)
-                rows, inputs = (g, x_in) if g.dim() == 2 else (g.flatten(0, -2), x_in.flatten(0, -2))
+                rows, inputs = ((g, x_in) if g.dim() == 2
+                                else (g.flatten(0, -2), x_in.flatten(0, -2)))
                 weight, bias = layer.linear.weight, layer.linear.bias
                 grads[weight] = rows.t().mm(inputs)
                 if bias is not None:
