@@ -31,7 +31,10 @@ class Dynamics(nn.Module):
 
     @property
     def has_vjp(self) -> bool:
-        return self.family_vjp and self._plain()
+        """Whether :meth:`vjp` computes what autograd through this module would (no hooks here
+        for it to skip)."""
+        return (self.family_vjp and self._plain()
+                and not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks))
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()

@@ -239,3 +239,11 @@ def test_a_missing_parameter_gradient_fails_the_backward_solve_clearly():
     block = ODEBlock(Forgetful(), f, 3, SolverConfig(rtol=1e-5, atol=1e-5, backend="fast"), counter)
     with pytest.raises(ValueError, match=r"derivatives_vjp gave no gradient for a parameter of shape \(\)"):
         _forward_backward(block, counter)
+
+
+def test_a_hook_on_the_dynamics_sends_the_adjoint_back_to_autograd():
+    """The hand path calls ``vjp``, not the module: a hook on the dynamics would not run."""
+    dynamics = Dynamics(HBNODE(), Autonomous(nn.Sequential(nn.Linear(3, 3))), NFECounter())
+    assert dynamics.has_vjp
+    dynamics.register_forward_hook(lambda module, inputs, output: None)
+    assert not dynamics.has_vjp
