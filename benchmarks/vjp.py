@@ -14,33 +14,27 @@ Medians of interleaved repeats.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
-import time
 from typing import Callable
 
 import torch
 import torch.func
 
+from backends import CPU, point_cloud_spec, timings  # this folder's backend benchmark
 from harness.plugins import load_registry
 from harness.runner import build_run
-from harness.runspec import HARNESS_DEFAULTS, RunSpec
-
-CPU = torch.device("cpu")
 
 
 def per_call_us(variants: dict[str, Callable[[], object]], calls: int, repeats: int = 7) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for call in variants.values():
-        for _ in range(50):
-            call()
-    for _ in range(repeats):
-        for name, call in variants.items():
-            start = time.perf_counter()
+    """Median µs per call of each variant: ``calls`` calls a repeat, the variants interleaved
+    as in the backend benchmark."""
+    def batch(call: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
             for _ in range(calls):
                 call()
-            times[name].append((time.perf_counter() - start) / calls * 1e6)
-    return {name: statistics.median(values) for name, values in times.items()}
+        return run
+    times = timings({name: batch(call) for name, call in variants.items()}, repeats)
+    return {name: statistics.median(values) / calls * 1e6 for name, values in times.items()}
 
 
 def main() -> None:
@@ -49,9 +43,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
 
-    settings = copy.deepcopy(HARNESS_DEFAULTS)
-    spec = RunSpec.from_settings("bench", "point_cloud", "hbnode", 0, settings)
-    dynamics = build_run(spec, load_registry(), CPU).model.ode.dynamics
+    dynamics = build_run(point_cloud_spec("torchdiffeq", 1), load_registry(), CPU).model.ode.dynamics
     z = torch.randn(120, 2 * dynamics.f.net[0].in_features)
     adjoint = torch.randn_like(z)
     t = torch.tensor(0.0)
