@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from statistics import fmean, stdev
 from typing import Any
 
+from harness.store import standing
+
 #: How one run's per-epoch field becomes one number: the mean over its epochs, or the value at
 #: the first or last epoch that has the field.
 AT_CHOICES = ("mean", "first", "last")
@@ -71,7 +73,7 @@ class Group:
 
     @property
     def metric(self) -> str:
-        return (self.ok or self.runs)[0]["metric"]
+        return next((run["metric"] for run in self.ok + self.runs if run.get("metric")), "metric")
 
     @property
     def higher_is_better(self) -> bool:
@@ -86,17 +88,10 @@ class Group:
         return (self.ok or self.runs)[0].get(key)
 
 
-def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each run's last record (a failed run that was tried again counts by its retry)."""
-    by_key: dict[Any, dict[str, Any]] = {}
-    for index, record in enumerate(records):
-        by_key[record.get("key", index)] = record
-    return list(by_key.values())
-
-
 def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
-    """The groups of the records' latest runs, in the order first seen."""
-    runs = latest(records)
+    """The groups of the records' standing runs (:func:`harness.store.standing`), in the
+    order first seen."""
+    runs = standing(records)
     varying = _varying_keys(runs)
     groups: dict[tuple[Any, ...], Group] = {}
     for run in runs:

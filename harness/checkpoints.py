@@ -1,8 +1,17 @@
-"""Per-run checkpoints, so an interrupted run continues from its last finished epoch."""
+"""Per-run checkpoints, so an interrupted run continues from its last finished epoch.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists
+and dicts only, so a crafted file in a results folder cannot execute code. A file that does not
+load that way (crafted, torn, from an older harness) is moved aside with a warning and the run
+starts over.
+"""
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +19,9 @@ import torch
 
 
 class Checkpoints:
-    """One file per run key in a directory; written atomically (temporary file, then rename),
-    so a kill at any moment leaves the previous checkpoint or the new one, never half of one."""
+    """One file per run key in a directory; written atomically (a temporary file of this
+    process, fsynced, then renamed), so a kill at any moment leaves the previous checkpoint or
+    the new one, never half of one."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
@@ -21,25 +31,55 @@ class Checkpoints:
 
     def save(self, key: str, state: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.path(key).with_suffix(".tmp")
-        torch.save({**state, "rng": rng_state()}, temporary)
+        temporary = self.directory / f"{key}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as handle:
+            torch.save({**state, "rng": rng_state()}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, self.path(key))
 
-    def load(self, key: str) -> dict[str, Any] | None:
-        """The saved state (its random-number generators already restored), or None."""
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The saved state as stored (random-number states included), or None when there is
+        no usable checkpoint (an unusable one is moved aside to ``<key>.pt.rejected``)."""
         path = self.path(key)
         if not path.exists():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        restore_rng(state.pop("rng"))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not isinstance(state.get("epochs"), list):
+                raise ValueError("not a harness checkpoint")
+            return state
+        except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+                KeyError, TypeError, AttributeError) as error:
+            rejected = path.with_suffix(".pt.rejected")
+            os.replace(path, rejected)
+            warnings.warn(f"{path}: not a loadable checkpoint ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''}); moved to "
+                          f"{rejected.name}, the run starts over")
+            return None
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The saved state (its random-number generators already restored), or None."""
+        state = self.read(key)
+        if state is not None:
+            restore_rng(state.pop("rng"))
         return state
+
+    def epochs(self, key: str) -> list[dict[str, Any]]:
+        """The epoch records a checkpoint holds (none without one): what a run whose process
+        died had finished."""
+        state = self.read(key)
+        return state["epochs"] if state else []
 
     def discard(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    """The random-number generators' states as tensors and lists (loadable with weights_only)."""
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(),
+                             "python": [version, list(internal), gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -47,6 +87,7 @@ def rng_state() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

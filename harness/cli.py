@@ -1,14 +1,73 @@
-"""The ``harness`` command: run suites, list plugins, write reports."""
+"""The ``harness`` command: run suites, list plugins, write reports.
+
+Exit codes: 0 done; 1 a run failed (``run``), a budget or a comparison failed (``check``,
+``compare --fail-on-worse``); 2 bad input, or the results directory is in use by another run;
+3 a result could not be written (disk full, read-only, …: the run's checkpoint is kept);
+130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: rerun the same command to resume.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from harness.plugins import Registry, load_registry
+from harness.store import StoreBusy, StoreWriteError
+
+EXIT_WRITE_FAILED = 3
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C does (checkpoints stay, locks are released)."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; interrupts, a closed output pipe and a results directory that cannot
+    be used or written end it with one line and their exit code, never a traceback."""
+    _report_warnings()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\nharness: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("harness: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
+        return 143
+    except StoreBusy as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    except StoreWriteError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except BrokenPipeError:  # `harness list | head`: the reader has gone, nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def _report_warnings() -> None:
+    """The harness's warnings (skipped record lines, moved-aside files) as ``harness: warning:``
+    lines on stderr."""
+    logger = logging.getLogger("harness")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("harness: warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -47,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
     compare = commands.add_parser("compare", help="per task and model, the change in NFE, time "
                                                   "and metric from BASE to NEW results")
-    compare.add_argument("base", type=Path, help="a directory holding results.jsonl")
-    compare.add_argument("new", type=Path, help="a directory holding results.jsonl")
+    compare.add_argument("base", type=Path, help="a directory holding results.jsonl, or such a file")
+    compare.add_argument("new", type=Path, help="a directory holding results.jsonl, or such a file")
     compare.add_argument("--threshold", type=float, default=0.05,
                          help="relative changes below this are noise (default 0.05)")
     compare.add_argument("--fail-on-worse", action="store_true",
@@ -56,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check", help="check results against NFE budgets (exit 1 on a "
                                               "violation)")
-    check.add_argument("results", type=Path, help="a directory holding results.jsonl")
+    check.add_argument("results", type=Path,
+                       help="a directory holding results.jsonl, or such a file")
     check.add_argument("--budgets", type=Path, required=True, help="a budget YAML file")
     check.add_argument("--update", action="store_true",
                        help="write or refresh the budget file from the measured values")
@@ -124,8 +184,8 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from harness.claims import ClaimsError
-    from harness.report import ResultsError
     from harness.report_page import write_page
+    from harness.store import ResultsError
 
     formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
     if not formats or any(fmt not in ("png", "svg", "pdf") for fmt in formats):
@@ -152,7 +212,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from harness.compare import compare, render
-    from harness.report import ResultsError, load_results
+    from harness.store import ResultsError, load_results
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
@@ -166,10 +226,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from harness import budgets
-    from harness.records import read_records, results_path
+    from harness.store import ResultsError, load_results
 
     try:
-        records = list(read_records(results_path(args.results)))
+        records = load_results([args.results])
         if args.update:
             existing, tolerance = (budgets.load_budgets(args.budgets) if args.budgets.exists()
                                    else ([], args.margin))
@@ -178,7 +238,7 @@ def _check(args: argparse.Namespace) -> int:
             print(f"wrote {len(lines)} budget lines to {args.budgets}")
             return 0
         lines, _ = budgets.load_budgets(args.budgets)
-    except (FileNotFoundError, budgets.BudgetError) as error:
+    except (ResultsError, budgets.BudgetError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     verdicts = budgets.check(lines, records)

@@ -1,5 +1,5 @@
 """The driver: picks the runs a results directory still needs, hands them to an executor, and
-writes each record as it comes back."""
+writes each record as it comes back (then, and only then, drops the run's checkpoint)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.plugins import Registry
-from harness.records import append_record, finished_keys, results_path
+from harness.checkpoints import Checkpoints
 from harness.runner import RunConfigError, hook_notifier, widths_for
 from harness.runspec import RunSpec
+from harness.store import ResultStore, finished_keys
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -53,16 +54,30 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
               workers: int | None = None, address: str | None = None) -> SuiteOutcome:
     """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
     on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
-    as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there."""
+    as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there.
+
+    The directory is locked for the whole invocation (:class:`harness.store.StoreBusy` when
+    another driver holds it). A run's checkpoint is discarded only after its record is durable,
+    and kept when its worker died (a rerun resumes it); a failed write raises
+    :class:`harness.store.StoreWriteError` with the checkpoint still there.
+    """
     check_runs(runs, registry)
-    path = results_path(out_dir)
-    done = set() if force else finished_keys(path)
-    todo = [spec for spec in runs if spec.key not in done]
-    outcome = SuiteOutcome(skipped=len(runs) - len(todo))
-    if not todo:
-        return outcome
-    runner = registry.executors[executor](registry, device, workers, address)
-    for record in runner.run(todo, hook_notifier(registry), Path(out_dir) / CHECKPOINT_DIR):
-        append_record(path, record)
-        outcome.records.append(record)
+    checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
+    checkpoints = Checkpoints(checkpoint_dir)
+    with ResultStore(out_dir) as store:
+        done = finished_keys(store.records())
+        for key in done:  # finished, but killed before its checkpoint could go
+            checkpoints.discard(key)
+        if force:
+            done = set()
+        todo = [spec for spec in runs if spec.key not in done]
+        outcome = SuiteOutcome(skipped=len(runs) - len(todo))
+        if not todo:
+            return outcome
+        runner = registry.executors[executor](registry, device, workers, address)
+        for record in runner.run(todo, hook_notifier(registry), checkpoint_dir):
+            store.append(record)
+            if record.get("failure_kind") != "worker_died":
+                checkpoints.discard(record["key"])
+            outcome.records.append(record)
     return outcome

@@ -1,6 +1,5 @@
 """Summaries of result records: one row per group of seeds (:mod:`harness.aggregate`), as
-Markdown tables and a flat CSV; and reading one or several results directories for the
-commands that summarise them.
+Markdown tables and a flat CSV.
 
 A run's ``forward_nfe``/``backward_nfe`` per epoch are taken as per-iteration counts; a run's
 value is their mean over its epochs, and a row shows the mean ± sample std across ok seeds.
@@ -8,14 +7,13 @@ value is their mean over its epochs, and a row shows the mean ± sample std acro
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
 from harness.aggregate import Group, group_runs, setting_label
-from harness.records import read_records, results_path
 
 REPORT_DIR = "report"
 DASH = "—"
@@ -31,39 +29,11 @@ CSV_COLUMNS = [
 _STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s")
 
 
-class ResultsError(ValueError):
-    """Results that cannot be summarised: a missing directory or file, or no records."""
-
-
-def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """The records of every results directory (or results.jsonl file) given, in order."""
-    records: list[dict[str, Any]] = []
-    for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise ResultsError(f"{path}: no such directory; valid: a directory holding "
-                               f"results.jsonl (written by `harness run`)")
-        if path.is_dir():
-            path = results_path(path)
-        if not path.is_file():
-            raise ResultsError(f"{path}: no results file here; valid: a directory holding "
-                               f"results.jsonl (written by `harness run`) or such a file")
-        found = list(read_records(path))
-        if not found:
-            raise ResultsError(f"{path}: holds no result records")
-        missing = [key for key in ("task", "model", "status") if key not in found[0]]
-        if missing:
-            raise ResultsError(f"{path}: line 1 is not a result record (no "
-                               f"{', '.join(missing)})")
-        records += found
-    return records
-
-
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per group (suite, task, model, setting) in first-seen order.
 
-    A run stored more than once (a failed run tried again) counts by its last record. Stats
-    are over ok runs only; a ``*_std`` is None with fewer than two values, and a stat is None
+    A run stored more than once counts by its standing record (:func:`harness.store.standing`).
+    Stats are over ok runs only; a ``*_std`` is None with fewer than two values, and a stat is None
     when no run has a value (e.g. ``backward_nfe`` without the adjoint).
     """
     return [summary_row(group) for group in group_runs(records)]

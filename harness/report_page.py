@@ -21,8 +21,9 @@ from harness.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, ClaimResult, 
                             evaluate, load_claims, paper_claims_path)
 from harness.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
     to_markdown
-from harness.report import (REPORT_DIR, ResultsError, failures, load_results, section_title,
-                            sections, seeds_line, summarize, table, write_summary)
+from harness.report import (REPORT_DIR, failures, section_title, sections, seeds_line, summarize,
+                            table, write_summary)
+from harness.store import ResultsError, load_results
 
 #: Environment fields shown, in order (``argv`` is shown as the commands run).
 _ENVIRONMENT_KEYS = ("harness", "git_revision", "python", "torch", "torchdiffeq", "platform",
@@ -57,7 +58,7 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
                paper_claims: bool = True,
                formats: Sequence[str] = figs.DEFAULT_FORMATS) -> Written:
     """Write the report of the results directories into ``out`` (default: the only
-    directory's ``report/``); raise :class:`harness.report.ResultsError` or
+    directory's ``report/``); raise :class:`harness.store.ResultsError` or
     :class:`harness.claims.ClaimsError` on bad input before writing anything."""
     if out is None:
         if len(results) != 1:

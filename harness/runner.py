@@ -92,17 +92,12 @@ def hook_notifier(registry: Registry) -> Notify:
     return notify
 
 
-def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
-                notify: Notify | None = None,
-                checkpoints: Checkpoints | None = None) -> dict[str, Any]:
-    """Train and evaluate one run; whatever happens, return its result record.
-
-    With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
-    it exists, continues from there (the record says ``resumed_from_epoch``).
-    """
-    notify = notify or hook_notifier(registry)
+def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[str, Any]:
+    """A run's result record before it trains: what it is, what it ran with, no epochs yet.
+    The one place a record's fields are decided; a run that ends adds its outcome, a run whose
+    worker died is this record marked failed (:func:`mark_failed`)."""
     task = registry.tasks[spec.task]
-    record: dict[str, Any] = {
+    return {
         "key": spec.key, "suite": spec.suite, "task": spec.task, "model": spec.model,
         "seed": spec.seed, "status": "ok", "error": None, "failure_kind": None,
         "metric": task.metric, "higher_is_better": task.higher_is_better,
@@ -112,6 +107,29 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
         "versions": spec.versions,
         "environment": environment(device, spec.solver.backend), "started_at": _now(), "epochs": [],
     }
+
+
+def mark_failed(record: dict[str, Any], error: BaseException, kind: str | None = None) -> None:
+    """Record ``error`` as the run's outcome: its kind (from its type, unless given), its
+    message and the end of its traceback."""
+    error = as_solver_failure(error)
+    record.update(status="failed", error=f"{type(error).__name__}: {error}",
+                  failure_kind=kind or failure_kind(error),
+                  traceback="".join(traceback.format_exception(error)[-3:]))
+
+
+def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
+                notify: Notify | None = None,
+                checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+    """Train and evaluate one run; whatever happens, return its result record.
+
+    With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
+    it exists, continues from there (the record says ``resumed_from_epoch``). The checkpoint
+    stays when the run ends: whoever stores the record discards it once the record is durable.
+    """
+    notify = notify or hook_notifier(registry)
+    task = registry.tasks[spec.task]
+    record = new_record(spec, registry, device)
     notify("run_started", spec)
     start, earlier = perf_counter(), 0.0
     try:
@@ -135,13 +153,8 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
                                             "elapsed_s": earlier + perf_counter() - start})
             notify("epoch_finished", spec, epoch=epoch)
     except Exception as error:  # a run that blows up is a result, not a crash
-        error = as_solver_failure(error)
-        record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      failure_kind=failure_kind(error),
-                      traceback="".join(traceback.format_exception(error)[-3:]))
+        mark_failed(record, error)
     record.update(wall_time_s=earlier + perf_counter() - start, finished_at=_now())
-    if checkpoints:
-        checkpoints.discard(spec.key)
     notify("run_finished", spec, record=record)
     return record
 

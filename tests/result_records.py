@@ -2,7 +2,10 @@
 tests: the fields of README's "The result record", nothing trained."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from harness.store import ResultStore
 
 ENVIRONMENT = {"python": "3.11.7", "platform": "Linux-test", "torch": "2.14.1",
                "torchdiffeq": "0.2.5", "harness": "0.1.0", "git_revision": "abc123",
@@ -46,3 +49,10 @@ def curve_run(task: str, model: str, seed: int, values: dict[str, list[float]],
     epochs = [epoch(i + 1, **{name: series[i] for name, series in values.items()})
               for i in range(count)]
     return record(task, model, seed, epochs, **options)
+
+
+def write_records(directory: Path, records: list[dict[str, Any]]) -> None:
+    """Append records to ``directory/results.jsonl`` through the record store, as a driver does."""
+    with ResultStore(directory) as store:
+        for run in records:
+            store.append(run)

@@ -5,7 +5,8 @@ import pytest
 
 from harness.budgets import BudgetError, check, load_budgets
 from harness.cli import main
-from harness.records import append_record
+from harness.store import read_records
+from tests.result_records import write_records
 
 pytest_plugins = ["pytester"]
 
@@ -26,7 +27,7 @@ def results(tmp_path):
     out = tmp_path / "results"
     for record in (run_record(seed=0), run_record(seed=1, forward=(30.0, 40.0)),
                    run_record(model="node", forward=(50.0, 50.0), backward=(60.0, 60.0))):
-        append_record(out / "results.jsonl", record)
+        write_records(out, [record])
     return out
 
 
@@ -61,7 +62,6 @@ def test_floors_and_final_epoch(tmp_path, results):
 budgets:
   - {task: point_cloud, model: hbnode, at: final, max: {forward_nfe: 35}, min: {test_accuracy: 0.95}, tolerance: 0.0}
 """))
-    from harness.records import read_records
     ceiling, floor = check(budgets, read_records(results))
     assert (ceiling.measured, ceiling.passed) == (35.0, True)  # final epochs 30 and 40
     assert (floor.measured, floor.passed) == (0.9, False)
@@ -69,7 +69,7 @@ budgets:
 
 
 def test_a_budget_matching_no_run_or_only_failed_runs_fails(tmp_path, results, capsys):
-    append_record(results / "results.jsonl", run_record(model="sonode", status="failed"))
+    write_records(results, [run_record(model="sonode", status="failed")])
     path = write(tmp_path, """
 budgets:
   - {task: point_cloud, model: ghbnode, max: {forward_nfe: 100}}
@@ -95,14 +95,14 @@ def test_update_writes_budgets_that_then_pass_and_catch_a_regression(tmp_path, r
     # A tighter tolerance raises NFE: the same budgets now fail.
     regressed = tmp_path / "regressed"
     for seed in (0, 1):
-        append_record(regressed / "results.jsonl", run_record(seed=seed, forward=(40.0, 44.0)))
+        write_records(regressed, [run_record(seed=seed, forward=(40.0, 44.0))])
     capsys.readouterr()
     assert main(["check", str(regressed), "--budgets", str(path)]) == 1
     assert "FAIL point_cloud/hbnode forward_nfe: measured 42 > budget 30 (+5% = 31.5)" in capsys.readouterr().out
 
 
 def test_update_keeps_hand_written_bounds_and_splits_solver_settings(tmp_path, results):
-    append_record(results / "results.jsonl", run_record(model="node", rtol=1e-5, forward=(80.0, 80.0)))
+    write_records(results, [run_record(model="node", rtol=1e-5, forward=(80.0, 80.0))])
     path = write(tmp_path, "budgets:\n  - {task: point_cloud, model: hbnode, min: {test_accuracy: 0.5}}\n")
     assert main(["check", str(results), "--budgets", str(path), "--update"]) == 0
     budgets, _ = load_budgets(path)

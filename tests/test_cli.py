@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.records import read_records
+from harness.store import read_records
 
 TINY = """
 name: tiny

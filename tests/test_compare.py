@@ -9,8 +9,7 @@ import pytest
 from harness.aggregate import stat
 from harness.cli import main
 from harness.compare import BETTER, MISSING, NOISE, WORSE, compare, render, verdict
-from harness.records import append_record, results_path
-from tests.result_records import curve_run
+from tests.result_records import curve_run, write_records
 
 
 def _runs(model: str, backward: list[float], accuracy: float = 0.9, task: str = "pc") -> list:
@@ -22,7 +21,7 @@ def _runs(model: str, backward: list[float], accuracy: float = 0.9, task: str = 
 
 def _write(directory: Path, runs: list) -> Path:
     for run in runs:
-        append_record(results_path(directory), run)
+        write_records(directory, [run])
     return directory
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from harness.checkpoints import Checkpoints
 from harness.driver import run_suite
-from harness.records import read_records, results_path
+from harness.store import read_records, results_path
 from harness.runner import execute_run
 from tests.conftest import CPU, make_spec
 

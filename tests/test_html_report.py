@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.records import append_record, results_path
 from harness.report_page import write_page
-from tests.result_records import curve_run, epoch, record
+from tests.result_records import curve_run, epoch, record, write_records
 
 CHROMIUM = shutil.which("chromium")
 
@@ -39,7 +38,7 @@ def _runs() -> list:
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("results")
     for run in _runs():
-        append_record(results_path(directory), run)
+        write_records(directory, [run])
     (directory / "claims.yaml").write_text(
         "paper: The suite's own\nclaims:\n  - id: mine\n    claim: NODE is bigger than "
         "HBNODE\n    task: point_cloud\n    checks:\n      - params: {counts: {node: 600}}\n")
@@ -101,8 +100,7 @@ def test_the_page_content(page: Path, results: Path) -> None:
 
 def test_the_command(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     other = tmp_path / "other"
-    append_record(results_path(other), record("point_cloud", "node", 0, [epoch(1)], suite="b",
-                                              params=600))
+    write_records(other, [record("point_cloud", "node", 0, [epoch(1)], suite="b", params=600)])
     out = tmp_path / "combined"
     assert main(["report", str(results), str(other), "--out", str(out), "--formats", "png",
                  "--no-paper-claims"]) == 0

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from harness.records import append_record, read_records, results_path
-from harness.report import (REPORT_DIR, ResultsError, load_results, render_markdown, summarize,
-                            write_summary)
+from harness.report import REPORT_DIR, render_markdown, summarize, write_summary
+from harness.store import ResultsError, load_results, read_records, results_path
+from tests.result_records import write_records
 
 
 def _epoch(n: int, fwd: float, bwd: float | None, time_s: float, loss: float,
@@ -52,12 +52,10 @@ def _node(seed: int) -> dict[str, Any]:
 
 @pytest.fixture
 def results_dir(tmp_path: Path) -> Path:
-    path = results_path(tmp_path)
-    for record in [_hbnode(0), _node(0), _hbnode(1), _node(1), _hbnode(2),
+    write_records(tmp_path, [_hbnode(0), _node(0), _hbnode(1), _node(1), _hbnode(2),
                    _record("point_cloud", "hbnode", 3, [], error="RuntimeError: nan loss"),
                    _record("sine", "node", 0, [_epoch(1, 6, None, 0.5, 0.125, {"mse": 0.0625})],
-                           metric="mse", params=41, paper_params=None)]:
-        append_record(path, record)
+                           metric="mse", params=41, paper_params=None)])
     return tmp_path
 
 
@@ -141,7 +139,7 @@ def test_csv(results_dir: Path) -> None:
     assert "errors" not in hb and "seeds" not in hb
 
 
-def test_missing_or_empty_results(tmp_path: Path) -> None:
+def test_missing_or_empty_results(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(ResultsError, match="nowhere: no such directory"):
         write_report(tmp_path / "nowhere")
     with pytest.raises(ResultsError, match="results.jsonl: no results file"):
@@ -150,5 +148,6 @@ def test_missing_or_empty_results(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="results.jsonl: holds no result records"):
         write_report(tmp_path)
     results_path(tmp_path).write_text('{"epochs": []}\n', encoding="utf-8")
-    with pytest.raises(ResultsError, match="not a result record"):
+    with pytest.raises(ResultsError, match="holds no result records"):
         write_report(tmp_path)
+    assert "results.jsonl:1: skipping a line that is not a result record: no 'key'" in caplog.text

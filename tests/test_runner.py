@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness.plugins import load_registry
-from harness.records import read_records, results_path
+from harness.store import read_records, results_path
 from harness.driver import run_suite
 from harness.runner import RunConfigError
 from harness.suite import load_suite

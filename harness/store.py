@@ -1,0 +1,355 @@
+"""The record store: the one place result records are written and read.
+
+A results directory holds ``results.jsonl``, one JSON record per line, appended as runs end.
+JSON Lines stays the format (people read it, pandas and jq load it, earlier results stay
+valid); the store gives it the guarantees a database would (docs/design.md says why not
+SQLite):
+
+* **one writer**: a driver holds an exclusive lock (``flock`` on ``.harness.lock``, released by
+  the kernel when the process dies, so a kill never leaves a stale lock); a second driver is
+  refused with the holder's pid;
+* **no torn tail**: on opening for writing, a last line without its newline (a crash
+  mid-write) is moved aside to ``results.jsonl.torn-<time>`` and the file cut back to its
+  last whole line, with a warning, before anything is appended;
+* **checked, durable appends**: each record is one line written in full (a short write is
+  continued; a failure — disk full, file too large, read-only — cuts the file back to where it
+  was and raises :class:`StoreWriteError`), then fsynced, with SIGINT/SIGTERM held off until
+  the write is done;
+* **tolerant reading**: lines that are not whole records (bad JSON, ``[1]``, ``null``, a
+  record missing ``key``/``task``/``model``/``status``/``seed``/``epochs`` or with the wrong
+  types) are skipped with a warning naming the file and the line;
+* **one rule for which record stands for a run** (:func:`standing`): the latest ``ok``
+  record of its key, else its latest failed one. ``run`` (what to skip), ``report``,
+  ``compare`` and ``check`` all read through it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.jsonl"
+LOCK_FILE = ".harness.lock"
+STATUSES = ("ok", "failed")
+
+log = logging.getLogger("harness")
+
+#: Top-level fields every record has, with the types a reader may rely on.
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "key": str, "task": str, "model": str, "status": str, "seed": int, "epochs": list}
+#: Optional top-level fields and their types, when present (None is always allowed).
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "suite": str, "metric": str, "higher_is_better": bool, "config": dict, "error": str,
+    "failure_kind": str, "params": int, "paper_params": int, "wall_time_s": (int, float),
+    "environment": dict, "versions": dict, "packages": dict, "resumed_from_epoch": int}
+
+
+class StoreError(Exception):
+    """The results directory cannot be used as asked."""
+
+
+class StoreBusy(StoreError):
+    """Another driver holds the results directory."""
+
+
+class StoreWriteError(StoreError):
+    """A record could not be made durable (disk full, file too large, read-only, …)."""
+
+
+class ResultsError(StoreError, ValueError):
+    """Results that cannot be read: a missing directory or file, or no records in it."""
+
+
+def results_path(out_dir: str | os.PathLike) -> Path:
+    return Path(out_dir) / RESULTS_FILE
+
+
+def locate(given: str | os.PathLike) -> Path:
+    """The results file named by ``given``: a directory holding ``results.jsonl``, or such a
+    file itself; :class:`ResultsError` otherwise."""
+    path = Path(given)
+    valid = f"valid: a directory holding {RESULTS_FILE} (written by `harness run`) or such a file"
+    if not path.exists():
+        raise ResultsError(f"{path}: no such directory or file; {valid}")
+    if path.is_dir():
+        path = results_path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no results file here; {valid}")
+    return path
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a usable result record, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record (an object)"
+    for name, kind in _REQUIRED.items():
+        if name not in record:
+            return f"no {name!r}"
+        if not _is(record[name], kind):
+            return f"{name!r} is {record[name]!r}, not a {_kind_name(kind)}"
+    if record["status"] not in STATUSES:
+        return f"'status' is {record['status']!r}, not one of {', '.join(STATUSES)}"
+    for name, kind in _OPTIONAL.items():
+        if record.get(name) is not None and not _is(record[name], kind):
+            return f"{name!r} is {record[name]!r}, not a {_kind_name(kind)}"
+    for number, epoch in enumerate(record["epochs"], 1):
+        problem = _epoch_problem(epoch)
+        if problem:
+            return f"epoch {number}: {problem}"
+    return None
+
+
+def _epoch_problem(epoch: Any) -> str | None:
+    if not isinstance(epoch, dict):
+        return f"{epoch!r} is not an object"
+    for name, value in epoch.items():
+        if value is not None and not isinstance(value, (str, bool, int, float, list)):
+            return f"{name!r} is {value!r}, not a number, string or list"
+        if _numeric_field(name) and value is not None and not _is(value, (int, float)):
+            return f"{name!r} is {value!r}, not a number"
+    return None
+
+
+def _numeric_field(name: str) -> bool:
+    return name in ("epoch", "iterations", "loss") or name.startswith("test_") or name.endswith(
+        ("_nfe", "_time_s"))
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
+             dict: "mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every usable record of a results file (or of ``DIR/results.jsonl``), in file order;
+    each line that is not one is skipped with a warning naming the file and the line. A
+    missing file holds no records."""
+    path = Path(path)
+    if path.is_dir():
+        path = results_path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    records = []
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if number == len(lines):  # no newline after it: cut mid-write, or being written
+            log.warning("%s:%d: skipping the last line: it was cut off (a crash while writing, "
+                        "or a write in progress)", path, number)
+            continue
+        try:
+            record = json.loads(line)
+            problem = record_problem(record)
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+            problem = f"not valid JSON ({type(error).__name__})"
+        if problem:
+            log.warning("%s:%d: skipping a line that is not a result record: %s", path, number,
+                        problem)
+            continue
+        records.append(record)
+    return records
+
+
+def standing(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record that stands for each run key: its latest ``ok`` record, else its latest
+    failed one; in the order the keys first appear."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        held = chosen.get(record["key"])
+        if held is None or record["status"] == "ok" or held["status"] != "ok":
+            chosen[record["key"]] = record
+    return list(chosen.values())
+
+
+def finished_keys(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Keys whose standing record is ``ok``: runs a rerun skips."""
+    return {record["key"] for record in standing(records) if record["status"] == "ok"}
+
+
+def load_results(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """The standing records of every results directory (or file) given, combined."""
+    records: list[dict[str, Any]] = []
+    for given in paths:
+        path = locate(given)
+        found = read_records(path)
+        if not found:
+            raise ResultsError(f"{path}: holds no result records")
+        records += found
+    return standing(records)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+class ResultStore:
+    """A results directory opened for writing by one driver: locked, its tail repaired.
+
+    Use as a context manager; :meth:`append` makes one record durable."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.path = results_path(self.directory)
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> "ResultStore":
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self._repair_tail()
+        except OSError as error:
+            self._unlock()
+            raise StoreWriteError(f"{self.directory}: cannot open the results directory for "
+                                  f"writing: {error.strerror or error}") from None
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._unlock()
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_records(self.path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one whole line and fsync it; on failure the file is as it was
+        and :class:`StoreWriteError` says why."""
+        line = (json.dumps(record, default=_jsonable) + "\n").encode()
+        with _signals_held():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, line)
+                    os.fsync(fd)
+                except OSError as error:
+                    _cut_back(fd, size)
+                    raise StoreWriteError(
+                        f"{self.path}: could not write the record of run {record.get('key')} "
+                        f"({error.strerror or error}); nothing was lost: the run's checkpoint "
+                        f"is kept. Free space (or fix the file system) and rerun the same "
+                        f"command to write it") from None
+            finally:
+                os.close(fd)
+
+    def _lock(self) -> None:
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreBusy(f"{self.directory}: another harness run is writing here (pid "
+                            f"{holder}); wait for it to end or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _repair_tail(self) -> None:
+        """Move a last line that lacks its newline aside, so appends start on a fresh line."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            start = _last_line_start(handle, size)
+            handle.seek(start)
+            fragment = handle.read()
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            aside = self.path.with_name(f"{RESULTS_FILE}.torn-{stamp}")
+            with open(aside, "wb") as kept:
+                kept.write(fragment)
+                kept.flush()
+                os.fsync(kept.fileno())
+            handle.truncate(start)
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.warning("%s: its last line was cut off (%d bytes, a crash while writing?); moved "
+                    "it to %s and continued after the last whole record", self.path,
+                    len(fragment), aside.name)
+
+
+def _last_line_start(handle: Any, size: int) -> int:
+    """Offset just after the last newline before ``size`` (0 when there is none)."""
+    position = size
+    while position > 0:
+        step = min(65536, position)
+        handle.seek(position - step)
+        chunk = handle.read(step)
+        found = chunk.rfind(b"\n")
+        if found >= 0:
+            return position - step + found + 1
+        position -= step
+    return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "no bytes could be written")
+        view = view[written:]
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Remove a partial line after a failed write (best effort: a read-only disk refuses it,
+    and the next opening moves the torn line aside)."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while a record is written: an interrupt lands after it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
