@@ -52,7 +52,7 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path, registry):
     resumed = execute_run(spec, registry, CPU, lambda *a, **k: None, checkpoints)
     assert resumed["resumed_from_epoch"] == 2
     assert summary(resumed) == summary(whole)
-    assert not checkpoints.path(spec.key).exists()  # discarded once the run ended
+    assert checkpoints.path(spec.key).exists()  # the driver drops it once the record is stored
 
 
 def test_local_pool_with_two_cpu_workers(tmp_path, registry):
