@@ -7,15 +7,17 @@ starts over.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import random
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger("harness")
 
 
 class Checkpoints:
@@ -53,9 +55,9 @@ class Checkpoints:
                 KeyError, TypeError, AttributeError) as error:
             rejected = path.with_suffix(".pt.rejected")
             os.replace(path, rejected)
-            warnings.warn(f"{path}: not a loadable checkpoint ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''}); moved to "
-                          f"{rejected.name}, the run starts over")
+            log.warning("%s: not a loadable checkpoint (%s: it holds more than tensors and plain "
+                        "data, or is damaged); moved to %s, the run starts over", path,
+                        type(error).__name__, rejected.name)
             return None
 
     def load(self, key: str) -> dict[str, Any] | None:

@@ -60,11 +60,18 @@ def _report_warnings() -> None:
     """The harness's warnings (skipped record lines, moved-aside files) as ``harness: warning:``
     lines on stderr."""
     logger = logging.getLogger("harness")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(handler, _Stderr) for handler in logger.handlers):
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("harness: warning: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
+
+
+class _Stderr(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (tests replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
 
 
 def _main(argv: list[str] | None) -> int:

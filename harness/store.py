@@ -93,7 +93,8 @@ def locate(given: str | os.PathLike) -> Path:
 def record_problem(record: Any) -> str | None:
     """Why ``record`` is not a usable result record, or None."""
     if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not a record (an object)"
+        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+        return f"a JSON {kind.get(type(record), 'null')}, not a record (an object)"
     for name, kind in _REQUIRED.items():
         if name not in record:
             return f"no {name!r}"

@@ -1,0 +1,282 @@
+"""The record store under faults: torn tails, short and failing writes, bad lines through every
+command, a second driver, crafted checkpoints, readers that agree on which record stands."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import store
+from harness.budgets import Budget, check
+from harness.checkpoints import Checkpoints
+from harness.cli import EXIT_WRITE_FAILED, main
+from harness.report import summarize
+from harness.store import (ResultStore, StoreBusy, StoreWriteError, finished_keys, load_results,
+                           read_records, results_path, standing)
+from tests.result_records import epoch, record, write_records
+
+SUITE = """
+name: store
+runs:
+  - task: point_cloud
+    models: [node, hbnode]
+    epochs: 2
+    solver: {method: rk4, options: {step_size: 0.5}}
+"""
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(SUITE)
+    return path
+
+
+def run(suite: Path, out: Path, *extra: str) -> int:
+    return main(["run", str(suite), "--out", str(out), "--device", "cpu", "--quiet", *extra])
+
+
+def lines(out: Path) -> list[str]:
+    return results_path(out).read_text().splitlines()
+
+
+# --- torn tails and failing writes ----------------------------------------------------------
+
+
+def test_a_torn_tail_is_moved_aside_and_the_rerun_writes_whole_records(suite, tmp_path, caplog):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    whole = results_path(out).read_bytes()
+    first, second = whole.splitlines(keepends=True)
+    results_path(out).write_bytes(first + second[:57])  # a crash in the middle of line 2
+    assert run(suite, out) == 0
+    records = [json.loads(line) for line in lines(out)]  # every line parses
+    assert [r["model"] for r in records] == ["node", "hbnode"]
+    torn = list(out.glob("results.jsonl.torn-*"))
+    assert len(torn) == 1 and torn[0].read_bytes() == second[:57]
+    assert "its last line was cut off (57 bytes" in caplog.text
+
+
+def test_readers_skip_a_torn_last_line_with_a_warning(tmp_path, caplog):
+    write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
+    with open(results_path(tmp_path), "a") as handle:
+        handle.write('{"key": "half')
+    assert [r["model"] for r in read_records(tmp_path)] == ["node"]
+    assert "results.jsonl:2: skipping the last line: it was cut off" in caplog.text
+
+
+def test_a_short_write_is_continued(tmp_path, monkeypatch):
+    real = os.write
+
+    def half(fd, data):
+        return real(fd, bytes(data[: max(1, len(data) // 2)]))
+
+    monkeypatch.setattr(store.os, "write", half)
+    write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
+    assert [r["model"] for r in read_records(tmp_path)] == ["node"]
+
+
+def test_a_failing_write_leaves_the_file_as_it_was_and_says_why(tmp_path, monkeypatch):
+    write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
+    before = results_path(tmp_path).read_bytes()
+    real, calls = os.write, []
+
+    def disk_full_halfway(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "write", disk_full_halfway)
+    with ResultStore(tmp_path) as results, pytest.raises(StoreWriteError,
+                                                         match="No space left on device"):
+        results.append(record("point_cloud", "hbnode", 0, [epoch(1)]))
+    assert results_path(tmp_path).read_bytes() == before  # the 10 bytes were cut back
+
+
+def test_a_failed_write_ends_the_command_with_its_own_code_and_keeps_the_checkpoint(
+        suite, tmp_path, monkeypatch, capsys):
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "write", disk_full)
+    out = tmp_path / "out"
+    assert run(suite, out) == EXIT_WRITE_FAILED
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and "checkpoint is kept" in error
+    assert "Traceback" not in error
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 1  # the first run's, both epochs
+    monkeypatch.undo()
+    assert run(suite, out) == 0
+    records = read_records(out)
+    assert [r["model"] for r in records] == ["node", "hbnode"]
+    assert records[0]["resumed_from_epoch"] == 2  # nothing trained twice
+
+
+def test_a_real_file_size_limit_fails_cleanly_and_a_rerun_completes(suite, tmp_path):
+    """``ulimit -f``: the kernel refuses the write (EFBIG, a short write first)."""
+    out = tmp_path / "out"
+    filler = record("point_cloud", "node", 99, [epoch(1)], suite="filler")
+    write_records(out, [{**filler, "key": f"filler{i}"} for i in range(400)])
+    size = results_path(out).stat().st_size
+    command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out),
+               "--device", "cpu", "--quiet"]
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 200, size + 200))
+
+    limited = subprocess.run(command, preexec_fn=limit, capture_output=True, text=True,
+                             timeout=300)
+    assert limited.returncode == EXIT_WRITE_FAILED, limited.stderr
+    assert "File too large" in limited.stderr and "Traceback" not in limited.stderr
+    assert results_path(out).stat().st_size == size
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert sorted(r["model"] for r in read_records(out) if r["suite"] == "store") == [
+        "hbnode", "node"]
+
+
+# --- bad lines --------------------------------------------------------------------------------
+
+BAD_LINES = ["[1]", "null", "42", '{"foo": 1}', '"text"', "{not json",
+             '{"key": "k", "task": "t", "model": "m", "status": "ok", "seed": 0, '
+             '"epochs": [{"forward_nfe": "many"}]}',
+             '{"key": "k", "task": "t", "model": "m", "status": "weird", "seed": 0, "epochs": []}']
+
+
+def test_bad_lines_are_skipped_by_run_report_compare_and_check(suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    good = lines(out)
+    crashed = {key: value for key, value in json.loads(good[0]).items() if key != "metric"}
+    crashed.update(key="crashed", model="sonode", status="failed", error="worker died", epochs=[])
+    results_path(out).write_text("\n".join([good[0], *BAD_LINES, json.dumps(crashed), good[1]])
+                                 + "\n")
+    capsys.readouterr()
+    assert run(suite, out) == 0  # both runs found finished
+    assert "0 runs done (0 failed), 2 skipped" in capsys.readouterr().out
+    assert main(["report", str(out), "--no-paper-claims", "--formats", "svg"]) == 0
+    assert main(["compare", str(out), str(out)]) == 0
+    budgets = tmp_path / "budgets.yaml"
+    assert main(["check", str(out), "--budgets", str(budgets), "--update"]) == 0
+    assert main(["check", str(out), "--budgets", str(budgets)]) == 0
+    error = capsys.readouterr().err
+    for number in range(2, 2 + len(BAD_LINES)):
+        assert f"results.jsonl:{number}: skipping a line that is not a result record" in error
+    assert "Traceback" not in error
+
+
+def test_record_problems_name_what_is_wrong():
+    assert store.record_problem([1]) == "a JSON array, not a record (an object)"
+    assert store.record_problem({"foo": 1}) == "no 'key'"
+    good = record("point_cloud", "node", 0, [epoch(1)])
+    assert store.record_problem(good) is None
+    assert "'seed' is True" in store.record_problem({**good, "seed": True})
+    assert "'params' is '1'" in store.record_problem({**good, "params": "1"})
+
+
+# --- which record stands --------------------------------------------------------------------
+
+
+def test_the_latest_ok_record_stands_else_the_latest_failed():
+    ok = record("point_cloud", "node", 0, [epoch(1)])
+    failed = record("point_cloud", "node", 0, [], status="failed")
+    assert standing([ok, failed]) == [ok]  # a failed --force rerun does not hide the result
+    assert standing([failed, ok]) == [ok]  # a retry that passed
+    assert standing([failed, {**failed, "error": "later"}])[0]["error"] == "later"
+    assert finished_keys([ok, failed]) == {ok["key"]}
+
+
+def test_run_report_and_check_agree_after_a_failed_rerun(tmp_path):
+    ok = record("point_cloud", "node", 0, [epoch(1, forward_nfe=20.0)])
+    failed = record("point_cloud", "node", 0, [], status="failed")
+    write_records(tmp_path, [failed, ok, failed])
+    records = load_results([tmp_path])
+    assert finished_keys(records) == {ok["key"]}
+    (row,) = summarize(records)
+    assert (row["n_ok"], row["n_failed"], row["forward_nfe_mean"]) == (1, 0, 20.0)
+    (verdict,) = check([Budget("point_cloud", "node", max={"forward_nfe": 25})], read_records(tmp_path))
+    assert verdict.passed, verdict.problem
+
+
+def test_check_takes_a_results_file_or_its_folder(suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    budgets = tmp_path / "budgets.yaml"
+    assert main(["check", str(out), "--budgets", str(budgets), "--update"]) == 0
+    assert main(["check", str(results_path(out)), "--budgets", str(budgets)]) == 0
+    assert main(["check", str(tmp_path / "nowhere"), "--budgets", str(budgets)]) == 2
+    assert "nowhere: no such directory or file" in capsys.readouterr().err
+
+
+# --- one driver per directory ---------------------------------------------------------------
+
+
+def test_a_second_driver_is_refused_with_the_holders_pid(suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    with ResultStore(out):
+        assert run(suite, out) == 2
+        assert f"another harness run is writing here (pid {os.getpid()})" in capsys.readouterr().err
+        with pytest.raises(StoreBusy):
+            ResultStore(out).__enter__()
+    assert run(suite, out) == 0  # released
+
+
+def test_a_killed_drivers_lock_does_not_outlive_it(suite, tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from harness.store import ResultStore\n"
+                               f"ResultStore({str(out)!r}).__enter__(); print('held', flush=True)\n"
+                               "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(StoreBusy, match=f"pid {holder.pid}"):
+        ResultStore(out).__enter__()
+    holder.kill()
+    holder.wait()
+    assert run(suite, out) == 0
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+class Payload:
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.sentinel}",)
+
+
+def test_a_crafted_checkpoint_does_not_execute(suite, tmp_path, caplog):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    keys = [r["key"] for r in read_records(out)]
+    results_path(out).unlink()
+    sentinel = tmp_path / "pwned"
+    checkpoints = out / "checkpoints"  # left by the first invocation, empty
+    torch.save({"epochs": [], "model": Payload(sentinel)}, checkpoints / f"{keys[0]}.pt")
+    (checkpoints / f"{keys[1]}.pt").write_bytes(pickle.dumps(Payload(sentinel)))
+    assert run(suite, out) == 0
+    assert not sentinel.exists()
+    assert all(r["status"] == "ok" and "resumed_from_epoch" not in r for r in read_records(out))
+    assert len(list(checkpoints.glob("*.pt.rejected"))) == 2
+    assert "not a loadable checkpoint" in caplog.text
+
+
+def test_checkpoints_round_trip_their_random_state_with_weights_only(tmp_path):
+    checkpoints = Checkpoints(tmp_path)
+    torch.manual_seed(3)
+    checkpoints.save("k", {"epochs": [{"epoch": 1}], "model": {"w": torch.ones(2)}})
+    expected = torch.rand(3)
+    torch.manual_seed(4)
+    assert checkpoints.load("k")["epochs"] == [{"epoch": 1}]
+    assert torch.equal(torch.rand(3), expected)
+    assert checkpoints.epochs("k") == [{"epoch": 1}]
+    assert not list(tmp_path.glob("*.tmp"))
