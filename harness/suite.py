@@ -14,8 +14,12 @@ Where the data lives (``data_root``), first found wins:
 3. the environment variable ``HARNESS_DATA_ROOT``;
 4. none (``None``).
 
-The file is read with ``yaml.safe_load`` and nothing in it is evaluated. Every problem found
-is collected and reported together in one :class:`SuiteError`, one line each.
+The suite's name (``name:``, else the file's name without ``.yaml``) names its results
+directory ``results/<name>``, so it is one plain file name (:func:`suite_name`).
+
+The file is read with ``yaml.safe_load``'s loader (nothing in it is evaluated; a key given twice
+is an error, :func:`harness.validation.read_yaml`). Every problem found is collected and
+reported together in one :class:`SuiteError`, one line each.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import copy
 import inspect
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,7 +37,7 @@ from harness.backends import AVAILABLE as BACKENDS
 from harness.contract import Family, Task
 from harness.plugins import Registry
 from harness.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
-from harness.validation import (Problems, boolean, choice, integer, join, mapping,
+from harness.validation import (Invalid, Problems, boolean, choice, integer, join, mapping,
                                 non_negative_int, number, numeric, optional, positive_int,
                                 positive_number, read_yaml, string, top_level,
                                 valid_choices)
@@ -46,8 +51,21 @@ _SEED_RANGE_KEYS = ("start", "count")
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
 _MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
 
+#: A suite's name names its results directory (results/<name>), so it is a plain file name.
+_SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
+
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message lists every problem, one per line."""
+
+
+def suite_name(value: Any) -> str:
+    """A name that is one plain file name, so results/<name> stays inside results/."""
+    if not isinstance(value, str) or not _SUITE_NAME.fullmatch(value):
+        raise Invalid(f"{value!r} is not a suite name",
+                      "valid: 1 to 100 letters (a-z, A-Z), digits, '.', '_' or '-', not starting "
+                      "with '.' or '-' (it names the results directory results/<name>)")
+    return value
 
 
 @dataclass
@@ -426,7 +444,8 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     relative ``data_root``."""
     report = Problems(str(path))
     document = top_level(document, path, SuiteError, _TOP_KEYS, report)
-    name = report.check("name", string, document.get("name", path.stem))
+    at_name = "name" if "name" in document else "name (none given: the file's name)"
+    name = report.check(at_name, suite_name, document.get("name", path.stem))
     description = report.check("description", string, document.get("description", ""))
     suite_root = report.check("data_root", optional(string), document.get("data_root"))
 

@@ -1,5 +1,6 @@
-"""Checking YAML input (suites, budget files): one problem per line, each naming the file, the
-key path, what is wrong and what would be valid, with a did-you-mean for misspelt names."""
+"""Checking YAML input (suites, budget and claims files): one problem per line, each naming the
+file, the key path, what is wrong and what would be valid, with a did-you-mean for misspelt
+names."""
 from __future__ import annotations
 
 import difflib
@@ -179,9 +180,57 @@ def top_level(document: Any, path: Path, error: type[Exception], keys: Collectio
     return document
 
 
+#: The deepest nesting a YAML file may have (each mapping, list or value one level): deeper
+#: documents are no real input, and PyYAML reads nesting by recursion.
+MAX_DEPTH = 50
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader (nothing is evaluated) that also rejects a key given twice in
+    one mapping (safe_load keeps the last silently) and nesting deeper than :data:`MAX_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    problem=f"nested more than {MAX_DEPTH} levels deep; valid: at most "
+                            f"{MAX_DEPTH} levels of mappings and lists",
+                    problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        _check_unique_keys(self, node)
+        return node
+
+
+def _check_unique_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """Raise at the second occurrence of a key written in ``node``, as composed (before merge
+    keys ``<<`` bring in keys that the mapping may override). Keys compare as the values they
+    load as (``yes`` and ``true`` are one key); a key that is not a scalar is left to the
+    constructor, which rejects it."""
+    lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key, line = loader.construct_object(key_node), key_node.start_mark.line + 1
+        if key in lines:
+            raise yaml.constructor.ConstructorError(
+                problem=f"key {key!r} is given twice, on line {lines[key]} and line {line}; "
+                        f"valid: each key once in a mapping",
+                problem_mark=key_node.start_mark)
+        lines[key] = line
+
+
 def read_yaml(path: Path, error: type[Exception], kind: str) -> Any:
-    """The parsed YAML document (``yaml.safe_load``: nothing is evaluated); a missing or
-    malformed file raises ``error`` at once. ``kind`` names the file for the message."""
+    """The parsed YAML document (``yaml.safe_load``'s loader: nothing is evaluated); a missing
+    or malformed file, a key given twice in a mapping or nesting deeper than
+    :data:`MAX_DEPTH` raises ``error`` at once. ``kind`` names the file for the message."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -189,7 +238,7 @@ def read_yaml(path: Path, error: type[Exception], kind: str) -> Any:
     except OSError as problem:
         raise error(f"{path}: cannot read: {problem.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as bad:
         mark = getattr(bad, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"

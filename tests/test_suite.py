@@ -259,6 +259,49 @@ def test_yaml_syntax_error_names_the_line(tmp_path, registry):
     assert line.startswith(f"{path}: line 4, column 1: invalid YAML: ")
 
 
+def test_a_key_given_twice_names_both_lines(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - task: toy
+            model: node
+            epochs: 1
+            lr: 0.1
+            epochs: 100
+    """)
+    [line] = problems(path, registry)
+    assert line.startswith(f"{path}: line 7, column 5: invalid YAML: ")
+    assert "key 'epochs' is given twice, on line 5 and line 7" in line
+    path = write(tmp_path, """
+        base: &base {task: toy, model: node, epochs: 1}
+        runs: [{<<: *base, epochs: 2}]
+    """)  # a key may override the keys a merge key brings in
+    assert "unknown key 'base'" in problem(path, registry, "base")  # read, then checked
+
+
+@pytest.mark.parametrize("text", ["runs: " + "[" * 5000, "runs: " + "[" * 50 + "]" * 50])
+def test_too_deep_nesting_is_one_clear_error(tmp_path, registry, text):
+    path = write(tmp_path, text)
+    [line] = problems(path, registry)
+    assert line.startswith(f"{path}: line 1, column 56: invalid YAML: nested more than 50 levels")
+    path = write(tmp_path, "runs: " + "[" * 49 + "]" * 49)  # with the top-level mapping: 50
+    assert "is not a mapping" in problem(path, registry, "runs[0]")
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs", ".hidden", "-x", "a b", "x" * 101, "", "é"])
+def test_a_suite_name_is_one_plain_file_name(tmp_path, registry, name):
+    path = write(tmp_path, f"name: '{name}'\nruns: [{{task: toy, model: node}}]\n")
+    line = problem(path, registry, "name")
+    assert f"{name!r} is not a suite name; valid: 1 to 100 letters" in line
+    assert "'.', '_' or '-', not starting with '.' or '-'" in line
+
+
+def test_a_file_name_that_is_no_suite_name_needs_a_name_key(tmp_path, registry):
+    path = write(tmp_path, "runs: [{task: toy, model: node}]\n", name="..yaml")
+    assert "'.' is not a suite name" in problem(path, registry, "name (none given: the file's name)")
+    path = write(tmp_path, "runs: [{task: toy, model: node}]\n", name="v1.2_x-y.yaml")
+    assert load_suite(path, registry).name == "v1.2_x-y"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("- a\n", "top level: ['a'] is not a mapping; valid: a mapping with keys name, "),
     ("", "top level: empty file"),
@@ -425,7 +468,7 @@ def test_bad_entries(tmp_path, registry, entry, at, bad, valid):
 
 
 @pytest.mark.parametrize("text, at, bad", [
-    ("name: 3", "name", "3 is not a string"),
+    ("name: 3", "name", "3 is not a suite name"),
     ("description: [a]", "description", "['a'] is not a string"),
     ("data_root: 1", "data_root", "1 is not a string"),
     ("defaults: [epochs]", "defaults", "['epochs'] is not a mapping"),
