@@ -194,7 +194,8 @@ def _train_step(family: type[Family], task_name: str) -> None:
     study = task.schedule.get("epochs") == 0  # a task that only measures the untrained model
     entry = {"task": task_name, "model": family.name, "epochs": 0 if study else 1,
              "solver": {"method": "dopri5", "tol": 1.0e-3}, **task.tiny}
-    (spec,) = suite_from_document({"runs": [entry]}, Path("<conformance>"), registry).runs
+    (spec,) = suite_from_document({"name": "conformance", "runs": [entry]}, Path("<conformance>"),
+                                  registry).runs
     record = execute_run(spec, registry, torch.device("cpu"))
     if record["status"] == "failed" and record["error"].startswith(DataNotFound.__name__):
         pytest.skip(f"{task_name}: data not on this machine: {record['error']}")
