@@ -76,6 +76,15 @@ class Checkpoints:
     def discard(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def sweep(self, finished: set[str]) -> None:
+        """Remove what no run will read: checkpoints of finished runs (killed between storing
+        the record and dropping the checkpoint) and temporary files of killed saves. Only the
+        driver holding the directory's lock calls it, before any worker starts."""
+        for key in finished:
+            self.discard(key)
+        for temporary in self.directory.glob("*.tmp"):
+            temporary.unlink(missing_ok=True)
+
 
 def rng_state() -> dict[str, Any]:
     """The random-number generators' states as tensors and lists (loadable with weights_only)."""

@@ -66,8 +66,7 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     checkpoints = Checkpoints(checkpoint_dir)
     with ResultStore(out_dir) as store:
         done = finished_keys(store.records())
-        for key in done:  # finished, but killed before its checkpoint could go
-            checkpoints.discard(key)
+        checkpoints.sweep(done)
         if force:
             done = set()
         todo = [spec for spec in runs if spec.key not in done]

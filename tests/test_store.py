@@ -280,3 +280,15 @@ def test_checkpoints_round_trip_their_random_state_with_weights_only(tmp_path):
     assert torch.equal(torch.rand(3), expected)
     assert checkpoints.epochs("k") == [{"epoch": 1}]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_rerun_sweeps_checkpoints_of_finished_runs_and_torn_temporaries(suite, tmp_path):
+    """A driver killed between storing a record and dropping its checkpoint, or mid-save."""
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    checkpoints = Checkpoints(out / "checkpoints")
+    key = read_records(out)[0]["key"]
+    checkpoints.save(key, {"epochs": []})
+    (out / "checkpoints" / f"{key}.123.tmp").write_bytes(b"half a checkpoint")
+    assert run(suite, out) == 0
+    assert not list((out / "checkpoints").iterdir())
