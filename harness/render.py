@@ -3,12 +3,18 @@
 The page content is assembled once (:mod:`harness.report_page`); these renderers only lay it
 out. The HTML has its style inline and refers to nothing but relative paths of files beside
 it, so it opens from the file system with no server and no network.
+
+Block text is plain text (record strings among it: model, task and suite names, errors), so
+both renderers escape all of it: the HTML with :func:`html.escape`, the Markdown with
+:func:`markdown_text`, which every Markdown the harness writes goes through.
 """
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Union
+from urllib.parse import quote
 
 from tabulate import tabulate
 
@@ -79,24 +85,43 @@ code { background: #f3f3f3; padding: 0 .2em; }
 
 
 def to_markdown(blocks: list[Block]) -> str:
-    """The blocks as GitHub-flavoured Markdown (images as relative links)."""
+    """The blocks as GitHub-flavoured Markdown (images as relative links), text escaped."""
     parts = []
     for block in blocks:
         if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {block.text}")
+            parts.append(f"{'#' * block.level} {markdown_text(block.text)}")
         elif isinstance(block, Paragraph):
-            parts.append(block.text)
+            parts.append(markdown_text(block.text))
         elif isinstance(block, Items):
             parts.append("\n".join(
-                f"- [{item.text}]({item.href})" if isinstance(item, Link) else f"- {item}"
-                for item in block.items))
+                f"- [{markdown_text(item.text)}]({_md_href(item.href)})" if isinstance(item, Link)
+                else f"- {markdown_text(item)}" for item in block.items))
         elif isinstance(block, Table):
             rows = [[_md_cell(cell) for cell in row] for row in block.rows]
-            parts.append(tabulate(rows, block.headers, tablefmt="github", disable_numparse=True))
+            headers = [markdown_text(header) for header in block.headers]
+            parts.append(tabulate(rows, headers, tablefmt="github", disable_numparse=True))
         else:
-            link = f" ([SVG]({block.link}))" if block.link else ""
-            parts.append(f"![{block.title}]({block.src})\n\n*{block.caption}*{link}")
+            link = f" ([SVG]({_md_href(block.link)}))" if block.link else ""
+            parts.append(f"![{markdown_text(block.title)}]({_md_href(block.src)})\n\n"
+                         f"*{markdown_text(block.caption)}*{link}")
     return "\n\n".join(parts) + "\n"
+
+
+#: Characters Markdown would read as markup (emphasis, code, links, table cells, escapes).
+_MARKUP = re.compile(r"([\\`*\[\]|])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown, safe in a table cell: ``<``, ``>``, ``&`` as HTML entities
+    (no raw HTML gets through), markup characters backslash-escaped, line breaks as ``<br>``
+    (a newline would end a table row or a list item)."""
+    escaped = _MARKUP.sub(r"\\\1", html.escape(text, quote=False))
+    return re.sub(r"\r\n|\r|\n", "<br>", escaped)
+
+
+def _md_href(href: str) -> str:
+    """A relative link target with spaces, parentheses and the like percent-encoded."""
+    return quote(href, safe="/#")
 
 
 def to_html(title: str, blocks: list[Block]) -> str:
@@ -158,4 +183,4 @@ def _looks_numeric(text: str) -> bool:
 
 def _md_cell(cell: Cell) -> str:
     lines = cell if isinstance(cell, list) else [cell]
-    return "<br>".join(line.replace("|", "\\|") for line in lines)
+    return "<br>".join(markdown_text(line) for line in lines)

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 from harness.aggregate import Group, group_runs, setting_label
+from harness.render import Block, Heading, Items, Paragraph, Table, to_markdown
 
 REPORT_DIR = "report"
 DASH = "—"
@@ -92,19 +91,17 @@ def seeds_line(rows: list[dict[str, Any]]) -> str:
 
 
 def render_markdown(rows: list[dict[str, Any]], level: int = 2) -> str:
-    """A heading, a seeds line, a table and the failed runs' errors for each (suite, task)."""
+    """A heading, a seeds line, a table and the failed runs' errors for each (suite, task),
+    laid out by :func:`harness.render.to_markdown` (which escapes the record strings)."""
     grouped = sections(rows)
-    parts = []
+    blocks: list[Block] = []
     for (suite, task), task_rows in grouped.items():
-        headers, cells = table(task_rows)
-        lines = [f"{'#' * level} {section_title(suite, task, grouped)}", "",
-                 seeds_line(task_rows), "",
-                 tabulate(cells, headers, tablefmt="github", disable_numparse=True)]
+        blocks += [Heading(level, section_title(suite, task, grouped)),
+                   Paragraph(seeds_line(task_rows)), Table(*table(task_rows))]
         errors = failures(task_rows)
         if errors:
-            lines += ["", "Failed runs:", "", *(f"- {error}" for error in errors)]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
+            blocks += [Paragraph("Failed runs:"), Items(list(errors))]
+    return to_markdown(blocks)
 
 
 def failures(rows: list[dict[str, Any]]) -> list[str]:

@@ -98,6 +98,22 @@ def test_the_page_content(page: Path, results: Path) -> None:
     assert (results / "report" / "summary.csv").is_file()
 
 
+def test_record_strings_reach_index_md_escaped(tmp_path: Path) -> None:
+    model = "<script>alert(1)</script>|x"
+    runs = [record("point_cloud", model, 0, [epoch(1, test_accuracy=0.5)], suite="s<u>"),
+            record("point_cloud", model, 1, [], suite="s<u>", status="failed")]
+    runs[1]["error"] = "Boom | <img src=x onerror=alert(1)>\nnext"
+    write_records(tmp_path, runs)
+    written = write_page([tmp_path], formats=("png",), paper_claims=False)
+    markdown = written.markdown.read_text(encoding="utf-8")
+    assert "<script>" not in markdown and "<img" not in markdown and "<u>" not in markdown
+    assert "# harness report: s&lt;u&gt;" in markdown
+    assert "seed 1: Boom \\| &lt;img src=x onerror=alert(1)&gt;<br>next" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| &lt;script&gt;"))
+    assert len(re.split(r"(?<!\\)\|", row)) == 12  # the table's 10 cells, none split
+    assert "&lt;script&gt;" in written.html.read_text(encoding="utf-8")  # HTML: escaped once
+
+
 def test_the_command(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     other = tmp_path / "other"
     write_records(other, [record("point_cloud", "node", 0, [epoch(1)], suite="b", params=600)])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,22 @@ def test_markdown(results_dir: Path) -> None:
         "0.0625", "0.125", "6", "—", "0.5", "41", "—"]
     assert "- point_cloud/hbnode/seed 3: RuntimeError: nan loss" in text
     assert render_markdown(summarize([])) == "\n"
+
+
+def test_markdown_escapes_record_strings() -> None:
+    model, error = "<script>alert(1)</script>|x", "Boom <b>|</b>\n## not a heading"
+    text = render_markdown(summarize([
+        _record("t|<i>", model, 0, [_epoch(1, 1, 1, 1.0, 1.0, {"accuracy": 1.0})]),
+        _record("t|<i>", model, 1, [], error=error)]))
+    assert "<script>" not in text and "<b>" not in text and "<i>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in text
+    lines = text.splitlines()
+    assert lines[0] == "## t\\|&lt;i&gt;" and not any(line.startswith("## not") for line in lines)
+    rows = [line for line in lines if line.startswith("|")]
+    assert len(rows) == 3  # header, rule, the one row: the model's "|" split no cell
+    assert all(len(re.split(r"(?<!\\)\|", row)) == 12 for row in rows)  # 10 cells
+    assert ("- t\\|&lt;i&gt;/&lt;script&gt;alert(1)&lt;/script&gt;\\|x/seed 1: Boom "
+            "&lt;b&gt;\\|&lt;/b&gt;<br>## not a heading") in lines
 
 
 def test_csv(results_dir: Path) -> None:
