@@ -14,6 +14,7 @@ from torch import nn
 
 from harness.checkpoints import Checkpoints
 from harness.contract import BuildContext, Family, Task, TaskData
+from harness.deadline import Alarm
 from harness.environment import environment
 from harness.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
 from harness.nfe import NFECounter
@@ -144,14 +145,18 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
             record.update(epochs=saved["epochs"], resumed_from_epoch=len(saved["epochs"]))
             earlier = saved["elapsed_s"]
         deadline = start - earlier + spec.time_limit_s if spec.time_limit_s else None
-        for epoch in train(spec, built, data, device, len(record["epochs"]) + 1, deadline):
-            record["epochs"].append(epoch)
-            if checkpoints:
-                checkpoints.save(spec.key, {"model": built.model.state_dict(),
-                                            "optimizer": built.optimizer.state_dict(),
-                                            "epochs": record["epochs"],
-                                            "elapsed_s": earlier + perf_counter() - start})
-            notify("epoch_finished", spec, epoch=epoch)
+        limit = Alarm(None if deadline is None else deadline - perf_counter(),
+                      f"time limit of {spec.time_limit_s} s reached")
+        with limit:  # stops the run wherever it is, even inside a solve
+            for epoch in train(spec, built, data, device, len(record["epochs"]) + 1, deadline):
+                with limit.held():  # not while a checkpoint or an event is half-written
+                    record["epochs"].append(epoch)
+                    if checkpoints:
+                        checkpoints.save(spec.key, {"model": built.model.state_dict(),
+                                                    "optimizer": built.optimizer.state_dict(),
+                                                    "epochs": record["epochs"],
+                                                    "elapsed_s": earlier + perf_counter() - start})
+                    notify("epoch_finished", spec, epoch=epoch)
     except Exception as error:  # a run that blows up is a result, not a crash
         mark_failed(record, error)
     record.update(wall_time_s=earlier + perf_counter() - start, finished_at=_now())
@@ -163,7 +168,9 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
           first_epoch: int = 1, deadline: float | None = None) -> Iterable[dict[str, Any]]:
     """Train from ``first_epoch`` to ``spec.epochs``, yielding one record per epoch (with
     ``epochs: 0``, one record of the untrained model, numbered 0). Past ``deadline`` (a
-    ``perf_counter`` time) the run stops with :class:`TimeLimitExceeded`."""
+    ``perf_counter`` time) the run stops with :class:`TimeLimitExceeded` after the iteration
+    (the check that remains where :class:`~harness.deadline.Alarm` cannot interrupt it: outside
+    the main thread)."""
     model, task, counter, optimizer = built.model, built.task, built.counter, built.optimizer
     sync = _synchronizer(device)
     options = _task_options(task, spec)
