@@ -1,6 +1,8 @@
 """Discovering plugins: the pluggy host, entry-point loading, and the registry of what loaded."""
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any, Iterable
@@ -11,6 +13,9 @@ from harness import contract
 from harness.contract import Family, Task
 
 ENTRY_POINT_GROUP = "harness"
+PLUGINS_VARIABLE = "HARNESS_PLUGINS"
+"""Comma-separated importable modules, each registered as a plugin (like PYTEST_PLUGINS):
+worker processes inherit the environment, so they see these plugins as the driver does."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,9 @@ def new_manager() -> pluggy.PluginManager:
 
 def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
                   entry_points_group: str | None = ENTRY_POINT_GROUP) -> Registry:
-    """Load every plugin of the entry-point group (plus ``extra_plugins``, (name, plugin)
-    pairs registered directly) and collect their families and tasks.
+    """Load every plugin of the entry-point group, then the modules named in
+    ``$HARNESS_PLUGINS``, plus ``extra_plugins`` ((name, plugin) pairs registered directly),
+    and collect their families and tasks.
 
     A plugin that fails to import, raises in a hook, returns the wrong thing or reuses a taken
     name is recorded in ``failures``; the others still load.
@@ -82,6 +88,14 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
                 registry.failures.append(PluginFailure(ep.name, package, f"import failed: {error!r}"))
                 continue
             _register(registry, ep.name, package, plugin)
+    for module in filter(None, map(str.strip, os.environ.get(PLUGINS_VARIABLE, "").split(","))):
+        try:
+            plugin = importlib.import_module(module)
+        except Exception as error:  # like a broken entry point
+            registry.failures.append(PluginFailure(
+                module, module, f"import failed (from ${PLUGINS_VARIABLE}): {error!r}"))
+            continue
+        _register(registry, module, module, plugin)
     for name, plugin in extra_plugins:
         _register(registry, name, getattr(plugin, "__module__", "?") or "?", plugin)
     _collect(registry)
