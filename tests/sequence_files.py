@@ -1,9 +1,14 @@
-"""Small data files in the real formats of pv.csv, rollout_NNN.npy and sb.csv, for tests."""
+"""Small data files in the real formats of pv.csv, rollout_NNN.npy and sb.csv, for tests, and
+the tasks' trust in them (the tasks verify every file against the published SHA-256)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from harness_plugins.tasks import sequence_files
 
 #: Where CI and the development machines keep the real data, beside the checkout.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -44,3 +49,21 @@ def write_silverbox(root: Path, samples: int, seed: int = 0) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return values
+
+
+def trust_written(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Give the tasks the SHA-256 of the files written under ``root`` (pv.csv, sb.csv, the
+    rollouts' listing), for the length of the test; files not written keep the published."""
+    digests = dict(sequence_files.SHA256)
+    for key in ("plane_vibration/pv.csv", "silverbox/sb.csv"):
+        if (root / key).is_file():
+            digests[key] = sha256((root / key).read_bytes())
+    rollouts = sorted((root / "walker").glob("rollout_*.npy"))
+    if rollouts:
+        listing = "".join(f"{sha256(path.read_bytes())}  {path.name}\n" for path in rollouts)
+        digests[sequence_files.WALKER_LISTING] = sha256(listing.encode())
+    monkeypatch.setattr(sequence_files, "SHA256", digests)
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()

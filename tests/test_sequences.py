@@ -18,12 +18,15 @@ from harness.solver import SolverConfig
 from harness import DataNotFound
 from harness_plugins.models.node import NODE
 from harness_plugins.tasks.plane_vibration import HORIZON, INPUTS, PlaneVibration
+from harness_plugins.tasks import sequence_files
 from harness_plugins.tasks.sequence_files import (locate, read_plane_vibration,
                                                   read_rollout, read_silverbox, walker_files)
 from harness_plugins.tasks.silverbox import ForcedTrajectory
 from harness_plugins.tasks.walker2d import Walker2D, split_files
 from tests.conftest import CPU, FAMILIES, make_spec
-from tests.sequence_files import (SHARED_DATA, write_plane_vibration, write_silverbox,
+from tests.sequence_files import SHARED_DATA
+from tests.sequence_files import sha256 as trusted_sha256
+from tests.sequence_files import (trust_written, write_plane_vibration, write_silverbox,
                                   write_walker)
 
 # --- Packing ----------------------------------------------------------------------------------
@@ -69,22 +72,25 @@ def test_gaps_count_the_stamps_elapsed_since_the_previous_kept_one():
 # --- Loaders on files in the real formats ----------------------------------------------------
 
 
-def test_plane_vibration_csv_reads_the_five_attributes(tmp_path):
+def test_plane_vibration_csv_reads_the_five_attributes(tmp_path, monkeypatch):
     values = write_plane_vibration(tmp_path, 30)
+    trust_written(monkeypatch, tmp_path)
     series = read_plane_vibration(locate(str(tmp_path), "plane_vibration", "pv.csv"))
     assert series.shape == (30, 5) and series.dtype == torch.float32
     np.testing.assert_allclose(series.numpy(), values, rtol=1e-6)
 
 
-def test_silverbox_csv_reads_v1_and_v2(tmp_path):
+def test_silverbox_csv_reads_v1_and_v2(tmp_path, monkeypatch):
     values = write_silverbox(tmp_path, 25)
+    trust_written(monkeypatch, tmp_path)
     signals = read_silverbox(locate(str(tmp_path), "silverbox", "sb.csv"))
     assert signals.shape == (25, 2)
     np.testing.assert_allclose(signals.numpy(), values, rtol=1e-6)
 
 
-def test_walker_rollouts_are_found_in_name_order_and_read_as_float32(tmp_path):
+def test_walker_rollouts_are_found_in_name_order_and_read_as_float32(tmp_path, monkeypatch):
     rollouts = write_walker(tmp_path, [12, 9, 15])
+    trust_written(monkeypatch, tmp_path)
     files = walker_files(str(tmp_path))
     assert [f.name for f in files] == ["rollout_000.npy", "rollout_001.npy", "rollout_002.npy"]
     array = read_rollout(files[1])
@@ -107,6 +113,74 @@ def test_missing_data_names_the_expected_path_and_how_to_get_it(tmp_path, monkey
         walker_files(str(tmp_path))
 
 
+def test_files_not_the_published_ones_fail_their_checksum(tmp_path):
+    write_plane_vibration(tmp_path, 30)
+    write_silverbox(tmp_path, 25)
+    write_walker(tmp_path, [12, 9])
+    for folder, name in (("plane_vibration", "pv.csv"), ("silverbox", "sb.csv")):
+        published = sequence_files.SHA256[f"{folder}/{name}"]
+        with pytest.raises(DataNotFound, match=f"^{tmp_path / folder / name}: SHA-256 "
+                                               f"[0-9a-f]{{64}}, expected {published}"):
+            locate(str(tmp_path), folder, name)
+    with pytest.raises(DataNotFound, match=f"^{tmp_path / 'walker'}: the SHA-256 of the listing "
+                                           f"of its 2 rollout files"):
+        walker_files(str(tmp_path))
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "plane_vibration").exists(),
+                    reason="no shared data beside the repo")
+def test_a_pv_csv_cut_at_a_row_boundary_fails_naming_the_file(tmp_path):
+    lines = (SHARED_DATA / "plane_vibration" / "pv.csv").read_text().splitlines(keepends=True)
+    cut = tmp_path / "plane_vibration" / "pv.csv"
+    cut.parent.mkdir()
+    cut.write_text("".join(lines[:len(lines) // 2]))
+    assert read_plane_vibration(cut).shape[1] == 5  # it would parse, and train
+    with pytest.raises(DataNotFound, match=f"^{cut}: SHA-256 .*expected b72a9d06.*"
+                                           f"cut short.*Replace it with a fresh copy; .*hedixia"):
+        pv_data(tmp_path, 0)
+    assert locate(str(SHARED_DATA), "plane_vibration", "pv.csv")  # the real files pass
+    assert locate(str(SHARED_DATA), "silverbox", "sb.csv")
+
+
+def test_a_missing_or_extra_rollout_fails_the_listing(tmp_path, monkeypatch):
+    write_walker(tmp_path, [12, 9, 15])
+    trust_written(monkeypatch, tmp_path)
+    assert len(walker_files(str(tmp_path))) == 3
+    (tmp_path / "walker" / "rollout_001.npy").unlink()
+    with pytest.raises(DataNotFound, match="listing of its 2 rollout files.*a file is missing"):
+        walker_files(str(tmp_path))
+    write_walker(tmp_path, [12, 9, 15, 4])
+    with pytest.raises(DataNotFound, match="listing of its 4 rollout files"):
+        walker_files(str(tmp_path))
+
+
+def test_a_bad_row_or_array_names_the_file(tmp_path):
+    path = tmp_path / "pv.csv"
+    for rows, problem in (("1,2,3,4,5,\n1,2,x,4,5,\n", "could not convert string 'x'"),
+                          ("1,2,3,4,5,\n1,2,3\n", "invalid column index")):
+        path.write_text('"header"\n' + rows)
+        with pytest.raises(ValueError, match=f"^{path}: {problem}"):
+            read_plane_vibration(path)
+    path.write_text('"V1","V2",\n1\n')
+    with pytest.raises(ValueError, match=f"^{path}: invalid column index 1"):
+        read_silverbox(path)
+    rollout = tmp_path / "rollout_000.npy"
+    np.save(rollout, np.zeros((10, 17)))
+    rollout.write_bytes(rollout.read_bytes()[:500])
+    with pytest.raises(ValueError, match=f"^{rollout}: not a readable .npy array"):
+        read_rollout(rollout)
+
+
+def test_a_digest_is_computed_once_per_file_until_it_changes(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("1,2\n")
+    first, hits = sequence_files.file_sha256(path), sequence_files._sha256.cache_info().hits
+    assert sequence_files.file_sha256(path) == first
+    assert sequence_files._sha256.cache_info().hits == hits + 1
+    path.write_text("1,2,3\n")
+    assert sequence_files.file_sha256(path) == trusted_sha256(path.read_bytes()) != first
+
+
 # --- Splits and windows -----------------------------------------------------------------------
 
 PV_OPTIONS = dict(PlaneVibration.options)
@@ -116,8 +190,9 @@ def pv_data(root, seed: int, **options):
     return PlaneVibration().data({**PV_OPTIONS, **options}, seed, str(root), CPU, None)
 
 
-def test_plane_vibration_segments_split_in_time_and_follow_the_seed(tmp_path):
+def test_plane_vibration_segments_split_in_time_and_follow_the_seed(tmp_path, monkeypatch):
     write_plane_vibration(tmp_path, 600)
+    trust_written(monkeypatch, tmp_path)
     a, b, c = pv_data(tmp_path, 1), pv_data(tmp_path, 1), pv_data(tmp_path, 2)
     xa, ya = next(iter(a.train))
     assert torch.equal(xa, next(iter(b.train))[0]) and not torch.equal(xa, next(iter(c.train))[0])
@@ -133,14 +208,16 @@ def test_plane_vibration_segments_split_in_time_and_follow_the_seed(tmp_path):
     assert len(next(iter(a.validation))[0]) >= 1 and len(next(iter(a.test))[0]) >= 1
 
 
-def test_adjoint_epochs_must_be_a_list_of_epochs(tmp_path):
+def test_adjoint_epochs_must_be_a_list_of_epochs(tmp_path, monkeypatch):
     write_plane_vibration(tmp_path, 600)
+    trust_written(monkeypatch, tmp_path)
     with pytest.raises(ValueError, match="adjoint_epochs"):
         pv_data(tmp_path, 0, adjoint_epochs=3)
 
 
-def test_plane_vibration_standardises_with_the_training_split(tmp_path):
+def test_plane_vibration_standardises_with_the_training_split(tmp_path, monkeypatch):
     write_plane_vibration(tmp_path, 600)
+    trust_written(monkeypatch, tmp_path)
     x, _ = next(iter(pv_data(tmp_path, 0).train))
     features = unpack_inputs(x).features.reshape(-1, 5)
     assert features.mean(dim=0).abs().max() < 0.3  # train windows: about standardised
@@ -154,8 +231,9 @@ def test_walker_splits_by_file_with_a_fixed_shuffle():
     assert split_files(files, 0) == (train, val, test) and split_files(files, 1)[2] != test
 
 
-def test_walker_windows_pair_each_kept_stamp_with_the_next_stamp(tmp_path):
+def test_walker_windows_pair_each_kept_stamp_with_the_next_stamp(tmp_path, monkeypatch):
     write_walker(tmp_path, [40] * 20, labelled=True)
+    trust_written(monkeypatch, tmp_path)
     options = {**Walker2D.options, "window": 8, "stride": 4}
     data = Walker2D().data(options, 3, str(tmp_path), CPU, None)
     x, y = next(iter(data.train))
@@ -214,13 +292,13 @@ def test_plane_vibration_without_the_initial_state_layer(registry):
 RK4 = {"method": "rk4", "options": {"step_size": 1.0}}  # 4 evaluations per solve
 
 
-@pytest.fixture(scope="module")
-def sequence_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_plane_vibration(root, 420)
-    write_walker(root, [30] * 20)
-    write_silverbox(root, 40)
-    return str(root)
+@pytest.fixture
+def sequence_root(tmp_path, monkeypatch):
+    write_plane_vibration(tmp_path, 420)
+    write_walker(tmp_path, [30] * 20)
+    write_silverbox(tmp_path, 40)
+    trust_written(monkeypatch, tmp_path)
+    return str(tmp_path)
 
 
 def tiny_run(registry, root, task, model, **settings):
@@ -254,8 +332,9 @@ def test_walker_trains_every_family_and_counts_nfe(registry, sequence_root, mode
     assert len(epoch["adjoint_norm"]) == 8
 
 
-def test_walker_dropped_stamps_follow_the_seed(tmp_path):
+def test_walker_dropped_stamps_follow_the_seed(tmp_path, monkeypatch):
     write_walker(tmp_path, [40] * 20, labelled=True)
+    trust_written(monkeypatch, tmp_path)
     options = {**Walker2D.options, "window": 8, "stride": 4}
     first, second = (next(iter(Walker2D().data(options, s, str(tmp_path), CPU, None).train))[0]
                      for s in (3, 4))

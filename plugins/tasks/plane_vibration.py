@@ -111,13 +111,14 @@ class PlaneVibration(SequenceTask):
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,
              device: torch.device, batch_size: int | None) -> SequenceData:
-        series = read_plane_vibration(locate(data_root, "plane_vibration", "pv.csv"))
+        path = locate(data_root, "plane_vibration", "pv.csv")
+        series = read_plane_vibration(path)
         data_seed = seed if options["data_seed"] is None else options["data_seed"]
         generator = torch.Generator().manual_seed(data_seed)
         weights = {ONE_STEP: options["one_step_weight"], FORECAST: 1.0}
         train, val, test = split_windows(series, options, generator, weights)
         if min(len(train[0]), len(val[0]), len(test[0])) == 0:
-            raise ValueError(f"plane_vibration: {len(series)} stamps are too few for a "
+            raise ValueError(f"{path}: {len(series)} stamps are too few for a "
                              f"{INPUTS + 1}-stamp segment in every split")
         return sequence_data([train, val, test], options, data_seed, device, batch_size)
 

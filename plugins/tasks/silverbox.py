@@ -77,12 +77,13 @@ class SilverboxInit(Task):
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,
              device: torch.device, batch_size: int | None) -> TaskData:
-        signals = read_silverbox(locate(data_root, "silverbox", "sb.csv")) * options["rescale"]
+        path = locate(data_root, "silverbox", "sb.csv")
+        signals = read_silverbox(path) * options["rescale"]
         start, horizon = options["start"], options["horizon"]
         segment = signals[start:start + horizon + 1]
         if start < 0 or horizon < 1 or len(segment) < horizon + 1:
             raise ValueError(f"silverbox_init: samples {start}…{start + horizon} are not all in "
-                             f"the file's {len(signals)}")
+                             f"the {len(signals)} of {path}")
         x, y = segment[None].to(device), segment[None, :, 1:].to(device)
         return TaskData(train=TensorBatches(x, y), test=TensorBatches(x, y))
 

@@ -72,8 +72,8 @@ def split_windows(files: list[Path], options: dict[str, Any], data_seed: int
     for split in split_files(files, options["split_seed"]):
         pairs = [windows[path] for path in split]
         if sum(len(x) for x, _ in pairs) == 0:
-            raise ValueError(f"walker2d: a split has no {options['window']}-stamp window "
-                             f"({len(files)} rollout files)")
+            raise ValueError(f"{files[0].parent}: a split of its {len(files)} rollout files "
+                             f"has no {options['window']}-stamp window")
         parts.append((torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs])))
     return parts
 
