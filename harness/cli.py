@@ -148,6 +148,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.driver import run_suite
     from harness.environment import resolve_device
     from harness.executors import default_executor
+    from harness.outdir import OutDirError, check_out_dir
     from harness.progress import Progress
     from harness.runner import RunConfigError
     from harness.suite import SuiteError, load_suite
@@ -166,10 +167,10 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         print(f"harness: --executor {executor!r} is unknown; valid: "
               f"{', '.join(sorted(registry.executors))}", file=sys.stderr)
         return 2
-    out = args.out or Path("results") / suite.name
     try:
+        out = check_out_dir(args.out or Path("results") / suite.name)
         copy_suite_claims(args.suite, out)
-    except ClaimsError as error:
+    except (OutDirError, ClaimsError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     if not args.quiet:

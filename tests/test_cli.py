@@ -1,6 +1,8 @@
 """The `harness` command, end to end in-process: run, list, report, and bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.cli import main
@@ -68,3 +70,14 @@ def test_list_shows_plugins_and_their_package(capsys):
     for name in ("node", "anode", "sonode", "hbnode", "ghbnode", "point_cloud"):
         assert f" {name} " in listing
     assert "h, m" in listing and "harness" in listing
+
+
+@pytest.mark.parametrize("out", ["/", "/tmp/..", "a-file"])
+def test_run_refuses_the_root_and_files_as_results_directory(suite, tmp_path, capsys, out,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a directory")
+    assert main(["run", str(suite), "--out", out, "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"harness: {out}") and "valid: a directory" in error
+    assert not (tmp_path / "a-file" / "results.jsonl").exists() and not Path("/results.jsonl").exists()
