@@ -9,8 +9,8 @@ fresh worker takes the next run; runs not yet started are never touched.
 
 Messages, each a pickled tuple on the pipe:
 
-* driver → worker: ``(spec, checkpoint_dir)``, one run to execute; closing the pipe stops an
-  idle worker;
+* driver → worker: ``(spec, checkpoint_dir)``, one run to execute (a closed pipe, or the
+  driver's death, ends the worker);
 * worker → driver: ``("ready", {})`` once its plugins are loaded (only then does it get a
   run), then ``(event, details)`` for the run it has: "run_started", "epoch_finished"
   (``epoch=``), "run_finished" (``record=``, the run's record, which ends it).
@@ -236,12 +236,12 @@ def lost_record(spec: RunSpec, registry: Registry, device: str, error: BaseExcep
 
 
 def stop(workers: list[Worker]) -> None:
-    """Stop workers: idle ones see their pipe close and exit, busy ones get SIGTERM; any left
-    after ``STOP_TIMEOUT_S`` is killed. Safe at any moment: checkpoints are atomic renames."""
+    """Stop workers: SIGTERM (an idle worker has nothing to finish, and exiting the Python way
+    takes a second or two of torch's teardown), and SIGKILL for any left after
+    ``STOP_TIMEOUT_S``. Safe at any moment: checkpoints are atomic renames."""
     for worker in workers:
         worker.connection.close()
-        if worker.assignment and worker.process.is_alive():
-            worker.process.terminate()
+        worker.process.terminate()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for worker in workers:
         worker.process.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,70 @@
+"""Families that hang or crawl on purpose, for the worker-fault tests. Loaded as a plugin
+module through ``HARNESS_PLUGINS=tests.fault_plugins``, so worker processes see them too."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from harness import Family, hookimpl
+
+
+class HangsInEpoch2(Family):
+    """h' = f(h) until the first training call after an evaluation (epoch 2, with the
+    default ``eval_every: 1``), which never returns: a run with one epoch to its name."""
+
+    widths_like = "node"
+
+    def derivatives(self, t, state, f):
+        if not self.training:
+            self.evaluated = True
+        elif getattr(self, "evaluated", False):
+            self.hang()
+        (h,) = state
+        return (f(t, h),)
+
+    def hang(self):
+        while True:
+            time.sleep(60)
+
+
+class Sleeper(HangsInEpoch2):
+    """Hangs in Python (a sleep), where an in-process alarm can stop it."""
+
+    name = "sleeper"
+
+
+class Stuck(HangsInEpoch2):
+    """Hangs where no in-process alarm stops it (it throws SIGALRM away, then sleeps), as a C
+    call that never returns to the interpreter would: only killing its process ends it."""
+
+    name = "stuck"
+
+    def hang(self):
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        super().hang()
+
+
+class Crawler(Family):
+    """h' = f(h), sleeping ``delay`` seconds per evaluation, so a run lasts long enough to be
+    killed mid-epoch; with ``pid_file``, its process id is written there at the first call."""
+
+    name = "crawler"
+    widths_like = "node"
+
+    def __init__(self, delay: float = 0.01, pid_file: str | None = None) -> None:
+        super().__init__()
+        self.delay, self.pid_file = delay, pid_file
+
+    def derivatives(self, t, state, f):
+        if self.pid_file and not Path(self.pid_file).exists():
+            Path(self.pid_file).write_text(str(os.getpid()))
+        time.sleep(self.delay)
+        (h,) = state
+        return (f(t, h),)
+
+
+@hookimpl
+def harness_model_families():
+    return [Sleeper, Stuck, Crawler]

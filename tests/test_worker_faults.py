@@ -1,0 +1,204 @@
+"""Faults in and around worker processes: a killed worker, a killed driver, right-hand sides
+that never return. The misbehaving families (tests/fault_plugins.py) reach worker processes
+through ``HARNESS_PLUGINS``."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import hookimpl
+from harness.checkpoints import Checkpoints
+from harness.driver import run_suite
+from harness.plugins import load_registry
+from harness.runner import execute_run
+from harness.store import read_records
+from tests.conftest import CPU, make_spec
+
+PLUGINS = "tests.fault_plugins"
+ROOT = Path(__file__).resolve().parent.parent
+RK4 = {"method": "rk4", "options": {"step_size": 0.5}}
+
+
+@pytest.fixture
+def fault_registry(monkeypatch):
+    """The installed plugins plus the fault families, here and in worker processes."""
+    monkeypatch.setenv("HARNESS_PLUGINS", PLUGINS)
+    return load_registry()
+
+
+def harness_run(suite: Path, out: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out),
+            "--device", "cpu", "--quiet", *options]
+
+
+def fault_environment() -> dict[str, str]:
+    return {**os.environ, "HARNESS_PLUGINS": PLUGINS}
+
+
+def test_harness_plugins_registers_modules_and_reports_broken_ones(monkeypatch):
+    monkeypatch.setenv("HARNESS_PLUGINS", f" {PLUGINS}, tests.no_such_module ,")
+    registry = load_registry(entry_points_group=None)
+    assert {"sleeper", "stuck", "crawler"} <= set(registry.families)
+    assert registry.package_of("model", "sleeper") == PLUGINS
+    (failure,) = registry.failures
+    assert failure.plugin == "tests.no_such_module"
+    assert "import failed" in failure.reason and "HARNESS_PLUGINS" in failure.reason
+
+
+def test_the_alarm_stops_a_hung_run_inline_and_restores_the_outer_timer(fault_registry):
+    class Hung(Exception):
+        pass
+
+    def outer(signum, frame):
+        raise Hung("the run was not stopped at its time limit")
+
+    previous = signal.signal(signal.SIGALRM, outer)
+    signal.setitimer(signal.ITIMER_REAL, 20)
+    try:
+        spec = make_spec(model="sleeper", epochs=3, solver=RK4, time_limit_s=1.5)
+        started = time.monotonic()
+        record = execute_run(spec, fault_registry, CPU, lambda *a, **k: None)
+        assert record["failure_kind"] == "time_limit", record["error"]
+        assert time.monotonic() - started < 10
+        assert [e["epoch"] for e in record["epochs"]] == [1]
+        assert signal.getsignal(signal.SIGALRM) is outer
+        assert 5 < signal.getitimer(signal.ITIMER_REAL)[0] < 20  # the outer timer runs on
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_killed_worker_fails_only_its_run_and_a_rerun_resumes_it(tmp_path, fault_registry):
+    pid_file = tmp_path / "victim.pid"
+    victim = make_spec(model="crawler", epochs=8, solver=RK4,
+                       model_options={"delay": 0.01, "pid_file": str(pid_file)})
+    others = [make_spec(model=m, epochs=3, solver=RK4) for m in ("node", "hbnode", "anode")]
+
+    class KillAtEpoch2:
+        killed = False
+
+        @hookimpl
+        def harness_epoch_finished(self, run, epoch):
+            if run.key == victim.key and epoch["epoch"] == 2 and not self.killed:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                self.killed = True
+
+    fault_registry.manager.register(KillAtEpoch2(), name="kill-at-epoch-2")
+    outcome = run_suite([victim, *others], fault_registry, tmp_path / "out", "cpu",
+                        executor="local", workers=2)
+    records = {r["model"]: r for r in outcome.records}
+    assert sorted(records) == ["anode", "crawler", "hbnode", "node"]
+    assert all(records[m]["status"] == "ok" and len(records[m]["epochs"]) == 3
+               for m in ("node", "hbnode", "anode"))
+    died = records["crawler"]
+    assert (died["status"], died["failure_kind"]) == ("failed", "worker_died")
+    assert "SIGKILL" in died["error"] and died["environment"]["device"] == "cpu"
+    kept = Checkpoints(tmp_path / "out" / "checkpoints").epochs(victim.key)
+    assert len(kept) >= 2 and died["epochs"] == kept
+
+    rerun = run_suite([victim, *others], fault_registry, tmp_path / "out", "cpu",
+                      executor="local", workers=2)
+    (resumed,) = rerun.records
+    assert resumed["status"] == "ok" and resumed["resumed_from_epoch"] == len(kept)
+    assert len(resumed["epochs"]) == 8 and rerun.skipped == 3
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie is dead: its parent, maybe init, has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+CRAWLERS = """
+name: crawlers
+runs:
+  - task: point_cloud
+    model: crawler
+    seeds: [0, 1, 2]
+    epochs: 400
+    model_options: {delay: 0.01}
+    solver: {method: rk4, options: {step_size: 0.5}}
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    suite, out = tmp_path / "suite.yaml", tmp_path / "out"
+    suite.write_text(CRAWLERS)
+    driver = subprocess.Popen(harness_run(suite, out, "--executor", "local", "--workers", "2"),
+                              cwd=ROOT, env=fault_environment(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((out / "checkpoints").glob("*.pt"))) < 2:  # both workers mid-run
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = children(driver.pid)
+        assert len(workers) >= 2
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(map(alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)], "workers outlived their driver"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+
+
+HANGS = """
+name: hangs
+runs:
+  - task: point_cloud
+    models: {hanging}
+    epochs: 3
+    time_limit_s: 3
+    solver: {{method: rk4, options: {{step_size: 0.5}}}}
+  - task: point_cloud
+    model: node
+    epochs: 2
+    solver: {{method: rk4, options: {{step_size: 0.5}}}}
+"""
+
+
+@pytest.mark.parametrize("executor, hanging", [
+    ("inline", ["sleeper"]),
+    ("local", ["sleeper", "stuck"]),  # stuck: no alarm stops it, the driver kills its worker
+])
+def test_a_right_hand_side_that_never_returns_ends_at_the_time_limit(tmp_path, executor,
+                                                                      hanging):
+    suite, out = tmp_path / "suite.yaml", tmp_path / "out"
+    suite.write_text(HANGS.format(hanging=hanging))
+    started = time.monotonic()
+    finished = subprocess.run(harness_run(suite, out, "--executor", executor, "--workers", "2"),
+                              cwd=ROOT, env=fault_environment(), capture_output=True, text=True,
+                              timeout=60)
+    assert time.monotonic() - started < 30
+    assert finished.returncode == 1, finished.stderr
+    records = {r["model"]: r for r in read_records(out)}
+    assert sorted(records) == sorted([*hanging, "node"])
+    for model in hanging:
+        assert records[model]["failure_kind"] == "time_limit", records[model]["error"]
+        assert [e["epoch"] for e in records[model]["epochs"]] == [1]
+    if "stuck" in records:
+        assert "its worker was killed" in records["stuck"]["error"]
+    assert records["node"]["status"] == "ok" and len(records["node"]["epochs"]) == 2
