@@ -99,7 +99,7 @@ class Worker:
         self.connection, theirs = context.Pipe()
         self.process = context.Process(target=serve, args=(theirs, slot, os.getpid()),
                                        name="harness-worker", daemon=True)
-        with _sigint_blocked():  # inherited: a Ctrl-C while the worker starts up is not seen
+        with _children_ignore_sigint():
             self.process.start()
         theirs.close()  # else the driver never sees end-of-file when the worker dies
         self.ready = False
@@ -266,12 +266,22 @@ def _now() -> str:
 
 
 @contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread for the block: a process started here inherits the mask."""
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start processes with SIGINT ignored, a disposition that survives exec, so a Ctrl-C while
+    a worker starts up is no traceback there. Meanwhile SIGINT is blocked here, so one sent to
+    the driver in that moment waits instead of being lost (Linux keeps a blocked signal even
+    while it is ignored). Only the main thread may change handlers; elsewhere this does
+    nothing, and nor does it when the handler was not set from Python."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
+        signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
@@ -280,8 +290,7 @@ def _sigint_blocked() -> Iterator[None]:
 def serve(connection: Connection, slot: Slot, driver: int) -> None:
     """A worker's life: load the plugins, then execute each run the driver sends, sending its
     events back, until the driver closes the pipe (or dies)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     die_with(driver)
     if slot.visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible
