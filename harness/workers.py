@@ -2,10 +2,11 @@
 
 The driver holds one pipe per worker and waits on the pipes and the processes' sentinels
 together (``multiprocessing.connection.wait``), so it sees at once when a worker reports an
-event and when a worker dies. A worker that dies fails only the run it had (``worker_died``,
-with the epochs of its checkpoint, which stays for a rerun to resume); a run past its time
-limit plus a grace is stopped by killing its worker (``time_limit``), wherever it is stuck. A
-fresh worker takes the next run; runs not yet started are never touched.
+event and when a worker dies. A worker that dies fails only the run it had started
+(``worker_died``, with the epochs of its checkpoint, which stays for a rerun to resume); a run
+past its time limit plus a grace is stopped by killing its worker (``time_limit``), wherever
+it is stuck. A fresh worker takes the next run; runs not yet started are never touched (one
+handed to a worker that died before starting it goes back to the queue).
 
 Messages, each a pickled tuple on the pipe:
 
@@ -51,7 +52,7 @@ STOP_TIMEOUT_S = 2.0
 """How long stopped workers get to exit before they are killed."""
 
 MAX_FAILED_STARTS = 3
-"""Workers of one slot that may die in a row before running anything, before the pool gives
+"""Workers of one slot that may die in a row before they start a run, before the pool gives
 up (a broken installation would otherwise be restarted for ever)."""
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -103,6 +104,7 @@ class Worker:
             self.process.start()
         theirs.close()  # else the driver never sees end-of-file when the worker dies
         self.ready = False
+        self.ran = False  # started a run (else its death counts as a failed start)
         self.assignment: Assignment | None = None
 
     @property
@@ -115,8 +117,11 @@ class Worker:
         if spec.time_limit_s and checkpoint_dir:  # nobody writes the checkpoint right now
             saved = Checkpoints(checkpoint_dir).read(spec.key)
             earlier = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
-        self.connection.send((spec, checkpoint_dir))
         self.assignment = Assignment(spec, earlier)
+        try:
+            self.connection.send((spec, checkpoint_dir))
+        except OSError:  # it died idle; the pool sees its death and hands the run on
+            pass
 
     def kill(self) -> None:
         self.process.kill()
@@ -147,11 +152,10 @@ class WorkerPool:
                 for index, worker in enumerate(workers):
                     if worker is None or not worker.watched:
                         continue
-                    was_ready = worker.ready
-                    record, alive = self._attend(worker, notify)
+                    record, alive = self._attend(worker, notify, waiting)
                     if not alive:
                         workers[index] = None
-                        failed_starts[index] = 0 if was_ready else failed_starts[index] + 1
+                        failed_starts[index] = 0 if worker.ran else failed_starts[index] + 1
                         if failed_starts[index] == MAX_FAILED_STARTS:
                             raise RuntimeError(
                                 f"worker processes die while starting ({MAX_FAILED_STARTS} in a "
@@ -173,8 +177,10 @@ class WorkerPool:
                 workers[index] = Worker(self.context, self.slots[index])
                 starting += 1
 
-    def _attend(self, worker: Worker, notify: Notify) -> tuple[dict[str, Any] | None, bool]:
-        """Take a worker's messages; (the record if its run ended, whether the worker lives)."""
+    def _attend(self, worker: Worker, notify: Notify,
+                waiting: deque[RunSpec]) -> tuple[dict[str, Any] | None, bool]:
+        """Take a worker's messages; (the record if its run ended, whether the worker lives).
+        A run its dead worker never started goes back to the front of ``waiting``."""
         closed = False
         try:
             while worker.connection.poll():
@@ -184,6 +190,7 @@ class WorkerPool:
                     return None, True
                 assignment = worker.assignment
                 if event == "run_started":
+                    worker.ran = True
                     assignment.started = time.monotonic()
                     assignment.started_at = _now()
                 notify(event, assignment.spec, **details)
@@ -195,9 +202,14 @@ class WorkerPool:
             worker.process.join(STOP_TIMEOUT_S)
         if closed or not worker.process.is_alive():
             worker.kill()
+            if worker.assignment and worker.assignment.started is None:
+                waiting.appendleft(worker.assignment.spec)
+                worker.assignment = None
+            if worker.assignment is None:
+                return None, False
             error = WorkerDied(f"worker process {worker.process.pid} died "
                                f"({_exit_reason(worker.process.exitcode)}) during the run")
-            return (self._lost(worker, error, notify) if worker.assignment else None), False
+            return self._lost(worker, error, notify), False
         kill_at = worker.assignment.kill_at() if worker.assignment else None
         if kill_at is not None and time.monotonic() >= kill_at:
             worker.kill()
