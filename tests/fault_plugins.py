@@ -46,6 +46,25 @@ class Stuck(HangsInEpoch2):
         super().hang()
 
 
+class AdjointSleeper(Family):
+    """h' = f(h) for the first ``calls`` evaluations (a forward solve's worth), then sleeps
+    forever: inside the adjoint solve in ``loss.backward()``."""
+
+    name = "adjoint_sleeper"
+    widths_like = "node"
+
+    def __init__(self, calls: int = 8) -> None:
+        super().__init__()
+        self.calls, self.made = calls, 0
+
+    def derivatives(self, t, state, f):
+        self.made += 1
+        while self.made > self.calls:
+            time.sleep(60)
+        (h,) = state
+        return (f(t, h),)
+
+
 class Crawler(Family):
     """h' = f(h), sleeping ``delay`` seconds per evaluation, so a run lasts long enough to be
     killed mid-epoch; with ``pid_file``, its process id is written there at the first call."""
@@ -67,4 +86,4 @@ class Crawler(Family):
 
 @hookimpl
 def harness_model_families():
-    return [Sleeper, Stuck, Crawler]
+    return [Sleeper, Stuck, AdjointSleeper, Crawler]

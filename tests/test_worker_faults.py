@@ -52,27 +52,46 @@ def test_harness_plugins_registers_modules_and_reports_broken_ones(monkeypatch):
     assert "import failed" in failure.reason and "HARNESS_PLUGINS" in failure.reason
 
 
-def test_the_alarm_stops_a_hung_run_inline_and_restores_the_outer_timer(fault_registry):
-    class Hung(Exception):
-        pass
+class Hung(Exception):
+    pass
 
+
+@pytest.fixture
+def outer_timer():
+    """Someone else's 20 s SIGALRM timer, which also ends a run no time limit stopped."""
     def outer(signum, frame):
         raise Hung("the run was not stopped at its time limit")
 
     previous = signal.signal(signal.SIGALRM, outer)
     signal.setitimer(signal.ITIMER_REAL, 20)
-    try:
-        spec = make_spec(model="sleeper", epochs=3, solver=RK4, time_limit_s=1.5)
-        started = time.monotonic()
-        record = execute_run(spec, fault_registry, CPU, lambda *a, **k: None)
-        assert record["failure_kind"] == "time_limit", record["error"]
-        assert time.monotonic() - started < 10
-        assert [e["epoch"] for e in record["epochs"]] == [1]
-        assert signal.getsignal(signal.SIGALRM) is outer
-        assert 5 < signal.getitimer(signal.ITIMER_REAL)[0] < 20  # the outer timer runs on
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    yield outer
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_alarm_stops_a_hung_run_inline_and_restores_the_outer_timer(fault_registry,
+                                                                         outer_timer):
+    spec = make_spec(model="sleeper", epochs=3, solver=RK4, time_limit_s=1.5)
+    started = time.monotonic()
+    record = execute_run(spec, fault_registry, CPU, lambda *a, **k: None)
+    assert record["failure_kind"] == "time_limit", record["error"]
+    assert time.monotonic() - started < 10
+    assert [e["epoch"] for e in record["epochs"]] == [1]
+    assert signal.getsignal(signal.SIGALRM) is outer_timer
+    assert 5 < signal.getitimer(signal.ITIMER_REAL)[0] < 20  # the outer timer runs on
+
+
+def test_the_alarm_stops_a_hung_adjoint_solve(fault_registry, outer_timer):
+    """The first 8 evaluations are the forward solve; the 9th is the adjoint's."""
+    solver = {**RK4, "adjoint": True}
+    plain = execute_run(make_spec(model="node", epochs=1, solver=solver), fault_registry, CPU,
+                        lambda *a, **k: None)
+    assert plain["epochs"][0]["forward_nfe"] == 8 and plain["epochs"][0]["backward_nfe"] > 0
+    spec = make_spec(model="adjoint_sleeper", epochs=2, solver=solver, time_limit_s=1)
+    started = time.monotonic()
+    record = execute_run(spec, fault_registry, CPU, lambda *a, **k: None)
+    assert record["failure_kind"] == "time_limit", record["error"]
+    assert time.monotonic() - started < 10 and record["epochs"] == []
 
 
 def test_a_killed_worker_fails_only_its_run_and_a_rerun_resumes_it(tmp_path, fault_registry):
