@@ -175,6 +175,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     if not args.quiet:
         registry.manager.register(Progress(len(suite.runs)), name="progress")
+    plugin_failures = len(registry.failures)
     try:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
                             executor=executor, workers=execution.get("workers"),
@@ -187,6 +188,8 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
           f"already finished; results in {out / 'results.jsonl'}")
     for record in failed:
         print(f"  failed: {record['task']}/{record['model']}/seed{record['seed']}: {record['error']}")
+    for failure in registry.failures[plugin_failures:]:  # observers that raised during the runs
+        print(f"  plugin {failure.plugin} (package {failure.package}): {failure.reason}")
     return 1 if failed and not args.allow_failures else 0
 
 

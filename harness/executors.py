@@ -27,7 +27,8 @@ from harness.contract import hookimpl
 from harness.environment import resolve_device
 from harness.failures import WorkerDied
 from harness.plugins import load_registry
-from harness.runner import Notify, execute_run
+from harness.observers import Notify
+from harness.runner import execute_run
 from harness.runspec import RunSpec
 from harness.workers import Slot, WorkerPool, lost_record
 

@@ -45,7 +45,8 @@ from harness.deadline import grace
 from harness.environment import resolve_device
 from harness.failures import TimeLimitExceeded, WorkerDied
 from harness.plugins import Registry, load_registry
-from harness.runner import Notify, execute_run, mark_failed, new_record
+from harness.observers import Notify
+from harness.runner import execute_run, mark_failed, new_record
 from harness.runspec import RunSpec
 
 STOP_TIMEOUT_S = 2.0

@@ -5,10 +5,12 @@ import json
 
 import pytest
 
-from harness.plugins import load_registry
-from harness.store import read_records, results_path
+from harness import hookimpl
+from harness.cli import main
 from harness.driver import run_suite
+from harness.plugins import load_registry
 from harness.runner import RunConfigError
+from harness.store import read_records, results_path
 from harness.suite import load_suite
 from tests.conftest import CPU, make_spec
 from tests.plugins_for_tests import Misbehaving
@@ -97,8 +99,6 @@ def test_setup_problems_stop_the_suite_before_training(tmp_path, registry):
 
 
 def test_observers_see_every_epoch_and_the_end(tmp_path):
-    from harness import hookimpl
-
     seen = []
 
     class Observer:
@@ -117,6 +117,56 @@ def test_observers_see_every_epoch_and_the_end(tmp_path):
     registry = load_registry([("observer", Observer())])
     run_suite([make_spec(model="node", epochs=2, solver=RK4)], registry, tmp_path, CPU)
     assert seen == [("start", "node"), ("epoch", 1), ("epoch", 2), ("end", "ok")]
+
+
+class RaisingObserver:
+    """A logging plugin with a bug in each observer hook."""
+
+    @hookimpl
+    def harness_run_started(self, run):
+        raise RuntimeError("logger down")
+
+    @hookimpl
+    def harness_epoch_finished(self, run, epoch):
+        raise KeyError("step")
+
+    @hookimpl
+    def harness_run_finished(self, run, record):
+        raise ValueError("no sink")
+
+
+def test_a_raising_observer_changes_no_result_and_is_reported(tmp_path, caplog):
+    seen = []
+
+    class Healthy:
+        @hookimpl
+        def harness_epoch_finished(self, run, epoch):
+            seen.append(epoch["epoch"])
+
+    registry = load_registry([("healthy", Healthy()), ("buggy_logger", RaisingObserver())])
+    runs = [make_spec(model="node", epochs=2, solver=RK4), make_spec(model="hbnode", epochs=2,
+                                                                      solver=RK4)]
+    outcome = run_suite(runs, registry, tmp_path, CPU)
+    assert [r["status"] for r in outcome.records] == ["ok", "ok"]
+    assert seen == [1, 2, 1, 2]  # the other observer still sees every epoch
+    (failure,) = [f for f in registry.failures if f.plugin == "buggy_logger"]
+    assert "harness_run_started raised RuntimeError('logger down')" in failure.reason
+    assert "plugin buggy_logger" in caplog.text
+
+
+def test_the_run_summary_names_a_raising_observer(tmp_path, capsys, monkeypatch):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("runs:\n  - task: point_cloud\n    model: node\n    epochs: 1\n"
+                     "    solver: {method: rk4, options: {step_size: 0.5}}\n")
+    monkeypatch.setenv("HARNESS_PLUGINS", "tests.test_runner")
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "plugin tests.test_runner" in capsys.readouterr().out
+
+
+@hookimpl
+def harness_epoch_finished(run, epoch):
+    """This module as a plugin (``HARNESS_PLUGINS=tests.test_runner``): a broken logger."""
+    raise ZeroDivisionError("oops")
 
 
 def test_zero_epochs_evaluates_the_untrained_model(tmp_path, registry):
