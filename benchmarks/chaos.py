@@ -6,8 +6,9 @@ what was lost.
 A suite of about 20 tiny point-cloud runs on the local executor with two workers is first run
 once, uninterrupted (the reference). Then, into a fresh directory, the same command is started
 again and again; each time, after a random delay, one of three faults hits it — `kill -9` of
-one worker, `kill -9` of the driver, or SIGINT (Ctrl-C) to the driver's process group — until
-the kills are used up; then it is rerun until it exits 0. It prints:
+one worker while both are training, `kill -9` of the driver, or SIGINT (Ctrl-C) to the driver's
+process group — and it is rerun until it exits 0; while kills are left, another round starts
+in another fresh directory. It prints:
 
 * kills survived, by kind;
 * workers still alive 10 s after their driver was killed (orphans; goal 0);
@@ -67,6 +68,12 @@ def workers_of(pid: int) -> list[int]:
     return found
 
 
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split()[2]
@@ -99,6 +106,34 @@ def fingerprint(record: dict) -> list[dict]:
             for epoch in record["epochs"]]
 
 
+def invoke(suite: Path, out: Path, kills: Counter, tally: Counter, chance: random.Random,
+           reference_s: float, kills_left: int) -> int:
+    """One invocation of the suite, hit by one random fault while kills are left; its exit code."""
+    driver = subprocess.Popen(command(suite, out), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if kills_left <= 0:
+        return driver.wait()
+    kind = chance.choice(KINDS)
+    time.sleep(chance.uniform(0.2, reference_s * 0.6))
+    if kind == "worker":  # one that has a run: wait until both are up and one has trained
+        _wait_for(lambda: len(workers_of(driver.pid)) == 2 or driver.poll() is not None)
+        _wait_for(lambda: any((out / "checkpoints").glob("*.pt")) or driver.poll() is not None)
+    workers = workers_of(driver.pid)
+    if driver.poll() is not None:
+        return driver.wait()
+    if kind == "worker":
+        os.kill(chance.choice(workers), signal.SIGKILL)
+    elif kind == "driver":
+        driver.kill()
+        driver.wait()
+        time.sleep(10)
+        tally["orphans"] += sum(alive(pid) for pid in workers)
+    else:
+        os.killpg(driver.pid, signal.SIGINT)
+    kills[kind] += 1
+    return driver.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=30)
@@ -116,57 +151,43 @@ def main() -> None:
         reference_s = time.perf_counter() - start
         reference = {r["key"]: fingerprint(r) for r in records(root / "reference")[0]}
 
-        out = root / "chaos"
         kills: Counter[str] = Counter()
-        orphans = lost = invocations = 0
-        ever_ok: set[str] = set()
-        while True:
-            invocations += 1
-            driver = subprocess.Popen(command(suite, out), start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if sum(kills.values()) < args.kills:
-                time.sleep(chance.uniform(0.5, reference_s / 2))
-                kind = chance.choice(KINDS)
-                workers = workers_of(driver.pid)
-                if driver.poll() is None:
-                    if kind == "worker" and workers:
-                        os.kill(chance.choice(workers), signal.SIGKILL)
-                    elif kind == "driver":
-                        driver.kill()
-                    else:
-                        kind = "sigint"
-                        os.killpg(driver.pid, signal.SIGINT)
-                    kills[kind] += 1
-                    if kind == "driver":
-                        driver.wait()
-                        time.sleep(10)
-                        orphans += sum(alive(pid) for pid in workers)
-            code = driver.wait()
-            found, _ = records(out)
-            ok_now = {r["key"] for r in found if r["status"] == "ok"}
-            lost += len(ever_ok - ok_now)
-            ever_ok |= ok_now
-            if code == 0 and sum(kills.values()) >= args.kills:
-                break
-            if invocations > 10 * args.kills + 10:
-                raise SystemExit("the suite did not finish: something is stuck")
-        found, corrupt = records(out)
-        ok = [r for r in found if r["status"] == "ok"]
-        duplicated = sum(n - 1 for n in Counter(r["key"] for r in ok).values() if n > 1)
-        standing = {r["key"]: r for r in ok}
-        missing = set(reference) - set(standing)
-        differ = sum(fingerprint(r) != reference.get(key) for key, r in standing.items())
-        failed_lines = sum(r["status"] != "ok" for r in found)
+        tally: Counter[str] = Counter()
+        invocations = rounds = 0
+        while sum(kills.values()) < args.kills:  # a round: one fresh directory, run to the end
+            rounds += 1
+            out, ever_ok = root / f"chaos{rounds}", set()
+            while True:
+                invocations += 1
+                code = invoke(suite, out, kills, tally, chance, reference_s,
+                              args.kills - sum(kills.values()))
+                ok_now = {r["key"] for r in records(out)[0] if r["status"] == "ok"}
+                tally["lost"] += len(ever_ok - ok_now)
+                ever_ok |= ok_now
+                if code == 0:
+                    break
+                if invocations > 10 * args.kills + 10:
+                    raise SystemExit("the suite did not finish: something is stuck")
+            found, corrupt = records(out)
+            ok = [r for r in found if r["status"] == "ok"]
+            standing = {r["key"]: r for r in ok}
+            tally["duplicated"] += sum(n - 1 for n in Counter(r["key"] for r in ok).values() if n > 1)
+            tally["lost"] += len(set(reference) - set(standing))
+            tally["corrupt"] += corrupt
+            tally["failed"] += sum(r["status"] != "ok" for r in found)
+            tally["differ"] += sum(fingerprint(r) != reference.get(key) for key, r in standing.items())
+            tally["runs"] += len(standing)
 
     print(f"{len(reference)} runs × {args.epochs} epochs, local executor with 2 workers; "
-          f"reference {reference_s:.1f} s; {invocations} invocations")
+          f"reference {reference_s:.1f} s; {rounds} rounds, {invocations} invocations")
     print(f"kills survived      : {sum(kills.values())} ({', '.join(f'{k} {kills[k]}' for k in KINDS)})")
-    print(f"orphaned workers    : {orphans}")
-    print(f"records lost        : {lost + len(missing)}")
-    print(f"records duplicated  : {duplicated}")
-    print(f"records corrupt     : {corrupt}")
-    print(f"failed records      : {failed_lines} (worker_died, kept as history; each run resumed)")
-    print(f"epochs != reference : {differ} of {len(standing)} runs")
+    print(f"orphaned workers    : {tally['orphans']}")
+    print(f"records lost        : {tally['lost']}")
+    print(f"records duplicated  : {tally['duplicated']}")
+    print(f"records corrupt     : {tally['corrupt']}")
+    print(f"failed records      : {tally['failed']} (worker_died, kept as history; each such run "
+          f"resumed and ended ok)")
+    print(f"epochs != reference : {tally['differ']} of {tally['runs']} runs")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import logging
 import os
 import pickle
 import random
+import stat
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,30 +36,36 @@ class Checkpoints:
     def save(self, key: str, state: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.directory / f"{key}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
-            torch.save({**state, "rng": rng_state()}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path(key))
+        try:
+            with open(temporary, "wb") as handle:
+                torch.save({**state, "rng": rng_state()}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path(key))
+        except BaseException:  # a full disk, an interrupt: no half file left behind
+            temporary.unlink(missing_ok=True)
+            raise
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The saved state as stored (random-number states included), or None when there is
-        no usable checkpoint (an unusable one is moved aside to ``<key>.pt.rejected``)."""
+        no usable checkpoint (an unusable one — crafted, torn, a FIFO or a folder — is moved aside
+        to ``<key>.pt.<pid>-<time>.rejected``)."""
         path = self.path(key)
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO would block, a link mislead
+                raise ValueError("not a regular file")
             state = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or not isinstance(state.get("epochs"), list):
                 raise ValueError("not a harness checkpoint")
             return state
         except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-                KeyError, TypeError, AttributeError) as error:
-            rejected = path.with_suffix(".pt.rejected")
-            os.replace(path, rejected)
+                KeyError, TypeError, AttributeError, OSError) as error:
+            rejected = self._set_aside(path)
             log.warning("%s: not a loadable checkpoint (%s: it holds more than tensors and plain "
-                        "data, or is damaged); moved to %s, the run starts over", path,
-                        type(error).__name__, rejected.name)
+                        "data, is damaged or is no file); moved to %s, the run starts over",
+                        path, type(error).__name__, rejected.name)
             return None
 
     def load(self, key: str) -> dict[str, Any] | None:
@@ -74,7 +82,17 @@ class Checkpoints:
         return state["epochs"] if state else []
 
     def discard(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        path = self.path(key)
+        if os.path.isdir(path) and not os.path.islink(path):
+            self._set_aside(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def _set_aside(self, path: Path) -> Path:
+        """Move an unusable entry out of the way (a name of its own: never over another)."""
+        rejected = path.with_name(f"{path.name}.{os.getpid()}-{time.time_ns()}.rejected")
+        os.replace(path, rejected)
+        return rejected
 
     def sweep(self, finished: set[str]) -> None:
         """Remove what no run will read: checkpoints of finished runs (killed between storing

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -241,7 +242,11 @@ class ResultStore:
         and :class:`StoreWriteError` says why."""
         line = (json.dumps(record, default=_jsonable) + "\n").encode()
         with _signals_held():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fd = _open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            except OSError as error:
+                raise StoreWriteError(f"{self.path}: cannot open for writing: "
+                                      f"{error.strerror or error}") from None
             try:
                 size = os.fstat(fd).st_size
                 try:
@@ -258,7 +263,7 @@ class ResultStore:
                 os.close(fd)
 
     def _lock(self) -> None:
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_regular(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -266,8 +271,9 @@ class ResultStore:
             os.close(fd)
             raise StoreBusy(f"{self.directory}: another harness run is writing here (pid "
                             f"{holder}); wait for it to end or use another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        pid = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
         self._lock_fd = fd
 
     def _unlock(self) -> None:
@@ -277,9 +283,9 @@ class ResultStore:
 
     def _repair_tail(self) -> None:
         """Move a last line that lacks its newline aside, so appends start on a fresh line."""
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return
-        with open(self.path, "rb+") as handle:
+        with os.fdopen(_open_regular(self.path, os.O_RDWR), "rb+") as handle:
             size = handle.seek(0, os.SEEK_END)
             if size == 0:
                 return
@@ -301,6 +307,18 @@ class ResultStore:
         log.warning("%s: its last line was cut off (%d bytes, a crash while writing?); moved "
                     "it to %s and continued after the last whole record", self.path,
                     len(fragment), aside.name)
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """``os.open`` that refuses what a crafted results folder could hold instead of a plain
+    file: a symlink (it would send writes elsewhere), a FIFO (it would block), a device."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file (a symlink, FIFO or device is refused)",
+                      str(path))
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _last_line_start(handle: Any, size: int) -> int:

@@ -185,11 +185,26 @@ def top_level(document: Any, path: Path, error: type[Exception], keys: Collectio
 MAX_DEPTH = 50
 
 
+#: The most values a YAML file may expand to with its aliases resolved: a few anchors repeated
+#: in each other ("billion laughs") would otherwise fill the memory of whatever walks the data.
+MAX_VALUES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
     """``yaml.safe_load``'s loader (nothing is evaluated) that also rejects a key given twice in
-    one mapping (safe_load keeps the last silently) and nesting deeper than :data:`MAX_DEPTH`."""
+    one mapping (safe_load keeps the last silently), nesting deeper than :data:`MAX_DEPTH` and
+    documents that expand to more than :data:`MAX_VALUES` values."""
 
     _depth = 0
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None and _expanded_size(node, {}) > MAX_VALUES:
+            raise yaml.composer.ComposerError(
+                problem=f"expands to more than {MAX_VALUES} values once its aliases (*name) are "
+                        f"resolved; valid: a suite of ordinary size",
+                problem_mark=node.start_mark)
+        return node
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -207,6 +222,19 @@ class _Loader(yaml.SafeLoader):
         node = super().compose_mapping_node(anchor)
         _check_unique_keys(self, node)
         return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias copied out (each node counted once
+    per place it appears, each computed once)."""
+    if id(node) not in sizes:
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def _check_unique_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
@@ -228,15 +256,19 @@ def _check_unique_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
 
 
 def read_yaml(path: Path, error: type[Exception], kind: str) -> Any:
-    """The parsed YAML document (``yaml.safe_load``'s loader: nothing is evaluated); a missing
-    or malformed file, a key given twice in a mapping or nesting deeper than
-    :data:`MAX_DEPTH` raises ``error`` at once. ``kind`` names the file for the message."""
+    """The parsed YAML document (``yaml.safe_load``'s loader: nothing is evaluated); a missing,
+    unreadable or malformed file, a key given twice in a mapping, nesting deeper than
+    :data:`MAX_DEPTH` or more than :data:`MAX_VALUES` values raises ``error`` at once.
+    ``kind`` names the file for the message."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: file not found; valid: a path to {kind}") from None
     except OSError as problem:
         raise error(f"{path}: cannot read: {problem.strerror}") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: not UTF-8 text (byte {problem.start}); valid: {kind} in UTF-8") \
+            from None
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as bad:

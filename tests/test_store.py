@@ -266,7 +266,7 @@ def test_a_crafted_checkpoint_does_not_execute(suite, tmp_path, caplog):
     assert run(suite, out) == 0
     assert not sentinel.exists()
     assert all(r["status"] == "ok" and "resumed_from_epoch" not in r for r in read_records(out))
-    assert len(list(checkpoints.glob("*.pt.rejected"))) == 2
+    assert len(list(checkpoints.glob("*.pt.*.rejected"))) == 2
     assert "not a loadable checkpoint" in caplog.text
 
 
@@ -292,3 +292,40 @@ def test_a_rerun_sweeps_checkpoints_of_finished_runs_and_torn_temporaries(suite,
     (out / "checkpoints" / f"{key}.123.tmp").write_bytes(b"half a checkpoint")
     assert run(suite, out) == 0
     assert not list((out / "checkpoints").iterdir())
+
+
+# --- crafted entries in a results folder ----------------------------------------------------
+
+
+def test_a_symlinked_lock_or_results_file_writes_nothing_through_the_link(suite, tmp_path,
+                                                                          capsys):
+    victim = tmp_path / "victim"
+    for name in (".harness.lock", "results.jsonl"):
+        victim.write_text("precious data\n")
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        (out / name).symlink_to(victim)
+        assert run(suite, out) == EXIT_WRITE_FAILED
+        assert victim.read_text() == "precious data\n"
+        assert "symbolic links" in capsys.readouterr().err
+
+
+def test_a_fifo_or_a_folder_as_checkpoint_is_set_aside_and_the_run_starts_over(suite, tmp_path):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    keys = [r["key"] for r in read_records(out)]
+    results_path(out).unlink()
+    checkpoints = out / "checkpoints"
+    os.mkfifo(checkpoints / f"{keys[0]}.pt")  # opening it to read would block for ever
+    (checkpoints / f"{keys[1]}.pt").mkdir()
+    assert run(suite, out) == 0
+    assert all(r["status"] == "ok" and "resumed_from_epoch" not in r for r in read_records(out))
+    assert len(list(checkpoints.glob("*.rejected"))) == 2
+
+
+def test_a_checkpoints_entry_that_is_a_file_is_a_clear_error(suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checkpoints").write_text("not a folder")
+    assert run(suite, out) == 2
+    assert "checkpoints: is not a directory" in capsys.readouterr().err

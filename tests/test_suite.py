@@ -287,6 +287,22 @@ def test_too_deep_nesting_is_one_clear_error(tmp_path, registry, text):
     assert "is not a mapping" in problem(path, registry, "runs[0]")
 
 
+def test_an_alias_bomb_is_one_clear_error_not_a_full_memory(tmp_path, registry):
+    """Eight anchors, each ten of the one before: 10**8 values once expanded."""
+    lines = ["a0: &a0 [node, node, node, node, node, node, node, node, node, node]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write(tmp_path, "\n".join([*lines, "runs: [{task: toy, models: *a8}]"]))
+    [line] = problems(path, registry)
+    assert "expands to more than 100000 values once its aliases (*name) are resolved" in line
+
+
+def test_a_suite_that_is_not_utf8_names_the_file(tmp_path, registry):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"name: caf\xe9\nruns: []\n")
+    [line] = problems(path, registry)
+    assert line == f"{path}: not UTF-8 text (byte 9); valid: a suite YAML file in UTF-8"
+
+
 @pytest.mark.parametrize("name", ["../../x", "/abs", ".hidden", "-x", "a b", "x" * 101, "", "é"])
 def test_a_suite_name_is_one_plain_file_name(tmp_path, registry, name):
     path = write(tmp_path, f"name: '{name}'\nruns: [{{task: toy, model: node}}]\n")
