@@ -20,6 +20,7 @@ never passed silently.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -304,4 +305,10 @@ def write_budgets(path: str | Path, budgets: list[Budget], tolerance: float) -> 
                 "budgets": [budget.as_yaml(tolerance) for budget in budgets]}
     header = ("# NFE budgets, checked by `harness check RESULTS --budgets THIS_FILE`;\n"
               "# refreshed from measured values by adding `--update`.\n")
-    Path(path).write_text(header + yaml.safe_dump(document, sort_keys=False))
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # the user's file is replaced whole or not at all (Ctrl-C, a full disk)
+        temporary.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

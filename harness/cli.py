@@ -1,8 +1,9 @@
 """The ``harness`` command: run suites, list plugins, write reports.
 
 Exit codes: 0 done; 1 a run failed (``run``), a budget or a comparison failed (``check``,
-``compare --fail-on-worse``); 2 bad input, or the results directory is in use by another run;
-3 a result could not be written (disk full, read-only, …: the run's checkpoint is kept);
+``compare --fail-on-worse``); 2 bad input, the results directory in use by another run, or an
+executor that cannot start (no worker process starts, Ray missing);
+3 a result or report could not be written (disk full, read-only, …: a run's checkpoint is kept);
 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: rerun the same command to resume.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from harness.plugins import Registry, load_registry
+from harness.failures import ExecutorUnavailable
 from harness.store import StoreBusy, StoreWriteError
 
 EXIT_WRITE_FAILED = 3
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("harness: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
         return 143
-    except StoreBusy as error:
+    except (StoreBusy, ExecutorUnavailable) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     except StoreWriteError as error:
@@ -209,6 +211,9 @@ def _report(args: argparse.Namespace) -> int:
     except (ResultsError, ClaimsError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only or full disk where the report goes
+        print(f"harness: cannot write the report: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     print(written.summary.read_text())
     for file, results in written.claims:
         counts = {verdict: sum(r.verdict == verdict for r in results)
@@ -252,6 +257,9 @@ def _check(args: argparse.Namespace) -> int:
     except (ResultsError, budgets.BudgetError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # --update on a read-only or full disk
+        print(f"harness: cannot write {args.budgets}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     verdicts = budgets.check(lines, records)
     print(budgets.render(verdicts))
     return 0 if all(v.passed for v in verdicts) else 1

@@ -25,7 +25,7 @@ import torch
 from harness.checkpoints import Checkpoints
 from harness.contract import hookimpl
 from harness.environment import resolve_device
-from harness.failures import WorkerDied
+from harness.failures import ExecutorUnavailable, WorkerDied
 from harness.plugins import load_registry
 from harness.observers import Notify
 from harness.runner import execute_run
@@ -88,7 +88,8 @@ class RayCluster(Executor):
         try:
             import ray
         except ImportError:
-            raise RuntimeError("the ray executor needs Ray: pip install 'harness[ray]'") from None
+            raise ExecutorUnavailable("the ray executor needs Ray: pip install 'harness[ray]'") \
+                from None
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=self.address, num_cpus=None if self.address else self.workers,

@@ -21,6 +21,11 @@ class WorkerDied(RuntimeError):
     in native code, a lost Ray node)."""
 
 
+class ExecutorUnavailable(RuntimeError):
+    """No run can execute where the suite asked (no worker process can start, Ray is not
+    installed): the command ends with this message, not a run's record."""
+
+
 #: failure_kind in a record, by exception type; the first match wins.
 KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (NFECapExceeded, "nfe_cap"),

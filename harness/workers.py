@@ -43,7 +43,7 @@ import torch
 from harness.checkpoints import Checkpoints
 from harness.deadline import grace
 from harness.environment import resolve_device
-from harness.failures import TimeLimitExceeded, WorkerDied
+from harness.failures import ExecutorUnavailable, TimeLimitExceeded, WorkerDied
 from harness.plugins import Registry, load_registry
 from harness.observers import Notify
 from harness.runner import execute_run, mark_failed, new_record
@@ -158,7 +158,7 @@ class WorkerPool:
                         workers[index] = None
                         failed_starts[index] = 0 if worker.ran else failed_starts[index] + 1
                         if failed_starts[index] == MAX_FAILED_STARTS:
-                            raise RuntimeError(
+                            raise ExecutorUnavailable(
                                 f"worker processes die while starting ({MAX_FAILED_STARTS} in a "
                                 f"row, the last: {_exit_reason(worker.process.exitcode)}); "
                                 f"their output above says why")

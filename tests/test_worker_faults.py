@@ -223,3 +223,17 @@ def test_a_right_hand_side_that_never_returns_ends_at_the_time_limit(tmp_path, e
     if "stuck" in records:
         assert "its worker was killed" in records["stuck"]["error"]
     assert records["node"]["status"] == "ok" and len(records["node"]["epochs"]) == 2
+
+
+def test_workers_that_cannot_start_end_the_command_with_one_line(tmp_path):
+    """A plugin that kills every worker process while it loads: exit 2, no traceback."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("runs:\n  - {task: point_cloud, model: node, epochs: 1}\n")
+    environment = {**os.environ, "HARNESS_PLUGINS": "tests.dies_in_workers"}
+    ended = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--out",
+                            str(tmp_path / "out"), "--executor", "local", "--workers", "1",
+                            "--quiet"], env=environment, capture_output=True, text=True,
+                           timeout=180)
+    assert ended.returncode == 2, ended.stderr
+    assert "worker processes die while starting (3 in a row" in ended.stderr
+    assert "Traceback" not in ended.stderr
