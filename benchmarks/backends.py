@@ -141,7 +141,7 @@ def ode_rnn_step(family_name: str, registry, backend: str) -> tuple[Step, dict[s
     torch.manual_seed(0)
     solver = SolverConfig(rtol=1e-7, atol=1e-7, backend=backend)
     block = ODEBlock(family(), Autonomous(mlp([family.f_input_parts * n, h1, h2, n], nn.ReLU)),
-                     n, solver, counter)
+                     n, solver, counter, registry.backends[backend])
     model = nn.ModuleDict({"rnn": ODERNN(block, nn.Linear(state + features, state)),
                            "head": nn.Linear(n, features)})
     generator = torch.Generator().manual_seed(0)
@@ -185,12 +185,14 @@ def backend_speed(registry, repeats: int) -> None:
 def saved_bytes(backend: str, adjoint: bool, length: float) -> tuple[int, int]:
     """(bytes held for backward after the forward pass, forward NFE) of a point-cloud-sized
     HBNODE block solved over ``length`` time units."""
-    family = load_registry().families["hbnode"]
+    registry = load_registry()
+    family = registry.families["hbnode"]
     counter = NFECounter()
     torch.manual_seed(0)
     f = Autonomous(mlp([2, 14, 14, 2], nn.ELU))
     block = ODEBlock(family(), f, 2, SolverConfig(rtol=1e-5, atol=1e-5, adjoint=adjoint,
-                                                   backend=backend), counter)
+                                                   backend=backend), counter,
+                     registry.backends[backend])
     z0 = torch.randn(120, 4, generator=torch.Generator().manual_seed(0))
     held: dict[int, int] = {}
 

@@ -6,24 +6,22 @@ A backend is an object with a ``name``, the ``package`` whose version the record
 adjoint when ``config.adjoint``). It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
 per-element time scaling and NFE caps (which wrap ``func``) work for every backend.
 
-Built in: ``torchdiffeq`` (the reference, and the default), ``fast`` (:mod:`harness.fast_solver`,
-the same steps on one flat state) and ``torchode`` (:mod:`harness.torchode_backend`, when the
-optional torchode package is installed). Plugins add more through the ``harness_solver_backends``
-hook, as they add models; loading a registry makes them available to
-:func:`harness.solver.solve`.
+Built in (:mod:`harness.built_in_backends`): ``torchdiffeq`` (:mod:`harness.torchdiffeq_backend`,
+the reference, and the default), ``fast`` (:mod:`harness.fast_backend`, the same steps on one
+flat state) and ``torchode`` (:mod:`harness.torchode_backend`, when the optional torchode
+package is installed). Plugins add more through the ``harness_solver_backends`` hook, as they
+add models; a run uses the backend of the registry it was built with (``registry.backends``),
+which hands it to the run's ODE blocks.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from importlib.metadata import PackageNotFoundError, version
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
 
-from harness.contract import hookimpl
-from harness.fast_adjoint import solve_flat
-from harness.fast_solver import METHOD_OPTIONS, integrator
-from harness.solver import METHODS, SolverConfig, torchdiffeq_solve
+from harness.solver import SolverConfig
 
 
 class SolverBackend(ABC):
@@ -49,51 +47,3 @@ class SolverBackend(ABC):
     @abstractmethod
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
         """The state at t[-1]."""
-
-
-class TorchdiffeqBackend(SolverBackend):
-    """torchdiffeq's ``odeint`` / ``odeint_adjoint``: the reference."""
-
-    name, package, methods = "torchdiffeq", "torchdiffeq", METHODS
-
-    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
-        return torchdiffeq_solve(func, z0, t, config)
-
-
-class FastBackend(SolverBackend):
-    """dopri5, euler and rk4 taking torchdiffeq's steps, with a flat-state adjoint."""
-
-    name, package, methods = "fast", "harness", tuple(METHOD_OPTIONS)
-
-    def check(self, config: SolverConfig) -> None:
-        integrator(config.method, config.rtol, config.atol, config.options)
-
-    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
-        t0, t1 = t.tolist()
-        integrate = integrator(config.method, config.rtol, config.atol, config.options)
-        return solve_flat(func, z0, t0, t1, integrate, config.adjoint)
-
-
-BUILT_IN: tuple[SolverBackend, ...] = (TorchdiffeqBackend(), FastBackend())
-
-#: Every backend :func:`harness.solver.solve` can use: the built-in ones and those of the
-#: plugins of any registry loaded in this process.
-AVAILABLE: dict[str, SolverBackend] = {backend.name: backend for backend in BUILT_IN}
-
-
-def backend(name: str) -> SolverBackend:
-    try:
-        return AVAILABLE[name]
-    except KeyError:
-        raise ValueError(f"unknown solver backend {name!r}; valid: {', '.join(sorted(AVAILABLE))}") from None
-
-
-def install(found: dict[str, SolverBackend]) -> None:
-    """Make a registry's backends available to :func:`harness.solver.solve`."""
-    AVAILABLE.update(found)
-
-
-@hookimpl
-def harness_solver_backends() -> Sequence[SolverBackend]:
-    from harness.torchode_backend import TorchodeBackend  # it builds on this module
-    return (*BUILT_IN, TorchodeBackend())

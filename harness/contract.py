@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence
 
 import pluggy
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from harness.ode import ODEBlock
 
 #: Bumped when a hook or base-class requirement changes incompatibly. A plugin module may set
 #: ``HARNESS_CONTRACT = N`` (the version it was written for); a harness older than that refuses
@@ -90,6 +87,28 @@ class Family(nn.Module):
         return cls is not Family and "derivatives_vjp" in vars(cls)
 
 
+class ODEBlockLike(Protocol):
+    """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
+    ``nn.Module``, :class:`harness.ode.ODEBlock` (named here by what it offers, so the contract
+    depends on nothing else of the harness)."""
+
+    width: int
+    """The width n of each part."""
+
+    @property
+    def family(self) -> Family:
+        """The family instance whose dynamics the block solves."""
+
+    def __call__(self, z0: Tensor, duration: Tensor | None = None) -> Tensor:
+        """The state at the end of the family's interval (with ``duration``, per element)."""
+
+    def initial_state(self, x: Tensor, velocity_net: nn.Module | None = None) -> Tensor:
+        """x with the rest of the state: zeros, or the initial-velocity network's output."""
+
+    def part(self, z: Tensor, name: str = "h") -> Tensor:
+        """One part of a state."""
+
+
 class DataNotFound(FileNotFoundError):
     """A task's data is not where it was looked for; the message says where and how to get it."""
 
@@ -118,7 +137,7 @@ class BuildContext:
 
     family: type[Family]
     widths: dict[str, int]
-    ode: Callable[[nn.Module, int], ODEBlock]
+    ode: Callable[[nn.Module, int], ODEBlockLike]
     """``ode(f, n)`` wraps the network f in the family's dynamics with part width n; the block
     counts NFE and calls the run's solver. Call it once per ODE in the model."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -196,7 +215,8 @@ def harness_executors() -> Sequence[type]:
 
 @hookspec
 def harness_solver_backends() -> Sequence[Any]:
-    """Return solver backends (instances of :class:`harness.backends.SolverBackend`)."""
+    """Return solver backends (instances of :class:`harness.backends.SolverBackend`): a run
+    naming one in ``solver.backend`` solves with it."""
 
 
 @hookspec
@@ -217,5 +237,5 @@ def harness_run_finished(run: Any, record: dict[str, Any]) -> None:
 __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
-    "VectorField",
+    "VectorField", "ODEBlockLike",
 ]

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from harness.plugins import Registry
 from harness.checkpoints import Checkpoints
-from harness.runner import RunConfigError, hook_notifier, widths_for
+from harness.runner import RunConfigError, hook_notifier, solver_backend, widths_for
 from harness.runspec import RunSpec
 from harness.store import ResultStore, finished_keys
 
@@ -35,12 +35,7 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
         try:
             widths_for(spec, task, family)
             family(**spec.model_options)
-            backend = registry.backends.get(spec.solver.backend)
-            if backend is None:
-                raise RunConfigError(f"{spec.label}: no installed plugin provides solver backend "
-                                     f"{spec.solver.backend!r}; valid: "
-                                     f"{', '.join(sorted(registry.backends))}")
-            backend.check(spec.solver)
+            solver_backend(spec, registry).check(spec.solver)
         except RunConfigError as error:
             problems.append(str(error))
         except (TypeError, ValueError) as error:

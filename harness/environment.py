@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from harness.backends import SolverBackend
+
 
 def resolve_device(choice: str = "auto") -> torch.device:
     """"auto" picks CUDA when there is a GPU, else the CPU."""
@@ -22,13 +24,12 @@ def resolve_device(choice: str = "auto") -> torch.device:
     return device
 
 
-def environment(device: torch.device, solver_backend: str = "torchdiffeq") -> dict[str, Any]:
-    """The environment block of a result record; ``solver_backend`` names the run's backend,
+def environment(device: torch.device, backend: SolverBackend) -> dict[str, Any]:
+    """The environment block of a result record; ``backend`` is the run's solver backend,
     recorded with the version of the package providing it."""
-    from harness.backends import backend
-    used = backend(solver_backend)
     return {**_static_environment(), "device": str(device), "device_name": _device_name(device),
-            "solver_backend": {"name": used.name, "package": used.package, "version": used.version}}
+            "solver_backend": {"name": backend.name, "package": backend.package,
+                               "version": backend.version}}
 
 
 @functools.cache

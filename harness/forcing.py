@@ -5,7 +5,7 @@ The task makes the block with ``ctx.ode(net, n)``, where ``net`` reads [z, u] (i
 the state's f channels plus the signal's). The signal differs from solve to solve, so it must
 travel with the solve (the adjoint calls the dynamics again in ``backward()``), never sit on a
 module between solves: each solve wraps the block's network with its own signal, in a block
-sharing the first one's family instance, part width, solver settings and NFE counter.
+sharing the first one's family instance, part width, solver settings, backend and NFE counter.
 """
 from __future__ import annotations
 
@@ -37,5 +37,5 @@ def solve_with_input(ode: ODEBlock, signal: Signal, z0: Tensor,
     """``ode(z0, duration)`` with the block's network fed [z, signal(t)]; NFE counted on
     ``ode``'s counter."""
     block = ODEBlock(ode.family, InputFed(ode.dynamics.f, signal), ode.width, ode.solver,
-                     ode.dynamics.counter)
+                     ode.dynamics.counter, ode.backend)
     return block(z0, duration=duration)

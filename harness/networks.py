@@ -1,12 +1,9 @@
 """Building blocks tasks compose their models from."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from harness.ode import ODEBlock
+from harness.contract import ODEBlockLike
 
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
@@ -33,7 +30,8 @@ class Autonomous(nn.Module):
 class SolveThenRead(nn.Module):
     """x → initial state (zero augmentation or initial-velocity net) → solve → head(h(T))."""
 
-    def __init__(self, ode: ODEBlock, head: nn.Module, velocity_net: nn.Module | None = None) -> None:
+    def __init__(self, ode: ODEBlockLike, head: nn.Module,
+                 velocity_net: nn.Module | None = None) -> None:
         super().__init__()
         self.ode = ode
         self.head = head

@@ -1,14 +1,17 @@
-"""An ODE block: a family's dynamics around a task's network, solved with NFE counted."""
+"""An ODE block: a family's dynamics around a task's network, solved with NFE counted by the
+run's solver backend."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from harness.backends import SolverBackend
 from harness.contract import Family, Pullback
 from harness.failures import NFECapExceeded
 from harness.nfe import NFECounter
 from harness.pullbacks import PlainMLP
-from harness.solver import SolverConfig, interval_tensor, solve
+from harness.solver import SolverConfig, interval_tensor
+from harness.torchdiffeq_backend import TORCHDIFFEQ
 
 
 class Dynamics(nn.Module):
@@ -121,14 +124,20 @@ class Capped(nn.Module):
 
 
 class ODEBlock(nn.Module):
-    """Forms the initial state, solves over the family's interval, and reads parts back."""
+    """Forms the initial state, solves over the family's interval with ``backend``, and reads
+    parts back. ``backend`` is the one ``solver.backend`` names (a run takes it from its
+    registry); without a registry, the built-in torchdiffeq one."""
 
     def __init__(self, family: Family, f: nn.Module, width: int, solver: SolverConfig,
-                 counter: NFECounter) -> None:
+                 counter: NFECounter, backend: SolverBackend = TORCHDIFFEQ) -> None:
         super().__init__()
+        if backend.name != solver.backend:
+            raise ValueError(f"solver.backend is {solver.backend!r}, but the ODE block was given "
+                             f"the {backend.name!r} backend")
         self.dynamics = Dynamics(family, f, counter)
         self.width = width
         self.solver = solver
+        self.backend = backend
 
     @property
     def family(self) -> Family:
@@ -165,7 +174,7 @@ class ODEBlock(nn.Module):
             func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
         if self.solver.max_nfe:
             func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
-        return solve(func, z0, t, self.solver)
+        return self.backend.solve(func, z0, t, self.solver)
 
     def part(self, z: Tensor, name: str = "h") -> Tensor:
         return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]

@@ -9,7 +9,8 @@ from typing import Any, Iterable
 
 import pluggy
 
-from harness import contract
+from harness import built_in_backends, contract
+from harness.backends import SolverBackend
 from harness.contract import Family, Task
 
 ENTRY_POINT_GROUP = "harness"
@@ -35,8 +36,9 @@ class Registry:
     families: dict[str, type[Family]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     executors: dict[str, type] = field(default_factory=dict)
-    backends: dict[str, Any] = field(default_factory=dict)
-    """solver backend name → :class:`harness.backends.SolverBackend`."""
+    backends: dict[str, SolverBackend] = field(default_factory=dict)
+    """solver backend name → :class:`harness.backends.SolverBackend`: what runs built with
+    this registry solve with."""
     packages: dict[str, str] = field(default_factory=dict)
     """plugin name → the distribution that provides it."""
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -74,11 +76,11 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
     A plugin that fails to import, raises in a hook, returns the wrong thing or reuses a taken
     name is recorded in ``failures``; the others still load.
     """
-    from harness import backends, executors  # built-in executors and backends: plugins of the host
+    from harness import executors  # built-in executors: a plugin of the host
 
     registry = Registry(new_manager())
     _register(registry, "executors", "harness", executors)
-    _register(registry, "backends", "harness", backends)
+    _register(registry, "backends", "harness", built_in_backends)
     if entry_points_group:
         for ep in entry_points(group=entry_points_group):
             package = ep.dist.name if ep.dist else "?"
@@ -99,7 +101,6 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
     for name, plugin in extra_plugins:
         _register(registry, name, getattr(plugin, "__module__", "?") or "?", plugin)
     _collect(registry)
-    backends.install(registry.backends)
     return registry
 
 
@@ -174,7 +175,6 @@ def executor_problem(item: object) -> str | None:
 
 
 def backend_problem(item: object) -> str | None:
-    from harness.backends import SolverBackend
     if not isinstance(item, SolverBackend):
         return (f"harness_solver_backends returned {item!r}, not an instance of "
                 f"harness.backends.SolverBackend")

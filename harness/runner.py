@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from harness.backends import SolverBackend
 from harness.checkpoints import Checkpoints
 from harness.contract import BuildContext, Family, Task, TaskData
 from harness.deadline import Alarm
@@ -55,14 +56,26 @@ def widths_for(spec: RunSpec, task: Task, family: type[Family]) -> dict[str, int
                          f"{', '.join(sorted(task.widths))}), or set `widths_like` on the family")
 
 
+def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
+    """The backend ``spec.solver.backend`` names among the registry's."""
+    try:
+        return registry.backends[spec.solver.backend]
+    except KeyError:
+        raise RunConfigError(f"{spec.label}: no installed plugin provides solver backend "
+                             f"{spec.solver.backend!r}; valid: "
+                             f"{', '.join(sorted(registry.backends))}") from None
+
+
 def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltRun:
-    """Compose the task's networks with the family's dynamics (seeded, so init is reproducible)."""
+    """Compose the task's networks with the family's dynamics, solved by the registry's backend
+    for the run (seeded, so init is reproducible)."""
     task, family = registry.tasks[spec.task], registry.families[spec.model]
     widths = widths_for(spec, task, family)
+    backend = solver_backend(spec, registry)
     counter = NFECounter()
 
     def ode(f: nn.Module, width: int) -> ODEBlock:
-        return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter)
+        return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter, backend)
 
     seed_everything(spec.seed)
     context = BuildContext(family=family, widths=widths, ode=ode, options=_task_options(task, spec))
@@ -106,7 +119,8 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[
         "packages": {"task": registry.package_of("task", spec.task),
                      "model": registry.package_of("model", spec.model)},
         "versions": spec.versions,
-        "environment": environment(device, spec.solver.backend), "started_at": _now(), "epochs": [],
+        "environment": environment(device, solver_backend(spec, registry)), "started_at": _now(),
+        "epochs": [],
     }
 
 

@@ -1,5 +1,5 @@
-"""Solver settings, the one entry point of every solve (dispatching to the run's solver
-backend, :mod:`harness.backends`), and the one place the harness calls torchdiffeq."""
+"""Solver settings and failures: what every backend (:mod:`harness.backends`) is handed and
+raises, shared by the suite, the records and the ODE block. Nothing of the harness here."""
 from __future__ import annotations
 
 import re
@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torchdiffeq import odeint, odeint_adjoint
+from torch import Tensor
 from torchdiffeq._impl.odeint import SOLVERS
 
 #: Solver names a suite may use (torchdiffeq's).
@@ -38,32 +37,6 @@ class SolverConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def solve(func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
-    """Integrate ``func`` from z0 over the times t with the config's backend; return the state
-    at t[-1]."""
-    from harness.backends import backend  # the backends build on this module
-    return backend(config.backend).solve(func, z0, t, config)
-
-
-def torchdiffeq_solve(func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
-    """The torchdiffeq backend: integrate ``func`` from z0 over the times t; return the state
-    at t[-1].
-
-    With the adjoint, the gradient w.r.t. ``func``'s parameters comes from the adjoint solve
-    that runs inside ``loss.backward()``.
-    """
-    kwargs = dict(rtol=config.rtol, atol=config.atol, method=config.method,
-                  options=dict(config.options) or None)
-    try:
-        if config.adjoint:
-            z = odeint_adjoint(func, z0, t, adjoint_params=tuple(func.parameters()), **kwargs)
-        else:
-            z = odeint(func, z0, t, **kwargs)
-    except AssertionError as error:
-        raise as_solver_failure(error) from error
-    return z[-1]
 
 
 def as_solver_failure(error: BaseException) -> BaseException:

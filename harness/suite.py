@@ -31,9 +31,9 @@ import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator
+from typing import Any, Callable, Collection, Mapping
 
-from harness.backends import AVAILABLE as BACKENDS
+from harness.backends import SolverBackend
 from harness.contract import Family, Task
 from harness.plugins import Registry
 from harness.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
@@ -107,32 +107,19 @@ _SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class _MethodsOfBackends:
-    """Every method of every available backend; whether the run's backend has it is checked
-    with the backend before training."""
-
-    def _all(self) -> list[str]:
-        return sorted({method for backend in BACKENDS.values() for method in backend.methods})
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._all()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-
-_SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
-    "method": choice(_MethodsOfBackends(), "a solver method"),
-    "rtol": positive_number,
-    "atol": positive_number,
-    "tol": positive_number,
-    "adjoint": boolean,
-    "max_nfe": optional(positive_int),
-    "backend": choice(BACKENDS, "a solver backend"),  # with the plugins' of loaded registries
-}
+def _solver_checks(backends: Mapping[str, SolverBackend]) -> dict[str, Callable[[Any], Any]]:
+    """How each solver key is checked; ``method`` takes any method of the registry's backends
+    (whether the run's backend has it is checked with the backend before training)."""
+    methods = sorted({method for backend in backends.values() for method in backend.methods})
+    return {
+        "method": choice(methods, "a solver method"),
+        "rtol": positive_number,
+        "atol": positive_number,
+        "tol": positive_number,
+        "adjoint": boolean,
+        "max_nfe": optional(positive_int),
+        "backend": choice(backends, "a solver backend"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,8 +128,10 @@ _SOLVER_SCALARS: dict[str, Callable[[Any], Any]] = {
 
 @dataclass
 class _Scope:
-    """What a level of settings applies to, for checking model and task options."""
+    """What a level of settings applies to, for checking solver settings (against the
+    registry's backends), model and task options."""
 
+    backends: Mapping[str, SolverBackend]
     tasks: list[Task] = field(default_factory=list)
     families: list[type[Family]] = field(default_factory=list)
 
@@ -159,7 +148,7 @@ def _check_settings(raw: dict, at: str, report: Problems, scope: _Scope,
         if key in _SCALAR_SETTINGS:
             layer[key] = report.check(where, _SCALAR_SETTINGS[key], value)
         elif key == "solver":
-            layer[key] = _check_solver(value, where, report)
+            layer[key] = _check_solver(value, where, report, _solver_checks(scope.backends))
         elif key == "widths":
             layer[key] = _check_widths(value, where, report)
         elif key == "model_options":
@@ -171,18 +160,19 @@ def _check_settings(raw: dict, at: str, report: Problems, scope: _Scope,
     return layer
 
 
-def _check_solver(value: Any, at: str, report: Problems) -> dict[str, Any]:
-    solver = mapping(value, at, report, f"a mapping with keys {', '.join(_SOLVER_SCALARS)}, options")
+def _check_solver(value: Any, at: str, report: Problems,
+                  checks: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    solver = mapping(value, at, report, f"a mapping with keys {', '.join(checks)}, options")
     checked: dict[str, Any] = {}
     for key, item in solver.items():
         where = join(at, key)
-        if key in _SOLVER_SCALARS:
-            checked[key] = report.check(where, _SOLVER_SCALARS[key], item)
+        if key in checks:
+            checked[key] = report.check(where, checks[key], item)
         elif key == "options":
             options = mapping(item, where, report, "a mapping of torchdiffeq solver options")
             checked[key] = {name: numeric(option) for name, option in options.items()}
         else:
-            report.unknown(where, f"unknown solver key {key!r}", key, [*_SOLVER_SCALARS, "options"])
+            report.unknown(where, f"unknown solver key {key!r}", key, [*checks, "options"])
     if "tol" in checked:
         tol = checked.pop("tol")
         checked = {"rtol": tol, "atol": tol, **checked}
@@ -358,7 +348,8 @@ def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
             continue
         settings = mapping(settings, where, report, "a mapping of run settings")
         checked[model] = _check_settings(settings, where, report,
-                                         _Scope(tasks, [registry.families[model]]))
+                                         _Scope(registry.backends, tasks,
+                                                [registry.families[model]]))
     return checked
 
 
@@ -368,7 +359,7 @@ def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _E
     tasks = [registry.tasks[name] for name in
              _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
     models = _check_names(raw, "model", "models", at, report, registry.families, broken)
-    scope = _Scope(tasks, [registry.families[name] for name in models])
+    scope = _Scope(registry.backends, tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
     return _Entry(
         tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
@@ -467,9 +458,10 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
     defaults = _check_settings(mapping(document.get("defaults", {}), "defaults", report,
                                         "a mapping of run settings"),
-                               "defaults", report, _Scope(used_tasks, used_families))
+                               "defaults", report,
+                               _Scope(registry.backends, used_tasks, used_families))
     schedules = {task.name: _check_settings(dict(task.schedule), f"task {task.name!r} schedule",
-                                            report, _Scope([task]))
+                                            report, _Scope(registry.backends, [task]))
                  for task in used_tasks}
     report.raise_if_any(SuiteError)
 

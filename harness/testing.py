@@ -27,11 +27,17 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from harness.backends import SolverBackend
 from harness.contract import DataNotFound, Family, hookimpl
+from harness.fast_backend import FastBackend
 from harness.networks import Autonomous
 from harness.nfe import NFECounter
 from harness.ode import Dynamics, ODEBlock
+from harness.plugins import family_problem, load_registry
+from harness.runner import execute_run
 from harness.solver import SolverConfig
+from harness.suite import suite_from_document
+from harness.torchdiffeq_backend import TORCHDIFFEQ
 
 N = 3  # width of a part in the synthetic checks
 
@@ -63,7 +69,6 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
     if family.has_derivatives_vjp():
         checks.append(Check("hand-written VJP equals autograd's", lambda: _vjp_matches_autograd(family)))
     if tasks is None:
-        from harness.plugins import load_registry
         tasks = sorted(load_registry().tasks)
     checks += [Check(f"a tiny run on {task}", lambda task=task: _train_step(family, task))
                for task in tasks]
@@ -71,7 +76,6 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
 
 
 def _layout(family: type[Family]) -> None:
-    from harness.plugins import family_problem
     problem = family_problem(family)
     assert problem is None, problem
     assert len(set(family.parts)) == len(family.parts), f"part names repeat: {family.parts}"
@@ -105,13 +109,15 @@ def _shapes(family: type[Family]) -> None:
             assert d.shape == state[0].shape, f"d{name}/dt has shape {tuple(d.shape)}, h has {shape}"
 
 
-def _step(family: type[Family], adjoint: bool,
-          backend: str = "torchdiffeq") -> tuple[dict[str, int], dict[str, torch.Tensor | None]]:
+def _step(family: type[Family], adjoint: bool, backend: SolverBackend = TORCHDIFFEQ
+          ) -> tuple[dict[str, int], dict[str, torch.Tensor | None]]:
     """One forward and backward pass of a tiny float64 block: (NFE by phase, gradients)."""
     torch.manual_seed(0)
-    solver = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=adjoint, backend=backend)
+    solver = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=adjoint,
+                          backend=backend.name)
     counter = NFECounter()
-    block = ODEBlock(family(), _vector_field(family.f_input_parts * N), N, solver, counter).double()
+    block = ODEBlock(family(), _vector_field(family.f_input_parts * N), N, solver, counter,
+                     backend).double()
     z0 = torch.randn(4, len(family.parts) * N, generator=torch.Generator().manual_seed(1)).double()
     with counter.in_phase("forward"):
         loss = block(z0).pow(2).sum()
@@ -139,7 +145,7 @@ def _fast_matches_torchdiffeq(family: type[Family]) -> None:
     """The fast backend repeats torchdiffeq's algorithm; on this family it must take the same
     steps (NFE in both phases) and give the same gradients (float64, with the adjoint)."""
     nfe, reference = _step(family, adjoint=True)
-    fast_nfe, fast = _step(family, adjoint=True, backend="fast")
+    fast_nfe, fast = _step(family, adjoint=True, backend=FastBackend())
     assert fast_nfe == nfe, f"NFE under the fast backend {fast_nfe} != torchdiffeq's {nfe}"
     for name, expected in reference.items():
         torch.testing.assert_close(fast[name], expected, rtol=1e-9, atol=1e-12,
@@ -181,11 +187,7 @@ def _vjp_matches_autograd(family: type[Family]) -> None:
 
 
 def _train_step(family: type[Family], task_name: str) -> None:
-    import pytest
-
-    from harness.plugins import load_registry
-    from harness.runner import execute_run
-    from harness.suite import suite_from_document
+    import pytest  # a dev extra: only the checks that skip need it
 
     registry = load_registry()
     if registry.families.get(family.name) is not family:  # not installed (yet): register it

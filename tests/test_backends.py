@@ -17,7 +17,8 @@ from harness.nfe import NFECounter
 from harness.ode import ODEBlock
 from harness.plugins import load_registry
 from harness.runner import RunConfigError
-from harness.solver import SolverConfig, torchdiffeq_solve
+from harness.solver import SolverConfig
+from harness.torchdiffeq_backend import TORCHDIFFEQ
 from harness.suite import SuiteError, suite_from_document
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Misbehaving
@@ -35,12 +36,13 @@ SOLVERS = {
 
 def _step(registry, family_name: str, config: SolverConfig, duration: bool,
           dtype: torch.dtype = torch.float32):
-    """One forward and backward pass of a tiny block: (state, NFE by phase, gradients)."""
+    """One forward and backward pass of a tiny block, solved by the registry's backend for
+    ``config``: (state, NFE by phase, gradients)."""
     family = registry.families[family_name]
     counter = NFECounter()
     torch.manual_seed(0)
     f = Autonomous(nn.Sequential(nn.Linear(family.f_input_parts * N, 8), nn.Tanh(), nn.Linear(8, N)))
-    block = ODEBlock(family(), f, N, config, counter).to(dtype)
+    block = ODEBlock(family(), f, N, config, counter, registry.backends[config.backend]).to(dtype)
     generator = torch.Generator().manual_seed(1)
     z0 = torch.randn(5, len(family.parts) * N, generator=generator, dtype=dtype).requires_grad_(True)
     spans = torch.rand(5, generator=generator, dtype=dtype) * 2 if duration else None
@@ -166,7 +168,7 @@ class _Counting(SolverBackend):
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
         type(self).solves += 1
-        return torchdiffeq_solve(func, z0, t, config)
+        return TORCHDIFFEQ.solve(func, z0, t, config)
 
 
 class _ProvidesBackend:
@@ -182,3 +184,21 @@ def test_a_plugin_adds_a_backend(tmp_path):
                      task_options={"inner": 10, "outer": 20})
     (record,) = run_suite([spec], registry, tmp_path, CPU).records
     assert record["status"] == "ok" and _Counting.solves > 0
+
+
+def test_a_plugins_backend_stays_in_its_registry(registry):
+    """Loading a registry with a plugin's backend makes it no other registry's: a suite
+    checked against the plain registry does not know it."""
+    load_registry([("counting-backend", _ProvidesBackend())])
+    document = {"runs": [{"task": "point_cloud", "model": "node", "solver": {"backend": "counting"}}]}
+    with pytest.raises(SuiteError, match="'counting' is not a solver backend"):
+        suite_from_document(document, Path("s.yaml"), registry)
+
+
+def test_an_ode_block_refuses_a_backend_its_settings_do_not_name(registry):
+    """Without a registry a block solves with torchdiffeq, and says so when its settings name
+    another backend rather than solving with the wrong one."""
+    f = Autonomous(nn.Linear(N, N))
+    with pytest.raises(ValueError, match="solver.backend is 'fast', but the ODE block was given "
+                                         "the 'torchdiffeq' backend"):
+        ODEBlock(registry.families["node"](), f, N, SolverConfig(backend="fast"), NFECounter())

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from harness.failures import NFECapExceeded
+from harness.fast_backend import FastBackend
 from harness.networks import Autonomous
 from harness.nfe import NFECounter
 from harness.ode import Dynamics, ODEBlock
@@ -160,7 +161,7 @@ def _hbnode_block(cap: int | None = None) -> tuple[ODEBlock, NFECounter]:
     counter = NFECounter()
     solver = SolverConfig(rtol=1e-6, atol=1e-6, backend="fast", max_nfe=cap)
     f = Autonomous(nn.Sequential(nn.Linear(3, 8), nn.ELU(), nn.Linear(8, 3)))
-    return ODEBlock(HBNODE(), f, 3, solver, counter), counter
+    return ODEBlock(HBNODE(), f, 3, solver, counter, FastBackend()), counter
 
 
 def _forward_backward(block: ODEBlock, counter: NFECounter) -> None:
@@ -236,7 +237,8 @@ def test_a_missing_parameter_gradient_fails_the_backward_solve_clearly():
     torch.manual_seed(0)
     counter = NFECounter()
     f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
-    block = ODEBlock(Forgetful(), f, 3, SolverConfig(rtol=1e-5, atol=1e-5, backend="fast"), counter)
+    block = ODEBlock(Forgetful(), f, 3, SolverConfig(rtol=1e-5, atol=1e-5, backend="fast"), counter,
+                     FastBackend())
     with pytest.raises(ValueError, match=r"derivatives_vjp gave no gradient for a parameter of shape \(\)"):
         _forward_backward(block, counter)
 

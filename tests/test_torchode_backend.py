@@ -78,7 +78,8 @@ def test_a_failed_adjoint_solve_raises_instead_of_returning_partial_gradients(re
     torch.manual_seed(0)
     f = Autonomous(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3)))
     config = replace(TIGHT, backend="torchode", options={"max_num_steps": 6})
-    block = ODEBlock(registry.families["hbnode"](), f, 3, config, NFECounter()).double()
+    block = ODEBlock(registry.families["hbnode"](), f, 3, config, NFECounter(),
+                     registry.backends["torchode"]).double()
     z = block(torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
     with pytest.raises(SolverFailure, match="max_num_steps exceeded"):
         z.pow(2).sum().backward()
