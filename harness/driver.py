@@ -2,13 +2,15 @@
 writes each record as it comes back (then, and only then, drops the run's checkpoint)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from harness.plugins import Registry
 from harness.checkpoints import Checkpoints
-from harness.runner import RunConfigError, hook_notifier, solver_backend, widths_for
+from harness.observers import Observers
+from harness.runner import RunConfigError, solver_backend, widths_for
 from harness.runspec import RunSpec
 from harness.store import ResultStore, finished_keys
 
@@ -58,6 +60,10 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     """
     check_runs(runs, registry)
     checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
+    if os.path.lexists(checkpoint_dir) and (checkpoint_dir.is_symlink()
+                                             or not checkpoint_dir.is_dir()):
+        raise RunConfigError(f"{checkpoint_dir}: is not a directory; valid: a folder the "
+                             f"harness writes run checkpoints into (move this aside)")
     checkpoints = Checkpoints(checkpoint_dir)
     with ResultStore(out_dir) as store:
         done = finished_keys(store.records())
@@ -69,7 +75,7 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
         if not todo:
             return outcome
         runner = registry.executors[executor](registry, device, workers, address)
-        for record in runner.run(todo, hook_notifier(registry), checkpoint_dir):
+        for record in runner.run(todo, Observers(registry), checkpoint_dir):
             store.append(record)
             if record.get("failure_kind") != "worker_died":
                 checkpoints.discard(record["key"])

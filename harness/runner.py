@@ -19,6 +19,7 @@ from harness.deadline import Alarm
 from harness.environment import environment
 from harness.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
 from harness.nfe import NFECounter
+from harness.observers import Notify, Observers
 from harness.ode import ODEBlock
 from harness.plugins import Registry
 from harness.runspec import RunSpec
@@ -93,19 +94,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-Notify = Callable[..., None]
-"""``notify(event, run, **details)`` with event "run_started", "epoch_finished" (``epoch=``) or
-"run_finished" (``record=``): how a run reports progress to the observer hooks, in this
-process or across a process boundary."""
-
-
-def hook_notifier(registry: Registry) -> Notify:
-    """Deliver events to the registry's observer hooks (``harness_<event>``)."""
-    def notify(event: str, run: RunSpec, **details: Any) -> None:
-        getattr(registry.hook, f"harness_{event}")(run=run, **details)
-    return notify
-
-
 def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[str, Any]:
     """A run's result record before it trains: what it is, what it ran with, no epochs yet.
     The one place a record's fields are decided; a run that ends adds its outcome, a run whose
@@ -142,7 +130,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
     it exists, continues from there (the record says ``resumed_from_epoch``). The checkpoint
     stays when the run ends: whoever stores the record discards it once the record is durable.
     """
-    notify = notify or hook_notifier(registry)
+    notify = notify or Observers(registry)
     task = registry.tasks[spec.task]
     record = new_record(spec, registry, device)
     notify("run_started", spec)
