@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from harness.plugins import Registry, load_registry
+from harness.plugins import load_registry
+from harness.registry import Registry
 from harness.failures import ExecutorUnavailable
 from harness.store import StoreBusy, StoreWriteError
 

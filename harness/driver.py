@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.plugins import Registry
+from harness.registry import Registry
 from harness.checkpoints import Checkpoints
 from harness.observers import Observers
 from harness.runner import RunConfigError, solver_backend, widths_for

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
@@ -26,7 +26,7 @@ from harness.checkpoints import Checkpoints
 from harness.contract import hookimpl
 from harness.environment import resolve_device
 from harness.failures import ExecutorUnavailable, WorkerDied
-from harness.plugins import load_registry
+from harness.registry import Registry
 from harness.observers import Notify
 from harness.runner import execute_run
 from harness.runspec import RunSpec
@@ -99,7 +99,8 @@ class RayCluster(Executor):
                 self.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
             device = "cuda" if gpus else "cpu"
             task = ray.remote(_execute_in_ray).options(num_cpus=1, num_gpus=gpus)
-            pending = {task.remote(spec, checkpoint_dir, device): spec for spec in runs}
+            pending = {task.remote(spec, checkpoint_dir, device, self.registry.loader): spec
+                       for spec in runs}
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
                 spec = pending.pop(ready)
@@ -116,11 +117,12 @@ class RayCluster(Executor):
                 ray.shutdown()
 
 
-def _execute_in_ray(spec: RunSpec, checkpoint_dir: Path | None, device: str) -> dict[str, Any]:
+def _execute_in_ray(spec: RunSpec, checkpoint_dir: Path | None, device: str,
+                    load: Callable[[], Registry]) -> dict[str, Any]:
     """One run inside a Ray task, in a worker process of its own that this task supervises
     (its time limit, its death) as the local pool does. Plugins are imported once per Ray
     worker process, so loading the registry again per task is cheap."""
-    pool = WorkerPool([Slot(device, None, 1)], load_registry(), checkpoint_dir)
+    pool = WorkerPool([Slot(device, None, 1)], load(), checkpoint_dir)
     (record,) = pool.run([spec], lambda *args, **details: None)
     return record
 

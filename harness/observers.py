@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from harness.plugins import PluginFailure, Registry
+from harness.registry import PluginFailure, Registry
 
 log = logging.getLogger("harness")
 

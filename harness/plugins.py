@@ -1,64 +1,25 @@
-"""Discovering plugins: the pluggy host, entry-point loading, and the registry of what loaded."""
+"""Discovering plugins: the pluggy host, entry-point loading, and the checks that fill the
+registry (:mod:`harness.registry`) with what loaded."""
 from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, entry_points, version
-from typing import Any, Iterable
+from functools import partial
+from importlib.metadata import entry_points
+from typing import Iterable
 
 import pluggy
 
-from harness import built_in_backends, contract
+from harness import built_in_backends, contract, executors
 from harness.backends import SolverBackend
 from harness.contract import Family, Task
+from harness.executors import Executor
+from harness.registry import PluginFailure, Registry
 
 ENTRY_POINT_GROUP = "harness"
 PLUGINS_VARIABLE = "HARNESS_PLUGINS"
 """Comma-separated importable modules, each registered as a plugin (like PYTEST_PLUGINS):
 worker processes inherit the environment, so they see these plugins as the driver does."""
-
-
-@dataclass(frozen=True)
-class PluginFailure:
-    """A plugin, or one thing it contributed, that could not be used, and why."""
-
-    plugin: str
-    package: str
-    reason: str
-
-
-@dataclass
-class Registry:
-    """The model families and tasks found, where each came from, and what failed to load."""
-
-    manager: pluggy.PluginManager
-    families: dict[str, type[Family]] = field(default_factory=dict)
-    tasks: dict[str, Task] = field(default_factory=dict)
-    executors: dict[str, type] = field(default_factory=dict)
-    backends: dict[str, SolverBackend] = field(default_factory=dict)
-    """solver backend name → :class:`harness.backends.SolverBackend`: what runs built with
-    this registry solve with."""
-    packages: dict[str, str] = field(default_factory=dict)
-    """plugin name → the distribution that provides it."""
-    sources: dict[tuple[str, str], str] = field(default_factory=dict)
-    """("model" | "task", name) → plugin name."""
-    failures: list[PluginFailure] = field(default_factory=list)
-
-    def package_of(self, kind: str, name: str) -> str:
-        return self.packages.get(self.sources.get((kind, name), ""), "?")
-
-    def provenance(self, kind: str, name: str) -> str:
-        """"<package> <version>" of the plugin that provides this model or task."""
-        package = self.package_of(kind, name)
-        try:
-            return f"{package} {version(package)}"
-        except PackageNotFoundError:
-            return package
-
-    @property
-    def hook(self) -> Any:
-        return self.manager.hook
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -76,9 +37,9 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
     A plugin that fails to import, raises in a hook, returns the wrong thing or reuses a taken
     name is recorded in ``failures``; the others still load.
     """
-    from harness import executors  # built-in executors: a plugin of the host
 
-    registry = Registry(new_manager())
+    registry = Registry(new_manager(), loader=partial(load_registry,
+                                                      entry_points_group=entry_points_group))
     _register(registry, "executors", "harness", executors)
     _register(registry, "backends", "harness", built_in_backends)
     if entry_points_group:
@@ -168,7 +129,6 @@ def family_problem(item: object) -> str | None:
 
 
 def executor_problem(item: object) -> str | None:
-    from harness.executors import Executor
     if not (isinstance(item, type) and issubclass(item, Executor)):
         return f"harness_executors returned {item!r}, not a subclass of harness.executors.Executor"
     return None if isinstance(getattr(item, "name", None), str) else f"executor {item!r} has no name"

@@ -21,7 +21,7 @@ from harness.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
 from harness.nfe import NFECounter
 from harness.observers import Notify, Observers
 from harness.ode import ODEBlock
-from harness.plugins import Registry
+from harness.registry import Registry
 from harness.runspec import RunSpec
 from harness.solver import as_solver_failure
 

@@ -35,7 +35,7 @@ from typing import Any, Callable, Collection, Mapping
 
 from harness.backends import SolverBackend
 from harness.contract import Family, Task
-from harness.plugins import Registry
+from harness.registry import Registry
 from harness.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
 from harness.validation import (Invalid, Problems, boolean, choice, integer, join, mapping,
                                 non_negative_int, number, numeric, optional, positive_int,

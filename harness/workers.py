@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -44,8 +44,8 @@ from harness.checkpoints import Checkpoints
 from harness.deadline import grace
 from harness.environment import resolve_device
 from harness.failures import ExecutorUnavailable, TimeLimitExceeded, WorkerDied
-from harness.plugins import Registry, load_registry
 from harness.observers import Notify
+from harness.registry import Registry
 from harness.runner import execute_run, mark_failed, new_record
 from harness.runspec import RunSpec
 
@@ -96,10 +96,10 @@ class Worker:
     """One worker process and the driver's end of its pipe. It takes a run once it is ready
     (plugins loaded), so a worker that dies while starting has no run to fail."""
 
-    def __init__(self, context: Any, slot: Slot) -> None:
+    def __init__(self, context: Any, slot: Slot, load: Callable[[], Registry]) -> None:
         self.slot = slot
         self.connection, theirs = context.Pipe()
-        self.process = context.Process(target=serve, args=(theirs, slot, os.getpid()),
+        self.process = context.Process(target=serve, args=(theirs, slot, os.getpid(), load),
                                        name="harness-worker", daemon=True)
         with _children_ignore_sigint():
             self.process.start()
@@ -175,7 +175,7 @@ class WorkerPool:
         starting = sum(1 for w in workers if w and not w.ready)
         for index, worker in enumerate(workers):
             if worker is None and len(waiting) > starting:
-                workers[index] = Worker(self.context, self.slots[index])
+                workers[index] = Worker(self.context, self.slots[index], self.registry.loader)
                 starting += 1
 
     def _attend(self, worker: Worker, notify: Notify,
@@ -300,7 +300,8 @@ def _children_ignore_sigint() -> Iterator[None]:
 
 # --- inside a worker process -----------------------------------------------------------------
 
-def serve(connection: Connection, slot: Slot, driver: int) -> None:
+def serve(connection: Connection, slot: Slot, driver: int,
+          load: Callable[[], Registry]) -> None:
     """A worker's life: load the plugins, then execute each run the driver sends, sending its
     events back, until the driver closes the pipe (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
@@ -308,7 +309,7 @@ def serve(connection: Connection, slot: Slot, driver: int) -> None:
     if slot.visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible
     torch.set_num_threads(slot.threads)
-    registry = load_registry()
+    registry = load()
     device = resolve_device(slot.device)
 
     def notify(event: str, run: RunSpec, **details: Any) -> None:

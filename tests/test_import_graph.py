@@ -8,13 +8,6 @@ from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
 
-#: Expected failure, to be removed when fixed: the one known cycle, as the set of modules it
-#: runs through. plugins.load_registry imports harness.executors (inside the function, to
-#: register the built-in executors), and executors imports plugins, runner, observers and
-#: workers, which import plugins again. Being fixed separately (executors/workers); the test
-#: fails when this cycle is gone too, so that this entry goes with it.
-KNOWN_CYCLES = [{"executors", "observers", "plugins", "runner", "workers"}]
-
 #: Function-local imports of harness modules that stay, and why. Whole modules:
 LAZY_MODULES = {
     # lazy for start-up time: each subcommand imports what it needs (`harness list` and
@@ -23,10 +16,6 @@ LAZY_MODULES = {
     # a pytest11 entry point, loaded into every pytest session of an environment with the
     # harness installed: the harness (and torch) load only when the fixture is used.
     "pytest_plugin": "lazy for every pytest session's start-up",
-}
-#: … and single imports, (importing module, imported module):
-LAZY_IMPORTS = {
-    ("plugins", "executors"): "the known cycle above; goes with it",
 }
 
 
@@ -105,25 +94,20 @@ def one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
     return []
 
 
-def test_the_harness_has_no_import_cycle_but_the_known_one():
+def test_the_harness_has_no_import_cycle():
     graph = import_graph()
-    found = cycles(graph)
-    unexpected = [f"{' → '.join(one_cycle(graph, c))} (all in cycles together: {sorted(c)})"
-                  for c in found if c not in KNOWN_CYCLES]
-    assert not unexpected, "import cycles in harness/:\n" + "\n".join(unexpected)
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in found]
-    assert not gone, f"the known cycle {gone} is gone (or changed): update KNOWN_CYCLES"
+    found = [f"{' → '.join(one_cycle(graph, c))} (all in cycles together: {sorted(c)})"
+             for c in cycles(graph)]
+    assert not found, "import cycles in harness/:\n" + "\n".join(found)
 
 
 def test_harness_modules_are_imported_at_module_top():
     local = {(path.stem, name) for path in sorted(HARNESS.glob("*.py"))
              for name, inside in _imports(path) if inside}
-    unexpected = sorted(pair for pair in local
-                        if pair[0] not in LAZY_MODULES and pair not in LAZY_IMPORTS)
+    unexpected = sorted(pair for pair in local if pair[0] not in LAZY_MODULES)
     assert not unexpected, ("function-local imports of harness modules (importer, imported): "
                             f"{unexpected}")
-    stale = sorted({*LAZY_MODULES} - {importer for importer, _ in local}
-                   | {*LAZY_IMPORTS} - local)
+    stale = sorted({*LAZY_MODULES} - {importer for importer, _ in local})
     assert not stale, f"listed as lazy but no longer: {stale}: drop them from the lists"
 
 
