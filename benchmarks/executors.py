@@ -12,9 +12,9 @@ import copy
 import tempfile
 import time
 
-from harness.driver import run_suite
+from harness.running.driver import run_suite
 from harness.plugins import load_registry
-from harness.runspec import HARNESS_DEFAULTS, RunSpec
+from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
 
 
 def tiny_suite(runs: int, epochs: int) -> list[RunSpec]:

@@ -4,11 +4,11 @@ of taking it that the fast backend's adjoint could use.
     python benchmarks/vjp.py [--calls 2000] [--compile]
 
 On point-cloud HBNODE's dynamics (120 points, the task's widths): one call without a graph;
-``torch.autograd.grad`` (what ``harness/fast_adjoint.py`` does: one forward with a graph, one
+``torch.autograd.grad`` (what ``harness/solvers/fast/adjoint.py`` does: one forward with a graph, one
 backward); ``torch.func.vjp`` over ``functional_call``; with ``--compile``, that under
 ``torch.compile`` (slow to build; prints its recompilations); the VJP of the task's network
 f alone through autograd; and the hand-written VJP the fast backend's adjoint takes
-(``Dynamics.vjp``: :mod:`harness.pullbacks` for f, ``HBNODE.derivatives_vjp`` around it).
+(``Dynamics.vjp``: :mod:`harness.toolkit.pullbacks` for f, ``HBNODE.derivatives_vjp`` around it).
 Medians of interleaved repeats.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch.func
 
 from backends import CPU, point_cloud_spec, timings  # this folder's backend benchmark
 from harness.plugins import load_registry
-from harness.runner import build_run
+from harness.running.runner import build_run
 
 
 def per_call_us(variants: dict[str, Callable[[], object]], calls: int, repeats: int = 7) -> dict[str, float]:

@@ -18,8 +18,8 @@ from types import FrameType
 
 from harness.plugins import load_registry
 from harness.registry import Registry
-from harness.failures import ExecutorUnavailable
-from harness.store import StoreBusy, StoreWriteError
+from harness.running.failures import ExecutorUnavailable
+from harness.running.store import StoreBusy, StoreWriteError
 
 EXIT_WRITE_FAILED = 3
 
@@ -147,14 +147,14 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
-    from harness.claims import ClaimsError, copy_suite_claims
-    from harness.driver import run_suite
-    from harness.environment import resolve_device
-    from harness.executors import default_executor
-    from harness.outdir import OutDirError, check_out_dir
-    from harness.progress import Progress
-    from harness.runner import RunConfigError
-    from harness.suite import SuiteError, load_suite
+    from harness.reports.claims import ClaimsError, copy_suite_claims
+    from harness.running.driver import run_suite
+    from harness.running.environment import resolve_device
+    from harness.running.executors import default_executor
+    from harness.running.outdir import OutDirError, check_out_dir
+    from harness.running.progress import Progress
+    from harness.running.runner import RunConfigError
+    from harness.suites.loader import SuiteError, load_suite
 
     try:
         suite = load_suite(args.suite, registry, data_root=args.data_root)
@@ -197,9 +197,9 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.claims import ClaimsError
-    from harness.report_page import write_page
-    from harness.store import ResultsError
+    from harness.reports.claims import ClaimsError
+    from harness.reports.page import write_page
+    from harness.running.store import ResultsError
 
     formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
     if not formats or any(fmt not in ("png", "svg", "pdf") for fmt in formats):
@@ -228,8 +228,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, render
-    from harness.store import ResultsError, load_results
+    from harness.reports.compare import compare, render
+    from harness.running.store import ResultsError, load_results
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
@@ -242,8 +242,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from harness import budgets
-    from harness.store import ResultsError, load_results
+    from harness.gates import budgets
+    from harness.running.store import ResultsError, load_results
 
     try:
         records = load_results([args.results])

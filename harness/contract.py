@@ -34,7 +34,7 @@ hookimpl = pluggy.HookimplMarker("harness")
 VectorField = Callable[[Tensor, Tensor], Tensor]
 #: g ↦ (gᵀ∂f/∂x, {parameter: gᵀ∂f/∂parameter}) at the point it was made at.
 Pullback = Callable[[Tensor], tuple[Tensor, dict[Tensor, Tensor]]]
-#: f's value at (t, x) and its pullback there (see :mod:`harness.pullbacks`).
+#: f's value at (t, x) and its pullback there (see :mod:`harness.toolkit.pullbacks`).
 DifferentiableField = Callable[[Tensor, Tensor], tuple[Tensor, Pullback]]
 
 
@@ -89,7 +89,7 @@ class Family(nn.Module):
 
 class ODEBlockLike(Protocol):
     """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
-    ``nn.Module``, :class:`harness.ode.ODEBlock` (named here by what it offers, so the contract
+    ``nn.Module``, :class:`harness.toolkit.ode.ODEBlock` (named here by what it offers, so the contract
     depends on nothing else of the harness)."""
 
     width: int
@@ -166,7 +166,7 @@ class Task:
     #: Task-specific options (suite key ``task_options``) and their defaults.
     options: ClassVar[dict[str, Any]] = {}
     #: Run settings for a run of a few seconds (say, task_options that shrink the data): used
-    #: by the conformance kit (:mod:`harness.testing`) to take one training step per family.
+    #: by the conformance kit (:mod:`harness.conformance`) to take one training step per family.
     tiny: ClassVar[dict[str, Any]] = {}
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
@@ -210,18 +210,18 @@ def harness_tasks() -> Sequence[Task]:
 
 @hookspec
 def harness_executors() -> Sequence[type]:
-    """Return executor classes (see :mod:`harness.executors`): where runs execute."""
+    """Return executor classes (see :mod:`harness.running.executors`): where runs execute."""
 
 
 @hookspec
 def harness_solver_backends() -> Sequence[Any]:
-    """Return solver backends (instances of :class:`harness.backends.SolverBackend`): a run
+    """Return solver backends (instances of :class:`harness.solvers.backends.SolverBackend`): a run
     naming one in ``solver.backend`` solves with it."""
 
 
 @hookspec
 def harness_run_started(run: Any) -> None:
-    """A run (a :class:`harness.runspec.RunSpec`) is about to train."""
+    """A run (a :class:`harness.suites.runspec.RunSpec`) is about to train."""
 
 
 @hookspec
@@ -237,5 +237,5 @@ def harness_run_finished(run: Any, record: dict[str, Any]) -> None:
 __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
-    "VectorField", "ODEBlockLike",
+    "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike",
 ]

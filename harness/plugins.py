@@ -10,10 +10,12 @@ from typing import Iterable
 
 import pluggy
 
-from harness import built_in_backends, contract, executors
-from harness.backends import SolverBackend
+from harness import contract
+from harness.running import executors
+from harness.solvers import built_in as built_in_backends
+from harness.solvers.backends import SolverBackend
 from harness.contract import Family, Task
-from harness.executors import Executor
+from harness.running.executors import Executor
 from harness.registry import PluginFailure, Registry
 
 ENTRY_POINT_GROUP = "harness"
@@ -130,14 +132,14 @@ def family_problem(item: object) -> str | None:
 
 def executor_problem(item: object) -> str | None:
     if not (isinstance(item, type) and issubclass(item, Executor)):
-        return f"harness_executors returned {item!r}, not a subclass of harness.executors.Executor"
+        return f"harness_executors returned {item!r}, not a subclass of harness.running.executors.Executor"
     return None if isinstance(getattr(item, "name", None), str) else f"executor {item!r} has no name"
 
 
 def backend_problem(item: object) -> str | None:
     if not isinstance(item, SolverBackend):
         return (f"harness_solver_backends returned {item!r}, not an instance of "
-                f"harness.backends.SolverBackend")
+                f"harness.solvers.backends.SolverBackend")
     return None if isinstance(getattr(item, "name", None), str) else f"backend {item!r} has no name"
 
 

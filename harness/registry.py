@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from harness.backends import SolverBackend
+from harness.solvers.backends import SolverBackend
 from harness.contract import Family, Task
 
 
@@ -31,7 +31,7 @@ class Registry:
     tasks: dict[str, Task] = field(default_factory=dict)
     executors: dict[str, type] = field(default_factory=dict)
     backends: dict[str, SolverBackend] = field(default_factory=dict)
-    """solver backend name → :class:`harness.backends.SolverBackend`: what runs built with
+    """solver backend name → :class:`harness.solvers.backends.SolverBackend`: what runs built with
     this registry solve with."""
     packages: dict[str, str] = field(default_factory=dict)
     """plugin name → the distribution that provides it."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.plugins import Registry, load_registry
-from harness.runspec import HARNESS_DEFAULTS, RunSpec
+from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
 
 CPU = torch.device("cpu")
 FAMILIES = ("node", "anode", "sonode", "hbnode", "ghbnode")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.store import ResultStore
+from harness.running.store import ResultStore
 
 ENVIRONMENT = {"python": "3.11.7", "platform": "Linux-test", "torch": "2.14.1",
                "torchdiffeq": "0.2.5", "harness": "0.1.0", "git_revision": "abc123",

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from harness.aggregate import (curve_stats, epoch_series, group_runs, run_value, setting_label,
+from harness.reports.aggregate import (curve_stats, epoch_series, group_runs, run_value, setting_label,
                                stat)
 from tests.result_records import curve_run, epoch, record
 

@@ -10,16 +10,16 @@ import torch
 from torch import Tensor, nn
 
 from harness import hookimpl
-from harness.backends import SolverBackend
-from harness.driver import check_runs, run_suite
-from harness.networks import Autonomous
-from harness.nfe import NFECounter
-from harness.ode import ODEBlock
+from harness.solvers.backends import SolverBackend
+from harness.running.driver import check_runs, run_suite
+from harness.toolkit.networks import Autonomous
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.ode import ODEBlock
 from harness.plugins import load_registry
-from harness.runner import RunConfigError
-from harness.solver import SolverConfig
-from harness.torchdiffeq_backend import TORCHDIFFEQ
-from harness.suite import SuiteError, suite_from_document
+from harness.running.runner import RunConfigError
+from harness.solvers.settings import SolverConfig
+from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
+from harness.suites.loader import SuiteError, suite_from_document
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Misbehaving
 

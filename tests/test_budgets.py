@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.budgets import BudgetError, check, load_budgets
+from harness.gates.budgets import BudgetError, check, load_budgets
 from harness.cli import main
-from harness.store import read_records
+from harness.running.store import read_records
 from tests.result_records import write_records
 
 pytest_plugins = ["pytester"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.store import read_records
+from harness.running.store import read_records
 
 TINY = """
 name: tiny

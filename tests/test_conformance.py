@@ -1,12 +1,12 @@
 """Every installed family (the built-ins and, in CI, the example packages' AdamNODE and
-NesterovNODE) passes the conformance kit a plugin author runs (harness.testing), including a
+NesterovNODE) passes the conformance kit a plugin author runs (harness.conformance), including a
 tiny run on every installed task whose data is on this machine."""
 from __future__ import annotations
 
 import pytest
 
 from harness.plugins import load_registry
-from harness.testing import family_checks
+from harness.conformance import family_checks
 from harness_plugins.models.node import NODE
 from tests.sequence_files import SHARED_DATA
 

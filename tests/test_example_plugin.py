@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.driver import run_suite
+from harness.running.driver import run_suite
 from harness.plugins import load_registry
-from harness.suite import SuiteError, load_suite
+from harness.suites.loader import SuiteError, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "adamnode"
@@ -83,9 +83,9 @@ def test_a_family_with_its_own_interval_is_solved_over_it(registry):
     import torch
     from torch import nn
 
-    from harness.nfe import NFECounter
-    from harness.ode import ODEBlock
-    from harness.solver import SolverConfig
+    from harness.toolkit.nfe import NFECounter
+    from harness.toolkit.ode import ODEBlock
+    from harness.solvers.settings import SolverConfig
 
     family = registry.families["nesterovnode"]
     assert registry.package_of("model", "nesterovnode") == "harness-nesterovnode"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import figures
-from harness.aggregate import group_runs
+from harness.reports import figures
+from harness.reports.aggregate import group_runs
 from tests.result_records import curve_run, epoch, record
 
 PNG = ("png",)

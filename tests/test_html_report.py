@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.report_page import write_page
+from harness.reports.page import write_page
 from tests.result_records import curve_run, epoch, record, write_records
 
 CHROMIUM = shutil.which("chromium")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torchvision import datasets
 
-from harness.runner import build_run, count_parameters
+from harness.running.runner import build_run, count_parameters
 from harness_plugins.tasks import image_data
 from harness import DataNotFound
 from harness_plugins.tasks.images import (DEBIAN_FASHION_MNIST, CIFAR10Task, FashionMNISTTask,

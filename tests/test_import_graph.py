@@ -15,7 +15,7 @@ LAZY_MODULES = {
     "cli": "lazy for start-up time",
     # a pytest11 entry point, loaded into every pytest session of an environment with the
     # harness installed: the harness (and torch) load only when the fixture is used.
-    "pytest_plugin": "lazy for every pytest session's start-up",
+    "gates.pytest_plugin": "lazy for every pytest session's start-up",
 }
 
 
@@ -39,15 +39,26 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == "harness" and len(parts) == 2 and (HARNESS / f"{parts[1]}.py").exists():
-                found.append((parts[1], id(node) in local))
+            if parts[0] == "harness" and len(parts) > 1 and _is_module(parts[1:]):
+                found.append((".".join(parts[1:]), id(node) in local))
     return found
+
+
+def _is_module(parts: list[str]) -> bool:
+    """Whether harness/<parts> is a module of its own (a file, not a package's __init__)."""
+    return HARNESS.joinpath(*parts).with_suffix(".py").is_file()
+
+
+def module_name(path: Path) -> str:
+    """``running.store`` for harness/running/store.py; a package's __init__ as ``running``."""
+    parts = path.relative_to(HARNESS).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
 
 
 def import_graph() -> dict[str, set[str]]:
     """harness module → the harness modules it imports (``harness/__init__.py`` as "__init__")."""
-    return {path.stem: {name for name, _ in _imports(path)} - {path.stem}
-            for path in sorted(HARNESS.glob("*.py"))}
+    return {module_name(path): {name for name, _ in _imports(path)} - {module_name(path)}
+            for path in sorted(HARNESS.rglob("*.py"))}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -102,7 +113,7 @@ def test_the_harness_has_no_import_cycle():
 
 
 def test_harness_modules_are_imported_at_module_top():
-    local = {(path.stem, name) for path in sorted(HARNESS.glob("*.py"))
+    local = {(module_name(path), name) for path in sorted(HARNESS.rglob("*.py"))
              for name, inside in _imports(path) if inside}
     unexpected = sorted(pair for pair in local if pair[0] not in LAZY_MODULES)
     assert not unexpected, ("function-local imports of harness modules (importer, imported): "
@@ -115,3 +126,53 @@ def test_the_cycle_check_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [{"a", "b", "c"}]
     assert one_cycle(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
+
+
+#: The layers: which of the harness's parts each part may import (its own modules aside).
+#: The same rule is written in each package's ``__init__`` docstring; this keeps it true.
+LAYERS: dict[str, set[str]] = {
+    "contract": {"solvers"},  # the hook specs name the backend interface's module only
+    "__init__": {"contract"},
+    "solvers": {"contract"},
+    "toolkit": {"contract", "solvers"},
+    "registry": {"contract", "solvers"},
+    "suites": {"contract", "registry", "solvers"},
+    "running": {"contract", "registry", "suites", "solvers", "toolkit"},
+    "reports": {"contract", "suites", "running"},
+    "plugins": {"contract", "registry", "running", "solvers"},
+    "gates": {"contract", "registry", "suites", "running", "reports", "solvers", "toolkit",
+              "plugins"},
+    "conformance": {"contract", "registry", "suites", "running", "solvers", "toolkit",
+                    "plugins"},
+    "cli": {"contract", "registry", "suites", "running", "reports", "solvers", "toolkit",
+            "plugins", "gates"},
+}
+
+
+def test_each_part_imports_only_the_parts_below_it():
+    graph = import_graph()
+    part = lambda module: module.split(".")[0]  # noqa: E731
+    assert {part(module) for module in graph} == set(LAYERS), "a part without a layer rule"
+    wrong = sorted(f"{module} imports {other}" for module, imported in graph.items()
+                   for other in imported
+                   if part(other) != part(module) and part(other) not in LAYERS[part(module)])
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+#: What plugins and examples may import from the harness: its public API.
+PUBLIC = {"harness", "harness.toolkit", "harness.conformance", "harness.solvers.backends",
+          "harness.running.executors"}
+REPOSITORY = HARNESS.parent
+
+
+def test_plugins_and_examples_import_only_the_public_api():
+    sources = [*REPOSITORY.glob("plugins/**/*.py"), *REPOSITORY.glob("examples/**/*.py")]
+    assert len(sources) > 10
+    wrong = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            wrong += [f"{path.relative_to(REPOSITORY)}: {name}" for name in names
+                      if name.split(".")[0] == "harness" and name not in PUBLIC]
+    assert not wrong, "imports of internal harness modules:\n" + "\n".join(wrong)

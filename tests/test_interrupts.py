@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import read_records
+from harness.running.store import read_records
 
 SUITE = """
 name: interrupts

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.runner import build_run, execute_run
+from harness.running.runner import build_run, execute_run
 from tests.conftest import CPU, FAMILIES, make_spec
 
 RK4_QUARTER = {"method": "rk4", "options": {"step_size": 0.25}}  # 4 steps × 4 stages

@@ -1,4 +1,4 @@
-"""The ODE-RNN hybrid (harness.odernn) and the adjoint probe (harness.adjoint_probe)."""
+"""The ODE-RNN hybrid (harness.toolkit.odernn) and the adjoint probe (harness.toolkit.adjoint_probe)."""
 from __future__ import annotations
 
 import math
@@ -9,12 +9,12 @@ from torch import nn
 from torchdiffeq import odeint
 
 from harness import Family
-from harness.adjoint_probe import adjoint_norms, decay_summary
-from harness.networks import Autonomous
-from harness.nfe import NFECounter
-from harness.ode import ODEBlock
-from harness.odernn import ODERNN, InitialState
-from harness.solver import SolverConfig
+from harness.toolkit.adjoint_probe import adjoint_norms, decay_summary
+from harness.toolkit.networks import Autonomous
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.ode import ODEBlock
+from harness.toolkit.odernn import ODERNN, InitialState
+from harness.solvers.settings import SolverConfig
 from harness_plugins.models.hbnode import HBNODE
 from harness_plugins.models.node import NODE
 from harness_plugins.models.sonode import SONODE

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.outdir import OutDirError, check_out_dir
+from harness.running.outdir import OutDirError, check_out_dir
 
 
 @pytest.mark.parametrize("given", ["/", "/tmp/..", "/tmp/../tmp/.."])

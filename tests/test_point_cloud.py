@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.runner import build_run, count_parameters, execute_run
+from harness.running.runner import build_run, count_parameters, execute_run
 from harness_plugins.tasks.point_cloud import PointCloud, sample_points
 from tests.conftest import CPU, make_spec
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.report import REPORT_DIR, render_markdown, summarize, write_summary
-from harness.store import ResultsError, load_results, read_records, results_path
+from harness.reports.tables import REPORT_DIR, render_markdown, summarize, write_summary
+from harness.running.store import ResultsError, load_results, read_records, results_path
 from tests.result_records import write_records
 
 

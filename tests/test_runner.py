@@ -7,11 +7,11 @@ import pytest
 
 from harness import hookimpl
 from harness.cli import main
-from harness.driver import run_suite
+from harness.running.driver import run_suite
 from harness.plugins import load_registry
-from harness.runner import RunConfigError
-from harness.store import read_records, results_path
-from harness.suite import load_suite
+from harness.running.runner import RunConfigError
+from harness.running.store import read_records, results_path
+from harness.suites.loader import load_suite
 from tests.conftest import CPU, make_spec
 from tests.plugins_for_tests import Misbehaving
 

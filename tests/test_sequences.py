@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness.irregular import gaps, keep_stamps, window_starts
-from harness.nfe import NFECounter
-from harness.ode import ODEBlock
-from harness.runner import build_run, count_parameters, execute_run
-from harness.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_targets, sequence_loss,
+from harness.toolkit.irregular import gaps, keep_stamps, window_starts
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.ode import ODEBlock
+from harness.running.runner import build_run, count_parameters, execute_run
+from harness.toolkit.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_targets, sequence_loss,
                                sequence_metrics, unpack_inputs)
-from harness.solver import SolverConfig
+from harness.solvers.settings import SolverConfig
 from harness import DataNotFound
 from harness_plugins.models.node import NODE
 from harness_plugins.tasks.plane_vibration import HORIZON, INPUTS, PlaneVibration

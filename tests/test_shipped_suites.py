@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.claims import load_claims
-from harness.driver import check_runs
-from harness.suite import load_suite
+from harness.reports.claims import load_claims
+from harness.running.driver import check_runs
+from harness.suites.loader import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = sorted(p for p in [*ROOT.glob("suites/*.yaml"), *ROOT.glob("examples/*/suite.yaml")]

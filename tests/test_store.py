@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import store
-from harness.budgets import Budget, check
-from harness.checkpoints import Checkpoints
+from harness.running import store
+from harness.gates.budgets import Budget, check
+from harness.running.checkpoints import Checkpoints
 from harness.cli import EXIT_WRITE_FAILED, main
-from harness.report import summarize
-from harness.store import (ResultStore, StoreBusy, StoreWriteError, finished_keys, load_results,
+from harness.reports.tables import summarize
+from harness.running.store import (ResultStore, StoreBusy, StoreWriteError, finished_keys, load_results,
                            read_records, results_path, standing)
 from tests.result_records import epoch, record, write_records
 
@@ -232,7 +232,7 @@ def test_a_second_driver_is_refused_with_the_holders_pid(suite, tmp_path, capsys
 def test_a_killed_drivers_lock_does_not_outlive_it(suite, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from harness.store import ResultStore\n"
+                               "from harness.running.store import ResultStore\n"
                                f"ResultStore({str(out)!r}).__enter__(); print('held', flush=True)\n"
                                "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness.driver import run_suite
-from harness.solver import SolverConfig
+from harness.running.driver import run_suite
+from harness.solvers.settings import SolverConfig
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.test_backends import _step
 
@@ -70,10 +70,10 @@ def test_a_failed_adjoint_solve_raises_instead_of_returning_partial_gradients(re
     Here the step cap lets the forward solve finish (5 steps) but not the adjoint one."""
     from torch import nn
 
-    from harness.networks import Autonomous
-    from harness.nfe import NFECounter
-    from harness.ode import ODEBlock
-    from harness.solver import SolverFailure
+    from harness.toolkit.networks import Autonomous
+    from harness.toolkit.nfe import NFECounter
+    from harness.toolkit.ode import ODEBlock
+    from harness.solvers.settings import SolverFailure
 
     torch.manual_seed(0)
     f = Autonomous(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3)))

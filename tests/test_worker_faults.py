@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
-from harness.checkpoints import Checkpoints
-from harness.driver import run_suite
+from harness.running.checkpoints import Checkpoints
+from harness.running.driver import run_suite
 from harness.plugins import load_registry
-from harness.runner import execute_run
-from harness.store import read_records
+from harness.running.runner import execute_run
+from harness.running.store import read_records
 from tests.conftest import CPU, make_spec
 
 PLUGINS = "tests.fault_plugins"

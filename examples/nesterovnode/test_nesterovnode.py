@@ -1,7 +1,7 @@
 """The example plugin passes the harness's conformance kit."""
 import pytest
 
-from harness.testing import family_checks
+from harness.conformance import family_checks
 from harness_nesterovnode import NesterovNODE
 
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from harness import Family, hookimpl
-from harness.contract import DifferentiableField, VectorField
+from harness import DifferentiableField, VectorField
 from harness_plugins.models.hbnode import HBNODE
 
 aten = torch.ops.aten

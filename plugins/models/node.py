@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from harness import Family, hookimpl
-from harness.contract import DifferentiableField, VectorField
+from harness import DifferentiableField, VectorField
 
 
 class NODE(Family):

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from harness import Family, hookimpl
-from harness.contract import DifferentiableField, VectorField
+from harness import DifferentiableField, VectorField
 
 
 class SONODE(Family):

@@ -27,7 +27,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10, MNIST
 from torchvision.datasets.utils import check_integrity
 
-from harness.contract import DEFAULT_DATA_ROOT, DataNotFound
+from harness import DEFAULT_DATA_ROOT, DataNotFound
 
 #: md5 of the decompressed IDX files, by torchvision class name: the same bytes whichever way
 #: the .gz around them was made. MNIST's three files here match the decompressed torchvision-

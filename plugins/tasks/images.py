@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from torchvision import datasets
 
 from harness import BuildContext, Task, TaskData, data_root_or_default, hookimpl
-from harness.batches import TensorBatches
-from harness.networks import SolveThenRead
+from harness.toolkit import SolveThenRead, TensorBatches
 from harness_plugins.tasks.image_data import Split, load_cifar, load_idx
 
 #: Where Debian's dataset-fashion-mnist package puts the four .gz files.

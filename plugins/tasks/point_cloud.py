@@ -14,8 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, Task, TaskData, hookimpl
-from harness.batches import TensorBatches
-from harness.networks import Autonomous, SolveThenRead, mlp
+from harness.toolkit import Autonomous, mlp, SolveThenRead, TensorBatches
 
 INPUT_DIM = 2
 

@@ -1,5 +1,5 @@
 """What the ODE-RNN sequence tasks share: data with a validation split, the loss and metrics on
-packed targets (:mod:`harness.sequences`), and the per-epoch measurements — validation MSE
+packed targets (:mod:`harness.toolkit.sequences`), and the per-epoch measurements — validation MSE
 every epoch and the adjoint-decay curve on chosen epochs.
 """
 from __future__ import annotations
@@ -11,10 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from harness import Task, TaskData
-from harness.adjoint_probe import adjoint_norms, decay_summary
-from harness.batches import TensorBatches
-from harness.odernn import Trajectory
-from harness.sequences import sequence_loss, sequence_metrics, target_values, unpack_inputs
+from harness.toolkit import (adjoint_norms, decay_summary, sequence_loss, sequence_metrics,
+    target_values, TensorBatches, Trajectory, unpack_inputs)
 
 #: Options every sequence task has.
 SEQUENCE_OPTIONS: dict[str, Any] = {

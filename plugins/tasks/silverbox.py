@@ -24,10 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, Task, TaskData, hookimpl
-from harness.batches import TensorBatches
-from harness.forcing import Signal, solve_with_input
-from harness.growth import exponential_rate
-from harness.ode import ODEBlock
+from harness.toolkit import exponential_rate, ODEBlock, Signal, solve_with_input, TensorBatches
 from harness_plugins.tasks.sequence_files import locate, read_silverbox
 
 

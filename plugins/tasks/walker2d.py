@@ -23,10 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, hookimpl
-from harness.irregular import gaps, keep_stamps, window_starts
-from harness.networks import Autonomous, mlp
-from harness.odernn import ODERNN, InitialState, Trajectory
-from harness.sequences import ONE_STEP, pack_inputs, pack_targets, unpack_inputs
+from harness.toolkit import (ODERNN, ONE_STEP, Autonomous, gaps, InitialState, keep_stamps, mlp,
+    pack_inputs, pack_targets, Trajectory, unpack_inputs, window_starts)
 from harness_plugins.tasks.sequence_files import read_rollout, walker_files
 from harness_plugins.tasks.sequence_task import (SEQUENCE_OPTIONS, SequenceData, SequenceModel,
                                                  SequenceTask, sequence_data)

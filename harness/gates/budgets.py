@@ -1,0 +1,314 @@
+"""NFE budgets: ceilings and floors on what runs measured, so CI can fail a change that blows them.
+
+A budget file (YAML, read with ``yaml.safe_load``)::
+
+    tolerance: 0.1                 # relative slack for every line (default 0.1)
+    budgets:
+      - task: point_cloud
+        model: hbnode
+        solver: {rtol: 1.0e-3}     # optional: only runs with these solver settings
+        at: mean                   # ceilings on the mean over epochs (default) or the final epoch
+        max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5}
+        min: {test_accuracy: 0.9}  # floors, on the final epoch
+        tolerance: 0.05            # this line's own slack
+
+A ceiling passes when measured ≤ limit·(1 + tolerance), a floor when measured ≥
+limit·(1 − tolerance). ``measured`` is the mean over every run in the results that matches the
+line (all its seeds). A line that matches no run, or only failed runs, fails too: a budget is
+never passed silently.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean
+from typing import Any, Iterable
+
+import yaml
+from tabulate import tabulate
+
+from harness.running.store import standing
+from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
+                                positive_number, read_yaml, string, top_level)
+
+#: Per-epoch record fields a budget may bound (besides any ``test_<metric>``).
+FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "train_time_s", "forward_time_s",
+          "backward_time_s", "eval_time_s", "loss")
+NFE_FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe")
+_LINE_KEYS = ("task", "model", "solver", "at", "max", "min", "tolerance")
+_SOLVER_KEYS = ("method", "rtol", "atol", "adjoint", "max_nfe")
+DEFAULT_TOLERANCE = 0.1
+
+
+class BudgetError(ValueError):
+    """A budget file that cannot be used; the message lists every problem, one per line."""
+
+
+@dataclass
+class Budget:
+    """One line of a budget file."""
+
+    task: str
+    model: str
+    solver: dict[str, Any] = field(default_factory=dict)
+    at: str = "mean"
+    max: dict[str, float] = field(default_factory=dict)
+    min: dict[str, float] = field(default_factory=dict)
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def label(self) -> str:
+        narrowing = ", ".join(f"{k}={v}" for k, v in self.solver.items())
+        return f"{self.task}/{self.model}" + (f" [{narrowing}]" if narrowing else "")
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        if (record.get("task"), record.get("model")) != (self.task, self.model):
+            return False
+        solver = record.get("config", {}).get("solver", {})
+        return all(_same(solver.get(key), value) for key, value in self.solver.items())
+
+    def as_yaml(self, default_tolerance: float) -> dict[str, Any]:
+        line: dict[str, Any] = {"task": self.task, "model": self.model}
+        if self.solver:
+            line["solver"] = dict(self.solver)
+        if self.at != "mean":
+            line["at"] = self.at
+        for bound in ("max", "min"):
+            if getattr(self, bound):
+                line[bound] = dict(getattr(self, bound))
+        if self.tolerance != default_tolerance:
+            line["tolerance"] = self.tolerance
+        return line
+
+
+@dataclass
+class Verdict:
+    """One bound of one budget line against the results."""
+
+    budget: Budget
+    field: str
+    bound: str  # "max" or "min"
+    limit: float
+    measured: float | None
+    runs: int
+    problem: str | None  # None when the bound holds
+
+    @property
+    def allowed(self) -> float:
+        slack = 1 + self.budget.tolerance if self.bound == "max" else 1 - self.budget.tolerance
+        return self.limit * slack
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def load_budgets(path: str | Path) -> tuple[list[Budget], float]:
+    """The budget lines of a file and its default tolerance; :class:`BudgetError` lists every
+    problem found."""
+    path = Path(path)
+    report = Problems(str(path))
+    document = top_level(read_yaml(path, BudgetError, "a budget YAML file"), path, BudgetError,
+                         ("tolerance", "budgets"), report)
+    tolerance = report.check("tolerance", fraction, document.get("tolerance", DEFAULT_TOLERANCE))
+    lines = document.get("budgets")
+    if not isinstance(lines, list) or not lines:
+        report.add("budgets", "missing" if lines is None else f"{lines!r} is not a non-empty list",
+                   "valid: a non-empty list of budget lines")
+        lines = []
+    budgets = [_check_line(line, f"budgets[{i}]", report, tolerance or DEFAULT_TOLERANCE)
+               for i, line in enumerate(lines)]
+    report.raise_if_any(BudgetError)
+    return budgets, tolerance
+
+
+def _check_line(line: Any, at: str, report: Problems, tolerance: float) -> Budget:
+    line = mapping(line, at, report, "a budget line with task, model, max and/or min")
+    for key in line:
+        if key not in _LINE_KEYS:
+            report.unknown(join(at, key), f"unknown key {key!r}", key, _LINE_KEYS)
+    for key in ("task", "model"):
+        if key not in line:
+            report.add(join(at, key), "missing", f"valid: the {key}'s name")
+    solver = mapping(line.get("solver", {}), join(at, "solver"), report,
+                     f"a mapping with keys among {', '.join(_SOLVER_KEYS)}")
+    for key in solver:
+        if key not in _SOLVER_KEYS:
+            report.unknown(join(at, f"solver.{key}"), f"unknown solver key {key!r}", key, _SOLVER_KEYS)
+    bounds = {bound: _check_bounds(line.get(bound, {}), join(at, bound), report)
+              for bound in ("max", "min")}
+    if not bounds["max"] and not bounds["min"]:
+        report.add(at, "no bounds", "valid: a `max:` and/or `min:` mapping of field to limit")
+    return Budget(
+        task=report.check(join(at, "task"), string, line.get("task", "")),
+        model=report.check(join(at, "model"), string, line.get("model", "")),
+        solver={k: _number_or_value(v) for k, v in solver.items()},
+        at=report.check(join(at, "at"), choice(("mean", "final"), "a way to summarise epochs"),
+                        line.get("at", "mean")),
+        max=bounds["max"], min=bounds["min"],
+        tolerance=report.check(join(at, "tolerance"), fraction, line.get("tolerance", tolerance)))
+
+
+def _check_bounds(value: Any, at: str, report: Problems) -> dict[str, float]:
+    bounds = mapping(value, at, report, "a mapping of record field to limit")
+    checked = {}
+    for name, limit in bounds.items():
+        if name in FIELDS or str(name).startswith("test_"):
+            checked[name] = report.check(join(at, name), positive_number, limit)
+        else:
+            report.unknown(join(at, name), f"unknown field {name!r}", name,
+                           [*FIELDS, "test_<metric>"])
+    return checked
+
+
+def _number_or_value(value: Any) -> Any:
+    try:
+        return number(value)
+    except Invalid:
+        return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+# --- checking ----------------------------------------------------------------------------------
+
+
+def run_value(record: dict[str, Any], name: str, at: str) -> float | None:
+    """A run's value of a per-epoch field: the mean over its epochs, or its final epoch's."""
+    values = [e[name] for e in record.get("epochs", []) if e.get(name) is not None]
+    if not values:
+        return None
+    return values[-1] if at == "final" else fmean(values)
+
+
+def check(budgets: Iterable[Budget], records: Iterable[dict[str, Any]]) -> list[Verdict]:
+    """Every bound of every line against the matching runs (each run by its standing record,
+    :func:`harness.running.store.standing`: a run that failed and then passed on retry counts as passed)."""
+    records = standing(records)
+    verdicts = []
+    for budget in budgets:
+        matching = [r for r in records if budget.matches(r)]
+        ok = [r for r in matching if r.get("status") == "ok"]
+        failed = [r for r in matching if r.get("status") != "ok"]
+        for bound, limits in (("max", budget.max), ("min", budget.min)):
+            at = budget.at if bound == "max" else "final"
+            for name, limit in limits.items():
+                values = [run_value(r, name, at) for r in ok]
+                measured = fmean(values) if values and None not in values else None
+                verdict = Verdict(budget, name, bound, limit, measured, len(matching), None)
+                verdict.problem = _problem(verdict, failed, values)
+                verdicts.append(verdict)
+    return verdicts
+
+
+def _problem(verdict: Verdict, failed: list[dict[str, Any]], values: list) -> str | None:
+    if not verdict.runs:
+        return "no run matches this budget"
+    if failed:
+        return f"{len(failed)} of {verdict.runs} matching runs failed: {failed[0].get('error')}"
+    if verdict.measured is None:
+        return f"the runs record no {verdict.field}"
+    if verdict.bound == "max" and verdict.measured > verdict.allowed:
+        return (f"measured {verdict.measured:.4g} > budget {verdict.limit:.4g} "
+                f"(+{verdict.budget.tolerance:.0%} = {verdict.allowed:.4g})")
+    if verdict.bound == "min" and verdict.measured < verdict.allowed:
+        return (f"measured {verdict.measured:.4g} < floor {verdict.limit:.4g} "
+                f"(−{verdict.budget.tolerance:.0%} = {verdict.allowed:.4g})")
+    return None
+
+
+def render(verdicts: list[Verdict]) -> str:
+    """A table of every bound, then one line per violation naming the run, value and budget."""
+    rows = [[v.budget.label, v.field, "≤" if v.bound == "max" else "≥", _fmt(v.limit),
+             _fmt(v.allowed), _fmt(v.measured), v.runs, "pass" if v.passed else "FAIL"]
+            for v in verdicts]
+    table = tabulate(rows, headers=["budget", "value", "", "limit", "with tolerance", "measured",
+                                    "runs", "result"], disable_numparse=True)
+    failures = [f"FAIL {v.budget.label} {v.field}: {v.problem}" for v in verdicts if not v.passed]
+    return "\n".join([table, *([""] + failures if failures else [])])
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+# --- updating ----------------------------------------------------------------------------------
+
+
+def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
+                    margin: float) -> list[Budget]:
+    """Budgets refreshed from measured values: every existing line's ceilings and floors set
+    to what its runs measured now, and a new line (forward, backward and eval NFE ceilings) for
+    each (task, model) the results hold that no line covers. Runs of one (task, model) with
+    several solver settings get one line per setting. The margin becomes the new lines'
+    tolerance."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    budgets = []
+    for budget in existing:
+        matching = [r for r in ok if budget.matches(r)]
+        for bound in ("max", "min"):
+            at = budget.at if bound == "max" else "final"
+            for name in getattr(budget, bound):
+                values = [run_value(r, name, at) for r in matching]
+                if values and None not in values:
+                    getattr(budget, bound)[name] = _round(fmean(values), bound)
+        budgets.append(budget)
+    for (task, model, solver), runs in _groups(ok).items():
+        narrowing = dict(solver)
+        if any(b.task == task and b.model == model and all(_same(narrowing.get(k), v)
+               for k, v in b.solver.items()) for b in budgets):
+            continue
+        ceilings = {name: _round(fmean(values), "max") for name in NFE_FIELDS
+                    if (values := [run_value(r, name, "mean") for r in runs]) and None not in values}
+        budgets.append(Budget(task, model, narrowing, max=ceilings, tolerance=margin))
+    return budgets
+
+
+def _groups(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Runs by (task, model, solver narrowing); the narrowing (method, rtol, atol) is there only
+    when the results hold several solver settings for that (task, model)."""
+    settings: dict[tuple[str, str], set] = {}
+    for r in records:
+        settings.setdefault((r["task"], r["model"]), set()).add(_solver_key(r))
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        several = len(settings[r["task"], r["model"]]) > 1
+        groups.setdefault((r["task"], r["model"], _solver_key(r) if several else ()), []).append(r)
+    return groups
+
+
+def _solver_key(record: dict[str, Any]) -> tuple:
+    solver = record.get("config", {}).get("solver", {})
+    return tuple((k, solver.get(k)) for k in ("method", "rtol", "atol"))
+
+
+def _round(value: float, bound: str) -> float:
+    """Up (ceilings) or down (floors) to 3 significant digits, so a re-check passes."""
+    if value == 0:
+        return 0.0
+    scale = 10 ** (math.floor(math.log10(abs(value))) - 2)
+    rounded = (math.ceil if bound == "max" else math.floor)(value / scale) * scale
+    return float(f"{rounded:.6g}")
+
+
+def write_budgets(path: str | Path, budgets: list[Budget], tolerance: float) -> None:
+    document = {"tolerance": tolerance,
+                "budgets": [budget.as_yaml(tolerance) for budget in budgets]}
+    header = ("# NFE budgets, checked by `harness check RESULTS --budgets THIS_FILE`;\n"
+              "# refreshed from measured values by adding `--update`.\n")
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # the user's file is replaced whole or not at all (Ctrl-C, a full disk)
+        temporary.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,0 +1,199 @@
+"""Seed aggregation shared by the tables, figures, comparison and claims.
+
+Runs are grouped by (suite, task, model, setting): the *setting* is the values of the
+configuration keys that vary between runs of one suite and task with the same model and seed
+(a grid over ``solver.tol`` gives one setting per tolerance), so runs that differ only by seed
+land in one group. Every statistic is over a group's ok runs: mean, sample standard deviation
+(None below two values) and n.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean, stdev
+from typing import Any
+
+from harness.running.store import standing
+
+#: How one run's per-epoch field becomes one number: the mean over its epochs, or the value at
+#: the first or last epoch that has the field.
+AT_CHOICES = ("mean", "first", "last")
+
+#: Configuration keys that never make a setting: they name the run, or follow from its seed.
+_IDENTITY_KEYS = ("task", "model", "seed")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample std (None for n < 2) and n of the finite values given."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    def format(self, digits: int = 4) -> str:
+        """``mean ± std`` (or ``mean`` alone, ``—`` with no value), e.g. ``20 ± 10``."""
+        if self.mean is None:
+            return "—"
+        text = f"{self.mean:.{digits}g}"
+        return text if self.std is None else f"{text} ± {self.std:.2g}"
+
+
+def stat(values: Iterable[float | None]) -> Stat:
+    """The :class:`Stat` of the values that are finite numbers (None, NaN and ±inf dropped)."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return Stat(fmean(kept) if kept else None, stdev(kept) if len(kept) > 1 else None, len(kept))
+
+
+@dataclass
+class Group:
+    """The runs of one model on one task in one suite with one setting (any number of seeds)."""
+
+    suite: str
+    task: str
+    model: str
+    setting: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [run for run in self.runs if run.get("status") == "ok"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [run for run in self.runs if run.get("status") != "ok"]
+
+    @property
+    def label(self) -> str:
+        """The model, with the setting when there is one: ``hbnode (tol 0.001)``."""
+        text = setting_label(self.setting)
+        return f"{self.model} ({text})" if text else self.model
+
+    @property
+    def metric(self) -> str:
+        return next((run["metric"] for run in self.ok + self.runs if run.get("metric")), "metric")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool((self.ok or self.runs)[0].get("higher_is_better"))
+
+    def value(self, name: str, at: str = "mean") -> Stat:
+        """Across ok seeds, the per-run value of an epoch field (see :func:`run_value`)."""
+        return stat(run_value(run, name, at) for run in self.ok)
+
+    def first(self, key: str) -> Any:
+        """A top-level record field (``params``, ``paper_params``) of the group's first run."""
+        return (self.ok or self.runs)[0].get(key)
+
+
+def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
+    """The groups of the records' standing runs (:func:`harness.running.store.standing`), in the
+    order first seen."""
+    runs = standing(records)
+    varying = _varying_keys(runs)
+    groups: dict[tuple[Any, ...], Group] = {}
+    for run in runs:
+        scope = (run.get("suite", ""), run["task"])
+        flat = flatten(run.get("config", {}))
+        setting = {key: flat.get(key) for key in varying.get(scope, [])}
+        key = (*scope, run["model"], json.dumps(setting, sort_keys=True, default=str))
+        if key not in groups:
+            groups[key] = Group(scope[0], run["task"], run["model"], setting)
+        groups[key].runs.append(run)
+    return list(groups.values())
+
+
+def run_value(run: dict[str, Any], name: str, at: str = "mean") -> float | None:
+    """One number per run from an epoch field: the mean over the epochs that have it, or its
+    value at the first or last such epoch; None when no epoch has a number for it."""
+    values = [epoch[name] for epoch in run.get("epochs", [])
+              if isinstance(epoch.get(name), (int, float)) and not isinstance(epoch[name], bool)]
+    if not values:
+        return None
+    if at == "mean":
+        return fmean(values)
+    return values[0] if at == "first" else values[-1]
+
+
+def epoch_series(runs: Sequence[dict[str, Any]], name: str,
+                 log: bool = False) -> tuple[list[int], list[Stat]]:
+    """Per epoch number (ascending), the stat across runs of an epoch field (with ``log``, of
+    log10 of its positive values); epochs where no run has a value are left out (e.g. test
+    fields between evaluations)."""
+    by_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        for epoch in run.get("epochs", []):
+            value = epoch.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                by_epoch.setdefault(epoch["epoch"], []).append(value)
+    epochs = sorted(by_epoch)
+    stats = [stat(math.log10(v) for v in by_epoch[number] if v > 0) if log
+             else stat(by_epoch[number]) for number in epochs]
+    kept = [(number, s) for number, s in zip(epochs, stats) if s.n]
+    return [number for number, _ in kept], [s for _, s in kept]
+
+
+def curve_stats(curves: Sequence[Sequence[float]], log: bool = False) -> list[Stat]:
+    """Pointwise stats across curves of one length (the shortest length when they differ).
+    With ``log``, the stats are of log10 of the positive values (zeros and negatives dropped)."""
+    length = min((len(curve) for curve in curves), default=0)
+    columns = [[curve[i] for curve in curves] for i in range(length)]
+    if log:
+        return [stat(math.log10(v) for v in column if v is not None and v > 0)
+                for column in columns]
+    return [stat(column) for column in columns]
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys: ``{"solver": {"rtol": 1e-3}}`` → ``{"solver.rtol": 1e-3}``;
+    lists become JSON text so that they compare as values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def setting_label(setting: dict[str, Any]) -> str:
+    """Short text for a setting: ``tol 0.001`` when rtol and atol vary together, else
+    ``key=value`` pairs with the last part of each key."""
+    items = dict(setting)
+    parts = []
+    rtol, atol = items.get("solver.rtol"), items.get("solver.atol")
+    if "solver.rtol" in items and "solver.atol" in items and rtol == atol:
+        del items["solver.rtol"], items["solver.atol"]
+        parts.append(f"tol {format_number(rtol)}")
+    parts += [f"{key.rsplit('.', 1)[-1]}={format_number(value)}" for key, value in items.items()]
+    return ", ".join(parts)
+
+
+def format_number(value: Any) -> str:
+    """Numbers as ``%g`` (1e-05, 0.001, 300), anything else as text."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _varying_keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """Per (suite, task), the config keys with more than one value among runs of the same
+    model and seed, in the order they appear in the configuration."""
+    seen: dict[tuple[Any, ...], dict[str, set[str]]] = {}
+    order: dict[tuple[str, str], dict[str, None]] = {}
+    for run in runs:
+        scope = (run.get("suite", ""), run["task"])
+        flat = flatten(run.get("config", {}))
+        order.setdefault(scope, {}).update(dict.fromkeys(flat))
+        values = seen.setdefault((*scope, run["model"], run.get("seed")), {})
+        for key, value in flat.items():
+            values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+    varying: dict[tuple[str, str], set[str]] = {}
+    for (suite, task, _, _), values in seen.items():
+        varying.setdefault((suite, task), set()).update(
+            key for key, distinct in values.items() if len(distinct) > 1)
+    return {scope: [key for key in order[scope] if key in keys and key not in _IDENTITY_KEYS]
+            for scope, keys in varying.items()}

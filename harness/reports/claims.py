@@ -1,0 +1,457 @@
+"""A paper's claims as checks on result records, each ✓ (holds), ✗ (fails) or not run.
+
+Claims are data: a YAML file (read with ``yaml.safe_load``) such as the one shipped for the
+HBNODE paper, ``harness/reports/paper_claims/hbnode.yaml``::
+
+    paper: Heavy Ball Neural ODEs (Xia et al., NeurIPS 2021)
+    figures: {point_cloud: Fig. 4}            # optional: the paper's figure for a task
+    claims:
+      - id: point-cloud-nfe
+        claim: HBNODE and GHBNODE need fewer NFEs than NODE, ANODE and SONODE
+        source: §5.1, Fig. 4
+        task: point_cloud                     # or tasks: [mnist, cifar10]
+        checks:                               # the claim holds when every check holds
+          - compare: {value: backward_nfe, lower: [hbnode, ghbnode], than: [node, anode, sonode]}
+          - threshold: {value: accuracy, models: [node], below: 1.0}
+          - trend: {value: forward_nfe, models: [node], direction: rises}
+          - params: {counts: {node: 525, hbnode: 568}, tolerance: 0.01}
+          - advantage_grows: {value: backward_nfe, lower: [hbnode], than: [node]}
+
+A ``value`` is a per-epoch record field; each run gives one number from it (``at``: the mean
+over epochs, or the first or last epoch that has it; default ``mean``, ``last`` for
+``threshold``), and a model's number is the mean over its ok seeds.
+
+- ``compare``: every model in ``lower`` (or ``higher``) has a lower (higher) mean than every
+  model in ``than``.
+- ``threshold``: every model's mean is ``below`` (or ``above``) the number.
+- ``trend``: for every model, the mean at the last epoch is above (``rises``) or below
+  (``falls``) the mean at the first epoch.
+- ``params``: every model run has a parameter count within ``tolerance`` (relative, default
+  0.01) of the count given.
+- ``advantage_grows``: the ratio mean(``than``) / mean(``lower``) is larger at the smallest
+  tolerance (``solver.rtol``) run than at the largest.
+
+Runs are compared only with runs of the same suite and setting (:mod:`harness.reports.aggregate`),
+and a check holds when it holds in every such context that has all the models it names. A
+check with no such context is *not run*; a claim fails when any check fails, else is not run
+when any check is not run.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from harness.reports.aggregate import AT_CHOICES, Group, Stat, group_runs, setting_label, stat
+from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
+                                read_yaml, string, top_level)
+
+PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
+SYMBOLS = {PASS: "✓", FAIL: "✗", NOT_RUN: "not run"}
+
+#: The claims of the HBNODE paper, shipped in the package.
+PAPER_CLAIMS = "hbnode.yaml"
+#: The name of a results directory's own claims file (a suite's, copied by ``harness run``).
+RESULTS_CLAIMS = "claims.yaml"
+#: Beside a suite file ``x.yaml``, its claims file is ``x.claims.yaml``.
+SUITE_CLAIMS_SUFFIX = ".claims.yaml"
+
+_TOP_KEYS = ("paper", "figures", "claims")
+_CLAIM_KEYS = ("id", "claim", "source", "task", "tasks", "checks", "note")
+_CHECK_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    # kind: {"required": …, "optional": …}
+    "compare": {"required": ("value", "than"), "optional": ("at", "lower", "higher")},
+    "threshold": {"required": ("value", "models"), "optional": ("at", "below", "above")},
+    "trend": {"required": ("value", "models", "direction"), "optional": ()},
+    "params": {"required": ("counts",), "optional": ("tolerance",)},
+    "advantage_grows": {"required": ("value", "lower", "than"), "optional": ("at",)},
+}
+
+
+class ClaimsError(ValueError):
+    """A claims file that cannot be used; the message lists every problem, one per line."""
+
+
+@dataclass
+class Check:
+    """One check of a claim: its kind and its (validated) options."""
+
+    kind: str
+    options: dict[str, Any]
+
+    def describe(self) -> str:
+        """The check in words, e.g. ``backward_nfe (mean over epochs): hbnode < node``."""
+        o = self.options
+        value = f"{o.get('value')} ({_AT_WORDS[o.get('at', 'mean')]})" if "value" in o else ""
+        if self.kind == "compare":
+            side, sign = ("lower", "<") if "lower" in o else ("higher", ">")
+            return f"{value}: {_names(o[side])} {sign} {_names(o['than'])}"
+        if self.kind == "threshold":
+            bound, sign = ("below", "<") if "below" in o else ("above", ">")
+            return f"{value}: {_names(o['models'])} {sign} {o[bound]:g}"
+        if self.kind == "trend":
+            sign = ">" if o["direction"] == "rises" else "<"
+            return (f"{o['value']}: last epoch {sign} first epoch for "
+                    f"{_names(o['models'])}")
+        if self.kind == "params":
+            return (f"parameter counts within {o['tolerance']:.0%} of "
+                    + ", ".join(f"{m} {c:,}" for m, c in o["counts"].items()))
+        return (f"{value}: {_names(o['than'])} / {_names(o['lower'])} larger at the smallest "
+                f"tolerance than at the largest")
+
+
+@dataclass
+class Claim:
+    """A claim of a paper about one or more tasks, and the checks that test it."""
+
+    id: str
+    claim: str
+    source: str
+    tasks: list[str]
+    checks: list[Check]
+    note: str = ""
+
+
+@dataclass
+class ClaimsFile:
+    """The claims of one file, with the paper they come from and its figures per task."""
+
+    path: Path
+    paper: str
+    figures: dict[str, str]
+    claims: list[Claim]
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    verdict: str
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClaimResult:
+    """The verdict of one claim on one task, with each check's verdict and numbers."""
+
+    claim: Claim
+    task: str
+    checks: list[CheckResult]
+
+    @property
+    def verdict(self) -> str:
+        verdicts = {result.verdict for result in self.checks}
+        return FAIL if FAIL in verdicts else NOT_RUN if NOT_RUN in verdicts else PASS
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def paper_claims_path() -> Path:
+    """The shipped claims file of the HBNODE paper."""
+    return Path(str(resources.files("harness.reports") / "paper_claims" / PAPER_CLAIMS))
+
+
+def suite_claims_path(suite: Path) -> Path:
+    """Where a suite file's own claims live: ``x.yaml`` → ``x.claims.yaml`` beside it."""
+    return suite.parent / f"{suite.stem}{SUITE_CLAIMS_SUFFIX}"
+
+
+def copy_suite_claims(suite: Path, out: Path) -> Path | None:
+    """Check the suite's claims file, if it has one, and copy it into the results directory
+    as ``claims.yaml`` (where ``harness report`` finds it); return the copy."""
+    source = suite_claims_path(Path(suite))
+    if not source.is_file():
+        return None
+    load_claims(source)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / RESULTS_CLAIMS
+    shutil.copyfile(source, target)
+    return target
+
+
+def load_claims(path: str | Path) -> ClaimsFile:
+    """Read and check a claims file; :class:`ClaimsError` lists every problem found."""
+    path = Path(path)
+    report = Problems(str(path))
+    document = top_level(read_yaml(path, ClaimsError, "a claims YAML file"), path, ClaimsError,
+                         _TOP_KEYS, report)
+    paper = report.check("paper", string, document.get("paper", "")) or ""
+    figures = mapping(document.get("figures", {}), "figures", report, "task: figure name")
+    for task, figure in figures.items():
+        report.check(join("figures", task), string, figure)
+    raw_claims = document.get("claims")
+    if not isinstance(raw_claims, list) or not raw_claims:
+        report.add("claims", f"{raw_claims!r} is not a list of claims",
+                   "valid: a non-empty list of mappings with keys id, claim, task, checks")
+        raw_claims = []
+    claims, ids = [], set()
+    for index, raw in enumerate(raw_claims):
+        claim = _read_claim(raw, f"claims[{index}]", report)
+        if claim is None:
+            continue
+        if claim.id in ids:
+            report.add(f"claims[{index}].id", f"{claim.id!r} is used twice",
+                       "valid: an id unique in the file")
+        ids.add(claim.id)
+        claims.append(claim)
+    report.raise_if_any(ClaimsError)
+    return ClaimsFile(path, paper, {str(k): str(v) for k, v in figures.items()}, claims)
+
+
+def _read_claim(raw: Any, at: str, report: Problems) -> Claim | None:
+    raw = mapping(raw, at, report, "a mapping with keys id, claim, task, checks")
+    if not raw:
+        return None
+    for key in raw:
+        if key not in _CLAIM_KEYS:
+            report.unknown(join(at, key), f"unknown key {key!r}", key, _CLAIM_KEYS)
+    texts = {key: report.check(join(at, key), string, raw.get(key, ""))
+             for key in ("id", "claim", "source", "note")}
+    for key in ("id", "claim"):
+        if not texts[key]:
+            report.add(join(at, key), "missing", "valid: a non-empty string")
+    if ("task" in raw) == ("tasks" in raw):
+        report.add(at, "needs exactly one of task, tasks", "valid: task: NAME or tasks: [NAMES]")
+        tasks: list[str] = []
+    elif "task" in raw:
+        tasks = [report.check(join(at, "task"), string, raw["task"])]
+    else:
+        tasks = report.check(join(at, "tasks"), _names_list, raw["tasks"]) or []
+    raw_checks = raw.get("checks")
+    if not isinstance(raw_checks, list) or not raw_checks:
+        report.add(join(at, "checks"), f"{raw_checks!r} is not a list of checks",
+                   f"valid: a non-empty list of one-key mappings ({', '.join(_CHECK_KEYS)})")
+        raw_checks = []
+    checks = [_read_check(item, f"{at}.checks[{index}]", report)
+              for index, item in enumerate(raw_checks)]
+    if None in checks or None in tasks or not all(texts[key] is not None for key in texts):
+        return None
+    return Claim(texts["id"], texts["claim"], texts["source"] or "", tasks,
+                 [check for check in checks if check is not None], texts["note"] or "")
+
+
+def _read_check(raw: Any, at: str, report: Problems) -> Check | None:
+    if not isinstance(raw, dict) or len(raw) != 1:
+        report.add(at, f"{raw!r} is not a one-key mapping",
+                   f"valid: one of {', '.join(_CHECK_KEYS)} with its options")
+        return None
+    kind, options = next(iter(raw.items()))
+    if kind not in _CHECK_KEYS:
+        report.unknown(at, f"unknown check {kind!r}", kind, _CHECK_KEYS)
+        return None
+    at = join(at, kind)
+    options = mapping(options, at, report, "the check's options")
+    keys = _CHECK_KEYS[kind]
+    before = len(report.lines)
+    for key in options:
+        if key not in (*keys["required"], *keys["optional"]):
+            report.unknown(join(at, key), f"unknown key {key!r}", key,
+                           (*keys["required"], *keys["optional"]))
+    for key in keys["required"]:
+        if key not in options:
+            report.add(join(at, key), "missing", f"valid: {_VALID[key]}")
+    checked = {key: report.check(join(at, key), _CHECKERS[key], value)
+               for key, value in options.items() if key in _CHECKERS}
+    sides = {"compare": ("lower", "higher"), "threshold": ("below", "above")}.get(kind)
+    if sides and sum(side in options for side in sides) != 1:
+        report.add(at, f"needs exactly one of {' or '.join(sides)}",
+                   f"valid: {sides[0]}: … or {sides[1]}: …")
+    if kind == "params":
+        checked.setdefault("tolerance", 0.01)
+    if kind == "threshold":
+        checked.setdefault("at", "last")
+    if len(report.lines) > before:
+        return None
+    return Check(kind, checked)
+
+
+def _names_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{value!r} is not a list of names", "valid: a non-empty list of names")
+    return value
+
+
+def _counts(value: Any) -> dict[str, int]:
+    valid = "valid: a mapping model: parameter count (an integer > 0)"
+    if not isinstance(value, dict) or not value:
+        raise Invalid(f"{value!r} is not a mapping", valid)
+    for model, count in value.items():
+        if not isinstance(model, str) or isinstance(count, bool) or not isinstance(count, int) \
+                or count <= 0:
+            raise Invalid(f"{model!r}: {count!r} is not a parameter count", valid)
+    return value
+
+
+_CHECKERS: dict[str, Callable[[Any], Any]] = {
+    "value": string, "at": choice(AT_CHOICES, "a way to take one number per run"),
+    "lower": _names_list, "higher": _names_list, "than": _names_list, "models": _names_list,
+    "below": number, "above": number, "direction": choice(("rises", "falls"), "a direction"),
+    "counts": _counts, "tolerance": fraction,
+}
+_VALID = {"value": "a per-epoch record field, e.g. backward_nfe", "than": "a list of models",
+          "models": "a list of models", "direction": "rises or falls",
+          "counts": "a mapping model: parameter count", "lower": "a list of models"}
+_AT_WORDS = {"mean": "mean over epochs", "first": "first epoch", "last": "last epoch"}
+
+
+# --- evaluating --------------------------------------------------------------------------------
+
+
+def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]]) -> list[ClaimResult]:
+    """Every claim of the file on every task it names, against the records."""
+    groups = group_runs(records)
+    return [ClaimResult(claim, task, [_evaluate_check(check, [g for g in groups if g.task == task])
+                                      for check in claim.checks])
+            for claim in claims.claims for task in claim.tasks]
+
+
+def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:
+    if not groups:
+        return CheckResult(check, NOT_RUN, ["no run of this task"])
+    if check.kind == "params":
+        return _params(check, groups)
+    if check.kind == "advantage_grows":
+        return _advantage(check, groups)
+    results = [_in_context(check, context, label) for label, context in _contexts(groups)]
+    ran = [result for result in results if result is not None]
+    if not ran:
+        missing = sorted(set(_models(check)) - {g.model for g in groups if g.ok})
+        why = (f"no ok run of {', '.join(missing)}" if missing
+               else f"no one suite and setting has {check.options['value']} for all of "
+                    f"{', '.join(dict.fromkeys(_models(check)))}")
+        return CheckResult(check, NOT_RUN, [why])
+    verdict = PASS if all(holds for holds, _ in ran) else FAIL
+    return CheckResult(check, verdict, [line for _, lines in ran for line in lines])
+
+
+def _in_context(check: Check, groups: dict[str, Group],
+                label: str) -> tuple[bool, list[str]] | None:
+    """(holds, evidence) in one context, or None when a model it names has no value there."""
+    o = check.options
+    if check.kind == "trend":
+        firsts = {m: groups[m].value(o["value"], "first") for m in o["models"] if m in groups}
+        lasts = {m: groups[m].value(o["value"], "last") for m in o["models"] if m in groups}
+        if len(firsts) < len(o["models"]) or not all(
+                _epochs_with(groups[m], o["value"]) > 1 for m in o["models"]):
+            return None
+        rises = o["direction"] == "rises"
+        holds = all((lasts[m].mean > firsts[m].mean) == rises and lasts[m].mean != firsts[m].mean
+                    for m in o["models"])
+        return holds, [f"{label}{m}: first {_stat(firsts[m])} → last {_stat(lasts[m])}"
+                       for m in o["models"]]
+    values = {m: groups[m].value(o["value"], o.get("at", "mean"))
+              for m in _models(check) if m in groups}
+    if len(values) < len(set(_models(check))) or not all(s.n for s in values.values()):
+        return None
+    if check.kind == "threshold":
+        below = "below" in o
+        bound = o["below"] if below else o["above"]
+        holds = all((values[m].mean < bound) if below else (values[m].mean > bound)
+                    for m in o["models"])
+        return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}" for m in o["models"])
+                       + f" {'<' if below else '>'} {bound:g}"]
+    side = "lower" if "lower" in o else "higher"
+    pairs = [(a, b) for a in o[side] for b in o["than"]]
+    holds = all((values[a].mean < values[b].mean) if side == "lower"
+                else (values[a].mean > values[b].mean) for a, b in pairs)
+    return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}"
+                                          for m in dict.fromkeys([*o[side], *o["than"]]))]
+
+
+def _epochs_with(group: Group, name: str) -> int:
+    """The most epochs with a number for ``name`` in any ok run of the group."""
+    return max((sum(isinstance(epoch.get(name), (int, float)) for epoch in run["epochs"])
+                for run in group.ok), default=0)
+
+
+def _params(check: Check, groups: list[Group]) -> CheckResult:
+    counts, tolerance = check.options["counts"], check.options["tolerance"]
+    evidence, holds = [], []
+    for model, expected in counts.items():
+        found = sorted({run["params"] for g in groups if g.model == model for run in g.runs
+                        if isinstance(run.get("params"), int)})
+        if not found:
+            continue
+        ok = all(abs(count - expected) <= tolerance * expected for count in found)
+        holds.append(ok)
+        evidence.append(f"{model}: {', '.join(f'{c:,}' for c in found)} vs paper {expected:,} "
+                        f"({_relative(found, expected)})")
+    if not holds:
+        return CheckResult(check, NOT_RUN, [f"no run of {', '.join(counts)}"])
+    return CheckResult(check, PASS if all(holds) else FAIL, evidence)
+
+
+def _advantage(check: Check, groups: list[Group]) -> CheckResult:
+    o = check.options
+    models = _models(check)
+    evidence, holds = [], []
+    for label, context in _contexts(groups, strip=("solver.rtol", "solver.atol"),
+                                    by=lambda g: (g.model, _rtol(g))):
+        ratios = {}
+        for tol in sorted({tol for _, tol in context if tol is not None}):
+            if any((m, tol) not in context for m in models):
+                continue
+            means = {m: context[(m, tol)].value(o["value"], o.get("at", "mean")).mean
+                     for m in models}
+            if any(v is None for v in means.values()):
+                continue
+            lower = stat(means[m] for m in o["lower"]).mean
+            than = stat(means[m] for m in o["than"]).mean
+            if lower:
+                ratios[tol] = than / lower
+        if len(ratios) < 2:
+            continue
+        small, large = min(ratios), max(ratios)
+        holds.append(ratios[small] > ratios[large])
+        evidence.append(f"{label}ratio " + ", ".join(f"{r:.3g} at tol {t:g}"
+                                                     for t, r in sorted(ratios.items())))
+    if not holds:
+        return CheckResult(check, NOT_RUN, ["no suite ran every model at two tolerances or more"])
+    return CheckResult(check, PASS if all(holds) else FAIL, evidence)
+
+
+def _contexts(groups: Sequence[Group], strip: tuple[str, ...] = (),
+              by: Callable[[Group], Any] = lambda g: g.model) -> list[tuple[str, dict[Any, Group]]]:
+    """Groups split by suite and setting (less the ``strip`` keys), each as (label,
+    {by(group): group}); the label names the suite and setting where there are several."""
+    contexts: dict[Any, tuple[str, dict[str, Any], dict[Any, Group]]] = {}
+    for group in groups:
+        setting = {k: v for k, v in group.setting.items() if k not in strip}
+        entry = contexts.setdefault((group.suite, _key(setting)), (group.suite, setting, {}))
+        entry[2][by(group)] = group
+    suites = {suite for suite, _, _ in contexts.values()}
+    labelled = []
+    for suite, setting, members in contexts.values():
+        parts = ([suite] if len(suites) > 1 else []) + ([setting_label(setting)] if setting else [])
+        labelled.append((f"[{', '.join(parts)}] " if parts else "", members))
+    return labelled
+
+
+def _key(setting: dict[str, Any]) -> str:
+    return repr(sorted(setting.items(), key=lambda item: item[0]))
+
+
+def _rtol(group: Group) -> float | None:
+    values = {run.get("config", {}).get("solver", {}).get("rtol") for run in group.runs}
+    return values.pop() if len(values) == 1 else None
+
+
+def _models(check: Check) -> list[str]:
+    o = check.options
+    return [*o.get("lower", []), *o.get("higher", []), *o.get("than", []), *o.get("models", [])]
+
+
+def _names(models: Sequence[str]) -> str:
+    return models[0] if len(models) == 1 else "{" + ", ".join(models) + "}"
+
+
+def _stat(s: Stat) -> str:
+    return f"{s.format()} (n={s.n})"
+
+
+def _relative(found: list[int], expected: int) -> str:
+    worst = max(found, key=lambda c: abs(c - expected))
+    return f"{(worst - expected) / expected:+.2%}" if worst != expected else "exact"

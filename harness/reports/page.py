@@ -1,0 +1,214 @@
+"""``harness report``: the whole report of one or more results directories.
+
+Writes into the report directory ``index.html`` (opens from the file system: inline style,
+relative image paths, nothing fetched), ``index.md`` (the same content as Markdown),
+``summary.md`` and ``summary.csv`` (the tables, :mod:`harness.reports.tables`) and ``figures/`` (PNG,
+and SVG unless left out), with, per (suite, task): the table, the figures, the failed runs;
+then the claims checklist; then the environment the runs were measured in.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.reports import figures as figs
+from harness.reports.aggregate import Group, group_runs
+from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, ClaimResult, ClaimsFile,
+                            evaluate, load_claims, paper_claims_path)
+from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
+    to_markdown
+from harness.reports.tables import (REPORT_DIR, failures, section_title, sections, seeds_line, summarize,
+                            table, write_summary)
+from harness.running.store import ResultsError, load_results
+
+#: Environment fields shown, in order (``argv`` is shown as the commands run).
+_ENVIRONMENT_KEYS = ("harness", "git_revision", "python", "torch", "torchdiffeq", "platform",
+                     "device", "device_name", "torch_threads")
+
+
+@dataclass
+class Written:
+    """What a report wrote, and the claims verdicts for the command to print."""
+
+    html: Path
+    markdown: Path
+    summary: Path
+    figures: list[Path]
+    claims: list[tuple[ClaimsFile, list[ClaimResult]]]
+
+
+def claims_files(results: Sequence[Path], extra: Sequence[Path],
+                 paper: bool = True) -> list[tuple[ClaimsFile, int | None]]:
+    """The claims files to check, each with the index of the results directory it is
+    limited to (None: all): the paper's claims (unless ``paper`` is false), each results
+    directory's own ``claims.yaml`` (a suite's, copied there by ``harness run``) for that
+    directory's records, then the ``extra`` files."""
+    paths: list[tuple[Path, int | None]] = [(paper_claims_path(), None)] if paper else []
+    paths += [(Path(d) / RESULTS_CLAIMS, index) for index, d in enumerate(results)
+              if (Path(d) / RESULTS_CLAIMS).is_file()]
+    paths += [(Path(p), None) for p in extra]
+    return [(load_claims(path), scope) for path, scope in paths]
+
+
+def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: Sequence[Path] = (),
+               paper_claims: bool = True,
+               formats: Sequence[str] = figs.DEFAULT_FORMATS) -> Written:
+    """Write the report of the results directories into ``out`` (default: the only
+    directory's ``report/``); raise :class:`harness.running.store.ResultsError` or
+    :class:`harness.reports.claims.ClaimsError` on bad input before writing anything."""
+    if out is None:
+        if len(results) != 1:
+            raise ResultsError("several results directories need --out (where to write the "
+                               "report)")
+        given = Path(results[0])
+        out = (given if given.is_dir() else given.parent) / REPORT_DIR
+    per_dir = [load_results([directory]) for directory in results]
+    records = [record for found in per_dir for record in found]
+    files = claims_files(results, extra_claims, paper_claims)
+    rows = summarize(records)
+    summary = write_summary(rows, out)
+    verdicts = [(file, evaluate(file, records if scope is None else per_dir[scope]))
+                for file, scope in files]
+    paper_figures = {task: name for file, _ in files for task, name in file.figures.items()}
+
+    groups: dict[tuple[str, str], list[Group]] = {}
+    for group in group_runs(records):
+        groups.setdefault((group.suite, group.task), []).append(group)
+    row_sections = sections(rows)
+    blocks: list[Block] = []
+    drawn: list[Path] = []
+    toc: list[str | Link] = []
+    for (suite, task), section_rows in row_sections.items():
+        title = section_title(suite, task, row_sections)
+        anchor = _slug(f"{task}-{suite}")
+        toc.append(Link(title, f"#{anchor}"))
+        section_groups = groups[(suite, task)]
+        blocks += _section(title, anchor, suite, section_rows, section_groups,
+                           paper_figures.get(task))
+        for figure in figs.draw_all(section_groups, out / "figures", anchor, formats):
+            drawn += figure.files
+            blocks.append(_image(figure, out))
+    toc += [Link("Paper claims", "#claims"), Link("Environment", "#environment")]
+
+    head = _head(records, results, out, verdicts, toc)
+    page = head + blocks + _claims_blocks(verdicts, out) + _environment_blocks(records)
+    title = f"harness report — {', '.join(dict.fromkeys(r.get('suite', '') for r in records))}"
+    html_path, markdown_path = out / "index.html", out / "index.md"
+    html_path.write_text(to_html(title, page), encoding="utf-8")
+    markdown_path.write_text(to_markdown(page), encoding="utf-8")
+    return Written(html_path, markdown_path, summary, drawn, verdicts)
+
+
+def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
+          verdicts: list[tuple[ClaimsFile, list[ClaimResult]]], toc: list[str | Link]) -> list[Block]:
+    ok = sum(r.get("status") == "ok" for r in records)
+    suites = ", ".join(dict.fromkeys(r.get("suite", "") for r in records))
+    sources = ", ".join(_relative(Path(d), out) for d in results)
+    counts = _verdict_counts([result for _, results_ in verdicts for result in results_])
+    return [
+        Heading(1, f"harness report: {suites}"),
+        Paragraph(f"{len(records)} run records ({ok} ok, {len(records) - ok} failed) from "
+                  f"{sources}. Every number is over seeds: mean ± sample standard deviation "
+                  f"(no ± with one seed); figures draw the mean as a line and ±1 std as a "
+                  f"band. NFE are per training iteration, averaged over a run's epochs."),
+        Paragraph(f"Claims checked (all files): {counts}."),
+        Items(toc),
+    ]
+
+
+def _section(title: str, anchor: str, suite: str, rows: list[dict[str, Any]],
+             groups: list[Group], paper_figure: str | None) -> list[Block]:
+    headers, cells = table(rows)
+    text = (f"Suite {suite}. Settings: {figs.describe_settings(groups)}. {seeds_line(rows)} "
+            f"({figs.describe_seeds(groups)}).")
+    if paper_figure:
+        text += f" The paper shows this task in {paper_figure}."
+    blocks: list[Block] = [Heading(2, title, anchor), Paragraph(text), Table(headers, cells)]
+    errors = failures(rows)
+    if errors:
+        blocks += [Paragraph("Failed runs:"), Items(list(errors))]
+    return blocks
+
+
+def _image(figure: figs.Figure, out: Path) -> Image:
+    by_format = {path.suffix: _relative(path, out) for path in figure.files}
+    src = by_format.get(".png") or next(iter(by_format.values()))
+    link = by_format.get(".svg", "")
+    return Image(src, figure.title, figure.caption, link)
+
+
+def _claims_blocks(verdicts: list[tuple[ClaimsFile, list[ClaimResult]]],
+                   out: Path) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Paper claims", "claims")]
+    if not verdicts:
+        return blocks + [Paragraph("No claims file was given.")]
+    blocks.append(Paragraph(
+        "Each claim is checked on the runs above: ✓ every check holds, ✗ some check fails, "
+        "not run: the results lack a task or model the check needs. Under each check, the "
+        "numbers it compared (mean ± std over seeds, n seeds); runs are compared only within "
+        "one suite and setting."))
+    for file, results in verdicts:
+        shipped = file.path == paper_claims_path()
+        blocks.append(Heading(3, f"{file.paper or 'Claims'}"))
+        source: Block = (Paragraph(f"{PAPER_CLAIMS}, shipped with the harness: "
+                                   f"{_verdict_counts(results)}.") if shipped else
+                         Items([Link(_relative(file.path, out), _relative(file.path, out)),
+                                f"{_verdict_counts(results)}"]))
+        blocks.append(source)
+        rows, classes = [], []
+        for result in results:
+            claim = result.claim
+            text = [claim.claim, f"({claim.id})"] + ([f"Note: {claim.note}"] if claim.note else [])
+            checks = []
+            for check in result.checks:
+                checks.append(f"{SYMBOLS[check.verdict]} {check.check.describe()}")
+                checks += [f"    {line}" for line in check.evidence]
+            rows.append([SYMBOLS[result.verdict], text, result.task, claim.source, checks])
+            classes.append(result.verdict.replace(" ", "-"))
+        blocks.append(Table(["", "claim", "task", "source", "checks and numbers"], rows, classes))
+    return blocks
+
+
+def _environment_blocks(records: list[dict[str, Any]]) -> list[Block]:
+    rows = []
+    for key in _ENVIRONMENT_KEYS:
+        values: dict[str, int] = {}
+        for record in records:
+            value = record.get("environment", {}).get(key)
+            values[str(value)] = values.get(str(value), 0) + 1
+        rows.append([key, [f"{value} ({count} runs)" if len(values) > 1 else value
+                           for value, count in values.items()]])
+    commands = dict.fromkeys(" ".join(_command(record)) for record in records)
+    started = sorted(r["started_at"] for r in records if r.get("started_at"))
+    finished = sorted(r["finished_at"] for r in records if r.get("finished_at"))
+    blocks: list[Block] = [Heading(2, "Environment", "environment"),
+                           Table(["", "value"], rows, align_numbers=False)]
+    if started and finished:
+        blocks.append(Paragraph(f"Runs started {started[0]} and finished by {finished[-1]}."))
+    return blocks + [Paragraph("Commands:"), Items([c for c in commands if c])]
+
+
+def _command(record: dict[str, Any]) -> list[str]:
+    """The command line of a run, with the program as its base name."""
+    argv = list(record.get("environment", {}).get("argv") or [])
+    return [os.path.basename(argv[0]), *argv[1:]] if argv else []
+
+
+def _verdict_counts(results: list[ClaimResult]) -> str:
+    counts = {symbol: 0 for symbol in SYMBOLS}
+    for result in results:
+        counts[result.verdict] += 1
+    return ", ".join(f"{SYMBOLS[v]} {n}" for v, n in counts.items())
+
+
+def _relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` with forward slashes (for links in the page)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -1,0 +1,133 @@
+"""Summaries of result records: one row per group of seeds (:mod:`harness.reports.aggregate`), as
+Markdown tables and a flat CSV.
+
+A run's ``forward_nfe``/``backward_nfe`` per epoch are taken as per-iteration counts; a run's
+value is their mean over its epochs, and a row shows the mean ± sample std across ok seeds.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from harness.reports.aggregate import Group, group_runs, setting_label
+from harness.reports.render import Block, Heading, Items, Paragraph, Table, to_markdown
+
+REPORT_DIR = "report"
+DASH = "—"
+
+#: The CSV's columns, in order: every numeric column holds a raw number or is empty.
+CSV_COLUMNS = [
+    "suite", "task", "model", "setting", "metric", "n_ok", "n_failed",
+    "test_metric_mean", "test_metric_std", "train_loss_mean", "train_loss_std",
+    "forward_nfe_mean", "forward_nfe_std", "backward_nfe_mean", "backward_nfe_std",
+    "epoch_time_s_mean", "epoch_time_s_std", "params", "paper_params",
+]
+
+_STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s")
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per group (suite, task, model, setting) in first-seen order.
+
+    A run stored more than once counts by its standing record (:func:`harness.running.store.standing`).
+    Stats are over ok runs only; a ``*_std`` is None with fewer than two values, and a stat is None
+    when no run has a value (e.g. ``backward_nfe`` without the adjoint).
+    """
+    return [summary_row(group) for group in group_runs(records)]
+
+
+def summary_row(group: Group) -> dict[str, Any]:
+    """The table row of one group: counts, the five stats as ``*_mean``/``*_std``, params."""
+    stats = {
+        "test_metric": group.value(f"test_{group.metric}", "last"),
+        "train_loss": group.value("loss", "last"),
+        "forward_nfe": group.value("forward_nfe"),
+        "backward_nfe": group.value("backward_nfe"),
+        "epoch_time_s": group.value("train_time_s"),
+    }
+    row: dict[str, Any] = {
+        "suite": group.suite, "task": group.task, "model": group.model,
+        "setting": setting_label(group.setting), "label": group.label, "metric": group.metric,
+        "n_ok": len(group.ok), "n_failed": len(group.failed),
+        "params": group.first("params"), "paper_params": group.first("paper_params"),
+        "seeds": [run["seed"] for run in group.runs],
+        "errors": [(run["seed"], run.get("error")) for run in group.failed],
+    }
+    for name, value in stats.items():
+        row[f"{name}_mean"], row[f"{name}_std"] = value.mean, value.std
+    return row
+
+
+def sections(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Rows by (suite, task), in first-seen order."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row["suite"], row["task"]), []).append(row)
+    return grouped
+
+
+def section_title(suite: str, task: str, scopes: Iterable[tuple[str, str]]) -> str:
+    """The task's name, with the suite when the task appears under more than one suite."""
+    suites = {scope_suite for scope_suite, scope_task in scopes if scope_task == task}
+    return f"{task} ({suite})" if len(suites) > 1 else task
+
+
+def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of one section's table."""
+    metrics = "/".join(dict.fromkeys(row["metric"] for row in rows))
+    headers = ["model", "runs ok", "failed", f"test {metrics}", "final train loss",
+               "forward NFE", "backward NFE", "time/epoch (s)", "params", "paper params"]
+    cells = [[row["label"], str(row["n_ok"]), str(row["n_failed"]),
+              *(_cell(row, name) for name in _STATS),
+              _plain(row["params"]), _plain(row["paper_params"])] for row in rows]
+    return headers, cells
+
+
+def seeds_line(rows: list[dict[str, Any]]) -> str:
+    seeds = sorted({seed for row in rows for seed in row["seeds"]})
+    return f"{len(seeds)} seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds))}"
+
+
+def render_markdown(rows: list[dict[str, Any]], level: int = 2) -> str:
+    """A heading, a seeds line, a table and the failed runs' errors for each (suite, task),
+    laid out by :func:`harness.reports.render.to_markdown` (which escapes the record strings)."""
+    grouped = sections(rows)
+    blocks: list[Block] = []
+    for (suite, task), task_rows in grouped.items():
+        blocks += [Heading(level, section_title(suite, task, grouped)),
+                   Paragraph(seeds_line(task_rows)), Table(*table(task_rows))]
+        errors = failures(task_rows)
+        if errors:
+            blocks += [Paragraph("Failed runs:"), Items(list(errors))]
+    return to_markdown(blocks)
+
+
+def failures(rows: list[dict[str, Any]]) -> list[str]:
+    """``task/model/seed N: error`` for every failed run of the rows."""
+    return [f"{row['task']}/{row['label']}/seed {seed}: {error}"
+            for row in rows for seed, error in row["errors"]]
+
+
+def write_summary(rows: list[dict[str, Any]], out: Path) -> Path:
+    """Write ``summary.md`` and ``summary.csv`` into ``out``; return the .md."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    markdown = out / "summary.md"
+    markdown.write_text(render_markdown(rows), encoding="utf-8")
+    return markdown
+
+
+def _cell(row: dict[str, Any], name: str) -> str:
+    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+    if mean is None:
+        return DASH
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+
+def _plain(value: Any) -> str:
+    return DASH if value is None else str(value)

@@ -1,0 +1,6 @@
+"""Executing runs and keeping their results: training one run (runner), where runs execute
+(executors, workers), the driver, checkpoints, the record store, time limits (deadline),
+failure kinds, observers, the progress display and the environment block of a record.
+
+May import: harness.contract, harness.registry, harness.suites, harness.solvers, harness.toolkit.
+"""

@@ -1,0 +1,83 @@
+"""The driver: picks the runs a results directory still needs, hands them to an executor, and
+writes each record as it comes back (then, and only then, drops the run's checkpoint)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.registry import Registry
+from harness.running.checkpoints import Checkpoints
+from harness.running.observers import Observers
+from harness.running.runner import RunConfigError, solver_backend, widths_for
+from harness.suites.runspec import RunSpec
+from harness.running.store import ResultStore, finished_keys
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class SuiteOutcome:
+    """What a suite invocation did: records written, runs skipped as already finished."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "ok"]
+
+
+def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
+    """Find set-up problems of every run before any training starts."""
+    problems = []
+    for spec in runs:
+        task, family = registry.tasks[spec.task], registry.families[spec.model]
+        try:
+            widths_for(spec, task, family)
+            family(**spec.model_options)
+            solver_backend(spec, registry).check(spec.solver)
+        except RunConfigError as error:
+            problems.append(str(error))
+        except (TypeError, ValueError) as error:
+            problems.append(f"{spec.label}: {error}")
+    if problems:
+        raise RunConfigError("\n".join(problems))
+
+
+def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
+              device: Any = "auto", force: bool = False, executor: str = "inline",
+              workers: int | None = None, address: str | None = None) -> SuiteOutcome:
+    """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
+    on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
+    as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there.
+
+    The directory is locked for the whole invocation (:class:`harness.running.store.StoreBusy` when
+    another driver holds it). A run's checkpoint is discarded only after its record is durable,
+    and kept when its worker died (a rerun resumes it); a failed write raises
+    :class:`harness.running.store.StoreWriteError` with the checkpoint still there.
+    """
+    check_runs(runs, registry)
+    checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
+    if os.path.lexists(checkpoint_dir) and (checkpoint_dir.is_symlink()
+                                             or not checkpoint_dir.is_dir()):
+        raise RunConfigError(f"{checkpoint_dir}: is not a directory; valid: a folder the "
+                             f"harness writes run checkpoints into (move this aside)")
+    checkpoints = Checkpoints(checkpoint_dir)
+    with ResultStore(out_dir) as store:
+        done = finished_keys(store.records())
+        checkpoints.sweep(done)
+        if force:
+            done = set()
+        todo = [spec for spec in runs if spec.key not in done]
+        outcome = SuiteOutcome(skipped=len(runs) - len(todo))
+        if not todo:
+            return outcome
+        runner = registry.executors[executor](registry, device, workers, address)
+        for record in runner.run(todo, Observers(registry), checkpoint_dir):
+            store.append(record)
+            if record.get("failure_kind") != "worker_died":
+                checkpoints.discard(record["key"])
+            outcome.records.append(record)
+    return outcome

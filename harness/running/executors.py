@@ -1,0 +1,137 @@
+"""Executors: where a suite's runs execute.
+
+* ``inline``: one run after another in this process (the default with one device);
+* ``local``: a pool of worker processes on this machine, one per visible GPU (each pinned to
+  its GPU through CUDA_VISIBLE_DEVICES) or N CPU workers sharing the cores' threads, supervised
+  by the driver (:mod:`harness.running.workers`);
+* ``ray``: each run a Ray task asking for its GPU, on an existing cluster (``address``) or a
+  local one (``pip install 'harness[ray]'``); inside the task the run executes in a one-worker
+  pool, so its time limit is enforced from outside it as with ``local``.
+
+Every executor yields each run's record back to the driver as the run ends; the driver alone
+writes records. Worker processes load plugins from the installed entry points and from
+``HARNESS_PLUGINS``, so plugins registered only in the driver's process are not seen there.
+More executors (say, Slurm) come from plugins through the ``harness_executors`` hook.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import torch
+
+from harness.running.checkpoints import Checkpoints
+from harness.contract import hookimpl
+from harness.running.environment import resolve_device
+from harness.running.failures import ExecutorUnavailable, WorkerDied
+from harness.registry import Registry
+from harness.running.observers import Notify
+from harness.running.runner import execute_run
+from harness.suites.runspec import RunSpec
+from harness.running.workers import Slot, WorkerPool, lost_record
+
+
+class Executor(ABC):
+    """Runs specs somewhere and yields their records as they finish."""
+
+    name: ClassVar[str]
+
+    def __init__(self, registry: Any, device: str = "auto", workers: int | None = None,
+                 address: str | None = None) -> None:
+        self.registry = registry
+        self.device = str(device)
+        self.workers = workers
+        self.address = address
+
+    @abstractmethod
+    def run(self, runs: list[RunSpec], notify: Notify,
+            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+        """Execute ``runs``; yield each record as soon as its run ends."""
+
+
+class Inline(Executor):
+    name = "inline"
+
+    def run(self, runs: list[RunSpec], notify: Notify,
+            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+        device = resolve_device(self.device)
+        checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
+        for spec in runs:
+            yield execute_run(spec, self.registry, device, notify, checkpoints)
+
+
+class LocalPool(Executor):
+    name = "local"
+
+    def slots(self) -> list[Slot]:
+        """One per GPU (pinned through CUDA_VISIBLE_DEVICES), else ``workers`` CPU workers
+        splitting the cores' threads."""
+        gpus = torch.cuda.device_count() if resolve_device(self.device).type == "cuda" else 0
+        if gpus:
+            return [Slot("cuda", str(i), 1) for i in range(min(self.workers or gpus, gpus))]
+        cores = os.cpu_count() or 1
+        workers = self.workers or cores
+        return [Slot("cpu", "", max(1, cores // workers))] * workers
+
+    def run(self, runs: list[RunSpec], notify: Notify,
+            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+        yield from WorkerPool(self.slots(), self.registry, checkpoint_dir).run(runs, notify)
+
+
+class RayCluster(Executor):
+    name = "ray"
+
+    def run(self, runs: list[RunSpec], notify: Notify,
+            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+        try:
+            import ray
+        except ImportError:
+            raise ExecutorUnavailable("the ray executor needs Ray: pip install 'harness[ray]'") \
+                from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, num_cpus=None if self.address else self.workers,
+                     include_dashboard=False, log_to_driver=False)
+        try:
+            gpus = 1 if self.device == "cuda" or (
+                self.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
+            device = "cuda" if gpus else "cpu"
+            task = ray.remote(_execute_in_ray).options(num_cpus=1, num_gpus=gpus)
+            pending = {task.remote(spec, checkpoint_dir, device, self.registry.loader): spec
+                       for spec in runs}
+            while pending:
+                (ready,), _ = ray.wait(list(pending), num_returns=1)
+                spec = pending.pop(ready)
+                try:
+                    record = ray.get(ready)
+                except ray.exceptions.RayError as error:  # the task, its worker or node was lost
+                    record = lost_record(spec, self.registry, device,
+                                         WorkerDied(f"the Ray task was lost: {error}"),
+                                         checkpoint_dir)
+                notify("run_finished", spec, record=record)
+                yield record
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _execute_in_ray(spec: RunSpec, checkpoint_dir: Path | None, device: str,
+                    load: Callable[[], Registry]) -> dict[str, Any]:
+    """One run inside a Ray task, in a worker process of its own that this task supervises
+    (its time limit, its death) as the local pool does. Plugins are imported once per Ray
+    worker process, so loading the registry again per task is cheap."""
+    pool = WorkerPool([Slot(device, None, 1)], load(), checkpoint_dir)
+    (record,) = pool.run([spec], lambda *args, **details: None)
+    return record
+
+
+def default_executor() -> str:
+    """"local" when several GPUs are visible, else "inline"."""
+    return "local" if torch.cuda.device_count() > 1 else "inline"
+
+
+@hookimpl
+def harness_executors() -> list[type[Executor]]:
+    return [Inline, LocalPool, RayCluster]

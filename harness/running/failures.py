@@ -1,0 +1,38 @@
+"""Why a run failed: the exceptions the harness raises, and how a record names them."""
+from __future__ import annotations
+
+from harness.solvers.settings import NFECapExceeded, SolverFailure
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TimeLimitExceeded(TimeoutError):
+    """The run took longer than its ``time_limit_s``."""
+
+
+class WorkerDied(RuntimeError):
+    """The process running the run ended before the run did (killed, out of memory, a crash
+    in native code, a lost Ray node)."""
+
+
+class ExecutorUnavailable(RuntimeError):
+    """No run can execute where the suite asked (no worker process can start, Ray is not
+    installed): the command ends with this message, not a run's record."""
+
+
+#: failure_kind in a record, by exception type; the first match wins.
+KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (NFECapExceeded, "nfe_cap"),
+    (SolverFailure, "solver"),
+    (NonFiniteLoss, "non_finite"),
+    (TimeLimitExceeded, "time_limit"),
+    (WorkerDied, "worker_died"),
+)
+
+
+def failure_kind(error: BaseException) -> str:
+    """"nfe_cap", "solver", "non_finite", "time_limit", "worker_died", or "error" for anything
+    else."""
+    return next((kind for cls, kind in KINDS if isinstance(error, cls)), "error")

@@ -1,0 +1,279 @@
+"""Training and evaluating one run, whatever happens, into its result record."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import traceback
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from harness.solvers.backends import SolverBackend
+from harness.running.checkpoints import Checkpoints
+from harness.contract import BuildContext, Family, Task, TaskData
+from harness.running.deadline import Alarm
+from harness.running.environment import environment
+from harness.running.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
+from harness.toolkit.nfe import NFECounter
+from harness.running.observers import Notify, Observers
+from harness.toolkit.ode import ODEBlock
+from harness.registry import Registry
+from harness.suites.runspec import RunSpec
+from harness.solvers.settings import as_solver_failure
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+}
+
+
+class RunConfigError(ValueError):
+    """A run cannot be set up (no widths for a model, bad family options); found before training."""
+
+
+@dataclass
+class BuiltRun:
+    """A run's task, model, optimizer and NFE counter, ready to train."""
+
+    task: Task
+    family: type[Family]
+    widths: dict[str, int]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    counter: NFECounter
+
+
+def widths_for(spec: RunSpec, task: Task, family: type[Family]) -> dict[str, int]:
+    """The suite's widths, else the task's for this family (or for ``family.widths_like``)."""
+    for widths in (spec.widths, task.widths.get(spec.model),
+                   task.widths.get(family.widths_like or "")):
+        if widths:
+            return dict(widths)
+    raise RunConfigError(f"{spec.label}: task {task.name!r} lists no widths for model {spec.model!r}; "
+                         f"give `widths:` for it in the suite (the task knows "
+                         f"{', '.join(sorted(task.widths))}), or set `widths_like` on the family")
+
+
+def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
+    """The backend ``spec.solver.backend`` names among the registry's."""
+    try:
+        return registry.backends[spec.solver.backend]
+    except KeyError:
+        raise RunConfigError(f"{spec.label}: no installed plugin provides solver backend "
+                             f"{spec.solver.backend!r}; valid: "
+                             f"{', '.join(sorted(registry.backends))}") from None
+
+
+def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltRun:
+    """Compose the task's networks with the family's dynamics, solved by the registry's backend
+    for the run (seeded, so init is reproducible)."""
+    task, family = registry.tasks[spec.task], registry.families[spec.model]
+    widths = widths_for(spec, task, family)
+    backend = solver_backend(spec, registry)
+    counter = NFECounter()
+
+    def ode(f: nn.Module, width: int) -> ODEBlock:
+        return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter, backend)
+
+    seed_everything(spec.seed)
+    context = BuildContext(family=family, widths=widths, ode=ode, options=_task_options(task, spec))
+    model = task.build_model(context).to(device)
+    optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+    return BuiltRun(task, family, widths, model, optimizer, counter)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[str, Any]:
+    """A run's result record before it trains: what it is, what it ran with, no epochs yet.
+    The one place a record's fields are decided; a run that ends adds its outcome, a run whose
+    worker died is this record marked failed (:func:`mark_failed`)."""
+    task = registry.tasks[spec.task]
+    return {
+        "key": spec.key, "suite": spec.suite, "task": spec.task, "model": spec.model,
+        "seed": spec.seed, "status": "ok", "error": None, "failure_kind": None,
+        "metric": task.metric, "higher_is_better": task.higher_is_better,
+        "paper_params": task.paper_params.get(spec.model), "config": spec.config(),
+        "packages": {"task": registry.package_of("task", spec.task),
+                     "model": registry.package_of("model", spec.model)},
+        "versions": spec.versions,
+        "environment": environment(device, solver_backend(spec, registry)), "started_at": _now(),
+        "epochs": [],
+    }
+
+
+def mark_failed(record: dict[str, Any], error: BaseException, kind: str | None = None) -> None:
+    """Record ``error`` as the run's outcome: its kind (from its type, unless given), its
+    message and the end of its traceback."""
+    error = as_solver_failure(error)
+    record.update(status="failed", error=f"{type(error).__name__}: {error}",
+                  failure_kind=kind or failure_kind(error),
+                  traceback="".join(traceback.format_exception(error)[-3:]))
+
+
+def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
+                notify: Notify | None = None,
+                checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+    """Train and evaluate one run; whatever happens, return its result record.
+
+    With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
+    it exists, continues from there (the record says ``resumed_from_epoch``). The checkpoint
+    stays when the run ends: whoever stores the record discards it once the record is durable.
+    """
+    notify = notify or Observers(registry)
+    task = registry.tasks[spec.task]
+    record = new_record(spec, registry, device)
+    notify("run_started", spec)
+    start, earlier = perf_counter(), 0.0
+    try:
+        built = build_run(spec, registry, device)
+        record.update(params=count_parameters(built.model), widths=built.widths)
+        data = task.data(_task_options(task, spec), spec.seed, spec.data_root, device,
+                         spec.batch_size)
+        saved = checkpoints.load(spec.key) if checkpoints else None
+        if saved:
+            built.model.load_state_dict(saved["model"])
+            built.optimizer.load_state_dict(saved["optimizer"])
+            record.update(epochs=saved["epochs"], resumed_from_epoch=len(saved["epochs"]))
+            earlier = saved["elapsed_s"]
+        deadline = start - earlier + spec.time_limit_s if spec.time_limit_s else None
+        limit = Alarm(None if deadline is None else deadline - perf_counter(),
+                      f"time limit of {spec.time_limit_s} s reached")
+        with limit:  # stops the run wherever it is, even inside a solve
+            for epoch in train(spec, built, data, device, len(record["epochs"]) + 1, deadline):
+                with limit.held():  # not while a checkpoint or an event is half-written
+                    record["epochs"].append(epoch)
+                    if checkpoints:
+                        checkpoints.save(spec.key, {"model": built.model.state_dict(),
+                                                    "optimizer": built.optimizer.state_dict(),
+                                                    "epochs": record["epochs"],
+                                                    "elapsed_s": earlier + perf_counter() - start})
+                    notify("epoch_finished", spec, epoch=epoch)
+    except Exception as error:  # a run that blows up is a result, not a crash
+        mark_failed(record, error)
+    record.update(wall_time_s=earlier + perf_counter() - start, finished_at=_now())
+    notify("run_finished", spec, record=record)
+    return record
+
+
+def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
+          first_epoch: int = 1, deadline: float | None = None) -> Iterable[dict[str, Any]]:
+    """Train from ``first_epoch`` to ``spec.epochs``, yielding one record per epoch (with
+    ``epochs: 0``, one record of the untrained model, numbered 0). Past ``deadline`` (a
+    ``perf_counter`` time) the run stops with :class:`TimeLimitExceeded` after the iteration
+    (the check that remains where :class:`~harness.running.deadline.Alarm` cannot interrupt it: outside
+    the main thread)."""
+    model, task, counter, optimizer = built.model, built.task, built.counter, built.optimizer
+    sync = _synchronizer(device)
+    options = _task_options(task, spec)
+
+    def evaluate_and_measure(epoch: int) -> dict[str, Any]:
+        results = evaluate(model, task, data.test, counter, sync)
+        with counter.in_phase("probe"):
+            results.update(task.measure(model, data, epoch, options))
+        return results
+
+    if spec.epochs == 0:  # a study of the model at initialisation
+        yield {"epoch": 0, "iterations": 0, **evaluate_and_measure(0)}
+    for epoch in range(first_epoch, spec.epochs + 1):
+        if not model.training:  # evaluation left it in eval mode (a walk over every module)
+            model.train()
+        counter.take()
+        if hasattr(data.train, "set_epoch"):
+            data.train.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        iterations = samples = 0
+        sync()
+        epoch_start = perf_counter()
+        for x, y in data.train:
+            t0 = perf_counter()
+            with counter.in_phase("forward"):
+                prediction = model(x)
+                loss = task.loss(prediction, y)
+            value = loss.item()  # synchronises the device, like sync() would
+            t1 = perf_counter()
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration {iterations + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            with counter.in_phase("backward"):
+                loss.backward()
+            sync()
+            t2 = perf_counter()
+            if spec.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimizer.step()
+            batch = len(x)
+            for name, metric in {"loss": value, **task.metrics(prediction.detach(), y)}.items():
+                sums[name] = sums.get(name, 0.0) + metric * batch
+            sums["forward_time_s"] = sums.get("forward_time_s", 0.0) + t1 - t0
+            sums["backward_time_s"] = sums.get("backward_time_s", 0.0) + t2 - t1
+            iterations += 1
+            samples += batch
+            sync()
+            if deadline is not None and perf_counter() > deadline:
+                raise TimeLimitExceeded(f"time limit of {spec.time_limit_s} s reached in epoch "
+                                        f"{epoch}, iteration {iterations}")
+        train_time = perf_counter() - epoch_start
+        nfe = counter.take()
+        record: dict[str, Any] = {
+            "epoch": epoch, "iterations": iterations,
+            **{k: v / samples for k, v in sums.items() if not k.endswith("_time_s")},
+            "forward_nfe": nfe["forward"] / iterations,
+            "backward_nfe": nfe["backward"] / iterations if spec.solver.adjoint else None,
+            "train_time_s": train_time,
+            "forward_time_s": sums["forward_time_s"] / iterations,
+            "backward_time_s": sums["backward_time_s"] / iterations,
+        }
+        if epoch % spec.eval_every == 0 or epoch == spec.epochs:
+            record.update(evaluate_and_measure(epoch))
+        yield record
+
+
+def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounter,
+             sync: Callable[[], None]) -> dict[str, float]:
+    """Test loss and metrics (per sample), evaluation NFE and inference time (per batch)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n_batches = samples = 0
+    elapsed = 0.0
+    counter.take()
+    with torch.no_grad(), counter.in_phase("eval"):
+        for x, y in batches:
+            sync()
+            start = perf_counter()
+            prediction = model(x)
+            sync()
+            elapsed += perf_counter() - start
+            batch = len(x)
+            metrics = {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)}
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + value * batch
+            n_batches += 1
+            samples += batch
+    nfe = counter.take()["eval"]
+    return {**{f"test_{k}": v / samples for k, v in sums.items()},
+            "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches}
+
+
+def _task_options(task: Task, spec: RunSpec) -> dict[str, Any]:
+    return {**task.options, **spec.task_options}
+
+
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

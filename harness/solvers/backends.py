@@ -1,0 +1,55 @@
+"""Solver backends: what integrates a run's ODEs, chosen per suite entry (``solver.backend``).
+
+A backend is an object with a ``name``, the ``package`` whose version the record names, the
+``methods`` it has, ``check(config)`` and ``solve(func, z0, t, config)``, which integrates
+``func`` from z0 over t = [t0, t1] and returns the state at t1, gradients included (with the
+adjoint when ``config.adjoint``). It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
+per-element time scaling and NFE caps (which wrap ``func``) work for every backend.
+
+Built in (:mod:`harness.solvers.built_in`): ``torchdiffeq`` (:mod:`harness.solvers.torchdiffeq_backend`,
+the reference, and the default), ``fast`` (:mod:`harness.solvers.fast.backend`, the same steps on one
+flat state) and ``torchode`` (:mod:`harness.solvers.torchode_backend`, when the optional torchode
+package is installed). Plugins add more through the ``harness_solver_backends`` hook, as they
+add models; a run uses the backend of the registry it was built with (``registry.backends``),
+which hands it to the run's ODE blocks.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from importlib.metadata import PackageNotFoundError, version
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from harness.solvers.settings import SolverConfig
+
+
+class SolverBackend(ABC):
+    """Integrates an ODE block's dynamics; see the module's docstring."""
+
+    name: ClassVar[str]
+    package: ClassVar[str]
+    methods: ClassVar[tuple[str, ...]]
+
+    @property
+    def version(self) -> str | None:
+        try:
+            return version(self.package)
+        except PackageNotFoundError:
+            return None
+
+    def check(self, config: SolverConfig) -> None:
+        """Raise ValueError when this backend cannot solve with ``config``."""
+        if config.method not in self.methods:
+            raise ValueError(f"solver backend {self.name!r} has no method {config.method!r}; "
+                             f"valid: {', '.join(self.methods)}")
+
+    @abstractmethod
+    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
+        """The state at t[-1]."""
+
+
+class PerElementTime:
+    """Marks a dynamics wrapper whose calls read per-element times or an input signal (the
+    ODE block's per-element durations, an input-fed right-hand side): a backend that cannot
+    carry those through its adjoint refuses a ``func`` holding one."""

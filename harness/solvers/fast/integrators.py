@@ -1,0 +1,256 @@
+"""The fast backend's integrators on one flat state: dopri5 with torchdiffeq 0.2.5's adaptive
+step control, euler and rk4 on torchdiffeq's fixed grid — the same steps, at less cost.
+
+torchdiffeq keeps step sizes, error ratios and stage times in 0-dim tensors; here they are
+Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the state's precision
+(torchdiffeq's stage times), so every step size and every time f sees is the one torchdiffeq
+would compute, without a tensor operation each. Stage derivatives go into one (state, 7)
+buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit. Only
+the last accepted step's interpolant is formed (the solve reads one end point). Failures raise
+the :class:`SolverFailure` text the harness makes of torchdiffeq's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harness.solvers.settings import SolverFailure
+
+FlatFunc = Callable[[float, Tensor], Tensor]
+"""f(t, y) on the flat state; t is a value of the state's precision."""
+Norm = Callable[[Tensor], Tensor]
+
+#: NumPy scalar types doing torchdiffeq's stage-time arithmetic in the state's precision.
+_SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
+
+# Dormand–Prince 5(4) (torchdiffeq's tableau): stage times, stage weights (rows 0–5), the error
+# weights (row 6) and the mid-point weights of the interpolant (row 7).
+_ALPHA = (1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_WEIGHTS = torch.tensor([
+    [1 / 5, 0, 0, 0, 0, 0, 0],
+    [3 / 40, 9 / 40, 0, 0, 0, 0, 0],
+    [44 / 45, -56 / 15, 32 / 9, 0, 0, 0, 0],
+    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0, 0],
+    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0, 0],
+    [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
+    [35 / 384 - 1951 / 21600, 0, 500 / 1113 - 22642 / 50085, 125 / 192 - 451 / 720,
+     -2187 / 6784 - -12231 / 42400, 11 / 84 - 649 / 6300, -1. / 60.],
+    [6025192743 / 30085553152 / 2, 0, 51252292925 / 65400821598 / 2,
+     -2691868925 / 45128329728 / 2, 187940372067 / 1594534317056 / 2,
+     -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2],
+], dtype=torch.float64)
+_ERROR, _MID = 6, 7
+_ORDER = 5
+
+
+@dataclass(frozen=True)
+class StepControl:
+    """torchdiffeq's adaptive-step options (``solver.options``) with its defaults."""
+
+    rtol: float
+    atol: float
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+    min_step: float = 0.0
+    max_step: float = math.inf
+    first_step: float | None = None
+    max_num_steps: int = 2 ** 31 - 1
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    """torchdiffeq's default norm over a whole (flat) state."""
+    return x.abs().pow(2).mean().sqrt()
+
+
+def scalar_type(y: Tensor) -> type:
+    try:
+        return _SCALAR[y.dtype]
+    except KeyError:
+        raise ValueError(f"the fast solver backend takes float32 or float64 states, not {y.dtype}") from None
+
+
+def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepControl,
+           norm: Norm = rms_norm, live: int | None = None) -> Tensor:
+    """The state at t1 (t1 > t0), stepping exactly as torchdiffeq's dopri5 over [t0, t1].
+
+    ``func`` reads only the first ``live`` entries of the state (default: all of it): the
+    intermediate stages hand it just those, since the rest (an adjoint's parameter gradients)
+    is only integrated. Each step's solution, error and interpolant still cover the whole state.
+    """
+    scalar = scalar_type(y0)
+    live = y0.shape[0] if live is None else live
+    weights = _WEIGHTS.to(device=y0.device, dtype=y0.dtype)
+    f0 = func(scalar(t0), y0)
+    if control.first_step is not None:
+        dt = float(control.first_step)
+    else:
+        dt = _initial_step(func, t0, y0, f0, control, norm, scalar)
+    t, y, f = t0, y0, f0
+    last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, weights, dt) of the last accepted step
+    checked, n_steps = False, 0
+    while t1 > t:
+        if n_steps >= control.max_num_steps:
+            raise SolverFailure(f"max_num_steps exceeded ({n_steps}>={control.max_num_steps})")
+        if not math.isfinite(dt):
+            dt = control.min_step
+        dt = min(max(dt, control.min_step), control.max_step)
+        t_next = t + dt
+        if not t_next > t:
+            raise SolverFailure(f"underflow in dt {dt}")
+        if not checked:
+            if not bool(torch.isfinite(y).all()):
+                raise SolverFailure("non-finite values in state `y`")
+            checked = True
+        dt_s, t_s, t_next_s = scalar(dt), scalar(t), scalar(t_next)
+        coefficients = weights * float(dt_s)
+        k = y.new_empty(y.shape[0], len(_ALPHA) + 1)  # torchdiffeq's layout: stages along dim 1
+        k[:, 0] = f
+        for i, alpha in enumerate(_ALPHA):
+            # Like torchdiffeq: the stages at the step's end are taken just before it.
+            ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
+            rows = slice(None) if i == len(_ALPHA) - 1 else slice(live)  # the last stage is y1
+            yi = y[rows] + torch.sum(k[rows, :i + 1] * coefficients[i, :i + 1], dim=-1)
+            k[:, i + 1] = func(ti, yi)
+        with torch.no_grad():
+            error = torch.sum(k * coefficients[_ERROR], dim=-1)
+            tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
+            ratio = norm(error.div_(tolerance)).item()
+        accept = ratio <= 1
+        if dt > control.max_step:
+            accept = False
+        if dt <= control.min_step:
+            accept = True
+        if accept:
+            last = (t, t_next, y, yi, k, coefficients, dt_s)
+            t, y, f, checked = t_next, yi, k[:, -1], False
+        dt = min(max(_optimal_step(dt, ratio, control), control.min_step), control.max_step)
+        n_steps += 1
+    assert last is not None  # t1 > t0, so some step was accepted
+    return _interpolate(t1, *last, scalar)
+
+
+def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
+                  norm: Norm, scalar: type) -> float:
+    """Hairer's initial step (torchdiffeq's ``_select_initial_step``), in the state's precision."""
+    with torch.no_grad():
+        scale = y0.abs().mul(control.rtol).add_(control.atol)
+        d0 = scalar(norm(y0 / scale).item())
+        d1 = scalar(norm(f0 / scale).item())
+    small = scalar(1e-5)
+    h0 = scalar(1e-6) if d0 < small or d1 < small else abs(scalar(0.01) * d0 / d1)
+    f1 = func(scalar(t0 + float(h0)), y0 + float(h0) * f0)
+    with torch.no_grad():
+        d2 = abs(scalar(norm((f1 - f0) / scale).item()) / h0)
+    tiny = scalar(1e-15)
+    if d1 <= tiny and d2 <= tiny:
+        h1 = _nan_max(scalar(1e-6), h0 * scalar(1e-3))
+    else:  # as torch on 0-dim tensors: 0.01 / d is reciprocal(d) * 0.01, pow is in float64
+        h1 = abs(scalar(float(scalar(1) / (d2 if d2 > d1 else d1) * scalar(0.01)) ** (1 / _ORDER)))
+    return float(_nan_min(scalar(100) * h0, h1))
+
+
+def _optimal_step(dt: float, ratio: float, control: StepControl) -> float:
+    """torchdiffeq's ``_optimal_step_size`` for order 5, in float64 (NaN stays NaN)."""
+    if ratio == 0:
+        return dt * control.ifactor
+    if math.isnan(ratio):
+        return math.nan
+    dfactor = 1.0 if ratio < 1 else control.dfactor
+    return dt * min(control.ifactor, max(control.safety / ratio ** (1 / _ORDER), dfactor))
+
+
+def _nan_max(a: float, b: float) -> float:
+    return a if math.isnan(a) else b if math.isnan(b) else max(a, b)
+
+
+def _nan_min(a: float, b: float) -> float:
+    return a if math.isnan(a) else b if math.isnan(b) else min(a, b)
+
+
+def _interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
+                 coefficients: Tensor, step: np.floating, scalar: type) -> Tensor:
+    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k), at t."""
+    dt = float(step)
+    y_mid = y0 + torch.sum(k * coefficients[_MID], dim=-1)
+    f0, f1 = k[:, 0], k[:, -1]
+    polynomial = [y0, dt * f0,
+                  dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
+                  dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
+                  2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid]
+    x = scalar((t - t0) / (t1 - t0))
+    total, power = polynomial[0] + float(x) * polynomial[1], x
+    for coefficient in polynomial[2:]:
+        power = power * x
+        total = total + float(power) * coefficient
+    return total
+
+
+def fixed_grid(method: str, func: FlatFunc, y0: Tensor, t0: float, t1: float,
+               step_size: float | None) -> Tensor:
+    """The state at t1 from torchdiffeq's euler or rk4 (its 3/8-rule ``rk4``) on its grid:
+    t0, t0 + step, … with the last point moved to t1 (or the single step [t0, t1])."""
+    scalar = scalar_type(y0)
+    step = {"euler": _euler, "rk4": _rk4}[method]
+    t = torch.tensor([t0, t1], dtype=y0.dtype)
+    if step_size is None:
+        grid = t
+    else:
+        count = torch.ceil((t[1] - t[0]) / step_size + 1).item()
+        grid = torch.arange(0, count, dtype=t.dtype) * step_size + t[0]
+        grid[-1] = t[1]
+    times = [scalar(value) for value in grid.tolist()]
+    end, result, y = scalar(t1), None, y0
+    for a, b in zip(times[:-1], times[1:]):
+        y_next = y + step(func, a, b - a, b, y)
+        if result is None and b >= end:  # torchdiffeq reads t1 off the first step reaching it
+            result = y if end == a else y_next if end == b else y + float((end - a) / (b - a)) * (y_next - y)
+        y = y_next
+    assert result is not None
+    return result
+
+
+def _euler(func: FlatFunc, t0: np.floating, dt: np.floating, t1: np.floating, y0: Tensor) -> Tensor:
+    return float(dt) * func(t0, y0)
+
+
+def _rk4(func: FlatFunc, t0: np.floating, dt: np.floating, t1: np.floating, y0: Tensor) -> Tensor:
+    third = 1 / 3
+    k1 = func(t0, y0)
+    k2 = func(t0 + dt * type(dt)(third), y0 + float(dt) * k1 * third)
+    k3 = func(t0 + dt * type(dt)(2 / 3), y0 + float(dt) * (k2 - k1 * third))
+    k4 = func(t1, y0 + float(dt) * (k1 - k2 + k3))
+    return (k1 + 3 * (k2 + k3) + k4) * float(dt) * 0.125
+
+
+Integrate = Callable[[FlatFunc, Tensor, float, float, Norm, int | None], Tensor]
+"""integrate(f, y0, t0, t1, norm, live): the flat state at t1; the norm serves adaptive methods,
+and f reads the first ``live`` entries of the state (None: all; see :func:`dopri5`)."""
+
+#: The methods the fast backend has, and the ``solver.options`` each takes.
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dopri5": ("max_num_steps", "first_step", "safety", "ifactor", "dfactor", "min_step", "max_step"),
+    "euler": ("step_size",),
+    "rk4": ("step_size",),
+}
+
+
+def integrator(method: str, rtol: float, atol: float, options: dict) -> Integrate:
+    """The integrator for a method and its options; ValueError names what is not supported."""
+    if method not in METHOD_OPTIONS:
+        raise ValueError(f"the fast solver backend has no method {method!r}; it has "
+                         f"{', '.join(METHOD_OPTIONS)} (use backend: torchdiffeq for the others)")
+    unknown = sorted(set(options) - set(METHOD_OPTIONS[method]))
+    if unknown:
+        raise ValueError(f"the fast solver backend's {method} takes no option {', '.join(unknown)}; "
+                         f"valid: {', '.join(METHOD_OPTIONS[method])}")
+    if method == "dopri5":
+        control = StepControl(rtol=rtol, atol=atol, **options)
+        return lambda func, y0, t0, t1, norm, live: dopri5(func, y0, t0, t1, control, norm, live)
+    step_size = options.get("step_size")
+    return lambda func, y0, t0, t1, norm, live: fixed_grid(method, func, y0, t0, t1, step_size)

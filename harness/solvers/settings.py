@@ -1,0 +1,55 @@
+"""Solver settings and failures: what every backend (:mod:`harness.solvers.backends`) is handed and
+raises, shared by the suite, the records and the ODE block. Nothing of the harness here."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchdiffeq._impl.odeint import SOLVERS
+
+#: Solver names a suite may use (torchdiffeq's).
+METHODS = tuple(sorted(SOLVERS))
+
+#: Messages torchdiffeq raises (as AssertionError) when a solve cannot go on.
+_SOLVER_FAILURES = ("underflow in dt", "max_num_steps exceeded", "non-finite values")
+
+
+class SolverFailure(RuntimeError):
+    """A solve that could not finish: step size underflow, too many steps, non-finite state."""
+
+
+class NFECapExceeded(SolverFailure):
+    """One solve needed more function evaluations than the suite's ``solver.max_nfe``."""
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How every ODE of a run is solved. ``adjoint`` picks odeint_adjoint over odeint (or the
+    backend's own adjoint); ``backend`` names the solver backend."""
+
+    method: str = "dopri5"
+    rtol: float = 1e-7
+    atol: float = 1e-7
+    adjoint: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    max_nfe: int | None = None
+    """Fail a solve (forward or adjoint, each counted on its own) past this many evaluations."""
+    backend: str = "torchdiffeq"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def as_solver_failure(error: BaseException) -> BaseException:
+    """Turn torchdiffeq's assertion for a failed solve into a :class:`SolverFailure`."""
+    message = re.sub(r"tensor\((\d+), dtype=torch\.int32\)", r"\1", str(error))  # step cap
+    if isinstance(error, AssertionError) and message.startswith(_SOLVER_FAILURES):
+        return SolverFailure(message.split(":")[0] if "non-finite" in message else message)
+    return error
+
+
+def interval_tensor(t0: float, t1: float, like: Tensor) -> Tensor:
+    return torch.tensor([t0, t1], dtype=like.dtype, device=like.device)

@@ -1,0 +1,35 @@
+"""The ``torchdiffeq`` solver backend, the reference and the default: the one place the harness
+calls torchdiffeq's ``odeint`` / ``odeint_adjoint``."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from harness.solvers.backends import SolverBackend
+from harness.solvers.settings import METHODS, SolverConfig, as_solver_failure
+
+
+class TorchdiffeqBackend(SolverBackend):
+    """torchdiffeq's ``odeint`` / ``odeint_adjoint``.
+
+    With the adjoint, the gradient w.r.t. ``func``'s parameters comes from the adjoint solve
+    that runs inside ``loss.backward()``.
+    """
+
+    name, package, methods = "torchdiffeq", "torchdiffeq", METHODS
+
+    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
+        kwargs = dict(rtol=config.rtol, atol=config.atol, method=config.method,
+                      options=dict(config.options) or None)
+        try:
+            if config.adjoint:
+                z = odeint_adjoint(func, z0, t, adjoint_params=tuple(func.parameters()), **kwargs)
+            else:
+                z = odeint(func, z0, t, **kwargs)
+        except AssertionError as error:
+            raise as_solver_failure(error) from error
+        return z[-1]
+
+
+#: The default backend of an ODE block built without a registry (it holds no state).
+TORCHDIFFEQ = TorchdiffeqBackend()

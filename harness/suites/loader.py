@@ -1,0 +1,471 @@
+"""Suite files: read a YAML suite, check it, and expand it into resolved run specs.
+
+A suite lists run entries (tasks × models × grid points × seeds). Each run's settings are
+resolved in this order, later levels winning: ``HARNESS_DEFAULTS`` < the task's ``schedule`` <
+the suite's ``defaults`` < the entry's settings < the grid point < the entry's
+``overrides[model]``. The mappings ``solver`` (and its ``options``), ``model_options`` and
+``task_options`` merge key by key; every other setting is replaced. ``solver.tol`` sets both
+``rtol`` and ``atol`` at the level where it appears (an ``rtol``/``atol`` next to it wins).
+
+Where the data lives (``data_root``), first found wins:
+
+1. the ``data_root`` argument (the CLI's ``--data-root``), as given;
+2. the suite's ``data_root:`` key, relative to the suite file's directory;
+3. the environment variable ``HARNESS_DATA_ROOT``;
+4. none (``None``).
+
+The suite's name (``name:``, else the file's name without ``.yaml``) names its results
+directory ``results/<name>``, so it is one plain file name (:func:`suite_name`).
+
+The file is read with ``yaml.safe_load``'s loader (nothing in it is evaluated; a key given twice
+is an error, :func:`harness.suites.validation.read_yaml`). Every problem found is collected and
+reported together in one :class:`SuiteError`, one line each.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Collection, Mapping
+
+from harness.solvers.backends import SolverBackend
+from harness.contract import Family, Task
+from harness.registry import Registry
+from harness.suites.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
+from harness.suites.validation import (Invalid, Problems, boolean, choice, integer, join, mapping,
+                                non_negative_int, number, numeric, optional, positive_int,
+                                positive_number, read_yaml, string, top_level,
+                                valid_choices)
+
+DATA_ROOT_ENV = "HARNESS_DATA_ROOT"
+
+_TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
+_EXECUTION_KEYS = ("executor", "workers", "address")
+_ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "overrides")
+_SEED_RANGE_KEYS = ("start", "count")
+#: Settings merged key by key, and the keys nested inside them that merge the same way.
+_MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
+
+#: A suite's name names its results directory (results/<name>), so it is a plain file name.
+_SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message lists every problem, one per line."""
+
+
+def suite_name(value: Any) -> str:
+    """A name that is one plain file name, so results/<name> stays inside results/."""
+    if not isinstance(value, str) or not _SUITE_NAME.fullmatch(value):
+        raise Invalid(f"{value!r} is not a suite name",
+                      "valid: 1 to 100 letters (a-z, A-Z), digits, '.', '_' or '-', not starting "
+                      "with '.' or '-' (it names the results directory results/<name>)")
+    return value
+
+
+@dataclass
+class Suite:
+    """A loaded suite: its runs fully resolved, in order, without duplicates."""
+
+    name: str
+    path: Path
+    description: str
+    runs: list[RunSpec]
+    data_root: str | None
+    execution: dict[str, Any] = field(default_factory=dict)
+    """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``."""
+
+
+#: How a task option's value is checked, by the type of its default (bool before int).
+_OPTION_TYPES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (bool, boolean), (int, integer), (float, number), (str, string))
+
+
+def _option_value(default: Any, value: Any) -> Any:
+    """``value`` as a task option whose default is ``default``: an int default takes ints, a
+    float default any number (as a float), a bool or str default its own type; other defaults
+    (None included) take anything."""
+    for kind, check in _OPTION_TYPES:
+        if isinstance(default, kind):
+            return check(value)
+    return value
+
+
+_SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "epochs": non_negative_int,  # 0 studies the untrained model
+    "lr": positive_number,
+    "batch_size": optional(positive_int),
+    "optimizer": choice(OPTIMIZERS, "an optimizer"),
+    "eval_every": positive_int,
+    "grad_clip": optional(positive_number),
+    "time_limit_s": optional(positive_number),
+}
+
+
+def _solver_checks(backends: Mapping[str, SolverBackend]) -> dict[str, Callable[[Any], Any]]:
+    """How each solver key is checked; ``method`` takes any method of the registry's backends
+    (whether the run's backend has it is checked with the backend before training)."""
+    methods = sorted({method for backend in backends.values() for method in backend.methods})
+    return {
+        "method": choice(methods, "a solver method"),
+        "rtol": positive_number,
+        "atol": positive_number,
+        "tol": positive_number,
+        "adjoint": boolean,
+        "max_nfe": optional(positive_int),
+        "backend": choice(backends, "a solver backend"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: one level of run settings, checked and normalised.
+
+
+@dataclass
+class _Scope:
+    """What a level of settings applies to, for checking solver settings (against the
+    registry's backends), model and task options."""
+
+    backends: Mapping[str, SolverBackend]
+    tasks: list[Task] = field(default_factory=list)
+    families: list[type[Family]] = field(default_factory=list)
+
+
+def _check_settings(raw: dict, at: str, report: Problems, scope: _Scope,
+                    valid_keys: Collection[str] = tuple(HARNESS_DEFAULTS)) -> dict[str, Any]:
+    """One level of run settings, with numbers as floats and ``solver.tol`` expanded.
+
+    ``valid_keys`` only feeds the message for an unknown key (an entry also has its own keys).
+    """
+    layer: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = join(at, key)
+        if key in _SCALAR_SETTINGS:
+            layer[key] = report.check(where, _SCALAR_SETTINGS[key], value)
+        elif key == "solver":
+            layer[key] = _check_solver(value, where, report, _solver_checks(scope.backends))
+        elif key == "widths":
+            layer[key] = _check_widths(value, where, report)
+        elif key == "model_options":
+            layer[key] = _check_model_options(value, where, report, scope.families)
+        elif key == "task_options":
+            layer[key] = _check_task_options(value, where, report, scope.tasks)
+        else:
+            report.unknown(where, f"unknown key {key!r}", key, valid_keys)
+    return layer
+
+
+def _check_solver(value: Any, at: str, report: Problems,
+                  checks: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    solver = mapping(value, at, report, f"a mapping with keys {', '.join(checks)}, options")
+    checked: dict[str, Any] = {}
+    for key, item in solver.items():
+        where = join(at, key)
+        if key in checks:
+            checked[key] = report.check(where, checks[key], item)
+        elif key == "options":
+            options = mapping(item, where, report, "a mapping of torchdiffeq solver options")
+            checked[key] = {name: numeric(option) for name, option in options.items()}
+        else:
+            report.unknown(where, f"unknown solver key {key!r}", key, [*checks, "options"])
+    if "tol" in checked:
+        tol = checked.pop("tol")
+        checked = {"rtol": tol, "atol": tol, **checked}
+    return checked
+
+
+def _check_widths(value: Any, at: str, report: Problems) -> dict[str, int] | None:
+    if value is None:
+        return None
+    widths = mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
+    for name in widths:
+        if not isinstance(name, str):
+            report.add(join(at, name), f"width name {name!r} is not a string",
+                       "valid: a width name such as 'n'")
+    return {name: report.check(join(at, name), positive_int, width)
+            for name, width in widths.items()}
+
+
+def _keyword_parameters(family: type[Family]) -> list[str]:
+    """The family's options: the parameters its ``__init__`` takes by keyword."""
+    parameters = inspect.signature(family).parameters.values()
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _check_model_options(value: Any, at: str, report: Problems,
+                         families: list[type[Family]]) -> dict[str, Any]:
+    options = mapping(value, at, report, "a mapping of model option to value")
+    for family in families:
+        accepted = _keyword_parameters(family)
+        for key in options:
+            if key not in accepted:
+                report.unknown(join(at, key), f"unknown option {key!r} for model {family.name!r}",
+                               key, accepted)
+    return dict(options)
+
+
+def _check_task_options(value: Any, at: str, report: Problems, tasks: list[Task]) -> dict[str, Any]:
+    options = mapping(value, at, report, "a mapping of task option to value")
+    for task in tasks:
+        for key, item in options.items():
+            where = join(at, key)
+            if key not in task.options:
+                report.unknown(where, f"unknown option {key!r} for task {task.name!r}", key,
+                               task.options)
+            else:
+                report.check(where, partial(_option_value, task.options[key]), item)
+    return dict(options)
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any],
+           merged: dict[str, dict] = _MERGED) -> dict[str, Any]:
+    """``base`` updated by ``layer``: keys in ``merged`` merge key by key, others replace."""
+    result = dict(base)
+    for key, value in layer.items():
+        if key in merged and isinstance(result.get(key), dict):
+            value = _merge(result[key], value, merged[key])
+        result[key] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Run entries.
+
+
+@dataclass
+class _Entry:
+    """One checked run entry; ``grid`` holds one settings level per grid point."""
+
+    tasks: list[Task]
+    models: list[str]
+    seeds: list[int]
+    settings: dict[str, Any]
+    grid: list[dict[str, Any]]
+    overrides: dict[str, dict[str, Any]]
+
+
+def _items(entry: dict, one: str, many: str, at: str, report: Problems,
+           valid: str) -> list[tuple[str, Any]] | None:
+    """(key path, value) of each item given as ``one: x`` or ``many: [x, ...]``; None if
+    neither key is there."""
+    if one in entry and many in entry:
+        report.add(at, f"both {one!r} and {many!r} given", "valid: exactly one of them")
+        return []
+    if one in entry:
+        return [(join(at, one), entry[one])]
+    if many not in entry:
+        return None
+    values, where = entry[many], join(at, many)
+    if not isinstance(values, list) or not values:
+        report.add(where, f"{values!r} is not a non-empty list", f"valid: {valid}")
+        return []
+    return [(f"{where}[{i}]", value) for i, value in enumerate(values)]
+
+
+def _check_names(entry: dict, one: str, many: str, at: str, report: Problems,
+                 known: Collection[str], broken: str = "") -> list[str]:
+    """The entry's task or model names, each checked against ``known``; ``broken`` (the plugins
+    that failed to load, and why) is added to the message of an unknown name."""
+    items = _items(entry, one, many, at, report, f"a non-empty list of {one} names")
+    if items is None:
+        report.add(at, f"no {one!r} or {many!r} given", valid_choices(known, ""))
+        return []
+    names = []
+    for where, name in items:
+        if isinstance(name, str) and name in known:
+            names.append(name)
+        else:
+            report.add(where, f"unknown {one} {name!r}", valid_choices(known, name) + broken)
+    return names
+
+
+def _check_seeds(entry: dict, at: str, report: Problems) -> list[int]:
+    """``seed: 0``, ``seeds: [0, 1]`` or ``seeds: {start: 0, count: 100}``; default [0]."""
+    if isinstance(entry.get("seeds"), dict) and "seed" not in entry:
+        return _check_seed_range(entry["seeds"], join(at, "seeds"), report)
+    items = _items(entry, "seed", "seeds", at, report,
+                   "a non-empty list of integers >= 0, or {start: 0, count: N}")
+    if items is None:
+        return [0]
+    seeds = [report.check(where, non_negative_int, value) for where, value in items]
+    for i, seed in enumerate(seeds):
+        if seed is not None and seed in seeds[:i]:
+            report.add(items[i][0], f"seed {seed} is listed twice", "valid: distinct seeds")
+    return seeds
+
+
+def _check_seed_range(seeds: dict, at: str, report: Problems) -> list[int]:
+    for key in seeds:
+        if key not in _SEED_RANGE_KEYS:
+            report.unknown(join(at, key), f"unknown key {key!r}", key, _SEED_RANGE_KEYS)
+    if "count" not in seeds:
+        report.add(join(at, "count"), "missing", "valid: an integer > 0")
+        return []
+    start = report.check(join(at, "start"), non_negative_int, seeds.get("start", 0))
+    count = report.check(join(at, "count"), positive_int, seeds["count"])
+    return list(range(start, start + count)) if start is not None and count is not None else []
+
+
+def _check_grid(value: Any, at: str, report: Problems, scope: _Scope) -> list[dict[str, Any]]:
+    """The grid's points, one settings level each: the cartesian product of the value lists,
+    in key order. A key is a dotted setting path such as ``solver.tol``."""
+    grid = mapping(value, at, report, "a mapping of dotted run-setting path to a list of values")
+    axes = []
+    for path, values in grid.items():
+        if not isinstance(values, list) or not values:
+            report.add(join(at, path), f"{values!r} is not a non-empty list",
+                       "valid: a non-empty list of values to sweep")
+            continue
+        axes.append([_check_settings(_nested(str(path), v), at, report, scope) for v in values])
+    points = []
+    for combination in itertools.product(*axes):
+        point: dict[str, Any] = {}
+        for level in combination:
+            point = _merge(point, level)
+        points.append(point)
+    return points
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    """``solver.tol``, 1e-3 → {"solver": {"tol": 1e-3}}."""
+    head, _, rest = path.partition(".")
+    return {head: _nested(rest, value) if rest else value}
+
+
+def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
+                     tasks: list[Task], models: list[str]) -> dict[str, dict[str, Any]]:
+    overrides = mapping(value, at, report, "a mapping of model name to run settings")
+    checked = {}
+    for model, settings in overrides.items():
+        where = join(at, model)
+        if model not in models:
+            report.unknown(where, f"{model!r} is not a model of this entry", model, models)
+            continue
+        settings = mapping(settings, where, report, "a mapping of run settings")
+        checked[model] = _check_settings(settings, where, report,
+                                         _Scope(registry.backends, tasks,
+                                                [registry.families[model]]))
+    return checked
+
+
+def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _Entry:
+    broken = "".join(f"; plugin {f.plugin!r} (package {f.package}) failed to load: {f.reason}"
+                     for f in registry.failures)
+    tasks = [registry.tasks[name] for name in
+             _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
+    models = _check_names(raw, "model", "models", at, report, registry.families, broken)
+    scope = _Scope(registry.backends, tasks, [registry.families[name] for name in models])
+    settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
+    return _Entry(
+        tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
+        settings=_check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *HARNESS_DEFAULTS]),
+        grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
+        overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
+                                   registry, tasks, models))
+
+
+# ---------------------------------------------------------------------------------------------
+# The file.
+
+
+def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[str, Any]:
+    """``execution: {executor: local, workers: 2, address: …}``, each key optional."""
+    execution = mapping(value, "execution", report, f"a mapping with keys {', '.join(_EXECUTION_KEYS)}")
+    checks = {"executor": choice(registry.executors, "an executor"),
+              "workers": positive_int, "address": string}
+    checked = {}
+    for key, item in execution.items():
+        if key in checks:
+            checked[key] = report.check(join("execution", key), checks[key], item)
+        else:
+            report.unknown(join("execution", key), f"unknown key {key!r}", key, _EXECUTION_KEYS)
+    return checked
+
+
+def _data_root(given: str | None, in_suite: str | None, suite_dir: Path) -> str | None:
+    """See the module docstring for the order."""
+    if given is not None:
+        return given
+    if in_suite is not None:
+        return str((suite_dir / Path(in_suite).expanduser()).resolve())
+    return os.environ.get(DATA_ROOT_ENV) or None
+
+
+def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
+            schedules: dict[str, dict[str, Any]], data_root: str | None,
+            registry: Registry) -> list[RunSpec]:
+    """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
+    runs: dict[str, RunSpec] = {}
+    for entry in entries:
+        for task in entry.tasks:
+            base = _merge(_merge(_merge(HARNESS_DEFAULTS, schedules[task.name]), defaults),
+                          entry.settings)
+            for model, point in itertools.product(entry.models, entry.grid):
+                settings = copy.deepcopy(_merge(_merge(base, point), entry.overrides.get(model, {})))
+                # Each task reads its options as its defaults' types (a float option's 1 is 1.0).
+                settings["task_options"] = {key: _option_value(task.options[key], value)
+                                            for key, value in settings["task_options"].items()}
+                for seed in entry.seeds:
+                    versions = {"task": registry.provenance("task", task.name),
+                                "model": registry.provenance("model", model)}
+                    spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
+                                                 versions)
+                    runs.setdefault(spec.key, spec)
+    return list(runs.values())
+
+
+def load_suite(path: str | Path, registry: Registry, data_root: str | None = None) -> Suite:
+    """Read, check and expand the suite at ``path`` against the loaded plugins.
+
+    Raises :class:`SuiteError` listing every problem found.
+    """
+    path = Path(path)
+    return suite_from_document(read_yaml(path, SuiteError, "a suite YAML file"), path, registry,
+                               data_root)
+
+
+def suite_from_document(document: Any, path: Path, registry: Registry,
+                        data_root: str | None = None) -> Suite:
+    """Check and expand an already parsed suite; ``path`` names it in messages and anchors a
+    relative ``data_root``."""
+    report = Problems(str(path))
+    document = top_level(document, path, SuiteError, _TOP_KEYS, report)
+    at_name = "name" if "name" in document else "name (none given: the file's name)"
+    name = report.check(at_name, suite_name, document.get("name", path.stem))
+    description = report.check("description", string, document.get("description", ""))
+    suite_root = report.check("data_root", optional(string), document.get("data_root"))
+
+    execution = _check_execution(document.get("execution", {}), report, registry)
+    raw_runs = document.get("runs")
+    if not isinstance(raw_runs, list) or not raw_runs:
+        report.add("runs", "missing" if raw_runs is None else f"{raw_runs!r} is not a non-empty list",
+                   "valid: a non-empty list of run entries")
+        raw_runs = []
+    entries = []
+    for i, raw in enumerate(raw_runs):
+        if isinstance(raw, dict):
+            entries.append(_check_entry(raw, f"runs[{i}]", report, registry))
+        else:
+            report.add(f"runs[{i}]", f"{raw!r} is not a mapping",
+                       "valid: a run entry with task(s) and model(s)")
+
+    used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
+    used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
+    defaults = _check_settings(mapping(document.get("defaults", {}), "defaults", report,
+                                        "a mapping of run settings"),
+                               "defaults", report,
+                               _Scope(registry.backends, used_tasks, used_families))
+    schedules = {task.name: _check_settings(dict(task.schedule), f"task {task.name!r} schedule",
+                                            report, _Scope(registry.backends, [task]))
+                 for task in used_tasks}
+    report.raise_if_any(SuiteError)
+
+    root = _data_root(data_root, suite_root, path.parent)
+    return Suite(name=name, path=path, description=description,
+                 runs=_expand(name, entries, defaults, schedules, root, registry), data_root=root,
+                 execution=execution)

@@ -1,0 +1,28 @@
+"""The toolkit for task authors: the counted ODE block (ode, nfe), networks, the ODE-RNN and
+its sequence helpers, batches, irregular sampling, input signals (forcing), hand-written
+vector-Jacobian products (pullbacks) and the probes of adjoint decay and growth.
+
+A task plugin imports from here and from :mod:`harness` only; the submodules are internal and
+may move. The harness's own modules import the submodules directly.
+
+May import: harness.contract, harness.solvers.
+"""
+from harness.toolkit.adjoint_probe import adjoint_norms, decay_summary
+from harness.toolkit.batches import TensorBatches
+from harness.toolkit.forcing import Signal, solve_with_input
+from harness.toolkit.growth import exponential_rate
+from harness.toolkit.irregular import gaps, keep_stamps, window_starts
+from harness.toolkit.networks import Autonomous, SolveThenRead, mlp
+from harness.toolkit.ode import ODEBlock
+from harness.toolkit.odernn import ODERNN, InitialState, Trajectory
+from harness.toolkit.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_targets,
+                                       sequence_loss, sequence_metrics, target_values,
+                                       unpack_inputs)
+
+__all__ = [
+    "FORECAST", "ONE_STEP", "ODERNN", "Autonomous", "InitialState", "ODEBlock", "Signal",
+    "SolveThenRead", "TensorBatches", "Trajectory", "adjoint_norms", "decay_summary",
+    "exponential_rate", "gaps", "keep_stamps", "mlp", "pack_inputs", "pack_targets",
+    "sequence_loss", "sequence_metrics", "solve_with_input", "target_values", "unpack_inputs",
+    "window_starts",
+]

@@ -1,0 +1,42 @@
+"""Solving a family's ODE whose network also reads an input signal u(t) (a forcing, such as
+the Silverbox circuit's input voltage): f(t, [z, u(t)]).
+
+The task makes the block with ``ctx.ode(net, n)``, where ``net`` reads [z, u] (its input is
+the state's f channels plus the signal's). The signal differs from solve to solve, so it must
+travel with the solve (the adjoint calls the dynamics again in ``backward()``), never sit on a
+module between solves: each solve wraps the block's network with its own signal, in a block
+sharing the first one's family instance, part width, solver settings, backend and NFE counter.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from harness.solvers.backends import PerElementTime
+from harness.toolkit.ode import ODEBlock
+
+Signal = Callable[[Tensor], Tensor]
+"""u(t) for the time t the dynamics are called at: (batch, m) for a batch of states."""
+
+
+class InputFed(PerElementTime, nn.Module):
+    """f(t, [z, u(t)]) for one solve's signal u."""
+
+    def __init__(self, net: nn.Module, signal: Signal) -> None:
+        super().__init__()
+        self.net = net
+        self.signal = signal
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        return self.net(torch.cat([z, self.signal(t)], dim=1))
+
+
+def solve_with_input(ode: ODEBlock, signal: Signal, z0: Tensor,
+                     duration: Tensor | None = None) -> Tensor:
+    """``ode(z0, duration)`` with the block's network fed [z, signal(t)]; NFE counted on
+    ``ode``'s counter."""
+    block = ODEBlock(ode.family, InputFed(ode.dynamics.f, signal), ode.width, ode.solver,
+                     ode.dynamics.counter, ode.backend)
+    return block(z0, duration=duration)

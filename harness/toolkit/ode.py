@@ -1,0 +1,179 @@
+"""An ODE block: a family's dynamics around a task's network, solved with NFE counted by the
+run's solver backend."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from harness.solvers.backends import PerElementTime, SolverBackend
+from harness.contract import Family, Pullback
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.pullbacks import PlainMLP
+from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
+from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
+
+
+class Dynamics(nn.Module):
+    """The right-hand side torchdiffeq calls: one flat state in, one flat derivative out.
+
+    The state's parts sit side by side along dim 1; every call is one function evaluation.
+    When f is a plain MLP (:class:`harness.toolkit.pullbacks.PlainMLP`) and the family has a
+    hand-written VJP, ``has_vjp`` is true and :meth:`vjp` serves adjoints without autograd;
+    calls without a graph then skip f's module calls too.
+    """
+
+    def __init__(self, family: Family, f: nn.Module, counter: NFECounter) -> None:
+        super().__init__()
+        self.family = family
+        self.f = f
+        self.counter = counter
+        self.n_parts = len(family.parts)
+        self.plain_f = PlainMLP.of(f)
+        self.family_vjp = family.has_derivatives_vjp()
+
+    @property
+    def has_vjp(self) -> bool:
+        """Whether :meth:`vjp` computes what autograd through this module would (no hooks here
+        for it to skip)."""
+        return (self.family_vjp and self._plain()
+                and not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks))
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        self.counter.tick()
+        f = self.f if torch.is_grad_enabled() or not self._plain() else self._plain_field
+        return self._join(self.family.derivatives(t, self._split(z), f))
+
+    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
+        self.counter.tick()
+        derivatives, cotangent, grads = self.family.derivatives_vjp(
+            t, self._split(z), self._split(a), self._plain_vjp)
+        return self._join(derivatives), self._join(cotangent), grads
+
+    def _plain(self) -> bool:
+        return self.plain_f is not None and self.plain_f.intact()
+
+    def _split(self, z: Tensor) -> tuple[Tensor, ...]:
+        return (z,) if self.n_parts == 1 else z.chunk(self.n_parts, dim=1)
+
+    def _join(self, parts: tuple[Tensor, ...]) -> Tensor:
+        return parts[0] if self.n_parts == 1 else torch.cat(parts, dim=1)
+
+    def _plain_field(self, t: Tensor, x: Tensor) -> Tensor:
+        return self.plain_f(x)
+
+    def _plain_vjp(self, t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
+        return self.plain_f.vjp(x)
+
+
+class Rescaled(PerElementTime, nn.Module):
+    """The dynamics times a per-element factor, made for one solve.
+
+    The factor travels with the solve (this object is what the adjoint calls back later),
+    never as state left on the block for ``backward()`` to read.
+    """
+
+    def __init__(self, dynamics: Dynamics, scale: Tensor) -> None:
+        super().__init__()
+        self.dynamics = dynamics
+        self.scale = scale
+
+    @property
+    def has_vjp(self) -> bool:
+        return self.dynamics.has_vjp
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        return self.dynamics(t, z) * self.scale
+
+    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a. No gradient reaches the
+        durations (data, not parameters), as with autograd."""
+        derivative, cotangent, grads = self.dynamics.vjp(t, z, a * self.scale)
+        return derivative * self.scale, cotangent, grads
+
+
+class Capped(nn.Module):
+    """Fails a solve that calls the dynamics more than ``cap`` times; made for one solve, whose
+    forward and adjoint passes (told apart by the counter's phase) each get the full cap."""
+
+    def __init__(self, func: nn.Module, cap: int, counter: NFECounter) -> None:
+        super().__init__()
+        self.func, self.cap, self.counter = func, cap, counter
+        self.phase, self.calls = counter.phase, 0
+
+    @property
+    def has_vjp(self) -> bool:
+        return getattr(self.func, "has_vjp", False)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        self._count()
+        return self.func(t, z)
+
+    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        self._count()
+        return self.func.vjp(t, z, a)
+
+    def _count(self) -> None:
+        if self.counter.phase != self.phase:
+            self.phase, self.calls = self.counter.phase, 0
+        self.calls += 1
+        if self.calls > self.cap:
+            raise NFECapExceeded(f"one {self.phase} solve needed more than {self.cap} evaluations "
+                                 f"(solver.max_nfe)")
+
+
+class ODEBlock(nn.Module):
+    """Forms the initial state, solves over the family's interval with ``backend``, and reads
+    parts back. ``backend`` is the one ``solver.backend`` names (a run takes it from its
+    registry); without a registry, the built-in torchdiffeq one."""
+
+    def __init__(self, family: Family, f: nn.Module, width: int, solver: SolverConfig,
+                 counter: NFECounter, backend: SolverBackend = TORCHDIFFEQ) -> None:
+        super().__init__()
+        if backend.name != solver.backend:
+            raise ValueError(f"solver.backend is {solver.backend!r}, but the ODE block was given "
+                             f"the {backend.name!r} backend")
+        self.dynamics = Dynamics(family, f, counter)
+        self.width = width
+        self.solver = solver
+        self.backend = backend
+
+    @property
+    def family(self) -> Family:
+        return self.dynamics.family
+
+    def initial_state(self, x: Tensor, velocity_net: nn.Module | None = None) -> Tensor:
+        """[x, rest] along dim 1, where rest (n_parts·n − c channels) is zeros for an
+        "augment" family and the initial-velocity network's output for a "network" one."""
+        missing = self.dynamics.n_parts * self.width - x.shape[1]
+        if self.family.initial_state == "network":
+            if velocity_net is None:
+                raise ValueError(f"family {self.family.name!r} needs an initial-velocity network")
+            rest = velocity_net(x)
+            if rest.shape[1] != missing:
+                raise ValueError(f"initial-velocity network gives {rest.shape[1]} channels; "
+                                 f"family {self.family.name!r} with n={self.width} needs {missing}")
+        else:
+            if missing < 0:
+                raise ValueError(f"input has {x.shape[1]} channels, more than the state's "
+                                 f"{self.dynamics.n_parts}×{self.width}")
+            rest = x.new_zeros((x.shape[0], missing, *x.shape[2:]))
+        return torch.cat([x, rest], dim=1) if rest.shape[1] else x
+
+    def forward(self, z0: Tensor, duration: Tensor | None = None) -> Tensor:
+        """The state at the end of the family's interval.
+
+        With ``duration`` (one length per batch element), each element is carried across its
+        own time span in one batched solve, by the change of time interval: g' = s·F(g) on the
+        family's interval, s = duration / interval length. f then sees the rescaled time τ.
+        """
+        t = interval_tensor(*self.family.interval, like=z0)
+        func: nn.Module = self.dynamics
+        if duration is not None:
+            func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
+        if self.solver.max_nfe:
+            func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
+        return self.backend.solve(func, z0, t, self.solver)
+
+    def part(self, z: Tensor, name: str = "h") -> Tensor:
+        return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]

@@ -1,0 +1,172 @@
+"""Vector-Jacobian products by hand, for adjoints that would otherwise run autograd per step.
+
+An adjoint solve takes one vector-Jacobian product (VJP) of the dynamics per function
+evaluation. Through ``torch.autograd.grad`` that costs a graph, a backward pass and the
+engine's fixed cost: on the small networks of these benchmarks, about four calls of the
+dynamics. A *pullback* does the same arithmetic with plain tensor operations: the operations
+autograd would run (``addmm``'s and each activation's backward formulas), without the graph.
+
+Two pieces meet here. :class:`PlainMLP` is the pullback of the harness's ``mlp`` networks
+(``Autonomous`` around an ``nn.Sequential`` of ``nn.Linear`` layers and elementwise
+activations); a family's :meth:`~harness.contract.Family.derivatives_vjp` is the pullback of its
+own right-hand side, written around f's. Where both exist, :class:`harness.toolkit.ode.Dynamics` offers ``vjp`` and the fast
+backend's adjoint uses it; elsewhere it uses autograd. The conformance kit checks every
+family's hand-written VJP against autograd's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from harness.contract import Pullback
+from harness.toolkit.networks import Autonomous
+
+aten = torch.ops.aten
+
+
+# Each activation's forward (module, u) ↦ y and autograd's backward formula (module, g, u, y) ↦
+# gᵀ∂y/∂u, for its input u and output y; named functions, so a model holding them pickles.
+def _relu(m: nn.Module, u: Tensor) -> Tensor:
+    return torch.relu(u)
+
+
+def _relu_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.threshold_backward(g, y, 0)
+
+
+def _elu(m: nn.ELU, u: Tensor) -> Tensor:
+    return F.elu(u, m.alpha)
+
+
+def _elu_backward(m: nn.ELU, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.elu_backward(g, m.alpha, 1, 1, False, u)
+
+
+def _tanh(m: nn.Module, u: Tensor) -> Tensor:
+    return torch.tanh(u)
+
+
+def _tanh_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.tanh_backward(g, y)
+
+
+def _sigmoid(m: nn.Module, u: Tensor) -> Tensor:
+    return torch.sigmoid(u)
+
+
+def _sigmoid_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.sigmoid_backward(g, y)
+
+
+def _softplus(m: nn.Softplus, u: Tensor) -> Tensor:
+    return F.softplus(u, m.beta, m.threshold)
+
+
+def _softplus_backward(m: nn.Softplus, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.softplus_backward(g, u, m.beta, m.threshold)
+
+
+Forward = Callable[[nn.Module, Tensor], Tensor]
+Backward = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+
+#: The elementwise activations a plain MLP may use.
+_ACTIVATIONS: dict[type[nn.Module], tuple[Forward, Backward]] = {
+    nn.ReLU: (_relu, _relu_backward),
+    nn.ELU: (_elu, _elu_backward),
+    nn.Tanh: (_tanh, _tanh_backward),
+    nn.Sigmoid: (_sigmoid, _sigmoid_backward),
+    nn.Softplus: (_softplus, _softplus_backward),
+}
+
+
+@dataclass(frozen=True)
+class _Layer:
+    linear: nn.Linear
+    activation: nn.Module | None
+    forward: Forward | None
+    backward: Backward | None
+
+
+@dataclass(frozen=True)
+class PlainMLP:
+    """The network of a vector field ``Autonomous(net)`` whose net is an ``nn.Sequential`` of
+    Linear layers, each followed by at most one activation from the table above (or a single
+    ``nn.Linear``), evaluated and differentiated without module calls or autograd.
+
+    It holds the modules, not their tensors, so it follows in-place updates of the weights;
+    :meth:`intact` says whether its direct evaluation still computes what the modules would.
+    """
+
+    layers: tuple[_Layer, ...]
+    #: The hook tables of every module whose forward it stands in for (filled in place when a
+    #: hook is registered), and the Linear layers' parameter tables with the names they hold.
+    hook_tables: tuple[dict, ...]
+    parameter_tables: tuple[tuple[dict, str], ...]
+
+    @classmethod
+    def of(cls, f: nn.Module) -> PlainMLP | None:
+        """The plain view of the vector field ``f``, or None when it is anything else (exact
+        types only: a subclass may compute something else, or read t)."""
+        if type(f) is not Autonomous or type(f.net) not in (nn.Sequential, nn.Linear):
+            return None
+        modules = list(f.net) if type(f.net) is nn.Sequential else [f.net]
+        linears = modules[::2]
+        if len({id(linear) for linear in linears}) < len(linears):
+            return None  # a layer used twice: its gradients would have to be summed
+        layers = []
+        for i in range(0, len(modules), 2):
+            linear, activation = modules[i], (modules[i + 1] if i + 1 < len(modules) else None)
+            if type(linear) is not nn.Linear or (activation is not None
+                                                 and type(activation) not in _ACTIVATIONS):
+                return None
+            functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
+            layers.append(_Layer(linear, activation, *functions))
+        if not layers:
+            return None
+        hook_tables = tuple(
+            table for module in (f, f.net, *modules)
+            for table in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
+        parameter_tables = tuple((layer.linear._parameters, name) for layer in layers
+                                 for name in ("weight", "bias") if name in layer.linear._parameters)
+        return cls(tuple(layers), hook_tables, parameter_tables)
+
+    def intact(self) -> bool:
+        """No hooks on its modules, and every Linear's weight and bias still registered
+        parameters: a hook, or a reparametrisation such as weight norm, would be skipped."""
+        return (not any(self.hook_tables)
+                and all(name in table for table, name in self.parameter_tables))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = F.linear(x, layer.linear.weight, layer.linear.bias)
+            if layer.forward is not None:
+                x = layer.forward(layer.activation, x)
+        return x
+
+    def vjp(self, x: Tensor) -> tuple[Tensor, Pullback]:
+        """The value at x and the pullback there (x of shape (…, in_features))."""
+        saved = []  # (layer input, pre-activation, output) of each layer
+        for layer in self.layers:
+            u = F.linear(x, layer.linear.weight, layer.linear.bias)
+            y = u if layer.forward is None else layer.forward(layer.activation, u)
+            saved.append((x, u, y))
+            x = y
+
+        def pullback(g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
+            grads: dict[Tensor, Tensor] = {}
+            for layer, (x_in, u, y) in zip(reversed(self.layers), reversed(saved)):
+                if layer.backward is not None:
+                    g = layer.backward(layer.activation, g, u, y)
+                rows, inputs = ((g, x_in) if g.dim() == 2
+                                else (g.flatten(0, -2), x_in.flatten(0, -2)))
+                weight, bias = layer.linear.weight, layer.linear.bias
+                grads[weight] = rows.t().mm(inputs)
+                if bias is not None:
+                    grads[bias] = rows.sum(0)
+                g = g.matmul(weight)
+            return g, grads
+        return x, pullback
