@@ -267,7 +267,7 @@ def test_a_crafted_checkpoint_does_not_execute(suite, tmp_path, caplog):
     assert not sentinel.exists()
     assert all(r["status"] == "ok" and "resumed_from_epoch" not in r for r in read_records(out))
     assert len(list(checkpoints.glob("*.pt.*.rejected"))) == 2
-    assert "not a loadable checkpoint" in caplog.text
+    assert "not a usable checkpoint (UnpicklingError" in caplog.text
 
 
 def test_checkpoints_round_trip_their_random_state_with_weights_only(tmp_path):
@@ -329,3 +329,19 @@ def test_a_checkpoints_entry_that_is_a_file_is_a_clear_error(suite, tmp_path, ca
     (out / "checkpoints").write_text("not a folder")
     assert run(suite, out) == 2
     assert "checkpoints: is not a directory" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_shape_is_set_aside_and_the_run_starts_over(suite, tmp_path,
+                                                                            caplog):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    reference = read_records(out)
+    results_path(out).unlink()
+    checkpoints = Checkpoints(out / "checkpoints")
+    checkpoints.save(reference[0]["key"], {"epochs": [{"epoch": 1}], "elapsed_s": 0.0,
+                                           "model": {"w": torch.ones(3)}, "optimizer": {}})
+    assert run(suite, out) == 0
+    again = read_records(out)
+    assert [r["epochs"][-1]["loss"] for r in again] == [r["epochs"][-1]["loss"] for r in reference]
+    assert "resumed_from_epoch" not in again[0]
+    assert "its model or optimizer state does not fit this run" in caplog.text

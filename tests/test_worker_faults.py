@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
+from harness.plugins import load_registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.driver import run_suite
-from harness.plugins import load_registry
 from harness.running.runner import execute_run
 from harness.running.store import read_records
+from harness_plugins.tasks.point_cloud import PointCloud
 from tests.conftest import CPU, make_spec
 
 PLUGINS = "tests.fault_plugins"
@@ -237,3 +238,26 @@ def test_workers_that_cannot_start_end_the_command_with_one_line(tmp_path):
     assert ended.returncode == 2, ended.stderr
     assert "worker processes die while starting (3 in a row" in ended.stderr
     assert "Traceback" not in ended.stderr
+
+
+class _HangingData(PointCloud):
+    """The point cloud whose data never arrives (a network mount that hangs)."""
+
+    name = "hanging_data"
+
+    def data(self, *args, **kwargs):
+        time.sleep(3600)
+
+
+class _ProvidesHangingData:
+    @hookimpl
+    def harness_tasks(self):
+        return [_HangingData()]
+
+
+def test_the_time_limit_covers_a_task_whose_data_hangs(tmp_path, outer_timer):
+    registry = load_registry([("hanging", _ProvidesHangingData())])
+    spec = make_spec(task="hanging_data", model="node", epochs=1, time_limit_s=1)
+    started = time.monotonic()
+    (record,) = run_suite([spec], registry, tmp_path, CPU).records
+    assert record["failure_kind"] == "time_limit" and time.monotonic() - started < 30

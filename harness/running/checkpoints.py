@@ -62,11 +62,16 @@ class Checkpoints:
             return state
         except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
                 KeyError, TypeError, AttributeError, OSError) as error:
-            rejected = self._set_aside(path)
-            log.warning("%s: not a loadable checkpoint (%s: it holds more than tensors and plain "
-                        "data, is damaged or is no file); moved to %s, the run starts over",
-                        path, type(error).__name__, rejected.name)
+            self.reject(key, f"{type(error).__name__}: it holds more than tensors and plain "
+                             f"data, is damaged or is no file")
             return None
+
+    def reject(self, key: str, why: str) -> None:
+        """Set a checkpoint aside (kept, for whoever wants to look) and say why: the run
+        starts over."""
+        rejected = self._set_aside(self.path(key))
+        log.warning("%s: not a usable checkpoint (%s); moved to %s, the run starts over",
+                    self.path(key), why, rejected.name)
 
     def load(self, key: str) -> dict[str, Any] | None:
         """The saved state (its random-number generators already restored), or None."""

@@ -135,20 +135,22 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
     record = new_record(spec, registry, device)
     notify("run_started", spec)
     start, earlier = perf_counter(), 0.0
+    message = f"time limit of {spec.time_limit_s} s reached"
     try:
-        built = build_run(spec, registry, device)
-        record.update(params=count_parameters(built.model), widths=built.widths)
-        data = task.data(_task_options(task, spec), spec.seed, spec.data_root, device,
-                         spec.batch_size)
-        saved = checkpoints.load(spec.key) if checkpoints else None
-        if saved:
-            built.model.load_state_dict(saved["model"])
-            built.optimizer.load_state_dict(saved["optimizer"])
-            record.update(epochs=saved["epochs"], resumed_from_epoch=len(saved["epochs"]))
-            earlier = saved["elapsed_s"]
+        with Alarm(spec.time_limit_s, message):  # a task's data or build may hang too
+            built = build_run(spec, registry, device)
+            record.update(params=count_parameters(built.model), widths=built.widths)
+            data = task.data(_task_options(task, spec), spec.seed, spec.data_root, device,
+                             spec.batch_size)
+            saved = checkpoints.load(spec.key) if checkpoints else None
+            if saved and not _resumed(built, saved):
+                checkpoints.reject(spec.key, "its model or optimizer state does not fit this run")
+                built, saved = build_run(spec, registry, device), None  # afresh, as if never run
+            if saved:
+                record.update(epochs=saved["epochs"], resumed_from_epoch=len(saved["epochs"]))
+                earlier = saved["elapsed_s"]
         deadline = start - earlier + spec.time_limit_s if spec.time_limit_s else None
-        limit = Alarm(None if deadline is None else deadline - perf_counter(),
-                      f"time limit of {spec.time_limit_s} s reached")
+        limit = Alarm(None if deadline is None else deadline - perf_counter(), message)
         with limit:  # stops the run wherever it is, even inside a solve
             for epoch in train(spec, built, data, device, len(record["epochs"]) + 1, deadline):
                 with limit.held():  # not while a checkpoint or an event is half-written
@@ -164,6 +166,17 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
     record.update(wall_time_s=earlier + perf_counter() - start, finished_at=_now())
     notify("run_finished", spec, record=record)
     return record
+
+
+def _resumed(built: BuiltRun, saved: dict[str, Any]) -> bool:
+    """Load a checkpoint's model and optimizer state; False when it does not fit (shapes or
+    names from another build of the run)."""
+    try:
+        built.model.load_state_dict(saved["model"])
+        built.optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError):
+        return False
+    return True
 
 
 def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
