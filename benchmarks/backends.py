@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 from harness.contract import TaskData
+from harness.plugins import load_registry
+from harness.running.runner import build_run, train
+from harness.solvers.settings import SolverConfig
+from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
 from harness.toolkit.networks import Autonomous, mlp
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
 from harness.toolkit.odernn import ODERNN
-from harness.plugins import load_registry
-from harness.running.runner import build_run, train
-from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
-from harness.solvers.settings import SolverConfig
 
 CPU = torch.device("cpu")
 Step = Callable[[], None]

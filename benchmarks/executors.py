@@ -12,8 +12,8 @@ import copy
 import tempfile
 import time
 
-from harness.running.driver import run_suite
 from harness.plugins import load_registry
+from harness.running.driver import run_suite
 from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
 
 

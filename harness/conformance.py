@@ -27,17 +27,17 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from harness.solvers.backends import SolverBackend
 from harness.contract import DataNotFound, Family, hookimpl
+from harness.plugins import family_problem, load_registry
+from harness.running.runner import execute_run
+from harness.solvers.backends import SolverBackend
 from harness.solvers.fast.backend import FastBackend
+from harness.solvers.settings import SolverConfig
+from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
+from harness.suites.loader import suite_from_document
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
-from harness.plugins import family_problem, load_registry
-from harness.running.runner import execute_run
-from harness.solvers.settings import SolverConfig
-from harness.suites.loader import suite_from_document
-from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
 
 N = 3  # width of a part in the synthetic checks
 

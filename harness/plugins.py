@@ -11,12 +11,12 @@ from typing import Iterable
 import pluggy
 
 from harness import contract
+from harness.contract import Family, Task
+from harness.registry import PluginFailure, Registry
 from harness.running import executors
+from harness.running.executors import Executor
 from harness.solvers import built_in as built_in_backends
 from harness.solvers.backends import SolverBackend
-from harness.contract import Family, Task
-from harness.running.executors import Executor
-from harness.registry import PluginFailure, Registry
 
 ENTRY_POINT_GROUP = "harness"
 PLUGINS_VARIABLE = "HARNESS_PLUGINS"

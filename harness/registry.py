@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 import pluggy
 
-from harness.solvers.backends import SolverBackend
 from harness.contract import Family, Task
+from harness.solvers.backends import SolverBackend
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,16 @@ import torch
 from torch import Tensor, nn
 
 from harness import hookimpl
-from harness.solvers.backends import SolverBackend
-from harness.running.driver import check_runs, run_suite
-from harness.toolkit.networks import Autonomous
-from harness.toolkit.nfe import NFECounter
-from harness.toolkit.ode import ODEBlock
 from harness.plugins import load_registry
+from harness.running.driver import check_runs, run_suite
 from harness.running.runner import RunConfigError
+from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SolverConfig
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
 from harness.suites.loader import SuiteError, suite_from_document
+from harness.toolkit.networks import Autonomous
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.ode import ODEBlock
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Misbehaving
 

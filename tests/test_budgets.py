@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.gates.budgets import BudgetError, check, load_budgets
 from harness.cli import main
+from harness.gates.budgets import BudgetError, check, load_budgets
 from harness.running.store import read_records
 from tests.result_records import write_records
 
@@ -60,7 +60,7 @@ def test_a_blown_budget_fails_naming_task_model_measured_and_budget(tmp_path, re
 def test_floors_and_final_epoch(tmp_path, results):
     budgets, _ = load_budgets(write(tmp_path, """
 budgets:
-  - {task: point_cloud, model: hbnode, at: final, max: {forward_nfe: 35}, min: {test_accuracy: 0.95}, tolerance: 0.0}
+  - {task: point_cloud, model: hbnode, at: last, max: {forward_nfe: 35}, min: {test_accuracy: 0.95}, tolerance: 0.0}
 """))
     ceiling, floor = check(budgets, read_records(results))
     assert (ceiling.measured, ceiling.passed) == (35.0, True)  # final epochs 30 and 40
@@ -122,8 +122,8 @@ def test_update_keeps_hand_written_bounds_and_splits_solver_settings(tmp_path, r
     ("budgets: [{task: t, model: m}]", "budgets[0]: no bounds"),
     ("budgets: [{model: m, max: {eval_nfe: 3}}]", "budgets[0].task: missing"),
     ("tolerance: 2\nbudgets: [{task: t, model: m, max: {eval_nfe: 3}}]", "tolerance: 2 is not from 0 to 1"),
-    ("budgets: [{task: t, model: m, at: last, max: {eval_nfe: 3}}]",
-     "budgets[0].at: 'last' is not a way to summarise epochs; valid: final, mean"),
+    ("budgets: [{task: t, model: m, at: final, max: {eval_nfe: 3}}]",
+     "budgets[0].at: 'final' is not a way to summarise epochs; valid: first, last, mean"),
 ])
 def test_bad_budget_files_are_clear_errors(tmp_path, text, expected):
     path = write(tmp_path, text + "\n")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.reports.claims import (FAIL, NOT_RUN, PASS, ClaimsError, copy_suite_claims, evaluate,
                             load_claims, paper_claims_path)
-from harness.cli import main
 from tests.result_records import curve_run, epoch, record
 
 REPO = Path(__file__).resolve().parent.parent

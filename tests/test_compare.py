@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.reports.aggregate import stat
 from harness.cli import main
+from harness.reports.aggregate import stat
 from harness.reports.compare import BETTER, MISSING, NOISE, WORSE, compare, render, verdict
 from tests.result_records import curve_run, write_records
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugins import load_registry
 from harness.conformance import family_checks
+from harness.plugins import load_registry
 from harness_plugins.models.node import NODE
 from tests.sequence_files import SHARED_DATA
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.running.driver import run_suite
 from harness.plugins import load_registry
+from harness.running.driver import run_suite
 from harness.suites.loader import SuiteError, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pytest
 
 from harness.running.checkpoints import Checkpoints
 from harness.running.driver import run_suite
-from harness.running.store import read_records, results_path
 from harness.running.runner import execute_run
+from harness.running.store import read_records, results_path
 from tests.conftest import CPU, make_spec
 
 RK4 = {"method": "rk4", "options": {"step_size": 0.5}}

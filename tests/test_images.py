@@ -17,9 +17,9 @@ import pytest
 import torch
 from torchvision import datasets
 
+from harness import DataNotFound
 from harness.running.runner import build_run, count_parameters
 from harness_plugins.tasks import image_data
-from harness import DataNotFound
 from harness_plugins.tasks.images import (DEBIAN_FASHION_MNIST, CIFAR10Task, FashionMNISTTask,
                                           MNISTTask, TimeConvField)
 from tests.conftest import CPU, FAMILIES, make_spec

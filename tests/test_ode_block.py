@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from harness.solvers.settings import SolverConfig
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
-from harness.solvers.settings import SolverConfig
 from harness_plugins.models.hbnode import HBNODE
 
 SOLVER = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=True)

@@ -9,12 +9,12 @@ from torch import nn
 from torchdiffeq import odeint
 
 from harness import Family
+from harness.solvers.settings import SolverConfig
 from harness.toolkit.adjoint_probe import adjoint_norms, decay_summary
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
 from harness.toolkit.odernn import ODERNN, InitialState
-from harness.solvers.settings import SolverConfig
 from harness_plugins.models.hbnode import HBNODE
 from harness_plugins.models.node import NODE
 from harness_plugins.models.sonode import SONODE

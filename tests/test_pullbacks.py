@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+from harness.conformance import family_checks
 from harness.running.failures import NFECapExceeded
 from harness.solvers.fast.backend import FastBackend
+from harness.solvers.settings import SolverConfig
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
 from harness.toolkit.pullbacks import PlainMLP
-from harness.solvers.settings import SolverConfig
-from harness.conformance import family_checks
 from harness_plugins.models.ghbnode import GHBNODE
 from harness_plugins.models.hbnode import HBNODE
 from harness_plugins.models.node import NODE

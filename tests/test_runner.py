@@ -7,8 +7,8 @@ import pytest
 
 from harness import hookimpl
 from harness.cli import main
-from harness.running.driver import run_suite
 from harness.plugins import load_registry
+from harness.running.driver import run_suite
 from harness.running.runner import RunConfigError
 from harness.running.store import read_records, results_path
 from harness.suites.loader import load_suite

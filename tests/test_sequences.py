@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from harness import DataNotFound
+from harness.running.runner import build_run, count_parameters, execute_run
+from harness.solvers.settings import SolverConfig
 from harness.toolkit.irregular import gaps, keep_stamps, window_starts
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
-from harness.running.runner import build_run, count_parameters, execute_run
 from harness.toolkit.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_targets, sequence_loss,
                                sequence_metrics, unpack_inputs)
-from harness.solvers.settings import SolverConfig
-from harness import DataNotFound
 from harness_plugins.models.node import NODE
-from harness_plugins.tasks.plane_vibration import HORIZON, INPUTS, PlaneVibration
 from harness_plugins.tasks import sequence_files
+from harness_plugins.tasks.plane_vibration import HORIZON, INPUTS, PlaneVibration
 from harness_plugins.tasks.sequence_files import (locate, read_plane_vibration,
                                                   read_rollout, read_silverbox, walker_files)
 from harness_plugins.tasks.silverbox import ForcedTrajectory

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.running import store
-from harness.gates.budgets import Budget, check
-from harness.running.checkpoints import Checkpoints
 from harness.cli import EXIT_WRITE_FAILED, main
+from harness.gates.budgets import Budget, check
 from harness.reports.tables import summarize
+from harness.running import store
+from harness.running.checkpoints import Checkpoints
 from harness.running.store import (ResultStore, StoreBusy, StoreWriteError, finished_keys, load_results,
                            read_records, results_path, standing)
 from tests.result_records import epoch, record, write_records
@@ -180,6 +180,8 @@ def test_record_problems_name_what_is_wrong():
     assert store.record_problem(good) is None
     assert "'seed' is True" in store.record_problem({**good, "seed": True})
     assert "'params' is '1'" in store.record_problem({**good, "params": "1"})
+    assert "written by a newer harness" in store.record_problem({**good, "schema": 99})
+    assert store.record_problem({**good, "schema": store.SCHEMA}) is None
 
 
 # --- which record stands --------------------------------------------------------------------

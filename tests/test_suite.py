@@ -8,8 +8,8 @@ import pytest
 
 from harness import Task, hookimpl
 from harness.plugins import Registry, load_registry
-from harness.suites.runspec import HARNESS_DEFAULTS
 from harness.suites.loader import SuiteError, load_suite
+from harness.suites.runspec import HARNESS_DEFAULTS
 
 
 class Toy(Task):

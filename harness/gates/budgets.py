@@ -7,9 +7,9 @@ A budget file (YAML, read with ``yaml.safe_load``)::
       - task: point_cloud
         model: hbnode
         solver: {rtol: 1.0e-3}     # optional: only runs with these solver settings
-        at: mean                   # ceilings on the mean over epochs (default) or the final epoch
+        at: mean                   # ceilings on the mean over epochs (default), the first or the last
         max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5}
-        min: {test_accuracy: 0.9}  # floors, on the final epoch
+        min: {test_accuracy: 0.9}  # floors, on the last epoch
         tolerance: 0.05            # this line's own slack
 
 A ceiling passes when measured ≤ limit·(1 + tolerance), a floor when measured ≥
@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import yaml
 from tabulate import tabulate
 
+from harness.reports.aggregate import AT_CHOICES, run_value
 from harness.running.store import standing
 from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
                                 positive_number, read_yaml, string, top_level)
@@ -148,7 +149,7 @@ def _check_line(line: Any, at: str, report: Problems, tolerance: float) -> Budge
         task=report.check(join(at, "task"), string, line.get("task", "")),
         model=report.check(join(at, "model"), string, line.get("model", "")),
         solver={k: _number_or_value(v) for k, v in solver.items()},
-        at=report.check(join(at, "at"), choice(("mean", "final"), "a way to summarise epochs"),
+        at=report.check(join(at, "at"), choice(AT_CHOICES, "a way to summarise epochs"),
                         line.get("at", "mean")),
         max=bounds["max"], min=bounds["min"],
         tolerance=report.check(join(at, "tolerance"), fraction, line.get("tolerance", tolerance)))
@@ -182,14 +183,6 @@ def _same(a: Any, b: Any) -> bool:
 # --- checking ----------------------------------------------------------------------------------
 
 
-def run_value(record: dict[str, Any], name: str, at: str) -> float | None:
-    """A run's value of a per-epoch field: the mean over its epochs, or its final epoch's."""
-    values = [e[name] for e in record.get("epochs", []) if e.get(name) is not None]
-    if not values:
-        return None
-    return values[-1] if at == "final" else fmean(values)
-
-
 def check(budgets: Iterable[Budget], records: Iterable[dict[str, Any]]) -> list[Verdict]:
     """Every bound of every line against the matching runs (each run by its standing record,
     :func:`harness.running.store.standing`: a run that failed and then passed on retry counts as passed)."""
@@ -200,7 +193,7 @@ def check(budgets: Iterable[Budget], records: Iterable[dict[str, Any]]) -> list[
         ok = [r for r in matching if r.get("status") == "ok"]
         failed = [r for r in matching if r.get("status") != "ok"]
         for bound, limits in (("max", budget.max), ("min", budget.min)):
-            at = budget.at if bound == "max" else "final"
+            at = budget.at if bound == "max" else "last"
             for name, limit in limits.items():
                 values = [run_value(r, name, at) for r in ok]
                 measured = fmean(values) if values and None not in values else None
@@ -256,7 +249,7 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
     for budget in existing:
         matching = [r for r in ok if budget.matches(r)]
         for bound in ("max", "min"):
-            at = budget.at if bound == "max" else "final"
+            at = budget.at if bound == "max" else "last"
             for name in getattr(budget, bound):
                 values = [run_value(r, name, at) for r in matching]
                 if values and None not in values:

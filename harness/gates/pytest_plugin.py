@@ -27,8 +27,8 @@ class RunResult:
     def within(self, tolerance: float = 0.0, at: str = "mean",
                at_least: dict[str, float] | None = None, **ceilings: float) -> None:
         """Assert the run ended ok and keeps ``ceilings`` (e.g. ``forward_nfe=40``, mean per
-        iteration over epochs, or the final epoch with ``at="final"``) and the floors
-        ``at_least`` (final epoch), each with the relative ``tolerance``."""
+        iteration over epochs, or the last epoch with ``at="last"``) and the floors
+        ``at_least`` (last epoch), each with the relative ``tolerance``."""
         from harness.gates.budgets import Budget, check, render
 
         record = self.record

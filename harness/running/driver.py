@@ -11,8 +11,8 @@ from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.observers import Observers
 from harness.running.runner import RunConfigError, solver_backend, widths_for
-from harness.suites.runspec import RunSpec
 from harness.running.store import ResultStore, finished_keys
+from harness.suites.runspec import RunSpec
 
 CHECKPOINT_DIR = "checkpoints"
 

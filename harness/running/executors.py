@@ -22,15 +22,15 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
-from harness.running.checkpoints import Checkpoints
 from harness.contract import hookimpl
+from harness.registry import Registry
+from harness.running.checkpoints import Checkpoints
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, WorkerDied
-from harness.registry import Registry
 from harness.running.observers import Notify
 from harness.running.runner import execute_run
-from harness.suites.runspec import RunSpec
 from harness.running.workers import Slot, WorkerPool, lost_record
+from harness.suites.runspec import RunSpec
 
 
 class Executor(ABC):

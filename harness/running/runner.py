@@ -12,18 +12,19 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from harness.solvers.backends import SolverBackend
-from harness.running.checkpoints import Checkpoints
 from harness.contract import BuildContext, Family, Task, TaskData
+from harness.registry import Registry
+from harness.running.checkpoints import Checkpoints
 from harness.running.deadline import Alarm
 from harness.running.environment import environment
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
-from harness.toolkit.nfe import NFECounter
 from harness.running.observers import Notify, Observers
-from harness.toolkit.ode import ODEBlock
-from harness.registry import Registry
-from harness.suites.runspec import RunSpec
+from harness.running.store import SCHEMA
+from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import as_solver_failure
+from harness.suites.runspec import RunSpec
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.ode import ODEBlock
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
@@ -100,6 +101,7 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[
     worker died is this record marked failed (:func:`mark_failed`)."""
     task = registry.tasks[spec.task]
     return {
+        "schema": SCHEMA,
         "key": spec.key, "suite": spec.suite, "task": spec.task, "model": spec.model,
         "seed": spec.seed, "status": "ok", "error": None, "failure_kind": None,
         "metric": task.metric, "higher_is_better": task.higher_is_better,

@@ -41,6 +41,9 @@ from typing import Any
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".harness.lock"
 STATUSES = ("ok", "failed")
+#: The version of the record's shape this harness writes (``schema`` in every record; records
+#: from before it was kept have none and read as version 0). A reader refuses newer records.
+SCHEMA = 1
 
 log = logging.getLogger("harness")
 
@@ -101,6 +104,10 @@ def record_problem(record: Any) -> str | None:
             return f"no {name!r}"
         if not _is(record[name], kind):
             return f"{name!r} is {record[name]!r}, not a {_kind_name(kind)}"
+    schema = record.get("schema", 0)
+    if not _is(schema, int) or schema > SCHEMA:
+        return (f"'schema' is {schema!r}: written by a newer harness (this one reads records up "
+                f"to schema {SCHEMA})")
     if record["status"] not in STATUSES:
         return f"'status' is {record['status']!r}, not one of {', '.join(STATUSES)}"
     for name, kind in _OPTIONAL.items():

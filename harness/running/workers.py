@@ -40,12 +40,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.deadline import grace
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, TimeLimitExceeded, WorkerDied
 from harness.running.observers import Notify
-from harness.registry import Registry
 from harness.running.runner import execute_run, mark_failed, new_record
 from harness.suites.runspec import RunSpec
 

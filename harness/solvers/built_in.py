@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from harness.solvers.backends import SolverBackend
 from harness.contract import hookimpl
+from harness.solvers.backends import SolverBackend
 from harness.solvers.fast.backend import FastBackend
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
 from harness.solvers.torchode_backend import TorchodeBackend

@@ -33,9 +33,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
 
-from harness.solvers.backends import SolverBackend
 from harness.contract import Family, Task
 from harness.registry import Registry
+from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
 from harness.suites.validation import (Invalid, Problems, boolean, choice, integer, join, mapping,
                                 non_negative_int, number, numeric, optional, positive_int,

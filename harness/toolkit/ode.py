@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.contract import Family, Pullback
-from harness.toolkit.nfe import NFECounter
-from harness.toolkit.pullbacks import PlainMLP
+from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
+from harness.toolkit.nfe import NFECounter
+from harness.toolkit.pullbacks import PlainMLP
 
 
 class Dynamics(nn.Module):
