@@ -242,6 +242,8 @@ def test_data_root_precedence(tmp_path, registry, monkeypatch):
     assert load_suite(without_root, registry).data_root == "/from/env"
     monkeypatch.delenv("HARNESS_DATA_ROOT")
     assert load_suite(without_root, registry).data_root is None
+    monkeypatch.chdir(tmp_path)  # a relative --data-root is the working directory's
+    assert load_suite(with_root, registry, data_root="here").data_root == str(tmp_path / "here")
 
 
 # ---------------------------------------------------------------------------------------------

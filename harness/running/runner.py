@@ -22,14 +22,9 @@ from harness.running.observers import Notify, Observers
 from harness.running.store import SCHEMA
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import as_solver_failure
-from harness.suites.runspec import RunSpec
+from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
-
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-}
-
 
 class RunConfigError(ValueError):
     """A run cannot be set up (no widths for a model, bad family options); found before training."""

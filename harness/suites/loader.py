@@ -9,7 +9,7 @@ the suite's ``defaults`` < the entry's settings < the grid point < the entry's
 
 Where the data lives (``data_root``), first found wins:
 
-1. the ``data_root`` argument (the CLI's ``--data-root``), as given;
+1. the ``data_root`` argument (the CLI's ``--data-root``), relative to the working directory;
 2. the suite's ``data_root:`` key, relative to the suite file's directory;
 3. the environment variable ``HARNESS_DATA_ROOT``;
 4. none (``None``).
@@ -388,9 +388,10 @@ def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[s
 
 
 def _data_root(given: str | None, in_suite: str | None, suite_dir: Path) -> str | None:
-    """See the module docstring for the order."""
+    """See the module docstring for the order. A relative ``--data-root`` is taken from the
+    working directory (resolved now: worker processes and Ray tasks may start elsewhere)."""
     if given is not None:
-        return given
+        return str(Path(given).expanduser().resolve())
     if in_suite is not None:
         return str((suite_dir / Path(in_suite).expanduser()).resolve())
     return os.environ.get(DATA_ROOT_ENV) or None

@@ -4,7 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+import torch
 
 from harness.solvers.settings import SolverConfig
 
@@ -24,7 +26,10 @@ HARNESS_DEFAULTS: dict[str, Any] = {
     "time_limit_s": None,
 }
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+#: The optimizers a suite may name (``optimizer:``), and what each builds.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+}
 
 
 @dataclass(frozen=True)
