@@ -1,17 +1,20 @@
 """harness: a benchmark harness for neural ODE models.
 
 The public API, what plugins and examples import, is this module (the plugin contract,
-:mod:`harness.contract`), :mod:`harness.toolkit` (the building blocks of tasks),
-:mod:`harness.conformance` (the conformance kit for a plugin's tests), and the base classes of
-the other plugin kinds: :class:`harness.solvers.backends.SolverBackend` and
-:class:`harness.running.executors.Executor`. Everything else is internal and may move.
+:mod:`harness.contract`; the hooks it names are specified in :mod:`harness.hookspecs`),
+:mod:`harness.toolkit` (the building blocks of tasks), :mod:`harness.conformance` (the
+conformance kit for a plugin's tests), and the base classes of the other plugin kinds:
+:class:`harness.solvers.backends.SolverBackend` and :class:`harness.running.executors.Executor`.
+Everything else is internal and may move.
 """
-from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, BuildContext, DataNotFound,
-                              DifferentiableField, Family, ODEBlockLike, Pullback, Task,
-                              TaskData, VectorField, data_root_or_default, hookimpl, hookspec)
+from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, STARTS, BuildContext,
+                              DataNotFound, DifferentiableField, EpochBatches, Family,
+                              ODEBlockLike, Pullback, State, Structure, Task, TaskData, VJP,
+                              VectorField, data_root_or_default, hookimpl, hookspec)
 
 __version__ = "0.1.0"
 
-__all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "BuildContext", "DataNotFound",
-           "DifferentiableField", "Family", "ODEBlockLike", "Pullback", "Task", "TaskData",
-           "VectorField", "data_root_or_default", "hookimpl", "hookspec", "__version__"]
+__all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "STARTS", "BuildContext", "DataNotFound",
+           "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike", "Pullback",
+           "State", "Structure", "Task", "TaskData", "VJP", "VectorField", "data_root_or_default",
+           "hookimpl", "hookspec", "__version__"]

@@ -9,8 +9,10 @@
         check()
 
 Each check raises AssertionError saying what is wrong, or pytest's Skipped when a task's data
-is not on this machine. The checks: the class declares a valid state layout; derivatives come
-back one per part, each shaped like h, on vector and image states; NFE is counted in the forward
+is not on this machine. The checks: the class declares a valid state layout (distinct part
+names, a readout part among them, a start for every part, what f reads, an increasing
+interval); the initial state is formed as declared (x, zeros and the initial-velocity
+network's channels where each part says); derivatives come back one per part, each shaped like h, on vector and image states; NFE is counted in the forward
 and the backward (adjoint) phase; adjoint gradients equal direct backprop on a tiny problem;
 the fast solver backend takes torchdiffeq's steps and gives its gradients on this family; a
 hand-written ``derivatives_vjp``, where the family has one, equals autograd's VJP; one
@@ -61,6 +63,7 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
     installed)."""
     checks = [
         Check("state layout", lambda: _layout(family)),
+        Check("initial state as declared", lambda: _initial_state(family)),
         Check("derivative shapes", lambda: _shapes(family)),
         Check("NFE counted in both phases", lambda: _nfe_phases(family)),
         Check("adjoint gradients equal backprop", lambda: _adjoint_matches_backprop(family)),
@@ -78,8 +81,38 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
 def _layout(family: type[Family]) -> None:
     problem = family_problem(family)
     assert problem is None, problem
-    assert len(set(family.parts)) == len(family.parts), f"part names repeat: {family.parts}"
     family()  # constructible with default options
+
+
+def _initial_state(family: type[Family]) -> None:
+    """From an input x of 2 channels and part width N: x where the family puts it, zeros where
+    it says zeros, and the network's output, in order, in every channel it says the network."""
+    _layout(family)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(2))
+    channels = family.network_channels(N, x.shape[1])
+    network = torch.arange(1.0, channels + 1).expand(4, channels)  # channel k holds k + 1
+    block = ODEBlock(family(), _vector_field(family.f_input_parts * N), N, SolverConfig(),
+                     NFECounter())
+    z = block.initial_state(x, (lambda _: network) if family.uses_network() else None)
+    assert z.shape == (4, len(family.parts) * N), (
+        f"initial state of shape {tuple(z.shape)}; {len(family.parts)} parts of width {N} "
+        f"make (4, {len(family.parts) * N})")
+    taken = 0
+    for name, part in zip(family.parts, z.chunk(len(family.parts), dim=1)):
+        first, _, rest = family.initial_state[name].rpartition("+")
+        if first:
+            assert torch.equal(part[:, :2], x), f"part {name!r} does not start with x"
+        tail = part[:, 2:] if first else part
+        expected = (torch.zeros_like(tail) if rest == "zeros"
+                    else network[:, taken:taken + tail.shape[1]])
+        taken += tail.shape[1] if rest == "network" else 0
+        assert torch.equal(tail, expected), (
+            f"part {name!r} ({family.initial_state[name]!r}) starts as {tail[0].tolist()}, "
+            f"expected {expected[0].tolist()}")
+    assert taken == channels, f"{channels - taken} of the network's channels unused"
+    readout = block.part(z)
+    assert torch.equal(readout, z.chunk(len(family.parts), dim=1)[family.parts.index(family.readout)]), (
+        f"the block does not read the readout part {family.readout!r}")
 
 
 def _vector_field(n_in: int, image: bool = False) -> nn.Module:

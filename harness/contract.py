@@ -1,13 +1,14 @@
-"""The plugin contract: everything a model or task plugin implements, in one file.
+"""The plugin contract: what a model or task plugin implements, in one file.
 
 A plugin is a module (or object) registered under the ``harness`` entry-point group that
-implements some of the hooks below with ``@hookimpl``. Two kinds of things are contributed:
+implements some of the hooks of :mod:`harness.hookspecs` with ``@hookimpl``. Two kinds of
+things are contributed:
 
 * a **model family** (:class:`Family`): the dynamics a model puts around a task's network f —
-  its state layout, its right-hand side, its own parameters, how its initial state is formed and
-  the interval it integrates over;
+  its state layout, its right-hand side, its own parameters, where each part of its initial
+  state comes from, the part a task reads and the interval it integrates over;
 * a **task** (:class:`Task`): data, the networks for given widths, loss, metrics, the default
-  schedule and the per-model widths.
+  schedule and its widths for each family.
 
 The host composes the two: a run is ``family × task``. Observer hooks let progress displays and
 loggers follow a run without touching the runner.
@@ -16,16 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence
+from typing import (Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Protocol,
+                    Sequence)
 
 import pluggy
 import torch
 from torch import Tensor, nn
 
 #: Bumped when a hook or base-class requirement changes incompatibly. A plugin module may set
-#: ``HARNESS_CONTRACT = N`` (the version it was written for); a harness older than that refuses
-#: it with a clear message instead of failing later.
-CONTRACT_VERSION = 1
+#: ``HARNESS_CONTRACT = N`` (the version it was written for); a harness with another contract
+#: refuses it with a clear message instead of failing later. Version 2: every contribution hook
+#: returns classes (tasks and backends were instances); ``Family.initial_state`` says where each
+#: part starts (it was "augment" or "network"); a family declares its ``readout`` part.
+CONTRACT_VERSION = 2
 
 hookspec = pluggy.HookspecMarker("harness")
 hookimpl = pluggy.HookimplMarker("harness")
@@ -36,7 +40,20 @@ VectorField = Callable[[Tensor, Tensor], Tensor]
 Pullback = Callable[[Tensor], tuple[Tensor, dict[Tensor, Tensor]]]
 #: f's value at (t, x) and its pullback there (see :mod:`harness.toolkit.pullbacks`).
 DifferentiableField = Callable[[Tensor, Tensor], tuple[Tensor, Pullback]]
+#: A state as a family sees it: its parts, in the order of :attr:`Family.parts`.
+State = tuple[Tensor, ...]
+#: What :meth:`Family.derivatives_vjp` returns: (derivatives, cotangent of every part,
+#: {parameter: gradient}).
+VJP = tuple[State, State, dict[Tensor, Tensor]]
 
+#: Where a part of the initial state comes from (:attr:`Family.initial_state`), and what each
+#: start means for the part's n channels, given the input x of c channels.
+STARTS: Mapping[str, str] = {
+    "input+zeros": "x in the first c channels, zeros after (ANODE's augmentation)",
+    "input+network": "x in the first c channels, the initial-velocity network's after",
+    "network": "all n channels from the initial-velocity network",
+    "zeros": "all n channels zero",
+}
 
 class Family(nn.Module):
     """A dynamics family. Subclass it, set the class attributes, implement :meth:`derivatives`.
@@ -49,25 +66,31 @@ class Family(nn.Module):
 
     #: The name suites use, lower case.
     name: ClassVar[str]
-    #: Names of the state parts, h first: ("h",), ("h", "m"), ("h", "m", "v"), …
+    #: Names of the state parts: ("h",), ("h", "m"), ("h", "m", "v"), ("q", "p"), …
     parts: ClassVar[tuple[str, ...]] = ("h",)
+    #: The part a task reads the model's output from (the head of a classifier, an ODE-RNN's
+    #: prediction); one of ``parts``.
+    readout: ClassVar[str] = "h"
     #: How many leading parts f reads, concatenated (SONODE: 2, so f's input width is 2n).
     f_input_parts: ClassVar[int] = 1
-    #: "augment": x padded with zero channels to the whole state; "network": the task's
-    #: initial-velocity network supplies every channel after x.
-    initial_state: ClassVar[str] = "augment"
+    #: Where each part starts, by part name: one of :data:`STARTS` for every part. x goes into
+    #: one part at most; the initial-velocity network's output is split, in the order of
+    #: ``parts``, across the parts that take channels from it. The paper's second-order rule
+    #: (the network supplies every channel after x's c, across h and m) is
+    #: ``{"h": "input+network", "m": "network"}``.
+    initial_state: ClassVar[Mapping[str, str]] = {"h": "input+zeros"}
     #: Integration interval (t0, T); a Nesterov-type family needs t0 > 0.
     interval: ClassVar[tuple[float, float]] = (0.0, 1.0)
-    #: Use this built-in family's widths on tasks that list none for this family.
+    #: A family whose widths to take on tasks that list none for this one (by default the
+    #: task's family of the most similar structure: see :meth:`Task.widths_for`).
     widths_like: ClassVar[str | None] = None
 
-    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
+    def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         """Return d(part)/dt for every part, in the order of ``parts``."""
         raise NotImplementedError
 
-    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
-                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
-                                                         dict[Tensor, Tensor]]:
+    def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
+                        f: DifferentiableField) -> VJP:
         """Optional, for speed: the derivatives and their vector-Jacobian product by hand.
 
         Return (derivatives, aᵀ∂derivatives/∂part for every part, {parameter: aᵀ∂derivatives/∂
@@ -86,6 +109,58 @@ class Family(nn.Module):
         """Whether this class itself defines ``derivatives_vjp`` (see there)."""
         return cls is not Family and "derivatives_vjp" in vars(cls)
 
+    @classmethod
+    def uses_network(cls) -> bool:
+        """Whether a part takes channels from the initial-velocity network."""
+        return any(start.endswith("network") for start in cls.initial_state.values())
+
+    @classmethod
+    def initial_layout(cls, n: int, c: int) -> tuple[tuple[str, int], ...]:
+        """The initial state's channels in order, as runs of (source, channels), the source
+        "input", "network" or "zeros", for part width n and an input of c channels; adjacent
+        runs of one source merged, empty ones left out. (HBNODE: (("input", c),
+        ("network", 2n − c)).) A ValueError when x does not fit its part."""
+        layout: list[tuple[str, int]] = []
+        for part in cls.parts:
+            first, _, rest = cls.initial_state[part].rpartition("+")
+            if first:  # "input+…": x, then the rest of the part
+                if c > n:
+                    raise ValueError(f"family {cls.name!r}: the input has {c} channels, more "
+                                     f"than part {part!r}'s width n={n}")
+                runs = [(first, c), (rest, n - c)]
+            else:
+                runs = [(rest, n)]
+            for source, channels in runs:
+                if channels and layout and layout[-1][0] == source:
+                    layout[-1] = (source, layout[-1][1] + channels)
+                elif channels:
+                    layout.append((source, channels))
+        return tuple(layout)
+
+    @classmethod
+    def network_channels(cls, n: int, c: int) -> int:
+        """How many channels the initial-velocity network supplies (HBNODE: 2n − c)."""
+        return sum(channels for source, channels in cls.initial_layout(n, c) if source == "network")
+
+    @classmethod
+    def structure(cls) -> Structure:
+        """What sizes a task's networks for this family: see :class:`Structure`."""
+        return Structure(cls.f_input_parts, cls.uses_network(), len(cls.parts))
+
+
+class Structure(NamedTuple):
+    """What a task's widths depend on: f's input (f_input_parts·n channels), whether an
+    initial-velocity network is built, and the state's width (parts·n channels)."""
+
+    f_input_parts: int
+    uses_network: bool
+    parts: int
+
+    def distance(self, other: Structure) -> tuple[int, int, int]:
+        """How unlike ``other`` this is, compared in order: f's input, the network, the parts."""
+        return (abs(self.f_input_parts - other.f_input_parts),
+                int(self.uses_network != other.uses_network), abs(self.parts - other.parts))
+
 
 class ODEBlockLike(Protocol):
     """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
@@ -103,10 +178,11 @@ class ODEBlockLike(Protocol):
         """The state at the end of the family's interval (with ``duration``, per element)."""
 
     def initial_state(self, x: Tensor, velocity_net: nn.Module | None = None) -> Tensor:
-        """x with the rest of the state: zeros, or the initial-velocity network's output."""
+        """The initial state from x, every part as the family's ``initial_state`` says (the
+        network's channels from ``velocity_net(x)``)."""
 
-    def part(self, z: Tensor, name: str = "h") -> Tensor:
-        """One part of a state."""
+    def part(self, z: Tensor, name: str | None = None) -> Tensor:
+        """One part of a state: the family's ``readout`` part unless named."""
 
 
 class DataNotFound(FileNotFoundError):
@@ -123,12 +199,30 @@ def data_root_or_default(data_root: str | None) -> Path:
     return Path(data_root if data_root is not None else DEFAULT_DATA_ROOT).expanduser()
 
 
+class EpochBatches(Protocol):
+    """Training batches of (input, target): the runner calls ``set_epoch(e)`` before iterating
+    them in epoch e, so an order drawn from (seed, e) alone lets a resumed run see the batches
+    it would have seen (:class:`harness.toolkit.TensorBatches` is one)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the runner before each epoch."""
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's batches."""
+
+
 @dataclass
 class TaskData:
     """Batches of (input, target), already on the run's device; each is iterated once an epoch."""
 
-    train: Iterable[tuple[Tensor, Tensor]]
+    train: EpochBatches
     test: Iterable[tuple[Tensor, Tensor]]
+
+    def __post_init__(self) -> None:
+        if not callable(getattr(self.train, "set_epoch", None)):
+            raise TypeError(f"TaskData.train is a {type(self.train).__name__} without "
+                            f"set_epoch(epoch): the runner calls it before each epoch (see "
+                            f"harness.contract.EpochBatches; harness.toolkit.TensorBatches has it)")
 
 
 @dataclass
@@ -149,7 +243,13 @@ class BuildContext:
 
     @property
     def uses_velocity_net(self) -> bool:
-        return self.family.initial_state == "network"
+        """Whether the model needs an initial-velocity network (some part starts from one)."""
+        return self.family.uses_network()
+
+    def velocity_channels(self, n: int, c: int) -> int:
+        """How many channels the initial-velocity network outputs, for part width n and an
+        input of c channels (HBNODE: 2n − c; a family whose only network part is m: n)."""
+        return self.family.network_channels(n, c)
 
 
 class Task:
@@ -159,7 +259,9 @@ class Task:
     name: ClassVar[str]
     #: Default schedule (the paper's Table 1): epochs, batch_size, lr, optimizer, solver.
     schedule: ClassVar[dict[str, Any]] = {}
-    #: Widths per family name, e.g. {"hbnode": {"n": 2, "h": 14}}.
+    #: The widths the task was tuned with, per family name, e.g. {"hbnode": {"n": 2, "h": 14}}
+    #: (the built-ins: the paper's, for its parameter counts). Other families get widths from
+    #: :meth:`widths_for`; a task need not list every family, nor any family but one.
     widths: ClassVar[dict[str, dict[str, int]]] = {}
     #: Trainable-parameter counts the paper reports, per family name (for reports).
     paper_params: ClassVar[dict[str, int]] = {}
@@ -171,6 +273,25 @@ class Task:
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True
+
+    def widths_for(self, family: type[Family], known: Mapping[str, type[Family]]
+                   ) -> dict[str, int] | None:
+        """The widths for ``family`` (None: the task has none; a suite must give them).
+
+        By default: the table's entry for the family's name, else for its ``widths_like``, else
+        the entry of the listed family whose :class:`Structure` is closest (``known`` holds the
+        installed family classes by name; ties go to the family listed first). Override it to
+        choose widths from the structure some other way.
+        """
+        for name in (family.name, family.widths_like):
+            if name in self.widths:
+                return dict(self.widths[name])
+        structure = family.structure()
+        listed = [name for name in self.widths if name in known]
+        if not listed:
+            return None
+        closest = min(listed, key=lambda name: structure.distance(known[name].structure()))
+        return dict(self.widths[closest])
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,
              device: torch.device, batch_size: int | None) -> TaskData:
@@ -194,48 +315,9 @@ class Task:
         return {}
 
 
-# ---------------------------------------------------------------------------------------------
-# Hooks. Contribution hooks return lists; observer hooks return nothing.
-
-
-@hookspec
-def harness_model_families() -> Sequence[type[Family]]:
-    """Return the model families this plugin contributes."""
-
-
-@hookspec
-def harness_tasks() -> Sequence[Task]:
-    """Return the tasks (instances) this plugin contributes."""
-
-
-@hookspec
-def harness_executors() -> Sequence[type]:
-    """Return executor classes (see :mod:`harness.running.executors`): where runs execute."""
-
-
-@hookspec
-def harness_solver_backends() -> Sequence[Any]:
-    """Return solver backends (instances of :class:`harness.solvers.backends.SolverBackend`): a run
-    naming one in ``solver.backend`` solves with it."""
-
-
-@hookspec
-def harness_run_started(run: Any) -> None:
-    """A run (a :class:`harness.suites.runspec.RunSpec`) is about to train."""
-
-
-@hookspec
-def harness_epoch_finished(run: Any, epoch: dict[str, Any]) -> None:
-    """A run finished an epoch; ``epoch`` is the per-epoch record that goes into the result."""
-
-
-@hookspec
-def harness_run_finished(run: Any, record: dict[str, Any]) -> None:
-    """A run ended (``record["status"]`` is "ok" or "failed"); the record is about to be stored."""
-
-
 __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
-    "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike",
+    "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
+    "Structure", "State", "VJP",
 ]

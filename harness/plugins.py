@@ -6,11 +6,11 @@ import importlib
 import os
 from functools import partial
 from importlib.metadata import entry_points
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import pluggy
 
-from harness import contract
+from harness import contract, hookspecs
 from harness.contract import Family, Task
 from harness.registry import PluginFailure, Registry
 from harness.running import executors
@@ -26,7 +26,7 @@ worker processes inherit the environment, so they see these plugins as the drive
 
 def new_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager("harness")
-    manager.add_hookspecs(contract)
+    manager.add_hookspecs(hookspecs)
     return manager
 
 
@@ -69,10 +69,8 @@ def load_registry(extra_plugins: Iterable[tuple[str, object]] = (), *,
 
 def _register(registry: Registry, name: str, package: str, plugin: object) -> None:
     wanted = getattr(plugin, "HARNESS_CONTRACT", contract.CONTRACT_VERSION)
-    if not isinstance(wanted, int) or wanted > contract.CONTRACT_VERSION:
-        registry.failures.append(PluginFailure(
-            name, package, f"needs plugin contract {wanted!r}, but this harness has contract "
-                           f"{contract.CONTRACT_VERSION}: upgrade harness"))
+    if wanted != contract.CONTRACT_VERSION:
+        registry.failures.append(PluginFailure(name, package, contract_mismatch(wanted)))
         return
     try:
         registry.manager.register(plugin, name=name)
@@ -80,6 +78,24 @@ def _register(registry: Registry, name: str, package: str, plugin: object) -> No
         registry.failures.append(PluginFailure(name, package, f"registration failed: {error}"))
         return
     registry.packages[name] = package
+
+
+def contract_mismatch(wanted: object) -> str:
+    """Why a plugin written for contract ``wanted`` is refused."""
+    have = contract.CONTRACT_VERSION
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > have:
+        return f"needs plugin contract {wanted}, but this harness has contract {have}: upgrade harness"
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and 1 <= wanted < have:
+        return (f"written for plugin contract {wanted}; this harness has contract {have}: "
+                f"{CHANGES}. Update the plugin and set HARNESS_CONTRACT = {have} (see "
+                f"docs/plugin-guide.md), or install a harness of contract {wanted}")
+    return f"HARNESS_CONTRACT is {wanted!r}; a contract version is an integer, this harness's is {have}"
+
+
+#: What changed since contract 1, for the refusal of a plugin written for it.
+CHANGES = ("every contribution hook returns classes (harness_tasks and harness_solver_backends "
+           "returned instances), Family.initial_state maps each part to where it starts (it was "
+           "'augment' or 'network'), and a family's readout part is declared (readout, default 'h')")
 
 
 def _collect(registry: Registry) -> None:
@@ -104,6 +120,11 @@ def _collect(registry: Registry) -> None:
                 if problem is None and name in found:
                     other = registry.sources[(kind, name)]
                     problem = f"{kind} name {name!r} is already taken by plugin {other!r}"
+                if problem is None and kind in INSTANTIATED:
+                    try:
+                        item = item()
+                    except Exception as error:  # like a hook that raises
+                        problem = f"{kind} {name!r}: {item.__qualname__}() raised {error!r}"
                 if problem:
                     registry.failures.append(PluginFailure(plugin, package, problem))
                     continue
@@ -111,41 +132,80 @@ def _collect(registry: Registry) -> None:
                 registry.sources[(kind, name)] = plugin
 
 
-def family_problem(item: object) -> str | None:
-    """What is wrong with a contributed family class, or None."""
-    if not (isinstance(item, type) and issubclass(item, Family)):
-        return f"harness_model_families returned {item!r}, not a subclass of harness.Family"
+#: The kinds the registry keeps one instance of, made when the plugins load (families and
+#: executors stay classes, instantiated per use).
+INSTANTIATED = ("task", "backend")
+
+
+def _subclass_problem(item: object, hook: str, base: type, base_name: str) -> str | None:
+    """Why ``item``, returned by ``hook``, is not a named subclass of ``base``, or None."""
+    if isinstance(item, base):
+        return (f"{hook} returned an instance, {item!r}; since plugin contract 2 it returns "
+                f"classes: return {type(item).__qualname__}, not {type(item).__qualname__}()")
+    if not (isinstance(item, type) and issubclass(item, base)):
+        return f"{hook} returned {item!r}, not a subclass of {base_name}"
     name = getattr(item, "name", None)
     if not isinstance(name, str) or not name:
-        return f"family {item.__qualname__} has no name"
-    if not item.parts or not all(isinstance(p, str) for p in item.parts):
-        return f"family {name!r}: parts must be a non-empty tuple of names, not {item.parts!r}"
-    if item.initial_state not in ("augment", "network"):
-        return f"family {name!r}: initial_state must be 'augment' or 'network', not {item.initial_state!r}"
-    if not 1 <= item.f_input_parts <= len(item.parts):
-        return f"family {name!r}: f_input_parts must be between 1 and {len(item.parts)}"
+        return f"{base_name} subclass {item.__qualname__} (from {hook}) has no name"
+    return None
+
+
+def family_problem(item: object) -> str | None:
+    """What is wrong with a contributed family class, or None: its class, its state layout,
+    where each part starts, its readout, what f reads and its interval."""
+    problem = _subclass_problem(item, "harness_model_families", Family, "harness.Family")
+    if problem or not isinstance(item, type):
+        return problem
+    name, parts = item.name, item.parts
+    if (not isinstance(parts, tuple) or not parts or not all(isinstance(p, str) and p for p in parts)
+            or len(set(parts)) != len(parts)):
+        return f"family {name!r}: parts must be a non-empty tuple of distinct names, not {parts!r}"
+    if item.readout not in parts:
+        return (f"family {name!r}: readout {item.readout!r} is not one of its parts {parts}; "
+                f"set readout to the part tasks read the model's output from")
+    problem = initial_state_problem(item)
+    if problem:
+        return f"family {name!r}: {problem}"
+    if not (isinstance(item.f_input_parts, int) and 1 <= item.f_input_parts <= len(parts)):
+        return f"family {name!r}: f_input_parts must be between 1 and {len(parts)}"
     t0, t1 = item.interval
     if not t1 > t0:
         return f"family {name!r}: interval {item.interval!r} must increase"
     return None
 
 
+def initial_state_problem(family: type[Family]) -> str | None:
+    """What is wrong with ``family.initial_state``, or None."""
+    starts, parts = family.initial_state, family.parts
+    valid = ", ".join(repr(start) for start in contract.STARTS)
+    if not isinstance(starts, Mapping):
+        return (f"initial_state must map each part {parts} to where it starts ({valid}), not "
+                f"{starts!r} (contract 1's 'augment' is {{'h': 'input+zeros'}}; its 'network' "
+                f"is {{'h': 'input+network', <other parts>: 'network'}})")
+    if set(starts) != set(parts):
+        missing, extra = [p for p in parts if p not in starts], [p for p in starts if p not in parts]
+        return (f"initial_state must name every part {parts} and no other"
+                + (f"; missing {missing}" if missing else "") + (f"; not parts {extra}" if extra else ""))
+    wrong = {part: start for part, start in starts.items() if start not in contract.STARTS}
+    if wrong:
+        return f"initial_state {wrong} is not a start; valid: {valid}"
+    inputs = [part for part in parts if starts[part].startswith("input")]
+    if len(inputs) > 1:
+        return f"initial_state puts the input x into {len(inputs)} parts {inputs}; one at most"
+    if not inputs and not family.uses_network():
+        return "initial_state reads nothing of the input: no part starts from x or the network"
+    return None
+
+
 def executor_problem(item: object) -> str | None:
-    if not (isinstance(item, type) and issubclass(item, Executor)):
-        return f"harness_executors returned {item!r}, not a subclass of harness.running.executors.Executor"
-    return None if isinstance(getattr(item, "name", None), str) else f"executor {item!r} has no name"
+    return _subclass_problem(item, "harness_executors", Executor,
+                             "harness.running.executors.Executor")
 
 
 def backend_problem(item: object) -> str | None:
-    if not isinstance(item, SolverBackend):
-        return (f"harness_solver_backends returned {item!r}, not an instance of "
-                f"harness.solvers.backends.SolverBackend")
-    return None if isinstance(getattr(item, "name", None), str) else f"backend {item!r} has no name"
+    return _subclass_problem(item, "harness_solver_backends", SolverBackend,
+                             "harness.solvers.backends.SolverBackend")
 
 
 def task_problem(item: object) -> str | None:
-    if not isinstance(item, Task):
-        return f"harness_tasks returned {item!r}, not an instance of harness.Task"
-    if not isinstance(getattr(item, "name", None), str) or not item.name:
-        return f"task {type(item).__qualname__} has no name"
-    return None
+    return _subclass_problem(item, "harness_tasks", Task, "harness.Task")

@@ -174,7 +174,7 @@ class _Counting(SolverBackend):
 class _ProvidesBackend:
     @hookimpl
     def harness_solver_backends(self):
-        return [_Counting()]
+        return [_Counting]
 
 
 def test_a_plugin_adds_a_backend(tmp_path):

@@ -47,3 +47,42 @@ def test_a_family_returning_too_few_derivatives_fails_the_kit():
     shapes = next(c for c in family_checks(Short, tasks=[]) if c.name == "derivative shapes")
     with pytest.raises(AssertionError, match=r"expected a tuple of 2, one per part \('h', 'm'\)"):
         shapes()
+
+
+def test_the_kit_catches_a_readout_that_is_not_a_part():
+    class PositionMomentum(NODE):
+        name = "position_momentum"
+        parts = ("q", "p")  # and no readout: the default "h" is neither
+        initial_state = {"q": "input+network", "p": "network"}
+
+        def derivatives(self, t, state, f):
+            q, p = state
+            return p, f(t, q)
+
+    checks = {c.name: c for c in family_checks(PositionMomentum, tasks=[])}
+    for name in ("state layout", "initial state as declared"):
+        with pytest.raises(AssertionError, match=r"readout 'h' is not one of its parts \('q', 'p'\)"):
+            checks[name]()
+    PositionMomentum.readout = "q"
+    for check in checks.values():
+        check()
+
+
+def test_the_kit_checks_each_part_starts_where_declared(monkeypatch):
+    class MomentumAndRest(NODE):
+        name = "momentum_and_rest"
+        parts = ("h", "m", "z")
+        initial_state = {"h": "input+zeros", "m": "network", "z": "zeros"}
+
+        def derivatives(self, t, state, f):
+            h, m, z = state
+            return m, f(t, h) - m, h - z
+
+    (check,) = [c for c in family_checks(MomentumAndRest, tasks=[])
+                if c.name == "initial state as declared"]
+    check()
+    # a block that put the network's channels right after x, as contract 1 did, is caught
+    monkeypatch.setattr(MomentumAndRest, "initial_layout",
+                        classmethod(lambda cls, n, c: (("input", c), ("network", n), ("zeros", 2 * n - c))))
+    with pytest.raises(AssertionError, match="part 'h' \\('input\\+zeros'\\) starts as"):
+        check()

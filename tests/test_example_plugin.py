@@ -56,7 +56,7 @@ class FromTheFuture:
 def test_a_plugin_needing_a_newer_contract_is_refused_clearly():
     registry = load_registry([("future", FromTheFuture())])
     (failure,) = [f for f in registry.failures if f.plugin == "future"]
-    assert "needs plugin contract 99, but this harness has contract 1: upgrade harness" in failure.reason
+    assert "needs plugin contract 99, but this harness has contract 2: upgrade harness" in failure.reason
 
 
 def test_a_suite_naming_a_broken_plugins_model_fails_with_that_reason(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ class ThreeParts(Family):
 
     name = "three_parts"
     parts = ("h", "m", "v")
-    initial_state = "network"
+    initial_state = {"h": "input+network", "m": "network", "v": "network"}
 
     def derivatives(self, t, state, f):
         h, m, v = state
@@ -117,6 +117,17 @@ def test_read_gives_h_of_any_state_shape():
     model = hybrid(HBNODE(), n=3)
     states = torch.arange(2 * 4 * 6, dtype=torch.float64).reshape(2, 4, 6)
     assert torch.equal(model.read(states), states[..., :3])
+
+
+class ReadsV(ThreeParts):
+    name = "reads_v"
+    readout = "v"
+
+
+def test_read_gives_the_familys_readout_part():
+    model = hybrid(ReadsV(), n=3)
+    states = torch.arange(2 * 4 * 9, dtype=torch.float64).reshape(2, 4, 9)
+    assert torch.equal(model.read(states), states[..., 6:])
 
 
 def test_initial_state_layer_fills_its_channels_and_zeros_the_rest():

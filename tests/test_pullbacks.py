@@ -13,12 +13,13 @@ from harness.solvers.settings import SolverConfig
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
-from harness.toolkit.pullbacks import PlainMLP
+from harness.toolkit.pullbacks import PlainMLP, pointwise
 from harness_plugins.models.ghbnode import GHBNODE
 from harness_plugins.models.hbnode import HBNODE
 from harness_plugins.models.node import NODE
 
-ACTIVATIONS = [nn.ReLU(), nn.ELU(alpha=0.7), nn.Tanh(), nn.Sigmoid(), nn.Softplus(beta=2.0, threshold=3.0)]
+ACTIVATIONS = [nn.ReLU(), nn.ELU(alpha=0.7), nn.Tanh(), nn.Sigmoid(), nn.Softplus(beta=2.0, threshold=3.0),
+               nn.Hardtanh(-0.5, 0.5), nn.Identity()]
 
 
 @pytest.mark.parametrize("activation", [*ACTIVATIONS, None], ids=lambda m: type(m).__name__)
@@ -57,7 +58,7 @@ def _reused() -> nn.Module:
 
 
 @pytest.mark.parametrize("f", [
-    Autonomous(nn.Sequential(nn.Linear(2, 3), nn.Hardtanh())),  # an activation without a formula here
+    Autonomous(nn.Sequential(nn.Linear(2, 3), nn.GELU())),  # an activation without a formula here
     Autonomous(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Tanh(), nn.Linear(3, 2))),  # two in a row
     Autonomous(nn.Sequential(nn.Conv1d(2, 3, 1))),
     Autonomous(nn.Tanh()),
@@ -65,7 +66,7 @@ def _reused() -> nn.Module:
     _reused(),  # its gradients would have to be summed
     Clocked(nn.Sequential(nn.Linear(3, 3))),
     nn.Sequential(nn.Linear(3, 3)),  # not a vector field f(t, z)
-], ids=["hardtanh", "stacked activations", "conv", "activation alone", "empty", "a layer used twice",
+], ids=["gelu", "stacked activations", "conv", "activation alone", "empty", "a layer used twice",
         "an Autonomous subclass", "a bare network"])
 def test_only_plain_mlps_get_the_hand_path(f):
     assert PlainMLP.of(f) is None
@@ -118,7 +119,7 @@ def test_a_family_overriding_derivatives_or_what_they_read_loses_its_parents_vjp
     f = Autonomous(nn.Sequential(nn.Linear(3, 3)))
     assert Dynamics(HBNODE(), f, NFECounter()).has_vjp
     assert not Dynamics(Steeper(), f, NFECounter()).has_vjp
-    assert not Dynamics(HBNODE(), Autonomous(nn.Sequential(nn.Linear(3, 3), nn.Hardtanh())),
+    assert not Dynamics(HBNODE(), Autonomous(nn.Sequential(nn.Linear(3, 3), nn.GELU())),
                         NFECounter()).has_vjp
 
 
@@ -249,3 +250,19 @@ def test_a_hook_on_the_dynamics_sends_the_adjoint_back_to_autograd():
     assert dynamics.has_vjp
     dynamics.register_forward_hook(lambda module, inputs, output: None)
     assert not dynamics.has_vjp
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda m: type(m).__name__)
+def test_pointwise_gives_an_activation_and_autograds_backward_formula(activation):
+    forward, backward = pointwise(activation)
+    u = torch.randn(50, dtype=torch.float64, requires_grad=True) * 2
+    g = torch.randn(50, dtype=torch.float64)
+    y = activation(u)
+    (expected,) = torch.autograd.grad(y, u, g)
+    assert torch.equal(forward(u.detach()), y.detach())
+    assert torch.equal(backward(g, u.detach(), y.detach()), expected)
+
+
+def test_pointwise_refuses_an_activation_it_has_no_formula_for():
+    with pytest.raises(ValueError, match="no pullback for GELU"):
+        pointwise(nn.GELU())

@@ -27,8 +27,8 @@ class Toy2(Task):
 
 class ToyPlugin:
     @hookimpl
-    def harness_tasks(self) -> list[Task]:
-        return [Toy(), Toy2()]
+    def harness_tasks(self) -> list[type[Task]]:
+        return [Toy, Toy2]
 
 
 @pytest.fixture(scope="module")
@@ -521,8 +521,8 @@ def test_a_bad_task_schedule_is_reported(tmp_path):
 
     class Plugin:
         @hookimpl
-        def harness_tasks(self) -> list[Task]:
-            return [Broken()]
+        def harness_tasks(self) -> list[type[Task]]:
+            return [Broken]
 
     registry = load_registry(extra_plugins=[("broken", Plugin())])
     path = write(tmp_path, "runs: [{task: broken, model: node}]\n")

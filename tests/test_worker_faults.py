@@ -252,7 +252,7 @@ class _HangingData(PointCloud):
 class _ProvidesHangingData:
     @hookimpl
     def harness_tasks(self):
-        return [_HangingData()]
+        return [_HangingData]
 
 
 def test_the_time_limit_covers_a_task_whose_data_hangs(tmp_path, outer_timer):

@@ -19,19 +19,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from harness import Family, hookimpl
+from harness import Family, State, VectorField, hookimpl
 
-HARNESS_CONTRACT = 1  # the plugin contract this module was written for
+HARNESS_CONTRACT = 2  # the plugin contract this module was written for
 
 
 class NesterovNODE(Family):
     name = "nesterovnode"
     parts = ("h", "v")
-    initial_state = "network"    # v0 comes from the task's initial-velocity network
+    initial_state = {"h": "input+network", "v": "network"}  # the paper's rule, as HBNODE's
     interval = (1.0, 2.0)        # t0 > 0: k'(t) is not differentiable at t = 0
-    widths_like = "hbnode"       # on tasks without widths for nesterovnode, use HBNODE's
+    widths_like = "hbnode"       # on tasks without widths for it, HBNODE's (as the default
+                                 # rule would pick: the family of the closest structure)
 
-    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f) -> tuple[Tensor, ...]:
+    def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         h, v = state
         s = t.clamp(min=0.0)
         k = s.pow(1.5) * torch.exp(-s / 2)

@@ -33,10 +33,9 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
     """Find set-up problems of every run before any training starts."""
     problems = []
     for spec in runs:
-        task, family = registry.tasks[spec.task], registry.families[spec.model]
         try:
-            widths_for(spec, task, family)
-            family(**spec.model_options)
+            widths_for(spec, registry)
+            registry.families[spec.model](**spec.model_options)
             solver_backend(spec, registry).check(spec.solver)
         except RunConfigError as error:
             problems.append(str(error))

@@ -42,15 +42,14 @@ class BuiltRun:
     counter: NFECounter
 
 
-def widths_for(spec: RunSpec, task: Task, family: type[Family]) -> dict[str, int]:
-    """The suite's widths, else the task's for this family (or for ``family.widths_like``)."""
-    for widths in (spec.widths, task.widths.get(spec.model),
-                   task.widths.get(family.widths_like or "")):
-        if widths:
-            return dict(widths)
-    raise RunConfigError(f"{spec.label}: task {task.name!r} lists no widths for model {spec.model!r}; "
-                         f"give `widths:` for it in the suite (the task knows "
-                         f"{', '.join(sorted(task.widths))}), or set `widths_like` on the family")
+def widths_for(spec: RunSpec, registry: Registry) -> dict[str, int]:
+    """The suite's widths, else the task's for this family (:meth:`harness.Task.widths_for`)."""
+    task, family = registry.tasks[spec.task], registry.families[spec.model]
+    widths = spec.widths or task.widths_for(family, registry.families)
+    if widths:
+        return dict(widths)
+    raise RunConfigError(f"{spec.label}: task {task.name!r} has no widths for model {spec.model!r}; "
+                         f"give `widths:` for it in the suite")
 
 
 def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
@@ -67,7 +66,7 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
     """Compose the task's networks with the family's dynamics, solved by the registry's backend
     for the run (seeded, so init is reproducible)."""
     task, family = registry.tasks[spec.task], registry.families[spec.model]
-    widths = widths_for(spec, task, family)
+    widths = widths_for(spec, registry)
     backend = solver_backend(spec, registry)
     counter = NFECounter()
 
@@ -199,8 +198,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
         if not model.training:  # evaluation left it in eval mode (a walk over every module)
             model.train()
         counter.take()
-        if hasattr(data.train, "set_epoch"):
-            data.train.set_epoch(epoch)
+        data.train.set_epoch(epoch)
         sums: dict[str, float] = {}
         iterations = samples = 0
         sync()

@@ -10,7 +10,8 @@ Built in (:mod:`harness.solvers.built_in`): ``torchdiffeq`` (:mod:`harness.solve
 the reference, and the default), ``fast`` (:mod:`harness.solvers.fast.backend`, the same steps on one
 flat state) and ``torchode`` (:mod:`harness.solvers.torchode_backend`, when the optional torchode
 package is installed). Plugins add more through the ``harness_solver_backends`` hook, as they
-add models; a run uses the backend of the registry it was built with (``registry.backends``),
+add models: the hook returns the classes, which the registry instantiates once (without
+arguments) when the plugins load; a run uses the backend of the registry it was built with (``registry.backends``),
 which hands it to the run's ODE blocks.
 """
 from __future__ import annotations

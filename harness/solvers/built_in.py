@@ -7,10 +7,10 @@ from typing import Sequence
 from harness.contract import hookimpl
 from harness.solvers.backends import SolverBackend
 from harness.solvers.fast.backend import FastBackend
-from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
+from harness.solvers.torchdiffeq_backend import TorchdiffeqBackend
 from harness.solvers.torchode_backend import TorchodeBackend
 
 
 @hookimpl
-def harness_solver_backends() -> Sequence[SolverBackend]:
-    return (TORCHDIFFEQ, FastBackend(), TorchodeBackend())
+def harness_solver_backends() -> Sequence[type[SolverBackend]]:
+    return (TorchdiffeqBackend, FastBackend, TorchodeBackend)

@@ -15,6 +15,7 @@ from harness.toolkit.irregular import gaps, keep_stamps, window_starts
 from harness.toolkit.networks import Autonomous, SolveThenRead, mlp
 from harness.toolkit.ode import ODEBlock
 from harness.toolkit.odernn import ODERNN, InitialState, Trajectory
+from harness.toolkit.pullbacks import pointwise
 from harness.toolkit.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_targets,
                                        sequence_loss, sequence_metrics, target_values,
                                        unpack_inputs)
@@ -22,7 +23,7 @@ from harness.toolkit.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_tar
 __all__ = [
     "FORECAST", "ONE_STEP", "ODERNN", "Autonomous", "InitialState", "ODEBlock", "Signal",
     "SolveThenRead", "TensorBatches", "Trajectory", "adjoint_norms", "decay_summary",
-    "exponential_rate", "gaps", "keep_stamps", "mlp", "pack_inputs", "pack_targets",
+    "exponential_rate", "gaps", "keep_stamps", "mlp", "pack_inputs", "pack_targets", "pointwise",
     "sequence_loss", "sequence_metrics", "solve_with_input", "target_values", "unpack_inputs",
     "window_starts",
 ]

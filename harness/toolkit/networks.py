@@ -28,7 +28,8 @@ class Autonomous(nn.Module):
 
 
 class SolveThenRead(nn.Module):
-    """x → initial state (zero augmentation or initial-velocity net) → solve → head(h(T))."""
+    """x → initial state (x, zeros, the initial-velocity net's output, as the family says) →
+    solve → head(readout part at T)."""
 
     def __init__(self, ode: ODEBlockLike, head: nn.Module,
                  velocity_net: nn.Module | None = None) -> None:
@@ -39,4 +40,4 @@ class SolveThenRead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.ode(self.ode.initial_state(x, self.velocity_net))
-        return self.head(self.ode.part(z, "h"))
+        return self.head(self.ode.part(z))

@@ -143,22 +143,30 @@ class ODEBlock(nn.Module):
         return self.dynamics.family
 
     def initial_state(self, x: Tensor, velocity_net: nn.Module | None = None) -> Tensor:
-        """[x, rest] along dim 1, where rest (n_parts·n − c channels) is zeros for an
-        "augment" family and the initial-velocity network's output for a "network" one."""
-        missing = self.dynamics.n_parts * self.width - x.shape[1]
-        if self.family.initial_state == "network":
+        """The initial state from x (c channels along dim 1): each part as the family's
+        ``initial_state`` says (x, zeros, or its share of ``velocity_net(x)``), side by side.
+        For the paper's families that is [x, zeros] or [x, velocity_net(x)]."""
+        layout = self.family.initial_layout(self.width, x.shape[1])
+        wanted = sum(channels for source, channels in layout if source == "network")
+        network = None
+        if self.family.uses_network():
             if velocity_net is None:
                 raise ValueError(f"family {self.family.name!r} needs an initial-velocity network")
-            rest = velocity_net(x)
-            if rest.shape[1] != missing:
-                raise ValueError(f"initial-velocity network gives {rest.shape[1]} channels; "
-                                 f"family {self.family.name!r} with n={self.width} needs {missing}")
-        else:
-            if missing < 0:
-                raise ValueError(f"input has {x.shape[1]} channels, more than the state's "
-                                 f"{self.dynamics.n_parts}×{self.width}")
-            rest = x.new_zeros((x.shape[0], missing, *x.shape[2:]))
-        return torch.cat([x, rest], dim=1) if rest.shape[1] else x
+            network = velocity_net(x)
+            if network.shape[1] != wanted:
+                raise ValueError(f"initial-velocity network gives {network.shape[1]} channels; "
+                                 f"family {self.family.name!r} with n={self.width} and a "
+                                 f"{x.shape[1]}-channel input needs {wanted}")
+        pieces, used = [], 0
+        for source, channels in layout:
+            if source == "input":
+                pieces.append(x)
+            elif source == "network":
+                pieces.append(network[:, used:used + channels] if channels != wanted else network)
+                used += channels
+            else:
+                pieces.append(x.new_zeros((x.shape[0], channels, *x.shape[2:])))
+        return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
 
     def forward(self, z0: Tensor, duration: Tensor | None = None) -> Tensor:
         """The state at the end of the family's interval.
@@ -175,5 +183,12 @@ class ODEBlock(nn.Module):
             func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
         return self.backend.solve(func, z0, t, self.solver)
 
-    def part(self, z: Tensor, name: str = "h") -> Tensor:
-        return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]
+    def part(self, z: Tensor, name: str | None = None) -> Tensor:
+        """One part of states z (batch, P·n, …): the family's ``readout`` part unless named."""
+        return part_of(self.family, z, name, dim=1)
+
+
+def part_of(family: Family, z: Tensor, name: str | None, dim: int) -> Tensor:
+    """The part ``name`` (by default the family's readout) of states z, whose parts lie side
+    by side along ``dim``."""
+    return z.chunk(len(family.parts), dim=dim)[family.parts.index(name or family.readout)]

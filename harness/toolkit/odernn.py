@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harness.toolkit.ode import ODEBlock
+from harness.toolkit.ode import ODEBlock, part_of
 
 
 @dataclass
@@ -62,8 +62,8 @@ class ODERNN(nn.Module):
         return reached.reshape(batch, horizon, -1)
 
     def read(self, z: Tensor) -> Tensor:
-        """The h part of states shaped (…, P·n)."""
-        return z.chunk(len(self.ode.family.parts), dim=-1)[self.ode.family.parts.index("h")]
+        """The family's readout part of states shaped (…, P·n)."""
+        return part_of(self.ode.family, z, None, dim=-1)
 
 
 class InitialState(nn.Module):

@@ -16,6 +16,7 @@ family's hand-written VJP against autograd's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -70,17 +71,47 @@ def _softplus_backward(m: nn.Softplus, g: Tensor, u: Tensor, y: Tensor) -> Tenso
     return aten.softplus_backward(g, u, m.beta, m.threshold)
 
 
+def _hardtanh(m: nn.Hardtanh, u: Tensor) -> Tensor:
+    return F.hardtanh(u, m.min_val, m.max_val)
+
+
+def _hardtanh_backward(m: nn.Hardtanh, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return aten.hardtanh_backward(g, u, m.min_val, m.max_val)
+
+
+def _identity(m: nn.Module, u: Tensor) -> Tensor:
+    return u
+
+
+def _identity_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
+    return g
+
+
 Forward = Callable[[nn.Module, Tensor], Tensor]
 Backward = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
 
-#: The elementwise activations a plain MLP may use.
+#: The elementwise activations a plain MLP may use, and :func:`pointwise` knows.
 _ACTIVATIONS: dict[type[nn.Module], tuple[Forward, Backward]] = {
     nn.ReLU: (_relu, _relu_backward),
     nn.ELU: (_elu, _elu_backward),
     nn.Tanh: (_tanh, _tanh_backward),
     nn.Sigmoid: (_sigmoid, _sigmoid_backward),
     nn.Softplus: (_softplus, _softplus_backward),
+    nn.Hardtanh: (_hardtanh, _hardtanh_backward),
+    nn.Identity: (_identity, _identity_backward),
 }
+
+
+def pointwise(activation: nn.Module) -> tuple[Callable[[Tensor], Tensor],
+                                              Callable[[Tensor, Tensor, Tensor], Tensor]]:
+    """An elementwise activation module (ReLU, ELU, Tanh, Sigmoid, Softplus, Hardtanh or
+    Identity, exact types) as plain functions, for a family's hand-written VJP: u ↦ y, and
+    (g, u, y) ↦ gᵀ∂y/∂u by autograd's own backward formula."""
+    if type(activation) not in _ACTIVATIONS:
+        raise ValueError(f"no pullback for {activation!r}; valid: "
+                         f"{', '.join(kind.__name__ for kind in _ACTIVATIONS)}")
+    forward, backward = _ACTIVATIONS[type(activation)]
+    return partial(forward, activation), partial(backward, activation)
 
 
 @dataclass(frozen=True)

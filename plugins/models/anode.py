@@ -1,7 +1,7 @@
 """ANODE (Dupont et al. 2019): NODE on x padded with p zero channels, h0 = [x, 0].
 
-The dynamics are NODE's; what differs is the width n > c that tasks give it, which the host
-fills with zeros (``initial_state = "augment"``).
+The dynamics and the initial state (``{"h": "input+zeros"}``) are NODE's; what differs is the
+width n > c that tasks give it, whose channels after x start at zero.
 """
 from __future__ import annotations
 

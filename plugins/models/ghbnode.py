@@ -1,59 +1,38 @@
-"""GHBNODE (Xia et al. 2021): h' = σ(m), m' = −γ·m + f(h, t) − ξ·h.
-
-γ = sigmoid(ω) and ξ = softplus(χ) are learnable (ω starts at −3, χ at 0 so ξ = ln 2);
-σ is tanh in the paper's experiments and hardtanh[−5, 5] in its initialisation study.
-"""
+"""GHBNODE (Xia et al. 2021): h' = σ(m), m' = −γ·m + f(h, t) − ξ·h; γ = sigmoid(ω), ξ = softplus(χ)
+learnable (ω from −3, χ from 0: ξ = ln 2); σ: tanh (the paper's tasks), hardtanh[−5, 5] (its §3)."""
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from harness import Family, hookimpl
-from harness import DifferentiableField, VectorField
+from harness import VJP, DifferentiableField, Family, State, VectorField, hookimpl
+from harness.toolkit import pointwise
 from harness_plugins.models.hbnode import HBNODE
-
-aten = torch.ops.aten
-
-#: σ by name: (σ(m), and (g, m, σ(m)) ↦ g·σ'(m), autograd's backward formula).
-SIGMAS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor, Tensor], Tensor]]] = {
-    "tanh": (torch.tanh, lambda g, m, y: aten.tanh_backward(g, y)),
-    "hardtanh": (lambda m: F.hardtanh(m, -5.0, 5.0), lambda g, m, y: aten.hardtanh_backward(g, m, -5.0, 5.0)),
-    "identity": (lambda m: m, lambda g, m, y: g),
-}
 
 
 class GHBNODE(HBNODE):
     name = "ghbnode"
+    sigmas = {"tanh": nn.Tanh, "hardtanh": lambda: nn.Hardtanh(-5.0, 5.0), "identity": nn.Identity}
+    xi = property(lambda self: nn.functional.softplus(self.chi))  # ξ = softplus(χ)
 
     def __init__(self, gamma_init: float = -3.0, xi_init: float = 0.0, sigma: str = "tanh") -> None:
         super().__init__(gamma_init)
-        if sigma not in SIGMAS:
-            raise ValueError(f"sigma must be one of {', '.join(SIGMAS)}, not {sigma!r}")
+        if sigma not in self.sigmas:
+            raise ValueError(f"sigma must be one of {', '.join(self.sigmas)}, not {sigma!r}")
         self.chi = nn.Parameter(torch.tensor(float(xi_init)))
-        self.sigma, self.sigma_backward = SIGMAS[sigma]
+        self.sigma, self.sigma_backward = pointwise(self.sigmas[sigma]())  # σ, (g, m, σ(m)) ↦ g·σ'(m)
 
-    @property
-    def xi(self) -> Tensor:
-        return F.softplus(self.chi)
-
-    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
+    def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         h, m = state
         return self.sigma(m), f(t, h) - self.gamma * m - self.xi * h
 
-    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
-                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
-                                                         dict[Tensor, Tensor]]:
-        (h, m), (a_h, a_m) = state, cotangent
-        value, pullback = f(t, h)
-        gamma, xi, sigma_m = self.gamma, self.xi, self.sigma(m)
-        a_fh, grads = pullback(a_m)
-        grads[self.omega] = -(a_m * m).sum() * gamma * (1 - gamma)  # γ' = γ(1 − γ)
+    def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
+                        f: DifferentiableField) -> VJP:  # HBNODE's, at σ'(m)·a_h, then −ξ·h
+        (h, m), (a_h, a_m), xi, sigma_m = state, cotangent, self.xi, self.sigma(state[1])
+        (_, dm), (a_fh, a_m2), grads = super().derivatives_vjp(
+            t, state, (self.sigma_backward(a_h, m, sigma_m), a_m), f)
         grads[self.chi] = -(a_m * h).sum() * torch.sigmoid(self.chi)  # softplus' = sigmoid
-        return ((sigma_m, value - gamma * m - xi * h),
-                (a_fh - xi * a_m, self.sigma_backward(a_h, m, sigma_m) - gamma * a_m), grads)
+        return (sigma_m, dm - xi * h), (a_fh - xi * a_m, a_m2), grads
 
 
 @hookimpl

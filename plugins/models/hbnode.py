@@ -1,17 +1,17 @@
-"""HBNODE (Xia et al. 2021): h' = m, m' = −γ·m + f(h, t), with γ = sigmoid(ω), ω learnable."""
+"""HBNODE (Xia et al. 2021): h' = m, m' = −γ·m + f(h, t), with γ = sigmoid(ω), ω learnable;
+[h0, m0] = [x, v(x)]: the task's initial-velocity network v supplies every channel after x's c."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from harness import Family, hookimpl
-from harness import DifferentiableField, VectorField
+from harness import VJP, DifferentiableField, Family, State, VectorField, hookimpl
 
 
 class HBNODE(Family):
     name = "hbnode"
     parts = ("h", "m")
-    initial_state = "network"
+    initial_state = {"h": "input+network", "m": "network"}
 
     def __init__(self, gamma_init: float = -3.0) -> None:
         super().__init__()
@@ -21,13 +21,12 @@ class HBNODE(Family):
     def gamma(self) -> Tensor:
         return torch.sigmoid(self.omega)
 
-    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
+    def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         h, m = state
         return m, f(t, h) - self.gamma * m
 
-    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
-                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
-                                                         dict[Tensor, Tensor]]:
+    def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
+                        f: DifferentiableField) -> VJP:
         (h, m), (a_h, a_m) = state, cotangent
         value, pullback = f(t, h)  # f's value, and g ↦ (gᵀ∂f/∂h, {parameter: gradient})
         gamma = self.gamma

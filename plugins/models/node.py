@@ -3,20 +3,20 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from harness import Family, hookimpl
-from harness import DifferentiableField, VectorField
+from harness import VJP, DifferentiableField, Family, State, VectorField, hookimpl
 
 
 class NODE(Family):
     name = "node"
+    parts = ("h",)
+    initial_state = {"h": "input+zeros"}  # h0 = x when n = c (ANODE's n > c: zeros after x)
 
-    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
+    def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         (h,) = state
         return (f(t, h),)
 
-    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
-                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
-                                                         dict[Tensor, Tensor]]:
+    def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
+                        f: DifferentiableField) -> VJP:
         (h,), (a,) = state, cotangent
         value, pullback = f(t, h)
         a_h, grads = pullback(a)

@@ -1,26 +1,25 @@
-"""SONODE (Norcliffe et al. 2020): h' = v, v' = f([h, v], t); f reads both parts (n* = 2n)."""
+"""SONODE (Norcliffe et al. 2020): h' = v, v' = f([h, v], t); f reads both parts (n* = 2n);
+[h0, v0] = [x, v(x)]: the task's initial-velocity network v supplies every channel after x's c."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from harness import Family, hookimpl
-from harness import DifferentiableField, VectorField
+from harness import VJP, DifferentiableField, Family, State, VectorField, hookimpl
 
 
 class SONODE(Family):
     name = "sonode"
     parts = ("h", "v")
     f_input_parts = 2
-    initial_state = "network"
+    initial_state = {"h": "input+network", "v": "network"}
 
-    def derivatives(self, t: Tensor, state: tuple[Tensor, ...], f: VectorField) -> tuple[Tensor, ...]:
+    def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         h, v = state
         return v, f(t, torch.cat([h, v], dim=1))
 
-    def derivatives_vjp(self, t: Tensor, state: tuple[Tensor, ...], cotangent: tuple[Tensor, ...],
-                        f: DifferentiableField) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...],
-                                                         dict[Tensor, Tensor]]:
+    def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
+                        f: DifferentiableField) -> VJP:
         (h, v), (a_h, a_v) = state, cotangent
         value, pullback = f(t, torch.cat([h, v], dim=1))
         a_x, grads = pullback(a_v)

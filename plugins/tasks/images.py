@@ -2,7 +2,8 @@
 
 An image x (c channels) is the first c channels of the state; NODE and ANODE pad it with zero
 channels to n, and SONODE, HBNODE and GHBNODE get the other P·n − c channels from the
-initial-velocity network (conv_{h,1} → LReLU(0.3) → conv_{h,3} → LReLU → conv_{2n−c,1}).
+initial-velocity network (conv_{h,1} → LReLU(0.3) → conv_{h,3} → LReLU → conv_{2n−c,1}; in
+general as many output channels as the family's ``initial_state`` takes from it).
 f reads f_input_parts·n channels: tpad → conv_{h,1} → ReLU → tpad → conv_{h,3} → ReLU → tpad →
 conv_{n,1}, where tpad appends a channel filled with t. The head is flatten → fc_10 on h(T);
 the loss is cross-entropy. Pixels are scaled to [0, 1], as torchvision's ToTensor does (the
@@ -109,7 +110,7 @@ class ImageTask(Task):
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n, h, c = ctx.widths["n"], ctx.widths["h"], self.channels
         f = TimeConvField(ctx.family.f_input_parts * n, h, n)
-        velocity = velocity_net(c, h, ctx.n_parts * n - c) if ctx.uses_velocity_net else None
+        velocity = velocity_net(c, h, ctx.velocity_channels(n, c)) if ctx.uses_velocity_net else None
         head = nn.Sequential(nn.Flatten(), nn.Linear(n * self.size ** 2, CLASSES))
         return SolveThenRead(ctx.ode(f, n), head, velocity)
 
@@ -179,5 +180,5 @@ def _subset(split: Split, size: int | None, seed: int, key: str,
 
 
 @hookimpl
-def harness_tasks() -> list[Task]:
-    return [MNISTTask(), CIFAR10Task(), FashionMNISTTask()]
+def harness_tasks() -> list[type[Task]]:
+    return [MNISTTask, CIFAR10Task, FashionMNISTTask]

@@ -130,5 +130,5 @@ class PlaneVibration(SequenceTask):
 
 
 @hookimpl
-def harness_tasks() -> list[PlaneVibration]:
-    return [PlaneVibration()]
+def harness_tasks() -> list[type[PlaneVibration]]:
+    return [PlaneVibration]

@@ -61,7 +61,7 @@ class PointCloud(Task):
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n, h = ctx.widths["n"], ctx.widths["h"]
         f = mlp([ctx.family.f_input_parts * n, h, h, n], nn.ELU)
-        velocity = (mlp([INPUT_DIM, h, h, ctx.n_parts * n - INPUT_DIM], HardTanh5)
+        velocity = (mlp([INPUT_DIM, h, h, ctx.velocity_channels(n, INPUT_DIM)], HardTanh5)
                     if ctx.uses_velocity_net else None)
         head = nn.Sequential(nn.Linear(n, 1), nn.Tanh())
         return SolveThenRead(ctx.ode(Autonomous(f), n), head, velocity)
@@ -74,5 +74,5 @@ class PointCloud(Task):
 
 
 @hookimpl
-def harness_tasks() -> list[Task]:
-    return [PointCloud()]
+def harness_tasks() -> list[type[Task]]:
+    return [PointCloud]

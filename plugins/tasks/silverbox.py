@@ -57,7 +57,7 @@ class ForcedTrajectory(nn.Module):
 
     def h_norms(self, states: Tensor) -> tuple[list[float], list[float]]:
         """Mean over the batch of ‖h(t)‖ and of ‖state(t)‖ at every sample."""
-        h = self.ode.part(states.flatten(0, 1), "h").unflatten(0, states.shape[:2])
+        h = self.ode.part(states.flatten(0, 1)).unflatten(0, states.shape[:2])  # the readout
         return h.norm(dim=-1).mean(dim=0).tolist(), states.norm(dim=-1).mean(dim=0).tolist()
 
 
@@ -85,9 +85,9 @@ class SilverboxInit(Task):
         return TaskData(train=TensorBatches(x, y), test=TensorBatches(x, y))
 
     def build_model(self, ctx: BuildContext) -> nn.Module:
-        n, state = ctx.widths["n"], ctx.n_parts * ctx.widths["n"]
+        n = ctx.widths["n"]
         net = nn.Linear(ctx.family.f_input_parts * n + 1, n)
-        velocity = nn.Linear(1, state - 1) if ctx.uses_velocity_net else None
+        velocity = nn.Linear(1, ctx.velocity_channels(n, 1)) if ctx.uses_velocity_net else None
         return ForcedTrajectory(ctx.ode(net, n), velocity)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
@@ -109,5 +109,5 @@ class SilverboxInit(Task):
 
 
 @hookimpl
-def harness_tasks() -> list[SilverboxInit]:
-    return [SilverboxInit()]
+def harness_tasks() -> list[type[SilverboxInit]]:
+    return [SilverboxInit]

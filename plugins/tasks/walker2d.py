@@ -120,5 +120,5 @@ class Walker2D(SequenceTask):
 
 
 @hookimpl
-def harness_tasks() -> list[Walker2D]:
-    return [Walker2D()]
+def harness_tasks() -> list[type[Walker2D]]:
+    return [Walker2D]
