@@ -25,7 +25,7 @@ from harness.contract import TaskData
 from harness.plugins import load_registry
 from harness.running.runner import build_run, train
 from harness.solvers.settings import SolverConfig
-from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
+from harness.suites.runspec import RunSpec, default_settings
 from harness.toolkit.networks import Autonomous, mlp
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
@@ -56,7 +56,7 @@ def interleaved(variants: dict[str, Step], repeats: int) -> dict[str, float]:
 
 
 def point_cloud_spec(backend: str, epochs: int) -> RunSpec:
-    settings = copy.deepcopy(HARNESS_DEFAULTS)
+    settings = default_settings()
     settings.update(epochs=epochs, lr=0.01, eval_every=epochs)
     settings["solver"].update(backend=backend)  # the task's tol 1e-7, with the adjoint
     return RunSpec.from_settings("bench", "point_cloud", "hbnode", 0, settings)

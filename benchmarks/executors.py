@@ -8,17 +8,16 @@ Both pools start their worker processes the same way, so the ratio measures the 
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 
 from harness.plugins import load_registry
 from harness.running.driver import run_suite
-from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
+from harness.suites.runspec import RunSpec, default_settings
 
 
 def tiny_suite(runs: int, epochs: int) -> list[RunSpec]:
-    settings = copy.deepcopy(HARNESS_DEFAULTS)
+    settings = default_settings()
     settings.update(epochs=epochs, lr=0.02)
     settings["solver"].update(rtol=1e-4, atol=1e-4)
     return [RunSpec.from_settings("bench", "point_cloud", "hbnode", seed, settings)

@@ -15,6 +15,7 @@ loggers follow a run without touching the runner.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Protocol,
@@ -189,14 +190,33 @@ class DataNotFound(FileNotFoundError):
     """A task's data is not where it was looked for; the message says where and how to get it."""
 
 
-#: Where tasks look for data when a run names no data root (no --data-root, no suite
+#: Where tasks look for data when nothing names a data root (no --data-root, no suite
 #: ``data_root``, no $HARNESS_DATA_ROOT).
 DEFAULT_DATA_ROOT = Path("~/.cache/harness/data")
+#: The environment variable naming the data root when neither the command nor the suite does.
+DATA_ROOT_VARIABLE = "HARNESS_DATA_ROOT"
 
 
-def data_root_or_default(data_root: str | None) -> Path:
-    """The run's data root, else :data:`DEFAULT_DATA_ROOT`, with ``~`` expanded."""
-    return Path(data_root if data_root is not None else DEFAULT_DATA_ROOT).expanduser()
+def data_root_or_default(given: str | os.PathLike | None = None,
+                         in_suite: str | os.PathLike | None = None,
+                         suite_dir: str | os.PathLike = ".") -> Path:
+    """The data root, the one rule for it; first found wins:
+
+    1. ``given`` (the command's ``--data-root``, or the run's resolved root), relative to the
+       working directory;
+    2. ``in_suite`` (a suite's ``data_root:``), relative to ``suite_dir``;
+    3. ``$HARNESS_DATA_ROOT``;
+    4. :data:`DEFAULT_DATA_ROOT`.
+
+    ``~`` is expanded and the path made absolute (worker processes and Ray tasks may start in
+    another directory). A task calls it with the ``data_root`` it is handed."""
+    if given is not None:
+        chosen = Path(given).expanduser()
+    elif in_suite is not None:
+        chosen = Path(suite_dir) / Path(in_suite).expanduser()
+    else:
+        chosen = Path(os.environ.get(DATA_ROOT_VARIABLE) or DEFAULT_DATA_ROOT).expanduser()
+    return chosen.resolve()
 
 
 class EpochBatches(Protocol):

@@ -1,14 +1,13 @@
 """Shared fixtures: the real plugin registry, and quick run specs."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 import torch
 
 from harness.plugins import Registry, load_registry
-from harness.suites.runspec import HARNESS_DEFAULTS, RunSpec
+from harness.suites.runspec import RunSpec, default_settings
 
 CPU = torch.device("cpu")
 FAMILIES = ("node", "anode", "sonode", "hbnode", "ghbnode")
@@ -22,7 +21,7 @@ def registry() -> Registry:
 def make_spec(task: str = "point_cloud", model: str = "hbnode", seed: int = 0,
               **settings: Any) -> RunSpec:
     """A run spec from the harness defaults, with ``settings`` (``solver`` merged key by key)."""
-    resolved = copy.deepcopy(HARNESS_DEFAULTS)
+    resolved = default_settings()
     solver = settings.pop("solver", {})
     resolved.update({"epochs": 2, "lr": 0.01, **settings})
     resolved["solver"].update({"rtol": 1e-3, "atol": 1e-3, **solver})

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.record import SCHEMA, record_problem
 from harness.cli import EXIT_WRITE_FAILED, main
 from harness.gates.budgets import Budget, check
 from harness.reports.tables import summarize
@@ -174,14 +175,14 @@ def test_bad_lines_are_skipped_by_run_report_compare_and_check(suite, tmp_path, 
 
 
 def test_record_problems_name_what_is_wrong():
-    assert store.record_problem([1]) == "a JSON array, not a record (an object)"
-    assert store.record_problem({"foo": 1}) == "no 'key'"
+    assert record_problem([1]) == "a JSON array, not a record (an object)"
+    assert record_problem({"foo": 1}) == "no 'key'"
     good = record("point_cloud", "node", 0, [epoch(1)])
-    assert store.record_problem(good) is None
-    assert "'seed' is True" in store.record_problem({**good, "seed": True})
-    assert "'params' is '1'" in store.record_problem({**good, "params": "1"})
-    assert "written by a newer harness" in store.record_problem({**good, "schema": 99})
-    assert store.record_problem({**good, "schema": store.SCHEMA}) is None
+    assert record_problem(good) is None
+    assert "'seed' is True" in record_problem({**good, "seed": True})
+    assert "'params' is '1'" in record_problem({**good, "params": "1"})
+    assert "written by a newer harness" in record_problem({**good, "schema": 99})
+    assert record_problem({**good, "schema": SCHEMA}) is None
 
 
 # --- which record stands --------------------------------------------------------------------

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from harness import Task, hookimpl
+from harness import DEFAULT_DATA_ROOT, Task, hookimpl
 from harness.plugins import Registry, load_registry
+from harness.solvers.settings import SolverConfig
+from harness.suites.levels import SCALAR_SETTINGS, STRUCTURED_SETTINGS
 from harness.suites.loader import SuiteError, load_suite
-from harness.suites.runspec import HARNESS_DEFAULTS
+from harness.suites.runspec import SETTINGS, RunSpec, default_settings, solver_checks
 
 
 class Toy(Task):
@@ -74,14 +77,15 @@ def test_minimal_suite_takes_harness_defaults_then_task_schedule(tmp_path, regis
             model: node
     """)
     suite = load_suite(path, registry)
-    assert (suite.name, suite.description, suite.path, suite.data_root) == ("s", "", path, None)
+    assert (suite.name, suite.description, suite.path) == ("s", "", path)
+    assert suite.data_root == str(DEFAULT_DATA_ROOT.expanduser().resolve())
     [run] = suite.runs
     assert (run.suite, run.task, run.model, run.seed) == ("s", "toy", "node", 0)
     assert (run.epochs, run.lr, run.batch_size) == (50, 0.01, 32)  # the task's schedule
     assert (run.optimizer, run.eval_every, run.grad_clip) == ("adam", 1, None)  # the harness's
     assert run.solver.method == "rk4" and run.solver.rtol == run.solver.atol == 1e-4
     assert run.solver.adjoint is True and run.solver.options == {"step_size": 0.1}
-    assert HARNESS_DEFAULTS["solver"]["options"] == {}
+    assert default_settings()["solver"]["options"] == {}
 
 
 def test_precedence_schedule_defaults_entry_grid_overrides(tmp_path, registry):
@@ -169,7 +173,7 @@ def test_every_run_setting_is_accepted(tmp_path, registry):
             grad_clip: 0.5
     """)
     [run] = load_suite(path, registry).runs
-    assert set(run.config()) - {"task", "model", "seed"} == set(HARNESS_DEFAULTS)
+    assert set(run.config()) - {"task", "model", "seed"} == set(SETTINGS)
     assert (run.batch_size, run.eval_every, run.grad_clip) == (None, 2, 0.5)
     assert run.widths == {"n": 2, "h": 4}
     assert run.model_options == {"gamma_init": -1.0, "xi_init": 0.5, "sigma": "hardtanh"}
@@ -241,7 +245,8 @@ def test_data_root_precedence(tmp_path, registry, monkeypatch):
     assert suite.data_root == suite_root and suite.runs[0].data_root == suite_root
     assert load_suite(without_root, registry).data_root == "/from/env"
     monkeypatch.delenv("HARNESS_DATA_ROOT")
-    assert load_suite(without_root, registry).data_root is None
+    default = str(DEFAULT_DATA_ROOT.expanduser().resolve())
+    assert load_suite(without_root, registry).data_root == default  # the one rule's last step
     monkeypatch.chdir(tmp_path)  # a relative --data-root is the working directory's
     assert load_suite(with_root, registry, data_root="here").data_root == str(tmp_path / "here")
 
@@ -530,3 +535,30 @@ def test_a_bad_task_schedule_is_reported(tmp_path):
     assert f"{path}: task 'broken' schedule.epochs: -2 is negative; valid: an integer >= 0" in lines
     assert any(line.startswith(f"{path}: task 'broken' schedule.solver.method: 'nope' is not a solver")
                for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# One source for run settings.
+
+
+def test_every_run_setting_has_one_default_one_check_and_reaches_the_record(registry):
+    """A setting is one field of RunSpec: the loader checks exactly those keys, the defaults
+    and the stored configuration carry each of them, and the solver's checks cover every
+    field of SolverConfig."""
+    assert set(SCALAR_SETTINGS) | set(STRUCTURED_SETTINGS) == set(SETTINGS)
+    assert not set(SCALAR_SETTINGS) & set(STRUCTURED_SETTINGS)
+    assert set(default_settings()) == set(SETTINGS)
+    assert default_settings()["solver"] == SolverConfig().as_dict()
+    assert set(solver_checks(registry.backends)) - {"tol"} == {
+        f.name for f in fields(SolverConfig)} - {"options"}
+    spec = RunSpec.from_settings("s", "toy", "node", 0, default_settings())
+    assert spec == RunSpec("s", "toy", "node", 0)  # from_settings at the defaults = the fields'
+    assert set(spec.config()) == {"task", "model", "seed", *SETTINGS}
+
+
+def test_default_settings_are_fresh_each_time():
+    first = default_settings()
+    first["solver"]["options"]["step_size"] = 0.1
+    first["model_options"]["gamma"] = 1.0
+    assert default_settings()["solver"]["options"] == {}
+    assert default_settings()["model_options"] == {}

@@ -23,13 +23,14 @@ from typing import Any, Callable, ClassVar, Iterator
 import torch
 
 from harness.contract import hookimpl
+from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, WorkerDied
 from harness.running.observers import Notify
 from harness.running.runner import execute_run
-from harness.running.workers import Slot, WorkerPool, lost_record
+from harness.running.workers import Slot, WorkerPool, lost_run_record
 from harness.suites.runspec import RunSpec
 
 
@@ -47,7 +48,7 @@ class Executor(ABC):
 
     @abstractmethod
     def run(self, runs: list[RunSpec], notify: Notify,
-            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+            checkpoint_dir: Path | None) -> Iterator[RunRecord]:
         """Execute ``runs``; yield each record as soon as its run ends."""
 
 
@@ -55,7 +56,7 @@ class Inline(Executor):
     name = "inline"
 
     def run(self, runs: list[RunSpec], notify: Notify,
-            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+            checkpoint_dir: Path | None) -> Iterator[RunRecord]:
         device = resolve_device(self.device)
         checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
         for spec in runs:
@@ -76,7 +77,7 @@ class LocalPool(Executor):
         return [Slot("cpu", "", max(1, cores // workers))] * workers
 
     def run(self, runs: list[RunSpec], notify: Notify,
-            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+            checkpoint_dir: Path | None) -> Iterator[RunRecord]:
         yield from WorkerPool(self.slots(), self.registry, checkpoint_dir).run(runs, notify)
 
 
@@ -84,7 +85,7 @@ class RayCluster(Executor):
     name = "ray"
 
     def run(self, runs: list[RunSpec], notify: Notify,
-            checkpoint_dir: Path | None) -> Iterator[dict[str, Any]]:
+            checkpoint_dir: Path | None) -> Iterator[RunRecord]:
         try:
             import ray
         except ImportError:
@@ -107,7 +108,7 @@ class RayCluster(Executor):
                 try:
                     record = ray.get(ready)
                 except ray.exceptions.RayError as error:  # the task, its worker or node was lost
-                    record = lost_record(spec, self.registry, device,
+                    record = lost_run_record(spec, self.registry, device,
                                          WorkerDied(f"the Ray task was lost: {error}"),
                                          checkpoint_dir)
                 notify("run_finished", spec, record=record)
@@ -118,7 +119,7 @@ class RayCluster(Executor):
 
 
 def _execute_in_ray(spec: RunSpec, checkpoint_dir: Path | None, device: str,
-                    load: Callable[[], Registry]) -> dict[str, Any]:
+                    load: Callable[[], Registry]) -> RunRecord:
     """One run inside a Ray task, in a worker process of its own that this task supervises
     (its time limit, its death) as the local pool does. Plugins are imported once per Ray
     worker process, so loading the registry again per task is cheap."""

@@ -1,10 +1,8 @@
 """Training and evaluating one run, whatever happens, into its result record."""
 from __future__ import annotations
 
-import datetime as dt
 import math
 import random
-import traceback
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable, Iterable
@@ -13,18 +11,18 @@ import torch
 from torch import nn
 
 from harness.contract import BuildContext, Family, Task, TaskData
+from harness.record import EpochRecord, RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.deadline import Alarm
-from harness.running.environment import environment
-from harness.running.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
+from harness.running.failures import NonFiniteLoss, TimeLimitExceeded
 from harness.running.observers import Notify, Observers
-from harness.running.store import SCHEMA
+from harness.running.records import finish, mark_failed, new_record
 from harness.solvers.backends import SolverBackend
-from harness.solvers.settings import as_solver_failure
 from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import ODEBlock
+
 
 class RunConfigError(ValueError):
     """A run cannot be set up (no widths for a model, bad family options); found before training."""
@@ -89,37 +87,9 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[str, Any]:
-    """A run's result record before it trains: what it is, what it ran with, no epochs yet.
-    The one place a record's fields are decided; a run that ends adds its outcome, a run whose
-    worker died is this record marked failed (:func:`mark_failed`)."""
-    task = registry.tasks[spec.task]
-    return {
-        "schema": SCHEMA,
-        "key": spec.key, "suite": spec.suite, "task": spec.task, "model": spec.model,
-        "seed": spec.seed, "status": "ok", "error": None, "failure_kind": None,
-        "metric": task.metric, "higher_is_better": task.higher_is_better,
-        "paper_params": task.paper_params.get(spec.model), "config": spec.config(),
-        "packages": {"task": registry.package_of("task", spec.task),
-                     "model": registry.package_of("model", spec.model)},
-        "versions": spec.versions,
-        "environment": environment(device, solver_backend(spec, registry)), "started_at": _now(),
-        "epochs": [],
-    }
-
-
-def mark_failed(record: dict[str, Any], error: BaseException, kind: str | None = None) -> None:
-    """Record ``error`` as the run's outcome: its kind (from its type, unless given), its
-    message and the end of its traceback."""
-    error = as_solver_failure(error)
-    record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                  failure_kind=kind or failure_kind(error),
-                  traceback="".join(traceback.format_exception(error)[-3:]))
-
-
 def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
                 notify: Notify | None = None,
-                checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+                checkpoints: Checkpoints | None = None) -> RunRecord:
     """Train and evaluate one run; whatever happens, return its result record.
 
     With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
@@ -128,7 +98,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
     """
     notify = notify or Observers(registry)
     task = registry.tasks[spec.task]
-    record = new_record(spec, registry, device)
+    record = new_record(spec, registry, device, solver_backend(spec, registry))
     notify("run_started", spec)
     start, earlier = perf_counter(), 0.0
     message = f"time limit of {spec.time_limit_s} s reached"
@@ -159,7 +129,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
                     notify("epoch_finished", spec, epoch=epoch)
     except Exception as error:  # a run that blows up is a result, not a crash
         mark_failed(record, error)
-    record.update(wall_time_s=earlier + perf_counter() - start, finished_at=_now())
+    finish(record, earlier + perf_counter() - start)
     notify("run_finished", spec, record=record)
     return record
 
@@ -176,7 +146,7 @@ def _resumed(built: BuiltRun, saved: dict[str, Any]) -> bool:
 
 
 def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
-          first_epoch: int = 1, deadline: float | None = None) -> Iterable[dict[str, Any]]:
+          first_epoch: int = 1, deadline: float | None = None) -> Iterable[EpochRecord]:
     """Train from ``first_epoch`` to ``spec.epochs``, yielding one record per epoch (with
     ``epochs: 0``, one record of the untrained model, numbered 0). Past ``deadline`` (a
     ``perf_counter`` time) the run stops with :class:`TimeLimitExceeded` after the iteration
@@ -233,7 +203,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
                                         f"{epoch}, iteration {iterations}")
         train_time = perf_counter() - epoch_start
         nfe = counter.take()
-        record: dict[str, Any] = {
+        record: EpochRecord = {
             "epoch": epoch, "iterations": iterations,
             **{k: v / samples for k, v in sums.items() if not k.endswith("_time_s")},
             "forward_nfe": nfe["forward"] / iterations,
@@ -281,7 +251,3 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -16,8 +16,8 @@ SQLite):
   was and raises :class:`StoreWriteError`), then fsynced, with SIGINT/SIGTERM held off until
   the write is done;
 * **tolerant reading**: lines that are not whole records (bad JSON, ``[1]``, ``null``, a
-  record missing ``key``/``task``/``model``/``status``/``seed``/``epochs`` or with the wrong
-  types) are skipped with a warning naming the file and the line;
+  record missing a required field of :class:`harness.record.RunRecord` or with a field of the
+  wrong type) are skipped with a warning naming the file and the line;
 * **one rule for which record stands for a run** (:func:`standing`): the latest ``ok``
   record of its key, else its latest failed one. ``run`` (what to skip), ``report``,
   ``compare`` and ``check`` all read through it.
@@ -38,24 +38,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.record import RunRecord, record_problem
+
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".harness.lock"
-STATUSES = ("ok", "failed")
-#: The version of the record's shape this harness writes (``schema`` in every record; records
-#: from before it was kept have none and read as version 0). A reader refuses newer records.
-SCHEMA = 1
-
 log = logging.getLogger("harness")
-
-#: Top-level fields every record has, with the types a reader may rely on.
-_REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "key": str, "task": str, "model": str, "status": str, "seed": int, "epochs": list}
-#: Optional top-level fields and their types, when present (None is always allowed).
-_OPTIONAL: dict[str, type | tuple[type, ...]] = {
-    "suite": str, "metric": str, "higher_is_better": bool, "config": dict, "error": str,
-    "failure_kind": str, "params": int, "paper_params": int, "wall_time_s": (int, float),
-    "environment": dict, "versions": dict, "packages": dict, "resumed_from_epoch": int}
-
 
 class StoreError(Exception):
     """The results directory cannot be used as asked."""
@@ -94,63 +81,7 @@ def locate(given: str | os.PathLike) -> Path:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def record_problem(record: Any) -> str | None:
-    """Why ``record`` is not a usable result record, or None."""
-    if not isinstance(record, dict):
-        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
-        return f"a JSON {kind.get(type(record), 'null')}, not a record (an object)"
-    for name, kind in _REQUIRED.items():
-        if name not in record:
-            return f"no {name!r}"
-        if not _is(record[name], kind):
-            return f"{name!r} is {record[name]!r}, not a {_kind_name(kind)}"
-    schema = record.get("schema", 0)
-    if not _is(schema, int) or schema > SCHEMA:
-        return (f"'schema' is {schema!r}: written by a newer harness (this one reads records up "
-                f"to schema {SCHEMA})")
-    if record["status"] not in STATUSES:
-        return f"'status' is {record['status']!r}, not one of {', '.join(STATUSES)}"
-    for name, kind in _OPTIONAL.items():
-        if record.get(name) is not None and not _is(record[name], kind):
-            return f"{name!r} is {record[name]!r}, not a {_kind_name(kind)}"
-    for number, epoch in enumerate(record["epochs"], 1):
-        problem = _epoch_problem(epoch)
-        if problem:
-            return f"epoch {number}: {problem}"
-    return None
-
-
-def _epoch_problem(epoch: Any) -> str | None:
-    if not isinstance(epoch, dict):
-        return f"{epoch!r} is not an object"
-    for name, value in epoch.items():
-        if value is not None and not isinstance(value, (str, bool, int, float, list)):
-            return f"{name!r} is {value!r}, not a number, string or list"
-        if _numeric_field(name) and value is not None and not _is(value, (int, float)):
-            return f"{name!r} is {value!r}, not a number"
-    return None
-
-
-def _numeric_field(name: str) -> bool:
-    return name in ("epoch", "iterations", "loss") or name.startswith("test_") or name.endswith(
-        ("_nfe", "_time_s"))
-
-
-def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False
-    return isinstance(value, kinds)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
-             dict: "mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_records(path: str | os.PathLike) -> list[RunRecord]:
     """Every usable record of a results file (or of ``DIR/results.jsonl``), in file order;
     each line that is not one is skipped with a warning naming the file and the line. A
     missing file holds no records."""
@@ -183,10 +114,10 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def standing(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def standing(records: Iterable[RunRecord]) -> list[RunRecord]:
     """The record that stands for each run key: its latest ``ok`` record, else its latest
     failed one; in the order the keys first appear."""
-    chosen: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, RunRecord] = {}
     for record in records:
         held = chosen.get(record["key"])
         if held is None or record["status"] == "ok" or held["status"] != "ok":
@@ -194,14 +125,14 @@ def standing(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(chosen.values())
 
 
-def finished_keys(records: Iterable[dict[str, Any]]) -> set[str]:
+def finished_keys(records: Iterable[RunRecord]) -> set[str]:
     """Keys whose standing record is ``ok``: runs a rerun skips."""
     return {record["key"] for record in standing(records) if record["status"] == "ok"}
 
 
-def load_results(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+def load_results(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
     """The standing records of every results directory (or file) given, combined."""
-    records: list[dict[str, Any]] = []
+    records: list[RunRecord] = []
     for given in paths:
         path = locate(given)
         found = read_records(path)
@@ -241,10 +172,10 @@ class ResultStore:
     def __exit__(self, *exc_info: Any) -> None:
         self._unlock()
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[RunRecord]:
         return read_records(self.path)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: RunRecord) -> None:
         """Append ``record`` as one whole line and fsync it; on failure the file is as it was
         and :class:`StoreWriteError` says why."""
         line = (json.dumps(record, default=_jsonable) + "\n").encode()

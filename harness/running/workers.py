@@ -24,7 +24,6 @@ pool for any reason, including an exception.
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import multiprocessing
 import os
 import signal
@@ -40,13 +39,15 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.deadline import grace
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, TimeLimitExceeded, WorkerDied
 from harness.running.observers import Notify
-from harness.running.runner import execute_run, mark_failed, new_record
+from harness.running.records import lost_record, now
+from harness.running.runner import execute_run, solver_backend
 from harness.suites.runspec import RunSpec
 
 STOP_TIMEOUT_S = 2.0
@@ -138,7 +139,7 @@ class WorkerPool:
         self.checkpoint_dir = checkpoint_dir
         self.context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
 
-    def run(self, runs: list[RunSpec], notify: Notify) -> Iterator[dict[str, Any]]:
+    def run(self, runs: list[RunSpec], notify: Notify) -> Iterator[RunRecord]:
         """Execute ``runs``; the workers' events go to ``notify`` as they arrive."""
         waiting = deque(runs)
         workers: list[Worker | None] = [None] * len(self.slots)
@@ -179,7 +180,7 @@ class WorkerPool:
                 starting += 1
 
     def _attend(self, worker: Worker, notify: Notify,
-                waiting: deque[RunSpec]) -> tuple[dict[str, Any] | None, bool]:
+                waiting: deque[RunSpec]) -> tuple[RunRecord | None, bool]:
         """Take a worker's messages; (the record if its run ended, whether the worker lives).
         A run its dead worker never started goes back to the front of ``waiting``."""
         closed = False
@@ -193,7 +194,7 @@ class WorkerPool:
                 if event == "run_started":
                     worker.ran = True
                     assignment.started = time.monotonic()
-                    assignment.started_at = _now()
+                    assignment.started_at = now()
                 notify(event, assignment.spec, **details)
                 if event == "run_finished":
                     worker.assignment = None
@@ -221,11 +222,11 @@ class WorkerPool:
             return self._lost(worker, error, notify), False
         return None, True
 
-    def _lost(self, worker: Worker, error: BaseException, notify: Notify) -> dict[str, Any]:
+    def _lost(self, worker: Worker, error: BaseException, notify: Notify) -> RunRecord:
         """The record of the run a killed or dead worker had, told to the observers too."""
         assignment = worker.assignment
         worker.assignment = None
-        record = lost_record(assignment.spec, self.registry, worker.slot.device, error,
+        record = lost_run_record(assignment.spec, self.registry, worker.slot.device, error,
                              self.checkpoint_dir, assignment.elapsed_s())
         if assignment.started_at:
             record["started_at"] = assignment.started_at
@@ -233,19 +234,16 @@ class WorkerPool:
         return record
 
 
-def lost_record(spec: RunSpec, registry: Registry, device: str, error: BaseException,
-                checkpoint_dir: Path | None, wall_time_s: float | None = None) -> dict[str, Any]:
-    """The record of a run that ended with its process: failed with ``error``, with the epochs
-    its checkpoint holds (the checkpoint stays, so a rerun resumes the run). Without
-    ``wall_time_s`` the time is the checkpoint's."""
-    record = new_record(spec, registry, torch.device(device))
-    mark_failed(record, error)
+def lost_run_record(spec: RunSpec, registry: Registry, device: str, error: BaseException,
+                    checkpoint_dir: Path | None, wall_time_s: float | None = None) -> RunRecord:
+    """The record of a run that ended with its process, with the epochs its checkpoint holds
+    (the checkpoint stays, so a rerun resumes the run). Without ``wall_time_s`` the time is the
+    checkpoint's."""
     saved = Checkpoints(checkpoint_dir).read(spec.key) if checkpoint_dir else None
-    record["epochs"] = saved["epochs"] if saved else []
     if wall_time_s is None:
         wall_time_s = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
-    record.update(wall_time_s=wall_time_s, finished_at=_now())
-    return record
+    return lost_record(spec, registry, torch.device(device), solver_backend(spec, registry),
+                       error, saved["epochs"] if saved else [], wall_time_s)
 
 
 def stop(workers: list[Worker]) -> None:
@@ -272,10 +270,6 @@ def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @contextmanager

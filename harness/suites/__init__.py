@@ -1,5 +1,6 @@
-"""Suite files in, run specs out: reading and checking YAML (validation), expanding a suite
-into resolved runs (loader), and the run spec with its key (runspec).
+"""Suite files in, run specs out: reading and checking YAML (validation), the run settings with
+their defaults and checks, the run spec and its key (runspec), one level of settings checked
+and merged (levels), and a suite expanded into resolved runs (loader).
 
-May import: harness.contract, harness.registry, harness.solvers.settings.
+May import: harness.contract, harness.registry, harness.solvers, harness.record.
 """

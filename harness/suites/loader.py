@@ -1,18 +1,16 @@
 """Suite files: read a YAML suite, check it, and expand it into resolved run specs.
 
 A suite lists run entries (tasks × models × grid points × seeds). Each run's settings are
-resolved in this order, later levels winning: ``HARNESS_DEFAULTS`` < the task's ``schedule`` <
+resolved in this order, later levels winning: the defaults (the settings' own, see
+:mod:`harness.suites.runspec`) < the task's ``schedule`` <
 the suite's ``defaults`` < the entry's settings < the grid point < the entry's
 ``overrides[model]``. The mappings ``solver`` (and its ``options``), ``model_options`` and
 ``task_options`` merge key by key; every other setting is replaced. ``solver.tol`` sets both
 ``rtol`` and ``atol`` at the level where it appears (an ``rtol``/``atol`` next to it wins).
 
-Where the data lives (``data_root``), first found wins:
-
-1. the ``data_root`` argument (the CLI's ``--data-root``), relative to the working directory;
-2. the suite's ``data_root:`` key, relative to the suite file's directory;
-3. the environment variable ``HARNESS_DATA_ROOT``;
-4. none (``None``).
+Where the data lives: :func:`harness.contract.data_root_or_default` decides, from the
+``data_root`` argument (the CLI's ``--data-root``), the suite's ``data_root:`` key (relative to
+the suite file's directory), ``$HARNESS_DATA_ROOT`` and the default, in that order.
 
 The suite's name (``name:``, else the file's name without ``.yaml``) names its results
 directory ``results/<name>``, so it is one plain file name (:func:`suite_name`).
@@ -24,32 +22,24 @@ reported together in one :class:`SuiteError`, one line each.
 from __future__ import annotations
 
 import copy
-import inspect
 import itertools
-import os
 import re
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Collection
 
-from harness.contract import Family, Task
+from harness.contract import Task, data_root_or_default
 from harness.registry import Registry
-from harness.solvers.backends import SolverBackend
-from harness.suites.runspec import HARNESS_DEFAULTS, OPTIMIZERS, RunSpec
-from harness.suites.validation import (Invalid, Problems, boolean, choice, integer, join, mapping,
-                                non_negative_int, number, numeric, optional, positive_int,
-                                positive_number, read_yaml, string, top_level,
-                                valid_choices)
-
-DATA_ROOT_ENV = "HARNESS_DATA_ROOT"
+from harness.suites.levels import Scope, check_settings, merge, option_value
+from harness.suites.runspec import SETTINGS, RunSpec, default_settings
+from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_negative_int,
+                                       optional, positive_int, read_yaml, string, top_level,
+                                       valid_choices)
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
 _EXECUTION_KEYS = ("executor", "workers", "address")
 _ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "overrides")
 _SEED_RANGE_KEYS = ("start", "count")
-#: Settings merged key by key, and the keys nested inside them that merge the same way.
-_MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
 
 #: A suite's name names its results directory (results/<name>), so it is a plain file name.
 _SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
@@ -79,158 +69,6 @@ class Suite:
     data_root: str | None
     execution: dict[str, Any] = field(default_factory=dict)
     """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``."""
-
-
-#: How a task option's value is checked, by the type of its default (bool before int).
-_OPTION_TYPES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
-    (bool, boolean), (int, integer), (float, number), (str, string))
-
-
-def _option_value(default: Any, value: Any) -> Any:
-    """``value`` as a task option whose default is ``default``: an int default takes ints, a
-    float default any number (as a float), a bool or str default its own type; other defaults
-    (None included) take anything."""
-    for kind, check in _OPTION_TYPES:
-        if isinstance(default, kind):
-            return check(value)
-    return value
-
-
-_SCALAR_SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "epochs": non_negative_int,  # 0 studies the untrained model
-    "lr": positive_number,
-    "batch_size": optional(positive_int),
-    "optimizer": choice(OPTIMIZERS, "an optimizer"),
-    "eval_every": positive_int,
-    "grad_clip": optional(positive_number),
-    "time_limit_s": optional(positive_number),
-}
-
-
-def _solver_checks(backends: Mapping[str, SolverBackend]) -> dict[str, Callable[[Any], Any]]:
-    """How each solver key is checked; ``method`` takes any method of the registry's backends
-    (whether the run's backend has it is checked with the backend before training)."""
-    methods = sorted({method for backend in backends.values() for method in backend.methods})
-    return {
-        "method": choice(methods, "a solver method"),
-        "rtol": positive_number,
-        "atol": positive_number,
-        "tol": positive_number,
-        "adjoint": boolean,
-        "max_nfe": optional(positive_int),
-        "backend": choice(backends, "a solver backend"),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings: one level of run settings, checked and normalised.
-
-
-@dataclass
-class _Scope:
-    """What a level of settings applies to, for checking solver settings (against the
-    registry's backends), model and task options."""
-
-    backends: Mapping[str, SolverBackend]
-    tasks: list[Task] = field(default_factory=list)
-    families: list[type[Family]] = field(default_factory=list)
-
-
-def _check_settings(raw: dict, at: str, report: Problems, scope: _Scope,
-                    valid_keys: Collection[str] = tuple(HARNESS_DEFAULTS)) -> dict[str, Any]:
-    """One level of run settings, with numbers as floats and ``solver.tol`` expanded.
-
-    ``valid_keys`` only feeds the message for an unknown key (an entry also has its own keys).
-    """
-    layer: dict[str, Any] = {}
-    for key, value in raw.items():
-        where = join(at, key)
-        if key in _SCALAR_SETTINGS:
-            layer[key] = report.check(where, _SCALAR_SETTINGS[key], value)
-        elif key == "solver":
-            layer[key] = _check_solver(value, where, report, _solver_checks(scope.backends))
-        elif key == "widths":
-            layer[key] = _check_widths(value, where, report)
-        elif key == "model_options":
-            layer[key] = _check_model_options(value, where, report, scope.families)
-        elif key == "task_options":
-            layer[key] = _check_task_options(value, where, report, scope.tasks)
-        else:
-            report.unknown(where, f"unknown key {key!r}", key, valid_keys)
-    return layer
-
-
-def _check_solver(value: Any, at: str, report: Problems,
-                  checks: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
-    solver = mapping(value, at, report, f"a mapping with keys {', '.join(checks)}, options")
-    checked: dict[str, Any] = {}
-    for key, item in solver.items():
-        where = join(at, key)
-        if key in checks:
-            checked[key] = report.check(where, checks[key], item)
-        elif key == "options":
-            options = mapping(item, where, report, "a mapping of torchdiffeq solver options")
-            checked[key] = {name: numeric(option) for name, option in options.items()}
-        else:
-            report.unknown(where, f"unknown solver key {key!r}", key, [*checks, "options"])
-    if "tol" in checked:
-        tol = checked.pop("tol")
-        checked = {"rtol": tol, "atol": tol, **checked}
-    return checked
-
-
-def _check_widths(value: Any, at: str, report: Problems) -> dict[str, int] | None:
-    if value is None:
-        return None
-    widths = mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
-    for name in widths:
-        if not isinstance(name, str):
-            report.add(join(at, name), f"width name {name!r} is not a string",
-                       "valid: a width name such as 'n'")
-    return {name: report.check(join(at, name), positive_int, width)
-            for name, width in widths.items()}
-
-
-def _keyword_parameters(family: type[Family]) -> list[str]:
-    """The family's options: the parameters its ``__init__`` takes by keyword."""
-    parameters = inspect.signature(family).parameters.values()
-    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
-def _check_model_options(value: Any, at: str, report: Problems,
-                         families: list[type[Family]]) -> dict[str, Any]:
-    options = mapping(value, at, report, "a mapping of model option to value")
-    for family in families:
-        accepted = _keyword_parameters(family)
-        for key in options:
-            if key not in accepted:
-                report.unknown(join(at, key), f"unknown option {key!r} for model {family.name!r}",
-                               key, accepted)
-    return dict(options)
-
-
-def _check_task_options(value: Any, at: str, report: Problems, tasks: list[Task]) -> dict[str, Any]:
-    options = mapping(value, at, report, "a mapping of task option to value")
-    for task in tasks:
-        for key, item in options.items():
-            where = join(at, key)
-            if key not in task.options:
-                report.unknown(where, f"unknown option {key!r} for task {task.name!r}", key,
-                               task.options)
-            else:
-                report.check(where, partial(_option_value, task.options[key]), item)
-    return dict(options)
-
-
-def _merge(base: dict[str, Any], layer: dict[str, Any],
-           merged: dict[str, dict] = _MERGED) -> dict[str, Any]:
-    """``base`` updated by ``layer``: keys in ``merged`` merge key by key, others replace."""
-    result = dict(base)
-    for key, value in layer.items():
-        if key in merged and isinstance(result.get(key), dict):
-            value = _merge(result[key], value, merged[key])
-        result[key] = value
-    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +149,7 @@ def _check_seed_range(seeds: dict, at: str, report: Problems) -> list[int]:
     return list(range(start, start + count)) if start is not None and count is not None else []
 
 
-def _check_grid(value: Any, at: str, report: Problems, scope: _Scope) -> list[dict[str, Any]]:
+def _check_grid(value: Any, at: str, report: Problems, scope: Scope) -> list[dict[str, Any]]:
     """The grid's points, one settings level each: the cartesian product of the value lists,
     in key order. A key is a dotted setting path such as ``solver.tol``."""
     grid = mapping(value, at, report, "a mapping of dotted run-setting path to a list of values")
@@ -321,12 +159,12 @@ def _check_grid(value: Any, at: str, report: Problems, scope: _Scope) -> list[di
             report.add(join(at, path), f"{values!r} is not a non-empty list",
                        "valid: a non-empty list of values to sweep")
             continue
-        axes.append([_check_settings(_nested(str(path), v), at, report, scope) for v in values])
+        axes.append([check_settings(_nested(str(path), v), at, report, scope) for v in values])
     points = []
     for combination in itertools.product(*axes):
         point: dict[str, Any] = {}
         for level in combination:
-            point = _merge(point, level)
+            point = merge(point, level)
         points.append(point)
     return points
 
@@ -347,8 +185,8 @@ def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
             report.unknown(where, f"{model!r} is not a model of this entry", model, models)
             continue
         settings = mapping(settings, where, report, "a mapping of run settings")
-        checked[model] = _check_settings(settings, where, report,
-                                         _Scope(registry.backends, tasks,
+        checked[model] = check_settings(settings, where, report,
+                                         Scope(registry.backends, tasks,
                                                 [registry.families[model]]))
     return checked
 
@@ -359,11 +197,11 @@ def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _E
     tasks = [registry.tasks[name] for name in
              _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
     models = _check_names(raw, "model", "models", at, report, registry.families, broken)
-    scope = _Scope(registry.backends, tasks, [registry.families[name] for name in models])
+    scope = Scope(registry.backends, tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
     return _Entry(
         tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
-        settings=_check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *HARNESS_DEFAULTS]),
+        settings=check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *SETTINGS]),
         grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
         overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
                                    registry, tasks, models))
@@ -387,16 +225,6 @@ def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[s
     return checked
 
 
-def _data_root(given: str | None, in_suite: str | None, suite_dir: Path) -> str | None:
-    """See the module docstring for the order. A relative ``--data-root`` is taken from the
-    working directory (resolved now: worker processes and Ray tasks may start elsewhere)."""
-    if given is not None:
-        return str(Path(given).expanduser().resolve())
-    if in_suite is not None:
-        return str((suite_dir / Path(in_suite).expanduser()).resolve())
-    return os.environ.get(DATA_ROOT_ENV) or None
-
-
 def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
             schedules: dict[str, dict[str, Any]], data_root: str | None,
             registry: Registry) -> list[RunSpec]:
@@ -404,12 +232,12 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
     runs: dict[str, RunSpec] = {}
     for entry in entries:
         for task in entry.tasks:
-            base = _merge(_merge(_merge(HARNESS_DEFAULTS, schedules[task.name]), defaults),
+            base = merge(merge(merge(default_settings(), schedules[task.name]), defaults),
                           entry.settings)
             for model, point in itertools.product(entry.models, entry.grid):
-                settings = copy.deepcopy(_merge(_merge(base, point), entry.overrides.get(model, {})))
+                settings = copy.deepcopy(merge(merge(base, point), entry.overrides.get(model, {})))
                 # Each task reads its options as its defaults' types (a float option's 1 is 1.0).
-                settings["task_options"] = {key: _option_value(task.options[key], value)
+                settings["task_options"] = {key: option_value(task.options[key], value)
                                             for key, value in settings["task_options"].items()}
                 for seed in entry.seeds:
                     versions = {"task": registry.provenance("task", task.name),
@@ -457,16 +285,16 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
 
     used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
-    defaults = _check_settings(mapping(document.get("defaults", {}), "defaults", report,
+    defaults = check_settings(mapping(document.get("defaults", {}), "defaults", report,
                                         "a mapping of run settings"),
                                "defaults", report,
-                               _Scope(registry.backends, used_tasks, used_families))
-    schedules = {task.name: _check_settings(dict(task.schedule), f"task {task.name!r} schedule",
-                                            report, _Scope(registry.backends, [task]))
+                               Scope(registry.backends, used_tasks, used_families))
+    schedules = {task.name: check_settings(dict(task.schedule), f"task {task.name!r} schedule",
+                                            report, Scope(registry.backends, [task]))
                  for task in used_tasks}
     report.raise_if_any(SuiteError)
 
-    root = _data_root(data_root, suite_root, path.parent)
+    root = str(data_root_or_default(data_root, suite_root, path.parent))
     return Suite(name=name, path=path, description=description,
                  runs=_expand(name, entries, defaults, schedules, root, registry), data_root=root,
                  execution=execution)

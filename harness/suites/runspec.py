@@ -1,35 +1,45 @@
-"""A run spec: one fully resolved (task, model, seed, settings) run, and its resume key."""
+"""A run spec: one fully resolved (task, model, seed, settings) run, and its resume key.
+
+The run settings — what a suite may set per run — are defined once, as the fields of
+:class:`RunSpec` made with :func:`setting`: each has its default and its check there (the
+solver's keys: :class:`harness.solvers.settings.SolverConfig`'s fields, checked by
+:func:`solver_checks`). The defaults a suite starts from (:func:`default_settings`), the keys the
+loader accepts and how it checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config`
+(stored in the record) and the key all derive from these fields.
+"""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
+from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SolverConfig
-
-#: Settings every run has before the task's schedule and the suite are applied.
-HARNESS_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "lr": 1e-3,
-    "batch_size": None,
-    "optimizer": "adam",
-    "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7, "adjoint": True, "options": {},
-               "max_nfe": None, "backend": "torchdiffeq"},
-    "widths": None,
-    "model_options": {},
-    "task_options": {},
-    "eval_every": 1,
-    "grad_clip": None,
-    "time_limit_s": None,
-}
+from harness.suites.validation import (boolean, choice, non_negative_int, optional, positive_int,
+                                       positive_number)
 
 #: The optimizers a suite may name (``optimizer:``), and what each builds.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
 }
+
+#: How a setting whose value is a mapping is checked: by the suite loader, which knows the
+#: context (the entry's models and tasks, the registry's backends).
+STRUCTURED = "structured"
+
+
+def setting(default: Any, check: Callable[[Any], Any] | str) -> Any:
+    """A run setting: a field of :class:`RunSpec` with its default and how a suite's value for it
+    is checked (a function returning the normalised value or raising
+    :class:`~harness.suites.validation.Invalid`, or :data:`STRUCTURED`)."""
+    if isinstance(default, (dict, SolverConfig)):  # mutable: each spec its own
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"check": check})
+    return field(default=default, metadata={"check": check})
 
 
 @dataclass(frozen=True)
@@ -41,45 +51,35 @@ class RunSpec:
     task: str
     model: str
     seed: int
-    epochs: int
-    lr: float
-    batch_size: int | None
-    optimizer: str
-    solver: SolverConfig
-    widths: dict[str, int] | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)
-    task_options: dict[str, Any] = field(default_factory=dict)
-    eval_every: int = 1
-    grad_clip: float | None = None
-    time_limit_s: float | None = None
+    epochs: int = setting(10, non_negative_int)  # 0 studies the untrained model
+    lr: float = setting(1e-3, positive_number)
+    batch_size: int | None = setting(None, optional(positive_int))
+    optimizer: str = setting("adam", choice(OPTIMIZERS, "an optimizer"))
+    solver: SolverConfig = setting(SolverConfig(), STRUCTURED)
+    widths: dict[str, int] | None = setting(None, STRUCTURED)
+    model_options: dict[str, Any] = setting({}, STRUCTURED)
+    task_options: dict[str, Any] = setting({}, STRUCTURED)
+    eval_every: int = setting(1, positive_int)
+    grad_clip: float | None = setting(None, optional(positive_number))
+    time_limit_s: float | None = setting(None, optional(positive_number))
     data_root: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     """Versions of the packages providing the task and the model: part of the key."""
 
     @classmethod
     def from_settings(cls, suite: str, task: str, model: str, seed: int,
-                      settings: dict[str, Any], data_root: str | None = None,
+                      settings: Mapping[str, Any], data_root: str | None = None,
                       versions: dict[str, str] | None = None) -> "RunSpec":
-        """Build from resolved settings (keys of :data:`HARNESS_DEFAULTS`)."""
-        solver = dict(settings["solver"])
-        return cls(suite=suite, task=task, model=model, seed=seed, epochs=settings["epochs"],
-                   lr=float(settings["lr"]), batch_size=settings["batch_size"],
-                   optimizer=settings["optimizer"], solver=SolverConfig(**solver),
-                   widths=settings["widths"], model_options=dict(settings["model_options"]),
-                   task_options=dict(settings["task_options"]), eval_every=settings["eval_every"],
-                   grad_clip=settings["grad_clip"], time_limit_s=settings["time_limit_s"],
-                   data_root=data_root, versions=dict(versions or {}))
+        """Build from resolved settings (every key of :func:`default_settings`)."""
+        values = {name: settings[name] for name in SETTINGS}
+        values["solver"] = SolverConfig(**settings["solver"])
+        return cls(suite=suite, task=task, model=model, seed=seed, data_root=data_root,
+                   versions=dict(versions or {}), **values)
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored in the result record."""
-        return {
-            "task": self.task, "model": self.model, "seed": self.seed, "epochs": self.epochs,
-            "lr": self.lr, "batch_size": self.batch_size, "optimizer": self.optimizer,
-            "solver": self.solver.as_dict(), "widths": self.widths,
-            "model_options": self.model_options, "task_options": self.task_options,
-            "eval_every": self.eval_every, "grad_clip": self.grad_clip,
-            "time_limit_s": self.time_limit_s,
-        }
+        return {"task": self.task, "model": self.model, "seed": self.seed,
+                **_plain({name: getattr(self, name) for name in SETTINGS})}
 
     @property
     def key(self) -> str:
@@ -94,3 +94,41 @@ class RunSpec:
     @property
     def label(self) -> str:
         return f"{self.task}/{self.model}/seed{self.seed}"
+
+
+#: The run settings, by name: the fields of :class:`RunSpec` made with :func:`setting`.
+SETTINGS: dict[str, dataclasses.Field] = {
+    spec_field.name: spec_field for spec_field in dataclasses.fields(RunSpec)
+    if "check" in spec_field.metadata}
+
+
+def default_settings() -> dict[str, Any]:
+    """Every run setting at its default (the solver's as a mapping): where a suite's settings
+    start, before the task's schedule. A new dict each call."""
+    return _plain({name: (spec_field.default_factory() if spec_field.default is dataclasses.MISSING
+                          else spec_field.default)
+                   for name, spec_field in SETTINGS.items()})
+
+
+def scalar_checks() -> dict[str, Callable[[Any], Any]]:
+    """How each setting that is one value is checked (the others are :data:`STRUCTURED`)."""
+    return {name: spec_field.metadata["check"] for name, spec_field in SETTINGS.items()
+            if spec_field.metadata["check"] != STRUCTURED}
+
+
+def solver_checks(backends: Mapping[str, SolverBackend]) -> dict[str, Callable[[Any], Any]]:
+    """How each key of a suite's ``solver`` is checked: every field of
+    :class:`~harness.solvers.settings.SolverConfig` but ``options`` (a mapping the loader reads),
+    plus ``tol`` (both tolerances at once). ``method`` takes any method of the registry's
+    backends (whether the run's backend has it is checked with the backend before training)."""
+    methods = sorted({method for backend in backends.values() for method in backend.methods})
+    return {"method": choice(methods, "a solver method"), "rtol": positive_number,
+            "atol": positive_number, "tol": positive_number, "adjoint": boolean,
+            "max_nfe": optional(positive_int), "backend": choice(backends, "a solver backend")}
+
+
+def _plain(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as JSON-like values: the solver as a mapping, mappings copied."""
+    return {name: (value.as_dict() if isinstance(value, SolverConfig)
+                   else dict(value) if isinstance(value, dict) else value)
+            for name, value in settings.items()}

@@ -1,0 +1,65 @@
+"""The constructors of result records (:class:`harness.record.RunRecord`): the only code that
+builds one. A run's record starts as :func:`new_record`; a run that ends adds its outcome
+(:func:`finish`, after :func:`mark_failed` when it failed); a run whose process died is
+:func:`lost_record`. The record store (:mod:`harness.running.store`) writes and reads them."""
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+
+import torch
+
+from harness.record import SCHEMA, EpochRecord, RunRecord
+from harness.registry import Registry
+from harness.running.failures import failure_kind
+from harness.solvers.backends import SolverBackend
+from harness.solvers.settings import as_solver_failure
+from harness.running.environment import environment
+from harness.suites.runspec import RunSpec
+
+
+def new_record(spec: RunSpec, registry: Registry, device: torch.device,
+               backend: SolverBackend) -> RunRecord:
+    """A run's record before it trains: what it is, what it ran with, no epochs yet; its status
+    is ``ok`` until :func:`mark_failed` says otherwise."""
+    task = registry.tasks[spec.task]
+    return RunRecord(
+        schema=SCHEMA, key=spec.key, suite=spec.suite, task=spec.task, model=spec.model,
+        seed=spec.seed, status="ok", error=None, failure_kind=None,
+        metric=task.metric, higher_is_better=task.higher_is_better,
+        paper_params=task.paper_params.get(spec.model), config=spec.config(),
+        packages={"task": registry.package_of("task", spec.task),
+                  "model": registry.package_of("model", spec.model)},
+        versions=spec.versions, environment=environment(device, backend), started_at=now(),
+        epochs=[])
+
+
+def mark_failed(record: RunRecord, error: BaseException, kind: str | None = None) -> None:
+    """Record ``error`` as the run's outcome: its kind (from its type, unless given), its
+    message and the end of its traceback."""
+    error = as_solver_failure(error)
+    record.update(status="failed", error=f"{type(error).__name__}: {error}",
+                  failure_kind=kind or failure_kind(error),
+                  traceback="".join(traceback.format_exception(error)[-3:]))
+
+
+def finish(record: RunRecord, wall_time_s: float) -> None:
+    """Close a record: the run's time (all its sessions, when it resumed) and when it ended."""
+    record.update(wall_time_s=wall_time_s, finished_at=now())
+
+
+def lost_record(spec: RunSpec, registry: Registry, device: torch.device,
+                backend: SolverBackend, error: BaseException, epochs: list[EpochRecord],
+                wall_time_s: float) -> RunRecord:
+    """The record of a run that ended with its process (a dead worker, a run killed at its time
+    limit): failed with ``error``, with the epochs its checkpoint held."""
+    record = new_record(spec, registry, device, backend)
+    mark_failed(record, error)
+    record["epochs"] = epochs
+    finish(record, wall_time_s)
+    return record
+
+
+def now() -> str:
+    """The time of day in the records' form (UTC, ISO 8601, seconds)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,151 @@
+"""One level of run settings (a suite's ``defaults``, an entry, a grid point, an override, a
+task's schedule): checked and normalised against what it applies to, and merged with the level
+below it. The settings themselves, their defaults and checks, are :mod:`harness.suites.runspec`'s.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Collection, Mapping
+
+from harness.contract import Family, Task
+from harness.solvers.backends import SolverBackend
+from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks
+from harness.suites.validation import (Problems, boolean, integer, join, mapping, number,
+                                       numeric, positive_int, string)
+
+#: Settings merged key by key, and the keys nested inside them that merge the same way.
+MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
+
+
+#: How a task option's value is checked, by the type of its default (bool before int).
+OPTION_TYPES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (bool, boolean), (int, integer), (float, number), (str, string))
+
+
+def option_value(default: Any, value: Any) -> Any:
+    """``value`` as a task option whose default is ``default``: an int default takes ints, a
+    float default any number (as a float), a bool or str default its own type; other defaults
+    (None included) take anything."""
+    for kind, check in OPTION_TYPES:
+        if isinstance(default, kind):
+            return check(value)
+    return value
+
+
+#: How each run setting that is one value is checked (the settings' own checks).
+SCALAR_SETTINGS = scalar_checks()
+
+
+@dataclass
+class Scope:
+    """What a level of settings applies to, for checking solver settings (against the
+    registry's backends), model and task options."""
+
+    backends: Mapping[str, SolverBackend]
+    tasks: list[Task] = field(default_factory=list)
+    families: list[type[Family]] = field(default_factory=list)
+
+
+def check_settings(raw: dict, at: str, report: Problems, scope: Scope,
+                    valid_keys: Collection[str] = tuple(SETTINGS)) -> dict[str, Any]:
+    """One level of run settings, with numbers as floats and ``solver.tol`` expanded.
+
+    ``valid_keys`` only feeds the message for an unknown key (an entry also has its own keys).
+    """
+    layer: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = join(at, key)
+        if key in SCALAR_SETTINGS:
+            layer[key] = report.check(where, SCALAR_SETTINGS[key], value)
+        elif key in STRUCTURED_SETTINGS:
+            layer[key] = STRUCTURED_SETTINGS[key](value, where, report, scope)
+        else:
+            report.unknown(where, f"unknown key {key!r}", key, valid_keys)
+    return layer
+
+
+def _check_solver(value: Any, at: str, report: Problems,
+                  checks: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    solver = mapping(value, at, report, f"a mapping with keys {', '.join(checks)}, options")
+    checked: dict[str, Any] = {}
+    for key, item in solver.items():
+        where = join(at, key)
+        if key in checks:
+            checked[key] = report.check(where, checks[key], item)
+        elif key == "options":
+            options = mapping(item, where, report, "a mapping of torchdiffeq solver options")
+            checked[key] = {name: numeric(option) for name, option in options.items()}
+        else:
+            report.unknown(where, f"unknown solver key {key!r}", key, [*checks, "options"])
+    if "tol" in checked:
+        tol = checked.pop("tol")
+        checked = {"rtol": tol, "atol": tol, **checked}
+    return checked
+
+
+def _check_widths(value: Any, at: str, report: Problems) -> dict[str, int] | None:
+    if value is None:
+        return None
+    widths = mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
+    for name in widths:
+        if not isinstance(name, str):
+            report.add(join(at, name), f"width name {name!r} is not a string",
+                       "valid: a width name such as 'n'")
+    return {name: report.check(join(at, name), positive_int, width)
+            for name, width in widths.items()}
+
+
+def _keyword_parameters(family: type[Family]) -> list[str]:
+    """The family's options: the parameters its ``__init__`` takes by keyword."""
+    parameters = inspect.signature(family).parameters.values()
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _check_model_options(value: Any, at: str, report: Problems,
+                         families: list[type[Family]]) -> dict[str, Any]:
+    options = mapping(value, at, report, "a mapping of model option to value")
+    for family in families:
+        accepted = _keyword_parameters(family)
+        for key in options:
+            if key not in accepted:
+                report.unknown(join(at, key), f"unknown option {key!r} for model {family.name!r}",
+                               key, accepted)
+    return dict(options)
+
+
+def _check_task_options(value: Any, at: str, report: Problems, tasks: list[Task]) -> dict[str, Any]:
+    options = mapping(value, at, report, "a mapping of task option to value")
+    for task in tasks:
+        for key, item in options.items():
+            where = join(at, key)
+            if key not in task.options:
+                report.unknown(where, f"unknown option {key!r} for task {task.name!r}", key,
+                               task.options)
+            else:
+                report.check(where, partial(option_value, task.options[key]), item)
+    return dict(options)
+
+
+def merge(base: dict[str, Any], layer: dict[str, Any],
+           merged: dict[str, dict] = MERGED) -> dict[str, Any]:
+    """``base`` updated by ``layer``: keys in ``merged`` merge key by key, others replace."""
+    result = dict(base)
+    for key, value in layer.items():
+        if key in merged and isinstance(result.get(key), dict):
+            value = merge(result[key], value, merged[key])
+        result[key] = value
+    return result
+
+
+#: How each setting whose value is a mapping is checked, in the scope of its level.
+STRUCTURED_SETTINGS: dict[str, Callable[[Any, str, Problems, Scope], Any]] = {
+    "solver": lambda value, at, report, scope: _check_solver(value, at, report,
+                                                             solver_checks(scope.backends)),
+    "widths": lambda value, at, report, scope: _check_widths(value, at, report),
+    "model_options": lambda value, at, report, scope: _check_model_options(value, at, report,
+                                                                           scope.families),
+    "task_options": lambda value, at, report, scope: _check_task_options(value, at, report,
+                                                                         scope.tasks),
+}
