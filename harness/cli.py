@@ -9,6 +9,7 @@ executor that cannot start (no worker process starts, Ray missing);
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
@@ -78,7 +79,9 @@ class _Stderr(logging.Handler):
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.replace("``", ""))
+    parser.add_argument("--version", action="version",
+                        version=f"harness {importlib.metadata.version('harness')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train and evaluate every run of a suite")

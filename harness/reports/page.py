@@ -107,12 +107,13 @@ def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
           verdicts: list[tuple[ClaimsFile, list[ClaimResult]]], toc: list[str | Link]) -> list[Block]:
     ok = sum(r.get("status") == "ok" for r in records)
     suites = ", ".join(dict.fromkeys(r.get("suite", "") for r in records))
-    sources = ", ".join(_relative(Path(d), out) for d in results)
+    sources = ", ".join(f'"{_relative(Path(d), out)}"' for d in results)
+    where = "the results directory" if len(results) == 1 else "the results directories"
     counts = _verdict_counts([result for _, results_ in verdicts for result in results_])
     return [
         Heading(1, f"harness report: {suites}"),
         Paragraph(f"{len(records)} run records ({ok} ok, {len(records) - ok} failed) from "
-                  f"{sources}. Every number is over seeds: mean ± sample standard deviation "
+                  f"{where} {sources} (relative to this page). Every number is over seeds: mean ± sample standard deviation "
                   f"(no ± with one seed); figures draw the mean as a line and ±1 std as a "
                   f"band. NFE are per training iteration, averaged over a run's epochs."),
         Paragraph(f"Claims checked (all files): {counts}."),
