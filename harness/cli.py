@@ -193,10 +193,20 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     print(f"{len(outcome.records)} runs done ({len(failed)} failed), {outcome.skipped} skipped as "
           f"already finished; results in {out / 'results.jsonl'}")
     for record in failed:
-        print(f"  failed: {record['task']}/{record['model']}/seed{record['seed']}: {record['error']}")
+        _print_failure(record)
     for failure in registry.failures[plugin_failures:]:  # observers that raised during the runs
         print(f"  plugin {failure.plugin} (package {failure.package}): {failure.reason}")
     return 1 if failed and not args.allow_failures else 0
+
+
+def _print_failure(record: dict) -> None:
+    """A failed run: its error, then where in the plugin's code it happened."""
+    from harness.running.tracebacks import failure_lines
+
+    error, *where = failure_lines(record)
+    print(f"  failed: {record['task']}/{record['model']}/seed{record['seed']}: {error}")
+    for line in where:
+        print(f"    {line}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -219,6 +229,8 @@ def _report(args: argparse.Namespace) -> int:
         print(f"harness: cannot write the report: {error}", file=sys.stderr)
         return EXIT_WRITE_FAILED
     print(written.summary.read_text())
+    for record in written.failed:
+        _print_failure(record)
     for file, results in written.claims:
         counts = {verdict: sum(r.verdict == verdict for r in results)
                   for verdict in ("pass", "fail", "not run")}

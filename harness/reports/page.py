@@ -21,9 +21,10 @@ from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, Claim
                             evaluate, load_claims, paper_claims_path)
 from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
     to_markdown
-from harness.reports.tables import (REPORT_DIR, failures, section_title, sections, seeds_line, summarize,
-                            table, write_summary)
+from harness.reports.tables import (REPORT_DIR, section_title, sections, seeds_line, summarize, table,
+                            write_summary)
 from harness.running.store import ResultsError, load_results
+from harness.running.tracebacks import failure_lines
 
 #: Environment fields shown, in order (``argv`` is shown as the commands run).
 _ENVIRONMENT_KEYS = ("harness", "git_revision", "python", "torch", "torchdiffeq", "platform",
@@ -39,6 +40,8 @@ class Written:
     summary: Path
     figures: list[Path]
     claims: list[tuple[ClaimsFile, list[ClaimResult]]]
+    failed: list[dict[str, Any]]
+    """The records of the runs that failed."""
 
 
 def claims_files(results: Sequence[Path], extra: Sequence[Path],
@@ -100,7 +103,8 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
     html_path, markdown_path = out / "index.html", out / "index.md"
     html_path.write_text(to_html(title, page), encoding="utf-8")
     markdown_path.write_text(to_markdown(page), encoding="utf-8")
-    return Written(html_path, markdown_path, summary, drawn, verdicts)
+    return Written(html_path, markdown_path, summary, drawn, verdicts,
+                   [r for r in records if r.get("status") != "ok"])
 
 
 def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
@@ -129,9 +133,12 @@ def _section(title: str, anchor: str, suite: str, rows: list[dict[str, Any]],
     if paper_figure:
         text += f" The paper shows this task in {paper_figure}."
     blocks: list[Block] = [Heading(2, title, anchor), Paragraph(text), Table(headers, cells)]
-    errors = failures(rows)
-    if errors:
-        blocks += [Paragraph("Failed runs:"), Items(list(errors))]
+    failed = [[f"{group.task}/{group.label}/seed {run.get('seed')}", failure_lines(run)]
+              for group in groups for run in group.failed]
+    if failed:
+        blocks += [Paragraph("Failed runs, each with the plugin's frames of its traceback "
+                             "(the record keeps the whole traceback):"),
+                   Table(["run", "error"], failed, align_numbers=False)]
     return blocks
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-import traceback
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable, Iterable
@@ -20,6 +19,7 @@ from harness.running.environment import environment
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
 from harness.running.observers import Notify, Observers
 from harness.running.store import SCHEMA
+from harness.running.tracebacks import format_failure
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import as_solver_failure
 from harness.suites.runspec import OPTIMIZERS, RunSpec
@@ -111,11 +111,12 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device) -> dict[
 
 def mark_failed(record: dict[str, Any], error: BaseException, kind: str | None = None) -> None:
     """Record ``error`` as the run's outcome: its kind (from its type, unless given), its
-    message and the end of its traceback."""
+    message and its whole traceback (of the error as raised, before a solver's assertion
+    becomes a SolverFailure)."""
+    trace = format_failure(error)
     error = as_solver_failure(error)
     record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                  failure_kind=kind or failure_kind(error),
-                  traceback="".join(traceback.format_exception(error)[-3:]))
+                  failure_kind=kind or failure_kind(error), traceback=trace)
 
 
 def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
