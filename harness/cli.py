@@ -99,7 +99,7 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--address", help="address of an existing Ray cluster")
     run.add_argument("--allow-failures", action="store_true",
                      help="exit 0 even when some runs failed")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--quiet", action="store_true", help="no progress display: only the summary at the end")
 
     for name in ("list", "plugins"):
         commands.add_parser(name, help="show the model families and tasks found, and broken plugins")
@@ -155,6 +155,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.running.environment import resolve_device
     from harness.running.executors import default_executor
     from harness.running.outdir import OutDirError, check_out_dir
+    from harness.running.plan import plan_suite
     from harness.running.progress import Progress
     from harness.running.runner import RunConfigError
     from harness.suites.loader import SuiteError, load_suite
@@ -179,8 +180,10 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     except (OutDirError, ClaimsError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
-    if not args.quiet:
-        registry.manager.register(Progress(len(suite.runs)), name="progress")
+    progress = None if args.quiet else Progress(plan_suite(suite.runs, out, args.force))
+    if progress:
+        registry.manager.register(progress, name="progress")
+        progress.begin()
     plugin_failures = len(registry.failures)
     try:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
@@ -189,6 +192,9 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2
+    finally:
+        if progress:
+            progress.close()
     failed = outcome.failed
     print(f"{len(outcome.records)} runs done ({len(failed)} failed), {outcome.skipped} skipped as "
           f"already finished; results in {out / 'results.jsonl'}")
