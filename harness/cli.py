@@ -100,6 +100,12 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--allow-failures", action="store_true",
                      help="exit 0 even when some runs failed")
     run.add_argument("--quiet", action="store_true", help="no progress display: only the summary at the end")
+    run.add_argument("--dry-run", action="store_true",
+                     help="train nothing: list the runs, those done in the results directory, "
+                          "whether their data is there and the time they should take")
+    run.add_argument("--skip-unavailable", action="store_true",
+                     help="run the runs whose data is there; record the others as failed "
+                          "(data_missing) instead of stopping before any training")
 
     for name in ("list", "plugins"):
         commands.add_parser(name, help="show the model families and tasks found, and broken plugins")
@@ -151,11 +157,13 @@ def _main(argv: list[str] | None) -> int:
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.reports.claims import ClaimsError, copy_suite_claims
-    from harness.running.driver import run_suite
+    from harness.running.driver import check_runs, run_suite
     from harness.running.environment import resolve_device
     from harness.running.executors import default_executor
     from harness.running.outdir import OutDirError, check_out_dir
-    from harness.running.plan import plan_suite
+    from harness.running.plan import SuitePlan, plan_suite
+    from harness.running.planview import render_plan
+    from harness.running.preflight import check_data
     from harness.running.progress import Progress
     from harness.running.runner import RunConfigError
     from harness.suites.loader import SuiteError, load_suite
@@ -176,11 +184,30 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     try:
         out = check_out_dir(args.out or Path("results") / suite.name)
+        plan = plan_suite(suite.runs, out, args.force)
+        data = check_data([run.spec for run in plan.todo], registry)
+        if args.dry_run:
+            check_runs(suite.runs, registry)
+            print(render_plan(plan, data, registry))
+            return 0
+        if data.by_run and not args.skip_unavailable:
+            print(f"harness: {args.suite}: {data.report()}", file=sys.stderr)
+            return 2
         copy_suite_claims(args.suite, out)
     except (OutDirError, ClaimsError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
-    progress = None if args.quiet else Progress(plan_suite(suite.runs, out, args.force))
+    except RunConfigError as error:
+        print(f"harness: {args.suite}: {error}", file=sys.stderr)
+        return 2
+    unavailable = data.by_run if args.skip_unavailable else {}
+    if unavailable:
+        print(f"leaving out {len(unavailable)} runs for missing data (recorded as failed, "
+              f"data_missing; a rerun tries them again):\n"
+              + "\n".join(f"  {missing.path}" for missing in data.missing), file=sys.stderr)
+    available = SuitePlan(out, [run for run in plan.runs if run.spec.key not in unavailable],
+                          plan.history)
+    progress = None if args.quiet else Progress(available)
     if progress:
         registry.manager.register(progress, name="progress")
         progress.begin()
@@ -188,7 +215,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     try:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
                             executor=executor, workers=execution.get("workers"),
-                            address=execution.get("address"))
+                            address=execution.get("address"), unavailable=unavailable)
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2
@@ -196,8 +223,10 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         if progress:
             progress.close()
     failed = outcome.failed
+    left_out = (f", {len(outcome.unavailable)} left out for missing data"
+                if outcome.unavailable else "")
     print(f"{len(outcome.records)} runs done ({len(failed)} failed), {outcome.skipped} skipped as "
-          f"already finished; results in {out / 'results.jsonl'}")
+          f"already finished{left_out}; results in {out / 'results.jsonl'}")
     for record in failed:
         _print_failure(record)
     for failure in registry.failures[plugin_failures:]:  # observers that raised during the runs

@@ -193,6 +193,17 @@ class Task:
         into the epoch record. Dynamics calls made here count as phase "probe", not "eval"."""
         return {}
 
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        """Optional, and cheap (no reading, no checksums): the files :meth:`data` would read
+        for a run with these task options and data root (None: the default root) that are
+        missing, as paths (a pattern such as ``walker/rollout_*.npy`` for a set of files).
+        Return [] when everything is there, when the task reads no files, or when it fetches
+        what is missing itself (an option such as ``download: true``). ``harness run`` asks
+        it for every run before anything trains, so a suite missing data fails within seconds
+        naming every missing file and the runs that need it; a task that does not implement
+        it is checked only when its runs start."""
+        return []
+
 
 # ---------------------------------------------------------------------------------------------
 # Hooks. Contribution hooks return lists; observer hooks return nothing.
