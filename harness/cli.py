@@ -100,6 +100,10 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--allow-failures", action="store_true",
                      help="exit 0 even when some runs failed")
     run.add_argument("--quiet", action="store_true", help="no progress display: only the summary at the end")
+    run.add_argument("--track", action="append", default=[], choices=["tensorboard", "mlflow"],
+                     help="log every run's epochs and configuration to TensorBoard "
+                          "(OUT/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, else "
+                          "OUT/mlflow.db); repeatable; needs the extra of that name")
     run.add_argument("--dry-run", action="store_true",
                      help="train nothing: list the runs, those done in the results directory, "
                           "whether their data is there and the time they should take")
@@ -166,6 +170,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.running.preflight import check_data
     from harness.running.progress import Progress
     from harness.running.runner import RunConfigError
+    from harness.running.trackers import TRACKERS, TrackerUnavailable
     from harness.suites.loader import SuiteError, load_suite
 
     try:
@@ -194,7 +199,9 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
             print(f"harness: {args.suite}: {data.report()}", file=sys.stderr)
             return 2
         copy_suite_claims(args.suite, out)
-    except (OutDirError, ClaimsError) as error:
+        for name in dict.fromkeys(args.track):
+            registry.manager.register(TRACKERS[name](out), name=f"tracker-{name}")
+    except (OutDirError, ClaimsError, TrackerUnavailable) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     except RunConfigError as error:
