@@ -279,7 +279,8 @@ def _report(args: argparse.Namespace) -> int:
         print(f"claims of {file.path}: {counts['pass']} hold, {counts['fail']} fail, "
               f"{counts['not run']} not run")
     print(f"written: {written.html} (open it in a browser), {written.markdown}, "
-          f"{written.summary} and {written.summary.with_suffix('.csv')}, "
+          f"{written.summary}, {written.summary.with_suffix('.csv')} and "
+          f"{written.summary.with_suffix('.tex')}, "
           f"{len(written.figures)} figure files")
     return 0
 

@@ -3,5 +3,5 @@ seed aggregation (aggregate), Markdown/CSV tables (tables), figures, claims (wit
 claims in paper_claims/), compare, the renderer (render) and the page (page).
 
 May import: harness.contract, harness.suites.validation, harness.running.store,
-harness.running.tracebacks.
+harness.running.tracebacks, harness.running.configs.
 """

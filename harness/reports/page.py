@@ -19,6 +19,7 @@ from harness.reports import figures as figs
 from harness.reports.aggregate import Group, group_runs
 from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, ClaimResult, ClaimsFile,
                             evaluate, load_claims, paper_claims_path)
+from harness.reports.latex import write_latex
 from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
     to_markdown
 from harness.reports.tables import (REPORT_DIR, section_title, sections, seeds_line, summarize, table,
@@ -74,6 +75,7 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
     files = claims_files(results, extra_claims, paper_claims)
     rows = summarize(records)
     summary = write_summary(rows, out)
+    write_latex(rows, out)
     verdicts = [(file, evaluate(file, records if scope is None else per_dir[scope]))
                 for file, scope in files]
     paper_figures = {task: name for file, _ in files for task, name in file.figures.items()}
