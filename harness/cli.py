@@ -9,6 +9,7 @@ executor that cannot start (no worker process starts, Ray missing);
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
@@ -78,7 +79,9 @@ class _Stderr(logging.Handler):
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.replace("``", ""))
+    parser.add_argument("--version", action="version",
+                        version=f"harness {importlib.metadata.version('harness')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train and evaluate every run of a suite")
@@ -96,7 +99,17 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--address", help="address of an existing Ray cluster")
     run.add_argument("--allow-failures", action="store_true",
                      help="exit 0 even when some runs failed")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--quiet", action="store_true", help="no progress display: only the summary at the end")
+    run.add_argument("--track", action="append", default=[], choices=["tensorboard", "mlflow"],
+                     help="log every run's epochs and configuration to TensorBoard "
+                          "(OUT/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, else "
+                          "OUT/mlflow.db); repeatable; needs the extra of that name")
+    run.add_argument("--dry-run", action="store_true",
+                     help="train nothing: list the runs, those done in the results directory, "
+                          "whether their data is there and the time they should take")
+    run.add_argument("--skip-unavailable", action="store_true",
+                     help="run the runs whose data is there; record the others as failed "
+                          "(data_missing) instead of stopping before any training")
 
     for name in ("list", "plugins"):
         commands.add_parser(name, help="show the model families and tasks found, and broken plugins")
@@ -148,12 +161,16 @@ def _main(argv: list[str] | None) -> int:
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.reports.claims import ClaimsError, copy_suite_claims
-    from harness.running.driver import run_suite
+    from harness.running.driver import check_runs, run_suite
     from harness.running.environment import resolve_device
     from harness.running.executors import default_executor
     from harness.running.outdir import OutDirError, check_out_dir
+    from harness.running.plan import SuitePlan, plan_suite
+    from harness.running.planview import render_plan
+    from harness.running.preflight import check_data
     from harness.running.progress import Progress
     from harness.running.runner import RunConfigError
+    from harness.running.trackers import TRACKERS, TrackerUnavailable
     from harness.suites.loader import SuiteError, load_suite
 
     try:
@@ -172,28 +189,66 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     try:
         out = check_out_dir(args.out or Path("results") / suite.name)
+        plan = plan_suite(suite.runs, out, args.force)
+        data = check_data([run.spec for run in plan.todo], registry)
+        if args.dry_run:
+            check_runs(suite.runs, registry)
+            print(render_plan(plan, data, registry))
+            return 0
+        if data.by_run and not args.skip_unavailable:
+            print(f"harness: {args.suite}: {data.report()}", file=sys.stderr)
+            return 2
         copy_suite_claims(args.suite, out)
-    except (OutDirError, ClaimsError) as error:
+        for name in dict.fromkeys(args.track):
+            registry.manager.register(TRACKERS[name](out), name=f"tracker-{name}")
+    except (OutDirError, ClaimsError, TrackerUnavailable) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
-    if not args.quiet:
-        registry.manager.register(Progress(len(suite.runs)), name="progress")
+    except RunConfigError as error:
+        print(f"harness: {args.suite}: {error}", file=sys.stderr)
+        return 2
+    unavailable = data.by_run if args.skip_unavailable else {}
+    if unavailable:
+        print(f"leaving out {len(unavailable)} runs for missing data (recorded as failed, "
+              f"data_missing; a rerun tries them again):\n"
+              + "\n".join(f"  {missing.path}" for missing in data.missing), file=sys.stderr)
+    available = SuitePlan(out, [run for run in plan.runs if run.spec.key not in unavailable],
+                          plan.history)
+    progress = None if args.quiet else Progress(available)
+    if progress:
+        registry.manager.register(progress, name="progress")
+        progress.begin()
     plugin_failures = len(registry.failures)
     try:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
                             executor=executor, workers=execution.get("workers"),
-                            address=execution.get("address"))
+                            address=execution.get("address"), unavailable=unavailable)
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2
+    finally:
+        if progress:
+            progress.close()
     failed = outcome.failed
+    left_out = (f", {len(outcome.unavailable)} left out for missing data"
+                if outcome.unavailable else "")
     print(f"{len(outcome.records)} runs done ({len(failed)} failed), {outcome.skipped} skipped as "
-          f"already finished; results in {out / 'results.jsonl'}")
+          f"already finished{left_out}; results in {out / 'results.jsonl'}")
     for record in failed:
-        print(f"  failed: {record['task']}/{record['model']}/seed{record['seed']}: {record['error']}")
+        _print_failure(record)
     for failure in registry.failures[plugin_failures:]:  # observers that raised during the runs
         print(f"  plugin {failure.plugin} (package {failure.package}): {failure.reason}")
     return 1 if failed and not args.allow_failures else 0
+
+
+def _print_failure(record: dict) -> None:
+    """A failed run: its error, then where in the plugin's code it happened."""
+    from harness.running.tracebacks import failure_lines
+
+    error, *where = failure_lines(record)
+    print(f"  failed: {record['task']}/{record['model']}/seed{record['seed']}: {error}")
+    for line in where:
+        print(f"    {line}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -216,13 +271,16 @@ def _report(args: argparse.Namespace) -> int:
         print(f"harness: cannot write the report: {error}", file=sys.stderr)
         return EXIT_WRITE_FAILED
     print(written.summary.read_text())
+    for record in written.failed:
+        _print_failure(record)
     for file, results in written.claims:
         counts = {verdict: sum(r.verdict == verdict for r in results)
                   for verdict in ("pass", "fail", "not run")}
         print(f"claims of {file.path}: {counts['pass']} hold, {counts['fail']} fail, "
               f"{counts['not run']} not run")
     print(f"written: {written.html} (open it in a browser), {written.markdown}, "
-          f"{written.summary} and {written.summary.with_suffix('.csv')}, "
+          f"{written.summary}, {written.summary.with_suffix('.csv')} and "
+          f"{written.summary.with_suffix('.tex')}, "
           f"{len(written.figures)} figure files")
     return 0
 

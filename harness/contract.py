@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Protocol,
-                    Sequence)
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 import pluggy
 import torch
@@ -333,6 +332,17 @@ class Task:
         """Extra measurements after an epoch's evaluation (say, an adjoint-decay curve), merged
         into the epoch record. Dynamics calls made here count as phase "probe", not "eval"."""
         return {}
+
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        """Optional, and cheap (no reading, no checksums): the files :meth:`data` would read
+        for a run with these task options and data root (None: the default root) that are
+        missing, as paths (a pattern such as ``walker/rollout_*.npy`` for a set of files).
+        Return [] when everything is there, when the task reads no files, or when it fetches
+        what is missing itself (an option such as ``download: true``). ``harness run`` asks
+        it for every run before anything trains, so a suite missing data fails within seconds
+        naming every missing file and the runs that need it; a task that does not implement
+        it is checked only when its runs start."""
+        return []
 
 
 __all__ = [

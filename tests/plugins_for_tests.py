@@ -18,6 +18,24 @@ class BlowUp(Family):
         return (50 * h ** 3 + 0 * f(t, h),)
 
 
+class GradOfEnergy(Family):
+    """h' = −∂E/∂h with E = ½‖f(h)‖², by ``torch.autograd.grad`` inside the dynamics, without
+    turning gradients on: it fails under ``torch.no_grad()`` (evaluation), inside torch,
+    called from :meth:`energy_gradient` here."""
+
+    name = "grad_of_energy"
+    widths_like = "node"
+
+    def derivatives(self, t, state, f):
+        (h,) = state
+        return (-self.energy_gradient(t, h, f),)
+
+    def energy_gradient(self, t, h, f):
+        energy = 0.5 * (f(t, h) ** 2).sum()
+        (gradient,) = torch.autograd.grad(energy, h, create_graph=True)
+        return gradient
+
+
 class NaNLoss(PointCloud):
     """The point cloud with a loss that is NaN."""
 
@@ -28,11 +46,11 @@ class NaNLoss(PointCloud):
 
 
 class Misbehaving:
-    """A blow-up family and a NaN-loss task."""
+    """A blow-up family, a family failing inside torch, and a NaN-loss task."""
 
     @hookimpl
     def harness_model_families(self):
-        return [BlowUp]
+        return [BlowUp, GradOfEnergy]
 
     @hookimpl
     def harness_tasks(self):

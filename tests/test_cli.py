@@ -1,6 +1,7 @@
 """The `harness` command, end to end in-process: run, list, report, and bad input."""
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,8 @@ def test_run_then_report(suite, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| hbnode" in table and "568" in table
     assert (out / "report" / "summary.csv").is_file()
+    header = (out / "report" / "index.md").read_text()
+    assert 'from the results directory ".." (relative to this page). Every number' in header
 
 
 def test_failed_runs_set_the_exit_code(tmp_path, capsys):
@@ -81,3 +84,14 @@ def test_run_refuses_the_root_and_files_as_results_directory(suite, tmp_path, ca
     error = capsys.readouterr().err
     assert error.startswith(f"harness: {out}") and "valid: a directory" in error
     assert not (tmp_path / "a-file" / "results.jsonl").exists() and not Path("/results.jsonl").exists()
+
+
+def test_version_and_help_text(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"harness {importlib.metadata.version('harness')}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "Exit codes" in text and "``" not in text

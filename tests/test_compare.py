@@ -69,8 +69,10 @@ def test_render_lists_changes_and_unmatched_groups() -> None:
                 if line.startswith("pc/hbnode") and "backward NFE" in line)
     assert "100 ± 2 (n=3)" in line and "130 ± 2 (n=3)" in line and "+30.0%" in line
     assert line.rstrip().endswith("worse")
-    assert "only in BASE: pc/node [test]" in text and "only in NEW: pc/sonode [test]" in text
-    assert "1 worse" in text
+    assert "1 task/model group not compared, only in BASE: pc/node [test]" in text
+    assert "1 task/model group not compared, only in NEW: pc/sonode [test]" in text
+    counts = next(line for line in text.splitlines() if line.startswith("quantities compared:"))
+    assert "1 worse" in counts and "0 missing (a value on one side only)" in counts
 
 
 def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,4 +1,5 @@
-"""The third-party path: the example packages in examples/ (AdamNODE, NesterovNODE), the plugin
+"""The third-party path: the example packages in examples/ (AdamNODE, NesterovNODE, a damped
+Hamiltonian family that calls autograd inside its right-hand side), the plugin
 guide that shows their code, contract versions, and a suite naming a broken plugin."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from harness.suites.loader import SuiteError, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "adamnode"
-EXAMPLES = (EXAMPLE, ROOT / "examples" / "nesterovnode")
+EXAMPLES = (EXAMPLE, ROOT / "examples" / "nesterovnode", ROOT / "examples" / "hamiltonian")
 
 
 def test_the_installed_example_appears_with_its_package(registry):
@@ -44,7 +45,7 @@ def test_the_guides_code_is_the_example_packages_and_built_in_families_code():
     sources = "\n".join(p.read_text() for folder in (*EXAMPLES, ROOT / "plugins" / "models")
                         for p in folder.iterdir() if p.suffix in (".py", ".toml"))
     blocks = code_blocks(guide)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     for block in blocks:
         assert block.strip() in sources, f"the guide shows code the example does not have:\n{block}"
 
@@ -104,3 +105,22 @@ def test_a_family_with_its_own_interval_is_solved_over_it(registry):
         times.clear()
         block(z0, duration=duration)
         assert times[0] == 1.0 and min(times) == 1.0 and max(times) > 1.99
+
+
+@pytest.mark.parametrize("adjoint", [True, False])
+def test_a_family_calling_autograd_inside_f_trains_in_every_grad_mode(tmp_path, registry,
+                                                                      adjoint):
+    """The Hamiltonian example: with the adjoint, its derivatives run under no_grad (forward
+    solve, evaluation) and with a graph (the adjoint solve); without, with a graph in training.
+    Both train with NFE counted (the conformance kit checks that the adjoint's gradients equal
+    backprop's)."""
+    from tests.conftest import make_spec
+
+    assert registry.package_of("model", "hamiltonian") == "harness-hamiltonian", \
+        "install it: pip install -e examples/hamiltonian"
+    spec = make_spec(model="hamiltonian", epochs=2, solver={"adjoint": adjoint})
+    (record,) = run_suite([spec], registry, tmp_path, "cpu").records
+    assert record["status"] == "ok", record["traceback"]
+    last = record["epochs"][-1]
+    assert last["forward_nfe"] > 0 and last["eval_nfe"] > 0
+    assert (last["backward_nfe"] > 0) if adjoint else last["backward_nfe"] is None

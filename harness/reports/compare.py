@@ -83,11 +83,12 @@ def render(comparison: Comparison) -> str:
                       tablefmt="simple", disable_numparse=True)] if rows else []
     counts = {v: sum(c.verdict == v for c in comparison.changes)
               for v in (BETTER, WORSE, NOISE, MISSING)}
-    lines.append(", ".join(f"{n} {v}" for v, n in counts.items()))
-    if comparison.only_base:
-        lines.append("only in BASE: " + ", ".join(comparison.only_base))
-    if comparison.only_new:
-        lines.append("only in NEW: " + ", ".join(comparison.only_new))
+    counts[MISSING + " (a value on one side only)"] = counts.pop(MISSING)
+    lines.append("quantities compared: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    for side, groups in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
+        if groups:
+            lines.append(f"{len(groups)} task/model group{'s' * (len(groups) > 1)} not compared, "
+                         f"only in {side}: " + ", ".join(groups))
     return "\n".join(lines)
 
 

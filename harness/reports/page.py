@@ -19,11 +19,13 @@ from harness.reports import figures as figs
 from harness.reports.aggregate import Group, group_runs
 from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, ClaimResult, ClaimsFile,
                             evaluate, load_claims, paper_claims_path)
+from harness.reports.latex import write_latex
 from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
     to_markdown
-from harness.reports.tables import (REPORT_DIR, failures, section_title, sections, seeds_line, summarize,
-                            table, write_summary)
+from harness.reports.tables import (REPORT_DIR, section_title, sections, seeds_line, summarize, table,
+                            write_summary)
 from harness.running.store import ResultsError, load_results
+from harness.running.tracebacks import failure_lines
 
 #: Environment fields shown, in order (``argv`` is shown as the commands run).
 _ENVIRONMENT_KEYS = ("harness", "git_revision", "python", "torch", "torchdiffeq", "platform",
@@ -39,6 +41,8 @@ class Written:
     summary: Path
     figures: list[Path]
     claims: list[tuple[ClaimsFile, list[ClaimResult]]]
+    failed: list[dict[str, Any]]
+    """The records of the runs that failed."""
 
 
 def claims_files(results: Sequence[Path], extra: Sequence[Path],
@@ -71,6 +75,7 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
     files = claims_files(results, extra_claims, paper_claims)
     rows = summarize(records)
     summary = write_summary(rows, out)
+    write_latex(rows, out)
     verdicts = [(file, evaluate(file, records if scope is None else per_dir[scope]))
                 for file, scope in files]
     paper_figures = {task: name for file, _ in files for task, name in file.figures.items()}
@@ -100,19 +105,21 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
     html_path, markdown_path = out / "index.html", out / "index.md"
     html_path.write_text(to_html(title, page), encoding="utf-8")
     markdown_path.write_text(to_markdown(page), encoding="utf-8")
-    return Written(html_path, markdown_path, summary, drawn, verdicts)
+    return Written(html_path, markdown_path, summary, drawn, verdicts,
+                   [r for r in records if r.get("status") != "ok"])
 
 
 def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
           verdicts: list[tuple[ClaimsFile, list[ClaimResult]]], toc: list[str | Link]) -> list[Block]:
     ok = sum(r.get("status") == "ok" for r in records)
     suites = ", ".join(dict.fromkeys(r.get("suite", "") for r in records))
-    sources = ", ".join(_relative(Path(d), out) for d in results)
+    sources = ", ".join(f'"{_relative(Path(d), out)}"' for d in results)
+    where = "the results directory" if len(results) == 1 else "the results directories"
     counts = _verdict_counts([result for _, results_ in verdicts for result in results_])
     return [
         Heading(1, f"harness report: {suites}"),
         Paragraph(f"{len(records)} run records ({ok} ok, {len(records) - ok} failed) from "
-                  f"{sources}. Every number is over seeds: mean ± sample standard deviation "
+                  f"{where} {sources} (relative to this page). Every number is over seeds: mean ± sample standard deviation "
                   f"(no ± with one seed); figures draw the mean as a line and ±1 std as a "
                   f"band. NFE are per training iteration, averaged over a run's epochs."),
         Paragraph(f"Claims checked (all files): {counts}."),
@@ -128,9 +135,12 @@ def _section(title: str, anchor: str, suite: str, rows: list[dict[str, Any]],
     if paper_figure:
         text += f" The paper shows this task in {paper_figure}."
     blocks: list[Block] = [Heading(2, title, anchor), Paragraph(text), Table(headers, cells)]
-    errors = failures(rows)
-    if errors:
-        blocks += [Paragraph("Failed runs:"), Items(list(errors))]
+    failed = [[f"{group.task}/{group.label}/seed {run.get('seed')}", failure_lines(run)]
+              for group in groups for run in group.failed]
+    if failed:
+        blocks += [Paragraph("Failed runs, each with the plugin's frames of its traceback "
+                             "(the record keeps the whole traceback):"),
+                   Table(["run", "error"], failed, align_numbers=False)]
     return blocks
 
 

@@ -9,7 +9,9 @@ from typing import Any, Iterable
 
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
+from harness.running.environment import resolve_device
 from harness.running.observers import Observers
+from harness.running.preflight import unavailable_record
 from harness.running.runner import RunConfigError, solver_backend, widths_for
 from harness.running.store import ResultStore, finished_keys
 from harness.suites.runspec import RunSpec
@@ -23,6 +25,8 @@ class SuiteOutcome:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
+    unavailable: list[dict[str, Any]] = field(default_factory=list)
+    """Records of the runs left out for missing data (failed, ``data_missing``): not run."""
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -47,7 +51,8 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
 
 def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
               device: Any = "auto", force: bool = False, executor: str = "inline",
-              workers: int | None = None, address: str | None = None) -> SuiteOutcome:
+              workers: int | None = None, address: str | None = None,
+              unavailable: dict[str, list[str]] | None = None) -> SuiteOutcome:
     """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
     on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
     as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there.
@@ -56,6 +61,10 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     another driver holds it). A run's checkpoint is discarded only after its record is durable,
     and kept when its worker died (a rerun resumes it); a failed write raises
     :class:`harness.running.store.StoreWriteError` with the checkpoint still there.
+
+    ``unavailable`` (run key → the data files it lacks, from
+    :func:`harness.running.preflight.check_data`) names runs not to execute: each gets a failed
+    ``data_missing`` record instead, so the report shows them and a rerun tries them again.
     """
     check_runs(runs, registry)
     checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
@@ -71,6 +80,13 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
             done = set()
         todo = [spec for spec in runs if spec.key not in done]
         outcome = SuiteOutcome(skipped=len(runs) - len(todo))
+        left_out = [spec for spec in todo if spec.key in (unavailable or {})]
+        for spec in left_out:
+            record = unavailable_record(spec, registry, resolve_device(device),
+                                        unavailable[spec.key])
+            store.append(record)
+            outcome.unavailable.append(record)
+        todo = [spec for spec in todo if spec.key not in (unavailable or {})]
         if not todo:
             return outcome
         runner = registry.executors[executor](registry, device, workers, address)

@@ -1,6 +1,7 @@
 """Why a run failed: the exceptions the harness raises, and how a record names them."""
 from __future__ import annotations
 
+from harness.contract import DataNotFound
 from harness.solvers.settings import NFECapExceeded, SolverFailure
 
 
@@ -29,10 +30,11 @@ KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (NonFiniteLoss, "non_finite"),
     (TimeLimitExceeded, "time_limit"),
     (WorkerDied, "worker_died"),
+    (DataNotFound, "data_missing"),
 )
 
 
 def failure_kind(error: BaseException) -> str:
-    """"nfe_cap", "solver", "non_finite", "time_limit", "worker_died", or "error" for anything
-    else."""
+    """"nfe_cap", "solver", "non_finite", "time_limit", "worker_died", "data_missing" (a
+    task's data is not there), or "error" for anything else."""
     return next((kind for cls, kind in KINDS if isinstance(error, cls)), "error")

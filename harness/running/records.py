@@ -1,20 +1,20 @@
 """The constructors of result records (:class:`harness.record.RunRecord`): the only code that
 builds one. A run's record starts as :func:`new_record`; a run that ends adds its outcome
 (:func:`finish`, after :func:`mark_failed` when it failed); a run whose process died is
-:func:`lost_record`. The record store (:mod:`harness.running.store`) writes and reads them."""
+:func:`lost_record`; one never started is :func:`left_out_record`. The record store (:mod:`harness.running.store`) writes and reads them."""
 from __future__ import annotations
 
 import datetime as dt
-import traceback
 
 import torch
 
 from harness.record import SCHEMA, EpochRecord, RunRecord
 from harness.registry import Registry
+from harness.running.environment import environment
 from harness.running.failures import failure_kind
+from harness.running.tracebacks import format_failure
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import as_solver_failure
-from harness.running.environment import environment
 from harness.suites.runspec import RunSpec
 
 
@@ -36,11 +36,12 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device,
 
 def mark_failed(record: RunRecord, error: BaseException, kind: str | None = None) -> None:
     """Record ``error`` as the run's outcome: its kind (from its type, unless given), its
-    message and the end of its traceback."""
+    message and its whole traceback (of the error as raised, before a solver's assertion
+    becomes a SolverFailure)."""
+    trace = format_failure(error)
     error = as_solver_failure(error)
     record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                  failure_kind=kind or failure_kind(error),
-                  traceback="".join(traceback.format_exception(error)[-3:]))
+                  failure_kind=kind or failure_kind(error), traceback=trace)
 
 
 def finish(record: RunRecord, wall_time_s: float) -> None:
@@ -57,6 +58,16 @@ def lost_record(spec: RunSpec, registry: Registry, device: torch.device,
     mark_failed(record, error)
     record["epochs"] = epochs
     finish(record, wall_time_s)
+    return record
+
+
+def left_out_record(spec: RunSpec, registry: Registry, device: torch.device,
+                    backend: SolverBackend, reason: BaseException) -> RunRecord:
+    """The record of a run that was never started (its data is missing, say): failed with
+    ``reason``, no epochs, no time, no traceback (nothing ran)."""
+    record = new_record(spec, registry, device, backend)
+    mark_failed(record, reason)
+    record.update(traceback=None, wall_time_s=0.0, finished_at=record["started_at"])
     return record
 
 

@@ -108,6 +108,25 @@ def load_cifar(dataset: type[CIFAR10], root: Path, download: bool,
             Split(_channels_first(test.data), torch.tensor(test.targets)))
 
 
+def missing_idx(dataset: type[MNIST], root: Path, also_in: tuple[Path, ...] = ()) -> list[str]:
+    """The ``.gz`` files of an MNIST-style set missing from ``root/<Class>/raw`` (none when
+    that folder, or one of ``also_in``, holds all four); existence only, no checksum."""
+    raw = root / dataset.__name__ / "raw"
+    names = [name for name, _ in dataset.resources]
+    if _first_complete(names, (raw, *also_in)) is not None:
+        return []
+    return [str(raw / name) for name in names if not (raw / name).is_file()]
+
+
+def missing_cifar(dataset: type[CIFAR10], root: Path) -> list[str]:
+    """The batch files of CIFAR10 (or a set laid out like it) missing from
+    ``root/<base_folder>``; existence only, no checksum."""
+    folder = root / dataset.base_folder
+    names = [name for name, _ in (*dataset.train_list, *dataset.test_list)]
+    names.append(dataset.meta["filename"])
+    return [str(folder / name) for name in names if not (folder / name).is_file()]
+
+
 def _not_found(label: str, folder: Path, names: list[str], also_in: tuple[Path, ...],
                ways: list[str]) -> str:
     """Which files were expected where, which are missing, and how to get them."""

@@ -23,7 +23,7 @@ from torchvision import datasets
 
 from harness import BuildContext, Task, TaskData, data_root_or_default, hookimpl
 from harness.toolkit import SolveThenRead, TensorBatches
-from harness_plugins.tasks.image_data import Split, load_cifar, load_idx
+from harness_plugins.tasks.image_data import Split, load_cifar, load_idx, missing_cifar, missing_idx
 
 #: Where Debian's dataset-fashion-mnist package puts the four .gz files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -94,6 +94,10 @@ class ImageTask(Task):
         """(train, test) as uint8 images and labels."""
         raise NotImplementedError
 
+    def missing(self, root: Path) -> list[str]:
+        """The files :meth:`load` reads that are missing under ``root``."""
+        raise NotImplementedError
+
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,
              device: torch.device, batch_size: int | None) -> TaskData:
         sizes = {key: _count_or_none(options, key)
@@ -120,6 +124,10 @@ class ImageTask(Task):
     def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
         return {"accuracy": (prediction.argmax(dim=1) == target).float().mean().item()}
 
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        """Missing files, unless torchvision is to download them (``download: true``)."""
+        return [] if options.get("download") else self.missing(data_root_or_default(data_root))
+
 
 class MNISTTask(ImageTask):
     name = "mnist"
@@ -133,6 +141,9 @@ class MNISTTask(ImageTask):
     def load(self, root: Path, download: bool) -> tuple[Split, Split]:
         return load_idx(datasets.MNIST, root, download, "MNIST")
 
+    def missing(self, root: Path) -> list[str]:
+        return missing_idx(datasets.MNIST, root)
+
 
 class FashionMNISTTask(MNISTTask):
     name = "fashion_mnist"
@@ -142,6 +153,9 @@ class FashionMNISTTask(MNISTTask):
         return load_idx(datasets.FashionMNIST, root, download, "Fashion-MNIST",
                         also_in=(DEBIAN_FASHION_MNIST,),
                         how_to_get="apt-get install dataset-fashion-mnist (Debian's package)")
+
+    def missing(self, root: Path) -> list[str]:
+        return missing_idx(datasets.FashionMNIST, root, also_in=(DEBIAN_FASHION_MNIST,))
 
 
 class CIFAR10Task(ImageTask):
@@ -156,6 +170,9 @@ class CIFAR10Task(ImageTask):
 
     def load(self, root: Path, download: bool) -> tuple[Split, Split]:
         return load_cifar(datasets.CIFAR10, root, download, "CIFAR10")
+
+    def missing(self, root: Path) -> list[str]:
+        return missing_cifar(datasets.CIFAR10, root)
 
 
 def _count_or_none(options: dict[str, Any], key: str) -> int | None:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from harness import BuildContext, hookimpl
 from harness.toolkit import (FORECAST, ODERNN, ONE_STEP, Autonomous, gaps, InitialState,
     keep_stamps, mlp, pack_inputs, pack_targets, Trajectory, unpack_inputs)
-from harness_plugins.tasks.sequence_files import locate, read_plane_vibration
+from harness_plugins.tasks.sequence_files import locate, missing_file, read_plane_vibration
 from harness_plugins.tasks.sequence_task import (SEQUENCE_OPTIONS, SequenceData, SequenceModel,
                                                  SequenceTask, sequence_data)
 
@@ -119,6 +119,9 @@ class PlaneVibration(SequenceTask):
             raise ValueError(f"{path}: {len(series)} stamps are too few for a "
                              f"{INPUTS + 1}-stamp segment in every split")
         return sequence_data([train, val, test], options, data_seed, device, batch_size)
+
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        return missing_file(data_root, "plane_vibration", "pv.csv")
 
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n, h1, h2 = ctx.widths["n"], ctx.widths["h1"], ctx.widths["h2"]

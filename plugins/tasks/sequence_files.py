@@ -63,6 +63,19 @@ def locate(data_root: str | None, folder: str, name: str) -> Path:
     return path
 
 
+def missing_file(data_root: str | None, folder: str, name: str) -> list[str]:
+    """``[<data root>/folder/name]`` when that file is missing, else []."""
+    path = data_root_or_default(data_root) / folder / name
+    return [] if path.is_file() else [str(path)]
+
+
+def missing_walker(data_root: str | None) -> list[str]:
+    """``[<data root>/walker/rollout_*.npy]`` when the folder holds no rollout file, else []
+    (whether all 400 are there is checked by their digest when a run reads them)."""
+    folder = data_root_or_default(data_root) / "walker"
+    return [] if any(folder.glob("rollout_*.npy")) else [str(folder / "rollout_*.npy")]
+
+
 def _existing(path: Path, folder: str) -> Path:
     """``path``, or a :class:`DataNotFound` saying it is missing, how to get it and where else
     the run may look."""

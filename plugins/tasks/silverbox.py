@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from harness import BuildContext, Task, TaskData, hookimpl
 from harness.toolkit import exponential_rate, ODEBlock, Signal, solve_with_input, TensorBatches
-from harness_plugins.tasks.sequence_files import locate, read_silverbox
+from harness_plugins.tasks.sequence_files import locate, missing_file, read_silverbox
 
 
 def linear_signal(start: Tensor, end: Tensor, interval: tuple[float, float]) -> Signal:
@@ -83,6 +83,9 @@ class SilverboxInit(Task):
                              f"the {len(signals)} of {path}")
         x, y = segment[None].to(device), segment[None, :, 1:].to(device)
         return TaskData(train=TensorBatches(x, y), test=TensorBatches(x, y))
+
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        return missing_file(data_root, "silverbox", "sb.csv")
 
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n = ctx.widths["n"]

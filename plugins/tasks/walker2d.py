@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from harness import BuildContext, hookimpl
 from harness.toolkit import (ODERNN, ONE_STEP, Autonomous, gaps, InitialState, keep_stamps, mlp,
     pack_inputs, pack_targets, Trajectory, unpack_inputs, window_starts)
-from harness_plugins.tasks.sequence_files import read_rollout, walker_files
+from harness_plugins.tasks.sequence_files import missing_walker, read_rollout, walker_files
 from harness_plugins.tasks.sequence_task import (SEQUENCE_OPTIONS, SequenceData, SequenceModel,
                                                  SequenceTask, sequence_data)
 
@@ -108,6 +108,9 @@ class Walker2D(SequenceTask):
         data_seed = seed if options["data_seed"] is None else options["data_seed"]
         splits = split_windows(walker_files(data_root), options, data_seed)
         return sequence_data(splits, options, data_seed, device, batch_size)
+
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        return missing_walker(data_root)
 
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n, h1, h2 = ctx.widths["n"], ctx.widths["h1"], ctx.widths["h2"]

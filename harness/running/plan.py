@@ -1,0 +1,131 @@
+"""What a suite invocation will do, read from its results directory before anything runs: the
+runs finished there (skipped), those that resume from a checkpoint and at which epoch, those
+that start afresh, and how long each should take from earlier results of the same
+configuration. The progress display and ``harness run --dry-run`` share it; it only reads."""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.running.checkpoints import Checkpoints
+from harness.running.driver import CHECKPOINT_DIR
+from harness.running.store import finished_keys, read_records
+from harness.suites.runspec import RunSpec
+
+#: Where a run stands: finished ``ok`` in the results directory, resuming from its
+#: checkpoint, or starting afresh.
+DONE, RESUME, NEW = "done", "resume", "new"
+
+
+def configuration(config: dict[str, Any]) -> str:
+    """A run's configuration less its seed, as text: runs that differ only in their seed take
+    about the same time per epoch."""
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True,
+                      default=str)
+
+
+def units(spec: RunSpec) -> int:
+    """The epochs a run trains (a run of 0 epochs evaluates once: one unit of work)."""
+    return max(spec.epochs, 1)
+
+
+class History:
+    """Seconds per epoch of runs that ended, by configuration (:func:`configuration`):
+    a record's whole wall time (data, build and evaluation included) over its epochs."""
+
+    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        for record in records:
+            self.add(record)
+
+    def add(self, record: dict[str, Any]) -> None:
+        epochs, wall = record.get("epochs") or [], record.get("wall_time_s")
+        if epochs and isinstance(wall, (int, float)) and isinstance(record.get("config"), dict):
+            self.seconds.setdefault(configuration(record["config"]), []).append(
+                wall / len(epochs))
+
+    def copy(self) -> "History":
+        copied = History()
+        copied.seconds = {key: list(times) for key, times in self.seconds.items()}
+        return copied
+
+    def per_epoch(self, spec: RunSpec) -> tuple[float, int] | None:
+        """The median seconds per epoch of earlier runs like ``spec``, and how many there
+        were; None without any."""
+        times = self.seconds.get(configuration(spec.config()))
+        return (statistics.median(times), len(times)) if times else None
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the suite and where it stands."""
+
+    spec: RunSpec
+    state: str
+    resume_epoch: int = 0
+    """Epochs its checkpoint holds (``resume``); it continues with the next one."""
+
+
+@dataclass
+class SuitePlan:
+    """Every run of a suite invocation, in suite order, and the timings known before it."""
+
+    out_dir: Path
+    runs: list[PlannedRun]
+    history: History = field(default_factory=History)
+
+    @property
+    def todo(self) -> list[PlannedRun]:
+        return [run for run in self.runs if run.state != DONE]
+
+    @property
+    def skipped(self) -> int:
+        return sum(run.state == DONE for run in self.runs)
+
+    @property
+    def resuming(self) -> int:
+        return sum(run.state == RESUME for run in self.runs)
+
+    def estimate_s(self, run: PlannedRun) -> float | None:
+        """Seconds the run still needs, from earlier runs of its configuration; None without."""
+        known = self.history.per_epoch(run.spec)
+        return None if known is None else known[0] * (units(run.spec) - run.resume_epoch)
+
+    def total_estimate_s(self) -> tuple[float, int]:
+        """The estimated seconds of the runs still to do, and how many of them have no
+        estimate (so the total is a lower bound when that is not 0)."""
+        estimates = [self.estimate_s(run) for run in self.todo]
+        return sum(e for e in estimates if e is not None), sum(e is None for e in estimates)
+
+
+def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False) -> SuitePlan:
+    """Where each run of ``runs`` stands in ``out_dir`` (with ``force``, none is done).
+    Reads the results file and the checkpoints; writes nothing (a checkpoint that cannot be
+    read is set aside, as the run itself would)."""
+    out_dir = Path(out_dir)
+    records = read_records(out_dir) if out_dir.is_dir() else []
+    done = set() if force else finished_keys(records)
+    checkpoints = Checkpoints(out_dir / CHECKPOINT_DIR)
+    planned = []
+    for spec in runs:
+        if spec.key in done:
+            planned.append(PlannedRun(spec, DONE))
+            continue
+        has_checkpoint = checkpoints.path(spec.key).is_file()
+        epochs = len(checkpoints.epochs(spec.key)) if has_checkpoint else 0
+        planned.append(PlannedRun(spec, RESUME, epochs) if epochs else PlannedRun(spec, NEW))
+    return SuitePlan(out_dir, planned, History(records))
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m 5s``, ``3h 20m``, ``2d 4h``: two units at most."""
+    seconds = max(0, round(seconds))
+    for size, unit, smaller, small_unit in ((86400, "d", 3600, "h"), (3600, "h", 60, "m"),
+                                            (60, "m", 1, "s")):
+        if seconds >= size:
+            rest = (seconds % size) // smaller
+            return f"{seconds // size}{unit}" + (f" {rest}{small_unit}" if rest else "")
+    return f"{seconds}s"

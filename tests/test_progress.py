@@ -1,0 +1,139 @@
+"""The progress display: the ETA per run and for the suite (a fake clock), runs finished earlier
+counted up front and left out of the counter, resumed runs saying where they resume."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from harness.running.checkpoints import Checkpoints
+from harness.running.plan import DONE, NEW, RESUME, duration, plan_suite
+from harness.running.progress import Progress
+from tests.conftest import make_spec
+from tests.result_records import epoch, record, write_records
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def finished(spec, wall_time_s: float, status: str = "ok") -> dict:
+    """A record of ``spec`` that took ``wall_time_s`` over its epochs."""
+    run = record(spec.task, spec.model, spec.seed, [epoch(i + 1) for i in range(spec.epochs)],
+                 status=status)
+    run.update(key=spec.key, config=spec.config(), wall_time_s=wall_time_s)
+    return run
+
+
+def display(plan, clock) -> tuple[Progress, io.StringIO]:
+    stream = io.StringIO()
+    return Progress(plan, stream=stream, clock=clock, live=False), stream
+
+
+def last_line(stream: io.StringIO) -> str:
+    return stream.getvalue().splitlines()[-1]
+
+
+def test_the_eta_per_run_and_for_the_suite(tmp_path: Path) -> None:
+    a, b = make_spec(model="node", seed=0, epochs=10), make_spec(model="node", seed=1, epochs=10)
+    c = make_spec(model="hbnode", seed=0, epochs=10)
+    earlier_c = make_spec(model="hbnode", seed=7, epochs=10)  # c's configuration, another seed
+    write_records(tmp_path, [finished(earlier_c, 20.0)])  # 2 s per epoch
+    clock = FakeClock()
+    progress, stream = display(plan_suite([a, b, c], tmp_path), clock)
+    progress.begin()
+    assert last_line(stream) == (f"3 runs: 0 finished earlier in {tmp_path} (skipped), 3 to run; "
+                                 "estimated at least 20s run one at a time, from earlier "
+                                 "results (2 runs without any yet)")
+
+    progress.harness_run_started(a)
+    assert last_line(stream).startswith("[1/3] point_cloud/node/seed0: starting; 0s elapsed, "
+                                        "ETA ?; suite elapsed 0s, ETA ≥ 20s")
+    clock.now += 5
+    progress.harness_epoch_finished(a, epoch(1))  # 5 s an epoch: 45 s to go
+    # the suite: a 45 s, b at a's pace 50 s, c from its earlier run 20 s
+    assert progress.run_timing(a) == "5s elapsed, ETA 45s"
+    assert progress.suite_timing() == "elapsed 5s, ETA 1m 55s"
+    clock.now += 45
+    for number in range(2, 11):
+        progress.harness_epoch_finished(a, epoch(number))
+    progress.harness_run_finished(a, finished(a, 50.0))
+    assert last_line(stream) == ("[1/3] point_cloud/node/seed0: ok in 50s, loss 1, NFE fwd 10.0, "
+                                 "bwd 12.0; 1 of 3 done, suite elapsed 50s, ETA 1m 10s")
+
+    progress.harness_run_started(b)  # now b's configuration has a finished run: 5 s an epoch
+    clock.now += 20
+    assert progress.run_timing(b) == "20s elapsed, ETA 30s"
+    assert progress.suite_timing() == "elapsed 1m 10s, ETA 50s"
+
+
+def test_the_suite_eta_divides_by_the_runs_seen_running_at_once(tmp_path: Path) -> None:
+    a, b = make_spec(model="node", seed=0, epochs=4), make_spec(model="node", seed=1, epochs=4)
+    clock = FakeClock()
+    progress, _ = display(plan_suite([a, b], tmp_path), clock)
+    progress.harness_run_started(a)
+    progress.harness_run_started(b)
+    clock.now += 10
+    progress.harness_epoch_finished(a, epoch(1))
+    progress.harness_epoch_finished(b, epoch(1))
+    assert progress.suite_timing() == "elapsed 10s, ETA 30s"  # 30 s each, two at once
+
+
+def test_finished_runs_are_counted_up_front_and_resumed_ones_say_where(tmp_path: Path) -> None:
+    done, resumed, new = (make_spec(seed=seed, epochs=10) for seed in (0, 1, 2))
+    write_records(tmp_path, [finished(done, 30.0),
+                             finished(make_spec(seed=5, epochs=10), 1.0, status="failed")])
+    Checkpoints(tmp_path / "checkpoints").save(resumed.key, {
+        "model": {"w": torch.zeros(1)}, "epochs": [epoch(i) for i in (1, 2, 3)],
+        "elapsed_s": 9.0})
+    plan = plan_suite([done, resumed, new], tmp_path)
+    assert [(run.state, run.resume_epoch) for run in plan.runs] == [(DONE, 0), (RESUME, 3),
+                                                                    (NEW, 0)]
+    assert plan_suite([done], tmp_path, force=True).runs[0].state == NEW
+    clock = FakeClock()
+    progress, stream = display(plan, clock)
+    progress.begin()
+    # 3 s an epoch from the two earlier runs of this configuration (30 s and 1 s over 10 epochs:
+    # median 1.55 s), 7 epochs left for the resumed one, 10 for the new one
+    assert last_line(stream) == (f"3 runs: 1 finished earlier in {tmp_path} (skipped), 2 to run "
+                                 "(1 resume from a checkpoint); estimated 26s run one at a time, "
+                                 "from earlier results")
+    progress.harness_run_started(resumed)
+    assert last_line(stream).startswith("[1/2] point_cloud/hbnode/seed1: resuming at epoch 4/10; "
+                                        "0s elapsed, ETA 11s")
+    progress.harness_run_started(new)
+    assert last_line(stream).startswith("[2/2] point_cloud/hbnode/seed2: starting")
+
+
+def test_plain_lines_every_tenth_epoch_and_live_bars_on_a_terminal(tmp_path: Path) -> None:
+    spec = make_spec(epochs=20)
+    plain, stream = display(plan_suite([spec], tmp_path), FakeClock())
+    plain.harness_run_started(spec)
+    for number in range(1, 21):
+        plain.harness_epoch_finished(spec, epoch(number))
+    epochs = [line.split(": epoch ")[1].split()[0] for line in stream.getvalue().splitlines()
+              if ": epoch " in line]
+    assert epochs == [f"{n}/20" for n in range(2, 21, 2)]
+    assert "\r" not in stream.getvalue() and "\033" not in stream.getvalue()
+
+    terminal = io.StringIO()
+    live = Progress(plan_suite([spec], tmp_path), stream=terminal, clock=FakeClock(), live=True)
+    live.begin()
+    live.harness_run_started(spec)
+    live.harness_epoch_finished(spec, epoch(1))
+    live.harness_run_finished(spec, finished(spec, 2.0))
+    live.close()
+    text = terminal.getvalue()
+    assert "\033[" in text and "suite" in text
+    assert "[1/1] point_cloud/hbnode/seed0: ok in 2s, loss 1, NFE fwd 10.0, bwd 12.0; 1 of 1 done" \
+        in text
+
+
+def test_durations_read_as_two_units_at_most() -> None:
+    assert [duration(s) for s in (0, 45.4, 65, 3600, 3 * 3600 + 20 * 60 + 5, 2 * 86400 + 4 * 3600)] \
+        == ["0s", "45s", "1m 5s", "1h", "3h 20m", "2d 4h"]
