@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.reports.claims import (FAIL, NOT_RUN, PASS, ClaimsError, copy_suite_claims, evaluate,
-                            load_claims, paper_claims_path)
+from harness.reports.claim_verdicts import FAIL, NOT_RUN, PASS, evaluate
+from harness.reports.claims import ClaimsError, copy_suite_claims, load_claims, paper_claims_path
 from tests.result_records import curve_run, epoch, record
 
 REPO = Path(__file__).resolve().parent.parent

@@ -2,74 +2,20 @@
 
 Each function takes the groups of one (suite, task) (:func:`harness.reports.aggregate.group_runs`),
 draws one figure across seeds — the mean as a line, ±1 std as a shaded band — writes it in
-each of ``formats`` into ``out`` and returns a :class:`Figure` holding exactly the numbers it
-plotted (so tests check data, not pixels), or None when the groups hold nothing to draw.
-Every figure's title states the task, the settings and the number of seeds.
-
-Matplotlib is used through :class:`matplotlib.figure.Figure` with its non-interactive canvases
-(Agg for PNG), never pyplot: no display, no global state.
+each of ``formats`` into ``out`` (:func:`harness.reports.drawing.save`) and returns a
+:class:`harness.reports.drawing.Figure` holding exactly the numbers it plotted, or None when the
+groups hold nothing to draw. Every figure's title states the task, the settings and the number
+of seeds.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure as MplFigure
-from matplotlib.ticker import MaxNLocator
-
 from harness.reports.aggregate import Group, Stat, curve_stats, epoch_series, format_number
-
-#: Fixed colours for the built-in families, so a model looks the same in every figure.
-_FAMILY_COLORS = {"node": "tab:blue", "anode": "tab:orange", "sonode": "tab:green",
-                  "hbnode": "tab:red", "ghbnode": "tab:purple"}
-_OTHER_COLORS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
-_LINESTYLES = ("-", "--", ":", "-.")
-DEFAULT_FORMATS = ("png", "svg")
-
-
-@dataclass
-class Series:
-    """One line: y at x, the shaded band [low, high] (None where there is no spread), the
-    number of seeds behind each point; for the tolerance figure also x's std and the colour
-    value (the tolerance) of each point."""
-
-    label: str
-    x: list[float]
-    y: list[float]
-    low: list[float | None]
-    high: list[float | None]
-    n: list[int]
-    x_std: list[float | None] = field(default_factory=list)
-    color_values: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Panel:
-    """One axes of a figure."""
-
-    title: str
-    xlabel: str
-    ylabel: str
-    series: list[Series]
-    log_x: bool = False
-    log_y: bool = False
-    integer_x: bool = False  # x is a count (epochs): ticks on whole numbers only
-
-
-@dataclass
-class Figure:
-    """A figure as drawn: its file stem, title (task, settings, seeds), caption and panels,
-    and the files written."""
-
-    name: str
-    title: str
-    caption: str
-    panels: list[Panel]
-    files: list[Path] = field(default_factory=list)
+from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
+                                     draw_tolerance, save)
 
 
 # --- the figure kinds ------------------------------------------------------------------------
@@ -132,7 +78,7 @@ def nfe_vs_tolerance(groups: Sequence[Group], out: Path,
     figure = Figure("nfe-vs-tolerance", _title(groups), "Each point: mean over the run's "
                     "epochs and over seeds, bars ±1 std across seeds; colour: the solver "
                     "tolerance (rtol).", [panel])
-    return _save(figure, out, formats, _draw_tolerance)
+    return save(figure, out, formats, draw_tolerance)
 
 
 def adjoint_decay(groups: Sequence[Group], out: Path,
@@ -159,7 +105,7 @@ def adjoint_decay(groups: Sequence[Group], out: Path,
                     "stamp with respect to the whole state at each earlier stamp; line: "
                     "geometric mean over seeds, band: ±1 std of log10 (norms that underflowed "
                     "to 0 are left out).", panels)
-    return _save(figure, out, formats, _draw_lines)
+    return save(figure, out, formats, draw_lines)
 
 
 def h_norm_growth(groups: Sequence[Group], out: Path,
@@ -179,7 +125,7 @@ def h_norm_growth(groups: Sequence[Group], out: Path,
                     "line: geometric mean over seeds, band: ±1 std of log10.",
                     [Panel("‖h(t)‖ at initialisation", "t (samples)", "‖h(t)‖", series,
                            log_y=True)])
-    return _save(figure, out, formats, _draw_lines)
+    return save(figure, out, formats, draw_lines)
 
 
 #: Every figure kind, in the order a report shows them.
@@ -276,7 +222,7 @@ def _epoch_figure(groups: Sequence[Group], out: Path, formats: Sequence[str], na
     if not any(len(series.x) > 1 for panel in panels for series in panel.series):
         return None
     caption = f"Line: mean over seeds; band: ±1 std across seeds. {caption}"
-    return _save(Figure(name, _title(groups), caption, panels), out, formats, _draw_lines)
+    return save(Figure(name, _title(groups), caption, panels), out, formats, draw_lines)
 
 
 def _log_series(label: str, x: list[float], log_stats: list[Stat]) -> Series:
@@ -303,99 +249,3 @@ def _metric(groups: Sequence[Group]) -> str:
 def _tolerance(group: Group) -> float | None:
     rtols = {run.get("config", {}).get("solver", {}).get("rtol") for run in group.runs}
     return rtols.pop() if len(rtols) == 1 else None
-
-
-# --- drawing ---------------------------------------------------------------------------------
-
-
-def _colors(labels: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Colour by model (the label's first word), line style by its setting."""
-    others: dict[str, str] = {}
-    styles: dict[str, dict[str, str]] = {}
-    result = {}
-    for label in labels:
-        model, _, setting = label.partition(" ")
-        color = _FAMILY_COLORS.get(model) or others.setdefault(
-            model, _OTHER_COLORS[len(others) % len(_OTHER_COLORS)])
-        style = styles.setdefault(model, {}).setdefault(
-            setting, _LINESTYLES[len(styles[model]) % len(_LINESTYLES)])
-        result[label] = (color, style)
-    return result
-
-
-def _draw_lines(figure: Figure, canvas: MplFigure) -> None:
-    axes = canvas.subplots(1, len(figure.panels), squeeze=False)[0]
-    for ax, panel in zip(axes, figure.panels):
-        styles = _colors([series.label for series in panel.series])
-        for series in panel.series:
-            color, style = styles[series.label]
-            marker = "o" if len(series.x) < 12 else None
-            ax.plot(series.x, series.y, style, color=color, marker=marker, markersize=3,
-                    label=series.label)
-            band = [(x, lo, hi) for x, lo, hi in zip(series.x, series.low, series.high)
-                    if lo is not None and hi is not None]
-            if band:
-                ax.fill_between([b[0] for b in band], [b[1] for b in band],
-                                [b[2] for b in band], color=color, alpha=0.2, linewidth=0)
-        _decorate(ax, panel)
-
-
-def _draw_tolerance(figure: Figure, canvas: MplFigure) -> None:
-    ax = canvas.subplots()
-    panel = figure.panels[0]
-    tolerances = [tol for series in panel.series for tol in series.color_values]
-    norm = LogNorm(min(tolerances), max(tolerances))
-    styles = _colors([series.label for series in panel.series])
-    points = None
-    for series in panel.series:
-        color, _ = styles[series.label]
-        ax.plot(series.x, series.y, "-", color=color, linewidth=1, label=series.label)
-        yerr = [[0 if lo is None else y - lo for y, lo in zip(series.y, series.low)],
-                [0 if hi is None else hi - y for y, hi in zip(series.y, series.high)]]
-        xerr = [0 if s is None else s for s in series.x_std]
-        ax.errorbar(series.x, series.y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color,
-                    elinewidth=0.8)
-        points = ax.scatter(series.x, series.y, c=series.color_values, norm=norm,
-                            cmap="viridis", edgecolors=color, linewidths=1.2, zorder=3, s=40)
-    if points is not None:
-        canvas.colorbar(points, ax=ax, label="tolerance (rtol)")
-    _decorate(ax, panel)
-
-
-def _decorate(ax: Any, panel: Panel) -> None:
-    ax.set_title(panel.title, fontsize=10)
-    ax.set_xlabel(panel.xlabel)
-    ax.set_ylabel(panel.ylabel)
-    if panel.log_x:
-        ax.set_xscale("log")
-    if panel.log_y:
-        ax.set_yscale("log")
-    if panel.integer_x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.3)
-    if panel.series:
-        ax.legend(fontsize=8)
-
-
-def _save(figure: Figure, out: Path, formats: Sequence[str], draw: Any) -> Figure:
-    """Draw the figure and write it as ``out/<name>.<format>`` for each format."""
-    width = 5.0 * len(figure.panels) + (1.0 if draw is _draw_tolerance else 0.0)
-    canvas = MplFigure(figsize=(max(width, 6.0), 4.2), dpi=100, layout="constrained")
-    draw(figure, canvas)
-    canvas.suptitle(_wrap(figure.title, int(14 * max(width, 6.0))), fontsize=10)
-    out.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"svg.hashsalt": "harness"}):
-        for fmt in formats:
-            path = out / f"{figure.name}.{fmt}"
-            canvas.savefig(path, format=fmt, metadata=_METADATA.get(fmt))
-            figure.files.append(path)
-    return figure
-
-
-#: No dates or versions in the files, so that the same records give the same bytes.
-_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
-
-
-def _wrap(text: str, width: int) -> str:
-    """Break a title at its ' — ' separators when it is longer than ``width`` characters."""
-    return text if len(text) <= width else "\n".join(text.split(" — "))

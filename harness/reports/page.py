@@ -17,8 +17,9 @@ from typing import Any
 
 from harness.reports import figures as figs
 from harness.reports.aggregate import Group, group_runs
-from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, ClaimResult, ClaimsFile,
-                            evaluate, load_claims, paper_claims_path)
+from harness.reports.claim_verdicts import SYMBOLS, ClaimResult, evaluate
+from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, ClaimsFile, load_claims,
+                                    paper_claims_path)
 from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
     to_markdown
 from harness.reports.tables import (REPORT_DIR, failures, section_title, sections, seeds_line, summarize,
