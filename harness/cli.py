@@ -197,6 +197,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harness.reports.claim_results import SYMBOLS
     from harness.reports.claims import ClaimsError
     from harness.reports.page import write_page
     from harness.running.store import ResultsError
@@ -217,10 +218,8 @@ def _report(args: argparse.Namespace) -> int:
         return EXIT_WRITE_FAILED
     print(written.summary.read_text())
     for file, results in written.claims:
-        counts = {verdict: sum(r.verdict == verdict for r in results)
-                  for verdict in ("pass", "fail", "not run")}
-        print(f"claims of {file.path}: {counts['pass']} hold, {counts['fail']} fail, "
-              f"{counts['not run']} not run")
+        counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in SYMBOLS}
+        print(f"claims of {file.path}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
     print(f"written: {written.html} (open it in a browser), {written.markdown}, "
           f"{written.summary} and {written.summary.with_suffix('.csv')}, "
           f"{len(written.figures)} figure files")

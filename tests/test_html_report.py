@@ -84,10 +84,10 @@ def test_the_page_content(page: Path, results: Path) -> None:
     assert "point_cloud/sonode/seed 0: SolverFailure: too many steps" in text
     # the shipped paper claims, then the results dir's own claims.yaml
     assert ">Heavy Ball Neural ODEs (Xia et al., NeurIPS 2021)</h3>" in text
-    assert "hbnode.yaml, shipped with the harness: ✓ " in text
+    assert "hbnode.yaml, shipped with the harness: ✓ holds " in text
     assert '<a href="../claims.yaml">../claims.yaml</a>' in text
-    assert '<tr class="pass"><td>✓</td><td>NODE cannot separate the point cloud' in text
-    assert '<tr class="fail"><td>✗</td><td>NODE is bigger than HBNODE' in text
+    assert '<tr class="holds"><td>✓ holds</td><td>NODE cannot separate the point cloud' in text
+    assert '<tr class="refuted"><td>✗ refuted</td><td>NODE is bigger than HBNODE' in text
     assert '<tr class="not-run"><td>not run</td>' in text
     assert "node: 525 vs paper 600 (-12.50%)" in text
     assert "<td>torchdiffeq</td><td>0.2.5</td>" in text and "harness run suites/x.yaml" in text
@@ -122,7 +122,8 @@ def test_the_command(results: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
                  "--no-paper-claims"]) == 0
     printed = capsys.readouterr().out
     # the first dir's claims.yaml sees its records only (the other dir's node has 600)
-    assert f"claims of {results / 'claims.yaml'}: 0 hold, 1 fail, 0 not run" in printed
+    assert (f"claims of {results / 'claims.yaml'}: 0 holds, 1 refuted, 0 inconclusive, "
+            f"0 incomplete, 0 not run") in printed
     assert "## point_cloud (test)" in (out / "index.md").read_text(encoding="utf-8")
     assert "hbnode.yaml" not in printed and f"written: {out / 'index.html'}" in printed
     assert not list(out.rglob("*.svg")) and list(out.rglob("*.png"))

@@ -1,5 +1,5 @@
 """Reading results into tables, figures, the claims checklist, comparisons and the report page:
-seed aggregation (aggregate), Markdown/CSV tables (tables), the figure kinds (figures) and their
+statistics over seeds with scipy (statistics), seed aggregation (aggregate), Markdown/CSV tables (tables), the figure kinds (figures) and their
 drawing (drawing), claims files (claims, with the paper's claims in paper_claims/) and their
 verdicts on records (claim_verdicts), compare, the renderer (render) and the page (page).
 

@@ -1,23 +1,32 @@
-"""Claims evaluated on result records: each check and each claim ✓ (holds), ✗ (fails) or not
-run, with the numbers behind it (the checks are described in :mod:`harness.reports.claims`)."""
+"""Claims evaluated on result records (the check kinds are described in
+:mod:`harness.reports.claims`), each check and each claim with one of five verdicts:
+
+- **holds** / **refuted**: a ``compare`` check's tests over seeds (Welch's t, Holm's correction
+  across every test of the claim on one task) are significant in the claimed direction for every
+  pair of models it names / the other way for some pair; a deterministic check (threshold,
+  trend, params, advantage_grows) holds or does not on the numbers;
+- **inconclusive**: a ``compare`` check its tests decide neither way; it says how many seeds per
+  model would give each undecided test 80 % power at the observed effect;
+- **incomplete**: some of the models the check needs have ok runs with its value, not all;
+- **not run**: none has (the task did not run, or every run failed).
+
+A claim is refuted when any check is refuted; else not run when every check is not run; else
+incomplete when any check is not run or incomplete; else inconclusive when any check is; else
+it holds. Runs are compared only within one suite and setting; a check is decided on every such
+context that has all the models it names.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harness.reports.aggregate import Group, Stat, group_runs, setting_label, stat
+from harness.reports.claim_tests import PairTest, decide_pairs, pair_tests
 from harness.reports.claims import Check, Claim, ClaimsFile, models_of
-
-PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
-SYMBOLS = {PASS: "✓", FAIL: "✗", NOT_RUN: "not run"}
-
-
-@dataclass
-class CheckResult:
-    check: Check
-    verdict: str
-    evidence: list[str] = field(default_factory=list)
+from harness.reports.statistics import ALPHA, holm
+from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_RUN, REFUTED,
+                                           CheckResult, claim_verdict)
 
 
 @dataclass
@@ -30,19 +39,66 @@ class ClaimResult:
 
     @property
     def verdict(self) -> str:
-        verdicts = {result.verdict for result in self.checks}
-        return FAIL if FAIL in verdicts else NOT_RUN if NOT_RUN in verdicts else PASS
+        return claim_verdict([result.verdict for result in self.checks])
+
+    @property
+    def seeds_needed(self) -> int | None:
+        """For an inconclusive claim, the most seeds per model any undecided test needs for
+        80 % power at its observed effect (None when no number is known)."""
+        needed = [result.seeds_needed for result in self.checks
+                  if result.verdict == INCONCLUSIVE and result.seeds_needed]
+        return max(needed) if needed and self.verdict == INCONCLUSIVE else None
 
 
-def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]]) -> list[ClaimResult]:
-    """Every claim of the file on every task it names, against the records."""
+def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]],
+             alpha: float = ALPHA) -> list[ClaimResult]:
+    """Every claim of the file on every task it names, against the records; ``compare``
+    checks are tested at family-wise level ``alpha`` per claim and task."""
     groups = group_runs(records)
-    return [ClaimResult(claim, task, [_evaluate_check(check, [g for g in groups if g.task == task])
-                                      for check in claim.checks])
+    return [_evaluate_claim(claim, task, [g for g in groups if g.task == task], alpha)
             for claim in claims.claims for task in claim.tasks]
 
 
+def _evaluate_claim(claim: Claim, task: str, groups: list[Group], alpha: float) -> ClaimResult:
+    """Each check's result; the compare checks' tests are corrected together (Holm) first."""
+    pending: list[CheckResult | tuple[Check, list[PairTest], list[str]]] = []
+    for check in claim.checks:
+        pending.append(_compare(check, groups) if check.kind == "compare"
+                       else _evaluate_check(check, groups))
+    tests = [pair for item in pending if isinstance(item, tuple) for pair in item[1]
+             if pair.test is not None]
+    for pair, adjusted in zip(tests, holm([pair.test.p for pair in tests])):
+        pair.p_holm = adjusted
+    results = [item if isinstance(item, CheckResult)
+               else decide_pairs(item[0], item[1], item[2], alpha, max(len(tests), 1))
+               for item in pending]
+    return ClaimResult(claim, task, results)
+
+
+def _compare(check: Check,
+             groups: list[Group]) -> CheckResult | tuple[Check, list[PairTest], list[str]]:
+    """The pairs to test in every context that has all the check's models, with the notes on
+    contexts left out; a :class:`CheckResult` when there is nothing to test."""
+    if not groups:
+        return CheckResult(check, NOT_RUN, ["no run of this task"])
+    o = check.options
+    side = "lower" if "lower" in o else "higher"
+    pairs, notes = [], []
+    for label, context in _contexts(groups):
+        values = {m: context[m].value(o["value"], o.get("at", "mean"))
+                  for m in models_of(check) if m in context}
+        absent = [m for m in dict.fromkeys(models_of(check)) if m not in values or not values[m].n]
+        if absent:
+            notes.append(f"{label}left out: no ok run of {', '.join(absent)} with {o['value']}")
+            continue
+        pairs += pair_tests(label, values, o[side], o["than"], side == "lower")
+    if not pairs:
+        return _missing(check, groups)
+    return check, pairs, notes
+
+
 def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:
+    """A deterministic check: holds or refuted on the numbers, else incomplete or not run."""
     if not groups:
         return CheckResult(check, NOT_RUN, ["no run of this task"])
     if check.kind == "params":
@@ -52,13 +108,37 @@ def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:
     results = [_in_context(check, context, label) for label, context in _contexts(groups)]
     ran = [result for result in results if result is not None]
     if not ran:
-        missing = sorted(set(models_of(check)) - {g.model for g in groups if g.ok})
-        why = (f"no ok run of {', '.join(missing)}" if missing
-               else f"no one suite and setting has {check.options['value']} for all of "
-                    f"{', '.join(dict.fromkeys(models_of(check)))}")
-        return CheckResult(check, NOT_RUN, [why])
-    verdict = PASS if all(holds for holds, _ in ran) else FAIL
+        return _missing(check, groups)
+    verdict = HOLDS if all(holds for holds, _ in ran) else REFUTED
     return CheckResult(check, verdict, [line for _, lines in ran for line in lines])
+
+
+def _missing(check: Check, groups: list[Group]) -> CheckResult:
+    """Why nothing could be checked: not run when none of the check's models has an ok run with
+    its value, else incomplete (some have; or no one context has all, or enough epochs)."""
+    value = check.options.get("value")
+    models = list(dict.fromkeys(models_of(check)))
+    reasons, absent = [], []
+    for model in models:
+        runs = [run for g in groups if g.model == model for run in g.runs]
+        ok = [g for g in groups if g.model == model and g.ok]
+        if not runs:
+            reasons.append(f"no run of {model}")
+        elif not ok:
+            reasons.append(f"every run of {model} failed ({len(runs)})")
+        elif value is not None and not any(g.value(value).n for g in ok):
+            reasons.append(f"no ok run of {model} has {value}")
+        else:
+            continue
+        absent.append(model)
+    if len(absent) == len(models):
+        return CheckResult(check, NOT_RUN, reasons)
+    if not absent:
+        reasons.append("no one suite and setting has all of " + ", ".join(models)
+                       + (" with two epochs or more" if check.kind == "trend" else "")
+                       + (" at two tolerances or more" if check.kind == "advantage_grows"
+                          else ""))
+    return CheckResult(check, INCOMPLETE, reasons)
 
 
 def _in_context(check: Check, groups: dict[str, Group],
@@ -77,22 +157,15 @@ def _in_context(check: Check, groups: dict[str, Group],
         return holds, [f"{label}{m}: first {_stat(firsts[m])} → last {_stat(lasts[m])}"
                        for m in o["models"]]
     values = {m: groups[m].value(o["value"], o.get("at", "mean"))
-              for m in models_of(check) if m in groups}
-    if len(values) < len(set(models_of(check))) or not all(s.n for s in values.values()):
+              for m in o["models"] if m in groups}
+    if len(values) < len(set(o["models"])) or not all(s.n for s in values.values()):
         return None
-    if check.kind == "threshold":
-        below = "below" in o
-        bound = o["below"] if below else o["above"]
-        holds = all((values[m].mean < bound) if below else (values[m].mean > bound)
-                    for m in o["models"])
-        return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}" for m in o["models"])
-                       + f" {'<' if below else '>'} {bound:g}"]
-    side = "lower" if "lower" in o else "higher"
-    pairs = [(a, b) for a in o[side] for b in o["than"]]
-    holds = all((values[a].mean < values[b].mean) if side == "lower"
-                else (values[a].mean > values[b].mean) for a, b in pairs)
-    return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}"
-                                          for m in dict.fromkeys([*o[side], *o["than"]]))]
+    below = "below" in o
+    bound = o["below"] if below else o["above"]
+    holds = all((values[m].mean < bound) if below else (values[m].mean > bound)
+                for m in o["models"])
+    return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}" for m in o["models"])
+                   + f" {'<' if below else '>'} {bound:g}"]
 
 
 def _epochs_with(group: Group, name: str) -> int:
@@ -102,20 +175,25 @@ def _epochs_with(group: Group, name: str) -> int:
 
 
 def _params(check: Check, groups: list[Group]) -> CheckResult:
+    """Every model's ok runs against the paper's count: refuted by any count off, incomplete
+    while a model has no ok run, not run with none."""
     counts, tolerance = check.options["counts"], check.options["tolerance"]
-    evidence, holds = [], []
+    evidence, holds, absent = [], [], []
     for model, expected in counts.items():
-        found = sorted({run["params"] for g in groups if g.model == model for run in g.runs
+        found = sorted({run["params"] for g in groups if g.model == model for run in g.ok
                         if isinstance(run.get("params"), int)})
         if not found:
+            absent.append(model)
             continue
-        ok = all(abs(count - expected) <= tolerance * expected for count in found)
-        holds.append(ok)
+        holds.append(all(abs(count - expected) <= tolerance * expected for count in found))
         evidence.append(f"{model}: {', '.join(f'{c:,}' for c in found)} vs paper {expected:,} "
                         f"({_relative(found, expected)})")
     if not holds:
-        return CheckResult(check, NOT_RUN, [f"no run of {', '.join(counts)}"])
-    return CheckResult(check, PASS if all(holds) else FAIL, evidence)
+        return _missing(check, groups)
+    if absent:
+        evidence += _missing(check, groups).evidence
+    verdict = REFUTED if not all(holds) else INCOMPLETE if absent else HOLDS
+    return CheckResult(check, verdict, evidence)
 
 
 def _advantage(check: Check, groups: list[Group]) -> CheckResult:
@@ -143,8 +221,8 @@ def _advantage(check: Check, groups: list[Group]) -> CheckResult:
         evidence.append(f"{label}ratio " + ", ".join(f"{r:.3g} at tol {t:g}"
                                                      for t, r in sorted(ratios.items())))
     if not holds:
-        return CheckResult(check, NOT_RUN, ["no suite ran every model at two tolerances or more"])
-    return CheckResult(check, PASS if all(holds) else FAIL, evidence)
+        return _missing(check, groups)
+    return CheckResult(check, HOLDS if all(holds) else REFUTED, evidence)
 
 
 def _contexts(groups: Sequence[Group], strip: tuple[str, ...] = (),
@@ -171,8 +249,6 @@ def _key(setting: dict[str, Any]) -> str:
 def _rtol(group: Group) -> float | None:
     values = {run.get("config", {}).get("solver", {}).get("rtol") for run in group.runs}
     return values.pop() if len(values) == 1 else None
-
-
 
 
 def _stat(s: Stat) -> str:

@@ -275,8 +275,10 @@ _AT_WORDS = {"mean": "mean over epochs", "first": "first epoch", "last": "last e
 
 
 def models_of(check: Check) -> list[str]:
+    """Every model the check names, in order (a model may appear twice)."""
     o = check.options
-    return [*o.get("lower", []), *o.get("higher", []), *o.get("than", []), *o.get("models", [])]
+    return [*o.get("lower", []), *o.get("higher", []), *o.get("than", []), *o.get("models", []),
+            *o.get("counts", {})]
 
 
 def _names(models: Sequence[str]) -> str:
