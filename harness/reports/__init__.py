@@ -1,7 +1,9 @@
 """Reading results into tables, figures, the claims checklist, comparisons and the report page:
-statistics over seeds with scipy (statistics), seed aggregation (aggregate), Markdown/CSV tables (tables), the figure kinds (figures) and their
-drawing (drawing), claims files (claims, with the paper's claims in paper_claims/) and their
-verdicts on records (claim_verdicts), compare, the renderer (render) and the page (page).
+statistics over seeds with scipy (statistics), seed aggregation (aggregate), Markdown/CSV tables
+(tables), the figure kinds (figures) and their drawing (drawing), claims files (claims, with the
+paper's claims in paper_claims/), their verdicts on records (claim_verdicts, with the verdict
+words in claim_results and the tests of compare checks in claim_tests), compare, the renderer
+(render) and the page (page).
 
 May import: harness.contract, harness.suites.validation, harness.running.store.
 """

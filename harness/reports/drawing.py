@@ -28,9 +28,10 @@ DEFAULT_FORMATS = ("png", "svg")
 
 @dataclass
 class Series:
-    """One line: y at x, the shaded band [low, high] (None where there is no spread), the
-    number of seeds behind each point; for the tolerance figure also x's std and the colour
-    value (the tolerance) of each point."""
+    """One line: y at x, the shaded band [low, high] (±1 std; None where there is no spread),
+    the number of seeds behind each point and the 95 % confidence interval of each mean
+    [ci_low, ci_high] (None below two seeds); for the tolerance figure also x's std and the
+    colour value (the tolerance) of each point."""
 
     label: str
     x: list[float]
@@ -38,6 +39,8 @@ class Series:
     low: list[float | None]
     high: list[float | None]
     n: list[int]
+    ci_low: list[float | None] = field(default_factory=list)
+    ci_high: list[float | None] = field(default_factory=list)
     x_std: list[float | None] = field(default_factory=list)
     color_values: list[float] = field(default_factory=list)
 
@@ -96,6 +99,11 @@ def draw_lines(figure: Figure, canvas: MplFigure) -> None:
             if band:
                 ax.fill_between([b[0] for b in band], [b[1] for b in band],
                                 [b[2] for b in band], color=color, alpha=0.2, linewidth=0)
+            interval = [(x, lo, hi) for x, lo, hi in zip(series.x, series.ci_low, series.ci_high)
+                        if lo is not None and hi is not None]
+            if interval:  # fainter than the std band: where both cover, the shade is darkest
+                ax.fill_between([b[0] for b in interval], [b[1] for b in interval],
+                                [b[2] for b in interval], color=color, alpha=0.08, linewidth=0)
         _decorate(ax, panel)
 
 
@@ -114,6 +122,13 @@ def draw_tolerance(figure: Figure, canvas: MplFigure) -> None:
         xerr = [0 if s is None else s for s in series.x_std]
         ax.errorbar(series.x, series.y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color,
                     elinewidth=0.8)
+        interval = [(x, y, lo, hi) for x, y, lo, hi in zip(series.x, series.y, series.ci_low,
+                                                           series.ci_high)
+                    if lo is not None and hi is not None]
+        if interval:
+            ax.errorbar([i[0] for i in interval], [i[1] for i in interval],
+                        yerr=[[i[1] - i[2] for i in interval], [i[3] - i[1] for i in interval]],
+                        fmt="none", ecolor=color, elinewidth=0.5, capsize=4, linestyle=":")
         points = ax.scatter(series.x, series.y, c=series.color_values, norm=norm,
                             cmap="viridis", edgecolors=color, linewidths=1.2, zorder=3, s=40)
     if points is not None:

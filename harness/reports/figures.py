@@ -1,11 +1,12 @@
 """Paper-style figures from result records, one function per kind.
 
 Each function takes the groups of one (suite, task) (:func:`harness.reports.aggregate.group_runs`),
-draws one figure across seeds — the mean as a line, ±1 std as a shaded band — writes it in
-each of ``formats`` into ``out`` (:func:`harness.reports.drawing.save`) and returns a
-:class:`harness.reports.drawing.Figure` holding exactly the numbers it plotted, or None when the
-groups hold nothing to draw. Every figure's title states the task, the settings and the number
-of seeds.
+draws one figure across seeds — the mean as a line, ±1 std as a shaded band, the 95 %
+confidence interval of the mean as a fainter band (capped bars where points stand alone) —
+writes it in each of ``formats`` into ``out`` (:func:`harness.reports.drawing.save`) and
+returns a :class:`harness.reports.drawing.Figure` holding exactly the numbers it plotted, or
+None when the groups hold nothing to draw. Every figure's title states the task, the settings
+and the number of seeds.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def learning_curves(groups: Sequence[Group], out: Path,
     return _epoch_figure(groups, out, formats, "learning", panels,
                          "Test metric on the epochs evaluated. Training loss (mean over the "
                          "epoch's samples) on a log axis: its line is the geometric mean over "
-                         "seeds, its band ±1 std of log10.")
+                         "seeds, its band ±1 std of log10 and its fainter band the CI of the "
+                         "mean log10.")
 
 
 def time_per_epoch(groups: Sequence[Group], out: Path,
@@ -71,13 +73,15 @@ def nfe_vs_tolerance(groups: Sequence[Group], out: Path,
         series.append(Series(
             label=model, x=[f.mean for _, f, _ in points], y=[b.mean for _, _, b in points],
             low=[_minus(b) for _, _, b in points], high=[_plus(b) for _, _, b in points],
-            n=[min(f.n, b.n) for _, f, b in points], x_std=[f.std for _, f, _ in points],
+            n=[min(f.n, b.n) for _, f, b in points], ci_low=[b.low for _, _, b in points],
+            ci_high=[b.high for _, _, b in points], x_std=[f.std for _, f, _ in points],
             color_values=[tol for tol, _, _ in points]))
     panel = Panel("NFE vs tolerance", "forward NFE per iteration",
                   "backward NFE per iteration", series)
     figure = Figure("nfe-vs-tolerance", _title(groups), "Each point: mean over the run's "
-                    "epochs and over seeds, bars ±1 std across seeds; colour: the solver "
-                    "tolerance (rtol).", [panel])
+                    "epochs and over seeds, bars ±1 std across seeds, capped dotted bars the "
+                    "95 % CI of the mean backward NFE; colour: the solver tolerance (rtol).",
+                    [panel])
     return save(figure, out, formats, draw_tolerance)
 
 
@@ -103,8 +107,8 @@ def adjoint_decay(groups: Sequence[Group], out: Path,
                             "‖∂L/∂s(t)‖", series, log_y=True))
     figure = Figure("adjoint-decay", _title(groups), "Norm of the loss's gradient at the last "
                     "stamp with respect to the whole state at each earlier stamp; line: "
-                    "geometric mean over seeds, band: ±1 std of log10 (norms that underflowed "
-                    "to 0 are left out).", panels)
+                    "geometric mean over seeds, band: ±1 std of log10, fainter band: 95 % CI "
+                    "of the mean log10 (norms that underflowed to 0 are left out).", panels)
     return save(figure, out, formats, draw_lines)
 
 
@@ -122,7 +126,8 @@ def h_norm_growth(groups: Sequence[Group], out: Path,
     if not series:
         return None
     figure = Figure("h-norm", _title(groups), "‖h(t)‖ over the batch at initialisation; "
-                    "line: geometric mean over seeds, band: ±1 std of log10.",
+                    "line: geometric mean over seeds, band: ±1 std of log10, fainter band: 95 % "
+                    "CI of the mean log10.",
                     [Panel("‖h(t)‖ at initialisation", "t (samples)", "‖h(t)‖", series,
                            log_y=True)])
     return save(figure, out, formats, draw_lines)
@@ -211,7 +216,8 @@ def _epoch_panel(groups: Sequence[Group], name: str, ylabel: str, log_y: bool = 
         x = [float(e) for e in epochs]
         series.append(_log_series(group.label, x, stats) if log_y else
                       Series(group.label, x, [s.mean for s in stats], [_minus(s) for s in stats],
-                             [_plus(s) for s in stats], [s.n for s in stats]))
+                             [_plus(s) for s in stats], [s.n for s in stats],
+                             [s.low for s in stats], [s.high for s in stats]))
     return Panel(ylabel, "epoch", ylabel, series, log_y=log_y, integer_x=True)
 
 
@@ -221,17 +227,21 @@ def _epoch_figure(groups: Sequence[Group], out: Path, formats: Sequence[str], na
     panels = [panel for panel in panels if panel.series]
     if not any(len(series.x) > 1 for panel in panels for series in panel.series):
         return None
-    caption = f"Line: mean over seeds; band: ±1 std across seeds. {caption}"
+    caption = (f"Line: mean over seeds; band: ±1 std across seeds; fainter band: the 95 % "
+               f"confidence interval of the mean. {caption}")
     return save(Figure(name, _title(groups), caption, panels), out, formats, draw_lines)
 
 
 def _log_series(label: str, x: list[float], log_stats: list[Stat]) -> Series:
-    """A series from stats of log10 values: y the geometric mean, band ±1 std in log10."""
+    """A series from stats of log10 values: y the geometric mean, band ±1 std in log10, the
+    confidence interval of the mean log10 raised back to powers of ten."""
     points = [(xi, s) for xi, s in zip(x, log_stats) if s.n]
     return Series(label, [xi for xi, _ in points], [10 ** s.mean for _, s in points],
                   [None if s.std is None else 10 ** (s.mean - s.std) for _, s in points],
                   [None if s.std is None else 10 ** (s.mean + s.std) for _, s in points],
-                  [s.n for _, s in points])
+                  [s.n for _, s in points],
+                  [None if s.low is None else 10 ** s.low for _, s in points],
+                  [None if s.high is None else 10 ** s.high for _, s in points])
 
 
 def _minus(s: Stat) -> float | None:

@@ -116,9 +116,9 @@ def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
         Paragraph(f"{len(records)} run records ({ok} ok, {len(records) - ok} failed) from "
                   f"{sources}. Every number is over seeds: mean ± sample standard deviation, "
                   f"then in brackets the 95 % confidence interval of the mean (no ± with one "
-                  f"seed; n is the runs ok, or given); figures draw the mean as a line, ±1 std as a band and the "
-                  f"95 % CI as dotted lines. NFE are per training iteration, averaged over a "
-                  f"run's epochs."),
+                  f"seed; n is the runs ok, or given); figures draw the mean as a line, ±1 std "
+                  f"as a band and the 95 % CI as a fainter band. NFE are per training "
+                  f"iteration, averaged over a run's epochs."),
         Paragraph(f"Claims checked (all files): {counts}."),
         Items(toc),
     ]

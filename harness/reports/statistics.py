@@ -99,7 +99,8 @@ def power(effect: float, share_a: float, n: int, alpha: float = ALPHA) -> float:
     """The power of a two-sided Welch's t-test at level ``alpha`` with ``n`` values per side,
     when the true effect (Cohen's d over the mean variance) is ``effect`` and var(a) has the
     share ``share_a`` of var(a) + var(b): the statistic is noncentral t with noncentrality
-    d·sqrt(n/2) and the Welch–Satterthwaite degrees of freedom (n − 1) / (s² + (1 − s)²)."""
+    d·sqrt(n/2) and the Welch–Satterthwaite degrees of freedom
+    (n − 1) / (s² + (1 − s)²)."""
     if n < 2:
         return 0.0
     df = (n - 1) / (share_a ** 2 + (1 - share_a) ** 2)
