@@ -122,6 +122,10 @@ def _main(argv: list[str] | None) -> int:
                          help="relative changes below this are noise (default 0.05)")
     compare.add_argument("--fail-on-worse", action="store_true",
                          help="exit 1 when any quantity got worse")
+    compare.add_argument("--match", default="suite,task,model,setting",
+                         help="the fields groups are matched by, comma-separated (default "
+                              "suite,task,model,setting; task,model,setting matches across "
+                              "suite names)")
 
     check = commands.add_parser("check", help="check results against NFE budgets (exit 1 on a "
                                               "violation)")
@@ -227,16 +231,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.reports.compare import compare, render
+    from harness.reports.compare import CompareError, compare, render
     from harness.running.store import ResultsError, load_results
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
-                             args.threshold)
-    except ResultsError as error:
+                             args.threshold, [name.strip() for name in args.match.split(",")])
+    except (ResultsError, CompareError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     print(render(comparison))
+    if comparison.warning:
+        print(f"harness: warning: {comparison.warning}", file=sys.stderr)
     return 1 if args.fail_on_worse and comparison.worse else 0
 
 
