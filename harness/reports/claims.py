@@ -22,20 +22,22 @@ A ``value`` is a per-epoch record field; each run gives one number from it (``at
 over epochs, or the first or last epoch that has it; default ``mean``, ``last`` for
 ``threshold``), and a model's number is the mean over its ok seeds.
 
-- ``compare``: every model in ``lower`` (or ``higher``) has a lower (higher) mean than every
-  model in ``than``.
+- ``compare``: every model in ``lower`` (or ``higher``) is lower (higher) than every model in
+  ``than``, decided over seeds by Welch's t-test per pair of models, Holm-corrected across the
+  claim's tests (:mod:`harness.reports.claim_tests`): holds, refuted or inconclusive.
 - ``threshold``: every model's mean is ``below`` (or ``above``) the number.
 - ``trend``: for every model, the mean at the last epoch is above (``rises``) or below
   (``falls``) the mean at the first epoch.
-- ``params``: every model run has a parameter count within ``tolerance`` (relative, default
-  0.01) of the count given.
+- ``params``: every model's ok runs have a parameter count within ``tolerance`` (relative,
+  default 0.01) of the count given.
 - ``advantage_grows``: the ratio mean(``than``) / mean(``lower``) is larger at the smallest
   tolerance (``solver.rtol``) run than at the largest.
 
-Runs are compared only with runs of the same suite and setting (:mod:`harness.reports.aggregate`),
-and a check holds when it holds in every such context that has all the models it names. A
-check with no such context is *not run*; a claim fails when any check fails, else is not run
-when any check is not run.
+The last four are deterministic: they hold or are refuted on the numbers. Runs are compared only
+with runs of the same suite and setting (:mod:`harness.reports.aggregate`), and a check is
+decided in every such context that has all the models it names; with no such context it is
+*incomplete* (some of its models ran) or *not run* (none did, or every run failed). How a
+claim's verdict follows from its checks': :mod:`harness.reports.claim_verdicts`.
 """
 from __future__ import annotations
 
