@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.reports.claim_results import HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_RUN, REFUTED
 from harness.reports.claim_verdicts import evaluate
 from harness.reports.claims import ClaimsError, copy_suite_claims, load_claims, paper_claims_path
-from harness.reports.statistics import seeds_for_power, welch
+from harness.reports.seed_statistics import seeds_for_power, welch
 from tests.result_records import curve_run, epoch, record
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.reports.aggregate import stat
 from harness.reports.compare import (BETTER, MISSING, NOISE, WORSE, CompareError, compare,
                                      render, verdict)
-from harness.reports.statistics import holm, welch
+from harness.reports.seed_statistics import holm, welch
 from tests.result_records import curve_run, write_records
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from harness.reports.aggregate import stat
-from harness.reports.statistics import holm, mean_interval, power, seeds_for_power, welch
+from harness.reports.seed_statistics import holm, mean_interval, power, seeds_for_power, welch
 
 
 def test_the_t_interval_of_a_mean() -> None:

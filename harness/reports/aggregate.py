@@ -5,7 +5,7 @@ configuration keys that vary between runs of one suite and task with the same mo
 (a grid over ``solver.tol`` gives one setting per tolerance), so runs that differ only by seed
 land in one group. Every statistic is over a group's ok runs: mean, sample standard deviation
 (None below two values), n and the 95 % confidence interval of the mean
-(:func:`harness.reports.statistics.mean_interval`).
+(:func:`harness.reports.seed_statistics.mean_interval`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from statistics import fmean, stdev
 from typing import Any
 
-from harness.reports.statistics import CONFIDENCE, mean_interval
+from harness.reports.seed_statistics import CONFIDENCE, mean_interval
 from harness.running.store import standing
 
 #: How one run's per-epoch field becomes one number: the mean over its epochs, or the value at
@@ -55,7 +55,7 @@ class Stat:
 
 def stat(values: Iterable[float | None]) -> Stat:
     """The :class:`Stat` of the values that are finite numbers (None, NaN and ±inf dropped),
-    with the :data:`harness.reports.statistics.CONFIDENCE` interval of their mean."""
+    with the :data:`harness.reports.seed_statistics.CONFIDENCE` interval of their mean."""
     kept = [float(v) for v in values if v is not None and math.isfinite(v)]
     interval = mean_interval(kept, CONFIDENCE)
     low, high = interval if interval else (None, None)

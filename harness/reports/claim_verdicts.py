@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.reports.aggregate import Group, Stat, group_runs, setting_label, stat
-from harness.reports.claim_tests import PairTest, decide_pairs, pair_tests
+from harness.reports.claim_tests import CompareTests, pair_tests
 from harness.reports.claims import Check, Claim, ClaimsFile, models_of
-from harness.reports.statistics import ALPHA, holm
+from harness.reports.seed_statistics import ALPHA, holm
 from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_RUN, REFUTED,
                                            CheckResult, claim_verdict)
 
@@ -61,22 +61,18 @@ def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]],
 
 def _evaluate_claim(claim: Claim, task: str, groups: list[Group], alpha: float) -> ClaimResult:
     """Each check's result; the compare checks' tests are corrected together (Holm) first."""
-    pending: list[CheckResult | tuple[Check, list[PairTest], list[str]]] = []
-    for check in claim.checks:
-        pending.append(_compare(check, groups) if check.kind == "compare"
-                       else _evaluate_check(check, groups))
-    tests = [pair for item in pending if isinstance(item, tuple) for pair in item[1]
+    pending = [_compare(check, groups) if check.kind == "compare"
+               else _evaluate_check(check, groups) for check in claim.checks]
+    tests = [pair for item in pending if isinstance(item, CompareTests) for pair in item.pairs
              if pair.test is not None]
     for pair, adjusted in zip(tests, holm([pair.test.p for pair in tests])):
         pair.p_holm = adjusted
-    results = [item if isinstance(item, CheckResult)
-               else decide_pairs(item[0], item[1], item[2], alpha, max(len(tests), 1))
-               for item in pending]
+    results = [item.decide(alpha, max(len(tests), 1)) if isinstance(item, CompareTests)
+               else item for item in pending]
     return ClaimResult(claim, task, results)
 
 
-def _compare(check: Check,
-             groups: list[Group]) -> CheckResult | tuple[Check, list[PairTest], list[str]]:
+def _compare(check: Check, groups: list[Group]) -> CheckResult | CompareTests:
     """The pairs to test in every context that has all the check's models, with the notes on
     contexts left out; a :class:`CheckResult` when there is nothing to test."""
     if not groups:
@@ -94,7 +90,7 @@ def _compare(check: Check,
         pairs += pair_tests(label, values, o[side], o["than"], side == "lower")
     if not pairs:
         return _missing(check, groups)
-    return check, pairs, notes
+    return CompareTests(check, pairs, notes)
 
 
 def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:

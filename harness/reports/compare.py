@@ -5,7 +5,7 @@ or by the fields given (``match``: ``task,model,setting`` matches across suite n
 suites that differ only in the solver backend). For each quantity:
 
 - with at least :data:`MIN_SEEDS` ok seeds on both sides, Welch's t-test decides, as for the
-  claims (:mod:`harness.reports.statistics`): a change is *better* or *worse* when its p-value,
+  claims (:mod:`harness.reports.seed_statistics`): a change is *better* or *worse* when its p-value,
   Holm-corrected across every test of the comparison, is below ``alpha`` and the change is at
   least ``threshold`` (relative to base: significant but negligible is still noise); else
   *noise*;
@@ -26,7 +26,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.reports.aggregate import Group, Stat, group_runs
-from harness.reports.statistics import ALPHA, TwoSampleTest, holm, welch
+from harness.reports.seed_statistics import ALPHA, TwoSampleTest, holm, welch
 
 BETTER, WORSE, NOISE, MISSING = "better", "worse", "noise", "missing"
 DEFAULT_THRESHOLD = 0.05
