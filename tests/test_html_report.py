@@ -98,6 +98,23 @@ def test_the_page_content(page: Path, results: Path) -> None:
     assert (results / "report" / "summary.csv").is_file()
 
 
+def test_the_page_shows_the_test_behind_a_verdict(tmp_path: Path) -> None:
+    write_records(tmp_path, [curve_run("pc", model, seed, {"backward_nfe": [base + seed]})
+                             for model, base in (("hbnode", 10.0), ("node", 40.0))
+                             for seed in range(3)])
+    claims = tmp_path / "mine.yaml"
+    claims.write_text("claims:\n  - id: fewer\n    claim: HBNODE needs fewer\n    task: pc\n"
+                      "    checks:\n      - compare: {value: backward_nfe, lower: [hbnode], "
+                      "than: [node]}\n")
+    written = write_page([tmp_path], formats=("png",), extra_claims=[claims], paper_claims=False)
+    text = written.html.read_text(encoding="utf-8")
+    assert '<tr class="holds"><td>✓ holds</td><td>HBNODE needs fewer' in text
+    assert ("hbnode 11 ± 1 (n=3, 95% CI [8.516, 13.48]), node 41 ± 1 (n=3, 95% CI [38.52, "
+            "43.48])") in text
+    assert ("hbnode &lt; node: Welch&#x27;s t(4) = -36.7, p = 3.3e-06, d = -30, difference -30 "
+            "[95% CI -32.27, -27.73], Holm p = 3.3e-06 → holds") in text
+
+
 def test_record_strings_reach_index_md_escaped(tmp_path: Path) -> None:
     model = "<script>alert(1)</script>|x"
     runs = [record("point_cloud", model, 0, [epoch(1, test_accuracy=0.5)], suite="s<u>"),
