@@ -98,6 +98,7 @@ def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
     for key, old in base_groups.items():
         if key in new_groups:
             changes += _changes(old, new_groups[key], threshold)
+    # the spread rule's verdict stands for the changes without a test; the others are redecided
     tested = [change for change in changes if change.test is not None]
     for change, adjusted in zip(tested, holm([change.test.p for change in tested])):
         change.p_holm = adjusted
