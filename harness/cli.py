@@ -135,6 +135,10 @@ def _main(argv: list[str] | None) -> int:
                          help="relative changes below this are noise (default 0.05)")
     compare.add_argument("--fail-on-worse", action="store_true",
                          help="exit 1 when any quantity got worse")
+    compare.add_argument("--match", default="suite,task,model,setting",
+                         help="the fields groups are matched by, comma-separated (default "
+                              "suite,task,model,setting; task,model,setting matches across "
+                              "suite names)")
 
     check = commands.add_parser("check", help="check results against NFE budgets (exit 1 on a "
                                               "violation)")
@@ -252,6 +256,7 @@ def _print_failure(record: dict) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harness.reports.claim_results import SYMBOLS
     from harness.reports.claims import ClaimsError
     from harness.reports.page import write_page
     from harness.running.store import ResultsError
@@ -274,10 +279,8 @@ def _report(args: argparse.Namespace) -> int:
     for record in written.failed:
         _print_failure(record)
     for file, results in written.claims:
-        counts = {verdict: sum(r.verdict == verdict for r in results)
-                  for verdict in ("pass", "fail", "not run")}
-        print(f"claims of {file.path}: {counts['pass']} hold, {counts['fail']} fail, "
-              f"{counts['not run']} not run")
+        counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in SYMBOLS}
+        print(f"claims of {file.path}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
     print(f"written: {written.html} (open it in a browser), {written.markdown}, "
           f"{written.summary}, {written.summary.with_suffix('.csv')} and "
           f"{written.summary.with_suffix('.tex')}, "
@@ -286,16 +289,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.reports.compare import compare, render
+    from harness.reports.compare import CompareError, compare, render
     from harness.running.store import ResultsError, load_results
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
-                             args.threshold)
-    except ResultsError as error:
+                             args.threshold, [name.strip() for name in args.match.split(",")])
+    except (ResultsError, CompareError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     print(render(comparison))
+    if comparison.warning:
+        print(f"harness: warning: {comparison.warning}", file=sys.stderr)
     return 1 if args.fail_on_worse and comparison.worse else 0
 
 

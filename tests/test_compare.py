@@ -1,5 +1,7 @@
 """`harness compare`: a planted regression is worse, a change within the seeds' spread is
-noise, an improvement is better; the exit code and bad input."""
+noise, an improvement is better; with three seeds a side Welch's t-test decides (Holm-corrected);
+groups matched across suite names with --match, a warning when nothing matches; the exit code
+and bad input."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,14 +10,17 @@ import pytest
 
 from harness.cli import main
 from harness.reports.aggregate import stat
-from harness.reports.compare import BETTER, MISSING, NOISE, WORSE, compare, render, verdict
+from harness.reports.compare import (BETTER, MISSING, NOISE, WORSE, CompareError, compare,
+                                     render, verdict)
+from harness.reports.seed_statistics import holm, welch
 from tests.result_records import curve_run, write_records
 
 
-def _runs(model: str, backward: list[float], accuracy: float = 0.9, task: str = "pc") -> list:
+def _runs(model: str, backward: list[float], accuracy: float = 0.9, task: str = "pc",
+          **options) -> list:
     """One run per value of ``backward`` (the seeds' backward NFE), forward NFE 50, 1 s."""
     return [curve_run(task, model, seed, {"backward_nfe": [value], "forward_nfe": [50.0],
-                                          "test_accuracy": [accuracy]})
+                                          "test_accuracy": [accuracy]}, **options)
             for seed, value in enumerate(backward)]
 
 
@@ -49,6 +54,49 @@ def test_better_and_the_metric_direction() -> None:
     assert verdicts["hbnode", "backward NFE"] == BETTER
     assert verdicts["hbnode", "test accuracy"] == WORSE  # accuracy: higher is better
     assert verdicts["node", "test accuracy"] == BETTER
+
+
+def test_with_three_seeds_a_side_the_test_decides_not_the_spread() -> None:
+    base, new = [100.0, 110.0, 120.0], [112.0, 122.0, 132.0]  # +12 against a std of 10
+    assert verdict(stat(base), stat(new), True, 0.05) == WORSE  # the spread rule would call it
+    comparison = compare(_runs("hbnode", base), _runs("hbnode", new))
+    change = next(c for c in comparison.changes if c.quantity == "backward NFE")
+    assert change.test.p == pytest.approx(welch(new, base).p) and change.test.p > 0.05
+    assert change.verdict == NOISE
+    # four tests (forward, backward, time, accuracy): Holm over all of them
+    assert change.p_holm == holm([1.0, change.test.p, 1.0, 1.0])[1]
+    two_seeds = compare(_runs("hbnode", base[:2]), _runs("hbnode", new[:2]))
+    assert next(c for c in two_seeds.changes if c.quantity == "backward NFE").test is None
+
+
+def test_a_significant_but_negligible_change_is_noise() -> None:
+    base, new = [100.0, 100.1, 100.2], [101.0, 101.1, 101.2]  # +1 %, p < 0.001
+    change = next(c for c in compare(_runs("hbnode", base), _runs("hbnode", new)).changes
+                  if c.quantity == "backward NFE")
+    assert change.p_holm < 0.01 and change.verdict == NOISE
+    assert compare(_runs("hbnode", base), _runs("hbnode", new), threshold=0.0).worse
+
+
+def test_match_across_suite_names_and_warn_when_nothing_matches() -> None:
+    base = _runs("hbnode", [98.0, 100.0, 102.0], suite="fast")
+    new = _runs("hbnode", [128.0, 130.0, 132.0], suite="torchdiffeq")
+    alone = compare(base, new)
+    assert not alone.changes and alone.only_base == ["pc/hbnode [fast]"]
+    assert alone.warning == ("no group of BASE matches one of NEW by suite, task, model, "
+                             "setting: nothing was compared (--match task,model,setting "
+                             "matches across suite names)")
+    matched = compare(base, new, match=["task", "model", "setting"])
+    assert matched.warning is None and not matched.only_base and not matched.only_new
+    change = next(c for c in matched.changes if c.quantity == "backward NFE")
+    assert change.verdict == WORSE and change.group == "pc/hbnode [fast] → [torchdiffeq]"
+    assert compare(base, base).warning is None and compare([], new).warning is None
+    with pytest.raises(CompareError, match="valid: a comma-separated subset of suite, task, "
+                                           "model, setting"):
+        compare(base, new, match=["task", "modle"])
+    two_suites = new + _runs("hbnode", [1.0, 2.0, 3.0], suite="other")
+    with pytest.raises(CompareError, match=r"NEW: pc/hbnode \[torchdiffeq\] and pc/hbnode "
+                                           r"\[other\] both match by task, model"):
+        compare(base, two_suites, match=["task", "model"])
 
 
 def test_the_verdict_rule() -> None:
@@ -91,3 +139,12 @@ def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["compare", str(base), str(tmp_path / "nowhere")]) == 2
     error = capsys.readouterr().err
     assert "nowhere: no such directory" in error and "Traceback" not in error
+    other = _write(tmp_path / "other", _runs("hbnode", [128.0, 130.0, 132.0], suite="b"))
+    assert main(["compare", str(base), str(other), "--fail-on-worse"]) == 0
+    assert "warning: no group of BASE matches one of NEW" in capsys.readouterr().err
+    assert main(["compare", str(base), str(other), "--fail-on-worse",
+                 "--match", "task,model,setting"]) == 1
+    printed = capsys.readouterr()
+    assert "1 worse" in printed.out and "warning" not in printed.err
+    assert main(["compare", str(base), str(other), "--match", "task,seed"]) == 2
+    assert "--match 'task,seed': valid:" in capsys.readouterr().err

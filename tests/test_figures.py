@@ -42,7 +42,11 @@ def test_nfe_per_epoch_plots_mean_and_std_band(point_cloud, tmp_path: Path) -> N
     assert hb.y == [12.0, 22.0, 32.0]                     # mean over seeds of 10·e + 2·seed
     assert hb.low == [10.0, 20.0, 30.0] and hb.high == [14.0, 24.0, 34.0]  # ± std = 2
     assert hb.n == [3, 3, 3]
+    half = 4.302653 * 2 / 3 ** 0.5  # t(0.975, 2) · std / sqrt(n)
+    assert hb.ci_low == pytest.approx([12.0 - half, 22.0 - half, 32.0 - half])
+    assert hb.ci_high == pytest.approx([12.0 + half, 22.0 + half, 32.0 + half])
     assert forward["node"].y == [5.0, 10.0, 15.0] and forward["node"].low == [None] * 3
+    assert forward["node"].ci_low == [None] * 3
     backward = _series(figure, 1)
     assert list(backward) == ["hbnode"]                  # node ran without the adjoint
     assert backward["hbnode"].y == [41.0] * 3
@@ -61,6 +65,9 @@ def test_learning_curves_and_time(point_cloud, tmp_path: Path) -> None:
     assert loss["hbnode"].y == pytest.approx([1e-2, 1e-3, 1e-4])
     assert loss["hbnode"].low == pytest.approx([1e-3, 1e-4, 1e-5])
     assert loss["hbnode"].high == pytest.approx([1e-1, 1e-2, 1e-3])
+    # the CI of the mean log10 (std 1 decade, n = 3), raised back: ×/÷ 10^2.4841
+    assert loss["hbnode"].ci_high == pytest.approx([1e-2 * 10 ** (4.302653 / 3 ** 0.5)] + [
+        1e-3 * 10 ** (4.302653 / 3 ** 0.5), 1e-4 * 10 ** (4.302653 / 3 ** 0.5)])
     assert loss["node"].y == pytest.approx([0.5] * 3)
     assert test["hbnode"].x == [2.0, 3.0] and test["hbnode"].y == pytest.approx([0.6, 0.6])
     assert test["hbnode"].high == pytest.approx([0.7, 0.7])

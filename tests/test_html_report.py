@@ -81,13 +81,14 @@ def test_the_page_content(page: Path, results: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert '<h2 id="point-cloud-test">point_cloud</h2>' in text
     assert "<td>hbnode</td><td class=\"num\">2</td><td class=\"num\">0</td>" in text
-    assert "point_cloud/sonode/seed 0: SolverFailure: too many steps" in text
+    assert ("<tr><td>point_cloud/sonode/seed 0</td><td>SolverFailure: too many steps</td></tr>"
+            in text)  # the failed runs' table (a record without a traceback: the error alone)
     # the shipped paper claims, then the results dir's own claims.yaml
     assert ">Heavy Ball Neural ODEs (Xia et al., NeurIPS 2021)</h3>" in text
-    assert "hbnode.yaml, shipped with the harness: ✓ " in text
+    assert "hbnode.yaml, shipped with the harness: ✓ holds " in text
     assert '<a href="../claims.yaml">../claims.yaml</a>' in text
-    assert '<tr class="pass"><td>✓</td><td>NODE cannot separate the point cloud' in text
-    assert '<tr class="fail"><td>✗</td><td>NODE is bigger than HBNODE' in text
+    assert '<tr class="holds"><td>✓ holds</td><td>NODE cannot separate the point cloud' in text
+    assert '<tr class="refuted"><td>✗ refuted</td><td>NODE is bigger than HBNODE' in text
     assert '<tr class="not-run"><td>not run</td>' in text
     assert "node: 525 vs paper 600 (-12.50%)" in text
     assert "<td>torchdiffeq</td><td>0.2.5</td>" in text and "harness run suites/x.yaml" in text
@@ -96,6 +97,23 @@ def test_the_page_content(page: Path, results: Path) -> None:
     assert "(figures/point-cloud-test/nfe.png)" in markdown
     assert "([SVG](figures/point-cloud-test/nfe.svg))" in markdown
     assert (results / "report" / "summary.csv").is_file()
+
+
+def test_the_page_shows_the_test_behind_a_verdict(tmp_path: Path) -> None:
+    write_records(tmp_path, [curve_run("pc", model, seed, {"backward_nfe": [base + seed]})
+                             for model, base in (("hbnode", 10.0), ("node", 40.0))
+                             for seed in range(3)])
+    claims = tmp_path / "mine.yaml"
+    claims.write_text("claims:\n  - id: fewer\n    claim: HBNODE needs fewer\n    task: pc\n"
+                      "    checks:\n      - compare: {value: backward_nfe, lower: [hbnode], "
+                      "than: [node]}\n")
+    written = write_page([tmp_path], formats=("png",), extra_claims=[claims], paper_claims=False)
+    text = written.html.read_text(encoding="utf-8")
+    assert '<tr class="holds"><td>✓ holds</td><td>HBNODE needs fewer' in text
+    assert ("hbnode 11 ± 1 (n=3, 95% CI [8.516, 13.48]), node 41 ± 1 (n=3, 95% CI [38.52, "
+            "43.48])") in text
+    assert ("hbnode &lt; node: Welch&#x27;s t(4) = -36.7, p = 3.3e-06, d = -30, difference -30 "
+            "[95% CI -32.27, -27.73], Holm p = 3.3e-06 → holds") in text
 
 
 def test_record_strings_reach_index_md_escaped(tmp_path: Path) -> None:
@@ -122,7 +140,8 @@ def test_the_command(results: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
                  "--no-paper-claims"]) == 0
     printed = capsys.readouterr().out
     # the first dir's claims.yaml sees its records only (the other dir's node has 600)
-    assert f"claims of {results / 'claims.yaml'}: 0 hold, 1 fail, 0 not run" in printed
+    assert (f"claims of {results / 'claims.yaml'}: 0 holds, 1 refuted, 0 inconclusive, "
+            f"0 incomplete, 0 not run") in printed
     assert "## point_cloud (test)" in (out / "index.md").read_text(encoding="utf-8")
     assert "hbnode.yaml" not in printed and f"written: {out / 'index.html'}" in printed
     assert not list(out.rglob("*.svg")) and list(out.rglob("*.png"))

@@ -111,12 +111,16 @@ def test_markdown(results_dir: Path) -> None:
     assert "| test accuracy " in text and "| test mse " in text
     lines = text.splitlines()
     hb = next(line for line in lines if line.startswith("| hbnode"))
-    cells = [cell.strip() for cell in hb.strip("|").split("|")]
-    assert cells == ["hbnode", "3", "1", "0.75 ± 0.25", "0.5 ± 0.25", "20 ± 10", "50 ± 10",
-                     "2 ± 1", "569", "568"]
-    node = next(line for line in lines if line.startswith("| node") and "500" in line)
+    cells = [cell.strip().replace("\\[", "[").replace("\\]", "]")
+             for cell in hb.strip("|").split("|")]  # Markdown escapes the brackets
+    # 95 % CI: mean ± t(0.975, 2) · std / sqrt(3) = mean ± 2.4841 · std
+    assert cells == ["hbnode", "3", "1", "0.75 ± 0.25 [0.129, 1.37]", "0.5 ± 0.25 [-0.121, 1.12]",
+                     "20 ± 10 [-4.84, 44.8]", "50 ± 10 [25.2, 74.8]", "2 ± 1 [-0.484, 4.48]",
+                     "569", "568"]
+    assert text.startswith("Cells: mean ± sample std over the ok seeds, then in brackets the 95 %")
+    node = next(line for line in lines if line.startswith("| node") and "| 500 " in line)
     assert [cell.strip() for cell in node.strip("|").split("|")][6] == "—"
-    sine = next(line for line in lines if line.startswith("| node") and "41" in line)
+    sine = next(line for line in lines if line.startswith("| node") and "0.0625" in line)
     assert [cell.strip() for cell in sine.strip("|").split("|")][3:] == [
         "0.0625", "0.125", "6", "—", "0.5", "41", "—"]
     assert "- point_cloud/hbnode/seed 3: RuntimeError: nan loss" in text
@@ -131,7 +135,7 @@ def test_markdown_escapes_record_strings() -> None:
     assert "<script>" not in text and "<b>" not in text and "<i>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in text
     lines = text.splitlines()
-    assert lines[0] == "## t\\|&lt;i&gt;" and not any(line.startswith("## not") for line in lines)
+    assert lines[2] == "## t\\|&lt;i&gt;" and not any(line.startswith("## not") for line in lines)
     rows = [line for line in lines if line.startswith("|")]
     assert len(rows) == 3  # header, rule, the one row: the model's "|" split no cell
     assert all(len(re.split(r"(?<!\\)\|", row)) == 12 for row in rows)  # 10 cells
@@ -149,7 +153,10 @@ def test_csv(results_dir: Path) -> None:
     assert hb["metric"] == "accuracy" and int(hb["n_ok"]) == 3 and int(hb["n_failed"]) == 1
     assert float(hb["test_metric_mean"]) == 0.75 and float(hb["test_metric_std"]) == 0.25
     assert float(hb["forward_nfe_mean"]) == 20.0 and float(hb["forward_nfe_std"]) == 10.0
-    assert float(hb["backward_nfe_mean"]) == 50.0
+    assert float(hb["backward_nfe_mean"]) == 50.0 and int(hb["backward_nfe_n"]) == 3
+    assert float(hb["forward_nfe_ci_low"]) == pytest.approx(20 - 4.302653 * 10 / 3 ** 0.5)
+    assert float(hb["forward_nfe_ci_high"]) == pytest.approx(20 + 4.302653 * 10 / 3 ** 0.5)
+    assert rows[2]["forward_nfe_ci_low"] == "" and int(rows[2]["forward_nfe_n"]) == 1
     assert int(hb["params"]) == 569 and int(hb["paper_params"]) == 568
     assert rows[1]["backward_nfe_mean"] == "" and rows[1]["backward_nfe_std"] == ""
     assert rows[2]["metric"] == "mse" and rows[2]["paper_params"] == ""

@@ -1,6 +1,9 @@
 """Reading results into tables, figures, the claims checklist, comparisons and the report page:
-seed aggregation (aggregate), Markdown/CSV tables (tables), figures, claims (with the paper's
-claims in paper_claims/), compare, the renderer (render) and the page (page).
+statistics over seeds with scipy (seed_statistics), seed aggregation (aggregate), Markdown/CSV tables
+(tables), the figure kinds (figures) and their drawing (drawing), claims files (claims, with the
+paper's claims in paper_claims/), their verdicts on records (claim_verdicts, with the verdict
+words in claim_results and the tests of compare checks in claim_tests), compare, the renderer
+(render) and the page (page).
 
 May import: harness.contract, harness.suites.validation, harness.running.store,
 harness.running.tracebacks, harness.running.configs.

@@ -4,7 +4,8 @@ Runs are grouped by (suite, task, model, setting): the *setting* is the values o
 configuration keys that vary between runs of one suite and task with the same model and seed
 (a grid over ``solver.tol`` gives one setting per tolerance), so runs that differ only by seed
 land in one group. Every statistic is over a group's ok runs: mean, sample standard deviation
-(None below two values) and n.
+(None below two values), n and the 95 % confidence interval of the mean
+(:func:`harness.reports.seed_statistics.mean_interval`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from statistics import fmean, stdev
 from typing import Any
 
+from harness.reports.seed_statistics import CONFIDENCE, mean_interval
 from harness.running.store import standing
 
 #: How one run's per-epoch field becomes one number: the mean over its epochs, or the value at
@@ -27,11 +29,15 @@ _IDENTITY_KEYS = ("task", "model", "seed")
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean, sample std (None for n < 2) and n of the finite values given."""
+    """Mean, sample std (None for n < 2), n, the confidence interval [low, high] of the mean
+    (None for n < 2) and the values themselves (for tests between groups)."""
 
     mean: float | None
     std: float | None
     n: int
+    low: float | None = None
+    high: float | None = None
+    values: tuple[float, ...] = ()
 
     def format(self, digits: int = 4) -> str:
         """``mean ± std`` (or ``mean`` alone, ``—`` with no value), e.g. ``20 ± 10``."""
@@ -40,11 +46,21 @@ class Stat:
         text = f"{self.mean:.{digits}g}"
         return text if self.std is None else f"{text} ± {self.std:.2g}"
 
+    def format_interval(self, digits: int = 4) -> str:
+        """The confidence interval as ``[low, high]``, or ``""`` below two values."""
+        if self.low is None or self.high is None:
+            return ""
+        return f"[{self.low:.{digits}g}, {self.high:.{digits}g}]"
+
 
 def stat(values: Iterable[float | None]) -> Stat:
-    """The :class:`Stat` of the values that are finite numbers (None, NaN and ±inf dropped)."""
+    """The :class:`Stat` of the values that are finite numbers (None, NaN and ±inf dropped),
+    with the :data:`harness.reports.seed_statistics.CONFIDENCE` interval of their mean."""
     kept = [float(v) for v in values if v is not None and math.isfinite(v)]
-    return Stat(fmean(kept) if kept else None, stdev(kept) if len(kept) > 1 else None, len(kept))
+    interval = mean_interval(kept, CONFIDENCE)
+    low, high = interval if interval else (None, None)
+    return Stat(fmean(kept) if kept else None, stdev(kept) if len(kept) > 1 else None, len(kept),
+                low, high, tuple(kept))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A paper's claims as checks on result records, each ✓ (holds), ✗ (fails) or not run.
+"""Claims files: a paper's claims as data, read and checked here and evaluated on result
+records by :mod:`harness.reports.claim_verdicts`.
 
 Claims are data: a YAML file (read with ``yaml.safe_load``) such as the one shipped for the
 HBNODE paper, ``harness/reports/paper_claims/hbnode.yaml``::
@@ -21,36 +22,35 @@ A ``value`` is a per-epoch record field; each run gives one number from it (``at
 over epochs, or the first or last epoch that has it; default ``mean``, ``last`` for
 ``threshold``), and a model's number is the mean over its ok seeds.
 
-- ``compare``: every model in ``lower`` (or ``higher``) has a lower (higher) mean than every
-  model in ``than``.
+- ``compare``: every model in ``lower`` (or ``higher``) is lower (higher) than every model in
+  ``than``, decided over seeds by Welch's t-test per pair of models, Holm-corrected across the
+  claim's tests (:mod:`harness.reports.claim_tests`): holds, refuted or inconclusive.
 - ``threshold``: every model's mean is ``below`` (or ``above``) the number.
 - ``trend``: for every model, the mean at the last epoch is above (``rises``) or below
   (``falls``) the mean at the first epoch.
-- ``params``: every model run has a parameter count within ``tolerance`` (relative, default
-  0.01) of the count given.
+- ``params``: every model's ok runs have a parameter count within ``tolerance`` (relative,
+  default 0.01) of the count given.
 - ``advantage_grows``: the ratio mean(``than``) / mean(``lower``) is larger at the smallest
   tolerance (``solver.rtol``) run than at the largest.
 
-Runs are compared only with runs of the same suite and setting (:mod:`harness.reports.aggregate`),
-and a check holds when it holds in every such context that has all the models it names. A
-check with no such context is *not run*; a claim fails when any check fails, else is not run
-when any check is not run.
+The last four are deterministic: they hold or are refuted on the numbers. Runs are compared only
+with runs of the same suite and setting (:mod:`harness.reports.aggregate`), and a check is
+decided in every such context that has all the models it names; with no such context it is
+*incomplete* (some of its models ran) or *not run* (none did, or every run failed). How a
+claim's verdict follows from its checks': :mod:`harness.reports.claim_verdicts`.
 """
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.reports.aggregate import AT_CHOICES, Group, Stat, group_runs, setting_label, stat
+from harness.reports.aggregate import AT_CHOICES
 from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
-                                read_yaml, string, top_level)
-
-PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
-SYMBOLS = {PASS: "✓", FAIL: "✗", NOT_RUN: "not run"}
+                                       read_yaml, string, top_level)
 
 #: The claims of the HBNODE paper, shipped in the package.
 PAPER_CLAIMS = "hbnode.yaml"
@@ -123,27 +123,6 @@ class ClaimsFile:
     paper: str
     figures: dict[str, str]
     claims: list[Claim]
-
-
-@dataclass
-class CheckResult:
-    check: Check
-    verdict: str
-    evidence: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ClaimResult:
-    """The verdict of one claim on one task, with each check's verdict and numbers."""
-
-    claim: Claim
-    task: str
-    checks: list[CheckResult]
-
-    @property
-    def verdict(self) -> str:
-        verdicts = {result.verdict for result in self.checks}
-        return FAIL if FAIL in verdicts else NOT_RUN if NOT_RUN in verdicts else PASS
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -297,161 +276,13 @@ _VALID = {"value": "a per-epoch record field, e.g. backward_nfe", "than": "a lis
 _AT_WORDS = {"mean": "mean over epochs", "first": "first epoch", "last": "last epoch"}
 
 
-# --- evaluating --------------------------------------------------------------------------------
-
-
-def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]]) -> list[ClaimResult]:
-    """Every claim of the file on every task it names, against the records."""
-    groups = group_runs(records)
-    return [ClaimResult(claim, task, [_evaluate_check(check, [g for g in groups if g.task == task])
-                                      for check in claim.checks])
-            for claim in claims.claims for task in claim.tasks]
-
-
-def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:
-    if not groups:
-        return CheckResult(check, NOT_RUN, ["no run of this task"])
-    if check.kind == "params":
-        return _params(check, groups)
-    if check.kind == "advantage_grows":
-        return _advantage(check, groups)
-    results = [_in_context(check, context, label) for label, context in _contexts(groups)]
-    ran = [result for result in results if result is not None]
-    if not ran:
-        missing = sorted(set(_models(check)) - {g.model for g in groups if g.ok})
-        why = (f"no ok run of {', '.join(missing)}" if missing
-               else f"no one suite and setting has {check.options['value']} for all of "
-                    f"{', '.join(dict.fromkeys(_models(check)))}")
-        return CheckResult(check, NOT_RUN, [why])
-    verdict = PASS if all(holds for holds, _ in ran) else FAIL
-    return CheckResult(check, verdict, [line for _, lines in ran for line in lines])
-
-
-def _in_context(check: Check, groups: dict[str, Group],
-                label: str) -> tuple[bool, list[str]] | None:
-    """(holds, evidence) in one context, or None when a model it names has no value there."""
+def models_of(check: Check) -> list[str]:
+    """Every model the check names, in order (a model may appear twice)."""
     o = check.options
-    if check.kind == "trend":
-        firsts = {m: groups[m].value(o["value"], "first") for m in o["models"] if m in groups}
-        lasts = {m: groups[m].value(o["value"], "last") for m in o["models"] if m in groups}
-        if len(firsts) < len(o["models"]) or not all(
-                _epochs_with(groups[m], o["value"]) > 1 for m in o["models"]):
-            return None
-        rises = o["direction"] == "rises"
-        holds = all((lasts[m].mean > firsts[m].mean) == rises and lasts[m].mean != firsts[m].mean
-                    for m in o["models"])
-        return holds, [f"{label}{m}: first {_stat(firsts[m])} → last {_stat(lasts[m])}"
-                       for m in o["models"]]
-    values = {m: groups[m].value(o["value"], o.get("at", "mean"))
-              for m in _models(check) if m in groups}
-    if len(values) < len(set(_models(check))) or not all(s.n for s in values.values()):
-        return None
-    if check.kind == "threshold":
-        below = "below" in o
-        bound = o["below"] if below else o["above"]
-        holds = all((values[m].mean < bound) if below else (values[m].mean > bound)
-                    for m in o["models"])
-        return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}" for m in o["models"])
-                       + f" {'<' if below else '>'} {bound:g}"]
-    side = "lower" if "lower" in o else "higher"
-    pairs = [(a, b) for a in o[side] for b in o["than"]]
-    holds = all((values[a].mean < values[b].mean) if side == "lower"
-                else (values[a].mean > values[b].mean) for a, b in pairs)
-    return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}"
-                                          for m in dict.fromkeys([*o[side], *o["than"]]))]
-
-
-def _epochs_with(group: Group, name: str) -> int:
-    """The most epochs with a number for ``name`` in any ok run of the group."""
-    return max((sum(isinstance(epoch.get(name), (int, float)) for epoch in run["epochs"])
-                for run in group.ok), default=0)
-
-
-def _params(check: Check, groups: list[Group]) -> CheckResult:
-    counts, tolerance = check.options["counts"], check.options["tolerance"]
-    evidence, holds = [], []
-    for model, expected in counts.items():
-        found = sorted({run["params"] for g in groups if g.model == model for run in g.runs
-                        if isinstance(run.get("params"), int)})
-        if not found:
-            continue
-        ok = all(abs(count - expected) <= tolerance * expected for count in found)
-        holds.append(ok)
-        evidence.append(f"{model}: {', '.join(f'{c:,}' for c in found)} vs paper {expected:,} "
-                        f"({_relative(found, expected)})")
-    if not holds:
-        return CheckResult(check, NOT_RUN, [f"no run of {', '.join(counts)}"])
-    return CheckResult(check, PASS if all(holds) else FAIL, evidence)
-
-
-def _advantage(check: Check, groups: list[Group]) -> CheckResult:
-    o = check.options
-    models = _models(check)
-    evidence, holds = [], []
-    for label, context in _contexts(groups, strip=("solver.rtol", "solver.atol"),
-                                    by=lambda g: (g.model, _rtol(g))):
-        ratios = {}
-        for tol in sorted({tol for _, tol in context if tol is not None}):
-            if any((m, tol) not in context for m in models):
-                continue
-            means = {m: context[(m, tol)].value(o["value"], o.get("at", "mean")).mean
-                     for m in models}
-            if any(v is None for v in means.values()):
-                continue
-            lower = stat(means[m] for m in o["lower"]).mean
-            than = stat(means[m] for m in o["than"]).mean
-            if lower:
-                ratios[tol] = than / lower
-        if len(ratios) < 2:
-            continue
-        small, large = min(ratios), max(ratios)
-        holds.append(ratios[small] > ratios[large])
-        evidence.append(f"{label}ratio " + ", ".join(f"{r:.3g} at tol {t:g}"
-                                                     for t, r in sorted(ratios.items())))
-    if not holds:
-        return CheckResult(check, NOT_RUN, ["no suite ran every model at two tolerances or more"])
-    return CheckResult(check, PASS if all(holds) else FAIL, evidence)
-
-
-def _contexts(groups: Sequence[Group], strip: tuple[str, ...] = (),
-              by: Callable[[Group], Any] = lambda g: g.model) -> list[tuple[str, dict[Any, Group]]]:
-    """Groups split by suite and setting (less the ``strip`` keys), each as (label,
-    {by(group): group}); the label names the suite and setting where there are several."""
-    contexts: dict[Any, tuple[str, dict[str, Any], dict[Any, Group]]] = {}
-    for group in groups:
-        setting = {k: v for k, v in group.setting.items() if k not in strip}
-        entry = contexts.setdefault((group.suite, _key(setting)), (group.suite, setting, {}))
-        entry[2][by(group)] = group
-    suites = {suite for suite, _, _ in contexts.values()}
-    labelled = []
-    for suite, setting, members in contexts.values():
-        parts = ([suite] if len(suites) > 1 else []) + ([setting_label(setting)] if setting else [])
-        labelled.append((f"[{', '.join(parts)}] " if parts else "", members))
-    return labelled
-
-
-def _key(setting: dict[str, Any]) -> str:
-    return repr(sorted(setting.items(), key=lambda item: item[0]))
-
-
-def _rtol(group: Group) -> float | None:
-    values = {run.get("config", {}).get("solver", {}).get("rtol") for run in group.runs}
-    return values.pop() if len(values) == 1 else None
-
-
-def _models(check: Check) -> list[str]:
-    o = check.options
-    return [*o.get("lower", []), *o.get("higher", []), *o.get("than", []), *o.get("models", [])]
+    return [*o.get("lower", []), *o.get("higher", []), *o.get("than", []), *o.get("models", []),
+            *o.get("counts", {})]
 
 
 def _names(models: Sequence[str]) -> str:
     return models[0] if len(models) == 1 else "{" + ", ".join(models) + "}"
 
-
-def _stat(s: Stat) -> str:
-    return f"{s.format()} (n={s.n})"
-
-
-def _relative(found: list[int], expected: int) -> str:
-    worst = max(found, key=lambda c: abs(c - expected))
-    return f"{(worst - expected) / expected:+.2%}" if worst != expected else "exact"

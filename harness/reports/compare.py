@@ -1,36 +1,58 @@
 """``harness compare BASE NEW``: per (task, model), how NFE, time and the metric changed.
 
-Groups of seeds (:mod:`harness.reports.aggregate`) are matched by suite, task, model and setting. For
-each quantity, a change is *noise* when it lies within the seeds' spread — |new − base| is at
-most the larger of the two standard deviations across seeds — or is smaller than
-``threshold`` (relative to base; with one seed per side this is the only test). Any other
-change is *better* or *worse*: fewer NFE and less time are better, the metric by its task's
-``higher_is_better``. (The idea of asv's ``compare``: call a change only when it stands out
-of the measurement's own noise.)
+Groups of seeds (:mod:`harness.reports.aggregate`) are matched by suite, task, model and setting,
+or by the fields given (``match``: ``task,model,setting`` matches across suite names, e.g. two
+suites that differ only in the solver backend). For each quantity:
+
+- with at least :data:`MIN_SEEDS` ok seeds on both sides, Welch's t-test decides, as for the
+  claims (:mod:`harness.reports.seed_statistics`): a change is *better* or *worse* when its p-value,
+  Holm-corrected across every test of the comparison, is below ``alpha`` and the change is at
+  least ``threshold`` (relative to base: significant but negligible is still noise); else
+  *noise*;
+- with fewer seeds, a change is *noise* when it lies within the seeds' spread — |new − base| is
+  at most the larger of the two standard deviations — or is smaller than ``threshold``; with
+  one seed per side the threshold is the only rule. (The idea of asv's ``compare``: call a
+  change only when it stands out of the measurement's own noise.)
+
+Fewer NFE and less time are better, the metric by its task's ``higher_is_better``.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tabulate import tabulate
 
 from harness.reports.aggregate import Group, Stat, group_runs
+from harness.reports.seed_statistics import ALPHA, TwoSampleTest, holm, welch
 
 BETTER, WORSE, NOISE, MISSING = "better", "worse", "noise", "missing"
 DEFAULT_THRESHOLD = 0.05
+#: What groups can be matched by, and the default (all of them).
+MATCH_FIELDS = ("suite", "task", "model", "setting")
+#: The fewest ok seeds on each side for a change to be decided by a test.
+MIN_SEEDS = 3
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be made as asked (an unknown or ambiguous ``match``)."""
 
 
 @dataclass
 class Change:
-    """One quantity of one group in both result sets, and the verdict on its change."""
+    """One quantity of one group in both result sets, the test behind it (None with fewer
+    than :data:`MIN_SEEDS` seeds a side), its Holm-corrected p-value and the verdict."""
 
     group: str
     quantity: str
     base: Stat
     new: Stat
     verdict: str
+    lower_is_better: bool = True
+    test: TwoSampleTest | None = None
+    p_holm: float | None = None
 
     @property
     def relative(self) -> float | None:
@@ -44,27 +66,51 @@ class Comparison:
     changes: list[Change]
     only_base: list[str]
     only_new: list[str]
+    match: tuple[str, ...] = MATCH_FIELDS
 
     @property
     def worse(self) -> list[Change]:
         return [change for change in self.changes if change.verdict == WORSE]
 
+    @property
+    def warning(self) -> str | None:
+        """Why nothing was compared, when both sides have groups but none matched."""
+        if self.changes or not self.only_base or not self.only_new:
+            return None
+        hint = (" (--match task,model,setting matches across suite names)"
+                if "suite" in self.match else "")
+        return (f"no group of BASE matches one of NEW by {', '.join(self.match)}: nothing was "
+                f"compared{hint}")
+
 
 def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
-            threshold: float = DEFAULT_THRESHOLD) -> Comparison:
-    """Every quantity of every group found in both result sets."""
-    base_groups = {_key(group): group for group in group_runs(base)}
-    new_groups = {_key(group): group for group in group_runs(new)}
+            threshold: float = DEFAULT_THRESHOLD, match: Sequence[str] = MATCH_FIELDS,
+            alpha: float = ALPHA) -> Comparison:
+    """Every quantity of every group found in both result sets, matched by ``match``."""
+    match = tuple(match)
+    unknown = [name for name in match if name not in MATCH_FIELDS]
+    if unknown or not match:
+        raise CompareError(f"--match {','.join(match)!r}: valid: a comma-separated subset of "
+                           f"{', '.join(MATCH_FIELDS)}")
+    base_groups = _by_key(group_runs(base), match, "BASE")
+    new_groups = _by_key(group_runs(new), match, "NEW")
     changes = []
     for key, old in base_groups.items():
         if key in new_groups:
             changes += _changes(old, new_groups[key], threshold)
-    return Comparison(changes, [_name(k) for k in base_groups if k not in new_groups],
-                      [_name(k) for k in new_groups if k not in base_groups])
+    # the spread rule's verdict stands for the changes without a test; the others are redecided
+    tested = [change for change in changes if change.test is not None]
+    for change, adjusted in zip(tested, holm([change.test.p for change in tested])):
+        change.p_holm = adjusted
+        change.verdict = tested_verdict(change.test.difference, adjusted, change.base,
+                                        change.lower_is_better, threshold, alpha)
+    return Comparison(changes, [_name(g) for k, g in base_groups.items() if k not in new_groups],
+                      [_name(g) for k, g in new_groups.items() if k not in base_groups], match)
 
 
 def verdict(base: Stat, new: Stat, lower_is_better: bool, threshold: float) -> str:
-    """better / worse / noise for one quantity; missing when either side has no value."""
+    """better / worse / noise for one quantity without a test (fewer than :data:`MIN_SEEDS`
+    seeds a side); missing when either side has no value."""
     if base.mean is None or new.mean is None:
         return MISSING
     delta = new.mean - base.mean
@@ -74,12 +120,23 @@ def verdict(base: Stat, new: Stat, lower_is_better: bool, threshold: float) -> s
     return BETTER if (delta < 0) == lower_is_better else WORSE
 
 
+def tested_verdict(delta: float, p_holm: float, base: Stat, lower_is_better: bool,
+                   threshold: float, alpha: float) -> str:
+    """better / worse when the Holm-corrected p-value of the change ``delta`` (new − base) is
+    below ``alpha`` and the change is at least ``threshold`` of the base; else noise."""
+    if p_holm >= alpha or abs(delta) < threshold * abs(base.mean or 0.0):
+        return NOISE
+    return BETTER if (delta < 0) == lower_is_better else WORSE
+
+
 def render(comparison: Comparison) -> str:
     """A table of the changes, then the groups found on one side only."""
     rows = [[change.group, change.quantity, _cell(change.base), _cell(change.new),
-             "—" if change.relative is None else f"{change.relative:+.1%}", change.verdict]
+             "—" if change.relative is None else f"{change.relative:+.1%}", _test(change),
+             change.verdict]
             for change in comparison.changes]
-    lines = [tabulate(rows, ["task/model", "quantity", "base", "new", "change", "verdict"],
+    lines = [tabulate(rows, ["task/model", "quantity", "base", "new", "change",
+                             "Welch's t: p (Holm)", "verdict"],
                       tablefmt="simple", disable_numparse=True)] if rows else []
     counts = {v: sum(c.verdict == v for c in comparison.changes)
               for v in (BETTER, WORSE, NOISE, MISSING)}
@@ -98,23 +155,44 @@ def _changes(base: Group, new: Group, threshold: float) -> list[Change]:
                   ("backward NFE", "backward_nfe", "mean", True),
                   ("time/epoch (s)", "train_time_s", "mean", True),
                   (f"test {metric}", f"test_{metric}", "last", not base.higher_is_better)]
+    name = _name(base) if base.suite == new.suite else f"{_name(base)} → [{new.suite}]"
     changes = []
-    for label, name, at, lower_is_better in quantities:
-        old, now = base.value(name, at), new.value(name, at)
+    for label, field_name, at, lower_is_better in quantities:
+        old, now = base.value(field_name, at), new.value(field_name, at)
         if old.n or now.n:
-            changes.append(Change(_name(_key(base)), label, old, now,
-                                  verdict(old, now, lower_is_better, threshold)))
+            test = (welch(now.values, old.values)  # difference: new − base
+                    if min(old.n, now.n) >= MIN_SEEDS else None)
+            changes.append(Change(name, label, old, now,
+                                  verdict(old, now, lower_is_better, threshold),
+                                  lower_is_better, test))
     return changes
 
 
-def _key(group: Group) -> tuple[str, str, str]:
-    return group.suite, group.task, group.label
+def _by_key(groups: list[Group], match: tuple[str, ...], side: str) -> dict[tuple[str, ...], Group]:
+    """The groups by the fields matched; two groups of one side under one key are ambiguous."""
+    keyed: dict[tuple[str, ...], Group] = {}
+    for group in groups:
+        fields = {"suite": group.suite, "task": group.task, "model": group.model,
+                  "setting": json.dumps(group.setting, sort_keys=True, default=str)}
+        key = tuple(fields[name] for name in match)
+        if key in keyed:
+            raise CompareError(
+                f"{side}: {_name(keyed[key])} and {_name(group)} both match by "
+                f"{', '.join(match)}; add {' or '.join(n for n in MATCH_FIELDS if n not in match)}"
+                f" to --match")
+        keyed[key] = group
+    return keyed
 
 
-def _name(key: tuple[str, str, str]) -> str:
-    suite, task, label = key
-    return f"{task}/{label}" + (f" [{suite}]" if suite else "")
+def _name(group: Group) -> str:
+    return f"{group.task}/{group.label}" + (f" [{group.suite}]" if group.suite else "")
 
 
 def _cell(s: Stat) -> str:
     return "—" if s.mean is None else f"{s.format()} (n={s.n})"
+
+
+def _test(change: Change) -> str:
+    if change.test is None or change.p_holm is None:
+        return "—"
+    return f"{change.test.p:.2g} ({change.p_holm:.2g})"

@@ -17,8 +17,10 @@ from typing import Any
 
 from harness.reports import figures as figs
 from harness.reports.aggregate import Group, group_runs
-from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, SYMBOLS, ClaimResult, ClaimsFile,
-                            evaluate, load_claims, paper_claims_path)
+from harness.reports.claim_results import INCONCLUSIVE, SYMBOLS
+from harness.reports.claim_verdicts import ClaimResult, evaluate
+from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, ClaimsFile, load_claims,
+                                    paper_claims_path)
 from harness.reports.latex import write_latex
 from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph, Table, to_html, \
     to_markdown
@@ -119,9 +121,11 @@ def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
     return [
         Heading(1, f"harness report: {suites}"),
         Paragraph(f"{len(records)} run records ({ok} ok, {len(records) - ok} failed) from "
-                  f"{where} {sources} (relative to this page). Every number is over seeds: mean ± sample standard deviation "
-                  f"(no ± with one seed); figures draw the mean as a line and ±1 std as a "
-                  f"band. NFE are per training iteration, averaged over a run's epochs."),
+                  f"{where} {sources} (relative to this page). Every number is over seeds: "
+                  f"mean ± sample standard deviation, then in brackets the 95 % confidence "
+                  f"interval of the mean (no ± with one seed; n is the runs ok, or given); "
+                  f"figures draw the mean as a line, ±1 std as a band and the 95 % CI as a "
+                  f"fainter band. NFE are per training iteration, averaged over a run's epochs."),
         Paragraph(f"Claims checked (all files): {counts}."),
         Items(toc),
     ]
@@ -157,10 +161,16 @@ def _claims_blocks(verdicts: list[tuple[ClaimsFile, list[ClaimResult]]],
     if not verdicts:
         return blocks + [Paragraph("No claims file was given.")]
     blocks.append(Paragraph(
-        "Each claim is checked on the runs above: ✓ every check holds, ✗ some check fails, "
-        "not run: the results lack a task or model the check needs. Under each check, the "
-        "numbers it compared (mean ± std over seeds, n seeds); runs are compared only within "
-        "one suite and setting."))
+        "Each claim is checked on the runs above. A comparison of models is decided by Welch's "
+        "t-test over seeds for each pair of models, two-sided, at α = 0.05 after Holm's "
+        "correction across all the tests of the claim: ✓ holds (every pair significant in the "
+        "claimed direction), ✗ refuted (some pair significant the other way), ? inconclusive "
+        "(neither; with the seeds per model that would give each undecided test 80 % power at "
+        "the observed effect). Thresholds, trends, parameter counts and tolerance ratios are "
+        "checked on the numbers as they are. incomplete: some of the models a check needs have "
+        "no ok run; not run: none has. Under each check, the numbers it compared (mean ± std, "
+        "n and 95 % CI over seeds) and each test: t, its degrees of freedom, p, Cohen's d and "
+        "the 95 % CI of the difference; runs are compared only within one suite and setting."))
     for file, results in verdicts:
         shipped = file.path == paper_claims_path()
         blocks.append(Heading(3, f"{file.paper or 'Claims'}"))
@@ -177,7 +187,10 @@ def _claims_blocks(verdicts: list[tuple[ClaimsFile, list[ClaimResult]]],
             for check in result.checks:
                 checks.append(f"{SYMBOLS[check.verdict]} {check.check.describe()}")
                 checks += [f"    {line}" for line in check.evidence]
-            rows.append([SYMBOLS[result.verdict], text, result.task, claim.source, checks])
+            verdict = [SYMBOLS[result.verdict]]
+            if result.verdict == INCONCLUSIVE and result.seeds_needed:
+                verdict.append(f"~{result.seeds_needed} seeds per model would decide it")
+            rows.append([verdict, text, result.task, claim.source, checks])
             classes.append(result.verdict.replace(" ", "-"))
         blocks.append(Table(["", "claim", "task", "source", "checks and numbers"], rows, classes))
     return blocks

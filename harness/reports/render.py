@@ -75,9 +75,10 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 90%; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; }
 td.num { text-align: right; white-space: nowrap; }
-tr.pass td:first-child { color: #070; font-weight: bold; }
-tr.fail td:first-child { color: #b00; font-weight: bold; }
-tr.not-run td:first-child { color: #777; }
+tr.holds td:first-child { color: #070; font-weight: bold; }
+tr.refuted td:first-child { color: #b00; font-weight: bold; }
+tr.inconclusive td:first-child { color: #a60; }
+tr.incomplete td:first-child, tr.not-run td:first-child { color: #777; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 90%; color: #444; }
 code { background: #f3f3f3; padding: 0 .2em; }

@@ -2,7 +2,8 @@
 Markdown tables and a flat CSV.
 
 A run's ``forward_nfe``/``backward_nfe`` per epoch are taken as per-iteration counts; a run's
-value is their mean over its epochs, and a row shows the mean ± sample std across ok seeds.
+value is their mean over its epochs, and a row shows the mean ± sample std across ok seeds with
+the 95 % confidence interval of the mean (and n where fewer seeds than the ok runs have a value).
 """
 from __future__ import annotations
 
@@ -17,15 +18,18 @@ from harness.reports.render import Block, Heading, Items, Paragraph, Table, to_m
 REPORT_DIR = "report"
 DASH = "—"
 
+_STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s")
+#: Per stat: mean, sample std, n (ok runs with a value), the 95 % CI of the mean.
+_STAT_FIELDS = ("mean", "std", "n", "ci_low", "ci_high")
+
 #: The CSV's columns, in order: every numeric column holds a raw number or is empty.
 CSV_COLUMNS = [
     "suite", "task", "model", "setting", "metric", "n_ok", "n_failed",
-    "test_metric_mean", "test_metric_std", "train_loss_mean", "train_loss_std",
-    "forward_nfe_mean", "forward_nfe_std", "backward_nfe_mean", "backward_nfe_std",
-    "epoch_time_s_mean", "epoch_time_s_std", "params", "paper_params",
+    *(f"{name}_{part}" for name in _STATS for part in _STAT_FIELDS), "params", "paper_params",
 ]
-
-_STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s")
+#: What a table cell holds, said once above the tables.
+CELLS = ("Cells: mean ± sample std over the ok seeds, then in brackets the 95 % confidence "
+         "interval of the mean; (n=…) where fewer seeds than the runs ok have the value.")
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,7 +60,9 @@ def summary_row(group: Group) -> dict[str, Any]:
         "errors": [(run["seed"], run.get("error")) for run in group.failed],
     }
     for name, value in stats.items():
-        row[f"{name}_mean"], row[f"{name}_std"] = value.mean, value.std
+        for part, number in zip(_STAT_FIELDS, (value.mean, value.std, value.n, value.low,
+                                               value.high)):
+            row[f"{name}_{part}"] = number
     return row
 
 
@@ -94,7 +100,7 @@ def render_markdown(rows: list[dict[str, Any]], level: int = 2) -> str:
     """A heading, a seeds line, a table and the failed runs' errors for each (suite, task),
     laid out by :func:`harness.reports.render.to_markdown` (which escapes the record strings)."""
     grouped = sections(rows)
-    blocks: list[Block] = []
+    blocks: list[Block] = [Paragraph(CELLS)] if rows else []
     for (suite, task), task_rows in grouped.items():
         blocks += [Heading(level, section_title(suite, task, grouped)),
                    Paragraph(seeds_line(task_rows)), Table(*table(task_rows))]
@@ -123,10 +129,14 @@ def write_summary(rows: list[dict[str, Any]], out: Path) -> Path:
 
 
 def _cell(row: dict[str, Any], name: str) -> str:
-    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+    """``mean ± std [low, high]``, with ``(n=k)`` when k differs from the ok runs."""
+    mean, std, n = row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"]
     if mean is None:
         return DASH
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+    text = f"{mean:.4g}"
+    if std is not None:
+        text += f" ± {std:.2g} [{row[f'{name}_ci_low']:.3g}, {row[f'{name}_ci_high']:.3g}]"
+    return text + (f" (n={n})" if n != row["n_ok"] else "")
 
 
 def _plain(value: Any) -> str:
