@@ -81,7 +81,8 @@ def test_the_page_content(page: Path, results: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert '<h2 id="point-cloud-test">point_cloud</h2>' in text
     assert "<td>hbnode</td><td class=\"num\">2</td><td class=\"num\">0</td>" in text
-    assert "point_cloud/sonode/seed 0: SolverFailure: too many steps" in text
+    assert ("<tr><td>point_cloud/sonode/seed 0</td><td>SolverFailure: too many steps</td></tr>"
+            in text)  # the failed runs' table (a record without a traceback: the error alone)
     # the shipped paper claims, then the results dir's own claims.yaml
     assert ">Heavy Ball Neural ODEs (Xia et al., NeurIPS 2021)</h3>" in text
     assert "hbnode.yaml, shipped with the harness: ✓ " in text
@@ -108,7 +109,7 @@ def test_record_strings_reach_index_md_escaped(tmp_path: Path) -> None:
     markdown = written.markdown.read_text(encoding="utf-8")
     assert "<script>" not in markdown and "<img" not in markdown and "<u>" not in markdown
     assert "# harness report: s&lt;u&gt;" in markdown
-    assert "seed 1: Boom \\| &lt;img src=x onerror=alert(1)&gt;<br>next" in markdown
+    assert "/seed 1 | Boom \\| &lt;img src=x onerror=alert(1)&gt;<br>next |" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| &lt;script&gt;"))
     assert len(re.split(r"(?<!\\)\|", row)) == 12  # the table's 10 cells, none split
     assert "&lt;script&gt;" in written.html.read_text(encoding="utf-8")  # HTML: escaped once
