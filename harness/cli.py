@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2
     unavailable = data.by_run if args.skip_unavailable else {}
-    if unavailable:
+    if unavailable and not args.quiet:
         print(f"leaving out {len(unavailable)} runs for missing data (recorded as failed, "
               f"data_missing; a rerun tries them again):\n"
               + "\n".join(f"  {missing.path}" for missing in data.missing), file=sys.stderr)

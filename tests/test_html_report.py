@@ -126,7 +126,7 @@ def test_record_strings_reach_index_md_escaped(tmp_path: Path) -> None:
     markdown = written.markdown.read_text(encoding="utf-8")
     assert "<script>" not in markdown and "<img" not in markdown and "<u>" not in markdown
     assert "# harness report: s&lt;u&gt;" in markdown
-    assert "seed 1: Boom \\| &lt;img src=x onerror=alert(1)&gt;<br>next" in markdown
+    assert "/seed 1 | Boom \\| &lt;img src=x onerror=alert(1)&gt;<br>next |" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| &lt;script&gt;"))
     assert len(re.split(r"(?<!\\)\|", row)) == 12  # the table's 10 cells, none split
     assert "&lt;script&gt;" in written.html.read_text(encoding="utf-8")  # HTML: escaped once

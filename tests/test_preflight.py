@@ -57,7 +57,7 @@ def test_skip_unavailable_runs_the_rest_and_records_the_others(suite, tmp_path, 
     data, out = tmp_path / "data", tmp_path / "out"
     write_silverbox(data, 100)
     trust_written(monkeypatch, data)
-    code = main(["run", str(suite), "--out", str(out), "--data-root", str(data), "--quiet",
+    code = main(["run", str(suite), "--out", str(out), "--data-root", str(data),
                  "--skip-unavailable"])
     captured = capsys.readouterr()
     assert code == 0  # the runs left out do not fail the command: they were asked to be
