@@ -450,7 +450,7 @@ def test_task_options_are_checked_against_every_task_they_apply_to(tmp_path, reg
     ("{task: toy, model: node, models: [node]}", "runs[0]", "both 'model' and 'models' given",
      "valid: exactly one of them"),
     ("{model: node}", "runs[0]", "no 'task' or 'tasks' given", "toy, toy2"),
-    ("{task: toy}", "runs[0]", "no 'model' or 'models' given", "anode, ghbnode, hbnode, "),
+    ("{task: toy}", "runs[0]", "no 'model' or 'models' given", "anode, ghbnode, "),
     ("{task: tyo, model: node}", "runs[0].task", "unknown task 'tyo'", "(did you mean 'toy'?)"),
     ("{tasks: [toy, tiy2], model: node}", "runs[0].tasks[1]", "unknown task 'tiy2'",
      "(did you mean 'toy2'?)"),

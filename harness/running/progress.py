@@ -85,7 +85,7 @@ class Progress:
         with self.lock:
             seconds, unknown = self.eta.suite_remaining()
             elapsed = self.eta.elapsed()
-        if unknown and not seconds:
+        if unknown and seconds < 1:
             eta = "ETA ? (no epoch of these configurations timed yet)"
         else:
             eta = f"ETA {'≥ ' if unknown else ''}{duration(seconds)}"
