@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 import pluggy
@@ -48,12 +49,12 @@ VJP = tuple[State, State, dict[Tensor, Tensor]]
 
 #: Where a part of the initial state comes from (:attr:`Family.initial_state`), and what each
 #: start means for the part's n channels, given the input x of c channels.
-STARTS: Mapping[str, str] = {
+STARTS: Mapping[str, str] = MappingProxyType({
     "input+zeros": "x in the first c channels, zeros after (ANODE's augmentation)",
     "input+network": "x in the first c channels, the initial-velocity network's after",
     "network": "all n channels from the initial-velocity network",
     "zeros": "all n channels zero",
-}
+})
 
 class Family(nn.Module):
     """A dynamics family. Subclass it, set the class attributes, implement :meth:`derivatives`.
@@ -78,7 +79,7 @@ class Family(nn.Module):
     #: ``parts``, across the parts that take channels from it. The paper's second-order rule
     #: (the network supplies every channel after x's c, across h and m) is
     #: ``{"h": "input+network", "m": "network"}``.
-    initial_state: ClassVar[Mapping[str, str]] = {"h": "input+zeros"}
+    initial_state: ClassVar[Mapping[str, str]] = MappingProxyType({"h": "input+zeros"})
     #: Integration interval (t0, T); a Nesterov-type family needs t0 > 0.
     interval: ClassVar[tuple[float, float]] = (0.0, 1.0)
     #: A family whose widths to take on tasks that list none for this one (by default the

@@ -10,6 +10,8 @@ nothing; one that raises is switched off and reported as its plugin's failure
 The specs live here, not in :mod:`harness.contract`, because their types (the backend and
 executor base classes, the run spec) live in layers above the contract; plugins import
 ``hookimpl`` from :mod:`harness`.
+
+May import: harness.contract, harness.suites, harness.running, harness.solvers.
 """
 from __future__ import annotations
 

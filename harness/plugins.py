@@ -132,6 +132,9 @@ def _collect(registry: Registry) -> None:
                 registry.sources[(kind, name)] = plugin
 
 
+#: The hooks that returned instances under contract 1.
+CLASSES_SINCE_2 = ("harness_tasks", "harness_solver_backends")
+
 #: The kinds the registry keeps one instance of, made when the plugins load (families and
 #: executors stay classes, instantiated per use).
 INSTANTIATED = ("task", "backend")
@@ -140,8 +143,10 @@ INSTANTIATED = ("task", "backend")
 def _subclass_problem(item: object, hook: str, base: type, base_name: str) -> str | None:
     """Why ``item``, returned by ``hook``, is not a named subclass of ``base``, or None."""
     if isinstance(item, base):
-        return (f"{hook} returned an instance, {item!r}; since plugin contract 2 it returns "
-                f"classes: return {type(item).__qualname__}, not {type(item).__qualname__}()")
+        since = " (since plugin contract 2)" if hook in CLASSES_SINCE_2 else ""
+        kind = type(item).__qualname__
+        return (f"{hook} returned an instance, {item!r}; it returns classes{since}: return "
+                f"{kind}, not {kind}()")
     if not (isinstance(item, type) and issubclass(item, base)):
         return f"{hook} returned {item!r}, not a subclass of {base_name}"
     name = getattr(item, "name", None)

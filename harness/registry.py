@@ -28,11 +28,14 @@ class Registry:
 
     manager: pluggy.PluginManager
     families: dict[str, type[Family]] = field(default_factory=dict)
+    """family name → class, instantiated per ODE block with the run's ``model_options``."""
     tasks: dict[str, Task] = field(default_factory=dict)
+    """task name → the one instance of the class a plugin returned, made when it loaded."""
     executors: dict[str, type] = field(default_factory=dict)
+    """executor name → class (an :class:`harness.running.executors.Executor`), one per command."""
     backends: dict[str, SolverBackend] = field(default_factory=dict)
-    """solver backend name → :class:`harness.solvers.backends.SolverBackend`: what runs built with
-    this registry solve with."""
+    """solver backend name → the one instance of the class a plugin returned: what runs built
+    with this registry solve with."""
     packages: dict[str, str] = field(default_factory=dict)
     """plugin name → the distribution that provides it."""
     sources: dict[tuple[str, str], str] = field(default_factory=dict)

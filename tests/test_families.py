@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +77,12 @@ def test_family_parameters_are_trained(hm):
     _, dm = family.derivatives(T, (h, m), f)
     dm.sum().backward()
     assert family.omega.grad is not None and family.chi.grad is not None
+
+
+MODELS = Path(__file__).resolve().parents[1] / "plugins" / "models"
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.py")), ids=lambda p: p.name)
+def test_a_built_in_family_fits_in_forty_lines(path):
+    """The contract's promise to a family's author, kept by the built-ins."""
+    assert len(path.read_text().splitlines()) <= 40, f"{path.name} is longer than 40 lines"

@@ -158,9 +158,11 @@ class ReturnsInstances:
 def test_a_hook_returning_an_instance_where_a_class_is_expected_is_that_plugins_failure():
     registry = load_registry([("instances", ReturnsInstances()), ("fine", Fine())])
     reasons = sorted(f.reason for f in registry.failures if f.plugin == "instances")
-    assert len(reasons) == 3 and all("since plugin contract 2 it returns classes" in r
-                                     for r in reasons)
-    assert any("return _Task, not _Task()" in r for r in reasons)
+    assert len(reasons) == 3 and all("returned an instance" in r for r in reasons)
+    assert any(r.startswith("harness_tasks returned an instance, ") and r.endswith(
+        "; it returns classes (since plugin contract 2): return _Task, not _Task()") for r in reasons)
+    assert any(r.startswith("harness_model_families returned an instance, ") and r.endswith(
+        "; it returns classes: return NODE, not NODE()") for r in reasons)
     assert "other_point_cloud" not in registry.tasks
     assert "other_torchdiffeq" not in registry.backends
     assert "extra" in registry.families and "point_cloud" in registry.tasks

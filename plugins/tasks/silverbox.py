@@ -13,7 +13,8 @@ Run it with ``epochs: 0`` (the schedule's default): the record's epoch 0 holds t
 ``h_norm`` (and ``state_norm``, over all parts, as the authors' plot code takes it) at every
 sample, and their summaries. For the paper's setting give GHBNODE ``sigma: hardtanh``
 (ξ = ln 2 and γ = sigmoid(−3) are the families' initial values). The test loss is the MSE of
-h's first channel against V2 — meaningless before training, kept so training works too.
+the readout part's (h's) first channel against V2 — meaningless before training, kept so
+training works too.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def linear_signal(start: Tensor, end: Tensor, interval: tuple[float, float]) -> 
 
 
 class ForcedTrajectory(nn.Module):
-    """x (batch, samples, 2) of [V1, V2] → the state at every sample (batch, samples, P·n)."""
+    """x (batch, samples, 2) of [V1, V2] → the readout part at every sample (batch, samples,
+    n); :meth:`states` gives the whole state."""
 
     def __init__(self, ode: ODEBlock, velocity_net: nn.Module | None) -> None:
         super().__init__()
@@ -46,6 +48,10 @@ class ForcedTrajectory(nn.Module):
         self.velocity_net = velocity_net
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.readout(self.states(x))
+
+    def states(self, x: Tensor) -> Tensor:
+        """The state at every sample (batch, samples, P·n)."""
         v1 = x[..., 0]
         z = self.ode.initial_state(x[:, 0, 1:], self.velocity_net)
         states = [z]
@@ -55,9 +61,13 @@ class ForcedTrajectory(nn.Module):
             states.append(z)
         return torch.stack(states, dim=1)
 
+    def readout(self, states: Tensor) -> Tensor:
+        """The family's readout part (h for the paper's) of states (batch, samples, P·n)."""
+        return self.ode.part(states.flatten(0, 1)).unflatten(0, states.shape[:2])
+
     def h_norms(self, states: Tensor) -> tuple[list[float], list[float]]:
-        """Mean over the batch of ‖h(t)‖ and of ‖state(t)‖ at every sample."""
-        h = self.ode.part(states.flatten(0, 1)).unflatten(0, states.shape[:2])  # the readout
+        """Mean over the batch of ‖h(t)‖ (the readout part's) and of ‖state(t)‖ at every sample."""
+        h = self.readout(states)
         return h.norm(dim=-1).mean(dim=0).tolist(), states.norm(dim=-1).mean(dim=0).tolist()
 
 
@@ -104,7 +114,7 @@ class SilverboxInit(Task):
         assert isinstance(model, ForcedTrajectory)
         x, _ = next(iter(data.test))
         with torch.no_grad():
-            h_norm, state_norm = model.h_norms(model(x))
+            h_norm, state_norm = model.h_norms(model.states(x))
         growth = (math.log10(h_norm[-1] / h_norm[0])
                   if h_norm[0] > 0 and h_norm[-1] > 0 and math.isfinite(h_norm[-1]) else None)
         return {"h_norm": h_norm, "state_norm": state_norm, "h_norm_log10_growth": growth,
