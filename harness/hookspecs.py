@@ -11,13 +11,14 @@ The specs live here, not in :mod:`harness.contract`, because their types (the ba
 executor base classes, the run spec) live in layers above the contract; plugins import
 ``hookimpl`` from :mod:`harness`.
 
-May import: harness.contract, harness.suites, harness.running, harness.solvers.
+May import: harness.record, harness.contract, harness.suites, harness.running, harness.solvers.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from harness.contract import Family, Task, hookspec
+from harness.record import EpochRecord, RunRecord
 from harness.running.executors import Executor
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import RunSpec
@@ -51,10 +52,10 @@ def harness_run_started(run: RunSpec) -> None:
 
 
 @hookspec
-def harness_epoch_finished(run: RunSpec, epoch: Mapping[str, Any]) -> None:
+def harness_epoch_finished(run: RunSpec, epoch: EpochRecord) -> None:
     """A run finished an epoch; ``epoch`` is the per-epoch record that goes into the result."""
 
 
 @hookspec
-def harness_run_finished(run: RunSpec, record: Mapping[str, Any]) -> None:
+def harness_run_finished(run: RunSpec, record: RunRecord) -> None:
     """A run ended (``record["status"]`` is "ok" or "failed"); the record is about to be stored."""
