@@ -48,5 +48,6 @@ def test_summary_tex_beside_summary_md(tmp_path) -> None:
     assert "\\caption{point\\_cloud, suite test: 2 seeds: 0, 1.}" in tex
     row = next(line for line in tex.splitlines() if line.strip().startswith("hbnode"))
     cells = [cell.strip() for cell in row.rstrip("\\ ").split("&")]
-    assert cells[:4] == ["hbnode", "2", "0", "0.55 \\ensuremath{\\pm} 0.071"]
+    # mean ± std, then the 95 % CI of the mean (t with 1 degree of freedom: ±12.7 · 0.05)
+    assert cells[:4] == ["hbnode", "2", "0", "0.55 \\ensuremath{\\pm} 0.071 [-0.0853, 1.19]"]
     assert "±" not in tex
