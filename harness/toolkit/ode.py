@@ -173,7 +173,7 @@ class ODEBlock(nn.Module):
             func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
         if self.solver.max_nfe:
             func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
-        return self.backend.solve(func, z0, t, self.solver)
+        return self.backend.solve_noting(func, z0, t, self.solver, self.dynamics.counter.note)
 
     def part(self, z: Tensor, name: str = "h") -> Tensor:
         return z.chunk(self.dynamics.n_parts, dim=1)[self.family.parts.index(name)]
