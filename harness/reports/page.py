@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.reports import figures as figs
+from harness.reports import work_precision
 from harness.reports.aggregate import Group, group_runs
 from harness.reports.claim_results import INCONCLUSIVE, SYMBOLS
 from harness.reports.claim_verdicts import ClaimResult, evaluate
@@ -96,7 +97,8 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
         section_groups = groups[(suite, task)]
         blocks += _section(title, anchor, suite, section_rows, section_groups,
                            paper_figures.get(task))
-        for figure in figs.draw_all(section_groups, out / "figures", anchor, formats):
+        for figure in [*figs.draw_all(section_groups, out / "figures", anchor, formats),
+                       *work_precision.draw(section_groups, out / "figures" / anchor, formats)]:
             drawn += figure.files
             blocks.append(_image(figure, out))
     toc += [Link("Paper claims", "#claims"), Link("Environment", "#environment")]

@@ -202,6 +202,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
                 raise TimeLimitExceeded(f"time limit of {spec.time_limit_s} s reached in epoch "
                                         f"{epoch}, iteration {iterations}")
         train_time = perf_counter() - epoch_start
+        solve_notes = counter.take_notes(("forward", "backward"))
         nfe = counter.take()
         record: EpochRecord = {
             "epoch": epoch, "iterations": iterations,
@@ -211,6 +212,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
             "train_time_s": train_time,
             "forward_time_s": sums["forward_time_s"] / iterations,
             "backward_time_s": sums["backward_time_s"] / iterations,
+            **solve_notes,
         }
         if epoch % spec.eval_every == 0 or epoch == spec.epochs:
             record.update(evaluate_and_measure(epoch))
@@ -238,9 +240,10 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounte
                 sums[name] = sums.get(name, 0.0) + value * batch
             n_batches += 1
             samples += batch
+    solve_notes = counter.take_notes(("eval",))
     nfe = counter.take()["eval"]
     return {**{f"test_{k}": v / samples for k, v in sums.items()},
-            "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches}
+            "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches, **solve_notes}
 
 
 def _task_options(task: Task, spec: RunSpec) -> dict[str, Any]:

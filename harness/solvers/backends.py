@@ -3,7 +3,9 @@
 A backend is an object with a ``name``, the ``package`` whose version the record names, the
 ``methods`` it has, ``check(config)`` and ``solve(func, z0, t, config)``, which integrates
 ``func`` from z0 over t = [t0, t1] and returns the state at t1, gradients included (with the
-adjoint when ``config.adjoint``). It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
+adjoint when ``config.adjoint``). A backend with statistics of its own (the proximal backend's
+outer steps and inner iterations) overrides ``solve_noting``, which the ODE block calls and
+which hands them to the run's record. It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
 per-element time scaling and NFE caps (which wrap ``func``) work for every backend.
 
 Built in (:mod:`harness.solvers.built_in`): ``torchdiffeq`` (:mod:`harness.solvers.torchdiffeq_backend`,
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from importlib.metadata import PackageNotFoundError, version
-from typing import ClassVar
+from typing import Callable, ClassVar, Mapping
 
 from torch import Tensor, nn
 
 from harness.solvers.settings import SolverConfig
+
+Note = Callable[[Mapping[str, float]], None]
+"""Takes one solve's statistics, {name: number}, into the current phase of the run's record."""
 
 
 class SolverBackend(ABC):
@@ -48,6 +53,12 @@ class SolverBackend(ABC):
     @abstractmethod
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
         """The state at t[-1]."""
+
+    def solve_noting(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig,
+                     note: Note | None) -> Tensor:
+        """:meth:`solve`, handing ``note`` the statistics of each solve it makes (the forward
+        one and, with the adjoint, the backward one). The default has none to hand."""
+        return self.solve(func, z0, t, config)
 
 
 class PerElementTime:

@@ -7,10 +7,11 @@ from typing import Sequence
 from harness.contract import hookimpl
 from harness.solvers.backends import SolverBackend
 from harness.solvers.fast.backend import FastBackend
+from harness.solvers.proximal.backend import ProximalBackend
 from harness.solvers.torchdiffeq_backend import TorchdiffeqBackend
 from harness.solvers.torchode_backend import TorchodeBackend
 
 
 @hookimpl
 def harness_solver_backends() -> Sequence[type[SolverBackend]]:
-    return (TorchdiffeqBackend, FastBackend, TorchodeBackend)
+    return (TorchdiffeqBackend, FastBackend, TorchodeBackend, ProximalBackend)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Mapping
 
 PHASES = ("forward", "backward", "eval", "probe")
 
@@ -13,14 +13,17 @@ class NFECounter:
     The runner sets the phase around the forward pass ("forward"), around ``loss.backward()``
     ("backward": the adjoint solve calls the dynamics there), around evaluation ("eval") and
     around a task's extra measurements ("probe").
-    One counter is shared by every ODE block of a model.
+    One counter is shared by every ODE block of a model. It also keeps the statistics a
+    solver backend notes per solve (:meth:`note`: the proximal backend's outer steps and
+    inner iterations), by phase too.
     """
 
-    __slots__ = ("phase", "counts")
+    __slots__ = ("phase", "counts", "notes")
 
     def __init__(self) -> None:
         self.phase = "forward"
         self.counts = dict.fromkeys(PHASES, 0)
+        self.notes: dict[str, list[Mapping[str, float]]] = {}
 
     def tick(self) -> None:
         self.counts[self.phase] += 1
@@ -33,7 +36,22 @@ class NFECounter:
         finally:
             self.phase = previous
 
+    def note(self, stats: Mapping[str, float]) -> None:
+        """Keep one solve's statistics in the current phase."""
+        self.notes.setdefault(self.phase, []).append(stats)
+
     def take(self) -> dict[str, int]:
-        """Return the counts so far and start again from zero."""
-        counts, self.counts = self.counts, dict.fromkeys(PHASES, 0)
+        """Return the counts so far and start again from zero (noted statistics too)."""
+        counts, self.counts, self.notes = self.counts, dict.fromkeys(PHASES, 0), {}
         return counts
+
+    def take_notes(self, phases: tuple[str, ...] = PHASES) -> dict[str, float]:
+        """The noted statistics of ``phases`` as record fields, each the mean over that phase's
+        solves (``forward_outer_steps``, …), forgetting them; {} when no solve noted any."""
+        fields = {}
+        for phase in phases:
+            solves = self.notes.pop(phase, [])
+            for name in dict.fromkeys(name for stats in solves for name in stats):
+                values = [stats[name] for stats in solves if name in stats]
+                fields[f"{phase}_{name}"] = sum(values) / len(values)
+        return fields

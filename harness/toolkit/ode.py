@@ -181,7 +181,7 @@ class ODEBlock(nn.Module):
             func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
         if self.solver.max_nfe:
             func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
-        return self.backend.solve(func, z0, t, self.solver)
+        return self.backend.solve_noting(func, z0, t, self.solver, self.dynamics.counter.note)
 
     def part(self, z: Tensor, name: str | None = None) -> Tensor:
         """One part of states z (batch, P·n, …): the family's ``readout`` part unless named."""
