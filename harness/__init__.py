@@ -9,12 +9,12 @@ Everything else is internal and may move.
 """
 from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, STARTS, BuildContext,
                               DataNotFound, DifferentiableField, EpochBatches, Family,
-                              ODEBlockLike, Pullback, State, Structure, Task, TaskData, VJP,
+                              ODEBlockLike, PROFILES, Pullback, State, Structure, Task, TaskData, VJP,
                               VectorField, data_root_or_default, hookimpl, hookspec)
 
 __version__ = "0.1.0"
 
 __all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "STARTS", "BuildContext", "DataNotFound",
-           "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike", "Pullback",
+           "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike", "PROFILES", "Pullback",
            "State", "Structure", "Task", "TaskData", "VJP", "VectorField", "data_root_or_default",
            "hookimpl", "hookspec", "__version__"]

@@ -1,0 +1,81 @@
+"""The ``profile`` run setting and ``lr_restarts``: keys, the loader's profile levels, the
+optimizer restart. (What each task's authors-code profile changes: test_authors_code.py.)"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.running.runner import build_run, train
+from harness.suites.loader import SuiteError, suite_from_document
+from harness_plugins.tasks.point_cloud import PointCloud
+from tests.conftest import CPU, make_spec
+
+
+def runs(registry, *entries: dict) -> list:
+    return suite_from_document({"runs": list(entries)}, Path("s.yaml"), registry).runs
+
+
+def test_settings_added_later_stay_out_of_the_key_at_their_defaults():
+    paper = make_spec()
+    assert paper.config()["profile"] == "paper" and paper.config()["lr_restarts"] == {}
+    assert make_spec(profile="paper").key == paper.key
+    assert make_spec(profile="authors-code").key != paper.key
+    assert make_spec(lr_restarts={2: 1e-3}).key != paper.key
+
+
+def test_the_shipped_ci_suite_keeps_its_keys(registry):
+    """The default profile leaves every run as it was: ci.yaml's runs resolve to the settings
+    and keys they had (the record's config only gains the two new fields)."""
+    suite = suite_from_document({"runs": [{"task": "point_cloud", "model": "hbnode",
+                                           "epochs": 20, "lr": 0.02,
+                                           "solver": {"method": "dopri5", "tol": 1.0e-4}}]},
+                                Path("ci.yaml"), registry)
+    (spec,) = suite.runs
+    assert spec.profile == "paper" and spec.lr_restarts == {} and spec.task_options == {}
+    assert spec.model_options == {} and spec.grad_clip is None
+
+
+def test_a_profile_is_a_level_under_the_suites_settings(registry, monkeypatch):
+    monkeypatch.setattr(PointCloud, "profiles", {"authors-code": {
+        "lr": 0.5, "grad_clip": 2.0, "task_options": {"inner": 7, "outer": 9},
+        "models": {"ghbnode": {"model_options": {"sigma": "identity"}}}}})
+    entry = {"task": "point_cloud", "models": ["node", "ghbnode"], "profile": "authors-code",
+             "task_options": {"outer": 11}}
+    node, ghbnode = runs(registry, entry)
+    assert node.lr == 0.5 and node.grad_clip == 2.0          # the profile over the schedule
+    assert node.task_options == {"inner": 7, "outer": 11}    # the suite over the profile
+    assert node.model_options == {} and ghbnode.model_options == {"sigma": "identity"}
+    paper = runs(registry, {**entry, "profile": "paper"})[0]
+    assert paper.lr == PointCloud.schedule["lr"] and paper.task_options == {"outer": 11}
+    override = runs(registry, {**entry, "lr": 0.125})[0]
+    assert override.lr == 0.125
+
+
+def test_bad_profiles_and_restarts_are_named(registry, monkeypatch):
+    with pytest.raises(SuiteError, match="'author-code' is not a profile.*authors-code"):
+        runs(registry, {"task": "point_cloud", "model": "node", "profile": "author-code"})
+    with pytest.raises(SuiteError, match=r"lr_restarts\.1: epoch 1 is not an integer > 1"):
+        runs(registry, {"task": "point_cloud", "model": "node", "lr_restarts": {1: 0.1}})
+    with pytest.raises(SuiteError, match=r"lr_restarts\.3: -1 is not > 0"):
+        runs(registry, {"task": "point_cloud", "model": "node", "lr_restarts": {3: -1}})
+    monkeypatch.setattr(PointCloud, "profiles", {"authors-code": {"task_options": {"iner": 7}}})
+    with pytest.raises(SuiteError, match="profile 'authors-code'.*unknown option 'iner'"):
+        runs(registry, {"task": "point_cloud", "model": "node"})
+
+
+def test_a_restart_brings_a_fresh_optimizer_at_its_lr(registry):
+    spec = make_spec(epochs=3, lr=0.01, lr_restarts={3: 0.5},
+                     task_options={"inner": 5, "outer": 5})
+    built = build_run(spec, registry, CPU)
+    first = built.optimizer
+    data = registry.tasks["point_cloud"].data({**PointCloud.options, **spec.task_options}, 0,
+                                               None, CPU, None)
+    for record in train(spec, built, data, CPU):
+        fresh = record["epoch"] == 3
+        assert (built.optimizer is first) != fresh
+        assert built.optimizer.param_groups[0]["lr"] == (0.5 if fresh else 0.01)
+    steps = {int(state["step"]) for state in built.optimizer.state.values()}
+    assert steps == {1}  # the full batch: one step in epoch 3, none carried over from 1 and 2
+    assert all(isinstance(p, torch.Tensor) for p in built.optimizer.param_groups[0]["params"])
