@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.reports.tables import render_markdown, summarize
 from harness.running.runner import build_run, train
 from harness.suites.loader import SuiteError, suite_from_document
 from harness_plugins.tasks.point_cloud import PointCloud
 from tests.conftest import CPU, make_spec
+from tests.result_records import record
 
 
 def runs(registry, *entries: dict) -> list:
@@ -79,3 +81,22 @@ def test_a_restart_brings_a_fresh_optimizer_at_its_lr(registry):
     steps = {int(state["step"]) for state in built.optimizer.state.values()}
     assert steps == {1}  # the full batch: one step in epoch 3, none carried over from 1 and 2
     assert all(isinstance(p, torch.Tensor) for p in built.optimizer.param_groups[0]["params"])
+
+
+def test_a_grid_sets_both_profiles_side_by_side_and_the_report_names_them(registry):
+    paper, authors = runs(registry, {"task": "plane_vibration", "model": "hbnode",
+                                     "grid": {"profile": ["paper", "authors-code"]}})
+    assert (paper.profile, authors.profile) == ("paper", "authors-code")
+    assert authors.task_options["cell"] == "authors" and paper.task_options == {}
+    epochs = [{"epoch": 1, "loss": 0.5, "forward_nfe": 20.0, "backward_nfe": 30.0,
+               "train_time_s": 1.0, "test_accuracy": 0.9}]
+    both = [record("point_cloud", "hbnode", 0, epochs, config={"profile": profile})
+            for profile in ("paper", "authors-code")]
+    both[1]["key"] += "/authors"
+    text = render_markdown(summarize(both))
+    assert "profile: paper, authors-code" in text and "profile=authors-code" in text
+    older = record("point_cloud", "hbnode", 0, epochs)  # a record from before profiles
+    assert "profile" not in older["config"]
+    assert "1 seed: 0; profile: paper" in render_markdown(summarize([older]))
+    only = record("point_cloud", "hbnode", 0, epochs, config={"profile": "authors-code"})
+    assert "1 seed: 0; profile: authors-code" in render_markdown(summarize([only]))
