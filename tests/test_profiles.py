@@ -9,7 +9,7 @@ import torch
 
 from harness.reports.tables import render_markdown, summarize
 from harness.running.runner import build_run, train
-from harness.suites.loader import SuiteError, suite_from_document
+from harness.suites.loader import SuiteError, load_suite, suite_from_document
 from harness_plugins.tasks.point_cloud import PointCloud
 from tests.conftest import CPU, make_spec
 from tests.result_records import record
@@ -100,3 +100,19 @@ def test_a_grid_sets_both_profiles_side_by_side_and_the_report_names_them(regist
     assert "1 seed: 0; profile: paper" in render_markdown(summarize([older]))
     only = record("point_cloud", "hbnode", 0, epochs, config={"profile": "authors-code"})
     assert "1 seed: 0; profile: authors-code" in render_markdown(summarize([only]))
+
+
+def test_the_authors_code_suite_runs_the_papers_experiments(registry):
+    """suites/paper-authors-code.yaml: paper.yaml's runs (task, model, seed, epochs, batch,
+    solver), all under the authors' profile, whose settings it leaves to the profile."""
+    suites = Path(__file__).resolve().parents[1] / "suites"
+    paper, authors = (load_suite(suites / name, registry).runs
+                      for name in ("paper.yaml", "paper-authors-code.yaml"))
+
+    def experiment(spec):
+        return spec.task, spec.model, spec.seed, spec.epochs, spec.batch_size, spec.solver
+
+    assert [experiment(s) for s in authors] == [experiment(s) for s in paper]
+    assert {s.profile for s in paper} == {"paper"} and {s.profile for s in authors} == {"authors-code"}
+    vibration = [s for s in authors if s.task == "plane_vibration"]
+    assert {(s.lr, s.grad_clip, s.task_options["cell"]) for s in vibration} == {(1e-3, 1.0, "authors")}
