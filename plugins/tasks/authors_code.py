@@ -38,13 +38,13 @@ class AuthorsCell(nn.Module):
 @torch.no_grad()
 def shrink_as_authors(twice: Iterable[nn.Module], once: Iterable[nn.Module], factor: float) -> None:
     """The authors' initial shrinking as it acts. ``trainpv`` (``plane_vibration/trainpv.py``
-    line 19) calls ``shrink_parameters(model, 0.01)`` (``misc.py``), which multiplies every
+    line 20) calls ``shrink_parameters(model, 0.01)`` (``misc.py``), which multiplies every
     entry of ``model.state_dict()`` in place; the ODE cell, the RNN cell and the initial-state
     layer are registered under two names each (``model.cell`` and ``model.ode_rnn.ode``,
-    ``model.rnn`` and ``model.ode_rnn.rnn``, ``model.ic`` and ``model.ode_rnn.ic``;
-    ``hbnode_rnn_pv.py`` lines 48–53), so their tensors are multiplied twice (×factor²: 1e-4,
-    HBNODE's ω included, which moves γ = sigmoid(ω) from sigmoid(−3) to ≈ 0.5); the output
-    layer once (×factor). Buffers are shrunk like parameters, as state_dict holds both."""
+    ``model.rnn`` and ``model.ode_rnn.rnn``, ``model.ic`` and ``model.ode_rnn.ic``:
+    ``node_rnn_pv.py`` lines 45–48, ``hbnode_rnn_pv.py`` lines 49–54), so their tensors are
+    multiplied twice (×factor²: 1e-4, HBNODE's ω included, which moves γ = sigmoid(ω) from
+    sigmoid(−3) to ≈ 0.5); the output layer once (×factor). Buffers are shrunk like parameters, as state_dict holds both."""
     for modules, scale in ((twice, factor * factor), (once, factor)):
         for module in modules:
             for tensor in [*module.parameters(), *module.buffers()]:

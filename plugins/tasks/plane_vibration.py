@@ -129,9 +129,9 @@ class PlaneVibration(SequenceTask):
                     "ghbnode": 16127}
     options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1,
                "reconstruction_weight": 0.0, "normalise": "train", "cell": "dense", "shrink": 1.0}
-    #: The authors' code (docs/profiles.md): ``plane_vibration/trainpv.py`` lines 14–15 (lr
-    #: 1e-3, then 1e-4 with a new Adam at their epoch 50, our 51), 35–40 (the loss), 56 (the
-    #: clipping), 26–33 (batches in order); ``hbnode_rnn_pv.py`` line 48 (ξ: ``corr``, learnable).
+    #: The authors' code (docs/profiles.md): ``plane_vibration/trainpv.py`` lines 17 and 30–31
+    #: (lr 1e-3, then 1e-4 with a new Adam from their epoch 50, our 51), 34 (batches in order),
+    #: 43–46 (the loss), 66 (the clipping); ``hbnode_rnn_pv.py`` line 49 (ξ: ``corr``, learnable).
     profiles = {"authors-code": {
         "lr": 1.0e-3, "lr_restarts": {51: 1.0e-4}, "grad_clip": 1.0,
         "task_options": {"normalise": "series", "cell": "authors", "shrink": 0.01,
