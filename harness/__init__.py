@@ -7,14 +7,14 @@ conformance kit for a plugin's tests), and the base classes of the other plugin 
 :class:`harness.solvers.backends.SolverBackend` and :class:`harness.running.executors.Executor`.
 Everything else is internal and may move.
 """
-from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, STARTS, BuildContext,
-                              DataNotFound, DifferentiableField, EpochBatches, Family,
-                              ODEBlockLike, PROFILES, Pullback, State, Structure, Task, TaskData, VJP,
-                              VectorField, data_root_or_default, hookimpl, hookspec)
+from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, PROFILES, STARTS,
+                              BuildContext, DataNotFound, DifferentiableField, EpochBatches,
+                              Family, ODEBlockLike, Pullback, State, Structure, Task, TaskData,
+                              VJP, VectorField, data_root_or_default, hookimpl, hookspec)
 
 __version__ = "0.1.0"
 
-__all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "STARTS", "BuildContext", "DataNotFound",
-           "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike", "PROFILES", "Pullback",
-           "State", "Structure", "Task", "TaskData", "VJP", "VectorField", "data_root_or_default",
-           "hookimpl", "hookspec", "__version__"]
+__all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "PROFILES", "STARTS", "BuildContext",
+           "DataNotFound", "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike",
+           "Pullback", "State", "Structure", "Task", "TaskData", "VJP", "VectorField",
+           "data_root_or_default", "hookimpl", "hookspec", "__version__"]

@@ -129,7 +129,7 @@ def _check_task_options(value: Any, at: str, report: Problems, tasks: list[Task]
 
 
 def check_profiles(task: Task, report: Problems, backends: Mapping[str, SolverBackend],
-                   families: Mapping[str, type[Family]]) -> dict[str, list[dict[str, Any]]]:
+                   families: Mapping[str, type[Family]]) -> dict[str, dict[str, dict[str, Any]]]:
     """The task's :attr:`~harness.Task.profiles`, checked: per profile, its level for every run
     and, under ``models``, one per installed family (families not installed are skipped), as
     ``{profile: {"": level, family: level, …}}``."""

@@ -44,7 +44,8 @@ def shrink_as_authors(twice: Iterable[nn.Module], once: Iterable[nn.Module], fac
     ``model.rnn`` and ``model.ode_rnn.rnn``, ``model.ic`` and ``model.ode_rnn.ic``:
     ``node_rnn_pv.py`` lines 45–48, ``hbnode_rnn_pv.py`` lines 49–54), so their tensors are
     multiplied twice (×factor²: 1e-4, HBNODE's ω included, which moves γ = sigmoid(ω) from
-    sigmoid(−3) to ≈ 0.5); the output layer once (×factor). Buffers are shrunk like parameters, as state_dict holds both."""
+    sigmoid(−3) to ≈ 0.5); the output layer once (×factor). Buffers are shrunk like
+    parameters, as state_dict holds both."""
     for modules, scale in ((twice, factor * factor), (once, factor)):
         for module in modules:
             for tensor in [*module.parameters(), *module.buffers()]:
