@@ -8,10 +8,10 @@ conformance kit for a plugin's tests), and the base classes of the other plugin 
 and, for analysing results, :func:`load_results` (a pandas DataFrame of every run's epochs,
 from :mod:`harness.reports.frame`). Everything else is internal and may move.
 """
-from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, STARTS, BuildContext,
-                              DataNotFound, DifferentiableField, EpochBatches, Family,
-                              ODEBlockLike, Pullback, State, Structure, Task, TaskData, VJP,
-                              VectorField, data_root_or_default, hookimpl, hookspec)
+from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, PROFILES, STARTS,
+                              BuildContext, DataNotFound, DifferentiableField, EpochBatches,
+                              Family, ODEBlockLike, Pullback, State, Structure, Task, TaskData,
+                              VJP, VectorField, data_root_or_default, hookimpl, hookspec)
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
 
 
-__all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "STARTS", "BuildContext", "DataNotFound",
-           "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike", "Pullback",
-           "State", "Structure", "Task", "TaskData", "VJP", "VectorField", "data_root_or_default",
-           "hookimpl", "hookspec", "load_results", "__version__"]
+__all__ = ["CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "PROFILES", "STARTS", "BuildContext",
+           "DataNotFound", "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike",
+           "Pullback", "State", "Structure", "Task", "TaskData", "VJP", "VectorField",
+           "data_root_or_default", "hookimpl", "hookspec", "load_results", "__version__"]

@@ -56,6 +56,16 @@ STARTS: Mapping[str, str] = MappingProxyType({
     "zeros": "all n channels zero",
 })
 
+#: Whose settings a run follows where the paper's text and the code that drew its figures differ
+#: (run setting ``profile``). A task declares what each profile other than "paper" changes for
+#: it in :attr:`Task.profiles`; docs/profiles.md lists every difference and its source.
+PROFILES: Mapping[str, str] = {
+    "paper": "the paper's text (the default)",
+    "authors-code": "the authors' code (hedixia/HeavyBallNODE), where it differs from the text, "
+                    "without its bugs",
+}
+
+
 class Family(nn.Module):
     """A dynamics family. Subclass it, set the class attributes, implement :meth:`derivatives`.
 
@@ -287,6 +297,12 @@ class Task:
     paper_params: ClassVar[dict[str, int]] = {}
     #: Task-specific options (suite key ``task_options``) and their defaults.
     options: ClassVar[dict[str, Any]] = {}
+    #: What a profile other than "paper" (:data:`PROFILES`) changes, by profile name: run
+    #: settings as a suite writes them (``task_options``, ``lr``, ``grad_clip``, …), plus
+    #: ``models: {family name: run settings}`` for single families. The suite loader puts them
+    #: between the task's ``schedule`` and the suite's own settings, so a suite still overrides
+    #: them and the record's configuration shows what ran.
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     #: Run settings for a run of a few seconds (say, task_options that shrink the data): used
     #: by the conformance kit (:mod:`harness.conformance`) to take one training step per family.
     tiny: ClassVar[dict[str, Any]] = {}
@@ -350,5 +366,5 @@ __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
     "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
-    "Structure", "State", "VJP",
+    "Structure", "State", "VJP", "PROFILES",
 ]

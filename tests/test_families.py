@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.conformance import _vjp_matches_autograd
 from harness_plugins.models.anode import ANODE
 from harness_plugins.models.ghbnode import GHBNODE
 from harness_plugins.models.hbnode import HBNODE
@@ -77,6 +78,47 @@ def test_family_parameters_are_trained(hm):
     _, dm = family.derivatives(T, (h, m), f)
     dm.sum().backward()
     assert family.omega.grad is not None and family.chi.grad is not None
+
+
+def test_hbnode_with_the_authors_xi_term(hm):
+    """The authors' plane-vibration HBNODE-RNN: m' also has −ξ·h, ξ = softplus(χ) learnable."""
+    h, m = hm
+    family = HBNODE(xi_init=0.0)
+    gamma, xi = 1 / (1 + math.exp(3.0)), math.log(2.0)
+    dh, dm = family.derivatives(T, (h, m), f)
+    torch.testing.assert_close(dh, m)
+    torch.testing.assert_close(dm, -gamma * m + 2 * h + T - xi * h)
+    assert sum(p.numel() for p in family.parameters()) == 2
+
+
+def test_ghbnode_with_a_fixed_xi(hm):
+    """The authors' point-cloud GHBNODE: ξ = 2 fixed (no parameter), σ = identity."""
+    h, m = hm
+    family = GHBNODE(sigma="identity", xi=2.0)
+    gamma = 1 / (1 + math.exp(3.0))
+    dh, dm = family.derivatives(T, (h, m), f)
+    torch.testing.assert_close(dh, m)
+    torch.testing.assert_close(dm, -gamma * m + 2 * h + T - 2.0 * h)
+    assert [p.numel() for p in family.parameters()] == [1]
+
+
+class _HBNODEWithXi(HBNODE):
+    derivatives_vjp = HBNODE.derivatives_vjp
+
+    def __init__(self) -> None:
+        super().__init__(xi_init=0.3)
+
+
+class _GHBNODEFixedXi(GHBNODE):
+    derivatives_vjp = GHBNODE.derivatives_vjp
+
+    def __init__(self) -> None:
+        super().__init__(sigma="tanh", xi=2.0)
+
+
+@pytest.mark.parametrize("family", [_HBNODEWithXi, _GHBNODEFixedXi])
+def test_the_hand_written_vjp_covers_the_xi_options(family):
+    _vjp_matches_autograd(family)
 
 
 MODELS = Path(__file__).resolve().parents[1] / "plugins" / "models"

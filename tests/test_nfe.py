@@ -13,8 +13,8 @@ RK4_QUARTER = {"method": "rk4", "options": {"step_size": 0.25}}  # 4 steps × 4 
 def one_step(spec, registry):
     """Forward, loss and backward once, each in its phase; returns the counts per phase."""
     built = build_run(spec, registry, CPU)
-    data = registry.tasks[spec.task].data({"inner": 40, "outer": 80, "data_seed": None},
-                                          0, None, CPU, None)
+    task = registry.tasks[spec.task]
+    data = task.data({**task.options, "inner": 40, "outer": 80}, 0, None, CPU, None)
     x, y = next(iter(data.train))
     with built.counter.in_phase("forward"):
         loss = built.task.loss(built.model(x), y)

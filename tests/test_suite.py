@@ -386,7 +386,7 @@ def test_unknown_keys(tmp_path, registry, text, at, bad, valid):
     ("optimizer: adamm", "optimizer", "'adamm' is not an optimizer",
      "valid: adam, adamw, sgd (did you mean 'adam'?)"),
     ("solver: {method: dopri}", "solver.method", "'dopri' is not a solver",
-     "valid: adaptive_heun, bosh3, dopri5, "),
+     "valid: adaptive_heun, backward_euler, bdf2, bdf3, bdf4, bosh3, crank_nicolson, dopri5, "),
     ("solver: {method: dopri}", "solver.method", "", "(did you mean 'dopri5'?)"),
     ("solver: {adjoint: 'yes'}", "solver.adjoint", "'yes' is not a boolean", "valid: true or false"),
     ("solver: {tol: -1.0e-3}", "solver.tol", "-0.001 is not > 0", "valid: a number > 0"),
@@ -396,7 +396,8 @@ def test_unknown_keys(tmp_path, registry, text, at, bad, valid):
     ("widths: 3", "widths", "3 is not a mapping", "or null"),
     ("eval_every: 1.5", "eval_every", "1.5 is not an integer", "valid: an integer > 0"),
     ("model_options: {gama_init: 1}", "model_options.gama_init",
-     "unknown option 'gama_init' for model 'hbnode'", "valid: gamma_init (did you mean 'gamma_init'?)"),
+     "unknown option 'gama_init' for model 'hbnode'",
+     "valid: gamma_init, xi_init (did you mean 'gamma_init'?)"),
     ("task_options: {sise: 3}", "task_options.sise", "unknown option 'sise' for task 'toy'",
      "(did you mean 'size'?)"),
     ("task_options: {size: 2.5}", "task_options.size", "2.5 is not an integer", "valid: an integer"),
@@ -427,7 +428,7 @@ def test_model_options_are_checked_against_every_model_they_apply_to(tmp_path, r
     """)
     assert problems(path, registry) == [
         f"{path}: runs[0].overrides.hbnode.model_options.sigma: unknown option 'sigma' for model "
-        "'hbnode'; valid: gamma_init",
+        "'hbnode'; valid: gamma_init, xi_init",
         f"{path}: defaults.model_options.gamma_init: unknown option 'gamma_init' for model 'node'; "
         "valid: none",
     ]

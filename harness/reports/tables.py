@@ -56,6 +56,7 @@ def summary_row(group: Group) -> dict[str, Any]:
         "setting": setting_label(group.setting), "label": group.label, "metric": group.metric,
         "n_ok": len(group.ok), "n_failed": len(group.failed),
         "params": group.first("params"), "paper_params": group.first("paper_params"),
+        "profile": (group.first("config") or {}).get("profile", "paper"),  # older: the paper's
         "seeds": [run["seed"] for run in group.runs],
         "errors": [(run["seed"], run.get("error")) for run in group.failed],
     }
@@ -92,8 +93,11 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def seeds_line(rows: list[dict[str, Any]]) -> str:
+    """The section's seeds and the profile(s) its runs followed (paper's text or authors' code)."""
     seeds = sorted({seed for row in rows for seed in row["seeds"]})
-    return f"{len(seeds)} seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds))}"
+    profiles = ", ".join(dict.fromkeys(row["profile"] for row in rows))
+    return (f"{len(seeds)} seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds))}; "
+            f"profile: {profiles}")
 
 
 def render_markdown(rows: list[dict[str, Any]], level: int = 2) -> str:

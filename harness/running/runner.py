@@ -78,6 +78,11 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
     return BuiltRun(task, family, widths, model, optimizer, counter)
 
 
+def restarted(spec: RunSpec, model: nn.Module, epoch: int) -> torch.optim.Optimizer:
+    """The optimizer ``spec.lr_restarts`` starts at ``epoch``: a new one, with that epoch's lr."""
+    return OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr_restarts[epoch])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -167,6 +172,8 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
     for epoch in range(first_epoch, spec.epochs + 1):
         if not model.training:  # evaluation left it in eval mode (a walk over every module)
             model.train()
+        if epoch in spec.lr_restarts:  # a fresh optimizer (its state too) at the new lr
+            optimizer = built.optimizer = restarted(spec, model, epoch)
         counter.take()
         data.train.set_epoch(epoch)
         sums: dict[str, float] = {}

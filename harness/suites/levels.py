@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Collection, Mapping
 
-from harness.contract import Family, Task
+from harness.contract import PROFILES, Family, Task
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks
 from harness.suites.validation import (Problems, boolean, integer, join, mapping, number,
-                                       numeric, positive_int, string)
+                                       numeric, positive_int, positive_number, string)
 
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
 MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
@@ -128,6 +128,31 @@ def _check_task_options(value: Any, at: str, report: Problems, tasks: list[Task]
     return dict(options)
 
 
+def check_profiles(task: Task, report: Problems, backends: Mapping[str, SolverBackend],
+                   families: Mapping[str, type[Family]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The task's :attr:`~harness.Task.profiles`, checked: per profile, its level for every run
+    and, under ``models``, one per installed family (families not installed are skipped), as
+    ``{profile: {"": level, family: level, …}}``."""
+    checked: dict[str, dict[str, dict[str, Any]]] = {}
+    for profile, raw in task.profiles.items():
+        at = f"task {task.name!r} profile {profile!r}"
+        if profile not in PROFILES:
+            report.unknown(at, f"{profile!r} is not a profile", profile, PROFILES)
+            continue
+        raw = dict(raw)
+        models = mapping(raw.pop("models", {}), join(at, "models"), report,
+                         "a mapping of model name to run settings")
+        levels = {"": check_settings(raw, at, report, Scope(backends, [task]))}
+        for model, settings in models.items():
+            where = join(join(at, "models"), model)
+            if model in families:
+                levels[model] = check_settings(mapping(settings, where, report, "run settings"),
+                                               where, report,
+                                               Scope(backends, [task], [families[model]]))
+        checked[profile] = levels
+    return checked
+
+
 def merge(base: dict[str, Any], layer: dict[str, Any],
            merged: dict[str, dict] = MERGED) -> dict[str, Any]:
     """``base`` updated by ``layer``: keys in ``merged`` merge key by key, others replace."""
@@ -139,11 +164,27 @@ def merge(base: dict[str, Any], layer: dict[str, Any],
     return result
 
 
+def _check_lr_restarts(value: Any, at: str, report: Problems) -> dict[int, float]:
+    """``{epoch: lr}``, each epoch an integer > 1 (epoch 1 takes ``lr``), each lr > 0."""
+    restarts = mapping(value, at, report, "a mapping of epoch (an integer > 1) to a learning rate")
+    checked = {}
+    for epoch, lr in restarts.items():
+        where = join(at, epoch)
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 2:
+            report.add(where, f"epoch {epoch!r} is not an integer > 1",
+                       "valid: the epoch (counted from 1) whose start gets a fresh optimizer; "
+                       "epoch 1 takes `lr`")
+            continue
+        checked[epoch] = report.check(where, positive_number, lr)
+    return checked
+
+
 #: How each setting whose value is a mapping is checked, in the scope of its level.
 STRUCTURED_SETTINGS: dict[str, Callable[[Any, str, Problems, Scope], Any]] = {
     "solver": lambda value, at, report, scope: _check_solver(value, at, report,
                                                              solver_checks(scope.backends)),
     "widths": lambda value, at, report, scope: _check_widths(value, at, report),
+    "lr_restarts": lambda value, at, report, scope: _check_lr_restarts(value, at, report),
     "model_options": lambda value, at, report, scope: _check_model_options(value, at, report,
                                                                            scope.families),
     "task_options": lambda value, at, report, scope: _check_task_options(value, at, report,

@@ -2,7 +2,8 @@
 
 A suite lists run entries (tasks × models × grid points × seeds). Each run's settings are
 resolved in this order, later levels winning: the defaults (the settings' own, see
-:mod:`harness.suites.runspec`) < the task's ``schedule`` <
+:mod:`harness.suites.runspec`) < the task's ``schedule`` < the task's settings for the run's
+``profile`` (:attr:`harness.Task.profiles`: for every run, then for its model) <
 the suite's ``defaults`` < the entry's settings < the grid point < the entry's
 ``overrides[model]``. The mappings ``solver`` (and its ``options``), ``model_options`` and
 ``task_options`` merge key by key; every other setting is replaced. ``solver.tol`` sets both
@@ -30,7 +31,7 @@ from typing import Any, Collection
 
 from harness.contract import Task, data_root_or_default
 from harness.registry import Registry
-from harness.suites.levels import Scope, check_settings, merge, option_value
+from harness.suites.levels import Scope, check_profiles, check_settings, merge, option_value
 from harness.suites.runspec import SETTINGS, RunSpec, default_settings
 from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_negative_int,
                                        optional, positive_int, read_yaml, string, top_level,
@@ -225,17 +226,28 @@ def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[s
     return checked
 
 
+def _merged(*levels: dict[str, Any]) -> dict[str, Any]:
+    """The levels merged, later ones winning."""
+    settings: dict[str, Any] = {}
+    for level in levels:
+        settings = merge(settings, level)
+    return copy.deepcopy(settings)
+
+
 def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
-            schedules: dict[str, dict[str, Any]], data_root: str | None,
-            registry: Registry) -> list[RunSpec]:
+            schedules: dict[str, dict[str, Any]], profiles: dict[str, dict[str, dict]],
+            data_root: str | None, registry: Registry) -> list[RunSpec]:
     """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
     runs: dict[str, RunSpec] = {}
     for entry in entries:
         for task in entry.tasks:
-            base = merge(merge(merge(default_settings(), schedules[task.name]), defaults),
-                          entry.settings)
             for model, point in itertools.product(entry.models, entry.grid):
-                settings = copy.deepcopy(merge(merge(base, point), entry.overrides.get(model, {})))
+                suite_levels = (defaults, entry.settings, point, entry.overrides.get(model, {}))
+                settings = _merged(default_settings(), schedules[task.name], *suite_levels)
+                profile = profiles[task.name].get(settings["profile"], {})
+                if profile:  # the profile's levels go under the suite's
+                    settings = _merged(default_settings(), schedules[task.name], profile[""],
+                                       profile.get(model, {}), *suite_levels)
                 # Each task reads its options as its defaults' types (a float option's 1 is 1.0).
                 settings["task_options"] = {key: option_value(task.options[key], value)
                                             for key, value in settings["task_options"].items()}
@@ -292,9 +304,12 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     schedules = {task.name: check_settings(dict(task.schedule), f"task {task.name!r} schedule",
                                             report, Scope(registry.backends, [task]))
                  for task in used_tasks}
+    profiles = {task.name: check_profiles(task, report, registry.backends, registry.families)
+                for task in used_tasks}
     report.raise_if_any(SuiteError)
 
     root = str(data_root_or_default(data_root, suite_root, path.parent))
     return Suite(name=name, path=path, description=description,
-                 runs=_expand(name, entries, defaults, schedules, root, registry), data_root=root,
+                 runs=_expand(name, entries, defaults, schedules, profiles, root, registry),
+                 data_root=root,
                  execution=execution)

@@ -5,7 +5,9 @@ The run settings — what a suite may set per run — are defined once, as the f
 solver's keys: :class:`harness.solvers.settings.SolverConfig`'s fields, checked by
 :func:`solver_checks`). The defaults a suite starts from (:func:`default_settings`), the keys the
 loader accepts and how it checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config`
-(stored in the record) and the key all derive from these fields.
+(stored in the record) and the key all derive from these fields. A setting added after records
+existed is made with ``keyed_from_default=False`` (``lr_restarts``, ``profile``): the key leaves
+it out while it holds its default, so every earlier run keeps its key and resumes.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from harness.contract import PROFILES
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SolverConfig
 from harness.suites.validation import (boolean, choice, non_negative_int, optional, positive_int,
@@ -33,13 +36,17 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 STRUCTURED = "structured"
 
 
-def setting(default: Any, check: Callable[[Any], Any] | str) -> Any:
+def setting(default: Any, check: Callable[[Any], Any] | str,
+            keyed_from_default: bool = True) -> Any:
     """A run setting: a field of :class:`RunSpec` with its default and how a suite's value for it
     is checked (a function returning the normalised value or raising
-    :class:`~harness.suites.validation.Invalid`, or :data:`STRUCTURED`)."""
+    :class:`~harness.suites.validation.Invalid`, or :data:`STRUCTURED`). With
+    ``keyed_from_default=False`` the key leaves the setting out while it holds its default (a
+    setting added after records existed: their keys stay as they were)."""
+    metadata = {"check": check, "keyed_from_default": keyed_from_default}
     if isinstance(default, (dict, SolverConfig)):  # mutable: each spec its own
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"check": check})
-    return field(default=default, metadata={"check": check})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,12 @@ class RunSpec:
     eval_every: int = setting(1, positive_int)
     grad_clip: float | None = setting(None, optional(positive_number))
     time_limit_s: float | None = setting(None, optional(positive_number))
+    lr_restarts: dict[int, float] = setting({}, STRUCTURED, keyed_from_default=False)
+    """{epoch: lr}: at the start of each listed epoch, a fresh optimizer with that lr (the
+    authors' plane-vibration schedule: ``{51: 1.0e-4}`` after 50 epochs at ``lr``)."""
+    profile: str = setting("paper", choice(PROFILES, "a profile"), keyed_from_default=False)
+    """Whose settings the run follows where the paper's text and its authors' code differ
+    (:data:`harness.contract.PROFILES`); the loader applies the task's settings for it."""
     data_root: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     """Versions of the packages providing the task and the model: part of the key."""
@@ -88,6 +101,9 @@ class RunSpec:
         config = self.config()
         if config["solver"]["backend"] == "torchdiffeq":  # the default keeps the keys it had
             del config["solver"]["backend"]
+        for name, default in default_settings().items():  # so do settings added later
+            if not SETTINGS[name].metadata["keyed_from_default"] and config[name] == default:
+                del config[name]
         text = json.dumps([config, self.versions], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

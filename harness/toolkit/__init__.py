@@ -16,13 +16,13 @@ from harness.toolkit.networks import Autonomous, SolveThenRead, mlp
 from harness.toolkit.ode import ODEBlock
 from harness.toolkit.odernn import ODERNN, InitialState, Trajectory
 from harness.toolkit.pullbacks import pointwise
-from harness.toolkit.sequences import (FORECAST, ONE_STEP, pack_inputs, pack_targets,
-                                       sequence_loss, sequence_metrics, target_values,
-                                       unpack_inputs)
+from harness.toolkit.sequences import (FORECAST, ONE_STEP, RECONSTRUCTION, pack_inputs,
+                                       pack_targets, sequence_loss, sequence_metrics,
+                                       target_values, unpack_inputs)
 
 __all__ = [
-    "FORECAST", "ONE_STEP", "ODERNN", "Autonomous", "InitialState", "ODEBlock", "Signal",
-    "SolveThenRead", "TensorBatches", "Trajectory", "adjoint_norms", "decay_summary",
+    "FORECAST", "ONE_STEP", "RECONSTRUCTION", "ODERNN", "Autonomous", "InitialState", "ODEBlock",
+    "Signal", "SolveThenRead", "TensorBatches", "Trajectory", "adjoint_norms", "decay_summary",
     "exponential_rate", "gaps", "keep_stamps", "mlp", "pack_inputs", "pack_targets", "pointwise",
     "sequence_loss", "sequence_metrics", "solve_with_input", "target_values", "unpack_inputs",
     "window_starts",

@@ -10,7 +10,8 @@ task packs what belongs together into each, row by row:
   (``observed`` = 0, features 0) follow; their ``elapsed`` is the time from the last
   observation to a stamp the model is asked to forecast.
 * **targets** y, shape (batch, rows', 2 + k): ``[role, weight, values…]`` with role
-  :data:`ONE_STEP` or :data:`FORECAST`; ``weight`` is that role's weight in the loss.
+  :data:`ONE_STEP`, :data:`FORECAST` or :data:`RECONSTRUCTION` (an observation read back from
+  the state that has just read it); ``weight`` is that role's weight in the loss.
 
 A prediction is (batch, rows', k), row for row with y. The layout is the same for every
 element of a batch.
@@ -22,8 +23,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-ONE_STEP, FORECAST = 0, 1
-ROLE_NAMES = {ONE_STEP: "one_step_mse", FORECAST: "forecast_mse"}
+ONE_STEP, FORECAST, RECONSTRUCTION = 0, 1, 2
+ROLE_NAMES = {ONE_STEP: "one_step_mse", FORECAST: "forecast_mse",
+              RECONSTRUCTION: "reconstruction_mse"}
 
 
 class Inputs(NamedTuple):
@@ -82,6 +84,7 @@ def sequence_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def sequence_metrics(prediction: Tensor, target: Tensor) -> dict[str, float]:
-    """``one_step_mse`` and (where there are forecast rows) ``forecast_mse``."""
+    """``one_step_mse`` and, where there are such rows, ``forecast_mse`` and
+    ``reconstruction_mse``."""
     return {ROLE_NAMES[role]: mse.item()
             for role, (mse, _) in _per_role(prediction, target).items()}

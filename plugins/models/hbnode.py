@@ -1,7 +1,5 @@
-"""HBNODE (Xia et al. 2021): h' = m, m' = −γ·m + f(h, t), with γ = sigmoid(ω), ω learnable;
-[h0, m0] = [x, v(x)]: the task's initial-velocity network v supplies every channel after x's c."""
-from __future__ import annotations
-
+"""HBNODE (Xia et al. 2021): h' = m, m' = −γ·m + f(h, t), γ = sigmoid(ω), [h0, m0] = [x, v(x)];
+``xi_init`` adds −ξ·h, ξ = softplus(χ), as the authors' plane-vibration code (docs/profiles.md)."""
 import torch
 from torch import Tensor, nn
 
@@ -13,26 +11,28 @@ class HBNODE(Family):
     parts = ("h", "m")
     initial_state = {"h": "input+network", "m": "network"}
 
-    def __init__(self, gamma_init: float = -3.0) -> None:
+    def __init__(self, gamma_init: float = -3.0, xi_init: float | None = None) -> None:
         super().__init__()
         self.omega = nn.Parameter(torch.tensor(float(gamma_init)))
+        self.chi = None if xi_init is None else nn.Parameter(torch.tensor(float(xi_init)))
 
-    @property
-    def gamma(self) -> Tensor:
-        return torch.sigmoid(self.omega)
+    gamma = property(lambda self: torch.sigmoid(self.omega))
+    xi = property(lambda self: nn.functional.softplus(self.chi))  # only with a ξ term
 
     def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
-        h, m = state
-        return m, f(t, h) - self.gamma * m
+        (h, m), dm = state, f(t, state[0]) - self.gamma * state[1]
+        return m, dm if self.chi is None else dm - self.xi * h
 
     def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
                         f: DifferentiableField) -> VJP:
-        (h, m), (a_h, a_m) = state, cotangent
+        (h, m), (a_h, a_m), gamma = state, cotangent, self.gamma
         value, pullback = f(t, h)  # f's value, and g ↦ (gᵀ∂f/∂h, {parameter: gradient})
-        gamma = self.gamma
-        a_fh, grads = pullback(a_m)  # m' reads f(h) with weight 1
+        (a_x, grads), dm = pullback(a_m), value - gamma * m  # m' reads f(h) with weight 1
         grads[self.omega] = -(a_m * m).sum() * gamma * (1 - gamma)  # γ' = γ(1 − γ)
-        return (m, value - gamma * m), (a_fh, a_h - gamma * a_m), grads
+        if self.chi is not None:
+            grads[self.chi] = -(a_m * h).sum() * torch.sigmoid(self.chi)  # softplus' = sigmoid
+            dm, a_x = dm - self.xi * h, a_x - self.xi * a_m
+        return (m, dm), (a_x, a_h - gamma * a_m), grads
 
 
 @hookimpl

@@ -18,6 +18,15 @@ zero; then the ODE-RNN (f: n* → fc_h1 → ReLU → fc_h2 → ReLU → fc_n; ce
 [state, features]); the head fc_5 reads h. The layer sees the stamps the one-step regulariser
 predicts, but nothing of the 8 forecast stamps past the window; widths with ``c: 0`` build the
 model without it (the state then starts at zero). See docs/parameter-counts.md for the widths.
+
+Under the ``authors-code`` profile (docs/profiles.md) the options follow the authors' code:
+``normalise: series`` (the whole series' mean and std), ``cell: authors`` (their RNN cell:
+:class:`~harness_plugins.tasks.authors_code.AuthorsCell`), ``shrink: 0.01`` (their initial
+shrinking, as it acts: ×1e-4 for the ODE block, the cell and the initial-state layer, ×0.01
+for the head), ``reconstruction_weight: 0.1`` (the loss adds 0.1 × the MSE of each observation
+read back from the state that has just read it), training windows in order (``shuffle:
+false``); and lr 1e-3, then 1e-4 with a fresh Adam from epoch 51, gradients clipped at 1.0,
+HBNODE-RNN with a learnable ξ·h term.
 """
 from __future__ import annotations
 
@@ -27,8 +36,9 @@ import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, hookimpl
-from harness.toolkit import (FORECAST, ODERNN, ONE_STEP, Autonomous, gaps, InitialState,
-    keep_stamps, mlp, pack_inputs, pack_targets, Trajectory, unpack_inputs)
+from harness.toolkit import (FORECAST, ODERNN, ONE_STEP, RECONSTRUCTION, Autonomous, gaps,
+    InitialState, keep_stamps, mlp, pack_inputs, pack_targets, Trajectory, unpack_inputs)
+from harness_plugins.tasks.authors_code import AuthorsCell, shrink_as_authors
 from harness_plugins.tasks.sequence_files import locate, missing_file, read_plane_vibration
 from harness_plugins.tasks.sequence_task import (SEQUENCE_OPTIONS, SequenceData, SequenceModel,
                                                  SequenceTask, sequence_data)
@@ -37,15 +47,20 @@ FEATURES = 5
 INPUTS = 64        # observed stamps per segment; the 65th starts the forecast
 HORIZON = 8        # forecast stamps
 SPLITS = (0.5, 0.25, 0.25)
+NORMALISE = ("train", "series")  # whose mean and std standardise the series
+CELLS = ("dense", "authors")     # the paper's fc_{P·n} on [state, features], or the authors'
 
 
 def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
              weights: dict[int, float]) -> tuple[Tensor, Tensor]:
     """Packed (x, y) of every whole 65-stamp segment of the kept ``stamps`` whose forecast
-    stamps lie before ``end`` (the next split's first stamp)."""
+    stamps lie before ``end`` (the next split's first stamp). Target rows: the 63 next stamps,
+    the 8 forecast stamps, then (with a reconstruction weight) the 64 observations."""
     xs, ys = [], []
     offsets = torch.arange(HORIZON)
-    roles = [ONE_STEP] * (INPUTS - 1) + [FORECAST] * HORIZON
+    reconstruct = bool(weights.get(RECONSTRUCTION))
+    roles = ([ONE_STEP] * (INPUTS - 1) + [FORECAST] * HORIZON
+             + [RECONSTRUCTION] * (INPUTS if reconstruct else 0))
     for start in range(0, len(stamps) - INPUTS, INPUTS + 1):
         segment = stamps[start:start + INPUTS + 1]
         forecast = segment[-1] + offsets
@@ -55,11 +70,12 @@ def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
         elapsed = gaps(observed, observed[0]).float() * time_scale
         spans = (forecast - observed[-1]).float()[None] * time_scale
         xs.append(pack_inputs(series[observed][None], elapsed[None], spans))
-        targets = torch.cat([series[observed[1:]], series[forecast]])
+        targets = torch.cat([series[observed[1:]], series[forecast],
+                             *([series[observed]] if reconstruct else [])])
         ys.append(pack_targets(targets[None], roles, weights))
     width = 2 + FEATURES
     return (torch.cat(xs) if xs else torch.empty(0, INPUTS + HORIZON, width),
-            torch.cat(ys) if ys else torch.empty(0, INPUTS - 1 + HORIZON, width))
+            torch.cat(ys) if ys else torch.empty(0, len(roles), width))
 
 
 def split_windows(series: Tensor, options: dict[str, Any], generator: torch.Generator,
@@ -68,8 +84,11 @@ def split_windows(series: Tensor, options: dict[str, Any], generator: torch.Gene
     kept = keep_stamps(len(series), options["drop"], generator)
     n_train, n_val = int(SPLITS[0] * len(kept)), int(SPLITS[1] * len(kept))
     bounds = [0, n_train, n_train + n_val, len(kept)]
-    train = series[kept[:n_train]]
-    series = (series - train.mean(dim=0)) / train.std(dim=0)
+    if options["normalise"] not in NORMALISE:
+        raise ValueError(f"task option normalise is {options['normalise']!r}; valid: "
+                         f"{', '.join(NORMALISE)}")
+    reference = series[kept[:n_train]] if options["normalise"] == "train" else series
+    series = (series - reference.mean(dim=0)) / reference.std(dim=0)
     parts = []
     for lo, hi in zip(bounds, bounds[1:]):
         end = int(kept[hi]) if hi < len(kept) else len(series)
@@ -78,9 +97,11 @@ def split_windows(series: Tensor, options: dict[str, Any], generator: torch.Gene
 
 
 class PlaneVibrationModel(SequenceModel):
-    def __init__(self, initial: InitialState, hybrid: ODERNN, head: nn.Module) -> None:
+    def __init__(self, initial: InitialState, hybrid: ODERNN, head: nn.Module,
+                 reconstruct: bool = False) -> None:
         super().__init__()
         self.initial, self.hybrid, self.head = initial, hybrid, head
+        self.reconstruct = reconstruct
 
     def run(self, x: Tensor) -> tuple[Tensor, Trajectory]:
         inputs = unpack_inputs(x)
@@ -89,7 +110,10 @@ class PlaneVibrationModel(SequenceModel):
         one_step = self.head(self.hybrid.read(torch.stack(trajectory.before[1:], dim=1)))
         forecast = self.head(self.hybrid.read(self.hybrid.carry(trajectory.after[-1],
                                                                 inputs.queries)))
-        return torch.cat([one_step, forecast], dim=1), trajectory
+        rows = [one_step, forecast]
+        if self.reconstruct:  # each observation read back from the state that read it
+            rows.append(self.head(self.hybrid.read(torch.stack(trajectory.after, dim=1))))
+        return torch.cat(rows, dim=1), trajectory
 
 
 class PlaneVibration(SequenceTask):
@@ -103,7 +127,16 @@ class PlaneVibration(SequenceTask):
               "ghbnode": {"n": 20, "h1": 20, "h2": 20}}
     paper_params = {"node": 15986, "anode": 16730, "sonode": 16649, "hbnode": 16127,
                     "ghbnode": 16127}
-    options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1}
+    options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1,
+               "reconstruction_weight": 0.0, "normalise": "train", "cell": "dense", "shrink": 1.0}
+    #: The authors' code (docs/profiles.md): ``plane_vibration/trainpv.py`` lines 17 and 30–31
+    #: (lr 1e-3, then 1e-4 with a new Adam from their epoch 50, our 51), 34 (batches in order),
+    #: 43–46 (the loss), 66 (the clipping); ``hbnode_rnn_pv.py`` line 49 (ξ: ``corr``, learnable).
+    profiles = {"authors-code": {
+        "lr": 1.0e-3, "lr_restarts": {51: 1.0e-4}, "grad_clip": 1.0,
+        "task_options": {"normalise": "series", "cell": "authors", "shrink": 0.01,
+                         "reconstruction_weight": 0.1, "shuffle": False},
+        "models": {"hbnode": {"model_options": {"xi_init": 0.0}}}}}
     tiny = {"batch_size": 8, "task_options": {"train_windows": 8, "eval_windows": 8}}
     metric = "forecast_mse"
 
@@ -113,7 +146,8 @@ class PlaneVibration(SequenceTask):
         series = read_plane_vibration(path)
         data_seed = seed if options["data_seed"] is None else options["data_seed"]
         generator = torch.Generator().manual_seed(data_seed)
-        weights = {ONE_STEP: options["one_step_weight"], FORECAST: 1.0}
+        weights = {ONE_STEP: options["one_step_weight"], FORECAST: 1.0,
+                   RECONSTRUCTION: options["reconstruction_weight"]}
         train, val, test = split_windows(series, options, generator, weights)
         if min(len(train[0]), len(val[0]), len(test[0])) == 0:
             raise ValueError(f"{path}: {len(series)} stamps are too few for a "
@@ -126,10 +160,19 @@ class PlaneVibration(SequenceTask):
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n, h1, h2 = ctx.widths["n"], ctx.widths["h1"], ctx.widths["h2"]
         state = ctx.n_parts * n
+        options = ctx.options
+        if options["cell"] not in CELLS:
+            raise ValueError(f"task option cell is {options['cell']!r}; valid: {', '.join(CELLS)}")
         f = mlp([ctx.family.f_input_parts * n, h1, h2, n], nn.ReLU)
-        hybrid = ODERNN(ctx.ode(Autonomous(f), n), nn.Linear(state + FEATURES, state))
+        cell = (nn.Linear(state + FEATURES, state) if options["cell"] == "dense"
+                else AuthorsCell(ctx.n_parts, n, FEATURES))
+        hybrid = ODERNN(ctx.ode(Autonomous(f), n), cell)
         initial = InitialState(INPUTS * FEATURES, ctx.widths.get("c", state), state)
-        return PlaneVibrationModel(initial, hybrid, nn.Linear(n, FEATURES))
+        model = PlaneVibrationModel(initial, hybrid, nn.Linear(n, FEATURES),
+                                    reconstruct=options["reconstruction_weight"] > 0)
+        if options["shrink"] != 1.0:
+            shrink_as_authors([hybrid, initial], [model.head], options["shrink"])
+        return model
 
 
 @hookimpl

@@ -4,6 +4,11 @@
 annulus 0.85 < ‖r‖ < 1 (label −1). The model maps a point to a number in (−1, 1) through
 Tanh; the loss is the MSE against the label; accuracy counts points on the right side of 0.
 NODE cannot separate the classes (its flow preserves topology); the others can.
+
+``train_points`` (0: as many as the test set, inner + outer) draws that many training points
+instead, split between disc and annulus in the ratio inner : outer. Under the ``authors-code``
+profile (docs/profiles.md): 50 training points, as the authors' notebooks train on, and GHBNODE
+with ξ = 2 fixed and σ = identity, as their point-cloud GHBNODE is.
 """
 from __future__ import annotations
 
@@ -44,7 +49,10 @@ class PointCloud(Task):
     widths = {"node": {"n": 2, "h": 20}, "anode": {"n": 3, "h": 20}, "sonode": {"n": 2, "h": 13},
               "hbnode": {"n": 2, "h": 14}, "ghbnode": {"n": 2, "h": 14}}
     paper_params = {"node": 525, "anode": 567, "sonode": 528, "hbnode": 568, "ghbnode": 568}
-    options = {"inner": 40, "outer": 80, "data_seed": None}
+    options = {"inner": 40, "outer": 80, "data_seed": None, "train_points": 0}
+    profiles = {"authors-code": {
+        "task_options": {"train_points": 50},
+        "models": {"ghbnode": {"model_options": {"sigma": "identity", "xi": 2.0}}}}}
     tiny = {"task_options": {"inner": 10, "outer": 20}}
     metric = "accuracy"
 
@@ -52,7 +60,11 @@ class PointCloud(Task):
              device: torch.device, batch_size: int | None) -> TaskData:
         data_seed = seed if options["data_seed"] is None else options["data_seed"]
         generator = torch.Generator().manual_seed(data_seed)
-        train = sample_points(options["inner"], options["outer"], generator)
+        inner, outer = options["inner"], options["outer"]
+        if options["train_points"]:  # the same shares of disc and annulus
+            inner = round(options["train_points"] * inner / (inner + outer))
+            outer = options["train_points"] - inner
+        train = sample_points(inner, outer, generator)
         test = sample_points(options["inner"], options["outer"], generator)
         to = lambda xy: tuple(t.to(device) for t in xy)  # noqa: E731
         return TaskData(train=TensorBatches(*to(train), batch_size, shuffle=True, seed=data_seed),

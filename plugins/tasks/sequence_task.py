@@ -22,6 +22,7 @@ SEQUENCE_OPTIONS: dict[str, Any] = {
     "eval_windows": 0,       # … and of validation and test windows each (0: all)
     "adjoint_epochs": [],    # epochs after which to record the adjoint-decay curve
     "adjoint_windows": 64,   # how many training windows (the first, fixed) the probe uses
+    "shuffle": True,         # a new order of training windows each epoch (False: in order)
 }
 
 
@@ -66,7 +67,8 @@ def sequence_data(splits: list[tuple[Tensor, Tensor]], options: dict[str, Any], 
                         for split, key in zip(splits, ("train_windows", "eval_windows",
                                                        "eval_windows")))
     probe = tuple(t[:options["adjoint_windows"]].to(device) for t in splits[0])
-    return SequenceData(train=TensorBatches(*train, batch_size, shuffle=True, seed=data_seed),
+    return SequenceData(train=TensorBatches(*train, batch_size, shuffle=options["shuffle"],
+                                                     seed=data_seed),
                         test=TensorBatches(*test, batch_size),
                         validation=TensorBatches(*val, batch_size), probe=probe)
 
