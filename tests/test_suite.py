@@ -391,7 +391,7 @@ def test_unknown_keys(tmp_path, registry, text, at, bad, valid):
     ("solver: {adjoint: 'yes'}", "solver.adjoint", "'yes' is not a boolean", "valid: true or false"),
     ("solver: {tol: -1.0e-3}", "solver.tol", "-0.001 is not > 0", "valid: a number > 0"),
     ("solver: dopri5", "solver", "'dopri5' is not a mapping", "valid: a mapping with keys method"),
-    ("solver: {options: 3}", "solver.options", "3 is not a mapping", "valid: a mapping of torchdiffeq"),
+    ("solver: {options: 3}", "solver.options", "3 is not a mapping", "valid: a mapping of the solver backend's options"),
     ("widths: {n: 0}", "widths.n", "0 is not > 0", "valid: an integer > 0"),
     ("widths: 3", "widths", "3 is not a mapping", "or null"),
     ("eval_every: 1.5", "eval_every", "1.5 is not an integer", "valid: an integer > 0"),

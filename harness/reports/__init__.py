@@ -2,8 +2,8 @@
 statistics over seeds with scipy (seed_statistics), seed aggregation (aggregate), Markdown/CSV tables
 (tables), the figure kinds (figures) and their drawing (drawing), claims files (claims, with the
 paper's claims in paper_claims/), their verdicts on records (claim_verdicts, with the verdict
-words in claim_results and the tests of compare checks in claim_tests), compare, the renderer
-(render) and the page (page).
+words in claim_results and the tests of compare checks in claim_tests), compare, the work–precision figure and chapter 5's solver claims of pure-solve
+studies (work_precision), the renderer (render) and the page (page).
 
 May import: harness.contract, harness.suites.validation, harness.running.store,
 harness.running.tracebacks, harness.running.configs.

@@ -75,7 +75,7 @@ def _check_solver(value: Any, at: str, report: Problems,
         if key in checks:
             checked[key] = report.check(where, checks[key], item)
         elif key == "options":
-            options = mapping(item, where, report, "a mapping of torchdiffeq solver options")
+            options = mapping(item, where, report, "a mapping of the solver backend's options")
             checked[key] = {name: numeric(option) for name, option in options.items()}
         else:
             report.unknown(where, f"unknown solver key {key!r}", key, [*checks, "options"])
