@@ -17,6 +17,7 @@ from statistics import fmean, stdev
 from typing import Any
 
 from harness.reports.seed_statistics import CONFIDENCE, mean_interval
+from harness.running.configs import flatten as flat_config
 from harness.running.store import standing
 
 #: How one run's per-epoch field becomes one number: the mean over its epochs, or the value at
@@ -162,17 +163,11 @@ def curve_stats(curves: Sequence[Sequence[float]], log: bool = False) -> list[St
     return [stat(column) for column in columns]
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as dotted keys: ``{"solver": {"rtol": 1e-3}}`` → ``{"solver.rtol": 1e-3}``;
-    lists become JSON text so that they compare as values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = json.dumps(value) if isinstance(value, list) else value
-    return flat
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """A configuration as dotted keys (:func:`harness.running.configs.flatten`), lists as JSON
+    text so that they compare as values."""
+    return {key: json.dumps(value) if isinstance(value, list) else value
+            for key, value in flat_config(config).items()}
 
 
 def setting_label(setting: dict[str, Any]) -> str:

@@ -159,6 +159,12 @@ def save(figure: Figure, out: Path, formats: Sequence[str],
     canvas = MplFigure(figsize=(max(width, 6.0), 4.2), dpi=100, layout="constrained")
     draw(figure, canvas)
     canvas.suptitle(_wrap(figure.title, int(14 * max(width, 6.0))), fontsize=10)
+    return write(figure, canvas, out, formats)
+
+
+def write(figure: Figure, canvas: MplFigure, out: Path, formats: Sequence[str]) -> Figure:
+    """Write a drawn figure as ``out/<name>.<format>`` for each format, the same records giving
+    the same bytes; the files are added to ``figure.files``."""
     out.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context({"svg.hashsalt": "harness"}):
         for fmt in formats:

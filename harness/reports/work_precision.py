@@ -24,11 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 from matplotlib.figure import Figure as MplFigure
 
 from harness.reports.aggregate import Group
-from harness.reports.drawing import DEFAULT_FORMATS, Figure, Panel
+from harness.reports.drawing import DEFAULT_FORMATS, Figure, Panel, write
 from harness.suites.validation import Problems, mapping, read_yaml, top_level
 
 #: Chapter 5's claims, shipped in the package.
@@ -116,17 +115,7 @@ def _save(figure: Figure, curves: dict[str, list[Point]], out: Path,
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     canvas.suptitle(figure.title, fontsize=10)
-    out.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"svg.hashsalt": "harness"}):
-        for fmt in formats:
-            path = out / f"{figure.name}.{fmt}"
-            canvas.savefig(path, format=fmt, metadata=_METADATA.get(fmt))
-            figure.files.append(path)
-    return figure
-
-
-#: No dates or versions in the files, so that the same records give the same bytes.
-_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+    return write(figure, canvas, out, formats)
 
 
 # --- chapter 5's claims -----------------------------------------------------------------------
