@@ -45,7 +45,7 @@ def test_summary_tex_beside_summary_md(tmp_path) -> None:
     tex = (written.summary.parent / "summary.tex").read_text()
     assert written.summary.name == "summary.md"
     assert tex.count("\\begin{table}") == 1 and "\\toprule" in tex and "\\bottomrule" in tex
-    assert "\\caption{point\\_cloud, suite test: 2 seeds: 0, 1.}" in tex
+    assert "\\caption{point\\_cloud, suite test: 2 seeds: 0, 1; profile: paper.}" in tex
     row = next(line for line in tex.splitlines() if line.strip().startswith("hbnode"))
     cells = [cell.strip() for cell in row.rstrip("\\ ").split("&")]
     # mean ± std, then the 95 % CI of the mean (t with 1 degree of freedom: ±12.7 · 0.05)
