@@ -1,0 +1,173 @@
+"""The fast backend's integrators for an ensemble: M members' states solved side by side, each
+member stepping exactly as it would alone.
+
+The state is (M, N): row m is member m's flat state. Each member has its own time, step size,
+accept or reject and error ratio (its own norm over its own row), and fails on its own (step-size
+underflow, too many steps, non-finite state): a failed member is frozen and reported, the others
+go on. A member that reached t1 is frozen too; the field is still evaluated on every row (one
+batched call), but only the members in :attr:`Running.active` count the evaluation. Step sizes
+and stage times are the solo integrator's (:mod:`harness.solvers.fast.integrators`) arithmetic,
+per member: float64 in NumPy arrays, stage times in the state's precision, the step-size update
+and the initial step by the solo functions themselves, so every member takes the steps of its
+solo run.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harness.solvers.fast.integrators import (_ALPHA, _ERROR, _WEIGHTS, StepControl, first_guess,
+                                              fixed_grid, interpolate, optimal_step,
+                                              scalar_type, second_guess)
+from harness.solvers.settings import SolverFailure
+
+
+class Running:
+    """Which members a solve still advances (``active``), and the failures it met, by member."""
+
+    def __init__(self, active: np.ndarray) -> None:
+        self.active = np.array(active, dtype=bool)
+        self.failures: dict[int, BaseException] = {}
+
+    def fail(self, member: int, error: BaseException) -> None:
+        """Stop ``member`` with ``error`` (the first error of a member is the one kept)."""
+        if self.active[member]:
+            self.active[member] = False
+            self.failures[member] = error
+
+
+MemberFunc = Callable[[np.ndarray, Tensor, Running], Tensor]
+"""f(t, y, running): t holds each member's time (the state's precision), y is (M, live)."""
+MemberNorm = Callable[[Tensor], Tensor]
+"""Each member's error norm over its row: (M, N) → (M,)."""
+MemberIntegrate = Callable[[MemberFunc, Tensor, float, float, MemberNorm, "int | None", Running],
+                           Tensor]
+"""integrate(f, y0, t0, t1, norm, live, running): the members' states at t1."""
+
+
+def rms_rows(x: Tensor) -> Tensor:
+    """torchdiffeq's default norm of each member's row."""
+    return x.abs().pow(2).mean(dim=1).sqrt()
+
+
+def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: StepControl,
+                   norm: MemberNorm, live: int | None, running: Running) -> Tensor:
+    """Each running member's state at t1 by its own dopri5 steps (see
+    :func:`harness.solvers.fast.integrators.dopri5`); rows of the others stay y0's."""
+    scalar = scalar_type(y0)
+    size, width = y0.shape
+    live = width if live is None else live
+    weights = _WEIGHTS.to(device=y0.device, dtype=y0.dtype)
+    f0 = func(np.full(size, scalar(t0)), y0, running)
+    if control.first_step is not None:
+        dt = np.full(size, float(control.first_step))
+    else:
+        dt = _initial_steps(func, t0, y0, f0, control, norm, scalar, running)
+    t, y, f = np.full(size, t0), y0, f0
+    started = running.active.copy()
+    last_t0, last_t1, last_dt = t.copy(), t.copy(), np.zeros(size, dtype=scalar)
+    last_y0, last_y1 = y0, y0
+    last_k = y0.new_zeros(size, width, len(_ALPHA) + 1)
+    last_c = weights.expand(size, *weights.shape)
+    checked, n_steps = np.zeros(size, dtype=bool), np.zeros(size, dtype=np.int64)
+    while True:
+        running.active &= t1 > t
+        _check_steps(running, n_steps, control)
+        dt = np.where(np.isfinite(dt), dt, control.min_step)
+        dt = np.minimum(np.maximum(dt, control.min_step), control.max_step)
+        t_next = t + dt
+        for member in np.flatnonzero(running.active & ~(t_next > t)):
+            running.fail(int(member), SolverFailure(f"underflow in dt {dt[member]}"))
+        unchecked = running.active & ~checked
+        if unchecked.any():
+            finite = torch.isfinite(y).all(dim=1).cpu().numpy()
+            for member in np.flatnonzero(unchecked & ~finite):
+                running.fail(int(member), SolverFailure("non-finite values in state `y`"))
+            checked |= unchecked
+        if not running.active.any():
+            break
+        dt_s, t_s, t_next_s = dt.astype(scalar), t.astype(scalar), t_next.astype(scalar)
+        step = torch.from_numpy(dt_s).to(device=y0.device, dtype=y0.dtype)
+        coefficients = weights * step.view(size, 1, 1)
+        k = y.new_empty(size, width, len(_ALPHA) + 1)
+        k[:, :, 0] = f
+        for i, alpha in enumerate(_ALPHA):
+            ti = (np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0
+                  else t_s + scalar(alpha) * dt_s)
+            columns = slice(None) if i == len(_ALPHA) - 1 else slice(live)
+            yi = y[:, columns] + torch.sum(k[:, columns, :i + 1]
+                                           * coefficients[:, i, None, :i + 1], dim=-1)
+            k[:, :, i + 1] = func(ti, yi, running)
+        with torch.no_grad():
+            error = torch.sum(k * coefficients[:, _ERROR, None], dim=-1)
+            tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
+            ratio = norm(error.div_(tolerance)).cpu().numpy().astype(np.float64)
+        accept = ratio <= 1
+        accept[dt > control.max_step] = False
+        accept[dt <= control.min_step] = True
+        accept &= running.active
+        if accept.any():
+            rows = torch.from_numpy(accept).to(y0.device)
+            last_t0, last_t1 = np.where(accept, t, last_t0), np.where(accept, t_next, last_t1)
+            last_dt = np.where(accept, dt_s, last_dt)
+            last_y0 = torch.where(rows[:, None], y, last_y0)
+            last_y1 = torch.where(rows[:, None], yi, last_y1)
+            last_k = torch.where(rows[:, None, None], k, last_k)
+            last_c = torch.where(rows[:, None, None], coefficients, last_c)
+            t = np.where(accept, t_next, t)
+            y = torch.where(rows[:, None], yi, y)
+            f = torch.where(rows[:, None], k[:, :, -1], f)
+            checked &= ~accept
+        for member in np.flatnonzero(running.active):
+            dt[member] = min(max(optimal_step(float(dt[member]), float(ratio[member]), control),
+                                 control.min_step), control.max_step)
+        n_steps += running.active
+    ends = [interpolate(t1, float(last_t0[m]), float(last_t1[m]), last_y0[m], last_y1[m],
+                        last_k[m], last_c[m], last_dt[m], scalar)
+            if started[m] and m not in running.failures else y0[m] for m in range(size)]
+    return torch.stack(ends)
+
+
+def _check_steps(running: Running, n_steps: np.ndarray, control: StepControl) -> None:
+    for member in np.flatnonzero(running.active & (n_steps >= control.max_num_steps)):
+        running.fail(int(member), SolverFailure(
+            f"max_num_steps exceeded ({n_steps[member]}>={control.max_num_steps})"))
+
+
+def _initial_steps(func: MemberFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
+                   norm: MemberNorm, scalar: type, running: Running) -> np.ndarray:
+    """Each member's initial step, by the solo integrator's formulas on its own norms."""
+    with torch.no_grad():
+        scale = y0.abs().mul(control.rtol).add_(control.atol)
+        d0 = norm(y0 / scale).cpu().numpy().astype(scalar)
+        d1 = norm(f0 / scale).cpu().numpy().astype(scalar)
+    h0 = np.array([first_guess(a, b, scalar) for a, b in zip(d0, d1)], dtype=scalar)
+    h0_rows = torch.from_numpy(h0.astype(np.float64)).to(device=y0.device, dtype=y0.dtype)
+    f1 = func(np.array([scalar(t0 + float(h)) for h in h0], dtype=scalar),
+              y0 + h0_rows[:, None] * f0, running)
+    with torch.no_grad():
+        d2 = norm((f1 - f0) / scale).cpu().numpy().astype(scalar)
+    return np.array([second_guess(h, b, abs(c / h), scalar) for h, b, c in zip(h0, d1, d2)])
+
+
+def fixed_grid_members(method: str, func: MemberFunc, y0: Tensor, t0: float, t1: float,
+                       step_size: float | None, running: Running) -> Tensor:
+    """euler or rk4 on torchdiffeq's grid: the same steps for every member (rows of the members
+    not running are carried along, and not counted)."""
+    size = y0.shape[0]
+    return fixed_grid(method, lambda t, y: func(np.full(size, t), y, running), y0, t0, t1,
+                      step_size)
+
+
+def member_integrator(method: str, rtol: float, atol: float, options: dict) -> MemberIntegrate:
+    """The ensemble integrator for a method the fast backend has, with its options."""
+    if method == "dopri5":
+        control = StepControl(rtol=rtol, atol=atol, **options)
+        return lambda func, y0, t0, t1, norm, live, running: dopri5_members(
+            func, y0, t0, t1, control, norm, live, running)
+    step_size = options.get("step_size")
+    return lambda func, y0, t0, t1, norm, live, running: fixed_grid_members(
+        method, func, y0, t0, t1, step_size, running)

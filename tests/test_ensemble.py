@@ -1,0 +1,101 @@
+"""Ensembles: runs that differ only in seed, trained as members of one stacked model, each
+member as its solo run (float64: the same NFE in every solve, losses and parameters to
+rounding)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.running.runner import build_run
+from harness.toolkit.ensemble import Members, NotStackable, stack_models
+from tests.conftest import CPU, FAMILIES, make_spec
+
+SEEDS = (0, 1, 2, 3)
+TINY = {"inner": 10, "outer": 20}
+
+
+@pytest.fixture
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _specs(model: str, **settings):
+    solver = {"backend": "fast", "rtol": 1e-7, "atol": 1e-7, **settings.pop("solver", {})}
+    return [make_spec(model=model, seed=seed, solver=solver, task_options=TINY, **settings)
+            for seed in SEEDS]
+
+
+def _batch(registry, spec):
+    task = registry.tasks[spec.task]
+    return next(iter(task.data({**task.options, **spec.task_options}, spec.seed, None, CPU,
+                               None).train))
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_one_step_of_each_member_is_its_solo_step(registry, float64, model):
+    """Forward and adjoint solve: each member's NFE equal to its solo run's, predictions and
+    gradients to rounding (activations round by position in a vector: ulps, not more)."""
+    task, specs = registry.tasks["point_cloud"], _specs(model)
+    solo = []
+    for spec in specs:
+        built = build_run(spec, registry, CPU)
+        x, y = _batch(registry, spec)
+        with built.counter.in_phase("forward"):
+            prediction = built.model(x)
+        with built.counter.in_phase("backward"):
+            task.loss(prediction, y).backward()
+        solo.append((x, y, prediction.detach(), built.counter.take(),
+                     dict(built.model.named_parameters())))
+    members = Members(len(specs))
+    model_ = stack_models([build_run(spec, registry, CPU).model for spec in specs], members)
+    with members.in_phase("forward"):
+        predictions = model_(torch.cat([x for x, *_ in solo])).chunk(len(specs))
+    with members.in_phase("backward"):
+        sum(task.loss(p, y) for p, (_, y, *_) in zip(predictions, solo)).backward()
+    counts = members.take()
+    for m, (_, _, prediction, nfe, parameters) in enumerate(solo):
+        assert (counts["forward"][m], counts["backward"][m]) == (nfe["forward"], nfe["backward"])
+        torch.testing.assert_close(predictions[m].detach(), prediction, rtol=1e-12, atol=1e-14)
+        for name, stacked in model_.named_parameters():
+            reference = parameters[name.replace("ode.family_parameters", "ode.dynamics.family")]
+            torch.testing.assert_close(stacked.grad[m], reference.grad, rtol=1e-9, atol=1e-13)
+    assert counts["forward"].min() > 0 and not members.failures
+
+
+def test_a_member_that_fails_its_solve_is_frozen_and_the_others_finish(registry, float64):
+    """Member 2's f gives NaN: its error ratio is NaN, its step size underflows, and it is
+    recorded failed; the others' results and NFE are unchanged by its failure."""
+    specs = _specs("node")
+    members = Members(len(specs))
+    model = stack_models([build_run(spec, registry, CPU).model for spec in specs], members)
+    x = torch.cat([_batch(registry, spec)[0] for spec in specs])
+    with members.in_phase("forward"):
+        healthy = model(x).detach()
+    before = members.take()["forward"]
+    with torch.no_grad():
+        model.ode.dynamics.f.net[0].weight[2] = torch.nan
+    with members.in_phase("forward"):
+        result = model(x).detach().chunk(len(specs))
+    after = members.take()["forward"]
+    assert list(members.failures) == [2] and "underflow" in str(members.failures[2])
+    assert not members.alive[2] and members.alive[[0, 1, 3]].all()
+    for m in (0, 1, 3):
+        assert torch.equal(result[m], healthy.chunk(len(specs))[m])
+        assert after[m] == before[m]
+
+
+def test_models_with_parts_that_cannot_be_stacked_say_why(registry):
+    members = Members(2)
+    convolutions = [nn.Sequential(nn.Conv1d(1, 1, 3)) for _ in range(2)]
+    with pytest.raises(NotStackable, match=r"model.0 \(Conv1d\) holds weight, bias"):
+        stack_models(convolutions, members)
+    torchdiffeq = [build_run(make_spec(seed=seed, task_options=TINY), registry, CPU).model
+                   for seed in (0, 1)]
+    with pytest.raises(NotStackable, match="fast backend"):
+        stack_models(torchdiffeq, members)
+    assert members.alive.all() and np.all(members.take()["forward"] == 0)
