@@ -3,14 +3,20 @@ member as its solo run (float64: the same NFE in every solve, losses and paramet
 rounding)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from harness.running.runner import build_run
+from harness.plugins import load_registry
+from harness.running.checkpoints import Checkpoints
+from harness.running.ensembles import execute_ensemble
+from harness.running.runner import build_run, execute_run
 from harness.toolkit.ensemble import Members, NotStackable, stack_models
 from tests.conftest import CPU, FAMILIES, make_spec
+from tests.plugins_for_tests import Ensembles
 
 SEEDS = (0, 1, 2, 3)
 TINY = {"inner": 10, "outer": 20}
@@ -99,3 +105,39 @@ def test_models_with_parts_that_cannot_be_stacked_say_why(registry):
     with pytest.raises(NotStackable, match="fast backend"):
         stack_models(torchdiffeq, members)
     assert members.alive.all() and np.all(members.take()["forward"] == 0)
+
+
+@pytest.fixture(scope="module")
+def with_failing_seed():
+    return load_registry([("ensembles", Ensembles())])
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_each_member_trains_as_its_solo_run(with_failing_seed, float64, model, tmp_path):
+    """Three epochs (full batch: three iterations) of four seeds, seed 2's loss NaN at its
+    second iteration: every member's record has its solo run's status, failure, NFE per epoch
+    (forward, backward, evaluation), and losses and metrics to rounding; final parameters too."""
+    registry = with_failing_seed
+    specs = [replace(spec, task="one_seed_fails", epochs=3) for spec in _specs(model)]
+    checkpoints = Checkpoints(tmp_path)  # each keeps its last epoch's parameters
+    solo = [execute_run(spec, registry, CPU, checkpoints=checkpoints) for spec in specs]
+    records = execute_ensemble(specs, registry, CPU, checkpoints=checkpoints)
+    assert [r["status"] for r in records] == [r["status"] for r in solo] == [
+        "ok", "ok", "failed", "ok"]
+    for index, (record, alone) in enumerate(zip(records, solo)):
+        assert record["ensemble"]["size"] == 4 and record["ensemble"]["index"] == index
+        assert (record["failure_kind"], record["error"]) == (alone["failure_kind"], alone["error"])
+        assert len(record["epochs"]) == len(alone["epochs"])
+        for epoch, reference in zip(record["epochs"], alone["epochs"]):
+            for name in ("forward_nfe", "backward_nfe", "eval_nfe", "iterations", "epoch"):
+                assert epoch[name] == reference[name], (index, name)
+            for name in ("loss", "accuracy", "test_loss", "test_accuracy"):
+                assert epoch[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12)
+        assert record["params"] == alone["params"]
+    stacked = checkpoints.read(records[0]["ensemble"]["id"])["model"]
+    for index, spec in enumerate(specs):
+        if index == 2:
+            continue  # failed: its slice holds whatever the masked member's last steps left
+        for name, value in checkpoints.read(spec.key)["model"].items():
+            name = name.replace("dynamics.family.", "family_parameters.")
+            torch.testing.assert_close(stacked[name][index], value, rtol=1e-9, atol=1e-12)
