@@ -12,8 +12,11 @@ from torch import nn
 
 from harness.plugins import load_registry
 from harness.running.checkpoints import Checkpoints
+from harness.running.driver import run_suite
 from harness.running.ensembles import execute_ensemble
-from harness.running.runner import build_run, execute_run
+from harness.running.grouping import units
+from harness.running.runner import RunConfigError, build_run, execute_run
+from harness.suites.loader import SuiteError, load_suite
 from harness.toolkit.ensemble import Members, NotStackable, stack_models
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Ensembles
@@ -141,3 +144,63 @@ def test_each_member_trains_as_its_solo_run(with_failing_seed, float64, model, t
         for name, value in checkpoints.read(spec.key)["model"].items():
             name = name.replace("dynamics.family.", "family_parameters.")
             torch.testing.assert_close(stacked[name][index], value, rtol=1e-9, atol=1e-12)
+
+
+class _Interrupt(BaseException):
+    """Stops an ensemble between epochs (after its checkpoint), as Ctrl-C would."""
+
+
+def test_an_interrupted_ensemble_resumes_from_its_checkpoint(with_failing_seed, tmp_path):
+    """Stopped after epoch 2 of 3 (member 2 already failed at its first iteration), the rerun
+    continues at epoch 3: the same records as an uninterrupted run, member 2 failed as before."""
+    registry = with_failing_seed
+    specs = [replace(spec, task="one_seed_fails", epochs=3,
+                     task_options={**TINY, "fail_at": 1}) for spec in _specs("hbnode")]
+    whole = execute_ensemble(specs, registry, CPU)
+
+    def stop_after_epoch_2(event, spec, **details):
+        if event == "epoch_finished" and details["epoch"]["epoch"] == 2:
+            raise _Interrupt
+
+    checkpoints = Checkpoints(tmp_path)
+    with pytest.raises(_Interrupt):
+        execute_ensemble(specs, registry, CPU, stop_after_epoch_2, checkpoints)
+    resumed = execute_ensemble(specs, registry, CPU, checkpoints=checkpoints)
+    for again, record in zip(resumed, whole):
+        assert (again["status"], again["failure_kind"], again["error"]) == (
+            record["status"], record["failure_kind"], record["error"])
+        assert [e["forward_nfe"] for e in again["epochs"]] == [
+            e["forward_nfe"] for e in record["epochs"]]
+        assert [e["loss"] for e in again["epochs"]] == [e["loss"] for e in record["epochs"]]
+    assert [r.get("resumed_from_epoch") for r in resumed] == [2, 2, 0, 2]
+    assert resumed[2]["failure_kind"] == "non_finite" and resumed[2]["epochs"] == []
+
+
+def test_a_suite_opts_in_and_runs_that_cannot_join_run_alone(registry, tmp_path, caplog):
+    """``execution: {ensemble: 2}``: three seeds of one model make an ensemble of two and a solo
+    run; runs on the torchdiffeq backend run alone, with a warning saying why. Ensembles need
+    the inline executor."""
+    fast = {"backend": "fast", "rtol": 1e-3, "atol": 1e-3}
+    runs = [make_spec(seed=seed, epochs=1, task_options=TINY, solver=fast) for seed in (0, 1, 2)]
+    runs += [make_spec(model="node", seed=seed, epochs=1, task_options=TINY) for seed in (0, 1)]
+    assert [len(unit) for unit in units(runs, 2)] == [2, 1, 2]
+    assert [len(unit) for unit in units(runs, "auto")] == [3, 2]
+    outcome = run_suite(runs, registry, tmp_path, CPU, ensemble=2)
+    ensembles = [record.get("ensemble") for record in outcome.records]
+    assert [e and (e["size"], e["index"]) for e in ensembles] == [(2, 0), (2, 1), None, None, None]
+    assert all(record["status"] == "ok" for record in outcome.records)
+    assert "node/seed0 and 1 more seeds run alone" in caplog.text and "fast backend" in caplog.text
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # the ensemble's went with its records
+    with pytest.raises(RunConfigError, match="ensembles run with executor: inline"):
+        run_suite(runs, registry, tmp_path / "pool", CPU, executor="local", ensemble=2)
+
+
+@pytest.mark.parametrize("value, problem", [(0, "0 is not a number of members"),
+                                            ("all", "'all' is not a number of members")])
+def test_a_suites_ensemble_size_is_checked(registry, tmp_path, value, problem):
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"execution: {{ensemble: {value}}}\nruns: [{{task: point_cloud, model: node}}]\n")
+    with pytest.raises(SuiteError, match=rf"execution.ensemble: {problem}.*integer > 0 or auto"):
+        load_suite(path, registry)
+    path.write_text("execution: {ensemble: auto}\nruns: [{task: point_cloud, model: node}]\n")
+    assert load_suite(path, registry).execution == {"ensemble": "auto"}
