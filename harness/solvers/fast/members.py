@@ -67,11 +67,7 @@ def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: 
     else:
         dt = _initial_steps(func, t0, y0, f0, control, norm, scalar, running)
     t, y, f = np.full(size, t0), y0, f0
-    started = running.active.copy()
-    last_t0, last_t1, last_dt = t.copy(), t.copy(), np.zeros(size, dtype=scalar)
-    last_y0, last_y1 = y0, y0
-    last_k = y0.new_zeros(size, width, len(_ALPHA) + 1)
-    last_c = weights.expand(size, *weights.shape)
+    ends: dict[int, Tensor] = {}  # each member's state at t1, from its last step
     checked, n_steps = np.zeros(size, dtype=bool), np.zeros(size, dtype=np.int64)
     while True:
         running.active &= t1 > t
@@ -110,13 +106,11 @@ def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: 
         accept[dt <= control.min_step] = True
         accept &= running.active
         if accept.any():
+            for member in np.flatnonzero(accept & (t_next >= t1)):  # its last step
+                ends[int(member)] = interpolate(t1, float(t[member]), float(t_next[member]),
+                                                y[member], yi[member], k[member],
+                                                coefficients[member], dt_s[member], scalar)
             rows = torch.from_numpy(accept).to(y0.device)
-            last_t0, last_t1 = np.where(accept, t, last_t0), np.where(accept, t_next, last_t1)
-            last_dt = np.where(accept, dt_s, last_dt)
-            last_y0 = torch.where(rows[:, None], y, last_y0)
-            last_y1 = torch.where(rows[:, None], yi, last_y1)
-            last_k = torch.where(rows[:, None, None], k, last_k)
-            last_c = torch.where(rows[:, None, None], coefficients, last_c)
             t = np.where(accept, t_next, t)
             y = torch.where(rows[:, None], yi, y)
             f = torch.where(rows[:, None], k[:, :, -1], f)
@@ -125,10 +119,8 @@ def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: 
             dt[member] = min(max(optimal_step(float(dt[member]), float(ratio[member]), control),
                                  control.min_step), control.max_step)
         n_steps += running.active
-    ends = [interpolate(t1, float(last_t0[m]), float(last_t1[m]), last_y0[m], last_y1[m],
-                        last_k[m], last_c[m], last_dt[m], scalar)
-            if started[m] and m not in running.failures else y0[m] for m in range(size)]
-    return torch.stack(ends)
+    return torch.stack([ends.get(member, y0[member]) if member not in running.failures
+                        else y[member] for member in range(size)])
 
 
 def _check_steps(running: Running, n_steps: np.ndarray, control: StepControl) -> None:
