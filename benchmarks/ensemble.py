@@ -8,7 +8,7 @@ The point cloud at the paper's settings (full batch, dopri5 at tol 1e-7, the adj
 Solo: seeds 0…K−1 trained one after another through the runner; an ensemble of M: seeds
 0…M−1 through the ensemble runner, in this same process. Prints each one's seeds per hour, the
 ratio to solo, and the share of the members 0…K−1 whose forward and backward NFE equal their
-solo run's in every epoch (float32: batched kernels may round differently from the solo run's,
+solo run's in every epoch, and of their epochs (float32: batched kernels may round differently from the solo run's,
 and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x solo's seeds per
 hour. The machine's load (``uptime``) is printed first: on shared cores, compare ratios.
 """
@@ -69,10 +69,12 @@ def main() -> None:
         rate = size / seconds * 3600
         compared = list(zip(records, solo_records))
         same = sum(nfe_path(member) == nfe_path(alone) for member, alone in compared)
+        steps = [(a == b) for member, alone in compared
+                 for a, b in zip(nfe_path(member), nfe_path(alone))]
         failed = sum(r["status"] != "ok" for r in records)
         print(f"ensemble of {size}: {seconds:.1f} s: {rate:.0f} seeds/hour, "
               f"{rate / solo_rate:.1f}x solo; NFE as solo in every epoch: {same}/{len(compared)} "
-              f"members ({failed} failed)")
+              f"members, in {sum(steps)}/{len(steps)} member-epochs ({failed} failed)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Times in the records are the ensemble's (``ensemble: {id, size, index}`` says so
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from time import perf_counter
 from typing import Any, Callable, Iterable, Sequence
@@ -39,13 +40,21 @@ def ensemble_id(specs: Sequence[RunSpec]) -> str:
     return hashlib.sha256(" ".join(spec.key for spec in specs).encode()).hexdigest()[:16]
 
 
+def seedless(spec: RunSpec) -> str:
+    """What runs of one ensemble share: everything of the run but its seed."""
+    config = spec.config()
+    del config["seed"]
+    return json.dumps([config, spec.versions, spec.data_root, spec.suite], sort_keys=True,
+                      default=str)
+
+
 def refusal(spec: RunSpec, registry: Registry) -> str | None:
     """Why runs like ``spec`` cannot train as an ensemble (checks that need no model), or None."""
     task = registry.tasks[spec.task]
     if spec.solver.backend != "fast":
         return (f"ensembles solve with the fast backend's per-member step control "
                 f"(solver.backend: fast); this run's is {spec.solver.backend!r}")
-    if not getattr(task, "joins_ensembles", True):
+    if not task.joins_ensembles:
         return f"task {task.name!r} does not join ensembles"
     if type(task).measure is not Task.measure:
         return f"task {task.name!r} measures one model after evaluation (Task.measure)"
@@ -63,6 +72,8 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
     :func:`ensemble_id` and continues from there when run again.
     """
     spec, size, identity = specs[0], len(specs), ensemble_id(specs)
+    if len({seedless(member) for member in specs}) > 1:
+        raise ValueError("the runs of an ensemble may differ only in their seed")
     reason = refusal(spec, registry)
     if reason:
         raise NotStackable(reason)

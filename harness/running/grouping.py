@@ -2,7 +2,6 @@
 seed (``execution: {ensemble: N}`` or ``auto``), and how one such unit of work executes."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Iterator
 
@@ -11,7 +10,7 @@ import torch
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
-from harness.running.ensembles import execute_ensemble, refusal
+from harness.running.ensembles import execute_ensemble, refusal, seedless
 from harness.running.observers import Notify
 from harness.running.runner import execute_run
 from harness.suites.runspec import RunSpec
@@ -22,14 +21,6 @@ log = logging.getLogger("harness")
 #: Members of an ``auto`` ensemble: every seed of a group, in ensembles of at most this many
 #: (100: the paper's seeds of one point-cloud model, and what a CPU's memory holds easily).
 AUTO_SIZE = 100
-
-
-def seedless(spec: RunSpec) -> str:
-    """What runs of one ensemble share: everything of the run but its seed."""
-    config = spec.config()
-    del config["seed"]
-    return json.dumps([config, spec.versions, spec.data_root, spec.suite], sort_keys=True,
-                      default=str)
 
 
 def units(runs: list[RunSpec], ensemble: int | str | None) -> list[list[RunSpec]]:

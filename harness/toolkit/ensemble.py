@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.solvers.fast.member_adjoint import solve_members
+from harness.solvers.fast.member_adjoint import MemberField, solve_members
 from harness.solvers.fast.members import Running, member_integrator
 from harness.solvers.settings import NFECapExceeded, interval_tensor
 from harness.toolkit.networks import Autonomous
@@ -126,7 +126,7 @@ class MemberODEBlock(ODEBlock):
         return solve_members(self._field(scale), z0, t0, t1, self.integrate, self.solver.adjoint,
                              params, self.members.alive, self.members.take_failures)
 
-    def _field(self, scale: Tensor | None):
+    def _field(self, scale: Tensor | None) -> MemberField:
         """The dynamics of all members at their times t (M,), counted per member, each solve
         (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per member."""
         members, cap, family = self.members, self.solver.max_nfe, self.dynamics.family
