@@ -78,7 +78,8 @@ def test_one_step_of_each_member_is_its_solo_step(registry, float64, model):
 
 def test_a_member_that_fails_its_solve_is_frozen_and_the_others_finish(registry, float64):
     """Member 2's f gives NaN: its error ratio is NaN, its step size underflows, and it is
-    recorded failed; the others' results and NFE are unchanged by its failure."""
+    recorded failed; the others' NFE are unchanged by its failure, their results too (to
+    rounding: without member 2, their rows sit elsewhere in the tensors)."""
     specs = _specs("node")
     members = Members(len(specs))
     model = stack_models([build_run(spec, registry, CPU).model for spec in specs], members)
@@ -94,7 +95,8 @@ def test_a_member_that_fails_its_solve_is_frozen_and_the_others_finish(registry,
     assert list(members.failures) == [2] and "underflow" in str(members.failures[2])
     assert not members.alive[2] and members.alive[[0, 1, 3]].all()
     for m in (0, 1, 3):
-        assert torch.equal(result[m], healthy.chunk(len(specs))[m])
+        torch.testing.assert_close(result[m], healthy.chunk(len(specs))[m], rtol=1e-12,
+                                   atol=1e-14)
         assert after[m] == before[m]
 
 

@@ -38,7 +38,7 @@ class Members(NFECounter):
     """An ensemble's members during training: ``alive`` (a bool per member), ``failures`` (the
     error that stopped each other member) and the NFE counts, one per member and phase."""
 
-    __slots__ = ("size", "alive", "failures")
+    __slots__ = ("size", "alive", "failures", "selected")
 
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -46,6 +46,8 @@ class Members(NFECounter):
         self.alive = np.ones(size, dtype=bool)
         self.failures: dict[int, BaseException] = {}
         self.counts = self._zeros()
+        #: The members a call of the dynamics computes, when not all (their rows only).
+        self.selected: Tensor | None = None
 
     def _zeros(self) -> dict[str, np.ndarray]:
         return {phase: np.zeros(self.size, dtype=np.int64) for phase in PHASES}
@@ -70,20 +72,25 @@ class Members(NFECounter):
 
 
 class StackedLinear(nn.Module):
-    """M ``nn.Linear`` layers in one: member m's rows of the input go through layer m."""
+    """M ``nn.Linear`` layers in one: member m's rows of the input go through layer m (inside
+    the dynamics, the rows of the members ``members.selected`` only)."""
 
-    def __init__(self, layers: list[nn.Linear]) -> None:
+    def __init__(self, layers: list[nn.Linear], members: Members) -> None:
         super().__init__()
-        self.size = len(layers)
+        self.members = members
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
         self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
                      if layers[0].bias is not None else None)
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(self.size, -1, x.shape[-1])
-        weight = self.weight.transpose(1, 2)
-        y = (torch.bmm(rows, weight) if self.bias is None
-             else torch.baddbmm(self.bias.unsqueeze(1), rows, weight))
+        selected = self.members.selected
+        weight, bias = ((self.weight, self.bias) if selected is None
+                        else (self.weight[selected], None if self.bias is None
+                              else self.bias[selected]))
+        rows = x.reshape(len(weight), -1, x.shape[-1])
+        weight = weight.transpose(1, 2)
+        y = (torch.bmm(rows, weight) if bias is None
+             else torch.baddbmm(bias.unsqueeze(1), rows, weight))
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
@@ -133,21 +140,34 @@ class MemberODEBlock(ODEBlock):
         calls = {"phase": None, "count": np.zeros(members.size, dtype=np.int64)}
 
         def field(t: Tensor, z: Tensor, running: Running) -> Tensor:
+            counted = np.zeros(members.size, dtype=bool)
+            counted[running.rows] = running.active[running.rows]
             if cap:
                 if calls["phase"] != members.phase:
                     calls["phase"], calls["count"] = members.phase, np.zeros_like(calls["count"])
-                calls["count"] += running.active
-                for member in np.flatnonzero(running.active & (calls["count"] > cap)):
+                calls["count"] += counted
+                for member in np.flatnonzero(counted & (calls["count"] > cap)):
                     running.fail(int(member), NFECapExceeded(
                         f"one {members.phase} solve needed more than {cap} evaluations "
                         f"(solver.max_nfe)"))
-            members.tick(running.active)
-            rows = z.shape[0] // members.size
+            members.tick(counted)
+            selected = (None if len(running.rows) == members.size
+                        else torch.from_numpy(running.rows).to(z.device))
+            rows = z.shape[0] // len(running.rows)
             shape = (-1, *([1] * (z.dim() - 1)))
             for name, parameter in self.family_parameters.items():
-                setattr(family, name, parameter.repeat_interleave(rows).view(shape))
-            derivative = self.dynamics(t.repeat_interleave(rows).view(shape), z)
-            return derivative if scale is None else derivative * scale
+                values = parameter if selected is None else parameter[selected]
+                setattr(family, name, values.repeat_interleave(rows).view(shape))
+            members.selected = selected
+            try:
+                derivative = self.dynamics(t.repeat_interleave(rows).view(shape), z)
+            finally:
+                members.selected = None
+            if scale is None:
+                return derivative
+            return derivative * (scale if selected is None else
+                                 scale.view(members.size, rows, *scale.shape[1:])[selected]
+                                 .reshape(-1, *scale.shape[1:]))
         return field
 
 
@@ -160,7 +180,7 @@ def stack_models(models: list[nn.Module], members: Members) -> nn.Module:
 def _stacked(modules: list[nn.Module], members: Members, where: str) -> nn.Module:
     first = modules[0]
     if type(first) is nn.Linear:
-        return StackedLinear(modules)
+        return StackedLinear(modules, members)
     if isinstance(first, ODEBlock):
         if type(first) is not ODEBlock:
             raise NotStackable(f"{where} is a {type(first).__name__}, a kind of ODE block the "

@@ -44,7 +44,7 @@ class MemberProblem:
 
     def forward(self, z0: Tensor) -> Tensor:
         def flat(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
-            return self.field(self.times(t), y.reshape(self.shape), running).reshape(self.size, -1)
+            return self.field(self.times(t), self._model_shape(y), running).reshape(len(y), -1)
         return self._solve(flat, z0.reshape(self.size, -1), self.t0, self.t1, rms_rows,
                            None).view(self.shape)
 
@@ -72,17 +72,23 @@ class MemberProblem:
     def _augmented(self, n: int) -> Any:
         """Each member's d[z, a, g, τ]/ds in reversed time s = −t, by autograd."""
         def augmented(s: np.ndarray, state: Tensor, running: Running) -> Tensor:
-            z = state[:, :n].reshape(self.shape).detach().requires_grad_(True)
-            a = state[:, n:2 * n].reshape(self.shape)
+            count = len(state)
+            z = self._model_shape(state[:, :n]).detach().requires_grad_(True)
+            a = self._model_shape(state[:, n:2 * n])
             t = self.times(-np.asarray(s, dtype=np.float64)).requires_grad_(True)
             with torch.enable_grad():
                 fz = self.field(t, z, running)
-                vjp_t, *vjps = torch.autograd.grad(fz, (t, z, *self.params), a, allow_unused=True,
-                                                   materialize_grads=True)
-            return torch.cat([fz.detach().neg().reshape(self.size, -1),
-                              *(v.reshape(self.size, -1) for v in vjps),
-                              vjp_t.reshape(self.size, 1)], dim=1)
+                vjp_t, vjp_z, *vjps = torch.autograd.grad(
+                    fz, (t, z, *self.params), a, allow_unused=True, materialize_grads=True)
+            rows = torch.from_numpy(running.rows).to(state.device)
+            return torch.cat([fz.detach().neg().reshape(count, -1), vjp_z.reshape(count, -1),
+                              *(v[rows].reshape(count, -1) for v in vjps),
+                              vjp_t.reshape(count, 1)], dim=1)
         return augmented
+
+    def _model_shape(self, rows: Tensor) -> Tensor:
+        """Rows of some members (M', N) as the model's state of those members (M'·B, …)."""
+        return rows.reshape(-1, *self.shape[1:])
 
 
 def _adjoint_norm(sizes: list[int], device: torch.device) -> MemberNorm:

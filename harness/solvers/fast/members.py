@@ -26,11 +26,13 @@ from harness.solvers.settings import SolverFailure
 
 
 class Running:
-    """Which members a solve still advances (``active``), and the failures it met, by member."""
+    """Which members a solve still advances (``active``), the failures it met, by member, and
+    which members the rows handed to the field belong to (``rows``, set before each call)."""
 
     def __init__(self, active: np.ndarray) -> None:
         self.active = np.array(active, dtype=bool)
         self.failures: dict[int, BaseException] = {}
+        self.rows = np.flatnonzero(self.active)
 
     def fail(self, member: int, error: BaseException) -> None:
         """Stop ``member`` with ``error`` (the first error of a member is the one kept)."""
@@ -40,7 +42,8 @@ class Running:
 
 
 MemberFunc = Callable[[np.ndarray, Tensor, Running], Tensor]
-"""f(t, y, running): t holds each member's time (the state's precision), y is (M, live)."""
+"""f(t, y, running): row i of y (…, live) is member ``running.rows[i]``'s, at time t[i] (the
+state's precision)."""
 MemberNorm = Callable[[Tensor], Tensor]
 """Each member's error norm over its row: (M, N) → (M,)."""
 MemberIntegrate = Callable[[MemberFunc, Tensor, float, float, MemberNorm, "int | None", Running],
@@ -56,17 +59,23 @@ def rms_rows(x: Tensor) -> Tensor:
 def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: StepControl,
                    norm: MemberNorm, live: int | None, running: Running) -> Tensor:
     """Each running member's state at t1 by its own dopri5 steps (see
-    :func:`harness.solvers.fast.integrators.dopri5`); rows of the others stay y0's."""
+    :func:`harness.solvers.fast.integrators.dopri5`); rows of the others stay y0's. Each step
+    computes only the members still stepping (their rows gathered, the field told which)."""
     scalar = scalar_type(y0)
     size, width = y0.shape
     live = width if live is None else live
     weights = _WEIGHTS.to(device=y0.device, dtype=y0.dtype)
-    f0 = func(np.full(size, scalar(t0)), y0, running)
+    running.rows = np.flatnonzero(running.active)
+    index = _index(running.rows, y0)
+    f = y0.new_zeros(y0.shape).index_copy(
+        0, index, func(np.full(len(index), scalar(t0)), y0[index], running))
+    dt = np.full(size, np.nan)
     if control.first_step is not None:
-        dt = np.full(size, float(control.first_step))
+        dt[running.rows] = float(control.first_step)
     else:
-        dt = _initial_steps(func, t0, y0, f0, control, norm, scalar, running)
-    t, y, f = np.full(size, t0), y0, f0
+        dt[running.rows] = _initial_steps(func, t0, y0[index], f[index], control, norm, scalar,
+                                          running)
+    t, y = np.full(size, t0), y0
     ends: dict[int, Tensor] = {}  # each member's state at t1, from its last step
     checked, n_steps = np.zeros(size, dtype=bool), np.zeros(size, dtype=np.int64)
     while True:
@@ -85,42 +94,52 @@ def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: 
             checked |= unchecked
         if not running.active.any():
             break
-        dt_s, t_s, t_next_s = dt.astype(scalar), t.astype(scalar), t_next.astype(scalar)
+        rows = running.rows = np.flatnonzero(running.active)
+        index = _index(rows, y0)
+        y_rows, count = y[index], len(rows)
+        dt_s, t_s, t_next_s = (dt[rows].astype(scalar), t[rows].astype(scalar),
+                               t_next[rows].astype(scalar))
         step = torch.from_numpy(dt_s).to(device=y0.device, dtype=y0.dtype)
-        coefficients = weights * step.view(size, 1, 1)
-        k = y.new_empty(size, width, len(_ALPHA) + 1)
-        k[:, :, 0] = f
+        coefficients = weights * step.view(count, 1, 1)
+        k = y.new_empty(count, width, len(_ALPHA) + 1)
+        k[:, :, 0] = f[index]
         for i, alpha in enumerate(_ALPHA):
             ti = (np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0
                   else t_s + scalar(alpha) * dt_s)
             columns = slice(None) if i == len(_ALPHA) - 1 else slice(live)
-            yi = y[:, columns] + torch.sum(k[:, columns, :i + 1]
-                                           * coefficients[:, i, None, :i + 1], dim=-1)
+            yi = y_rows[:, columns] + torch.sum(k[:, columns, :i + 1]
+                                                * coefficients[:, i, None, :i + 1], dim=-1)
             k[:, :, i + 1] = func(ti, yi, running)
         with torch.no_grad():
             error = torch.sum(k * coefficients[:, _ERROR, None], dim=-1)
-            tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
+            tolerance = torch.maximum(y_rows.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).cpu().numpy().astype(np.float64)
         accept = ratio <= 1
-        accept[dt > control.max_step] = False
-        accept[dt <= control.min_step] = True
-        accept &= running.active
+        accept[dt[rows] > control.max_step] = False
+        accept[dt[rows] <= control.min_step] = True
+        accept &= running.active[rows]
         if accept.any():
-            for member in np.flatnonzero(accept & (t_next >= t1)):  # its last step
-                ends[int(member)] = interpolate(t1, float(t[member]), float(t_next[member]),
-                                                y[member], yi[member], k[member],
-                                                coefficients[member], dt_s[member], scalar)
-            rows = torch.from_numpy(accept).to(y0.device)
-            t = np.where(accept, t_next, t)
-            y = torch.where(rows[:, None], yi, y)
-            f = torch.where(rows[:, None], k[:, :, -1], f)
-            checked &= ~accept
-        for member in np.flatnonzero(running.active):
-            dt[member] = min(max(optimal_step(float(dt[member]), float(ratio[member]), control),
+            for i in np.flatnonzero(accept & (t_next[rows] >= t1)):  # a member's last step
+                ends[int(rows[i])] = interpolate(t1, float(t[rows[i]]), float(t_next[rows[i]]),
+                                                 y_rows[i], yi[i], k[i], coefficients[i],
+                                                 dt_s[i], scalar)
+            taken = _index(np.flatnonzero(accept), y0)
+            moved = _index(rows[accept], y0)
+            t[rows[accept]] = t_next[rows[accept]]
+            y = y.index_copy(0, moved, yi[taken])
+            f = f.index_copy(0, moved, k[taken, :, -1])
+            checked[rows[accept]] = False
+        for i in np.flatnonzero(running.active[rows]):
+            member = rows[i]
+            dt[member] = min(max(optimal_step(float(dt[member]), float(ratio[i]), control),
                                  control.min_step), control.max_step)
         n_steps += running.active
     return torch.stack([ends.get(member, y0[member]) if member not in running.failures
                         else y[member] for member in range(size)])
+
+
+def _index(rows: np.ndarray, like: Tensor) -> Tensor:
+    return torch.from_numpy(rows).to(like.device)
 
 
 def _check_steps(running: Running, n_steps: np.ndarray, control: StepControl) -> None:
@@ -131,7 +150,8 @@ def _check_steps(running: Running, n_steps: np.ndarray, control: StepControl) ->
 
 def _initial_steps(func: MemberFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
                    norm: MemberNorm, scalar: type, running: Running) -> np.ndarray:
-    """Each member's initial step, by the solo integrator's formulas on its own norms."""
+    """The initial step of each member in ``running.rows`` (the rows of y0 and f0), by the solo
+    integrator's formulas on its own norms."""
     with torch.no_grad():
         scale = y0.abs().mul(control.rtol).add_(control.atol)
         d0 = norm(y0 / scale).cpu().numpy().astype(scalar)
@@ -150,6 +170,7 @@ def fixed_grid_members(method: str, func: MemberFunc, y0: Tensor, t0: float, t1:
     """euler or rk4 on torchdiffeq's grid: the same steps for every member (rows of the members
     not running are carried along, and not counted)."""
     size = y0.shape[0]
+    running.rows = np.arange(size)
     return fixed_grid(method, lambda t, y: func(np.full(size, t), y, running), y0, t0, t1,
                       step_size)
 
