@@ -8,9 +8,9 @@ The point cloud at the paper's settings (full batch, dopri5 at tol 1e-7, the adj
 Solo: seeds 0…K−1 trained one after another through the runner; an ensemble of M: seeds
 0…M−1 through the ensemble runner, in this same process. Prints each one's seeds per hour, the
 ratio to solo, and the share of the members 0…K−1 whose forward and backward NFE equal their
-solo run's in every epoch, and of their epochs (float32: batched kernels may round differently from the solo run's,
-and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x solo's seeds per
-hour. The machine's load (``uptime``) is printed first: on shared cores, compare ratios.
+solo run's in every epoch, and of their epochs (float32: batched kernels may round differently
+from the solo run's, and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x
+solo's seeds per hour. The machine's load (``uptime``) is printed first: on shared cores, compare ratios.
 """
 from __future__ import annotations
 

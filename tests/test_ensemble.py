@@ -201,7 +201,8 @@ def test_a_suite_opts_in_and_runs_that_cannot_join_run_alone(registry, tmp_path,
                                             ("all", "'all' is not a number of members")])
 def test_a_suites_ensemble_size_is_checked(registry, tmp_path, value, problem):
     path = tmp_path / "suite.yaml"
-    path.write_text(f"execution: {{ensemble: {value}}}\nruns: [{{task: point_cloud, model: node}}]\n")
+    runs = "runs: [{task: point_cloud, model: node}]\n"
+    path.write_text(f"execution: {{ensemble: {value}}}\n{runs}")
     with pytest.raises(SuiteError, match=rf"execution.ensemble: {problem}.*integer > 0 or auto"):
         load_suite(path, registry)
     path.write_text("execution: {ensemble: auto}\nruns: [{task: point_cloud, model: node}]\n")

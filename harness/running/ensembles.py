@@ -29,8 +29,8 @@ from harness.running.deadline import Alarm
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
 from harness.running.observers import Notify, Observers
 from harness.running.records import finish, mark_failed, new_record, restore_failure
-from harness.running.runner import (BuiltRun, build_run, count_parameters, solver_backend, synchronizer,
-                                    task_options)
+from harness.running.runner import (BuiltRun, build_run, count_parameters, solver_backend,
+                                    synchronizer, task_options)
 from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.ensemble import Members, NotStackable, stack_models
 
