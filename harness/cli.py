@@ -226,7 +226,8 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     try:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
                             executor=executor, workers=execution.get("workers"),
-                            address=execution.get("address"), unavailable=unavailable)
+                            address=execution.get("address"), unavailable=unavailable,
+                            ensemble=execution.get("ensemble"))
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2

@@ -306,6 +306,10 @@ class Task:
     #: Run settings for a run of a few seconds (say, task_options that shrink the data): used
     #: by the conformance kit (:mod:`harness.conformance`) to take one training step per family.
     tiny: ClassVar[dict[str, Any]] = {}
+    #: Whether runs of this task that differ only in seed may train together as an ensemble
+    #: (``execution.ensemble``): members sit side by side in the batch, so a model that mixes
+    #: the rows of a batch (batch statistics, attention across samples) must say False.
+    joins_ensembles: ClassVar[bool] = True
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True

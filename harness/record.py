@@ -66,6 +66,10 @@ class RunRecord(_RequiredFields, total=False):
     finished_at: str
     wall_time_s: float
     resumed_from_epoch: int
+    ensemble: dict[str, Any] | None
+    """``{id, size, index}`` of a run trained as member ``index`` of an ensemble of ``size``
+    runs that differ only in seed (:mod:`harness.running.ensembles`); its times (epochs'
+    ``*_time_s``, ``wall_time_s``) are the whole ensemble's, not a solo run's."""
 
 
 # --- checking a record read from disk ---------------------------------------------------------

@@ -55,3 +55,34 @@ class Misbehaving:
     @hookimpl
     def harness_tasks(self):
         return [NaNLoss]
+
+
+class OneSeedFails(PointCloud):
+    """The point cloud whose training loss turns NaN at the ``fail_at``-th iteration of the run
+    with seed ``fail_seed`` (its training targets carry the count): one member of an ensemble
+    fails as its solo run does."""
+
+    name = "one_seed_fails"
+    options = {**PointCloud.options, "fail_seed": 2, "fail_at": 2}
+
+    def data(self, options, seed, data_root, device, batch_size):
+        data = super().data(options, seed, data_root, device, batch_size)
+        if seed == options["fail_seed"]:
+            data.train.y.fail_at = options["fail_at"]
+        return data
+
+    def loss(self, prediction, target):
+        loss = super().loss(prediction, target)
+        if hasattr(target, "fail_at"):
+            target.calls = getattr(target, "calls", 0) + 1
+            if target.calls >= target.fail_at:
+                return loss * float("nan")
+        return loss
+
+
+class Ensembles:
+    """A task with a member that fails."""
+
+    @hookimpl
+    def harness_tasks(self):
+        return [OneSeedFails]

@@ -1,4 +1,5 @@
-"""Executing runs and keeping their results: training one run (runner), where runs execute
+"""Executing runs and keeping their results: training one run (runner) or seeds together
+(ensembles, grouped by grouping), where runs execute
 (executors, workers), the driver, checkpoints, the record store, time limits (deadline),
 failure kinds, observers, the progress display and the environment block of a record.
 

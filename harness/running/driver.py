@@ -52,7 +52,8 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
 def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
               device: Any = "auto", force: bool = False, executor: str = "inline",
               workers: int | None = None, address: str | None = None,
-              unavailable: dict[str, list[str]] | None = None) -> SuiteOutcome:
+              unavailable: dict[str, list[str]] | None = None,
+              ensemble: int | str | None = None) -> SuiteOutcome:
     """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
     on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
     as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there.
@@ -65,6 +66,10 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     ``unavailable`` (run key → the data files it lacks, from
     :func:`harness.running.preflight.check_data`) names runs not to execute: each gets a failed
     ``data_missing`` record instead, so the report shows them and a rerun tries them again.
+
+    With ``ensemble`` (``execution.ensemble``: a size or ``auto``), runs that differ only in
+    seed train together (:mod:`harness.running.ensembles`); an ensemble's checkpoint goes once
+    its last member's record is durable.
     """
     check_runs(runs, registry)
     checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
@@ -90,9 +95,16 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
         if not todo:
             return outcome
         runner = registry.executors[executor](registry, device, workers, address)
+        if ensemble not in (None, 1) and not runner.runs_ensembles:
+            raise RunConfigError(f"execution.ensemble: the {executor} executor runs one run per "
+                                 f"unit of work; ensembles run with executor: inline")
+        runner.ensemble = ensemble
         for record in runner.run(todo, Observers(registry), checkpoint_dir):
             store.append(record)
             if record.get("failure_kind") != "worker_died":
                 checkpoints.discard(record["key"])
+            member = record.get("ensemble")
+            if member and member["index"] == member["size"] - 1:
+                checkpoints.discard(member["id"])
             outcome.records.append(record)
     return outcome

@@ -29,7 +29,7 @@ from harness.running.checkpoints import Checkpoints
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, WorkerDied
 from harness.running.observers import Notify
-from harness.running.runner import execute_run
+from harness.running.grouping import execute_unit, units
 from harness.running.workers import Slot, WorkerPool, lost_run_record
 from harness.suites.runspec import RunSpec
 
@@ -38,6 +38,8 @@ class Executor(ABC):
     """Runs specs somewhere and yields their records as they finish."""
 
     name: ClassVar[str]
+    #: Whether it executes ensembles (``execution.ensemble``) as units of work.
+    runs_ensembles: ClassVar[bool] = False
 
     def __init__(self, registry: Any, device: str = "auto", workers: int | None = None,
                  address: str | None = None) -> None:
@@ -45,6 +47,9 @@ class Executor(ABC):
         self.device = str(device)
         self.workers = workers
         self.address = address
+        self.ensemble: int | str | None = None
+        """Runs that differ only in seed train together in ensembles of this size (or
+        ``auto``): see :func:`harness.running.grouping.units`."""
 
     @abstractmethod
     def run(self, runs: list[RunSpec], notify: Notify,
@@ -54,13 +59,14 @@ class Executor(ABC):
 
 class Inline(Executor):
     name = "inline"
+    runs_ensembles = True
 
     def run(self, runs: list[RunSpec], notify: Notify,
             checkpoint_dir: Path | None) -> Iterator[RunRecord]:
         device = resolve_device(self.device)
         checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-        for spec in runs:
-            yield execute_run(spec, self.registry, device, notify, checkpoints)
+        for unit in units(runs, self.ensemble):
+            yield from execute_unit(unit, self.registry, device, notify, checkpoints)
 
 
 class LocalPool(Executor):

@@ -5,6 +5,7 @@ builds one. A run's record starts as :func:`new_record`; a run that ends adds it
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import torch
 
@@ -19,11 +20,12 @@ from harness.suites.runspec import RunSpec
 
 
 def new_record(spec: RunSpec, registry: Registry, device: torch.device,
-               backend: SolverBackend) -> RunRecord:
+               backend: SolverBackend, ensemble: dict[str, Any] | None = None) -> RunRecord:
     """A run's record before it trains: what it is, what it ran with, no epochs yet; its status
-    is ``ok`` until :func:`mark_failed` says otherwise."""
+    is ``ok`` until :func:`mark_failed` says otherwise. ``ensemble``: ``{id, size, index}`` of
+    a member of an ensemble."""
     task = registry.tasks[spec.task]
-    return RunRecord(
+    record = RunRecord(
         schema=SCHEMA, key=spec.key, suite=spec.suite, task=spec.task, model=spec.model,
         seed=spec.seed, status="ok", error=None, failure_kind=None,
         metric=task.metric, higher_is_better=task.higher_is_better,
@@ -32,6 +34,9 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device,
                   "model": registry.package_of("model", spec.model)},
         versions=spec.versions, environment=environment(device, backend), started_at=now(),
         epochs=[])
+    if ensemble is not None:
+        record["ensemble"] = dict(ensemble)
+    return record
 
 
 def mark_failed(record: RunRecord, error: BaseException, kind: str | None = None) -> None:
@@ -42,6 +47,13 @@ def mark_failed(record: RunRecord, error: BaseException, kind: str | None = None
     error = as_solver_failure(error)
     record.update(status="failed", error=f"{type(error).__name__}: {error}",
                   failure_kind=kind or failure_kind(error), traceback=trace)
+
+
+def restore_failure(record: RunRecord, failure: dict[str, Any]) -> None:
+    """A failure read back from a checkpoint (``error``, ``failure_kind``), as it was recorded
+    (an ensemble member that failed before the ensemble was interrupted)."""
+    record.update(status="failed", error=str(failure["error"]),
+                  failure_kind=str(failure["failure_kind"]), traceback=None)
 
 
 def finish(record: RunRecord, wall_time_s: float) -> None:

@@ -72,7 +72,7 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
         return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter, backend)
 
     seed_everything(spec.seed)
-    context = BuildContext(family=family, widths=widths, ode=ode, options=_task_options(task, spec))
+    context = BuildContext(family=family, widths=widths, ode=ode, options=task_options(task, spec))
     model = task.build_model(context).to(device)
     optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
     return BuiltRun(task, family, widths, model, optimizer, counter)
@@ -111,7 +111,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
         with Alarm(spec.time_limit_s, message):  # a task's data or build may hang too
             built = build_run(spec, registry, device)
             record.update(params=count_parameters(built.model), widths=built.widths)
-            data = task.data(_task_options(task, spec), spec.seed, spec.data_root, device,
+            data = task.data(task_options(task, spec), spec.seed, spec.data_root, device,
                              spec.batch_size)
             saved = checkpoints.load(spec.key) if checkpoints else None
             if saved and not _resumed(built, saved):
@@ -158,8 +158,8 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
     (the check that remains where :class:`~harness.running.deadline.Alarm` cannot interrupt it: outside
     the main thread)."""
     model, task, counter, optimizer = built.model, built.task, built.counter, built.optimizer
-    sync = _synchronizer(device)
-    options = _task_options(task, spec)
+    sync = synchronizer(device)
+    options = task_options(task, spec)
 
     def evaluate_and_measure(epoch: int) -> dict[str, Any]:
         results = evaluate(model, task, data.test, counter, sync)
@@ -253,11 +253,13 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounte
             "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches, **solve_notes}
 
 
-def _task_options(task: Task, spec: RunSpec) -> dict[str, Any]:
+def task_options(task: Task, spec: RunSpec) -> dict[str, Any]:
+    """The task's options with the run's."""
     return {**task.options, **spec.task_options}
 
 
-def _synchronizer(device: torch.device) -> Callable[[], None]:
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Waits for the device's queued work (a no-op on the CPU): brackets timed regions."""
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None

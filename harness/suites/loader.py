@@ -38,7 +38,7 @@ from harness.suites.validation import (Invalid, Problems, choice, join, mapping,
                                        valid_choices)
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
-_EXECUTION_KEYS = ("executor", "workers", "address")
+_EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
 _ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "overrides")
 _SEED_RANGE_KEYS = ("start", "count")
 
@@ -213,10 +213,12 @@ def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _E
 
 
 def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[str, Any]:
-    """``execution: {executor: local, workers: 2, address: …}``, each key optional."""
+    """``execution: {executor: local, workers: 2, address: …, ensemble: 10}``, each key
+    optional (``ensemble``: runs that differ only in seed train together, at most this many at
+    once, or ``auto``: see :mod:`harness.running.ensembles`)."""
     execution = mapping(value, "execution", report, f"a mapping with keys {', '.join(_EXECUTION_KEYS)}")
     checks = {"executor": choice(registry.executors, "an executor"),
-              "workers": positive_int, "address": string}
+              "workers": positive_int, "address": string, "ensemble": ensemble_size}
     checked = {}
     for key, item in execution.items():
         if key in checks:
@@ -232,6 +234,17 @@ def _merged(*levels: dict[str, Any]) -> dict[str, Any]:
     for level in levels:
         settings = merge(settings, level)
     return copy.deepcopy(settings)
+
+
+def ensemble_size(value: Any) -> int | str:
+    """``execution.ensemble``: a number of members (1: no ensembles) or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return positive_int(value)
+    except Invalid:
+        raise Invalid(f"{value!r} is not a number of members", "valid: an integer > 0 or auto") \
+            from None
 
 
 def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],

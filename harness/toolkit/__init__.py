@@ -1,6 +1,7 @@
 """The toolkit for task authors: the counted ODE block (ode, nfe), networks, the ODE-RNN and
 its sequence helpers, batches, irregular sampling, input signals (forcing), hand-written
-vector-Jacobian products (pullbacks) and the probes of adjoint decay and growth.
+vector-Jacobian products (pullbacks), the probes of adjoint decay and growth, and the stacking
+of M seeds' models into one (ensemble, used by the harness's ensemble runner).
 
 A task plugin imports from here and from :mod:`harness` only; the submodules are internal and
 may move. The harness's own modules import the submodules directly.

@@ -129,10 +129,10 @@ def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepContro
         if accept:
             last = (t, t_next, y, yi, k, coefficients, dt_s)
             t, y, f, checked = t_next, yi, k[:, -1], False
-        dt = min(max(_optimal_step(dt, ratio, control), control.min_step), control.max_step)
+        dt = min(max(optimal_step(dt, ratio, control), control.min_step), control.max_step)
         n_steps += 1
     assert last is not None  # t1 > t0, so some step was accepted
-    return _interpolate(t1, *last, scalar)
+    return interpolate(t1, *last, scalar)
 
 
 def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
@@ -142,11 +142,21 @@ def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: St
         scale = y0.abs().mul(control.rtol).add_(control.atol)
         d0 = scalar(norm(y0 / scale).item())
         d1 = scalar(norm(f0 / scale).item())
-    small = scalar(1e-5)
-    h0 = scalar(1e-6) if d0 < small or d1 < small else abs(scalar(0.01) * d0 / d1)
+    h0 = first_guess(d0, d1, scalar)
     f1 = func(scalar(t0 + float(h0)), y0 + float(h0) * f0)
     with torch.no_grad():
         d2 = abs(scalar(norm((f1 - f0) / scale).item()) / h0)
+    return second_guess(h0, d1, d2, scalar)
+
+
+def first_guess(d0: np.floating, d1: np.floating, scalar: type) -> np.floating:
+    """The trial step h0 of Hairer's initial step from the norms of y0 and f0 (scaled)."""
+    small = scalar(1e-5)
+    return scalar(1e-6) if d0 < small or d1 < small else abs(scalar(0.01) * d0 / d1)
+
+
+def second_guess(h0: np.floating, d1: np.floating, d2: np.floating, scalar: type) -> float:
+    """Hairer's initial step from the trial step h0, the norm d1 of f0 and d2 of (f1 − f0)/h0."""
     tiny = scalar(1e-15)
     if d1 <= tiny and d2 <= tiny:
         h1 = _nan_max(scalar(1e-6), h0 * scalar(1e-3))
@@ -155,7 +165,7 @@ def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: St
     return float(_nan_min(scalar(100) * h0, h1))
 
 
-def _optimal_step(dt: float, ratio: float, control: StepControl) -> float:
+def optimal_step(dt: float, ratio: float, control: StepControl) -> float:
     """torchdiffeq's ``_optimal_step_size`` for order 5, in float64 (NaN stays NaN)."""
     if ratio == 0:
         return dt * control.ifactor
@@ -173,7 +183,7 @@ def _nan_min(a: float, b: float) -> float:
     return a if math.isnan(a) else b if math.isnan(b) else min(a, b)
 
 
-def _interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
+def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
                  coefficients: Tensor, step: np.floating, scalar: type) -> Tensor:
     """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k), at t."""
     dt = float(step)

@@ -1,0 +1,81 @@
+"""Seeds per hour: solo runs one after another against ensembles of 10, 25 and 100 members.
+
+    python benchmarks/ensemble.py [--iterations 300] [--sizes 10,25,100] [--solo-seeds 5]
+                                  [--model hbnode] [--threads 1]
+
+The point cloud at the paper's settings (full batch, dopri5 at tol 1e-7, the adjoint, lr 0.01;
+300 iterations unless told otherwise), the fast backend, float32, one evaluation at the end.
+Solo: seeds 0…K−1 trained one after another through the runner; an ensemble of M: seeds
+0…M−1 through the ensemble runner, in this same process. Prints each one's seeds per hour, the
+ratio to solo, and the share of the members 0…K−1 whose forward and backward NFE equal their
+solo run's in every epoch, and of their epochs (float32: batched kernels may round differently
+from the solo run's, and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x
+solo's seeds per hour. The machine's load (``uptime``) is printed first: on shared cores, compare ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from harness.plugins import load_registry
+from harness.record import RunRecord
+from harness.running.ensembles import execute_ensemble
+from harness.running.runner import execute_run
+from harness.suites.runspec import RunSpec, default_settings
+
+CPU = torch.device("cpu")
+
+
+def spec(model: str, seed: int, iterations: int) -> RunSpec:
+    settings = default_settings()
+    settings.update(epochs=iterations, lr=0.01, eval_every=iterations)
+    settings["solver"].update(backend="fast")  # the task's tol 1e-7, with the adjoint
+    return RunSpec.from_settings("bench", "point_cloud", model, seed, settings)
+
+
+def nfe_path(record: RunRecord) -> list[tuple[float, float]]:
+    return [(epoch["forward_nfe"], epoch["backward_nfe"]) for epoch in record["epochs"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--sizes", default="10,25,100")
+    parser.add_argument("--solo-seeds", type=int, default=5)
+    parser.add_argument("--model", default="hbnode")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load average {os.getloadavg()}; torch threads {torch.get_num_threads()}; "
+          f"{args.model}, {args.iterations} iterations")
+    registry = load_registry()
+    solo_records, start = [], time.perf_counter()
+    for seed in range(args.solo_seeds):
+        solo_records.append(execute_run(spec(args.model, seed, args.iterations), registry, CPU))
+    solo_s = time.perf_counter() - start
+    solo_rate = args.solo_seeds / solo_s * 3600
+    failed = sum(r["status"] != "ok" for r in solo_records)
+    print(f"solo: {args.solo_seeds} seeds in {solo_s:.1f} s: {solo_rate:.0f} seeds/hour "
+          f"({failed} failed)")
+    for size in (int(s) for s in args.sizes.split(",")):
+        specs = [spec(args.model, seed, args.iterations) for seed in range(size)]
+        start = time.perf_counter()
+        records = execute_ensemble(specs, registry, CPU)
+        seconds = time.perf_counter() - start
+        rate = size / seconds * 3600
+        compared = list(zip(records, solo_records))
+        same = sum(nfe_path(member) == nfe_path(alone) for member, alone in compared)
+        steps = [(a == b) for member, alone in compared
+                 for a, b in zip(nfe_path(member), nfe_path(alone))]
+        failed = sum(r["status"] != "ok" for r in records)
+        print(f"ensemble of {size}: {seconds:.1f} s: {rate:.0f} seeds/hour, "
+              f"{rate / solo_rate:.1f}x solo; NFE as solo in every epoch: {same}/{len(compared)} "
+              f"members, in {sum(steps)}/{len(steps)} member-epochs ({failed} failed)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Training runs that differ only in seed as members of one ensemble, each into its own record.
+
+The members' models are built exactly as their solo runs build them (each seeded by its run),
+then stacked into one model (:func:`harness.toolkit.ensemble.stack_models`); each member reads
+its own data (seeded as alone), in its own order, and its rows of every batch are its own. One
+optimizer holds the stacked parameters: Adam, AdamW and SGD are elementwise, so each member's
+slice moves as its solo optimizer would move it; gradient clipping is per member. Each member
+has its own loss, metrics, NFE and failure: a member whose solve fails or whose loss is not
+finite is recorded failed (as its solo run would be) and masked out, and the others go on.
+Times in the records are the ensemble's (``ensemble: {id, size, index}`` says so).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from time import perf_counter
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harness.contract import Task, TaskData
+from harness.record import EpochRecord, RunRecord
+from harness.registry import Registry
+from harness.running.checkpoints import Checkpoints
+from harness.running.deadline import Alarm
+from harness.running.failures import NonFiniteLoss, TimeLimitExceeded, failure_kind
+from harness.running.observers import Notify, Observers
+from harness.running.records import finish, mark_failed, new_record, restore_failure
+from harness.running.runner import (BuiltRun, build_run, count_parameters, solver_backend,
+                                    synchronizer, task_options)
+from harness.suites.runspec import OPTIMIZERS, RunSpec
+from harness.toolkit.ensemble import Members, NotStackable, stack_models
+
+
+def ensemble_id(specs: Sequence[RunSpec]) -> str:
+    """The ensemble's identity (its checkpoint's name): a hash of its members' keys, in order."""
+    return hashlib.sha256(" ".join(spec.key for spec in specs).encode()).hexdigest()[:16]
+
+
+def seedless(spec: RunSpec) -> str:
+    """What runs of one ensemble share: everything of the run but its seed."""
+    config = spec.config()
+    del config["seed"]
+    return json.dumps([config, spec.versions, spec.data_root, spec.suite], sort_keys=True,
+                      default=str)
+
+
+def refusal(spec: RunSpec, registry: Registry) -> str | None:
+    """Why runs like ``spec`` cannot train as an ensemble (checks that need no model), or None."""
+    task = registry.tasks[spec.task]
+    if spec.solver.backend != "fast":
+        return (f"ensembles solve with the fast backend's per-member step control "
+                f"(solver.backend: fast); this run's is {spec.solver.backend!r}")
+    if not task.joins_ensembles:
+        return f"task {task.name!r} does not join ensembles"
+    if type(task).measure is not Task.measure:
+        return f"task {task.name!r} measures one model after evaluation (Task.measure)"
+    if spec.lr_restarts:
+        return "lr_restarts (a fresh optimizer at given epochs) is not done for ensembles yet"
+    return None
+
+
+def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch.device,
+                     notify: Notify | None = None,
+                     checkpoints: Checkpoints | None = None) -> list[RunRecord]:
+    """Train and evaluate the runs ``specs`` (the same but for the seed) together; whatever
+    happens, return one record per run, in order. Raises :class:`NotStackable` before anything
+    trains (and before any event) when their models cannot be stacked: run them alone then.
+
+    With ``checkpoints``, the ensemble saves its state after every epoch under
+    :func:`ensemble_id` and continues from there when run again.
+    """
+    spec, size, identity = specs[0], len(specs), ensemble_id(specs)
+    if len({seedless(member) for member in specs}) > 1:
+        raise ValueError("the runs of an ensemble may differ only in their seed")
+    reason = refusal(spec, registry)
+    if reason:
+        raise NotStackable(reason)
+    notify = notify or Observers(registry)
+    task = registry.tasks[spec.task]
+    members = Members(size)
+    try:
+        builts, model = _build(specs, registry, device, members)
+    except NotStackable:
+        raise
+    except Exception as error:  # alone, each run records what stopped it
+        raise NotStackable(f"the models could not be built ({type(error).__name__}: {error})") \
+            from error
+    records = [new_record(member, registry, device, solver_backend(member, registry),
+                          {"id": identity, "size": size, "index": index})
+               for index, member in enumerate(specs)]
+    for record, built in zip(records, builts):
+        record.update(params=count_parameters(built.model), widths=built.widths)
+    for member in specs:
+        notify("run_started", member)
+    start, earlier, restored = perf_counter(), 0.0, {}
+    message = f"time limit of {spec.time_limit_s} s reached"
+    try:
+        with Alarm(spec.time_limit_s, message):
+            optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+            data = [task.data(task_options(task, member), member.seed, member.data_root, device,
+                              member.batch_size) for member in specs]
+            saved = checkpoints.load(identity) if checkpoints else None
+            if saved and not _fits(model, optimizer, saved, size):
+                checkpoints.reject(identity, "its state does not fit this ensemble")
+                _, model = _build(specs, registry, device, members)  # afresh, as if never run
+                optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+                saved = None
+            if saved:
+                restored = _resume(saved, members, records)
+                earlier = saved["elapsed_s"]
+        deadline = start - earlier + spec.time_limit_s if spec.time_limit_s else None
+        limit = Alarm(None if deadline is None else deadline - perf_counter(), message)
+        first = 1 + max(len(record["epochs"]) for record in records)
+        with limit:
+            for epochs in train_members(specs, model, optimizer, members, task, data, device,
+                                        first, deadline):
+                with limit.held():
+                    for record, epoch in zip(records, epochs):
+                        if epoch is not None:
+                            record["epochs"].append(epoch)
+                    if checkpoints:
+                        checkpoints.save(identity, _state(model, optimizer, members, restored,
+                                                          records,
+                                                          earlier + perf_counter() - start))
+                    for member, epoch in zip(specs, epochs):
+                        if epoch is not None:
+                            notify("epoch_finished", member, epoch=epoch)
+    except Exception as error:  # whatever stops the ensemble stops every member still alive
+        for member in np.flatnonzero(members.alive):
+            members.fail(int(member), error)
+    elapsed = earlier + perf_counter() - start
+    for index, (member, record) in enumerate(zip(specs, records)):
+        if index in restored:
+            restore_failure(record, restored[index])
+        elif index in members.failures:
+            mark_failed(record, members.failures[index])
+        finish(record, elapsed)
+        notify("run_finished", member, record=record)
+    return records
+
+
+def _build(specs: Sequence[RunSpec], registry: Registry, device: torch.device,
+           members: Members) -> tuple[list[BuiltRun], nn.Module]:
+    """Each member's model as its solo run builds it, and their stack."""
+    builts = [build_run(member, registry, device) for member in specs]
+    return builts, stack_models([built.model for built in builts], members)
+
+
+def _state(model: nn.Module, optimizer: torch.optim.Optimizer, members: Members,
+           restored: dict[int, dict[str, Any]], records: list[RunRecord],
+           elapsed_s: float) -> dict[str, Any]:
+    """What a checkpoint of the ensemble holds: the stacked model and optimizer, each member's
+    epochs, and each failed member's failure as its record will say it."""
+    failed = {str(index): restored.get(index) or {"error": f"{type(error).__name__}: {error}",
+                                                  "failure_kind": failure_kind(error)}
+              for index, error in members.failures.items()}
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "epochs": [record["epochs"] for record in records], "failed": failed,
+            "elapsed_s": elapsed_s}
+
+
+def _fits(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any],
+          size: int) -> bool:
+    """Load a checkpoint's model and optimizer state; False when it is not this ensemble's."""
+    try:
+        if len(saved["epochs"]) != size or not isinstance(saved["failed"], dict):
+            return False
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _resume(saved: dict[str, Any], members: Members,
+            records: list[RunRecord]) -> dict[int, dict[str, Any]]:
+    """Each member's epochs from the checkpoint; members that had failed stay failed. Returns
+    their failures, by member."""
+    failed = {int(index): failure for index, failure in saved["failed"].items()}
+    for index, (record, epochs) in enumerate(zip(records, saved["epochs"])):
+        record.update(epochs=epochs, resumed_from_epoch=len(epochs))
+        if index in failed:
+            members.fail(index, RuntimeError(failed[index]["error"]))
+    return failed
+
+
+def train_members(specs: Sequence[RunSpec], model: nn.Module,
+                  optimizer: torch.optim.Optimizer, members: Members, task: Task,
+                  data: list[TaskData], device: torch.device, first_epoch: int = 1,
+                  deadline: float | None = None) -> Iterable[list[EpochRecord | None]]:
+    """As :func:`harness.running.runner.train`, for every member at once: one list per epoch
+    with each member's epoch record (None for a member that has failed)."""
+    spec, size = specs[0], len(specs)
+    sync = synchronizer(device)
+    if spec.epochs == 0:
+        yield _finished(members, evaluate_members(model, task, data, members, sync),
+                        [{"epoch": 0, "iterations": 0} for _ in specs])
+    for epoch in range(first_epoch, spec.epochs + 1):
+        if not members.alive.any():
+            return
+        model.train()
+        members.take()
+        for member in data:
+            member.train.set_epoch(epoch)
+        sums: list[dict[str, float]] = [{} for _ in specs]
+        iterations = samples = 0
+        sync()
+        epoch_start = perf_counter()
+        for batches in zip(*(member.train for member in data)):
+            xs, ys = [x for x, _ in batches], [y for _, y in batches]
+            batch = _common_size(xs)
+            t0 = perf_counter()
+            with members.in_phase("forward"):
+                predictions = model(torch.cat(xs)).chunk(size)
+                losses = [task.loss(p, y) for p, y in zip(predictions, ys)]
+            values = torch.stack([loss.detach() for loss in losses]).tolist()
+            t1 = perf_counter()
+            for member in np.flatnonzero(members.alive):
+                if not math.isfinite(values[member]):
+                    members.fail(int(member), NonFiniteLoss(
+                        f"training loss is {values[member]} at epoch {epoch}, iteration "
+                        f"{iterations + 1}"))
+            training = np.flatnonzero(members.alive)
+            if not len(training):
+                return
+            optimizer.zero_grad(set_to_none=True)
+            with members.in_phase("backward"):
+                torch.stack([losses[member] for member in training]).sum().backward()
+            sync()
+            t2 = perf_counter()
+            if spec.grad_clip:
+                clip_members(model.parameters(), spec.grad_clip, size)
+            optimizer.step()
+            for member in np.flatnonzero(members.alive):
+                metrics = task.metrics(predictions[member].detach(), ys[member])
+                for name, value in {"loss": values[member], **metrics}.items():
+                    sums[member][name] = sums[member].get(name, 0.0) + value * batch
+            iterations += 1
+            samples += batch
+            for name, seconds in (("forward_time_s", t1 - t0), ("backward_time_s", t2 - t1)):
+                for member_sums in sums:
+                    member_sums[name] = member_sums.get(name, 0.0) + seconds
+            sync()
+            if deadline is not None and perf_counter() > deadline:
+                raise TimeLimitExceeded(f"time limit of {spec.time_limit_s} s reached in epoch "
+                                        f"{epoch}, iteration {iterations}")
+        train_time = perf_counter() - epoch_start
+        nfe = members.take()
+        records: list[EpochRecord] = [{
+            "epoch": epoch, "iterations": iterations,
+            **{k: v / samples for k, v in sums[m].items() if not k.endswith("_time_s")},
+            "forward_nfe": int(nfe["forward"][m]) / iterations,
+            "backward_nfe": int(nfe["backward"][m]) / iterations if spec.solver.adjoint else None,
+            "train_time_s": train_time,
+            "forward_time_s": sums[m].get("forward_time_s", 0.0) / iterations,
+            "backward_time_s": sums[m].get("backward_time_s", 0.0) / iterations,
+        } for m in range(size)]
+        if epoch % spec.eval_every == 0 or epoch == spec.epochs:
+            results = evaluate_members(model, task, data, members, sync)
+            yield _finished(members, results, records)
+        else:
+            yield _finished(members, [{} for _ in specs], records)
+
+
+def _finished(members: Members, results: list[dict[str, float]],
+              records: list[EpochRecord]) -> list[EpochRecord | None]:
+    return [{**record, **result} if members.alive[m] else None
+            for m, (record, result) in enumerate(zip(records, results))]
+
+
+def _common_size(xs: list[Tensor]) -> int:
+    sizes = {len(x) for x in xs}
+    if len(sizes) != 1:
+        raise ValueError(f"the members' batches differ in size ({sorted(sizes)}): their data "
+                         f"do not have the same number of samples")
+    return sizes.pop()
+
+
+def evaluate_members(model: nn.Module, task: Task, data: list[TaskData], members: Members,
+                     sync: Callable[[], None]) -> list[dict[str, float]]:
+    """Each member's test loss and metrics (per sample), evaluation NFE (per batch) and the
+    ensemble's inference time (per batch), as :func:`harness.running.runner.evaluate`."""
+    model.eval()
+    size = members.size
+    sums: list[dict[str, float]] = [{} for _ in range(size)]
+    n_batches = samples = 0
+    elapsed = 0.0
+    members.take()
+    with torch.no_grad(), members.in_phase("eval"):
+        for batches in zip(*(member.test for member in data)):
+            xs, ys = [x for x, _ in batches], [y for _, y in batches]
+            batch = _common_size(xs)
+            sync()
+            start = perf_counter()
+            predictions = model(torch.cat(xs)).chunk(size)
+            sync()
+            elapsed += perf_counter() - start
+            for member in np.flatnonzero(members.alive):
+                prediction, y = predictions[member], ys[member]
+                metrics = {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)}
+                for name, value in metrics.items():
+                    sums[member][name] = sums[member].get(name, 0.0) + value * batch
+            n_batches += 1
+            samples += batch
+    nfe = members.take()["eval"]
+    return [{**{f"test_{k}": v / samples for k, v in sums[m].items()},
+             "eval_nfe": int(nfe[m]) / n_batches, "eval_time_s": elapsed / n_batches}
+            for m in range(size)]
+
+
+def clip_members(parameters: Iterable[nn.Parameter], max_norm: float, size: int) -> None:
+    """``nn.utils.clip_grad_norm_`` for each member on its own slices of the stacked
+    parameters: each member's total norm, each member's factor."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(size, -1), dim=1) for g in grads])
+    total = torch.linalg.vector_norm(norms, dim=0)
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(factor.view(size, *([1] * (g.dim() - 1))))

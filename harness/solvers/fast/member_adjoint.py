@@ -1,0 +1,129 @@
+"""The fast backend's solve for an ensemble, with or without its adjoint, member by member.
+
+As :mod:`harness.solvers.fast.adjoint` does for one run, with M members side by side: the
+forward solve is each member's own (:mod:`harness.solvers.fast.members`), and the adjoint solve
+runs backwards on rows [z, a, g, τ] that are each member's solo augmented state — its state, its
+adjoint, the gradient of its slice of every stacked parameter, its time adjoint — with the
+member's own norm (torchdiffeq's default adjoint norm over its row), so every member takes the
+backward steps of its solo adjoint. The vector-Jacobian products come from autograd, one call
+of the field for all members per evaluation.
+
+Members that fail a solve are frozen and reported in the :class:`Running` given (the caller
+records them); their rows of the results are meaningless.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harness.solvers.fast.members import MemberIntegrate, MemberNorm, Running, rms_rows
+
+MemberField = Callable[[Tensor, Tensor, Running], Tensor]
+"""field(t, z, running): t holds each member's time (M,); z is the model's state, with member
+m's rows at [m·B, (m+1)·B); the derivative has z's shape."""
+
+
+class MemberProblem:
+    """One solve of ``field`` for M members over [t0, t1], forwards and for the adjoint
+    backwards. ``params`` are the stacked parameters the field reads (first dimension M)."""
+
+    def __init__(self, field: MemberField, z0: Tensor, t0: float, t1: float,
+                 integrate: MemberIntegrate, params: tuple[nn.Parameter, ...],
+                 alive: np.ndarray, on_failure: Callable[[Running], None]) -> None:
+        self.field, self.shape, self.t0, self.t1 = field, z0.shape, t0, t1
+        self.integrate, self.params, self.alive = integrate, params, alive
+        self.on_failure = on_failure
+        self.size = len(alive)
+        self.dtype, self.device = z0.dtype, z0.device
+
+    def times(self, t: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.asarray(t, dtype=np.float64)).to(self.device, self.dtype)
+
+    def forward(self, z0: Tensor) -> Tensor:
+        def flat(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
+            return self.field(self.times(t), self._model_shape(y), running).reshape(len(y), -1)
+        return self._solve(flat, z0.reshape(self.size, -1), self.t0, self.t1, rms_rows,
+                           None).view(self.shape)
+
+    def backward(self, z1: Tensor, grad: Tensor) -> tuple[Tensor, ...]:
+        """(dL/dz0, dL/dθ for each stacked parameter) from each member's backward solve."""
+        rows = z1.reshape(self.size, -1)
+        n = rows.shape[1]
+        sizes = [p[0].numel() for p in self.params]
+        state = torch.cat([rows, grad.reshape(self.size, -1),
+                           rows.new_zeros(self.size, sum(sizes) + 1)], dim=1)
+        end = self._solve(self._augmented(n), state, -self.t1, -self.t0,
+                          _adjoint_norm([n, n, *sizes], z1.device), 2 * n)
+        gradients = end[:, 2 * n:-1].split(sizes, dim=1)
+        return (end[:, n:2 * n].reshape(self.shape),
+                *(g.reshape(p.shape) for g, p in zip(gradients, self.params)))
+
+    def _solve(self, func: Any, y0: Tensor, t0: float, t1: float, norm: MemberNorm,
+               live: int | None) -> Tensor:
+        running = Running(self.alive)
+        try:
+            return self.integrate(func, y0, t0, t1, norm, live, running)
+        finally:
+            self.on_failure(running)
+
+    def _augmented(self, n: int) -> Any:
+        """Each member's d[z, a, g, τ]/ds in reversed time s = −t, by autograd."""
+        def augmented(s: np.ndarray, state: Tensor, running: Running) -> Tensor:
+            count = len(state)
+            z = self._model_shape(state[:, :n]).detach().requires_grad_(True)
+            a = self._model_shape(state[:, n:2 * n])
+            t = self.times(-np.asarray(s, dtype=np.float64)).requires_grad_(True)
+            with torch.enable_grad():
+                fz = self.field(t, z, running)
+                vjp_t, vjp_z, *vjps = torch.autograd.grad(
+                    fz, (t, z, *self.params), a, allow_unused=True, materialize_grads=True)
+            rows = torch.from_numpy(running.rows).to(state.device)
+            return torch.cat([fz.detach().neg().reshape(count, -1), vjp_z.reshape(count, -1),
+                              *(v[rows].reshape(count, -1) for v in vjps),
+                              vjp_t.reshape(count, 1)], dim=1)
+        return augmented
+
+    def _model_shape(self, rows: Tensor) -> Tensor:
+        """Rows of some members (M', N) as the model's state of those members (M'·B, …)."""
+        return rows.reshape(-1, *self.shape[1:])
+
+
+def _adjoint_norm(sizes: list[int], device: torch.device) -> MemberNorm:
+    """Each row's max(|τ|, rms(z), rms(a), rms of each parameter's gradient): torchdiffeq's
+    default adjoint norm, member by member."""
+    segments = torch.tensor(sizes, device=device)
+
+    def norm(x: Tensor) -> Tensor:
+        squares = x[:, :-1].abs().pow(2).reshape(-1)
+        lengths = segments.repeat(x.shape[0])
+        means = torch.segment_reduce(squares, "mean", lengths=lengths).view(x.shape[0], -1)
+        return torch.maximum(means.amax(dim=1).sqrt(), x[:, -1].abs())
+    return norm
+
+
+class _MemberAdjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, problem: MemberProblem, z0: Tensor, *params: Tensor) -> Tensor:
+        with torch.no_grad():
+            z1 = problem.forward(z0)
+        ctx.problem = problem
+        ctx.save_for_backward(z1)
+        return z1
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (z1,) = ctx.saved_tensors
+        return (None, *ctx.problem.backward(z1, grad))
+
+
+def solve_members(field: MemberField, z0: Tensor, t0: float, t1: float,
+                  integrate: MemberIntegrate, adjoint: bool, params: tuple[nn.Parameter, ...],
+                  alive: np.ndarray, on_failure: Callable[[Running], None]) -> Tensor:
+    """The members' states at t1; with ``adjoint``, gradients come from each member's backward
+    solve. Only the members ``alive`` marks are solved; ``on_failure`` receives each solve's
+    :class:`Running` (its ``failures``) when the solve ends."""
+    problem = MemberProblem(field, z0, t0, t1, integrate, params, alive, on_failure)
+    return _MemberAdjoint.apply(problem, z0, *params) if adjoint else problem.forward(z0)
