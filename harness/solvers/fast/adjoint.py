@@ -101,9 +101,13 @@ def _adjoint_norm(sizes: list[int], device: torch.device) -> Norm:
     return norm
 
 
-class _Adjoint(torch.autograd.Function):
+class AdjointSolve(torch.autograd.Function):
+    """z1 = ``problem.forward(z0)`` without a graph; in backward, the gradients of z0 and of the
+    parameters from ``problem.backward(z1, grad)``: the adjoint solve. Any problem with those
+    two methods (a flat state's, :class:`FlatProblem`; an ensemble's, member by member)."""
+
     @staticmethod
-    def forward(ctx: Any, problem: FlatProblem, z0: Tensor, *params: Tensor) -> Tensor:
+    def forward(ctx: Any, problem: Any, z0: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
             z1 = problem.forward(z0)
         ctx.problem = problem
@@ -121,4 +125,4 @@ def solve_flat(func: nn.Module, z0: Tensor, t0: float, t1: float, integrate: Int
     """The state at t1; with ``adjoint``, gradients come from the backward solve."""
     params = tuple(p for p in func.parameters() if p.requires_grad and p.numel())
     problem = FlatProblem(func, z0, t0, t1, integrate, params)
-    return _Adjoint.apply(problem, z0, *params) if adjoint else problem.forward(z0)
+    return AdjointSolve.apply(problem, z0, *params) if adjoint else problem.forward(z0)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from harness.solvers.fast.adjoint import AdjointSolve
 from harness.solvers.fast.members import MemberIntegrate, MemberNorm, Running, rms_rows
 
 MemberField = Callable[[Tensor, Tensor, Running], Tensor]
@@ -104,21 +105,6 @@ def _adjoint_norm(sizes: list[int], device: torch.device) -> MemberNorm:
     return norm
 
 
-class _MemberAdjoint(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, problem: MemberProblem, z0: Tensor, *params: Tensor) -> Tensor:
-        with torch.no_grad():
-            z1 = problem.forward(z0)
-        ctx.problem = problem
-        ctx.save_for_backward(z1)
-        return z1
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (z1,) = ctx.saved_tensors
-        return (None, *ctx.problem.backward(z1, grad))
-
-
 def solve_members(field: MemberField, z0: Tensor, t0: float, t1: float,
                   integrate: MemberIntegrate, adjoint: bool, params: tuple[nn.Parameter, ...],
                   alive: np.ndarray, on_failure: Callable[[Running], None]) -> Tensor:
@@ -126,4 +112,4 @@ def solve_members(field: MemberField, z0: Tensor, t0: float, t1: float,
     solve. Only the members ``alive`` marks are solved; ``on_failure`` receives each solve's
     :class:`Running` (its ``failures``) when the solve ends."""
     problem = MemberProblem(field, z0, t0, t1, integrate, params, alive, on_failure)
-    return _MemberAdjoint.apply(problem, z0, *params) if adjoint else problem.forward(z0)
+    return AdjointSolve.apply(problem, z0, *params) if adjoint else problem.forward(z0)
