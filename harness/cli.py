@@ -135,6 +135,9 @@ def _main(argv: list[str] | None) -> int:
                          help="relative changes below this are noise (default 0.05)")
     compare.add_argument("--fail-on-worse", action="store_true",
                          help="exit 1 when any quantity got worse")
+    compare.add_argument("--ensemble-times", action="store_true",
+                         help="compare the times of runs trained in an ensemble too (they are "
+                              "the ensemble's, so they are left out by default)")
     compare.add_argument("--match", default="suite,task,model,setting",
                          help="the fields groups are matched by, comma-separated (default "
                               "suite,task,model,setting; task,model,setting matches across "
@@ -295,7 +298,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
-                             args.threshold, [name.strip() for name in args.match.split(",")])
+                             args.threshold, [name.strip() for name in args.match.split(",")],
+                             ensemble_times=args.ensemble_times)
     except (ResultsError, CompareError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2

@@ -148,3 +148,18 @@ def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "1 worse" in printed.out and "warning" not in printed.err
     assert main(["compare", str(base), str(other), "--match", "task,seed"]) == 2
     assert "--match 'task,seed': valid:" in capsys.readouterr().err
+
+
+def test_times_of_ensemble_members_are_left_out_unless_asked() -> None:
+    """A member's times are its ensemble's: no time change is reported for ensemble runs, and
+    the NFE still are; --ensemble-times compares them."""
+    base = _runs("hbnode", [98.0, 100.0, 102.0])
+    new = [{**run, "key": f"e/{run['key']}",
+            "ensemble": {"id": "abc", "size": 3, "index": run["seed"]},
+            "epochs": [{**e, "train_time_s": 0.1} for e in run["epochs"]]}
+           for run in _runs("hbnode", [98.0, 100.0, 102.0])]
+    changes = {c.quantity: c for c in compare(base, new).changes}
+    assert changes["time/epoch (s)"].verdict == MISSING and changes["time/epoch (s)"].new.n == 0
+    assert changes["backward NFE"].new.n == 3
+    asked = {c.quantity: c for c in compare(base, new, ensemble_times=True).changes}
+    assert asked["time/epoch (s)"].verdict == BETTER and asked["time/epoch (s)"].new.n == 3

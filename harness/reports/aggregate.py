@@ -96,9 +96,9 @@ class Group:
     def higher_is_better(self) -> bool:
         return bool((self.ok or self.runs)[0].get("higher_is_better"))
 
-    def value(self, name: str, at: str = "mean") -> Stat:
+    def value(self, name: str, at: str = "mean", ensemble_times: bool = False) -> Stat:
         """Across ok seeds, the per-run value of an epoch field (see :func:`run_value`)."""
-        return stat(run_value(run, name, at) for run in self.ok)
+        return stat(run_value(run, name, at, ensemble_times) for run in self.ok)
 
     def first(self, key: str) -> Any:
         """A top-level record field (``params``, ``paper_params``) of the group's first run."""
@@ -122,9 +122,15 @@ def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
     return list(groups.values())
 
 
-def run_value(run: dict[str, Any], name: str, at: str = "mean") -> float | None:
+def run_value(run: dict[str, Any], name: str, at: str = "mean",
+              ensemble_times: bool = False) -> float | None:
     """One number per run from an epoch field: the mean over the epochs that have it, or its
-    value at the first or last such epoch; None when no epoch has a number for it."""
+    value at the first or last such epoch; None when no epoch has a number for it. A time
+    (``*_time_s``) of a run trained in an ensemble is the ensemble's, not the run's: None
+    unless ``ensemble_times``, so tables, figures, claims, budgets and comparisons of time
+    leave ensemble members out."""
+    if name.endswith("_time_s") and run.get("ensemble") and not ensemble_times:
+        return None
     values = [epoch[name] for epoch in run.get("epochs", [])
               if isinstance(epoch.get(name), (int, float)) and not isinstance(epoch[name], bool)]
     if not values:

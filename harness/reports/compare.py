@@ -85,8 +85,9 @@ class Comparison:
 
 def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
             threshold: float = DEFAULT_THRESHOLD, match: Sequence[str] = MATCH_FIELDS,
-            alpha: float = ALPHA) -> Comparison:
-    """Every quantity of every group found in both result sets, matched by ``match``."""
+            alpha: float = ALPHA, ensemble_times: bool = False) -> Comparison:
+    """Every quantity of every group found in both result sets, matched by ``match``; times of
+    ensemble members only with ``ensemble_times`` (they are the ensemble's)."""
     match = tuple(match)
     unknown = [name for name in match if name not in MATCH_FIELDS]
     if unknown or not match:
@@ -97,7 +98,7 @@ def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
     changes = []
     for key, old in base_groups.items():
         if key in new_groups:
-            changes += _changes(old, new_groups[key], threshold)
+            changes += _changes(old, new_groups[key], threshold, ensemble_times)
     # the spread rule's verdict stands for the changes without a test; the others are redecided
     tested = [change for change in changes if change.test is not None]
     for change, adjusted in zip(tested, holm([change.test.p for change in tested])):
@@ -149,7 +150,7 @@ def render(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _changes(base: Group, new: Group, threshold: float) -> list[Change]:
+def _changes(base: Group, new: Group, threshold: float, ensemble_times: bool) -> list[Change]:
     metric = base.metric
     quantities = [("forward NFE", "forward_nfe", "mean", True),
                   ("backward NFE", "backward_nfe", "mean", True),
@@ -158,7 +159,8 @@ def _changes(base: Group, new: Group, threshold: float) -> list[Change]:
     name = _name(base) if base.suite == new.suite else f"{_name(base)} → [{new.suite}]"
     changes = []
     for label, field_name, at, lower_is_better in quantities:
-        old, now = base.value(field_name, at), new.value(field_name, at)
+        old = base.value(field_name, at, ensemble_times)
+        now = new.value(field_name, at, ensemble_times)
         if old.n or now.n:
             test = (welch(now.values, old.values)  # difference: new − base
                     if min(old.n, now.n) >= MIN_SEEDS else None)
