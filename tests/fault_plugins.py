@@ -1,5 +1,6 @@
-"""Families that hang or crawl on purpose, for the worker-fault tests. Loaded as a plugin
-module through ``HARNESS_PLUGINS=tests.fault_plugins``, so worker processes see them too."""
+"""Families that hang or crawl on purpose, and the task of which one seed fails, for the
+worker-fault tests. Loaded as a plugin module through ``HARNESS_PLUGINS=tests.fault_plugins``,
+so worker processes see them too."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 from harness import Family, hookimpl
+from tests.plugins_for_tests import OneSeedFails
 
 
 class HangsInEpoch2(Family):
@@ -67,18 +69,22 @@ class AdjointSleeper(Family):
 
 class Crawler(Family):
     """h' = f(h), sleeping ``delay`` seconds per evaluation, so a run lasts long enough to be
-    killed mid-epoch; with ``pid_file``, its process id is written there at the first call."""
+    killed mid-epoch; with ``pid_file``, its process id is written there at the first call;
+    with ``wait_for``, each call waits until that file exists (another run has started)."""
 
     name = "crawler"
     widths_like = "node"
 
-    def __init__(self, delay: float = 0.01, pid_file: str | None = None) -> None:
+    def __init__(self, delay: float = 0.01, pid_file: str | None = None,
+                 wait_for: str | None = None) -> None:
         super().__init__()
-        self.delay, self.pid_file = delay, pid_file
+        self.delay, self.pid_file, self.wait_for = delay, pid_file, wait_for
 
     def derivatives(self, t, state, f):
         if self.pid_file and not Path(self.pid_file).exists():
             Path(self.pid_file).write_text(str(os.getpid()))
+        while self.wait_for and not Path(self.wait_for).exists():
+            time.sleep(0.05)
         time.sleep(self.delay)
         (h,) = state
         return (f(t, h),)
@@ -87,3 +93,8 @@ class Crawler(Family):
 @hookimpl
 def harness_model_families():
     return [Sleeper, Stuck, AdjointSleeper, Crawler]
+
+
+@hookimpl
+def harness_tasks():
+    return [OneSeedFails]

@@ -15,7 +15,7 @@ from harness.running.checkpoints import Checkpoints
 from harness.running.driver import run_suite
 from harness.running.ensembles import execute_ensemble
 from harness.running.grouping import units
-from harness.running.runner import RunConfigError, build_run, execute_run
+from harness.running.runner import build_run, execute_run
 from harness.suites.loader import SuiteError, load_suite
 from harness.toolkit.ensemble import Members, NotStackable, stack_models
 from tests.conftest import CPU, FAMILIES, make_spec
@@ -180,8 +180,7 @@ def test_an_interrupted_ensemble_resumes_from_its_checkpoint(with_failing_seed, 
 
 def test_a_suite_opts_in_and_runs_that_cannot_join_run_alone(registry, tmp_path, caplog):
     """``execution: {ensemble: 2}``: three seeds of one model make an ensemble of two and a solo
-    run; runs on the torchdiffeq backend run alone, with a warning saying why. Ensembles need
-    the inline executor."""
+    run; runs on the torchdiffeq backend run alone, with a warning saying why."""
     fast = {"backend": "fast", "rtol": 1e-3, "atol": 1e-3}
     runs = [make_spec(seed=seed, epochs=1, task_options=TINY, solver=fast) for seed in (0, 1, 2)]
     runs += [make_spec(model="node", seed=seed, epochs=1, task_options=TINY) for seed in (0, 1)]
@@ -193,8 +192,6 @@ def test_a_suite_opts_in_and_runs_that_cannot_join_run_alone(registry, tmp_path,
     assert all(record["status"] == "ok" for record in outcome.records)
     assert "node/seed0 and 1 more seeds run alone" in caplog.text and "fast backend" in caplog.text
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # the ensemble's went with its records
-    with pytest.raises(RunConfigError, match="ensembles run with executor: inline"):
-        run_suite(runs, registry, tmp_path / "pool", CPU, executor="local", ensemble=2)
 
 
 def test_runs_with_lr_restarts_run_alone_and_keep_their_schedule(registry, tmp_path, caplog):

@@ -68,8 +68,9 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     ``data_missing`` record instead, so the report shows them and a rerun tries them again.
 
     With ``ensemble`` (``execution.ensemble``: a size or ``auto``), runs that differ only in
-    seed train together (:mod:`harness.running.ensembles`); an ensemble's checkpoint goes once
-    its last member's record is durable.
+    seed train together (:mod:`harness.running.ensembles`), each ensemble one unit of work for
+    the executor; an ensemble's checkpoint goes once its last member's record is durable,
+    unless its worker died (then a rerun resumes it).
     """
     check_runs(runs, registry)
     checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
@@ -96,15 +97,21 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
             return outcome
         runner = registry.executors[executor](registry, device, workers, address)
         if ensemble not in (None, 1) and not runner.runs_ensembles:
+            able = sorted(name for name, kind in registry.executors.items() if kind.runs_ensembles)
             raise RunConfigError(f"execution.ensemble: the {executor} executor runs one run per "
-                                 f"unit of work; ensembles run with executor: inline")
+                                 f"unit of work; ensembles run with executor: "
+                                 f"{', '.join(able)}")
         runner.ensemble = ensemble
+        died: set[str] = set()  # ensembles a member of which died with its worker
         for record in runner.run(todo, Observers(registry), checkpoint_dir):
             store.append(record)
-            if record.get("failure_kind") != "worker_died":
+            died_here = record.get("failure_kind") == "worker_died"
+            if not died_here:
                 checkpoints.discard(record["key"])
             member = record.get("ensemble")
-            if member and member["index"] == member["size"] - 1:
+            if member and died_here:
+                died.add(member["id"])
+            if member and member["index"] == member["size"] - 1 and member["id"] not in died:
                 checkpoints.discard(member["id"])
             outcome.records.append(record)
     return outcome

@@ -94,8 +94,8 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
                for index, member in enumerate(specs)]
     for record, built in zip(records, builts):
         record.update(params=count_parameters(built.model), widths=built.widths)
-    for member in specs:
-        notify("run_started", member)
+    for member, record in zip(specs, records):  # the member's place: a worker pool tracks it
+        notify("run_started", member, ensemble=record["ensemble"])
     start, earlier, restored = perf_counter(), 0.0, {}
     message = f"time limit of {spec.time_limit_s} s reached"
     try:

@@ -1,15 +1,18 @@
 """Executors: where a suite's runs execute.
 
-* ``inline``: one run after another in this process (the default with one device);
+* ``inline``: one unit of work after another in this process (the default with one device);
 * ``local``: a pool of worker processes on this machine, one per visible GPU (each pinned to
   its GPU through CUDA_VISIBLE_DEVICES) or N CPU workers sharing the cores' threads, supervised
   by the driver (:mod:`harness.running.workers`);
-* ``ray``: each run a Ray task asking for its GPU, on an existing cluster (``address``) or a
-  local one (``pip install 'harness[ray]'``); inside the task the run executes in a one-worker
-  pool, so its time limit is enforced from outside it as with ``local``.
+* ``ray``: each unit of work a Ray task asking for one GPU, on an existing cluster
+  (``address``) or a local one (``pip install 'harness[ray]'``); inside the task the unit
+  executes in a one-worker pool, so its time limit is enforced from outside it as with
+  ``local``.
 
-Every executor yields each run's record back to the driver as the run ends; the driver alone
-writes records. Worker processes load plugins from the installed entry points and from
+A unit of work is one run, or an ensemble of runs that differ only in seed
+(``execution.ensemble``, :func:`harness.running.grouping.units`); every executor executes it
+with :func:`harness.running.grouping.execute_unit`. Every executor yields each run's record
+back to the driver as the run ends; the driver alone writes records. Worker processes load plugins from the installed entry points and from
 ``HARNESS_PLUGINS``, so plugins registered only in the driver's process are not seen there.
 More executors (say, Slurm) come from plugins through the ``harness_executors`` hook.
 """
@@ -26,6 +29,7 @@ from harness.contract import hookimpl
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
+from harness.running.ensembles import ensemble_id
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, WorkerDied
 from harness.running.observers import Notify
@@ -38,7 +42,8 @@ class Executor(ABC):
     """Runs specs somewhere and yields their records as they finish."""
 
     name: ClassVar[str]
-    #: Whether it executes ensembles (``execution.ensemble``) as units of work.
+    #: Whether it executes ensembles (``execution.ensemble``) as units of work (else the
+    #: driver refuses ``ensemble`` for it); the built-in executors all do.
     runs_ensembles: ClassVar[bool] = False
 
     def __init__(self, registry: Any, device: str = "auto", workers: int | None = None,
@@ -71,6 +76,7 @@ class Inline(Executor):
 
 class LocalPool(Executor):
     name = "local"
+    runs_ensembles = True
 
     def slots(self) -> list[Slot]:
         """One per GPU (pinned through CUDA_VISIBLE_DEVICES), else ``workers`` CPU workers
@@ -84,11 +90,13 @@ class LocalPool(Executor):
 
     def run(self, runs: list[RunSpec], notify: Notify,
             checkpoint_dir: Path | None) -> Iterator[RunRecord]:
-        yield from WorkerPool(self.slots(), self.registry, checkpoint_dir).run(runs, notify)
+        pool = WorkerPool(self.slots(), self.registry, checkpoint_dir)
+        yield from pool.run(units(runs, self.ensemble), notify)
 
 
 class RayCluster(Executor):
     name = "ray"
+    runs_ensembles = True
 
     def run(self, runs: list[RunSpec], notify: Notify,
             checkpoint_dir: Path | None) -> Iterator[RunRecord]:
@@ -106,32 +114,47 @@ class RayCluster(Executor):
                 self.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
             device = "cuda" if gpus else "cpu"
             task = ray.remote(_execute_in_ray).options(num_cpus=1, num_gpus=gpus)
-            pending = {task.remote(spec, checkpoint_dir, device, self.registry.loader): spec
-                       for spec in runs}
+            pending = {task.remote(unit, checkpoint_dir, device, self.registry.loader): unit
+                       for unit in units(runs, self.ensemble)}
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
-                spec = pending.pop(ready)
+                unit = pending.pop(ready)
                 try:
-                    record = ray.get(ready)
+                    records = ray.get(ready)
                 except ray.exceptions.RayError as error:  # the task, its worker or node was lost
-                    record = lost_run_record(spec, self.registry, device,
-                                         WorkerDied(f"the Ray task was lost: {error}"),
-                                         checkpoint_dir)
-                notify("run_finished", spec, record=record)
-                yield record
+                    lost = WorkerDied(f"the Ray task was lost: {error}")
+                    records = [lost_run_record(spec, self.registry, device, lost, checkpoint_dir,
+                                               ensemble=member)
+                               for spec, member in zip(unit, _saved_members(unit,
+                                                                            checkpoint_dir))]
+                specs = {spec.key: spec for spec in unit}
+                for record in records:
+                    notify("run_finished", specs[record["key"]], record=record)
+                    yield record
         finally:
             if started_here:
                 ray.shutdown()
 
 
-def _execute_in_ray(spec: RunSpec, checkpoint_dir: Path | None, device: str,
-                    load: Callable[[], Registry]) -> RunRecord:
-    """One run inside a Ray task, in a worker process of its own that this task supervises
-    (its time limit, its death) as the local pool does. Plugins are imported once per Ray
-    worker process, so loading the registry again per task is cheap."""
+def _execute_in_ray(unit: list[RunSpec], checkpoint_dir: Path | None, device: str,
+                    load: Callable[[], Registry]) -> list[RunRecord]:
+    """One unit of work inside a Ray task, in a worker process of its own that this task
+    supervises (its time limit, its death) as the local pool does. Plugins are imported once
+    per Ray worker process, so loading the registry again per task is cheap."""
     pool = WorkerPool([Slot(device, None, 1)], load(), checkpoint_dir)
-    (record,) = pool.run([spec], lambda *args, **details: None)
-    return record
+    return list(pool.run([unit], lambda *args, **details: None))
+
+
+def _saved_members(unit: list[RunSpec],
+                   checkpoint_dir: Path | None) -> list[dict[str, Any] | None]:
+    """Each run's ``{id, size, index}`` in its ensemble when the unit trained as one far
+    enough to checkpoint it (its lost records then hold the ensemble's epochs), else None:
+    what a lost Ray task, whose events the driver never saw, can tell."""
+    identity = ensemble_id(unit)
+    if len(unit) == 1 or checkpoint_dir is None or \
+            not Checkpoints(checkpoint_dir).path(identity).is_file():
+        return [None] * len(unit)
+    return [{"id": identity, "size": len(unit), "index": index} for index in range(len(unit))]
 
 
 def default_executor() -> str:

@@ -10,9 +10,10 @@ from harness.registry import PluginFailure, Registry
 log = logging.getLogger("harness")
 
 Notify = Callable[..., None]
-"""``notify(event, run, **details)`` with event "run_started", "epoch_finished" (``epoch=``) or
-"run_finished" (``record=``): how a run reports progress to the observer hooks, in this
-process or across a process boundary."""
+"""``notify(event, run, **details)`` with event "run_started" (``ensemble=``, the ``{id, size,
+index}`` of a member of an ensemble), "epoch_finished" (``epoch=``) or "run_finished"
+(``record=``): how a run reports progress to the observer hooks, in this process or across a
+process boundary. Observer hooks take the details their specification names."""
 
 
 class Observers:

@@ -63,11 +63,16 @@ def finish(record: RunRecord, wall_time_s: float) -> None:
 
 def lost_record(spec: RunSpec, registry: Registry, device: torch.device,
                 backend: SolverBackend, error: BaseException, epochs: list[EpochRecord],
-                wall_time_s: float) -> RunRecord:
+                wall_time_s: float, ensemble: dict[str, Any] | None = None,
+                failure: dict[str, Any] | None = None) -> RunRecord:
     """The record of a run that ended with its process (a dead worker, a run killed at its time
-    limit): failed with ``error``, with the epochs its checkpoint held."""
-    record = new_record(spec, registry, device, backend)
+    limit): failed with ``error``, with the epochs its checkpoint held. A member of an ensemble
+    (``ensemble``: its ``{id, size, index}``) that its checkpoint says had already failed keeps
+    that ``failure`` (``error``, ``failure_kind``), as a resumed ensemble would record it."""
+    record = new_record(spec, registry, device, backend, ensemble)
     mark_failed(record, error)
+    if failure is not None:
+        restore_failure(record, failure)
     record["epochs"] = epochs
     finish(record, wall_time_s)
     return record

@@ -1,20 +1,25 @@
-"""A pool of worker processes that the driver supervises, one run per worker at a time.
+"""A pool of worker processes that the driver supervises, one unit of work per worker at a time.
 
-The driver holds one pipe per worker and waits on the pipes and the processes' sentinels
-together (``multiprocessing.connection.wait``), so it sees at once when a worker reports an
-event and when a worker dies. A worker that dies fails only the run it had started
-(``worker_died``, with the epochs of its checkpoint, which stays for a rerun to resume); a run
-past its time limit plus a grace is stopped by killing its worker (``time_limit``), wherever
-it is stuck. A fresh worker takes the next run; runs not yet started are never touched (one
-handed to a worker that died before starting it goes back to the queue).
+A unit of work is one run, or runs that differ only in seed, trained as one ensemble
+(:mod:`harness.running.grouping`: :func:`~harness.running.grouping.execute_unit` runs it, in a
+worker as inline). The driver holds one pipe per worker and waits on the pipes and the
+processes' sentinels together (``multiprocessing.connection.wait``), so it sees at once when a
+worker reports an event and when a worker dies. A worker that dies fails only the runs of its
+unit that had started and not ended (``worker_died``, with the epochs of their checkpoint —
+the run's, or its ensemble's — which stays for a rerun to resume); a run past its time limit
+plus a grace is stopped by killing its worker (``time_limit``), wherever it is stuck (an
+ensemble's limit is the whole ensemble's, counted from its start, as inline). A fresh worker
+takes the next unit; runs not yet started are never touched (those of a unit whose worker died
+before starting them go back to the queue, as a unit).
 
 Messages, each a pickled tuple on the pipe:
 
-* driver → worker: ``(spec, checkpoint_dir)``, one run to execute (a closed pipe, or the
-  driver's death, ends the worker);
-* worker → driver: ``("ready", {})`` once its plugins are loaded (only then does it get a
-  run), then ``(event, details)`` for the run it has: "run_started", "epoch_finished"
-  (``epoch=``), "run_finished" (``record=``, the run's record, which ends it).
+* driver → worker: ``(unit, checkpoint_dir)``, one unit of work (a list of run specs) to
+  execute (a closed pipe, or the driver's death, ends the worker);
+* worker → driver: ``("ready", None, {})`` once its plugins are loaded (only then does it get
+  a unit), then ``(event, index, details)`` for run ``index`` of its unit: "run_started"
+  (``ensemble=`` for a member of an ensemble), "epoch_finished" (``epoch=``), "run_finished"
+  (``record=``, the run's record, which ends it; the unit ends with its last run).
 
 Workers are started with the ``spawn`` method (CUDA cannot be forked). They die with the
 driver (Linux's parent-death signal, and a thread watching the parent elsewhere), ignore
@@ -32,7 +37,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -44,17 +49,19 @@ from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.deadline import grace
 from harness.running.environment import resolve_device
+from harness.running.ensembles import ensemble_id
 from harness.running.failures import ExecutorUnavailable, TimeLimitExceeded, WorkerDied
+from harness.running.grouping import execute_unit
 from harness.running.observers import Notify
 from harness.running.records import lost_record, now
-from harness.running.runner import execute_run, solver_backend
+from harness.running.runner import solver_backend
 from harness.suites.runspec import RunSpec
 
 STOP_TIMEOUT_S = 2.0
 """How long stopped workers get to exit before they are killed."""
 
 MAX_FAILED_STARTS = 3
-"""Workers of one slot that may die in a row before they start a run, before the pool gives
+"""Workers of one slot that may die in a row before they start a unit, before the pool gives
 up (a broken installation would otherwise be restarted for ever)."""
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -70,31 +77,54 @@ class Slot:
     threads: int
 
 
+@dataclass(frozen=True)
+class Start:
+    """A run of a unit that the worker reported started and not yet ended."""
+
+    monotonic: float
+    at: str
+    ensemble: dict[str, Any] | None
+    """Its ``{id, size, index}`` when it trains as a member of an ensemble."""
+    checkpoint: str
+    """The key of the checkpoint it trains into: its own, or its ensemble's id."""
+
+
 @dataclass
 class Assignment:
-    """A run handed to a worker, as the driver tracks it."""
+    """A unit of work handed to a worker, as the driver tracks it."""
 
-    spec: RunSpec
-    earlier_s: float
-    """Seconds the run had already taken before this attempt (from its checkpoint)."""
-    started: float | None = None
-    """``time.monotonic()`` when the worker reported run_started."""
-    started_at: str | None = None
+    unit: list[RunSpec]
+    earlier_s: dict[str, float]
+    """Seconds taken before this attempt, by checkpoint key (a run's, an ensemble's): read
+    when the unit is handed out, for units with a time limit."""
+    running: dict[int, Start] = field(default_factory=dict)
+    """The unit's runs (by index) that have started and not ended."""
+    ended: set[int] = field(default_factory=set)
+
+    def start(self, index: int, ensemble: dict[str, Any] | None) -> None:
+        checkpoint = ensemble["id"] if ensemble else self.unit[index].key
+        self.running[index] = Start(time.monotonic(), now(), ensemble, checkpoint)
+
+    def unstarted(self) -> list[RunSpec]:
+        return [spec for index, spec in enumerate(self.unit)
+                if index not in self.running and index not in self.ended]
 
     def kill_at(self) -> float | None:
-        """When the driver stops the run: its time limit plus the grace, counted from its
-        start (earlier attempts included); None without a limit or before it started."""
-        limit = self.spec.time_limit_s
-        if not limit or self.started is None:
-            return None
-        return self.started - self.earlier_s + limit + grace(limit)
+        """When the driver stops the unit: the first of its running runs' time limits plus the
+        grace, each counted from its start (earlier attempts included; for an ensemble, the
+        ensemble's); None without a limit or before a run started."""
+        due = [start.monotonic - self.earlier_s.get(start.checkpoint, 0.0) + limit + grace(limit)
+               for index, start in self.running.items()
+               if (limit := self.unit[index].time_limit_s)]
+        return min(due, default=None)
 
-    def elapsed_s(self) -> float:
-        return self.earlier_s + (time.monotonic() - self.started if self.started else 0.0)
+    def elapsed_s(self, index: int) -> float:
+        start = self.running[index]
+        return self.earlier_s.get(start.checkpoint, 0.0) + time.monotonic() - start.monotonic
 
 
 class Worker:
-    """One worker process and the driver's end of its pipe. It takes a run once it is ready
+    """One worker process and the driver's end of its pipe. It takes a unit once it is ready
     (plugins loaded), so a worker that dies while starting has no run to fail."""
 
     def __init__(self, context: Any, slot: Slot, load: Callable[[], Registry]) -> None:
@@ -114,15 +144,17 @@ class Worker:
         """Starting up or running: the driver waits for its messages and its death."""
         return not self.ready or self.assignment is not None
 
-    def assign(self, spec: RunSpec, checkpoint_dir: Path | None) -> None:
-        earlier = 0.0
-        if spec.time_limit_s and checkpoint_dir:  # nobody writes the checkpoint right now
-            saved = Checkpoints(checkpoint_dir).read(spec.key)
-            earlier = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
-        self.assignment = Assignment(spec, earlier)
+    def assign(self, unit: list[RunSpec], checkpoint_dir: Path | None) -> None:
+        earlier = {}
+        if checkpoint_dir and any(spec.time_limit_s for spec in unit):
+            keys = [spec.key for spec in unit] + ([ensemble_id(unit)] if len(unit) > 1 else [])
+            for key in keys:  # nobody writes these checkpoints right now
+                saved = Checkpoints(checkpoint_dir).read(key)
+                earlier[key] = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
+        self.assignment = Assignment(unit, earlier)
         try:
-            self.connection.send((spec, checkpoint_dir))
-        except OSError:  # it died idle; the pool sees its death and hands the run on
+            self.connection.send((unit, checkpoint_dir))
+        except OSError:  # it died idle; the pool sees its death and hands the unit on
             pass
 
     def kill(self) -> None:
@@ -131,7 +163,7 @@ class Worker:
 
 
 class WorkerPool:
-    """Runs specs on one worker per slot and yields each record as its run ends."""
+    """Runs units of work on one worker per slot and yields each record as its run ends."""
 
     def __init__(self, slots: list[Slot], registry: Registry, checkpoint_dir: Path | None) -> None:
         self.slots = slots
@@ -139,9 +171,11 @@ class WorkerPool:
         self.checkpoint_dir = checkpoint_dir
         self.context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
 
-    def run(self, runs: list[RunSpec], notify: Notify) -> Iterator[RunRecord]:
-        """Execute ``runs``; the workers' events go to ``notify`` as they arrive."""
-        waiting = deque(runs)
+    def run(self, units: list[list[RunSpec]], notify: Notify) -> Iterator[RunRecord]:
+        """Execute ``units`` (each a list of runs, see
+        :func:`harness.running.grouping.units`); the workers' events go to ``notify`` as
+        they arrive."""
+        waiting = deque(units)
         workers: list[Worker | None] = [None] * len(self.slots)
         failed_starts = [0] * len(self.slots)
         try:
@@ -154,7 +188,7 @@ class WorkerPool:
                 for index, worker in enumerate(workers):
                     if worker is None or not worker.watched:
                         continue
-                    record, alive = self._attend(worker, notify, waiting)
+                    records, alive = self._attend(worker, notify, waiting)
                     if not alive:
                         workers[index] = None
                         failed_starts[index] = 0 if worker.ran else failed_starts[index] + 1
@@ -163,13 +197,12 @@ class WorkerPool:
                                 f"worker processes die while starting ({MAX_FAILED_STARTS} in a "
                                 f"row, the last: {_exit_reason(worker.process.exitcode)}); "
                                 f"their output above says why")
-                    if record:
-                        yield record
+                    yield from records
         finally:
             stop([w for w in workers if w])
 
-    def _staff(self, workers: list[Worker | None], waiting: deque[RunSpec]) -> None:
-        """Hand waiting runs to ready idle workers; start workers for the runs left over."""
+    def _staff(self, workers: list[Worker | None], waiting: deque[list[RunSpec]]) -> None:
+        """Hand waiting units to ready idle workers; start workers for the units left over."""
         for worker in workers:
             if waiting and worker and worker.ready and not worker.assignment:
                 worker.assign(waiting.popleft(), self.checkpoint_dir)
@@ -180,70 +213,91 @@ class WorkerPool:
                 starting += 1
 
     def _attend(self, worker: Worker, notify: Notify,
-                waiting: deque[RunSpec]) -> tuple[RunRecord | None, bool]:
-        """Take a worker's messages; (the record if its run ended, whether the worker lives).
-        A run its dead worker never started goes back to the front of ``waiting``."""
+                waiting: deque[list[RunSpec]]) -> tuple[list[RunRecord], bool]:
+        """Take a worker's messages; (the records of the runs that ended, whether the worker
+        lives). The runs of its unit a dead worker never started go back to the front of
+        ``waiting``, as one unit."""
+        records: list[RunRecord] = []
         closed = False
         try:
             while worker.connection.poll():
-                event, details = worker.connection.recv()
+                event, index, details = worker.connection.recv()
                 if event == "ready":
                     worker.ready = True
-                    return None, True
+                    continue
                 assignment = worker.assignment
+                spec = assignment.unit[index]
                 if event == "run_started":
                     worker.ran = True
-                    assignment.started = time.monotonic()
-                    assignment.started_at = now()
-                notify(event, assignment.spec, **details)
+                    assignment.start(index, details.get("ensemble"))
+                notify(event, spec, **details)
                 if event == "run_finished":
-                    worker.assignment = None
-                    return details["record"], True
+                    del assignment.running[index]
+                    assignment.ended.add(index)
+                    records.append(details["record"])
+                    if len(assignment.ended) == len(assignment.unit):
+                        worker.assignment = None
         except (EOFError, OSError):  # the pipe closed (mid-message, maybe): the worker is gone
             closed = True
             worker.process.join(STOP_TIMEOUT_S)
         if closed or not worker.process.is_alive():
             worker.kill()
-            if worker.assignment and worker.assignment.started is None:
-                waiting.appendleft(worker.assignment.spec)
-                worker.assignment = None
             if worker.assignment is None:
-                return None, False
+                return records, False
             error = WorkerDied(f"worker process {worker.process.pid} died "
                                f"({_exit_reason(worker.process.exitcode)}) during the run")
-            return self._lost(worker, error, notify), False
+            return records + self._lost(worker, error, notify, waiting), False
         kill_at = worker.assignment.kill_at() if worker.assignment else None
         if kill_at is not None and time.monotonic() >= kill_at:
             worker.kill()
-            limit = worker.assignment.spec.time_limit_s
+            limits = [worker.assignment.unit[index].time_limit_s
+                      for index in worker.assignment.running]
+            limit = min(limit for limit in limits if limit)
             error = TimeLimitExceeded(f"time limit of {limit} s reached, and the run did not "
                                       f"stop within {grace(limit):g} s more: its worker was "
                                       f"killed")
-            return self._lost(worker, error, notify), False
-        return None, True
+            return records + self._lost(worker, error, notify, waiting), False
+        return records, True
 
-    def _lost(self, worker: Worker, error: BaseException, notify: Notify) -> RunRecord:
-        """The record of the run a killed or dead worker had, told to the observers too."""
+    def _lost(self, worker: Worker, error: BaseException, notify: Notify,
+              waiting: deque[list[RunSpec]]) -> list[RunRecord]:
+        """The records of the runs a killed or dead worker had started and not ended, told to
+        the observers too; the runs of its unit it had not started go back to ``waiting``."""
         assignment = worker.assignment
         worker.assignment = None
-        record = lost_run_record(assignment.spec, self.registry, worker.slot.device, error,
-                             self.checkpoint_dir, assignment.elapsed_s())
-        if assignment.started_at:
-            record["started_at"] = assignment.started_at
-        notify("run_finished", assignment.spec, record=record)
-        return record
+        if unstarted := assignment.unstarted():
+            waiting.appendleft(unstarted)
+        records = []
+        for index, start in sorted(assignment.running.items()):
+            spec = assignment.unit[index]
+            record = lost_run_record(spec, self.registry, worker.slot.device, error,
+                                     self.checkpoint_dir, assignment.elapsed_s(index),
+                                     start.ensemble)
+            record["started_at"] = start.at
+            notify("run_finished", spec, record=record)
+            records.append(record)
+        return records
 
 
 def lost_run_record(spec: RunSpec, registry: Registry, device: str, error: BaseException,
-                    checkpoint_dir: Path | None, wall_time_s: float | None = None) -> RunRecord:
+                    checkpoint_dir: Path | None, wall_time_s: float | None = None,
+                    ensemble: dict[str, Any] | None = None) -> RunRecord:
     """The record of a run that ended with its process, with the epochs its checkpoint holds
-    (the checkpoint stays, so a rerun resumes the run). Without ``wall_time_s`` the time is the
-    checkpoint's."""
-    saved = Checkpoints(checkpoint_dir).read(spec.key) if checkpoint_dir else None
+    (the checkpoint stays, so a rerun resumes the run). A member of an ensemble (``ensemble``:
+    its ``{id, size, index}``) has its epochs, and any failure before, in its ensemble's
+    checkpoint. Without ``wall_time_s`` the time is the checkpoint's."""
+    key = ensemble["id"] if ensemble else spec.key
+    saved = Checkpoints(checkpoint_dir).read(key) if checkpoint_dir else None
     if wall_time_s is None:
         wall_time_s = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
+    epochs, failure = [], None
+    if saved and ensemble:
+        epochs = saved["epochs"][ensemble["index"]]
+        failure = saved["failed"].get(str(ensemble["index"]))
+    elif saved:
+        epochs = saved["epochs"]
     return lost_record(spec, registry, torch.device(device), solver_backend(spec, registry),
-                       error, saved["epochs"] if saved else [], wall_time_s)
+                       error, epochs, wall_time_s, ensemble, failure)
 
 
 def stop(workers: list[Worker]) -> None:
@@ -296,8 +350,8 @@ def _children_ignore_sigint() -> Iterator[None]:
 
 def serve(connection: Connection, slot: Slot, driver: int,
           load: Callable[[], Registry]) -> None:
-    """A worker's life: load the plugins, then execute each run the driver sends, sending its
-    events back, until the driver closes the pipe (or dies)."""
+    """A worker's life: load the plugins, then execute each unit of work the driver sends,
+    sending its runs' events back, until the driver closes the pipe (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     die_with(driver)
     if slot.visible is not None:
@@ -306,17 +360,20 @@ def serve(connection: Connection, slot: Slot, driver: int,
     registry = load()
     device = resolve_device(slot.device)
 
-    def notify(event: str, run: RunSpec, **details: Any) -> None:
-        connection.send((event, details))
-
-    connection.send(("ready", {}))
+    connection.send(("ready", None, {}))
     while True:
         try:
-            spec, checkpoint_dir = connection.recv()
+            unit, checkpoint_dir = connection.recv()
         except EOFError:
             return
+        places = {spec.key: index for index, spec in enumerate(unit)}
+
+        def notify(event: str, run: RunSpec, **details: Any) -> None:
+            connection.send((event, places[run.key], details))
+
         checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-        execute_run(spec, registry, device, notify, checkpoints)
+        for _ in execute_unit(unit, registry, device, notify, checkpoints):
+            pass  # each record went to the driver with its run_finished
 
 
 def die_with(driver: int) -> None:

@@ -1,0 +1,171 @@
+"""Ensembles as units of work for the worker-pool executors (``local``, ``ray``): each ensemble
+trains in one worker process and sends back every member's record; a dead worker, a time limit
+and a rerun treat the ensemble's members as they treat solo runs. The misbehaving families and
+the task of which one seed fails reach worker processes through ``HARNESS_PLUGINS``."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from harness import hookimpl
+from harness.plugins import load_registry
+from harness.running.checkpoints import Checkpoints
+from harness.running.driver import run_suite
+from harness.running.executors import Executor
+from harness.running.runner import RunConfigError, execute_run
+from harness.suites.runspec import RunSpec
+from tests.conftest import CPU, make_spec
+
+PLUGINS = "tests.fault_plugins"
+FAST = {"backend": "fast", "rtol": 1e-3, "atol": 1e-3}
+TINY = {"inner": 10, "outer": 20}
+
+
+@pytest.fixture
+def fault_registry(monkeypatch):
+    """The installed plugins plus the fault families and tasks, here and in worker processes."""
+    monkeypatch.setenv("HARNESS_PLUGINS", PLUGINS)
+    return load_registry()
+
+
+def _seeds(model: str, seeds=(0, 1, 2), **settings) -> list[RunSpec]:
+    """Runs that differ only in seed, on the fast backend (which ensembles solve with)."""
+    settings = {"task_options": TINY, "epochs": 2, **settings}
+    return [make_spec(model=model, seed=seed, solver=FAST, **settings) for seed in seeds]
+
+
+def _nfe(record) -> list[tuple]:
+    return [(e["forward_nfe"], e["backward_nfe"], e.get("eval_nfe")) for e in record["epochs"]]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_each_ensemble_is_one_unit_of_work_with_the_members_records_of_inline(
+        tmp_path, registry, executor):
+    """Two families' ensembles on two workers: every member's record as the inline executor
+    makes it (status, its place in its ensemble, NFE in every epoch, losses)."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    runs = _seeds("node") + _seeds("hbnode")
+    inline = run_suite(runs, registry, tmp_path / "inline", CPU, ensemble="auto").records
+    pooled = run_suite(runs, registry, tmp_path / "pool", "cpu", executor=executor, workers=2,
+                       ensemble="auto").records
+    alone = {record["key"]: record for record in inline}
+    assert sorted(alone) == sorted(record["key"] for record in pooled)
+    for record in pooled:
+        reference = alone[record["key"]]
+        assert record["status"] == reference["status"] == "ok"
+        assert record["ensemble"] == reference["ensemble"] and record["ensemble"]["size"] == 3
+        assert _nfe(record) == _nfe(reference) and len(record["epochs"]) == 2
+        assert record["epochs"][-1]["loss"] == pytest.approx(reference["epochs"][-1]["loss"],
+                                                             rel=1e-4)
+    if executor == "local":
+        assert {r["environment"]["torch_threads"] for r in pooled} == {1}  # 2 workers, 2 cores
+    assert not list((tmp_path / "pool" / "checkpoints").glob("*.pt"))
+
+
+def test_a_worker_killed_mid_ensemble_fails_its_members_and_a_rerun_resumes_them(
+        tmp_path, fault_registry):
+    """Ensemble A (seed 2 failing at its first iteration) waits until ensemble B trains in the
+    other worker, and its worker is killed after its epoch 2. A's members fail with the reason
+    (seed 2 with its own, from the ensemble's checkpoint, which stays); B finishes. The rerun
+    skips B's members and resumes A from its checkpoint."""
+    pid_a, pid_b = tmp_path / "a.pid", tmp_path / "b.pid"
+    victims = _seeds("crawler", task="one_seed_fails", epochs=5,
+                     task_options={**TINY, "fail_at": 1},
+                     model_options={"pid_file": str(pid_a), "wait_for": str(pid_b)})
+    others = _seeds("crawler", epochs=3, model_options={"pid_file": str(pid_b)})
+
+    class KillAfterEpoch2:
+        killed = False
+
+        @hookimpl
+        def harness_epoch_finished(self, run, epoch):
+            if run.key == victims[0].key and epoch["epoch"] == 2 and not self.killed:
+                os.kill(int(pid_a.read_text()), signal.SIGKILL)
+                self.killed = True
+
+    fault_registry.manager.register(KillAfterEpoch2(), name="kill-after-epoch-2")
+    out = tmp_path / "out"
+    outcome = run_suite(victims + others, fault_registry, out, "cpu", executor="local",
+                        workers=2, ensemble="auto")
+    assert pid_a.read_text() != pid_b.read_text()  # A and B trained at once, in two workers
+    records = {record["key"]: record for record in outcome.records}
+    assert len(records) == 6
+    for spec in others:
+        assert records[spec.key]["status"] == "ok" and len(records[spec.key]["epochs"]) == 3
+    lost = [records[spec.key] for spec in victims]
+    identity = lost[0]["ensemble"]["id"]
+    kept = Checkpoints(out / "checkpoints").read(identity)
+    assert kept is not None, "the dead ensemble's checkpoint was dropped"
+    for index, record in enumerate(lost):
+        assert record["ensemble"] == {"id": identity, "size": 3, "index": index}
+        assert record["status"] == "failed" and record["epochs"] == kept["epochs"][index]
+    for record in lost[:2]:
+        assert record["failure_kind"] == "worker_died" and "SIGKILL" in record["error"]
+        assert len(record["epochs"]) >= 2
+    assert lost[2]["failure_kind"] == "non_finite" and lost[2]["epochs"] == []
+
+    rerun = run_suite(victims + others, fault_registry, out, "cpu", executor="local",
+                      workers=2, ensemble="auto")
+    assert rerun.skipped == 3
+    resumed = {record["key"]: record for record in rerun.records}
+    assert sorted(resumed) == sorted(spec.key for spec in victims)
+    for spec, before in zip(victims[:2], lost[:2]):
+        again = resumed[spec.key]
+        assert again["status"] == "ok" and again["resumed_from_epoch"] == len(before["epochs"])
+        assert [e["epoch"] for e in again["epochs"]] == [1, 2, 3, 4, 5]
+        assert again["epochs"][:len(before["epochs"])] == before["epochs"]
+    assert resumed[victims[2].key]["failure_kind"] == "non_finite"
+    assert not list((out / "checkpoints").glob("*.pt"))
+
+
+def test_an_ensembles_time_limit_is_the_units_and_its_killed_worker_fails_every_member(
+        tmp_path, fault_registry):
+    """An ensemble stuck where no alarm reaches (epoch 2) is killed at its time limit plus the
+    grace, counted from the ensemble's start: every member fails ``time_limit`` with the epoch
+    its checkpoint held; the other ensemble finishes; no checkpoint stays."""
+    stuck = _seeds("stuck", seeds=(0, 1), epochs=3, time_limit_s=2)
+    others = _seeds("node", seeds=(0, 1))
+    started = time.monotonic()
+    outcome = run_suite(stuck + others, fault_registry, tmp_path, "cpu", executor="local",
+                        workers=2, ensemble="auto")
+    assert time.monotonic() - started < 60
+    records = {record["key"]: record for record in outcome.records}
+    for spec in stuck:
+        record = records[spec.key]
+        assert record["failure_kind"] == "time_limit", record["error"]
+        assert "its worker was killed" in record["error"] and record["ensemble"]["size"] == 2
+        assert [e["epoch"] for e in record["epochs"]] == [1]
+        assert record["wall_time_s"] >= 2
+    assert all(records[spec.key]["status"] == "ok" for spec in others)
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))
+
+
+class _OneAtATime(Executor):
+    """An executor plugin that knows nothing of ensembles."""
+
+    name = "one_at_a_time"
+
+    def run(self, runs: list[RunSpec], notify, checkpoint_dir: Path | None) -> Iterator:
+        for spec in runs:
+            yield execute_run(spec, self.registry, CPU, notify)
+
+
+class _ProvidesOneAtATime:
+    @hookimpl
+    def harness_executors(self):
+        return [_OneAtATime]
+
+
+def test_an_executor_that_takes_no_ensembles_is_refused_naming_those_that_do(tmp_path):
+    registry = load_registry([("one-at-a-time", _ProvidesOneAtATime())])
+    with pytest.raises(RunConfigError, match="the one_at_a_time executor runs one run per unit "
+                                             "of work; ensembles run with executor: inline, "
+                                             "local, ray"):
+        run_suite(_seeds("node"), registry, tmp_path, CPU, executor="one_at_a_time",
+                  ensemble="auto")
