@@ -50,7 +50,8 @@ def test_what_the_profile_sets_on_plane_vibration(registry):
     for model, spec in runs.items():
         assert (spec.lr, spec.lr_restarts, spec.grad_clip) == (1e-3, {51: 1e-4}, 1.0)
         assert spec.task_options == {"normalise": "series", "cell": "authors", "shrink": 0.01,
-                                     "reconstruction_weight": 0.1, "shuffle": False}
+                                     "reconstruction_weight": 0.1, "shuffle": False,
+                                     "forecast": "authors"}
         assert spec.model_options == ({"xi_init": 0.0} if model == "hbnode" else {})
     paper = specs(registry, "plane_vibration", "paper")["hbnode"]
     assert (paper.lr, paper.lr_restarts, paper.task_options) == (1e-4, {}, {})
@@ -108,17 +109,23 @@ def test_the_authors_loss_rows_and_normalisation_on_the_real_data(registry):
     data = task.data(options, 0, str(SHARED_DATA), CPU, 4)
     x, y = next(iter(data.train))
     roles = y[0, :, 0].round().long().tolist()
-    assert roles == [ONE_STEP] * (INPUTS - 1) + [FORECAST] * HORIZON + [RECONSTRUCTION] * INPUTS
+    assert roles == [ONE_STEP] * INPUTS + [FORECAST] * HORIZON + [RECONSTRUCTION] * INPUTS
+    # the 64th one-step row is the first forecast stamp, reached by the same solve
+    torch.testing.assert_close(y[:, INPUTS - 1, 2:], y[:, INPUTS, 2:])
     assert y[0, -INPUTS:, 1].unique().tolist() == [pytest.approx(0.1)]
     torch.testing.assert_close(y[:, -INPUTS:, 2:], x[:, :INPUTS, 2:])  # the observations
     spec = specs(registry, "plane_vibration")["node"]
     model = build_run(spec, registry, CPU).model
     with torch.no_grad():
-        assert model(x).shape == y[..., 2:].shape
-        metrics = task.metrics(model(x), y)
+        prediction = model(x)
+        assert prediction.shape == y[..., 2:].shape
+        torch.testing.assert_close(prediction[:, INPUTS - 1], prediction[:, INPUTS])
+        metrics = task.metrics(prediction, y)
     assert set(metrics) == {"one_step_mse", "forecast_mse", "reconstruction_mse"}
     batches = [x for x, _ in data.train]
     data.train.set_epoch(2)
     assert all(torch.equal(a, b) for a, b in zip(batches, [x for x, _ in data.train]))
     with pytest.raises(ValueError, match="normalise is 'whole'; valid: train, series"):
         task.data({**options, "normalise": "whole"}, 0, str(SHARED_DATA), CPU, 4)
+    with pytest.raises(ValueError, match="forecast is 'grid'; valid: carry, authors"):
+        task.data({**options, "forecast": "grid"}, 0, str(SHARED_DATA), CPU, 4)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,10 @@ from torch import nn
 from torchdiffeq import odeint
 
 from harness import Family
+from harness.solvers.fast.backend import FastBackend
+from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SolverConfig
+from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
 from harness.toolkit.adjoint_probe import adjoint_norms, decay_summary
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
@@ -35,12 +39,13 @@ class ThreeParts(Family):
         return m, v, f(t, h) - v
 
 
-def hybrid(family: Family, n: int = 3, solver: SolverConfig = TIGHT, seed: int = 0) -> ODERNN:
+def hybrid(family: Family, n: int = 3, solver: SolverConfig = TIGHT, seed: int = 0,
+           backend: SolverBackend = TORCHDIFFEQ) -> ODERNN:
     torch.manual_seed(seed)
     f_in = family.f_input_parts * n
     f = Autonomous(nn.Sequential(nn.Linear(f_in, 8), nn.Tanh(), nn.Linear(8, n)))
     state = len(family.parts) * n
-    ode = ODEBlock(family, f, n, solver, NFECounter())
+    ode = ODEBlock(family, f, n, solver, NFECounter(), backend)
     return ODERNN(ode, nn.Sequential(nn.Linear(state + K, state), nn.Tanh())).double()
 
 
@@ -198,3 +203,29 @@ def test_decay_summary_recovers_the_rate_per_stamp():
     assert summary["adjoint_decay_rate"] == pytest.approx(0.4)
     assert summary["adjoint_ratio"] == pytest.approx(math.exp(-3.6))
     assert decay_summary([0.0, 0.0, 1.0]) == {"adjoint_ratio": 0.0, "adjoint_decay_rate": None}
+
+
+def test_through_is_one_solve_on_torchdiffeq_and_one_per_interval_on_other_backends():
+    """``ODERNN.through`` (the authors' forecast): the states at each offset, from one
+    torchdiffeq solve over the whole span (its NFE are those of a solve to the last offset
+    alone: the inner states are interpolated); a backend without such a solve (fast) makes one
+    solve per interval, and both reach the states of consecutive unit solves."""
+    offsets = torch.arange(8, dtype=torch.float64)
+    model = hybrid(HBNODE())
+    z = inputs(4, 1, model.state_width)[0]
+    counter = model.ode.dynamics.counter
+    counter.take()
+    states = model.through(z, offsets)
+    nfe = counter.take()["forward"]
+    odeint(model.ode.dynamics, z, offsets[[0, -1]], rtol=TIGHT.rtol, atol=TIGHT.atol)
+    assert states.shape == (4, 7, model.state_width) and nfe == counter.take()["forward"]
+    expected, reached = [], z
+    for _ in range(7):
+        reached = model.evolve(reached, torch.ones(4, dtype=torch.float64))
+        expected.append(reached)
+    unit_solves = counter.take()["forward"]
+    torch.testing.assert_close(states, torch.stack(expected, dim=1), rtol=1e-6, atol=1e-7)
+    fast = hybrid(HBNODE(), solver=replace(TIGHT, backend="fast"), backend=FastBackend())
+    fast_states = fast.through(z, offsets)
+    assert fast.ode.dynamics.counter.take()["forward"] == unit_solves
+    torch.testing.assert_close(fast_states, states, rtol=1e-6, atol=1e-7)

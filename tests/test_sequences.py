@@ -321,6 +321,21 @@ def test_plane_vibration_trains_every_family_and_counts_nfe(registry, sequence_r
     assert epoch["adjoint_elapsed"][-1] == 0.0 and epoch["adjoint_norm"][-1] > 0
 
 
+def test_the_authors_forecast_solves_to_the_first_stamp_then_once_through_the_rest(
+        registry, sequence_root):
+    """``forecast: authors`` (docs/profiles.md): after the 63 gaps, one solve to the first
+    forecast stamp and one through the other 7 (RK4 at step 1: 4 NFE a stamp); the probe's
+    last row, the prediction from the last state, is the 64th one-step row."""
+    record = tiny_run(registry, sequence_root, "plane_vibration", "hbnode", batch_size=2,
+                      task_options={"forecast": "authors", "adjoint_epochs": [1],
+                                    "adjoint_windows": 2})
+    assert record["status"] == "ok", record["error"]
+    epoch = record["epochs"][0]
+    assert epoch["forward_nfe"] == 4 * (INPUTS - 1 + 1 + HORIZON - 1)
+    assert np.isfinite(epoch["one_step_mse"]) and np.isfinite(epoch["forecast_mse"])
+    assert len(epoch["adjoint_norm"]) == INPUTS and epoch["adjoint_norm"][-1] > 0
+
+
 @pytest.mark.parametrize("model", FAMILIES)
 def test_walker_trains_every_family_and_counts_nfe(registry, sequence_root, model):
     record = tiny_run(registry, sequence_root, "walker2d", model, batch_size=8,

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable, ClassVar, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from harness.solvers.settings import SolverConfig
@@ -59,6 +60,17 @@ class SolverBackend(ABC):
         """:meth:`solve`, handing ``note`` the statistics of each solve it makes (the forward
         one and, with the adjoint, the backward one). The default has none to hand."""
         return self.solve(func, z0, t, config)
+
+    def solve_through(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig,
+                      note: Note | None) -> Tensor:
+        """The states at each of t[1:] (len(t) − 1, *z0.shape) of the trajectory from z0 at
+        t[0]. The default: one solve per interval, each from the state the last one reached;
+        a backend that outputs at several times from one solve (torchdiffeq) overrides it."""
+        states, z = [], z0
+        for t0, t1 in zip(t[:-1], t[1:]):
+            z = self.solve_noting(func, z, torch.stack([t0, t1]), config, note)
+            states.append(z)
+        return torch.stack(states)
 
 
 class PerElementTime:

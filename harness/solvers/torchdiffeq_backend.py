@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from harness.solvers.backends import SolverBackend
+from harness.solvers.backends import Note, SolverBackend
 from harness.solvers.settings import METHODS, SolverConfig, as_solver_failure
 
 
@@ -19,16 +19,24 @@ class TorchdiffeqBackend(SolverBackend):
     name, package, methods = "torchdiffeq", "torchdiffeq", METHODS
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
+        return self._odeint(func, z0, t, config)[-1]
+
+    def solve_through(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig,
+                      note: Note | None) -> Tensor:
+        """One solve over all of t: the steps run on past the inner times, whose states are
+        interpolated (and, with the adjoint, the backward pass solves interval by interval)."""
+        return self._odeint(func, z0, t, config)[1:]
+
+    def _odeint(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
         kwargs = dict(rtol=config.rtol, atol=config.atol, method=config.method,
                       options=dict(config.options) or None)
         try:
             if config.adjoint:
-                z = odeint_adjoint(func, z0, t, adjoint_params=tuple(func.parameters()), **kwargs)
-            else:
-                z = odeint(func, z0, t, **kwargs)
+                return odeint_adjoint(func, z0, t, adjoint_params=tuple(func.parameters()),
+                                      **kwargs)
+            return odeint(func, z0, t, **kwargs)
         except AssertionError as error:
             raise as_solver_failure(error) from error
-        return z[-1]
 
 
 #: The default backend of an ODE block built without a registry (it holds no state).

@@ -179,9 +179,26 @@ class ODEBlock(nn.Module):
         func: nn.Module = self.dynamics
         if duration is not None:
             func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
+        return self.backend.solve_noting(self._capped(func), z0, t, self.solver,
+                                         self.dynamics.counter.note)
+
+    def through(self, z0: Tensor, offsets: Tensor) -> Tensor:
+        """The states (len(offsets) − 1, batch, …) at offsets[1:] of the trajectory from z0 at
+        offsets[0] (1-D, increasing, the same for every element), in one solve where the
+        backend can (:meth:`~harness.solvers.backends.SolverBackend.solve_through`). Time runs
+        unscaled from the start of the family's interval (t0 + offsets − offsets[0]): the
+        solver's first step depends on the time scale, and this is the scale of the offsets
+        themselves, not of the interval."""
+        t0 = self.family.interval[0]
+        times = (offsets - offsets[0]).to(z0) + t0
+        return self.backend.solve_through(self._capped(self.dynamics), z0, times, self.solver,
+                                          self.dynamics.counter.note)
+
+    def _capped(self, func: nn.Module) -> nn.Module:
+        """``func`` failing past ``solver.max_nfe`` evaluations per solve, when that is set."""
         if self.solver.max_nfe:
-            func = Capped(func, self.solver.max_nfe, self.dynamics.counter)
-        return self.backend.solve_noting(func, z0, t, self.solver, self.dynamics.counter.note)
+            return Capped(func, self.solver.max_nfe, self.dynamics.counter)
+        return func
 
     def part(self, z: Tensor, name: str | None = None) -> Tensor:
         """One part of states z (batch, P·n, …): the family's ``readout`` part unless named."""

@@ -61,6 +61,11 @@ class ODERNN(nn.Module):
         reached = self.evolve(z.repeat_interleave(horizon, dim=0), durations.reshape(-1))
         return reached.reshape(batch, horizon, -1)
 
+    def through(self, z: Tensor, offsets: Tensor) -> Tensor:
+        """States (batch, H − 1, P·n) at offsets[1:] (H, the same for every element) after
+        z's stamp at offsets[0], from one solve through them all where the backend can."""
+        return self.ode.through(z, offsets).transpose(0, 1)
+
     def read(self, z: Tensor) -> Tensor:
         """The family's readout part of states shaped (…, P·n)."""
         return part_of(self.ode.family, z, None, dim=-1)

@@ -25,8 +25,10 @@ Under the ``authors-code`` profile (docs/profiles.md) the options follow the aut
 shrinking, as it acts: ×1e-4 for the ODE block, the cell and the initial-state layer, ×0.01
 for the head), ``reconstruction_weight: 0.1`` (the loss adds 0.1 × the MSE of each observation
 read back from the state that has just read it), training windows in order (``shuffle:
-false``); and lr 1e-3, then 1e-4 with a fresh Adam from epoch 51, gradients clipped at 1.0,
-HBNODE-RNN with a learnable ξ·h term.
+false``), ``forecast: authors`` (one solve from the last observation to the first forecast
+stamp, which is also a 64th one-step row, then one solve through the other 7 stamps); and lr
+1e-3, then 1e-4 with a fresh Adam from epoch 51, gradients clipped at 1.0, HBNODE-RNN with a
+learnable ξ·h term.
 """
 from __future__ import annotations
 
@@ -49,17 +51,23 @@ HORIZON = 8        # forecast stamps
 SPLITS = (0.5, 0.25, 0.25)
 NORMALISE = ("train", "series")  # whose mean and std standardise the series
 CELLS = ("dense", "authors")     # the paper's fc_{P·n} on [state, features], or the authors'
+#: How the forecast is solved: "carry", the 8 spans from the last observation in one batched
+#: solve; "authors", one solve to the first forecast stamp (also the 64th one-step row), then
+#: one solve through the other 7 (docs/profiles.md).
+FORECASTS = ("carry", "authors")
 
 
 def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
-             weights: dict[int, float]) -> tuple[Tensor, Tensor]:
+             weights: dict[int, float], forecast_steps: bool = False) -> tuple[Tensor, Tensor]:
     """Packed (x, y) of every whole 65-stamp segment of the kept ``stamps`` whose forecast
-    stamps lie before ``end`` (the next split's first stamp). Target rows: the 63 next stamps,
-    the 8 forecast stamps, then (with a reconstruction weight) the 64 observations."""
+    stamps lie before ``end`` (the next split's first stamp). Target rows: the 63 next stamps
+    (and with ``forecast_steps`` the first forecast stamp as a 64th), the 8 forecast stamps,
+    then (with a reconstruction weight) the 64 observations."""
     xs, ys = [], []
     offsets = torch.arange(HORIZON)
     reconstruct = bool(weights.get(RECONSTRUCTION))
-    roles = ([ONE_STEP] * (INPUTS - 1) + [FORECAST] * HORIZON
+    steps = INPUTS if forecast_steps else INPUTS - 1
+    roles = ([ONE_STEP] * steps + [FORECAST] * HORIZON
              + [RECONSTRUCTION] * (INPUTS if reconstruct else 0))
     for start in range(0, len(stamps) - INPUTS, INPUTS + 1):
         segment = stamps[start:start + INPUTS + 1]
@@ -70,7 +78,7 @@ def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
         elapsed = gaps(observed, observed[0]).float() * time_scale
         spans = (forecast - observed[-1]).float()[None] * time_scale
         xs.append(pack_inputs(series[observed][None], elapsed[None], spans))
-        targets = torch.cat([series[observed[1:]], series[forecast],
+        targets = torch.cat([series[segment[1:steps + 1]], series[forecast],
                              *([series[observed]] if reconstruct else [])])
         ys.append(pack_targets(targets[None], roles, weights))
     width = 2 + FEATURES
@@ -88,32 +96,54 @@ def split_windows(series: Tensor, options: dict[str, Any], generator: torch.Gene
         raise ValueError(f"task option normalise is {options['normalise']!r}; valid: "
                          f"{', '.join(NORMALISE)}")
     reference = series[kept[:n_train]] if options["normalise"] == "train" else series
+    if options["forecast"] not in FORECASTS:
+        raise ValueError(f"task option forecast is {options['forecast']!r}; valid: "
+                         f"{', '.join(FORECASTS)}")
     series = (series - reference.mean(dim=0)) / reference.std(dim=0)
     parts = []
     for lo, hi in zip(bounds, bounds[1:]):
         end = int(kept[hi]) if hi < len(kept) else len(series)
-        parts.append(segments(series, kept[lo:hi], end, options["time_scale"], weights))
+        parts.append(segments(series, kept[lo:hi], end, options["time_scale"], weights,
+                              forecast_steps=options["forecast"] == "authors"))
     return parts
 
 
 class PlaneVibrationModel(SequenceModel):
     def __init__(self, initial: InitialState, hybrid: ODERNN, head: nn.Module,
-                 reconstruct: bool = False) -> None:
+                 reconstruct: bool = False, forecast: str = "carry") -> None:
         super().__init__()
         self.initial, self.hybrid, self.head = initial, hybrid, head
-        self.reconstruct = reconstruct
+        self.reconstruct, self.forecast = reconstruct, forecast
 
     def run(self, x: Tensor) -> tuple[Tensor, Trajectory]:
         inputs = unpack_inputs(x)
         z0 = self.initial(inputs.features.flatten(1))
         trajectory = self.hybrid(z0, inputs.features, inputs.gaps)
-        one_step = self.head(self.hybrid.read(torch.stack(trajectory.before[1:], dim=1)))
-        forecast = self.head(self.hybrid.read(self.hybrid.carry(trajectory.after[-1],
-                                                                inputs.queries)))
+        steps = trajectory.before[1:]
+        if self.forecast == "carry":
+            states = self.hybrid.carry(trajectory.after[-1], inputs.queries)
+        else:
+            states = self.authors_forecast(trajectory.after[-1], inputs.queries)
+            steps = [*steps, states[:, 0]]
+        one_step = self.head(self.hybrid.read(torch.stack(steps, dim=1)))
+        forecast = self.head(self.hybrid.read(states))
         rows = [one_step, forecast]
         if self.reconstruct:  # each observation read back from the state that read it
             rows.append(self.head(self.hybrid.read(torch.stack(trajectory.after, dim=1))))
         return torch.cat(rows, dim=1), trajectory
+
+    def authors_forecast(self, z: Tensor, queries: Tensor) -> Tensor:
+        """States (batch, 8, P·n) at the forecast stamps as the authors' code reaches them
+        (``ODE_RNN_with_Grad_Listener.forward`` in their ``base.py``, ``multiforecast`` in
+        ``plane_vibration/trainpv.py``): one solve across each element's gap from the last
+        observation to the first forecast stamp, then one solve from there through the others,
+        whose offsets from the first are the same in every window (consecutive stamps)."""
+        first = self.hybrid.evolve(z, queries[:, 0])
+        offsets = queries - queries[:, :1]
+        if not bool((offsets == offsets[:1]).all()):
+            raise ValueError("forecast 'authors' needs the forecast stamps at the same offsets "
+                             "from the first in every window")
+        return torch.cat([first[:, None], self.hybrid.through(first, offsets[0])], dim=1)
 
 
 class PlaneVibration(SequenceTask):
@@ -128,14 +158,15 @@ class PlaneVibration(SequenceTask):
     paper_params = {"node": 15986, "anode": 16730, "sonode": 16649, "hbnode": 16127,
                     "ghbnode": 16127}
     options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1,
-               "reconstruction_weight": 0.0, "normalise": "train", "cell": "dense", "shrink": 1.0}
+               "reconstruction_weight": 0.0, "normalise": "train", "cell": "dense", "shrink": 1.0,
+               "forecast": "carry"}
     #: The authors' code (docs/profiles.md): ``plane_vibration/trainpv.py`` lines 17 and 30–31
     #: (lr 1e-3, then 1e-4 with a new Adam from their epoch 50, our 51), 34 (batches in order),
     #: 43–46 (the loss), 66 (the clipping); ``hbnode_rnn_pv.py`` line 49 (ξ: ``corr``, learnable).
     profiles = {"authors-code": {
         "lr": 1.0e-3, "lr_restarts": {51: 1.0e-4}, "grad_clip": 1.0,
         "task_options": {"normalise": "series", "cell": "authors", "shrink": 0.01,
-                         "reconstruction_weight": 0.1, "shuffle": False},
+                         "reconstruction_weight": 0.1, "shuffle": False, "forecast": "authors"},
         "models": {"hbnode": {"model_options": {"xi_init": 0.0}}}}}
     tiny = {"batch_size": 8, "task_options": {"train_windows": 8, "eval_windows": 8}}
     metric = "forecast_mse"
@@ -163,13 +194,17 @@ class PlaneVibration(SequenceTask):
         options = ctx.options
         if options["cell"] not in CELLS:
             raise ValueError(f"task option cell is {options['cell']!r}; valid: {', '.join(CELLS)}")
+        if options["forecast"] not in FORECASTS:
+            raise ValueError(f"task option forecast is {options['forecast']!r}; valid: "
+                             f"{', '.join(FORECASTS)}")
         f = mlp([ctx.family.f_input_parts * n, h1, h2, n], nn.ReLU)
         cell = (nn.Linear(state + FEATURES, state) if options["cell"] == "dense"
                 else AuthorsCell(ctx.n_parts, n, FEATURES))
         hybrid = ODERNN(ctx.ode(Autonomous(f), n), cell)
         initial = InitialState(INPUTS * FEATURES, ctx.widths.get("c", state), state)
         model = PlaneVibrationModel(initial, hybrid, nn.Linear(n, FEATURES),
-                                    reconstruct=options["reconstruction_weight"] > 0)
+                                    reconstruct=options["reconstruction_weight"] > 0,
+                                    forecast=options["forecast"])
         if options["shrink"] != 1.0:
             shrink_as_authors([hybrid, initial], [model.head], options["shrink"])
         return model
