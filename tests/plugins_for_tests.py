@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from harness import Family, hookimpl
+from harness_plugins.tasks.plane_vibration import PlaneVibration
 from harness_plugins.tasks.point_cloud import PointCloud
 
 
@@ -80,9 +81,35 @@ class OneSeedFails(PointCloud):
         return loss
 
 
+class OneSeedNaNWindow(PlaneVibration):
+    """Plane vibration whose run with seed ``fail_seed`` has a NaN in the features of training
+    window ``nan_window``: its state turns non-finite in the solve after that window's batch
+    is read, and the run fails there, alone or as a member of an ensemble."""
+
+    name = "pv_one_seed_nan"
+    options = {**PlaneVibration.options, "fail_seed": 2, "nan_window": 1}
+
+    def data(self, options, seed, data_root, device, batch_size):
+        data = super().data(options, seed, data_root, device, batch_size)
+        if seed == options["fail_seed"]:
+            data.train.x[options["nan_window"], 5, 2] = float("nan")
+        return data
+
+
+class SeedSizedPointCloud(PointCloud):
+    """The point cloud with ``seed`` fewer training points: runs whose data differ in size."""
+
+    name = "seed_sized_point_cloud"
+
+    def data(self, options, seed, data_root, device, batch_size):
+        data = super().data(options, seed, data_root, device, batch_size)
+        data.train.x, data.train.y = data.train.x[seed:], data.train.y[seed:]
+        return data
+
+
 class Ensembles:
-    """A task with a member that fails."""
+    """Tasks with a member that fails, and with members whose data differ in size."""
 
     @hookimpl
     def harness_tasks(self):
-        return [OneSeedFails]
+        return [OneSeedFails, OneSeedNaNWindow, SeedSizedPointCloud]

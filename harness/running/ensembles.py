@@ -32,7 +32,8 @@ from harness.running.records import finish, mark_failed, new_record, restore_fai
 from harness.running.runner import (BuiltRun, build_run, count_parameters, solver_backend,
                                     synchronizer, task_options)
 from harness.suites.runspec import OPTIMIZERS, RunSpec
-from harness.toolkit.ensemble import Members, NotStackable, stack_models
+from harness.toolkit.batches import TensorBatches
+from harness.toolkit.ensemble import Members, NotStackable, load_member, stack_models
 
 
 def ensemble_id(specs: Sequence[RunSpec]) -> str:
@@ -56,8 +57,6 @@ def refusal(spec: RunSpec, registry: Registry) -> str | None:
                 f"(solver.backend: fast); this run's is {spec.solver.backend!r}")
     if not task.joins_ensembles:
         return f"task {task.name!r} does not join ensembles"
-    if type(task).measure is not Task.measure:
-        return f"task {task.name!r} measures one model after evaluation (Task.measure)"
     if spec.lr_restarts:
         return "lr_restarts (a fresh optimizer at given epochs) is not done for ensembles yet"
     return None
@@ -82,31 +81,41 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
     notify = notify or Observers(registry)
     task = registry.tasks[spec.task]
     members = Members(size)
-    try:
-        builts, model = _build(specs, registry, device, members)
-    except NotStackable:
-        raise
-    except Exception as error:  # alone, each run records what stopped it
-        raise NotStackable(f"the models could not be built ({type(error).__name__}: {error})") \
-            from error
     records = [new_record(member, registry, device, solver_backend(member, registry),
                           {"id": identity, "size": size, "index": index})
                for index, member in enumerate(specs)]
-    for record, built in zip(records, builts):
-        record.update(params=count_parameters(built.model), widths=built.widths)
-    for member, record in zip(specs, records):  # the member's place: a worker pool tracks it
-        notify("run_started", member, ensemble=record["ensemble"])
-    start, earlier, restored = perf_counter(), 0.0, {}
+    start = perf_counter()
     message = f"time limit of {spec.time_limit_s} s reached"
+    stopped: TimeLimitExceeded | None = None
     try:
-        with Alarm(spec.time_limit_s, message):
-            optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+        with Alarm(spec.time_limit_s, message):  # a task's data or build may hang too
+            builts, model = _build(specs, registry, device, members)
             data = [task.data(task_options(task, member), member.seed, member.data_root, device,
                               member.batch_size) for member in specs]
+    except TimeLimitExceeded as error:  # alone, each would hang again: they fail together
+        stopped = error
+    except NotStackable:
+        raise
+    except Exception as error:  # alone, each run records what stopped it
+        raise NotStackable(f"the models or data could not be made ({type(error).__name__}: "
+                           f"{error})") from error
+    if stopped is None:
+        _check_same_batches(data)
+        for record, built in zip(records, builts):
+            record.update(params=count_parameters(built.model), widths=built.widths)
+    for member, record in zip(specs, records):  # the member's place: a worker pool tracks it
+        notify("run_started", member, ensemble=record["ensemble"])
+    earlier, restored = 0.0, {}
+    try:
+        if stopped:
+            raise stopped
+        with Alarm(spec.time_limit_s - (perf_counter() - start) if spec.time_limit_s else None,
+                   message):
+            optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
             saved = checkpoints.load(identity) if checkpoints else None
             if saved and not _fits(model, optimizer, saved, size):
                 checkpoints.reject(identity, "its state does not fit this ensemble")
-                _, model = _build(specs, registry, device, members)  # afresh, as if never run
+                builts, model = _build(specs, registry, device, members)  # afresh
                 optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
                 saved = None
             if saved:
@@ -117,7 +126,7 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
         first = 1 + max(len(record["epochs"]) for record in records)
         with limit:
             for epochs in train_members(specs, model, optimizer, members, task, data, device,
-                                        first, deadline):
+                                        first, deadline, builts):
                 with limit.held():
                     for record, epoch in zip(records, epochs):
                         if epoch is not None:
@@ -141,6 +150,24 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
         finish(record, elapsed)
         notify("run_finished", member, record=record)
     return records
+
+
+def _check_same_batches(data: list[TaskData]) -> None:
+    """NotStackable when the members' training or test data differ in their number of batches
+    or samples (say, a seeded split that keeps a different number of windows): side by side,
+    a member would lose batches or a batch would not split by member."""
+    for split in ("train", "test"):
+        sizes = {_batch_shape(getattr(member, split)) for member in data}
+        if len(sizes) > 1:
+            raise NotStackable(f"the members' {split} data differ in size "
+                               f"({', '.join(sorted(map(str, sizes)))})")
+
+
+def _batch_shape(batches: Any) -> tuple[int, int] | int | None:
+    """(batches, samples) of :class:`TensorBatches`, the length of other sized iterables."""
+    if isinstance(batches, TensorBatches):
+        return len(batches), len(batches.x)
+    return len(batches) if hasattr(batches, "__len__") else None
 
 
 def _build(specs: Sequence[RunSpec], registry: Registry, device: torch.device,
@@ -190,14 +217,23 @@ def _resume(saved: dict[str, Any], members: Members,
 
 def train_members(specs: Sequence[RunSpec], model: nn.Module,
                   optimizer: torch.optim.Optimizer, members: Members, task: Task,
-                  data: list[TaskData], device: torch.device, first_epoch: int = 1,
-                  deadline: float | None = None) -> Iterable[list[EpochRecord | None]]:
+                  data: list[TaskData], device: torch.device, first_epoch: int,
+                  deadline: float | None, builts: Sequence[BuiltRun]) -> Iterable[
+                      list[EpochRecord | None]]:
     """As :func:`harness.running.runner.train`, for every member at once: one list per epoch
-    with each member's epoch record (None for a member that has failed)."""
+    with each member's epoch record (None for a member that has failed). ``builts`` are the
+    members' solo models, which a task's measurements use (:func:`measure_members`)."""
     spec, size = specs[0], len(specs)
     sync = synchronizer(device)
+
+    def evaluate_and_measure(epoch: int) -> list[dict[str, Any]]:
+        results = evaluate_members(model, task, data, members, sync)
+        measured = measure_members(model, builts, task, data, members, epoch,
+                                   task_options(task, spec))
+        return [{**result, **more} for result, more in zip(results, measured)]
+
     if spec.epochs == 0:
-        yield _finished(members, evaluate_members(model, task, data, members, sync),
+        yield _finished(members, evaluate_and_measure(0),
                         [{"epoch": 0, "iterations": 0} for _ in specs])
     for epoch in range(first_epoch, spec.epochs + 1):
         if not members.alive.any():
@@ -210,7 +246,7 @@ def train_members(specs: Sequence[RunSpec], model: nn.Module,
         iterations = samples = 0
         sync()
         epoch_start = perf_counter()
-        for batches in zip(*(member.train for member in data)):
+        for batches in zip(*(member.train for member in data), strict=True):
             xs, ys = [x for x, _ in batches], [y for _, y in batches]
             batch = _common_size(xs)
             t0 = perf_counter()
@@ -260,8 +296,7 @@ def train_members(specs: Sequence[RunSpec], model: nn.Module,
             "backward_time_s": sums[m].get("backward_time_s", 0.0) / iterations,
         } for m in range(size)]
         if epoch % spec.eval_every == 0 or epoch == spec.epochs:
-            results = evaluate_members(model, task, data, members, sync)
-            yield _finished(members, results, records)
+            yield _finished(members, evaluate_and_measure(epoch), records)
         else:
             yield _finished(members, [{} for _ in specs], records)
 
@@ -291,7 +326,7 @@ def evaluate_members(model: nn.Module, task: Task, data: list[TaskData], members
     elapsed = 0.0
     members.take()
     with torch.no_grad(), members.in_phase("eval"):
-        for batches in zip(*(member.test for member in data)):
+        for batches in zip(*(member.test for member in data), strict=True):
             xs, ys = [x for x, _ in batches], [y for _, y in batches]
             batch = _common_size(xs)
             sync()
@@ -310,6 +345,32 @@ def evaluate_members(model: nn.Module, task: Task, data: list[TaskData], members
     return [{**{f"test_{k}": v / samples for k, v in sums[m].items()},
              "eval_nfe": int(nfe[m]) / n_batches, "eval_time_s": elapsed / n_batches}
             for m in range(size)]
+
+
+def measure_members(model: nn.Module, builts: Sequence[BuiltRun], task: Task,
+                    data: list[TaskData], members: Members, epoch: int,
+                    options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each live member's :meth:`Task.measure`, taken on its solo model holding its slice of
+    the stacked parameters (a measurement may need one model's trajectory or gradients); a
+    member whose measurement raises fails, as its solo run would. Nothing for tasks without
+    measurements."""
+    if type(task).measure is Task.measure:
+        return [{} for _ in builts]
+    results: list[dict[str, Any]] = []
+    for index, built in enumerate(builts):
+        results.append({})
+        if not members.alive[index]:
+            continue
+        load_member(built.model, model, index)
+        built.model.eval()
+        try:
+            with built.counter.in_phase("probe"):
+                results[index] = task.measure(built.model, data[index], epoch, options)
+        except TimeLimitExceeded:
+            raise
+        except Exception as error:
+            members.fail(index, error)
+    return results
 
 
 def clip_members(parameters: Iterable[nn.Parameter], max_norm: float, size: int) -> None:

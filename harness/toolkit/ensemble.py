@@ -124,14 +124,34 @@ class MemberODEBlock(ODEBlock):
                                            self.solver.atol, self.solver.options)
 
     def forward(self, z0: Tensor, duration: Tensor | None = None) -> Tensor:
+        """As :meth:`ODEBlock.forward`, each member solved on its own. With ``duration``, a
+        member whose elements all have duration 0 is not solved (its rows pass through, no
+        evaluation counts for it), as its solo run's hybrid skips such a solve."""
         t = interval_tensor(*self.family.interval, like=z0)
-        scale = (None if duration is None
-                 else (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
+        scale = moving = None
+        if duration is not None:
+            scale = (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1)))
+            moving = duration.reshape(self.members.size, -1).ne(0).any(dim=1).cpu().numpy()
         t0, t1 = t.tolist()
+        return self._solve(z0, t0, t1, scale, moving)
+
+    def through(self, z0: Tensor, offsets: Tensor) -> Tensor:
+        """As :meth:`ODEBlock.through` on the fast backend: one solve per interval between the
+        offsets, in unscaled time from the start of the family's interval."""
+        t0 = self.family.interval[0]
+        times = ((offsets - offsets[0]).to(z0) + t0).tolist()
+        states, z = [], z0
+        for start, end in zip(times, times[1:]):
+            z = self._solve(z, start, end, None, None)
+            states.append(z)
+        return torch.stack(states)
+
+    def _solve(self, z0: Tensor, t0: float, t1: float, scale: Tensor | None,
+               moving: np.ndarray | None) -> Tensor:
         params = (*self.family_parameters.values(),
                   *(p for p in self.dynamics.f.parameters() if p.requires_grad and p.numel()))
         return solve_members(self._field(scale), z0, t0, t1, self.integrate, self.solver.adjoint,
-                             params, self.members.alive, self.members.take_failures)
+                             params, self.members.alive, self.members.take_failures, moving)
 
     def _field(self, scale: Tensor | None) -> MemberField:
         """The dynamics of all members at their times t (M,), counted per member, each solve
@@ -169,6 +189,24 @@ class MemberODEBlock(ODEBlock):
                                  scale.view(members.size, rows, *scale.shape[1:])[selected]
                                  .reshape(-1, *scale.shape[1:]))
         return field
+
+
+def load_member(solo: nn.Module, stacked: nn.Module, index: int) -> None:
+    """Copy member ``index``'s slice of every stacked parameter into ``solo``, a model built
+    as that member's solo run builds it: the member alone, for what takes one model (a task's
+    :meth:`~harness.Task.measure`)."""
+    with torch.no_grad():
+        if isinstance(stacked, StackedLinear):
+            solo.weight.copy_(stacked.weight[index])
+            if stacked.bias is not None:
+                solo.bias.copy_(stacked.bias[index])
+            return
+        if isinstance(stacked, MemberODEBlock):
+            for name, parameter in stacked.family_parameters.items():
+                solo.family._parameters[name].copy_(parameter[index])
+        for name, child in stacked._modules.items():
+            if child is not None and name != "family_parameters":
+                load_member(solo._modules[name], child, index)
 
 
 def stack_models(models: list[nn.Module], members: Members) -> nn.Module:

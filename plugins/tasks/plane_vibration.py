@@ -75,8 +75,8 @@ def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
         if forecast[-1] >= end:
             continue
         observed = segment[:INPUTS]
-        elapsed = gaps(observed, observed[0]).float() * time_scale
-        spans = (forecast - observed[-1]).float()[None] * time_scale
+        elapsed = gaps(observed, observed[0]).to(torch.get_default_dtype()) * time_scale
+        spans = (forecast - observed[-1]).to(torch.get_default_dtype())[None] * time_scale
         xs.append(pack_inputs(series[observed][None], elapsed[None], spans))
         targets = torch.cat([series[segment[1:steps + 1]], series[forecast],
                              *([series[observed]] if reconstruct else [])])
@@ -137,13 +137,11 @@ class PlaneVibrationModel(SequenceModel):
         (``ODE_RNN_with_Grad_Listener.forward`` in their ``base.py``, ``multiforecast`` in
         ``plane_vibration/trainpv.py``): one solve across each element's gap from the last
         observation to the first forecast stamp, then one solve from there through the others,
-        whose offsets from the first are the same in every window (consecutive stamps)."""
+        whose offsets from the first are the same in every window: :func:`segments` makes the
+        forecast stamps consecutive."""
         first = self.hybrid.evolve(z, queries[:, 0])
-        offsets = queries - queries[:, :1]
-        if not bool((offsets == offsets[:1]).all()):
-            raise ValueError("forecast 'authors' needs the forecast stamps at the same offsets "
-                             "from the first in every window")
-        return torch.cat([first[:, None], self.hybrid.through(first, offsets[0])], dim=1)
+        offsets = queries[0] - queries[0, 0]
+        return torch.cat([first[:, None], self.hybrid.through(first, offsets)], dim=1)
 
 
 class PlaneVibration(SequenceTask):

@@ -98,14 +98,15 @@ def read_silverbox(path: Path) -> Tensor:
 
 
 def _read_csv(path: Path, columns: range | tuple[int, ...]) -> Tensor:
-    """The columns of a CSV file after its header line, as float32; a value that is no number
-    or a row short of columns raises a ValueError naming the file."""
+    """The columns of a CSV file after its header line, in torch's default dtype (float32
+    unless a test sets float64); a value that is no number or a row short of columns raises a
+    ValueError naming the file."""
     try:
         array = np.loadtxt(path, delimiter=",", skiprows=1, usecols=columns, dtype=np.float64,
                            ndmin=2)
     except ValueError as bad:
         raise ValueError(f"{path}: {bad}") from None
-    return torch.from_numpy(array).float()
+    return torch.from_numpy(array).to(torch.get_default_dtype())
 
 
 def walker_files(data_root: str | None) -> list[Path]:
@@ -126,14 +127,14 @@ def walker_files(data_root: str | None) -> list[Path]:
 
 
 def read_rollout(path: Path) -> Tensor:
-    """(T, 17) float32 from a float64 [T, 17] array."""
+    """(T, 17) in torch's default dtype from a float64 [T, 17] array."""
     try:
         array = np.load(path)
     except (ValueError, EOFError) as bad:
         raise ValueError(f"{path}: not a readable .npy array: {bad}") from None
     if array.ndim != 2 or array.shape[1] != 17:
         raise ValueError(f"{path}: expected a [T, 17] array, found shape {array.shape}")
-    return torch.from_numpy(array.astype(np.float32))
+    return torch.from_numpy(array).to(torch.get_default_dtype())
 
 
 def file_sha256(path: Path) -> str:

@@ -53,7 +53,7 @@ def rollout_windows(rollout: Tensor, options: dict[str, Any],
     """Packed (x, y) windows of one rollout after dropping stamps."""
     inputs, targets = rollout[:-1], rollout[1:]
     kept = keep_stamps(len(inputs), options["drop"], generator)
-    elapsed = gaps(kept, -1).float() * options["time_scale"]
+    elapsed = gaps(kept, -1).to(torch.get_default_dtype()) * options["time_scale"]
     window = options["window"]
     xs, ys = [], []
     for start in window_starts(len(kept), window, options["stride"]):

@@ -33,9 +33,11 @@ class MemberProblem:
 
     def __init__(self, field: MemberField, z0: Tensor, t0: float, t1: float,
                  integrate: MemberIntegrate, params: tuple[nn.Parameter, ...],
-                 alive: np.ndarray, on_failure: Callable[[Running], None]) -> None:
+                 alive: np.ndarray, on_failure: Callable[[Running], None],
+                 moving: np.ndarray | None = None) -> None:
         self.field, self.shape, self.t0, self.t1 = field, z0.shape, t0, t1
         self.integrate, self.params, self.alive = integrate, params, alive
+        self.moving = moving
         self.on_failure = on_failure
         self.size = len(alive)
         self.dtype, self.device = z0.dtype, z0.device
@@ -64,7 +66,7 @@ class MemberProblem:
 
     def _solve(self, func: Any, y0: Tensor, t0: float, t1: float, norm: MemberNorm,
                live: int | None) -> Tensor:
-        running = Running(self.alive)
+        running = Running(self.alive if self.moving is None else self.alive & self.moving)
         try:
             return self.integrate(func, y0, t0, t1, norm, live, running)
         finally:
@@ -107,9 +109,12 @@ def _adjoint_norm(sizes: list[int], device: torch.device) -> MemberNorm:
 
 def solve_members(field: MemberField, z0: Tensor, t0: float, t1: float,
                   integrate: MemberIntegrate, adjoint: bool, params: tuple[nn.Parameter, ...],
-                  alive: np.ndarray, on_failure: Callable[[Running], None]) -> Tensor:
+                  alive: np.ndarray, on_failure: Callable[[Running], None],
+                  moving: np.ndarray | None = None) -> Tensor:
     """The members' states at t1; with ``adjoint``, gradients come from each member's backward
-    solve. Only the members ``alive`` marks are solved; ``on_failure`` receives each solve's
+    solve. Only the members ``alive`` marks (read at each solve: members that fail later are
+    skipped by the adjoint) and, if given, ``moving`` marks are solved; the others' rows pass
+    through unchanged, forwards and backwards. ``on_failure`` receives each solve's
     :class:`Running` (its ``failures``) when the solve ends."""
-    problem = MemberProblem(field, z0, t0, t1, integrate, params, alive, on_failure)
+    problem = MemberProblem(field, z0, t0, t1, integrate, params, alive, on_failure, moving)
     return AdjointSolve.apply(problem, z0, *params) if adjoint else problem.forward(z0)

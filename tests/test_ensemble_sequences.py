@@ -1,0 +1,97 @@
+"""Ensembles on a sequence task (plane vibration's ODE-RNN): every member trains, evaluates
+and is measured (validation, adjoint decay) as its solo run, in float64 to the same NFE; a
+member whose state turns non-finite fails as alone; members whose data differ run alone."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from harness.plugins import load_registry
+from harness.running.ensembles import execute_ensemble
+from harness.running.grouping import execute_unit
+from harness.running.runner import execute_run
+from harness.running.observers import Observers
+from harness.toolkit.ensemble import NotStackable
+from tests.conftest import CPU, FAMILIES, make_spec
+from tests.plugins_for_tests import Ensembles
+from tests.sequence_files import trust_written, write_plane_vibration
+
+#: Eight training windows in batches of four (two iterations, each member in its own order),
+#: two validation and test windows, the adjoint-decay probe after epoch 1 on two windows.
+OPTIONS = {"train_windows": 8, "eval_windows": 2, "adjoint_epochs": [1], "adjoint_windows": 2}
+EXACT = ("forward_nfe", "backward_nfe", "eval_nfe", "iterations", "epoch")
+
+
+@pytest.fixture
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry([("ensembles", Ensembles())])
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """pv.csv in its real format, 1,500 stamps: every seed's split keeps more windows than the
+    options take, so every member has the same number of each."""
+    write_plane_vibration(tmp_path, 1500)
+    trust_written(monkeypatch, tmp_path)
+    monkeypatch.setenv("HARNESS_DATA_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _specs(task: str, model: str, **options):
+    return [make_spec(task=task, model=model, seed=seed, epochs=1, batch_size=4, lr=1e-3,
+                      task_options={**OPTIONS, **options},
+                      solver={"backend": "fast", "rtol": 1e-3, "atol": 1e-3})
+            for seed in range(4)]
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_each_member_trains_and_is_measured_as_its_solo_run(registry, data_root, float64,
+                                                             model):
+    """Four seeds, seed 2 with a NaN in a training window (its step size underflows in the
+    next solve): every member's record has its solo run's status and failure, the same NFE in
+    every phase, and its losses, validation and adjoint-decay curve to rounding."""
+    specs = _specs("pv_one_seed_nan", model)
+    solo = [execute_run(spec, registry, CPU) for spec in specs]
+    records = execute_ensemble(specs, registry, CPU)
+    assert [r["status"] for r in records] == [r["status"] for r in solo] == [
+        "ok", "ok", "failed", "ok"]
+    assert (records[2]["failure_kind"], records[2]["error"]) == (
+        solo[2]["failure_kind"], solo[2]["error"]) == ("solver", "SolverFailure: underflow in dt 0.0")
+    for index, (record, alone) in enumerate(zip(records, solo)):
+        assert record["ensemble"]["index"] == index and record["params"] == alone["params"]
+        assert len(record["epochs"]) == len(alone["epochs"])
+        for epoch, reference in zip(record["epochs"], alone["epochs"]):
+            assert set(epoch) == set(reference)
+            for name in EXACT:
+                assert epoch[name] == reference[name], (index, name)
+            for name in ("loss", "forecast_mse", "test_loss", "val_loss", "adjoint_ratio"):
+                assert epoch[name] == pytest.approx(reference[name], rel=1e-9), (index, name)
+            assert epoch["adjoint_norm"] == pytest.approx(reference["adjoint_norm"], rel=1e-9)
+        if record["status"] == "ok":
+            assert record["epochs"][0]["forward_nfe"] > 0 and "val_loss" in record["epochs"][0]
+
+
+def test_members_whose_data_differ_in_size_run_alone(registry, caplog):
+    """Seed s drops s training points: side by side, batches would not split by member, so
+    the unit runs its seeds alone, saying why, and each record is its solo run's."""
+    specs = [make_spec(task="seed_sized_point_cloud", model="node", seed=seed, epochs=1,
+                       task_options={"inner": 10, "outer": 20}, solver={"backend": "fast"})
+             for seed in (0, 1)]
+    with pytest.raises(NotStackable, match="train data differ in size"):
+        execute_ensemble(specs, registry, CPU)
+    with caplog.at_level(logging.WARNING, logger="harness"):
+        records = list(execute_unit(specs, registry, CPU, Observers(registry), None))
+    assert "run alone" in caplog.text and "differ in size" in caplog.text
+    assert [r.get("ensemble") for r in records] == [None, None]
+    assert [r["epochs"][0]["loss"] for r in records] == [
+        execute_run(spec, registry, CPU)["epochs"][0]["loss"] for spec in specs]
