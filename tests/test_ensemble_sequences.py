@@ -11,9 +11,9 @@ import torch
 from harness.plugins import load_registry
 from harness.running.ensembles import execute_ensemble
 from harness.running.grouping import execute_unit
-from harness.running.runner import execute_run
 from harness.running.observers import Observers
-from harness.toolkit.ensemble import NotStackable
+from harness.running.runner import build_run, execute_run
+from harness.toolkit.ensemble import Members, NotStackable, stack_models
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Ensembles
 from tests.sequence_files import trust_written, write_plane_vibration
@@ -95,3 +95,41 @@ def test_members_whose_data_differ_in_size_run_alone(registry, caplog):
     assert [r.get("ensemble") for r in records] == [None, None]
     assert [r["epochs"][0]["loss"] for r in records] == [
         execute_run(spec, registry, CPU)["epochs"][0]["loss"] for spec in specs]
+
+
+def test_a_member_whose_durations_are_all_zero_is_not_solved(float64):
+    """The hybrid skips a solve whose durations are all 0; in an ensemble that holds member by
+    member: member 1 (all zero) keeps its state, gets the incoming gradient back unchanged and
+    counts no evaluation, while the others count their solo blocks' evaluations."""
+    registry = load_registry()
+    specs = [make_spec(model="hbnode", seed=seed, solver={"backend": "fast"}) for seed in (0, 1, 2)]
+    builts = [build_run(spec, registry, CPU) for spec in specs]
+    members = Members(3)
+    stacked = stack_models([built.model for built in builts], members).ode
+    z = torch.randn(3 * 5, 4, requires_grad=True)
+    duration = torch.rand(3 * 5) + 0.5
+    duration[5:10] = 0
+    with members.in_phase("forward"):
+        out = stacked(z, duration=duration)
+    with members.in_phase("backward"):
+        out.backward(torch.ones_like(out))
+    counts = members.take()
+    assert counts["forward"][1] == counts["backward"][1] == 0
+    assert torch.equal(out[5:10], z[5:10]) and torch.equal(z.grad[5:10], torch.ones(5, 4))
+    for m in (0, 2):
+        with builts[m].counter.in_phase("forward"):
+            builts[m].model.ode(z[5 * m:5 * m + 5].detach(), duration=duration[5 * m:5 * m + 5])
+        assert counts["forward"][m] == builts[m].counter.take()["forward"] > 0
+
+
+def test_the_authors_forecast_solves_through_the_stamps_as_alone(registry, data_root, float64):
+    """``forecast: authors`` (a solve per interval through the forecast stamps, the fast
+    backend's ``through``): each member's NFE as its solo run's, its losses to rounding."""
+    specs = _specs("plane_vibration", "hbnode", forecast="authors")
+    solo = [execute_run(spec, registry, CPU) for spec in specs]
+    records = execute_ensemble(specs, registry, CPU)
+    for record, alone in zip(records, solo):
+        assert record["status"] == alone["status"] == "ok"
+        for name in EXACT:
+            assert record["epochs"][0][name] == alone["epochs"][0][name], name
+        assert record["epochs"][0]["loss"] == pytest.approx(alone["epochs"][0]["loss"], rel=1e-9)
