@@ -1,7 +1,7 @@
 """Seeds per hour: solo runs one after another against ensembles of 10, 25 and 100 members.
 
     python benchmarks/ensemble.py [--iterations 300] [--sizes 10,25,100] [--solo-seeds 5]
-                                  [--model hbnode] [--threads 1]
+                                  [--model hbnode] [--threads 1] [--task point_cloud]
 
 The point cloud at the paper's settings (full batch, dopri5 at tol 1e-7, the adjoint, lr 0.01;
 300 iterations unless told otherwise), the fast backend, float32, one evaluation at the end.
@@ -11,6 +11,11 @@ ratio to solo, and the share of the members 0…K−1 whose forward and backward
 solo run's in every epoch, and of their epochs (float32: batched kernels may round differently
 from the solo run's, and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x
 solo's seeds per hour. The machine's load (``uptime``) is printed first: on shared cores, compare ratios.
+
+``--task plane_vibration`` (the data root from HARNESS_DATA_ROOT): the ODE-RNN on 16 training
+windows in one batch, lr 1e-3, dopri5 at tol 1e-5 with the adjoint, validation and test on 16
+windows after the last iteration; an iteration is an epoch there too. (No adjoint-decay probe:
+a member's is taken on its solo model, one member after another, as long as a solo run's.)
 """
 from __future__ import annotations
 
@@ -29,11 +34,15 @@ from harness.suites.runspec import RunSpec, default_settings
 CPU = torch.device("cpu")
 
 
-def spec(model: str, seed: int, iterations: int) -> RunSpec:
+def spec(model: str, seed: int, iterations: int, task: str = "point_cloud") -> RunSpec:
     settings = default_settings()
     settings.update(epochs=iterations, lr=0.01, eval_every=iterations)
     settings["solver"].update(backend="fast")  # the task's tol 1e-7, with the adjoint
-    return RunSpec.from_settings("bench", "point_cloud", model, seed, settings)
+    if task == "plane_vibration":
+        settings.update(lr=1e-3, batch_size=16, task_options={
+            "train_windows": 16, "eval_windows": 16})
+        settings["solver"].update(rtol=1e-5, atol=1e-5)
+    return RunSpec.from_settings("bench", task, model, seed, settings)
 
 
 def nfe_path(record: RunRecord) -> list[tuple[float, float]]:
@@ -47,22 +56,24 @@ def main() -> None:
     parser.add_argument("--solo-seeds", type=int, default=5)
     parser.add_argument("--model", default="hbnode")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--task", default="point_cloud", choices=("point_cloud", "plane_vibration"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()}; torch threads {torch.get_num_threads()}; "
-          f"{args.model}, {args.iterations} iterations")
+          f"{args.task}, {args.model}, {args.iterations} iterations")
     registry = load_registry()
     solo_records, start = [], time.perf_counter()
     for seed in range(args.solo_seeds):
-        solo_records.append(execute_run(spec(args.model, seed, args.iterations), registry, CPU))
+        solo = spec(args.model, seed, args.iterations, args.task)
+        solo_records.append(execute_run(solo, registry, CPU))
     solo_s = time.perf_counter() - start
     solo_rate = args.solo_seeds / solo_s * 3600
     failed = sum(r["status"] != "ok" for r in solo_records)
     print(f"solo: {args.solo_seeds} seeds in {solo_s:.1f} s: {solo_rate:.0f} seeds/hour "
           f"({failed} failed)")
     for size in (int(s) for s in args.sizes.split(",")):
-        specs = [spec(args.model, seed, args.iterations) for seed in range(size)]
+        specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
         start = time.perf_counter()
         records = execute_ensemble(specs, registry, CPU)
         seconds = time.perf_counter() - start

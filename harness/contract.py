@@ -243,10 +243,15 @@ class EpochBatches(Protocol):
 
 @dataclass
 class TaskData:
-    """Batches of (input, target), already on the run's device; each is iterated once an epoch."""
+    """Batches of (input, target), already on the run's device; each is iterated once an epoch
+    (``test`` and ``validation`` in the epochs evaluated, as the records' ``test_<metric>`` and
+    ``val_<metric>``)."""
 
     train: EpochBatches
     test: Iterable[tuple[Tensor, Tensor]]
+    validation: Iterable[tuple[Tensor, Tensor]] = ()
+    """Held-out batches evaluated like ``test`` (the NFE they take are not ``eval_nfe``);
+    empty for tasks without a validation split."""
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.train, "set_epoch", None)):

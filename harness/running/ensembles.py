@@ -156,7 +156,7 @@ def _check_same_batches(data: list[TaskData]) -> None:
     """NotStackable when the members' training or test data differ in their number of batches
     or samples (say, a seeded split that keeps a different number of windows): side by side,
     a member would lose batches or a batch would not split by member."""
-    for split in ("train", "test"):
+    for split in ("train", "test", "validation"):
         sizes = {_batch_shape(getattr(member, split)) for member in data}
         if len(sizes) > 1:
             raise NotStackable(f"the members' {split} data differ in size "
@@ -318,20 +318,38 @@ def _common_size(xs: list[Tensor]) -> int:
 def evaluate_members(model: nn.Module, task: Task, data: list[TaskData], members: Members,
                      sync: Callable[[], None]) -> list[dict[str, float]]:
     """Each member's test loss and metrics (per sample), evaluation NFE (per batch) and the
-    ensemble's inference time (per batch), as :func:`harness.running.runner.evaluate`."""
+    ensemble's inference time (per batch), then its validation loss and metrics, as
+    :func:`harness.running.runner.evaluate` and :func:`~harness.running.runner.validate`."""
     model.eval()
-    size = members.size
-    sums: list[dict[str, float]] = [{} for _ in range(size)]
+    members.take()
+    with members.in_phase("eval"):
+        means, n_batches, elapsed = _member_losses(model, task, [m.test for m in data], members,
+                                                   sync)
+    nfe = members.take()["eval"]
+    with members.in_phase("probe"):
+        validation, _, _ = _member_losses(model, task, [m.validation for m in data], members,
+                                          sync)
+    return [{**{f"test_{k}": v for k, v in means[m].items()},
+             "eval_nfe": int(nfe[m]) / n_batches, "eval_time_s": elapsed / n_batches,
+             **{f"val_{k}": v for k, v in validation[m].items()}}
+            for m in range(members.size)]
+
+
+def _member_losses(model: nn.Module, task: Task, splits: list[Iterable[tuple[Tensor, Tensor]]],
+                   members: Members, sync: Callable[[], None]) -> tuple[
+                       list[dict[str, float]], int, float]:
+    """Each live member's loss and metrics over its batches of one split (means per sample,
+    without gradients), the number of batches and the ensemble's seconds on them."""
+    sums: list[dict[str, float]] = [{} for _ in splits]
     n_batches = samples = 0
     elapsed = 0.0
-    members.take()
-    with torch.no_grad(), members.in_phase("eval"):
-        for batches in zip(*(member.test for member in data), strict=True):
+    with torch.no_grad():
+        for batches in zip(*splits, strict=True):
             xs, ys = [x for x, _ in batches], [y for _, y in batches]
             batch = _common_size(xs)
             sync()
             start = perf_counter()
-            predictions = model(torch.cat(xs)).chunk(size)
+            predictions = model(torch.cat(xs)).chunk(len(splits))
             sync()
             elapsed += perf_counter() - start
             for member in np.flatnonzero(members.alive):
@@ -341,10 +359,7 @@ def evaluate_members(model: nn.Module, task: Task, data: list[TaskData], members
                     sums[member][name] = sums[member].get(name, 0.0) + value * batch
             n_batches += 1
             samples += batch
-    nfe = members.take()["eval"]
-    return [{**{f"test_{k}": v / samples for k, v in sums[m].items()},
-             "eval_nfe": int(nfe[m]) / n_batches, "eval_time_s": elapsed / n_batches}
-            for m in range(size)]
+    return [{k: v / samples for k, v in member.items()} for member in sums], n_batches, elapsed
 
 
 def measure_members(model: nn.Module, builts: Sequence[BuiltRun], task: Task,

@@ -163,6 +163,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
 
     def evaluate_and_measure(epoch: int) -> dict[str, Any]:
         results = evaluate(model, task, data.test, counter, sync)
+        results.update(validate(model, task, data.validation, counter, sync))
         with counter.in_phase("probe"):
             results.update(task.measure(model, data, epoch, options))
         return results
@@ -230,11 +231,33 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounte
              sync: Callable[[], None]) -> dict[str, float]:
     """Test loss and metrics (per sample), evaluation NFE and inference time (per batch)."""
     model.eval()
+    counter.take()
+    with counter.in_phase("eval"):
+        means, n_batches, elapsed = mean_losses(model, task, batches, sync)
+    solve_notes = counter.take_notes(("eval",))
+    nfe = counter.take()["eval"]
+    return {**{f"test_{k}": v for k, v in means.items()},
+            "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches, **solve_notes}
+
+
+def validate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounter,
+             sync: Callable[[], None]) -> dict[str, float]:
+    """Validation loss and metrics (per sample) as ``val_<name>``; its evaluations count in
+    no recorded phase (nothing when there are no validation batches)."""
+    model.eval()
+    with counter.in_phase("probe"):
+        means, _, _ = mean_losses(model, task, batches, sync)
+    return {f"val_{k}": v for k, v in means.items()}
+
+
+def mean_losses(model: nn.Module, task: Task, batches: Iterable,
+                sync: Callable[[], None]) -> tuple[dict[str, float], int, float]:
+    """The loss and metrics over ``batches`` (each a mean per sample, without gradients), the
+    number of batches and the seconds the model took on them (the device synchronised)."""
     sums: dict[str, float] = {}
     n_batches = samples = 0
     elapsed = 0.0
-    counter.take()
-    with torch.no_grad(), counter.in_phase("eval"):
+    with torch.no_grad():
         for x, y in batches:
             sync()
             start = perf_counter()
@@ -247,10 +270,7 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounte
                 sums[name] = sums.get(name, 0.0) + value * batch
             n_batches += 1
             samples += batch
-    solve_notes = counter.take_notes(("eval",))
-    nfe = counter.take()["eval"]
-    return {**{f"test_{k}": v / samples for k, v in sums.items()},
-            "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches, **solve_notes}
+    return {k: v / samples for k, v in sums.items()}, n_batches, elapsed
 
 
 def task_options(task: Task, spec: RunSpec) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""What the ODE-RNN sequence tasks share: data with a validation split, the loss and metrics on
-packed targets (:mod:`harness.toolkit.sequences`), and the per-epoch measurements — validation MSE
-every epoch and the adjoint-decay curve on chosen epochs.
+"""What the ODE-RNN sequence tasks share: data with a validation split (evaluated by the runner
+in every evaluated epoch, as ``val_<metric>``), the loss and metrics on packed targets
+(:mod:`harness.toolkit.sequences`), and the adjoint-decay curve measured on chosen epochs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,9 +28,8 @@ SEQUENCE_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class SequenceData(TaskData):
-    """Train and test batches, plus validation batches and the adjoint probe's fixed batch."""
+    """Train, test and validation batches, plus the adjoint probe's fixed batch."""
 
-    validation: Iterable[tuple[Tensor, Tensor]] = ()
     probe: tuple[Tensor, Tensor] | None = None
 
 
@@ -87,23 +86,9 @@ class SequenceTask(Task):
     def measure(self, model: nn.Module, data: TaskData, epoch: int,
                 options: dict[str, Any]) -> dict[str, Any]:
         assert isinstance(data, SequenceData) and isinstance(model, SequenceModel)
-        results = self._validate(model, data.validation)
         if epoch in options["adjoint_epochs"] and data.probe is not None:
-            results.update(adjoint_decay(model, *data.probe))
-        return results
-
-    def _validate(self, model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dict[str, float]:
-        """``val_loss`` and ``val_<metric>`` per sample, like the runner's test evaluation."""
-        sums: dict[str, float] = {}
-        samples = 0
-        with torch.no_grad():
-            for x, y in batches:
-                prediction = model(x)
-                for name, value in {"loss": self.loss(prediction, y).item(),
-                                    **self.metrics(prediction, y)}.items():
-                    sums[name] = sums.get(name, 0.0) + value * len(x)
-                samples += len(x)
-        return {f"val_{name}": value / samples for name, value in sums.items()} if samples else {}
+            return adjoint_decay(model, *data.probe)
+        return {}
 
 
 def adjoint_decay(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str, Any]:
