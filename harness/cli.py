@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     try:
         out = check_out_dir(args.out or Path("results") / suite.name)
-        plan = plan_suite(suite.runs, out, args.force)
+        plan = plan_suite(suite.runs, out, args.force, execution.get("ensemble"))
         data = check_data([run.spec for run in plan.todo], registry)
         if args.dry_run:
             check_runs(suite.runs, registry)

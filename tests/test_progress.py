@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from harness.running.checkpoints import Checkpoints
+from harness.running.ensembles import ensemble_id
 from harness.running.plan import DONE, NEW, RESUME, duration, plan_suite
 from harness.running.progress import Progress
 from tests.conftest import make_spec
@@ -82,6 +83,24 @@ def test_the_suite_eta_divides_by_the_runs_seen_running_at_once(tmp_path: Path) 
     progress.harness_epoch_finished(a, epoch(1))
     progress.harness_epoch_finished(b, epoch(1))
     assert progress.suite_timing() == "elapsed 10s, ETA 30s"  # 30 s each, two at once
+
+
+def test_members_of_an_ensemble_resume_from_its_checkpoint(tmp_path: Path) -> None:
+    """With ``ensemble``, the runs to do are grouped as the executor groups them: seeds 1–3
+    (seed 0 is done) form one ensemble whose checkpoint holds 2, 0 and 4 epochs of its members;
+    a crafted one that does not fit the ensemble resumes nobody."""
+    done, *todo = (make_spec(seed=seed, epochs=10) for seed in range(4))
+    write_records(tmp_path, [finished(done, 30.0)])
+    checkpoints = Checkpoints(tmp_path / "checkpoints")
+    identity = ensemble_id(todo)
+    checkpoints.save(identity, {"model": {"w": torch.zeros(1)}, "elapsed_s": 9.0,
+                                "epochs": [[epoch(1), epoch(2)], [], [epoch(i) for i in range(4)]]})
+    plan = plan_suite([done, *todo], tmp_path, ensemble="auto")
+    assert [(run.state, run.resume_epoch) for run in plan.runs] == [
+        (DONE, 0), (RESUME, 2), (NEW, 0), (RESUME, 4)]
+    assert all(run.state == NEW for run in plan_suite(todo, tmp_path).runs)  # one by one
+    checkpoints.save(identity, {"model": {}, "elapsed_s": 1.0, "epochs": [epoch(1), epoch(2)]})
+    assert all(run.state == NEW for run in plan_suite(todo, tmp_path, ensemble=3).runs)
 
 
 def test_finished_runs_are_counted_up_front_and_resumed_ones_say_where(tmp_path: Path) -> None:

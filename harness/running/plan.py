@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.running import grouping
 from harness.running.checkpoints import Checkpoints
 from harness.running.driver import CHECKPOINT_DIR
+from harness.running.ensembles import ensemble_id
 from harness.running.store import finished_keys, read_records
 from harness.suites.runspec import RunSpec
 
@@ -101,22 +103,36 @@ class SuitePlan:
         return sum(e for e in estimates if e is not None), sum(e is None for e in estimates)
 
 
-def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False) -> SuitePlan:
-    """Where each run of ``runs`` stands in ``out_dir`` (with ``force``, none is done).
-    Reads the results file and the checkpoints; writes nothing (a checkpoint that cannot be
-    read is set aside, as the run itself would)."""
+def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
+               ensemble: int | str | None = None) -> SuitePlan:
+    """Where each run of ``runs`` stands in ``out_dir`` (with ``force``, none is done); with
+    ``ensemble`` (``execution.ensemble``), the runs to do are grouped as the executor will
+    group them, and a member resumes from its ensemble's checkpoint. Reads the results file and
+    the checkpoints; writes nothing (a checkpoint that cannot be read is set aside, as the run
+    itself would)."""
     out_dir = Path(out_dir)
     records = read_records(out_dir) if out_dir.is_dir() else []
     done = set() if force else finished_keys(records)
     checkpoints = Checkpoints(out_dir / CHECKPOINT_DIR)
+    resumes = {}  # epochs each run to do resumes from, by key
+    for unit in grouping.units([spec for spec in runs if spec.key not in done], ensemble):
+        key = ensemble_id(unit) if len(unit) > 1 else unit[0].key
+        saved = checkpoints.read(key) if checkpoints.path(key).is_file() else None
+        epochs = saved["epochs"] if saved else []
+        if len(unit) == 1:
+            resumes[unit[0].key] = len(epochs)
+            continue
+        fits = len(epochs) == len(unit) and all(isinstance(e, list) for e in epochs)
+        for index, spec in enumerate(unit):  # an ensemble's holds each member's epochs
+            resumes[spec.key] = len(epochs[index]) if fits else 0
     planned = []
     for spec in runs:
         if spec.key in done:
             planned.append(PlannedRun(spec, DONE))
-            continue
-        has_checkpoint = checkpoints.path(spec.key).is_file()
-        epochs = len(checkpoints.epochs(spec.key)) if has_checkpoint else 0
-        planned.append(PlannedRun(spec, RESUME, epochs) if epochs else PlannedRun(spec, NEW))
+        elif resumes[spec.key]:
+            planned.append(PlannedRun(spec, RESUME, resumes[spec.key]))
+        else:
+            planned.append(PlannedRun(spec, NEW))
     return SuitePlan(out_dir, planned, History(records))
 
 
