@@ -13,7 +13,7 @@ from harness.toolkit.batches import TensorBatches
 from harness.toolkit.forcing import Signal, solve_with_input
 from harness.toolkit.growth import exponential_rate
 from harness.toolkit.irregular import gaps, keep_stamps, window_starts
-from harness.toolkit.networks import Autonomous, SolveThenRead, mlp
+from harness.toolkit.networks import Autonomous, RowwiseTime, SolveThenRead, mlp
 from harness.toolkit.ode import ODEBlock
 from harness.toolkit.odernn import ODERNN, InitialState, Trajectory
 from harness.toolkit.pullbacks import pointwise
@@ -22,7 +22,7 @@ from harness.toolkit.sequences import (FORECAST, ONE_STEP, RECONSTRUCTION, pack_
                                        target_values, unpack_inputs)
 
 __all__ = [
-    "FORECAST", "ONE_STEP", "RECONSTRUCTION", "ODERNN", "Autonomous", "InitialState", "ODEBlock",
+    "FORECAST", "ONE_STEP", "RECONSTRUCTION", "ODERNN", "Autonomous", "RowwiseTime", "InitialState", "ODEBlock",
     "Signal", "SolveThenRead", "TensorBatches", "Trajectory", "adjoint_norms", "decay_summary",
     "exponential_rate", "gaps", "keep_stamps", "mlp", "pack_inputs", "pack_targets", "pointwise",
     "sequence_loss", "sequence_metrics", "solve_with_input", "target_values", "unpack_inputs",

@@ -2,17 +2,20 @@
 
 :func:`stack_models` takes the M models a task built (each seeded as its solo run is) and
 returns one module of the same structure in which every ``nn.Linear`` holds its M copies stacked
-(:class:`StackedLinear`: weights (M, out, in), one batched matmul) and every ODE block is a
+(:class:`StackedLinear`: weights (M, out, in), one batched matmul), every zero-padded
+``nn.Conv2d`` too (:class:`StackedConv2d`: one grouped convolution), and every ODE block is a
 :class:`MemberODEBlock`: the family's scalar parameters stacked, the solve member by member
 (:mod:`harness.solvers.fast.member_adjoint`). An input of M·B rows (member m's batch at rows
 [m·B, (m+1)·B)) gives member m's predictions in the same rows, computed as its solo model would:
 nothing mixes rows across members. The dynamics see t with one value per row (shape (M·B, 1, …)),
-which is what an elementwise use of t needs.
+which an autonomous network ignores and a field marked
+:class:`~harness.toolkit.networks.RowwiseTime` reads row by row.
 
 :class:`Members` is what the runner and the solves share: which members are alive, why the
 others failed, and each member's NFE per phase (an evaluation counts for the members it
-advanced). A model that holds anything else with parameters or buffers (a convolution, a
-normalisation, a recurrent cell) cannot be stacked: :class:`NotStackable` says what and where.
+advanced). A model that holds anything else with parameters or buffers (a normalisation, a
+recurrent cell of its own kind) cannot be stacked: :class:`NotStackable` says what and where.
+:func:`load_member` copies one member back into a model built as its solo run builds it.
 """
 from __future__ import annotations
 
@@ -21,11 +24,12 @@ import copy
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from harness.solvers.fast.member_adjoint import MemberField, solve_members
 from harness.solvers.fast.members import Running, member_integrator
 from harness.solvers.settings import NFECapExceeded, interval_tensor
-from harness.toolkit.networks import Autonomous
+from harness.toolkit.networks import Autonomous, RowwiseTime
 from harness.toolkit.nfe import PHASES, NFECounter
 from harness.toolkit.ode import ODEBlock
 
@@ -94,6 +98,34 @@ class StackedLinear(nn.Module):
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
+class StackedConv2d(nn.Module):
+    """M ``nn.Conv2d`` layers (zero padding) in one grouped convolution: member m's rows of the
+    input go through layer m (inside the dynamics, the rows of ``members.selected`` only)."""
+
+    def __init__(self, layers: list[nn.Conv2d], members: Members) -> None:
+        super().__init__()
+        first = layers[0]
+        self.members = members
+        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
+        self.groups = first.groups
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+                     if first.bias is not None else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        selected = self.members.selected
+        weight, bias = ((self.weight, self.bias) if selected is None
+                        else (self.weight[selected], None if self.bias is None
+                              else self.bias[selected]))
+        count, channels = len(weight), x.shape[1]
+        rows = x.reshape(count, -1, *x.shape[1:]).transpose(0, 1)  # (B, M, C, H, W)
+        y = F.conv2d(rows.reshape(rows.shape[0], count * channels, *x.shape[2:]),
+                     weight.flatten(0, 1), None if bias is None else bias.flatten(),
+                     self.stride, self.padding, self.dilation, self.groups * count)
+        y = y.reshape(y.shape[0], count, -1, *y.shape[2:]).transpose(0, 1)
+        return y.reshape(-1, *y.shape[2:])
+
+
 class MemberODEBlock(ODEBlock):
     """M ODE blocks in one: stacked f and family parameters, each member solved on its own by
     the fast backend's ensemble integrators."""
@@ -103,9 +135,10 @@ class MemberODEBlock(ODEBlock):
         if first.solver.backend != "fast":
             raise NotStackable(f"ensembles solve with the fast backend (solver.backend: fast); "
                                f"this run's is {first.solver.backend!r}")
-        if type(first.dynamics.f) is not Autonomous:
+        if not isinstance(first.dynamics.f, (Autonomous, RowwiseTime)):
             raise NotStackable(f"{where}: the vector field is a {type(first.dynamics.f).__name__}, "
-                               f"not an Autonomous network (it may read t per member)")
+                               f"neither an Autonomous network nor marked RowwiseTime (reading "
+                               f"each member's own time row by row)")
         family = copy.deepcopy(first.family)
         stacked = {}
         for name, parameter in first.family.named_parameters():
@@ -196,7 +229,7 @@ def load_member(solo: nn.Module, stacked: nn.Module, index: int) -> None:
     as that member's solo run builds it: the member alone, for what takes one model (a task's
     :meth:`~harness.Task.measure`)."""
     with torch.no_grad():
-        if isinstance(stacked, StackedLinear):
+        if isinstance(stacked, (StackedLinear, StackedConv2d)):
             solo.weight.copy_(stacked.weight[index])
             if stacked.bias is not None:
                 solo.bias.copy_(stacked.bias[index])
@@ -219,6 +252,9 @@ def _stacked(modules: list[nn.Module], members: Members, where: str) -> nn.Modul
     first = modules[0]
     if type(first) is nn.Linear:
         return StackedLinear(modules, members)
+    if type(first) is nn.Conv2d and first.padding_mode == "zeros" and isinstance(first.padding,
+                                                                                  tuple):
+        return StackedConv2d(modules, members)
     if isinstance(first, ODEBlock):
         if type(first) is not ODEBlock:
             raise NotStackable(f"{where} is a {type(first).__name__}, a kind of ODE block the "

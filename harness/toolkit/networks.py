@@ -27,6 +27,12 @@ class Autonomous(nn.Module):
         return self.net(z)
 
 
+class RowwiseTime:
+    """Marks a vector field f(t, z) whose row i reads t only through t's row i when t comes
+    with one value per row (shape (rows, 1, …)): so members of an ensemble, each at its own
+    time, may share one call (an :class:`Autonomous` network needs no mark: it ignores t)."""
+
+
 class SolveThenRead(nn.Module):
     """x → initial state (x, zeros, the initial-velocity net's output, as the family says) →
     solve → head(readout part at T)."""

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torchvision import datasets
 
 from harness import BuildContext, Task, TaskData, data_root_or_default, hookimpl
-from harness.toolkit import SolveThenRead, TensorBatches
+from harness.toolkit import RowwiseTime, SolveThenRead, TensorBatches
 from harness_plugins.tasks.image_data import Split, load_cifar, load_idx, missing_cifar, missing_idx
 
 #: Where Debian's dataset-fashion-mnist package puts the four .gz files.
@@ -30,8 +30,9 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = 10
 
 
-class TimeConvField(nn.Module):
-    """f(t, z): three convolutions (kernel 1, 3, 1), each reading a channel filled with t."""
+class TimeConvField(RowwiseTime, nn.Module):
+    """f(t, z): three convolutions (kernel 1, 3, 1), each reading a channel filled with t (row
+    i's with t's row i when t has one value per row)."""
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
         super().__init__()
@@ -193,7 +194,7 @@ def _subset(split: Split, size: int | None, seed: int, key: str,
         generator = torch.Generator().manual_seed(seed)
         index = torch.randperm(len(labels), generator=generator)[:size]
         images, labels = images[index], labels[index]
-    return images.to(device).float().div_(255), labels.to(device)
+    return images.to(device, torch.get_default_dtype()).div_(255), labels.to(device)
 
 
 @hookimpl
