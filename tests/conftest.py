@@ -26,3 +26,12 @@ def make_spec(task: str = "point_cloud", model: str = "hbnode", seed: int = 0,
     resolved.update({"epochs": 2, "lr": 0.01, **settings})
     resolved["solver"].update({"rtol": 1e-3, "atol": 1e-3, **solver})
     return RunSpec.from_settings("test", task, model, seed, resolved)
+
+
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for the test (exactness tests compare NFE step for step)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

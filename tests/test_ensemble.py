@@ -25,14 +25,6 @@ SEEDS = (0, 1, 2, 3)
 TINY = {"inner": 10, "outer": 20}
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _specs(model: str, **settings):
     solver = {"backend": "fast", "rtol": 1e-7, "atol": 1e-7, **settings.pop("solver", {})}
     return [make_spec(model=model, seed=seed, solver=solver, task_options=TINY, **settings)

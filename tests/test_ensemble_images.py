@@ -20,14 +20,6 @@ EXACT = ("forward_nfe", "backward_nfe", "eval_nfe", "iterations", "test_accuracy
 
 
 @pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-@pytest.fixture
 def mnist(tmp_path, monkeypatch):
     """A data root with a small MNIST in torchvision's layout: 8 training, 4 test images."""
     rng = np.random.default_rng(0)

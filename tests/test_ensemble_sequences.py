@@ -24,14 +24,6 @@ OPTIONS = {"train_windows": 8, "eval_windows": 2, "adjoint_epochs": [1], "adjoin
 EXACT = ("forward_nfe", "backward_nfe", "eval_nfe", "iterations", "epoch")
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 @pytest.fixture(scope="module")
 def registry():
     return load_registry([("ensembles", Ensembles())])
