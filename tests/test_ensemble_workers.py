@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,7 @@ from harness import hookimpl
 from harness.plugins import load_registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.driver import run_suite
+from harness.running.ensembles import ensemble_id
 from harness.running.executors import Executor
 from harness.running.runner import RunConfigError, execute_run
 from harness.suites.runspec import RunSpec
@@ -169,3 +171,61 @@ def test_an_executor_that_takes_no_ensembles_is_refused_naming_those_that_do(tmp
                                              "local, ray"):
         run_suite(_seeds("node"), registry, tmp_path, CPU, executor="one_at_a_time",
                   ensemble="auto")
+
+
+def _kill_each_attempt(pid_file: Path, checkpoint: Path, attempts: int) -> threading.Thread:
+    """A thread that, ``attempts`` times, waits until an attempt of the unit has checkpointed
+    the ensemble and written its worker's pid, then SIGKILLs that worker and its parent (the
+    Ray worker running the task): a lost node, as Ray sees it."""
+    def kill() -> None:
+        deadline = time.monotonic() + 120
+        for _ in range(attempts):
+            while not (pid_file.exists() and checkpoint.is_file()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if time.monotonic() >= deadline:
+                return
+            child = int(pid_file.read_text())
+            parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            pid_file.unlink()  # the next attempt writes its own
+            for pid in (parent, child):
+                os.kill(pid, signal.SIGKILL)
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("attempts, outcome", [(1, "retried"), (4, "lost")])
+def test_a_ray_task_lost_mid_ensemble_is_retried_from_its_checkpoint_or_fails_its_members(
+        tmp_path, fault_registry, attempts, outcome):
+    """The Ray worker running an ensemble (and the ensemble's own worker process) killed once it
+    has checkpointed: Ray runs the task again, which resumes the ensemble from its checkpoint,
+    and every member finishes. Killed at every attempt (Ray's three retries spent), each member
+    fails ``worker_died`` with the epochs of the ensemble's checkpoint, which stays; a rerun
+    resumes them all."""
+    pytest.importorskip("ray")
+    pid = tmp_path / "pid"
+    runs = _seeds("crawler", epochs=6, model_options={"pid_file": str(pid)})
+    out = tmp_path / "out"
+    checkpoints = Checkpoints(out / "checkpoints")
+    identity = ensemble_id(runs)
+    killer = _kill_each_attempt(pid, checkpoints.path(identity), attempts)
+    records = run_suite(runs, fault_registry, out, "cpu", executor="ray", workers=1,
+                        ensemble="auto").records
+    killer.join(timeout=5)
+    assert [r["ensemble"] for r in records] == [{"id": identity, "size": 3, "index": i}
+                                                for i in range(3)]
+    if outcome == "retried":
+        for record in records:
+            assert record["status"] == "ok" and record["resumed_from_epoch"] >= 1
+            assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4, 5, 6]
+        return
+    kept = checkpoints.read(identity)
+    assert kept is not None, "the lost ensemble's checkpoint was dropped"
+    for index, record in enumerate(records):
+        assert record["failure_kind"] == "worker_died" and "Ray task was lost" in record["error"]
+        assert record["epochs"] == kept["epochs"][index] and len(record["epochs"]) >= 1
+    rerun = run_suite(runs, fault_registry, out, "cpu", executor="ray", workers=1,
+                      ensemble="auto").records
+    for record, before in zip(rerun, records):
+        assert record["status"] == "ok" and record["resumed_from_epoch"] == len(before["epochs"])
+        assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4, 5, 6]
