@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from harness import Family, hookimpl
-from tests.plugins_for_tests import OneSeedFails
+from tests.plugins_for_tests import OneSeedFails, OutOfMemoryAbove
 
 
 class HangsInEpoch2(Family):
@@ -92,7 +92,7 @@ class Crawler(Family):
 
 @hookimpl
 def harness_model_families():
-    return [Sleeper, Stuck, AdjointSleeper, Crawler]
+    return [Sleeper, Stuck, AdjointSleeper, Crawler, OutOfMemoryAbove]
 
 
 @hookimpl

@@ -107,8 +107,31 @@ class SeedSizedPointCloud(PointCloud):
         return data
 
 
+class OutOfMemoryAbove(Family):
+    """h' = f(h) on at most ``rows`` rows at once; more, and the device is out of memory
+    (``torch.OutOfMemoryError``, as CUDA raises it): an ensemble too large for its GPU."""
+
+    name = "out_of_memory_above"
+    widths_like = "node"
+
+    def __init__(self, rows: int = 60) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def derivatives(self, t, state, f):
+        (h,) = state
+        if h.shape[0] > self.rows:
+            raise torch.OutOfMemoryError(f"CUDA out of memory: {h.shape[0]} rows (a test)")
+        return (f(t, h),)
+
+
 class Ensembles:
-    """Tasks with a member that fails, and with members whose data differ in size."""
+    """Tasks with a member that fails, and with members whose data differ in size; a family
+    that runs out of memory in large ensembles."""
+
+    @hookimpl
+    def harness_model_families(self):
+        return [OutOfMemoryAbove]
 
     @hookimpl
     def harness_tasks(self):

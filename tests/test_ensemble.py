@@ -208,3 +208,23 @@ def test_a_suites_ensemble_size_is_checked(registry, tmp_path, value, problem):
         load_suite(path, registry)
     path.write_text("execution: {ensemble: auto}\nruns: [{task: point_cloud, model: node}]\n")
     assert load_suite(path, registry).execution == {"ensemble": "auto"}
+
+
+def test_an_ensemble_out_of_memory_is_halved_until_it_fits(with_failing_seed, float64, tmp_path,
+                                                           caplog):
+    """Five seeds whose dynamics fit two members' rows at most (a GPU too small for the
+    ensemble): out of memory in the first iteration, the unit runs as ensembles of 3 and 2,
+    then 2, 1 and 2; every member ends ``ok`` with its solo run's NFE, and no record of the
+    failed attempts is kept."""
+    runs = [make_spec(model="out_of_memory_above", seed=seed, epochs=2, task_options=TINY,
+                      model_options={"rows": 60}, solver={"backend": "fast"})
+            for seed in range(5)]
+    outcome = run_suite(runs, with_failing_seed, tmp_path, CPU, ensemble="auto")
+    assert [r.get("ensemble") and (r["ensemble"]["size"], r["ensemble"]["index"])
+            for r in outcome.records] == [(2, 0), (2, 1), None, (2, 0), (2, 1)]
+    assert "ran out of device memory" in caplog.text and "as ensembles of 3 and 2" in caplog.text
+    for record, spec in zip(outcome.records, runs):
+        alone = execute_run(spec, with_failing_seed, CPU)
+        assert record["status"] == alone["status"] == "ok"
+        assert [e["forward_nfe"] for e in record["epochs"]] == [
+            e["forward_nfe"] for e in alone["epochs"]]

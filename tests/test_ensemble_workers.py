@@ -148,6 +148,20 @@ def test_an_ensembles_time_limit_is_the_units_and_its_killed_worker_fails_every_
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
 
 
+def test_an_ensemble_out_of_memory_in_a_worker_is_halved_there(tmp_path, fault_registry):
+    """In a worker process too, an ensemble that runs out of memory before its first epoch
+    ends is retried as two halves: four seeds fitting two members' rows end ``ok`` in two
+    ensembles of two, with the records of the inline executor."""
+    runs = _seeds("out_of_memory_above", seeds=(0, 1, 2, 3), model_options={"rows": 60})
+    pooled = run_suite(runs, fault_registry, tmp_path / "pool", "cpu", executor="local",
+                       workers=1, ensemble="auto").records
+    inline = run_suite(runs, fault_registry, tmp_path / "inline", CPU, ensemble="auto").records
+    assert [(r["status"], r["ensemble"]["size"], r["ensemble"]["index"]) for r in pooled] == [
+        ("ok", 2, 0), ("ok", 2, 1), ("ok", 2, 0), ("ok", 2, 1)]
+    assert [_nfe(r) for r in pooled] == [_nfe(r) for r in inline]
+    assert not list((tmp_path / "pool" / "checkpoints").glob("*.pt"))
+
+
 class _OneAtATime(Executor):
     """An executor plugin that knows nothing of ensembles."""
 

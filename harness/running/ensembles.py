@@ -36,6 +36,16 @@ from harness.toolkit.batches import TensorBatches
 from harness.toolkit.ensemble import Members, NotStackable, load_member, stack_models
 
 
+class TooLarge(RuntimeError):
+    """The ensemble ran out of device memory before any member finished an epoch: the same
+    runs in smaller ensembles may fit (nothing was recorded, no run_finished was sent)."""
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device (or the host) running out of memory."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError))
+
+
 def ensemble_id(specs: Sequence[RunSpec]) -> str:
     """The ensemble's identity (its checkpoint's name): a hash of its members' keys, in order."""
     return hashlib.sha256(" ".join(spec.key for spec in specs).encode()).hexdigest()[:16]
@@ -67,7 +77,9 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
                      checkpoints: Checkpoints | None = None) -> list[RunRecord]:
     """Train and evaluate the runs ``specs`` (the same but for the seed) together; whatever
     happens, return one record per run, in order. Raises :class:`NotStackable` before anything
-    trains (and before any event) when their models cannot be stacked: run them alone then.
+    trains (and before any event) when their models cannot be stacked: run them alone then;
+    and :class:`TooLarge` when they run out of memory before their first epoch ends: run them
+    in smaller ensembles then (their ``run_started`` events were sent; nothing else was).
 
     With ``checkpoints``, the ensemble saves its state after every epoch under
     :func:`ensemble_id` and continues from there when run again.
@@ -139,6 +151,9 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
                         if epoch is not None:
                             notify("epoch_finished", member, epoch=epoch)
     except Exception as error:  # whatever stops the ensemble stops every member still alive
+        if out_of_memory(error) and size > 1 and not any(r["epochs"] for r in records):
+            raise TooLarge(f"{size} members ran out of device memory before their first epoch "
+                           f"ended ({type(error).__name__}: {error})") from error
         for member in np.flatnonzero(members.alive):
             members.fail(int(member), error)
     elapsed = earlier + perf_counter() - start

@@ -10,7 +10,7 @@ import torch
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
-from harness.running.ensembles import execute_ensemble, refusal, seedless
+from harness.running.ensembles import TooLarge, execute_ensemble, refusal, seedless
 from harness.running.observers import Notify
 from harness.running.runner import execute_run
 from harness.suites.runspec import RunSpec
@@ -20,6 +20,8 @@ log = logging.getLogger("harness")
 
 #: Members of an ``auto`` ensemble: every seed of a group, in ensembles of at most this many
 #: (100: the paper's seeds of one point-cloud model, and what a CPU's memory holds easily).
+#: An ensemble that does not fit the device's memory is halved until it does
+#: (:func:`execute_unit`).
 AUTO_SIZE = 100
 
 
@@ -37,7 +39,8 @@ def units(runs: list[RunSpec], ensemble: int | str | None) -> list[list[RunSpec]
 def execute_unit(unit: list[RunSpec], registry: Registry, device: torch.device, notify: Notify,
                  checkpoints: Checkpoints | None) -> Iterator[RunRecord]:
     """Execute one unit of work: an ensemble when it has several runs that can train as one
-    (else each run alone, with a warning saying why), or its one run."""
+    (else each run alone, with a warning saying why; two ensembles of half the size each
+    when it runs out of memory before its first epoch ends), or its one run."""
     if len(unit) > 1:
         try:
             reason = refusal(unit[0], registry)
@@ -46,6 +49,15 @@ def execute_unit(unit: list[RunSpec], registry: Registry, device: torch.device, 
                 return
         except NotStackable as why:
             reason = str(why)
+        except TooLarge as why:
+            half = (len(unit) + 1) // 2
+            log.warning("%s and %d more seeds: %s; as ensembles of %d and %d", unit[0].label,
+                        len(unit) - 1, why, half, len(unit) - half)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            for part in (unit[:half], unit[half:]):
+                yield from execute_unit(part, registry, device, notify, checkpoints)
+            return
         log.warning("%s and %d more seeds run alone, not as an ensemble: %s", unit[0].label,
                     len(unit) - 1, reason)
     for spec in unit:
