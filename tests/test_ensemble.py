@@ -140,6 +140,27 @@ def test_each_member_trains_as_its_solo_run(with_failing_seed, float64, model, t
             torch.testing.assert_close(stacked[name][index], value, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("model", FAMILIES)
+def test_each_member_takes_the_steps_of_its_solo_run_on_torchdiffeq(with_failing_seed, float64,
+                                                                    model):
+    """The same four seeds as above, each alone on the torchdiffeq backend (odeint_adjoint):
+    every member of the fast backend's ensemble has its solo torchdiffeq run's status and NFE
+    in every epoch and phase, its losses to rounding."""
+    registry = with_failing_seed
+    specs = [replace(spec, task="one_seed_fails", epochs=3) for spec in _specs(model)]
+    records = execute_ensemble(specs, registry, CPU)
+    for record, spec in zip(records, specs):
+        alone = execute_run(replace(spec, solver=replace(spec.solver, backend="torchdiffeq")),
+                            registry, CPU)
+        assert (record["status"], record["failure_kind"]) == (alone["status"],
+                                                              alone["failure_kind"])
+        assert len(record["epochs"]) == len(alone["epochs"])
+        for epoch, reference in zip(record["epochs"], alone["epochs"]):
+            for name in ("forward_nfe", "backward_nfe", "eval_nfe"):
+                assert epoch[name] == reference[name], name
+            assert epoch["loss"] == pytest.approx(reference["loss"], rel=1e-9)
+
+
 class _Interrupt(BaseException):
     """Stops an ensemble between epochs (after its checkpoint), as Ctrl-C would."""
 
