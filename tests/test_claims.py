@@ -184,15 +184,27 @@ def test_params(tmp_path: Path) -> None:
 
 
 def test_advantage_grows(tmp_path: Path) -> None:
+    """Decided by the bootstrap interval over seeds of the ratio's growth from the largest
+    tolerance to the smallest: holds above 0, refuted below, inconclusive across 0 or with one
+    seed a model."""
     check = "      - advantage_grows: {value: backward_nfe, lower: [hbnode], than: [node]}\n"
 
-    def sweep(node: list[float], hbnode: list[float]) -> list:
+    def sweep(node: list[float], hbnode: list[float], spread=(-1.0, 0.0, 1.0)) -> list:
+        """Three seeds per model and tolerance, around the given NFE by ``spread``."""
         return [run for tol, n, h in zip((1e-2, 1e-3, 1e-4), node, hbnode)
-                for run in _nfe("node", [n], tol=tol) + _nfe("hbnode", [h], tol=tol)]
+                for model, value in (("node", n), ("hbnode", h))
+                for run in _seeds(model, [value + d for d in spread], tol=tol)]
     verdict, evidence = _verdict(tmp_path, check, sweep([20.0, 40.0, 90.0], [10.0, 15.0, 30.0]))
-    assert (verdict, evidence) == (HOLDS, ["ratio 3 at tol 0.0001, 2.67 at tol 0.001, "
-                                          "2 at tol 0.01"])
+    assert verdict == HOLDS and evidence[0].startswith(
+        "ratio 3 at tol 0.0001, 2.67 at tol 0.001, 2 at tol 0.01; growth 3 − 2 = 1 [95% "
+        "bootstrap CI ") and evidence[0].endswith("→ holds")
     assert _verdict(tmp_path, check, sweep([20.0, 40.0, 40.0], [10.0, 15.0, 30.0]))[0] == REFUTED
+    noisy = sweep([20.0, 40.0, 21.0], [10.0, 15.0, 10.0], spread=(-8.0, 0.0, 8.0))
+    assert _verdict(tmp_path, check, noisy)[0] == INCONCLUSIVE  # 2.1 vs 2, seeds ±8
+    one_seed = sweep([20.0, 40.0, 90.0], [10.0, 15.0, 30.0], spread=(0.0,))
+    assert _verdict(tmp_path, check, one_seed) == (INCONCLUSIVE, [
+        "ratio 3 at tol 0.0001, 2.67 at tol 0.001, 2 at tol 0.01; no test: needs two ok seeds "
+        "of each model at both tolerances or more"])
     one_tolerance = _nfe("node", [20.0]) + _nfe("hbnode", [10.0])
     assert _verdict(tmp_path, check, one_tolerance) == (INCOMPLETE, [
         "no one suite and setting has all of hbnode, node at two tolerances or more"])

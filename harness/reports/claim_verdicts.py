@@ -3,10 +3,12 @@
 
 - **holds** / **refuted**: a ``compare`` check's tests over seeds (Welch's t, Holm's correction
   across every test of the claim on one task) are significant in the claimed direction for every
-  pair of models it names / the other way for some pair; a deterministic check (threshold,
-  trend, params, advantage_grows) holds or does not on the numbers;
-- **inconclusive**: a ``compare`` check its tests decide neither way; it says how many seeds per
-  model would give each undecided test 80 % power at the observed effect;
+  pair of models it names / the other way for some pair; an ``advantage_grows`` check's
+  bootstrap interval over seeds of the ratio's growth lies above / below 0; a deterministic
+  check (threshold, trend, params) holds or does not on the numbers;
+- **inconclusive**: a ``compare`` check its tests decide neither way (it says how many seeds per
+  model would give each undecided test 80 % power at the observed effect), an
+  ``advantage_grows`` check whose interval holds 0 or that has fewer than two seeds a model;
 - **incomplete**: some of the models the check needs have ok runs with its value, not all;
 - **not run**: none has (the task did not run, or every run failed).
 
@@ -17,14 +19,15 @@ context that has all the models it names.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.reports.aggregate import Group, Stat, group_runs, setting_label, stat
+from harness.reports.aggregate import Group, Stat, group_runs, setting_label
 from harness.reports.claim_tests import CompareTests, pair_tests
 from harness.reports.claims import Check, Claim, ClaimsFile, models_of
-from harness.reports.seed_statistics import ALPHA, holm
+from harness.reports.seed_statistics import ALPHA, holm, ratio_growth
 from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_RUN, REFUTED,
                                            CheckResult, claim_verdict)
 
@@ -193,32 +196,52 @@ def _params(check: Check, groups: list[Group]) -> CheckResult:
 
 
 def _advantage(check: Check, groups: list[Group]) -> CheckResult:
+    """Decided in each suite and setting by the bootstrap interval over seeds of how much the
+    ratio mean(``than``) / mean(``lower``) grows from the largest tolerance to the smallest:
+    holds when it lies above 0 in every one, refuted when below 0 in any, else inconclusive."""
     o = check.options
-    models = models_of(check)
-    evidence, holds = [], []
+    models = [*o["lower"], *o["than"]]
+    evidence, verdicts = [], []
     for label, context in _contexts(groups, strip=("solver.rtol", "solver.atol"),
                                     by=lambda g: (g.model, _rtol(g))):
-        ratios = {}
+        values = {}
         for tol in sorted({tol for _, tol in context if tol is not None}):
             if any((m, tol) not in context for m in models):
                 continue
-            means = {m: context[(m, tol)].value(o["value"], o.get("at", "mean")).mean
-                     for m in models}
-            if any(v is None for v in means.values()):
-                continue
-            lower = stat(means[m] for m in o["lower"]).mean
-            than = stat(means[m] for m in o["than"]).mean
-            if lower:
-                ratios[tol] = than / lower
-        if len(ratios) < 2:
+            seeds = [context[(m, tol)].value(o["value"], o.get("at", "mean")).values
+                     for m in models]
+            if all(seeds) and math.fsum(map(_mean, seeds[:len(o["lower"])])):
+                values[tol] = seeds
+        if len(values) < 2:
             continue
-        small, large = min(ratios), max(ratios)
-        holds.append(ratios[small] > ratios[large])
-        evidence.append(f"{label}ratio " + ", ".join(f"{r:.3g} at tol {t:g}"
-                                                     for t, r in sorted(ratios.items())))
-    if not holds:
+        ratios = {tol: _ratio(seeds, len(o["lower"])) for tol, seeds in values.items()}
+        line = f"{label}ratio " + ", ".join(f"{r:.3g} at tol {t:g}"
+                                            for t, r in sorted(ratios.items()))
+        growth = ratio_growth(values[min(values)], values[max(values)], len(o["lower"]))
+        if growth is None:
+            verdicts.append(INCONCLUSIVE)
+            line += "; no test: needs two ok seeds of each model at both tolerances or more"
+        else:
+            verdicts.append(HOLDS if growth.low > 0 else REFUTED if growth.high < 0
+                            else INCONCLUSIVE)
+            line += f"; {growth.describe()} → {verdicts[-1]}"
+        evidence.append(line)
+    if not verdicts:
         return _missing(check, groups)
-    return CheckResult(check, HOLDS if all(holds) else REFUTED, evidence)
+    verdict = (REFUTED if REFUTED in verdicts else
+               HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE)
+    return CheckResult(check, verdict, evidence)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _ratio(seeds: list[Sequence[float]], lowers: int) -> float:
+    """mean of the numerator models' means / mean of the denominator's (the first ``lowers``)."""
+    means = [_mean(values) for values in seeds]
+    return (math.fsum(means[lowers:]) / (len(means) - lowers)) / (
+        math.fsum(means[:lowers]) / lowers)
 
 
 def _contexts(groups: Sequence[Group], strip: tuple[str, ...] = (),

@@ -31,11 +31,12 @@ over epochs, or the first or last epoch that has it; default ``mean``, ``last`` 
 - ``params``: every model's ok runs have a parameter count within ``tolerance`` (relative,
   default 0.01) of the count given.
 - ``advantage_grows``: the ratio mean(``than``) / mean(``lower``) is larger at the smallest
-  tolerance (``solver.rtol``) run than at the largest.
+  tolerance (``solver.rtol``) run than at the largest, by a bootstrap interval over seeds.
 
-The last four are deterministic: they hold or are refuted on the numbers. Runs are compared only
-with runs of the same suite and setting (:mod:`harness.reports.aggregate`), and a check is
-decided in every such context that has all the models it names; with no such context it is
+``threshold``, ``trend`` and ``params`` are deterministic: they hold or are refuted on the
+numbers. Runs are compared only with runs of the same suite and setting
+(:mod:`harness.reports.aggregate`), and a check is decided in every such context that has all
+the models it names; with no such context it is
 *incomplete* (some of its models ran) or *not run* (none did, or every run failed). How a
 claim's verdict follows from its checks': :mod:`harness.reports.claim_verdicts`.
 """

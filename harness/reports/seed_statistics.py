@@ -1,7 +1,8 @@
 """Statistics over seeds, with the distributions of :mod:`scipy.stats`: the confidence interval of
 a mean, Welch's t-test between two samples (its p-value, effect size and the confidence interval
 of the difference), the seeds per side that would give a test 80 % power at an observed effect
-(from the noncentral t distribution), and Holm's step-down correction of a family of p-values.
+(from the noncentral t distribution), Holm's step-down correction of a family of p-values, and
+a bootstrap confidence interval of how much a ratio of means grows between two settings.
 
 Welch's t, not Mann–Whitney U, decides the claims and comparisons (docs/design.md says why: with
 the three to ten seeds a run of the harness has, U cannot reach p < 0.05 at n = 3 per side, and
@@ -13,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats
 
 #: The default significance level of a test, before Holm's correction.
@@ -141,3 +143,57 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+#: Resamples of :func:`ratio_growth`'s bootstrap, and its seed (a report is reproducible).
+RESAMPLES, BOOTSTRAP_SEED = 9_999, 0
+
+
+@dataclass(frozen=True)
+class RatioGrowth:
+    """How much r = mean(``than`` models' means) / mean(``lower`` models' means) is larger at
+    one setting (``at``) than at another (``than_at``): the difference and its percentile
+    bootstrap interval over seeds."""
+
+    at: float
+    than_at: float
+    difference: float
+    low: float
+    high: float
+    confidence: float = CONFIDENCE
+
+    def describe(self) -> str:
+        return (f"growth {self.at:.3g} − {self.than_at:.3g} = {self.difference:.3g} "
+                f"[{self.confidence:.0%} bootstrap CI {self.low:.3g}, {self.high:.3g}]")
+
+
+def ratio_growth(at: Sequence[Sequence[float]], than_at: Sequence[Sequence[float]],
+                 lowers: int, confidence: float = CONFIDENCE) -> RatioGrowth | None:
+    """The growth of the ratio of means from setting ``than_at`` to setting ``at``, each given
+    as the values over seeds of every model, the first ``lowers`` of them the denominator's,
+    the rest the numerator's; each (model, setting)'s seeds resampled on their own
+    (``scipy.stats.bootstrap``, percentile interval). None when a model has fewer than two
+    seeds at either setting."""
+    samples = [np.asarray(values, dtype=float) for values in (*at, *than_at)]
+    if any(len(sample) < 2 for sample in samples):
+        return None
+    models = len(at)
+
+    def ratio(means: list) -> float:
+        return (sum(means[lowers:]) / (models - lowers)) / (sum(means[:lowers]) / lowers)
+
+    def growth(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        means = [sample.mean(axis=axis) for sample in resampled]
+        return ratio(means[:models]) - ratio(means[models:])
+
+    observed = float(growth(*samples))
+    if all(sample.min() == sample.max() for sample in samples):  # no spread: exact
+        return RatioGrowth(ratio([s.mean() for s in samples[:models]]),
+                           ratio([s.mean() for s in samples[models:]]), observed, observed,
+                           observed, confidence)
+    interval = stats.bootstrap(samples, growth, n_resamples=RESAMPLES, vectorized=True,
+                               confidence_level=confidence, method="percentile",
+                               rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
+    return RatioGrowth(ratio([s.mean() for s in samples[:models]]),
+                       ratio([s.mean() for s in samples[models:]]), observed,
+                       float(interval.low), float(interval.high), confidence)
