@@ -97,6 +97,9 @@ class LocalPool(Executor):
 class RayCluster(Executor):
     name = "ray"
     runs_ensembles = True
+    #: How many times Ray runs a task again when its worker or node is lost (Ray's default);
+    #: each attempt resumes from the unit's checkpoint.
+    retries = 3
 
     def run(self, runs: list[RunSpec], notify: Notify,
             checkpoint_dir: Path | None) -> Iterator[RunRecord]:
@@ -113,7 +116,8 @@ class RayCluster(Executor):
             gpus = 1 if self.device == "cuda" or (
                 self.device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1) else 0
             device = "cuda" if gpus else "cpu"
-            task = ray.remote(_execute_in_ray).options(num_cpus=1, num_gpus=gpus)
+            task = ray.remote(_execute_in_ray).options(num_cpus=1, num_gpus=gpus,
+                                                       max_retries=self.retries)
             pending = {task.remote(unit, checkpoint_dir, device, self.registry.loader): unit
                        for unit in units(runs, self.ensemble)}
             while pending:
