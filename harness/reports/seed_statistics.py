@@ -186,14 +186,13 @@ def ratio_growth(at: Sequence[Sequence[float]], than_at: Sequence[Sequence[float
         means = [sample.mean(axis=axis) for sample in resampled]
         return ratio(means[:models]) - ratio(means[models:])
 
-    observed = float(growth(*samples))
-    if all(sample.min() == sample.max() for sample in samples):  # no spread: exact
-        return RatioGrowth(ratio([s.mean() for s in samples[:models]]),
-                           ratio([s.mean() for s in samples[models:]]), observed, observed,
-                           observed, confidence)
-    interval = stats.bootstrap(samples, growth, n_resamples=RESAMPLES, vectorized=True,
-                               confidence_level=confidence, method="percentile",
-                               rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
-    return RatioGrowth(ratio([s.mean() for s in samples[:models]]),
-                       ratio([s.mean() for s in samples[models:]]), observed,
-                       float(interval.low), float(interval.high), confidence)
+    means = [sample.mean() for sample in samples]
+    observed = ratio(means[:models]) - ratio(means[models:])
+    low = high = observed  # no spread at all: the growth is exact
+    if any(sample.min() != sample.max() for sample in samples):
+        interval = stats.bootstrap(samples, growth, n_resamples=RESAMPLES, vectorized=True,
+                                   confidence_level=confidence, method="percentile",
+                                   rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
+        low, high = float(interval.low), float(interval.high)
+    return RatioGrowth(ratio(means[:models]), ratio(means[models:]), float(observed), low, high,
+                       confidence)
