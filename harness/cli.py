@@ -134,7 +134,7 @@ def _main(argv: list[str] | None) -> int:
     compare.add_argument("--threshold", type=float, default=0.05,
                          help="relative changes below this are noise (default 0.05)")
     compare.add_argument("--fail-on-worse", action="store_true",
-                         help="exit 1 when any quantity got worse")
+                         help="exit 1 when any quantity got worse or is not a number")
     compare.add_argument("--ensemble-times", action="store_true",
                          help="compare the times of runs trained in an ensemble too (they are "
                               "the ensemble's, so they are left out by default)")
@@ -306,7 +306,7 @@ def _compare(args: argparse.Namespace) -> int:
     print(render(comparison))
     if comparison.warning:
         print(f"harness: warning: {comparison.warning}", file=sys.stderr)
-    return 1 if args.fail_on_worse and comparison.worse else 0
+    return 1 if args.fail_on_worse and comparison.failing else 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -146,3 +146,21 @@ def test_the_pytest_plugin_gates_nfe_in_a_users_test(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*FAIL point_cloud/node forward_nfe: measured 8 > budget 4 (+0% = 4)*"])
+
+
+def test_a_value_recorded_as_no_number_fails_the_budget(tmp_path, capsys):
+    """A run whose NFE is NaN (or inf) is not within budget: the gate cannot read it."""
+    out = tmp_path / "results"
+    write_records(out, [run_record(seed=0), run_record(seed=1, forward=(float("nan"), 30.0)),
+                        run_record(model="node", forward=(float("inf"), 20.0))])
+    path = write(tmp_path, """
+budgets:
+  - {task: point_cloud, model: hbnode, max: {forward_nfe: 1000, backward_nfe: 1000}}
+  - {task: point_cloud, model: node, at: first, max: {forward_nfe: 1000}}
+""")
+    assert main(["check", str(out), "--budgets", str(path)]) == 1
+    printed = capsys.readouterr().out
+    assert ("FAIL point_cloud/hbnode forward_nfe: 1 of 2 matching runs record forward_nfe as no "
+            "number (NaN or ±inf)") in printed
+    assert "FAIL point_cloud/node forward_nfe: 1 of 1 matching runs record" in printed
+    assert "hbnode backward_nfe" not in printed  # the readable bound still passes

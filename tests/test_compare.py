@@ -4,14 +4,15 @@ groups matched across suite names with --match, a warning when nothing matches; 
 and bad input."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
 from harness.reports.aggregate import stat
-from harness.reports.compare import (BETTER, MISSING, NOISE, WORSE, CompareError, compare,
-                                     render, verdict)
+from harness.reports.compare import (BETTER, MISSING, NOISE, UNDECIDED, UNREADABLE, WORSE,
+                                     CompareError, compare, render, verdict)
 from harness.reports.seed_statistics import holm, welch
 from tests.result_records import curve_run, write_records
 
@@ -163,3 +164,53 @@ def test_times_of_ensemble_members_are_left_out_unless_asked() -> None:
     assert changes["backward NFE"].new.n == 3
     asked = {c.quantity: c for c in compare(base, new, ensemble_times=True).changes}
     assert asked["time/epoch (s)"].verdict == BETTER and asked["time/epoch (s)"].new.n == 3
+
+
+def test_times_with_fewer_than_three_seeds_a_side_are_undecided_and_nfe_still_compare() -> None:
+    """One timing a side cannot tell code from load: two runs of identical code at a load of
+    8 differed by 52 % per epoch. NFE (deterministic for a seed) are still decided."""
+    base = [curve_run("pc", "hbnode", 0, {"train_time_s": [1.0], "forward_nfe": [50.0]})]
+    new = [curve_run("pc", "hbnode", 0, {"train_time_s": [1.52], "forward_nfe": [50.0]})]
+    changes = {c.quantity: c for c in compare(base, new).changes}
+    assert changes["time/epoch (s)"].verdict == UNDECIDED
+    assert changes["forward NFE"].verdict == NOISE
+    more = [curve_run("pc", "hbnode", 0, {"train_time_s": [1.0], "forward_nfe": [60.0]})]
+    assert {c.quantity: c.verdict for c in compare(base, more).changes}["forward NFE"] == WORSE
+    slow = [curve_run("pc", "hbnode", s, {"train_time_s": [t]}) for s, t in
+            enumerate([1.50, 1.52, 1.54])]
+    fast = [curve_run("pc", "hbnode", s, {"train_time_s": [t]}) for s, t in
+            enumerate([1.00, 1.01, 1.02])]
+    three = {c.quantity: c for c in compare(fast, slow).changes}["time/epoch (s)"]
+    assert three.test is not None and three.verdict == WORSE  # three a side: the test decides
+    assert "1 undecided" in render(compare(base, new))
+
+
+def test_a_value_that_is_no_number_is_unreadable_and_fails_the_gate(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """NaN NFE in the new results are not "missing" (a value on one side only) but unreadable,
+    and --fail-on-worse fails on them, even when other seeds have numbers."""
+    nan = float("nan")
+    new = _runs("hbnode", [98.0, 100.0, 102.0]) + _runs("node", [200.0, 210.0, 190.0])
+    new[1]["epochs"][0]["backward_nfe"] = nan
+    new[4]["epochs"][0]["forward_nfe"] = nan
+    changes = {(c.group, c.quantity): c for c in compare(BASE, new).changes}
+    assert changes["pc/hbnode [test]", "backward NFE"].verdict == UNREADABLE
+    assert changes["pc/node [test]", "forward NFE"].verdict == UNREADABLE
+    assert changes["pc/hbnode [test]", "forward NFE"].verdict == NOISE
+    assert "100 ± 2.8 (n=2), 1 not a number" in render(compare(BASE, new))
+    base, broken = _write(tmp_path / "base", BASE), _write(tmp_path / "new", new)
+    assert main(["compare", str(base), str(broken), "--fail-on-worse"]) == 1
+    assert "2 unreadable" in capsys.readouterr().out
+    assert main(["compare", str(base), str(broken)]) == 0
+
+
+def test_values_equal_but_for_their_last_digits_compare_without_a_warning() -> None:
+    """scipy warns of precision lost to cancellation on nearly identical samples; the test
+    computes its variances exactly instead, and says the change is noise."""
+    base = _runs("hbnode", [0.1, 0.1 + 1e-17, 0.1])
+    new = _runs("hbnode", [0.1, 0.1, 0.1 + 3e-17])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        comparison = compare(base, new)
+    assert {c.quantity: c.verdict for c in comparison.changes}["backward NFE"] == NOISE
+    assert welch([1.0, 1.0 + 2e-16, 1.0], [2.0, 2.0, 2.0 + 4e-16]).p < 1e-10

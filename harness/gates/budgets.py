@@ -14,8 +14,8 @@ A budget file (YAML, read with ``yaml.safe_load``)::
 
 A ceiling passes when measured ≤ limit·(1 + tolerance), a floor when measured ≥
 limit·(1 − tolerance). ``measured`` is the mean over every run in the results that matches the
-line (all its seeds). A line that matches no run, or only failed runs, fails too: a budget is
-never passed silently.
+line (all its seeds). A line that matches no run, or only failed runs, fails too, and so does
+one whose runs record the value as no number (NaN, ±inf): a budget is never passed silently.
 """
 from __future__ import annotations
 
@@ -196,7 +196,8 @@ def check(budgets: Iterable[Budget], records: Iterable[dict[str, Any]]) -> list[
             at = budget.at if bound == "max" else "last"
             for name, limit in limits.items():
                 values = [run_value(r, name, at) for r in ok]
-                measured = fmean(values) if values and None not in values else None
+                readable = values and None not in values and all(map(math.isfinite, values))
+                measured = fmean(values) if readable else None
                 verdict = Verdict(budget, name, bound, limit, measured, len(matching), None)
                 verdict.problem = _problem(verdict, failed, values)
                 verdicts.append(verdict)
@@ -208,6 +209,10 @@ def _problem(verdict: Verdict, failed: list[dict[str, Any]], values: list) -> st
         return "no run matches this budget"
     if failed:
         return f"{len(failed)} of {verdict.runs} matching runs failed: {failed[0].get('error')}"
+    unreadable = sum(v is not None and not math.isfinite(v) for v in values)
+    if unreadable:
+        return (f"{unreadable} of {verdict.runs} matching runs record {verdict.field} as no "
+                f"number (NaN or ±inf)")
     if verdict.measured is None:
         return f"the runs record no {verdict.field}"
     if verdict.bound == "max" and verdict.measured > verdict.allowed:

@@ -31,7 +31,8 @@ _IDENTITY_KEYS = ("task", "model", "seed")
 @dataclass(frozen=True)
 class Stat:
     """Mean, sample std (None for n < 2), n, the confidence interval [low, high] of the mean
-    (None for n < 2) and the values themselves (for tests between groups)."""
+    (None for n < 2), the values themselves (for tests between groups) and how many values
+    were left out for not being finite numbers (NaN, ±inf: a gate must not pass them)."""
 
     mean: float | None
     std: float | None
@@ -39,6 +40,7 @@ class Stat:
     low: float | None = None
     high: float | None = None
     values: tuple[float, ...] = ()
+    non_finite: int = 0
 
     def format(self, digits: int = 4) -> str:
         """``mean ± std`` (or ``mean`` alone, ``—`` with no value), e.g. ``20 ± 10``."""
@@ -55,13 +57,15 @@ class Stat:
 
 
 def stat(values: Iterable[float | None]) -> Stat:
-    """The :class:`Stat` of the values that are finite numbers (None, NaN and ±inf dropped),
-    with the :data:`harness.reports.seed_statistics.CONFIDENCE` interval of their mean."""
-    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
+    """The :class:`Stat` of the values that are finite numbers (None, NaN and ±inf dropped, the
+    last two counted), with the :data:`harness.reports.seed_statistics.CONFIDENCE` interval of
+    their mean."""
+    numbers = [float(v) for v in values if v is not None]
+    kept = [v for v in numbers if math.isfinite(v)]
     interval = mean_interval(kept, CONFIDENCE)
     low, high = interval if interval else (None, None)
     return Stat(fmean(kept) if kept else None, stdev(kept) if len(kept) > 1 else None, len(kept),
-                low, high, tuple(kept))
+                low, high, tuple(kept), len(numbers) - len(kept))
 
 
 @dataclass

@@ -9,12 +9,17 @@ suites that differ only in the solver backend). For each quantity:
   Holm-corrected across every test of the comparison, is below ``alpha`` and the change is at
   least ``threshold`` (relative to base: significant but negligible is still noise); else
   *noise*;
-- with fewer seeds, a change is *noise* when it lies within the seeds' spread — |new − base| is
-  at most the larger of the two standard deviations — or is smaller than ``threshold``; with
-  one seed per side the threshold is the only rule. (The idea of asv's ``compare``: call a
-  change only when it stands out of the measurement's own noise.)
+- with fewer seeds, a time is *undecided*: one or two timings a side cannot tell a change of
+  the code from the machine's load (two runs of identical code on a busy machine differed by
+  half). NFE and the metric, which a fixed seed makes deterministic, are *noise* when the change
+  lies within the seeds' spread — |new − base| is at most the larger of the two standard
+  deviations — or is smaller than ``threshold``; with one seed per side the threshold is the
+  only rule. (The idea of asv's ``compare``: call a change only when it stands out of the
+  measurement's own noise.)
 
-Fewer NFE and less time are better, the metric by its task's ``higher_is_better``.
+A value an ok run records as NaN or ±inf is *unreadable*: like *worse*, it fails
+``--fail-on-worse`` (a gate must not pass what it cannot read). Fewer NFE and less time are
+better, the metric by its task's ``higher_is_better``.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from harness.reports.aggregate import Group, Stat, group_runs
 from harness.reports.seed_statistics import ALPHA, TwoSampleTest, holm, welch
 
 BETTER, WORSE, NOISE, MISSING = "better", "worse", "noise", "missing"
+UNDECIDED, UNREADABLE = "undecided", "unreadable"
+VERDICTS = (BETTER, WORSE, NOISE, UNDECIDED, UNREADABLE, MISSING)
 DEFAULT_THRESHOLD = 0.05
 #: What groups can be matched by, and the default (all of them).
 MATCH_FIELDS = ("suite", "task", "model", "setting")
@@ -73,6 +80,11 @@ class Comparison:
         return [change for change in self.changes if change.verdict == WORSE]
 
     @property
+    def failing(self) -> list[Change]:
+        """What fails ``--fail-on-worse``: changes for the worse and values that are no number."""
+        return [change for change in self.changes if change.verdict in (WORSE, UNREADABLE)]
+
+    @property
     def warning(self) -> str | None:
         """Why nothing was compared, when both sides have groups but none matched."""
         if self.changes or not self.only_base or not self.only_new:
@@ -99,7 +111,7 @@ def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
     for key, old in base_groups.items():
         if key in new_groups:
             changes += _changes(old, new_groups[key], threshold, ensemble_times)
-    # the spread rule's verdict stands for the changes without a test; the others are redecided
+    # the verdicts of the changes without a test stand; the others are redecided
     tested = [change for change in changes if change.test is not None]
     for change, adjusted in zip(tested, holm([change.test.p for change in tested])):
         change.p_holm = adjusted
@@ -139,8 +151,7 @@ def render(comparison: Comparison) -> str:
     lines = [tabulate(rows, ["task/model", "quantity", "base", "new", "change",
                              "Welch's t: p (Holm)", "verdict"],
                       tablefmt="simple", disable_numparse=True)] if rows else []
-    counts = {v: sum(c.verdict == v for c in comparison.changes)
-              for v in (BETTER, WORSE, NOISE, MISSING)}
+    counts = {v: sum(c.verdict == v for c in comparison.changes) for v in VERDICTS}
     counts[MISSING + " (a value on one side only)"] = counts.pop(MISSING)
     lines.append("quantities compared: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
     for side, groups in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
@@ -161,12 +172,18 @@ def _changes(base: Group, new: Group, threshold: float, ensemble_times: bool) ->
     for label, field_name, at, lower_is_better in quantities:
         old = base.value(field_name, at, ensemble_times)
         now = new.value(field_name, at, ensemble_times)
-        if old.n or now.n:
-            test = (welch(now.values, old.values)  # difference: new − base
-                    if min(old.n, now.n) >= MIN_SEEDS else None)
-            changes.append(Change(name, label, old, now,
-                                  verdict(old, now, lower_is_better, threshold),
-                                  lower_is_better, test))
+        if not (old.n or now.n or old.non_finite or now.non_finite):
+            continue
+        tested = min(old.n, now.n) >= MIN_SEEDS
+        if old.non_finite or now.non_finite:
+            decided = UNREADABLE
+        elif field_name.endswith("_time_s") and not tested and old.n and now.n:
+            decided = UNDECIDED
+        else:
+            decided = verdict(old, now, lower_is_better, threshold)
+        test = (welch(now.values, old.values)  # difference: new − base
+                if tested and decided != UNREADABLE else None)
+        changes.append(Change(name, label, old, now, decided, lower_is_better, test))
     return changes
 
 
@@ -191,7 +208,8 @@ def _name(group: Group) -> str:
 
 
 def _cell(s: Stat) -> str:
-    return "—" if s.mean is None else f"{s.format()} (n={s.n})"
+    text = "—" if s.mean is None else f"{s.format()} (n={s.n})"
+    return text + (f", {s.non_finite} not a number" if s.non_finite else "")
 
 
 def _test(change: Change) -> str:

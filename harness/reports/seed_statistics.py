@@ -11,6 +11,7 @@ the power a number of seeds gives is known only for t).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ def mean_interval(values: Sequence[float],
     if n < 2:
         return None
     mean = math.fsum(values) / n
-    sem = stats.sem(values) if max(values) != min(values) else 0.0
+    sem = statistics.stdev(values) / math.sqrt(n)  # exact: no precision lost to cancellation
     if sem == 0.0:
         return mean, mean
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
@@ -79,20 +80,24 @@ def welch(a: Sequence[float], b: Sequence[float],
     """Welch's t-test of two samples; None when either has fewer than two values.
 
     Two constant samples have no spread to test against: the difference is exact, p is 0 when
-    it is not zero and 1 when it is (scipy returns -inf/nan there, with a warning)."""
+    it is not zero and 1 when it is. The variances are computed exactly
+    (:func:`statistics.variance`), so samples whose values differ only in their last digits
+    give a test too, not scipy's warning of precision lost to cancellation."""
     if len(a) < 2 or len(b) < 2:
         return None
     difference = math.fsum(a) / len(a) - math.fsum(b) / len(b)
-    var_a = stats.tvar(a) if max(a) != min(a) else 0.0
-    var_b = stats.tvar(b) if max(b) != min(b) else 0.0
+    var_a, var_b = statistics.variance(a), statistics.variance(b)
     if var_a == 0.0 and var_b == 0.0:
         effect = 0.0 if difference == 0 else math.copysign(math.inf, difference)
         return TwoSampleTest(effect, math.inf, 1.0 if difference == 0 else 0.0, difference,
                              difference, difference, effect, len(a), len(b), 0.5, confidence)
-    result = stats.ttest_ind(a, b, equal_var=False)
-    interval = result.confidence_interval(confidence_level=confidence)
-    return TwoSampleTest(float(result.statistic), float(result.df), float(result.pvalue),
-                         difference, float(interval.low), float(interval.high),
+    share_a, share_b = var_a / len(a), var_b / len(b)  # each mean's variance
+    error = math.sqrt(share_a + share_b)
+    df = (share_a + share_b) ** 2 / (share_a ** 2 / (len(a) - 1) + share_b ** 2 / (len(b) - 1))
+    statistic = difference / error
+    half = float(stats.t.isf((1 - confidence) / 2, df)) * error
+    return TwoSampleTest(statistic, df, float(2 * stats.t.sf(abs(statistic), df)), difference,
+                         difference - half, difference + half,
                          difference / math.sqrt((var_a + var_b) / 2), len(a), len(b),
                          var_a / (var_a + var_b), confidence)
 
