@@ -167,8 +167,8 @@ def test_times_of_ensemble_members_are_left_out_unless_asked() -> None:
 
 
 def test_times_with_fewer_than_three_seeds_a_side_are_undecided_and_nfe_still_compare() -> None:
-    """One timing a side cannot tell code from load: two runs of identical code at a load of
-    8 differed by 52 % per epoch. NFE (deterministic for a seed) are still decided."""
+    """One timing a side cannot tell code from load: two runs of identical code on a loaded
+    machine differed by 52 % per epoch. NFE (deterministic for a seed) are still decided."""
     base = [curve_run("pc", "hbnode", 0, {"train_time_s": [1.0], "forward_nfe": [50.0]})]
     new = [curve_run("pc", "hbnode", 0, {"train_time_s": [1.52], "forward_nfe": [50.0]})]
     changes = {c.quantity: c for c in compare(base, new).changes}
