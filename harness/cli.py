@@ -3,7 +3,8 @@
 Exit codes: 0 done; 1 a run failed (``run``), a budget or a comparison failed (``check``,
 ``compare --fail-on-worse``); 2 bad input, the results directory in use by another run, or an
 executor that cannot start (no worker process starts, Ray missing);
-3 a result or report could not be written (disk full, read-only, …: a run's checkpoint is kept);
+3 a result, checkpoint or report could not be written (disk full, read-only, a file-size limit:
+the message says what of the run is kept);
 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: rerun the same command to resume.
 """
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_a_worker_killed_mid_ensemble_fails_its_members_and_a_rerun_resumes_them
         assert records[spec.key]["status"] == "ok" and len(records[spec.key]["epochs"]) == 3
     lost = [records[spec.key] for spec in victims]
     identity = lost[0]["ensemble"]["id"]
-    kept = Checkpoints(out / "checkpoints").read(identity)
+    kept = Checkpoints(out / "checkpoints").read(identity, victims)
     assert kept is not None, "the dead ensemble's checkpoint was dropped"
     for index, record in enumerate(lost):
         assert record["ensemble"] == {"id": identity, "size": 3, "index": index}
@@ -234,7 +234,7 @@ def test_a_ray_task_lost_mid_ensemble_is_retried_from_its_checkpoint_or_fails_it
             assert record["status"] == "ok" and record["resumed_from_epoch"] >= 1
             assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4, 5, 6]
         return
-    kept = checkpoints.read(identity)
+    kept = checkpoints.read(identity, runs)
     assert kept is not None, "the lost ensemble's checkpoint was dropped"
     for index, record in enumerate(records):
         assert record["failure_kind"] == "worker_died" and "Ray task was lost" in record["error"]

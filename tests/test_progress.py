@@ -93,13 +93,16 @@ def test_members_of_an_ensemble_resume_from_its_checkpoint(tmp_path: Path) -> No
     write_records(tmp_path, [finished(done, 30.0)])
     checkpoints = Checkpoints(tmp_path / "checkpoints")
     identity = ensemble_id(todo)
-    checkpoints.save(identity, {"model": {"w": torch.zeros(1)}, "elapsed_s": 9.0,
-                                "epochs": [[epoch(1), epoch(2)], [], [epoch(i) for i in range(4)]]})
+    checkpoints.save(identity, {"model": {"w": torch.zeros(1)}, "optimizer": {}, "elapsed_s": 9.0,
+                                "epochs": [[epoch(1), epoch(2)], [], [epoch(i) for i in range(1, 5)]],
+                                "failed": {"0": {"error": "SolverFailure: x", "failure_kind": "solver"},
+                                           "1": {"error": "SolverFailure: x", "failure_kind": "solver"}}})
     plan = plan_suite([done, *todo], tmp_path, ensemble="auto")
     assert [(run.state, run.resume_epoch) for run in plan.runs] == [
         (DONE, 0), (RESUME, 2), (NEW, 0), (RESUME, 4)]
     assert all(run.state == NEW for run in plan_suite(todo, tmp_path).runs)  # one by one
-    checkpoints.save(identity, {"model": {}, "elapsed_s": 1.0, "epochs": [epoch(1), epoch(2)]})
+    checkpoints.save(identity, {"model": {}, "optimizer": {}, "elapsed_s": 1.0,
+                                "epochs": [epoch(1), epoch(2)]})
     assert all(run.state == NEW for run in plan_suite(todo, tmp_path, ensemble=3).runs)
 
 
@@ -108,7 +111,7 @@ def test_finished_runs_are_counted_up_front_and_resumed_ones_say_where(tmp_path:
     write_records(tmp_path, [finished(done, 30.0),
                              finished(make_spec(seed=5, epochs=10), 1.0, status="failed")])
     Checkpoints(tmp_path / "checkpoints").save(resumed.key, {
-        "model": {"w": torch.zeros(1)}, "epochs": [epoch(i) for i in (1, 2, 3)],
+        "model": {"w": torch.zeros(1)}, "optimizer": {}, "epochs": [epoch(i) for i in (1, 2, 3)],
         "elapsed_s": 9.0})
     plan = plan_suite([done, resumed, new], tmp_path)
     assert [(run.state, run.resume_epoch) for run in plan.runs] == [(DONE, 0), (RESUME, 3),

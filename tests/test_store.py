@@ -22,6 +22,7 @@ from harness.running import store
 from harness.running.checkpoints import Checkpoints
 from harness.running.store import (ResultStore, StoreBusy, StoreWriteError, finished_keys, load_results,
                            read_records, results_path, standing)
+from tests.conftest import make_spec
 from tests.result_records import epoch, record, write_records
 
 SUITE = """
@@ -274,14 +275,15 @@ def test_a_crafted_checkpoint_does_not_execute(suite, tmp_path, caplog):
 
 
 def test_checkpoints_round_trip_their_random_state_with_weights_only(tmp_path):
-    checkpoints = Checkpoints(tmp_path)
+    checkpoints, spec = Checkpoints(tmp_path), make_spec()
     torch.manual_seed(3)
-    checkpoints.save("k", {"epochs": [{"epoch": 1}], "model": {"w": torch.ones(2)}})
+    checkpoints.save(spec.key, {"epochs": [epoch(1)], "model": {"w": torch.ones(2)},
+                                "optimizer": {}, "elapsed_s": 1.0})
     expected = torch.rand(3)
     torch.manual_seed(4)
-    assert checkpoints.load("k")["epochs"] == [{"epoch": 1}]
+    assert checkpoints.load(spec.key, [spec])["epochs"] == [epoch(1)]
     assert torch.equal(torch.rand(3), expected)
-    assert checkpoints.epochs("k") == [{"epoch": 1}]
+    assert checkpoints.epochs(spec) == [epoch(1)]
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -341,7 +343,7 @@ def test_a_checkpoint_of_another_shape_is_set_aside_and_the_run_starts_over(suit
     reference = read_records(out)
     results_path(out).unlink()
     checkpoints = Checkpoints(out / "checkpoints")
-    checkpoints.save(reference[0]["key"], {"epochs": [{"epoch": 1}], "elapsed_s": 0.0,
+    checkpoints.save(reference[0]["key"], {"epochs": [epoch(1)], "elapsed_s": 0.0,
                                            "model": {"w": torch.ones(3)}, "optimizer": {}})
     assert run(suite, out) == 0
     again = read_records(out)

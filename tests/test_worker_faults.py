@@ -120,7 +120,7 @@ def test_a_killed_worker_fails_only_its_run_and_a_rerun_resumes_it(tmp_path, fau
     died = records["crawler"]
     assert (died["status"], died["failure_kind"]) == ("failed", "worker_died")
     assert "SIGKILL" in died["error"] and died["environment"]["device"] == "cpu"
-    kept = Checkpoints(tmp_path / "out" / "checkpoints").epochs(victim.key)
+    kept = Checkpoints(tmp_path / "out" / "checkpoints").epochs(victim)
     assert len(kept) >= 2 and died["epochs"] == kept
 
     rerun = run_suite([victim, *others], fault_registry, tmp_path / "out", "cpu",

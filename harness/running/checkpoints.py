@@ -1,12 +1,16 @@
 """Per-run checkpoints, so an interrupted run continues from its last finished epoch.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists
-and dicts only, so a crafted file in a results folder cannot execute code. A file that does not
-load that way (crafted, torn, from an older harness) is moved aside with a warning and the run
-starts over.
+and dicts only, so a crafted file in a results folder cannot execute code. What it holds is then
+checked whole against the run it claims to be (:mod:`harness.running.checkpoint_content`). A
+file that does not load that way or does not pass (crafted, torn, lying, from an older harness)
+is moved aside with a warning and the run starts over. A checkpoint that cannot be saved (a full
+disk, a file-size limit) stops the command as a storage failure
+(:class:`CheckpointWriteError`), not the run as a failure of its own.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -15,11 +19,20 @@ import stat
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from harness.running.checkpoint_content import checkpoint_problem
+from harness.running.store import StoreWriteError
+from harness.suites.runspec import RunSpec
+
 log = logging.getLogger("harness")
+
+
+class CheckpointWriteError(StoreWriteError):
+    """A run's checkpoint could not be saved: the storage failed, not the run (the command
+    ends with exit 3 and the run is not recorded; a rerun does it again)."""
 
 
 class Checkpoints:
@@ -34,22 +47,36 @@ class Checkpoints:
         return self.directory / f"{key}.pt"
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write ``state`` (with the random-number states) as the checkpoint of ``key``;
+        :class:`CheckpointWriteError` when the storage refuses, saying what is kept."""
         temporary = self.directory / f"{key}.{os.getpid()}.tmp"
+        content = io.BytesIO()  # serialised first: torch's writer turns EFBIG into a RuntimeError
+        torch.save({**state, "rng": rng_state()}, content)
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as handle:
-                torch.save({**state, "rng": rng_state()}, handle)
+                handle.write(content.getbuffer())
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path(key))
-        except BaseException:  # a full disk, an interrupt: no half file left behind
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            kept = ("its checkpoint of the epoch before is kept (a rerun resumes there)"
+                    if os.path.lexists(self.path(key)) else
+                    "no earlier checkpoint of it exists (a rerun starts it afresh)")
+            raise CheckpointWriteError(
+                f"{self.path(key)}: could not save this checkpoint ({error.strerror or error}); "
+                f"the run is stopped and not recorded, and {kept}. Free space (or raise the "
+                f"file-size limit) and rerun the same command") from None
+        except BaseException:  # an interrupt: no half file left behind
             temporary.unlink(missing_ok=True)
             raise
 
-    def read(self, key: str) -> dict[str, Any] | None:
-        """The saved state as stored (random-number states included), or None when there is
-        no usable checkpoint (an unusable one — crafted, torn, a FIFO or a folder — is moved aside
-        to ``<key>.pt.<pid>-<time>.rejected``)."""
+    def read(self, key: str, runs: Sequence[RunSpec]) -> dict[str, Any] | None:
+        """The saved state as stored (random-number states included) of ``runs`` (one run, or
+        the members of the ensemble ``key`` names), or None when there is no usable checkpoint
+        (an unusable one — crafted, torn, lying about the runs, a FIFO or a folder — is moved
+        aside to ``<key>.pt.<pid>-<time>.rejected``)."""
         path = self.path(key)
         if not os.path.lexists(path):
             return None
@@ -57,14 +84,17 @@ class Checkpoints:
             if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO would block, a link mislead
                 raise ValueError("not a regular file")
             state = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or not isinstance(state.get("epochs"), list):
-                raise ValueError("not a harness checkpoint")
-            return state
         except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
                 KeyError, TypeError, AttributeError, OSError) as error:
             self.reject(key, f"{type(error).__name__}: it holds more than tensors and plain "
                              f"data, is damaged or is no file")
             return None
+        problem = checkpoint_problem(state, runs[0].epochs, len(runs) if len(runs) > 1 else None)
+        if problem:
+            self.reject(key, f"not what {runs[0].label}{' and its ensemble' * (len(runs) > 1)} "
+                             f"saves: {problem}")
+            return None
+        return state
 
     def reject(self, key: str, why: str) -> None:
         """Set a checkpoint aside (kept, for whoever wants to look) and say why: the run
@@ -73,17 +103,17 @@ class Checkpoints:
         log.warning("%s: not a usable checkpoint (%s); moved to %s, the run starts over",
                     self.path(key), why, rejected.name)
 
-    def load(self, key: str) -> dict[str, Any] | None:
-        """The saved state (its random-number generators already restored), or None."""
-        state = self.read(key)
+    def load(self, key: str, runs: Sequence[RunSpec]) -> dict[str, Any] | None:
+        """As :meth:`read`, with the random-number generators restored from the state."""
+        state = self.read(key, runs)
         if state is not None:
             restore_rng(state.pop("rng"))
         return state
 
-    def epochs(self, key: str) -> list[dict[str, Any]]:
-        """The epoch records a checkpoint holds (none without one): what a run whose process
-        died had finished."""
-        state = self.read(key)
+    def epochs(self, run: RunSpec) -> list[dict[str, Any]]:
+        """The epoch records the checkpoint of a solo ``run`` holds (none without one): what
+        it had finished when its process died."""
+        state = self.read(run.key, [run])
         return state["epochs"] if state else []
 
     def discard(self, key: str) -> None:

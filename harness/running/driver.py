@@ -13,7 +13,7 @@ from harness.running.environment import resolve_device
 from harness.running.observers import Observers
 from harness.running.preflight import unavailable_record
 from harness.running.runner import RunConfigError, solver_backend, widths_for
-from harness.running.store import ResultStore, finished_keys
+from harness.running.store import ResultStore, StoreWriteError, finished_keys
 from harness.suites.runspec import RunSpec
 
 CHECKPOINT_DIR = "checkpoints"
@@ -60,8 +60,10 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
 
     The directory is locked for the whole invocation (:class:`harness.running.store.StoreBusy` when
     another driver holds it). A run's checkpoint is discarded only after its record is durable,
-    and kept when its worker died (a rerun resumes it); a failed write raises
-    :class:`harness.running.store.StoreWriteError` with the checkpoint still there.
+    and kept when its worker died (a rerun resumes it); a record that cannot be written raises
+    :class:`harness.running.store.StoreWriteError` saying whether its run's checkpoint is
+    there, and a checkpoint that cannot be saved raises
+    :class:`harness.running.checkpoints.CheckpointWriteError` (nothing recorded for that run).
 
     ``unavailable`` (run key → the data files it lacks, from
     :func:`harness.running.preflight.check_data`) names runs not to execute: each gets a failed
@@ -90,7 +92,7 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
         for spec in left_out:
             record = unavailable_record(spec, registry, resolve_device(device),
                                         unavailable[spec.key])
-            store.append(record)
+            _append(store, record, checkpoints)
             outcome.unavailable.append(record)
         todo = [spec for spec in todo if spec.key not in (unavailable or {})]
         if not todo:
@@ -104,7 +106,7 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
         runner.ensemble = ensemble
         died: set[str] = set()  # ensembles a member of which died with its worker
         for record in runner.run(todo, Observers(registry), checkpoint_dir):
-            store.append(record)
+            _append(store, record, checkpoints)
             died_here = record.get("failure_kind") == "worker_died"
             if not died_here:
                 checkpoints.discard(record["key"])
@@ -115,3 +117,15 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
                 checkpoints.discard(member["id"])
             outcome.records.append(record)
     return outcome
+
+
+def _append(store: ResultStore, record: dict[str, Any], checkpoints: Checkpoints) -> None:
+    """Store a record; when it cannot be written, say what of its run is still there."""
+    try:
+        store.append(record)
+    except StoreWriteError as error:
+        member = record.get("ensemble")
+        path = checkpoints.path(member["id"] if member else record["key"])
+        kept = (f"its checkpoint is kept ({path}): a rerun resumes it there"
+                if os.path.lexists(path) else "it has no checkpoint: a rerun runs it again")
+        raise StoreWriteError(f"{error}; {kept}") from None

@@ -24,7 +24,7 @@ from torch import nn
 from harness.contract import TaskData
 from harness.record import RunRecord
 from harness.registry import Registry
-from harness.running.checkpoints import Checkpoints
+from harness.running.checkpoints import CheckpointWriteError, Checkpoints
 from harness.running.deadline import Alarm
 from harness.running.failures import TimeLimitExceeded, failure_kind
 from harness.running.member_epochs import train_members
@@ -83,7 +83,8 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
     in smaller ensembles then (their ``run_started`` events were sent; nothing else was).
 
     With ``checkpoints``, the ensemble saves its state after every epoch under
-    :func:`ensemble_id` and continues from there when run again.
+    :func:`ensemble_id` and continues from there when run again (a checkpoint that cannot be
+    saved raises :class:`CheckpointWriteError`, no record).
     """
     spec, size, identity = specs[0], len(specs), ensemble_id(specs)
     if len({seedless(member) for member in specs}) > 1:
@@ -125,8 +126,8 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
         with Alarm(spec.time_limit_s - (perf_counter() - start) if spec.time_limit_s else None,
                    message):
             optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
-            saved = checkpoints.load(identity) if checkpoints else None
-            if saved and not _fits(model, optimizer, saved, size):
+            saved = checkpoints.load(identity, specs) if checkpoints else None
+            if saved and not _fits(model, optimizer, saved):
                 checkpoints.reject(identity, "its state does not fit this ensemble")
                 builts, model = _build(specs, registry, device, members)  # afresh
                 optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
@@ -151,6 +152,8 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
                     for member, epoch in zip(specs, epochs):
                         if epoch is not None:
                             notify("epoch_finished", member, epoch=epoch)
+    except CheckpointWriteError:  # the storage failed, not the members: the command stops
+        raise
     except Exception as error:  # whatever stops the ensemble stops every member still alive
         if out_of_memory(error) and size > 1 and not any(r["epochs"] for r in records):
             raise TooLarge(f"{size} members ran out of device memory before their first epoch "
@@ -206,12 +209,10 @@ def _state(model: nn.Module, optimizer: torch.optim.Optimizer, members: Members,
             "elapsed_s": elapsed_s}
 
 
-def _fits(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any],
-          size: int) -> bool:
-    """Load a checkpoint's model and optimizer state; False when it is not this ensemble's."""
+def _fits(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> bool:
+    """Load a checkpoint's model and optimizer state (the rest was checked as it was read);
+    False when they are not this ensemble's."""
     try:
-        if len(saved["epochs"]) != size or not isinstance(saved["failed"], dict):
-            return False
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
     except (RuntimeError, KeyError, ValueError, TypeError):

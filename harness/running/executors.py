@@ -28,7 +28,7 @@ import torch
 from harness.contract import hookimpl
 from harness.record import RunRecord
 from harness.registry import Registry
-from harness.running.checkpoints import Checkpoints
+from harness.running.checkpoints import CheckpointWriteError, Checkpoints
 from harness.running.ensembles import ensemble_id
 from harness.running.environment import resolve_device
 from harness.running.failures import ExecutorUnavailable, WorkerDied
@@ -126,6 +126,8 @@ class RayCluster(Executor):
                 try:
                     records = ray.get(ready)
                 except ray.exceptions.RayError as error:  # the task, its worker or node was lost
+                    if isinstance(getattr(error, "cause", None), CheckpointWriteError):
+                        raise CheckpointWriteError(str(error.cause)) from None  # the storage's
                     lost = WorkerDied(f"the Ray task was lost: {error}")
                     records = [lost_run_record(spec, self.registry, device, lost, checkpoint_dir,
                                                ensemble=member)

@@ -34,7 +34,11 @@ KINDS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+#: Every failure_kind a record may hold: those of :data:`KINDS`, and "error" for anything else.
+FAILURE_KINDS: tuple[str, ...] = (*(kind for _, kind in KINDS), "error")
+
+
 def failure_kind(error: BaseException) -> str:
     """"nfe_cap", "solver", "non_finite", "time_limit", "worker_died", "data_missing" (a
-    task's data is not there), or "error" for anything else."""
-    return next((kind for cls, kind in KINDS if isinstance(error, cls)), "error")
+    task's data is not there), or "error" for anything else (:data:`FAILURE_KINDS`)."""
+    return next((kind for cls, kind in KINDS if isinstance(error, cls)), FAILURE_KINDS[-1])

@@ -117,14 +117,13 @@ def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
     resumes = {}  # epochs each run to do resumes from, by key
     for unit in grouping.units([spec for spec in runs if spec.key not in done], ensemble):
         key = ensemble_id(unit) if len(unit) > 1 else unit[0].key
-        saved = checkpoints.read(key) if checkpoints.path(key).is_file() else None
+        saved = checkpoints.read(key, unit) if checkpoints.path(key).is_file() else None
         epochs = saved["epochs"] if saved else []
         if len(unit) == 1:
             resumes[unit[0].key] = len(epochs)
             continue
-        fits = len(epochs) == len(unit) and all(isinstance(e, list) for e in epochs)
         for index, spec in enumerate(unit):  # an ensemble's holds each member's epochs
-            resumes[spec.key] = len(epochs[index]) if fits else 0
+            resumes[spec.key] = len(epochs[index]) if saved else 0
     planned = []
     for spec in runs:
         if spec.key in done:

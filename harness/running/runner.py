@@ -13,7 +13,7 @@ from torch import nn
 from harness.contract import BuildContext, Family, Task, TaskData
 from harness.record import EpochRecord, RunRecord
 from harness.registry import Registry
-from harness.running.checkpoints import Checkpoints
+from harness.running.checkpoints import CheckpointWriteError, Checkpoints
 from harness.running.deadline import Alarm
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded
 from harness.running.observers import Notify, Observers
@@ -100,6 +100,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
     With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
     it exists, continues from there (the record says ``resumed_from_epoch``). The checkpoint
     stays when the run ends: whoever stores the record discards it once the record is durable.
+    A checkpoint that cannot be saved raises :class:`CheckpointWriteError` (no record).
     """
     notify = notify or Observers(registry)
     task = registry.tasks[spec.task]
@@ -113,7 +114,7 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
             record.update(params=count_parameters(built.model), widths=built.widths)
             data = task.data(task_options(task, spec), spec.seed, spec.data_root, device,
                              spec.batch_size)
-            saved = checkpoints.load(spec.key) if checkpoints else None
+            saved = checkpoints.load(spec.key, [spec]) if checkpoints else None
             if saved and not _resumed(built, saved):
                 checkpoints.reject(spec.key, "its model or optimizer state does not fit this run")
                 built, saved = build_run(spec, registry, device), None  # afresh, as if never run
@@ -132,6 +133,8 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
                                                     "epochs": record["epochs"],
                                                     "elapsed_s": earlier + perf_counter() - start})
                     notify("epoch_finished", spec, epoch=epoch)
+    except CheckpointWriteError:  # the storage failed, not the run: the command stops
+        raise
     except Exception as error:  # a run that blows up is a result, not a crash
         mark_failed(record, error)
     finish(record, earlier + perf_counter() - start)

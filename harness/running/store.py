@@ -194,9 +194,8 @@ class ResultStore:
                     _cut_back(fd, size)
                     raise StoreWriteError(
                         f"{self.path}: could not write the record of run {record.get('key')} "
-                        f"({error.strerror or error}); nothing was lost: the run's checkpoint "
-                        f"is kept. Free space (or fix the file system) and rerun the same "
-                        f"command to write it") from None
+                        f"({error.strerror or error}); the file is as it was. Free space (or "
+                        f"fix the file system) and rerun the same command to write it") from None
             finally:
                 os.close(fd)
 

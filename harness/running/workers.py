@@ -19,7 +19,10 @@ Messages, each a pickled tuple on the pipe:
 * worker → driver: ``("ready", None, {})`` once its plugins are loaded (only then does it get
   a unit), then ``(event, index, details)`` for run ``index`` of its unit: "run_started"
   (``ensemble=`` for a member of an ensemble), "epoch_finished" (``epoch=``), "run_finished"
-  (``record=``, the run's record, which ends it; the unit ends with its last run).
+  (``record=``, the run's record, which ends it; the unit ends with its last run);
+  ``("storage_failed", None, {"message": …})`` when a checkpoint could not be saved, which
+  ends the pool with :class:`~harness.running.checkpoints.CheckpointWriteError` (a storage
+  failure, not the run's).
 
 Workers are started with the ``spawn`` method (CUDA cannot be forked). They die with the
 driver (Linux's parent-death signal, and a thread watching the parent elsewhere), ignore
@@ -46,7 +49,7 @@ import torch
 
 from harness.record import RunRecord
 from harness.registry import Registry
-from harness.running.checkpoints import Checkpoints
+from harness.running.checkpoints import CheckpointWriteError, Checkpoints
 from harness.running.deadline import grace
 from harness.running.environment import resolve_device
 from harness.running.ensembles import ensemble_id
@@ -147,10 +150,11 @@ class Worker:
     def assign(self, unit: list[RunSpec], checkpoint_dir: Path | None) -> None:
         earlier = {}
         if checkpoint_dir and any(spec.time_limit_s for spec in unit):
-            keys = [spec.key for spec in unit] + ([ensemble_id(unit)] if len(unit) > 1 else [])
-            for key in keys:  # nobody writes these checkpoints right now
-                saved = Checkpoints(checkpoint_dir).read(key)
-                earlier[key] = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
+            claims = [(spec.key, [spec]) for spec in unit] + (
+                [(ensemble_id(unit), unit)] if len(unit) > 1 else [])
+            for key, runs in claims:  # nobody writes these checkpoints right now
+                saved = Checkpoints(checkpoint_dir).read(key, runs)
+                earlier[key] = saved["elapsed_s"] if saved else 0.0
         self.assignment = Assignment(unit, earlier)
         try:
             self.connection.send((unit, checkpoint_dir))
@@ -225,6 +229,8 @@ class WorkerPool:
                 if event == "ready":
                     worker.ready = True
                     continue
+                if event == "storage_failed":
+                    raise CheckpointWriteError(details["message"])
                 assignment = worker.assignment
                 spec = assignment.unit[index]
                 if event == "run_started":
@@ -287,9 +293,10 @@ def lost_run_record(spec: RunSpec, registry: Registry, device: str, error: BaseE
     its ``{id, size, index}``) has its epochs, and any failure before, in its ensemble's
     checkpoint. Without ``wall_time_s`` the time is the checkpoint's."""
     key = ensemble["id"] if ensemble else spec.key
-    saved = Checkpoints(checkpoint_dir).read(key) if checkpoint_dir else None
+    runs = [spec] * ensemble["size"] if ensemble else [spec]  # the members differ in seed only
+    saved = Checkpoints(checkpoint_dir).read(key, runs) if checkpoint_dir else None
     if wall_time_s is None:
-        wall_time_s = float(saved.get("elapsed_s", 0.0)) if saved else 0.0
+        wall_time_s = saved["elapsed_s"] if saved else 0.0
     epochs, failure = [], None
     if saved and ensemble:
         epochs = saved["epochs"][ensemble["index"]]
@@ -372,8 +379,11 @@ def serve(connection: Connection, slot: Slot, driver: int,
             connection.send((event, places[run.key], details))
 
         checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-        for _ in execute_unit(unit, registry, device, notify, checkpoints):
-            pass  # each record went to the driver with its run_finished
+        try:
+            for _ in execute_unit(unit, registry, device, notify, checkpoints):
+                pass  # each record went to the driver with its run_finished
+        except CheckpointWriteError as error:  # the driver ends the command with it
+            connection.send(("storage_failed", None, {"message": str(error)}))
 
 
 def die_with(driver: int) -> None:
