@@ -120,9 +120,13 @@ def test_models_run_under_different_settings_are_not_comparable(tmp_path: Path) 
 def test_holds_needs_no_correction_and_refuted_gets_it(tmp_path: Path) -> None:
     """Holds is an intersection-union test (every pair must pass): each at α, no Holm; refuted
     (any pair the other way) is Holm-corrected over the tests that can reach α at all."""
-    low, high = [10.0, 11.0, 12.0, 13.0], [20.0, 21.0, 22.0, 23.0]  # 4 v 4: p = 2/70 = 0.029
     both = ONE_PAIR + ONE_PAIR.replace("backward_nfe", "forward_nfe")
-    assert judge(tmp_path, both, seeds("hbnode", low) + seeds("node", high)).verdict == HOLDS
+    hbnode, node = [10.0, 12.0, 14.0, 11.0, 13.0], [13.0, 15.0, 16.5, 13.5, 14.5]
+    result = judge(tmp_path, both, seeds("hbnode", hbnode) + seeds("node", node))
+    # p = 0.04 in each check (Welch's 0.029): Holm across the two made it 'inconclusive'
+    assert result.verdict == HOLDS and "p = 0.04 (exact, 252 splits) → holds" in \
+        result.checks[1].evidence[1]
+    low, high = [10.0, 11.0, 12.0, 13.0], [20.0, 21.0, 22.0, 23.0]  # 4 v 4: p = 2/70 = 0.029
     reversed_ = seeds("hbnode", high) + seeds("node", low)
     assert judge(tmp_path, ONE_PAIR, reversed_).verdict == REFUTED
     # two reversals at p = 0.029 each: Holm's 0.057 refutes neither
