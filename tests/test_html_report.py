@@ -102,7 +102,7 @@ def test_the_page_content(page: Path, results: Path) -> None:
 def test_the_page_shows_the_test_behind_a_verdict(tmp_path: Path) -> None:
     write_records(tmp_path, [curve_run("pc", model, seed, {"backward_nfe": [base + seed]})
                              for model, base in (("hbnode", 10.0), ("node", 40.0))
-                             for seed in range(3)])
+                             for seed in range(5)])
     claims = tmp_path / "mine.yaml"
     claims.write_text("claims:\n  - id: fewer\n    claim: HBNODE needs fewer\n    task: pc\n"
                       "    checks:\n      - compare: {value: backward_nfe, lower: [hbnode], "
@@ -110,10 +110,10 @@ def test_the_page_shows_the_test_behind_a_verdict(tmp_path: Path) -> None:
     written = write_page([tmp_path], formats=("png",), extra_claims=[claims], paper_claims=False)
     text = written.html.read_text(encoding="utf-8")
     assert '<tr class="holds"><td>✓ holds</td><td>HBNODE needs fewer' in text
-    assert ("hbnode 11 ± 1 (n=3, 95% CI [8.516, 13.48]), node 41 ± 1 (n=3, 95% CI [38.52, "
-            "43.48])") in text
-    assert ("hbnode &lt; node: Welch&#x27;s t(4) = -36.7, p = 3.3e-06, d = -30, difference -30 "
-            "[95% CI -32.27, -27.73], Holm p = 3.3e-06 → holds") in text
+    assert ("hbnode 12 ± 1.6 (n=5, 95% CI [10.04, 13.96]), node 42 ± 1.6 (n=5, 95% CI [40.04, "
+            "43.96])") in text
+    assert ("hbnode &lt; node: d = -19, difference -30 [95% CI -32.31, -27.69]; permutation "
+            "test of Welch&#x27;s t = -30, p = 0.0079 (exact, 252 splits) → holds") in text
 
 
 def test_record_strings_reach_index_md_escaped(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_the_command(results: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     printed = capsys.readouterr().out
     # the first dir's claims.yaml sees its records only (the other dir's node has 600)
     assert (f"claims of {results / 'claims.yaml'}: 0 holds, 1 refuted, 0 inconclusive, "
-            f"0 incomplete, 0 not run") in printed
+            f"0 incomplete, 0 not comparable, 0 not run") in printed
     assert "## point_cloud (test)" in (out / "index.md").read_text(encoding="utf-8")
     assert "hbnode.yaml" not in printed and f"written: {out / 'index.html'}" in printed
     assert not list(out.rglob("*.svg")) and list(out.rglob("*.png"))

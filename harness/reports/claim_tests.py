@@ -1,93 +1,123 @@
-"""A ``compare`` check decided by tests over seeds: one Welch's t-test per pair of models it
-orders (:mod:`harness.reports.seed_statistics`) in each suite and setting, its p-value corrected with
-Holm's method across every test of the claim (by the caller), then the check's verdict from the
-pairs' (:meth:`CompareTests.decide`) and, when inconclusive, the seeds per model that would
-decide it."""
+"""A check's tests and how they make its verdict (docs/claims.md).
+
+Every check over seeds becomes a :class:`PendingCheck`: its tests (each a :class:`ClaimTest`:
+one pair of models in one setting, or one model's trend, …), the gaps that keep it from being
+decided (a model not run or failed where it is needed) and the settings whose runs are not
+comparable. Once the claim's family is known, :func:`correct` gives each test its
+Holm-adjusted p-value and :meth:`PendingCheck.decide` the verdict:
+
+- *holds* when every test is significant at α in the claimed direction — an intersection–union
+  test: all must pass, so none needs a correction;
+- *refuted* when any test is significant the other way after Holm's correction across every
+  test of the claim that could reach α at all (a test whose data cannot give p < α is no
+  chance of a false refutation, so it does not widen the family);
+- else *incomplete* (a gap), *not comparable* (conditions differ) or *inconclusive*.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from harness.reports.aggregate import Stat
-from harness.reports.claim_results import HOLDS, INCONCLUSIVE, REFUTED, CheckResult
+from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_COMPARABLE,
+                                           REFUTED, CheckResult)
 from harness.reports.claims import Check
-from harness.reports.seed_statistics import POWER, TwoSampleTest, seeds_for_power, welch
+from harness.reports.exact_tests import ExactTest, least_seeds
+from harness.reports.seed_statistics import POWER, TwoSampleTest, fewest_seeds, holm, power
 
 
 @dataclass
-class PairTest:
-    """The claim ``model`` < ``than`` (``lower``) or > in one context (``label``): both
-    models' numbers over seeds, the test (None below two seeds on a side) and its p-value after
-    Holm's correction (set by the caller once the claim's family of tests is known)."""
+class ClaimTest:
+    """One test of a check: what it compares (``line``, shown before the test), the test
+    (None when there are too few seeds to test), the sign of the observed effect relative to
+    the claim (+1 as claimed, −1 the other way, 0 none), and for a comparison of two models
+    without censored values Welch's test of their numbers (for the seeds a decision needs)."""
 
-    label: str
-    model: str
-    than: str
-    lower: bool
-    model_stat: Stat
-    than_stat: Stat
-    test: TwoSampleTest | None
+    line: str
+    test: ExactTest | None
+    sign: int
+    welch: TwoSampleTest | None = None
     p_holm: float | None = None
 
     def verdict(self, alpha: float) -> str:
-        """Holds (refuted) when the corrected p-value is below ``alpha`` and the difference
-        has the claimed (the other) sign; else inconclusive."""
-        if self.test is None or self.p_holm is None or self.p_holm >= alpha:
+        """Holds when p < α as claimed; refuted when the Holm-adjusted p < α the other way."""
+        if self.test is None:
             return INCONCLUSIVE
-        return HOLDS if (self.test.difference < 0) == self.lower else REFUTED
-
-
-def pair_tests(label: str, values: dict[str, Stat], models: Sequence[str], than: Sequence[str],
-               lower: bool) -> list[PairTest]:
-    """One test for every (model, than) pair of one context."""
-    return [PairTest(label, a, b, lower, values[a], values[b],
-                     welch(values[a].values, values[b].values))
-            for a in models for b in than]
+        if self.sign > 0 and self.test.p < alpha:
+            return HOLDS
+        if self.sign < 0 and self.p_holm is not None and self.p_holm < alpha:
+            return REFUTED
+        return INCONCLUSIVE
 
 
 @dataclass
-class CompareTests:
-    """A ``compare`` check's tests, waiting for Holm's correction across the claim, and the
-    notes on the settings left out (a model missing there)."""
+class PendingCheck:
+    """A check's lines and tests in the order shown (``items``), waiting for the claim's
+    correction; ``gaps`` make it incomplete, ``unequal`` not comparable, ``notes`` (how failed
+    runs entered) are shown under it."""
 
     check: Check
-    pairs: list[PairTest]
-    notes: list[str]
+    items: list[str | ClaimTest] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    unequal: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
-    def decide(self, alpha: float, family: int) -> CheckResult:
-        """Refuted when any pair is, holds when every pair does, else inconclusive with the
-        seeds per model that would give each undecided test 80 % power at its observed effect,
-        at level ``alpha / family`` (Holm's strictest step, for a family of ``family`` tests)."""
-        verdicts = [pair.verdict(alpha) for pair in self.pairs]
-        verdict = (REFUTED if REFUTED in verdicts else
-                   HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE)
-        evidence, needed = [], []
-        for label in dict.fromkeys(pair.label for pair in self.pairs):
-            stats = {}
-            for pair in self.pairs:
-                if pair.label == label:
-                    stats.update({pair.model: pair.model_stat, pair.than: pair.than_stat})
-            evidence.append(label + ", ".join(f"{m} {_stat(s)}" for m, s in stats.items()))
-            for pair, pair_verdict in zip(self.pairs, verdicts):
-                if pair.label != label:
-                    continue
-                line = f"    {pair.model} {'<' if pair.lower else '>'} {pair.than}: "
-                if pair.test is None:
-                    line += "no test: needs two ok seeds of each model or more"
-                else:
-                    line += (f"{pair.test.describe()}, Holm p = {pair.p_holm:.2g} → "
-                             f"{pair_verdict}")
-                if verdict == INCONCLUSIVE and pair_verdict == INCONCLUSIVE and pair.test:
-                    seeds = seeds_for_power(pair.test, alpha / family)
-                    needed.append(seeds)
-                    line += (f"; {seeds} seeds per model for {POWER:.0%} power" if seeds else
-                             "; no number of seeds would decide the observed effect")
-                evidence.append(line)
-        known = [seeds for seeds in needed if seeds]
-        return CheckResult(self.check, verdict, evidence + self.notes,
-                           max(known) if known else None)
+    @property
+    def tests(self) -> list[ClaimTest]:
+        return [item for item in self.items if isinstance(item, ClaimTest)]
+
+    def decide(self, alpha: float) -> CheckResult:
+        """Refuted when any test is; else incomplete with a gap; else not comparable; else
+        holds when every test does (and there is one); else inconclusive."""
+        verdicts = [test.verdict(alpha) for test in self.tests]
+        verdict = (REFUTED if REFUTED in verdicts else INCOMPLETE if self.gaps else
+                   NOT_COMPARABLE if self.unequal else
+                   HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE)
+        evidence = []
+        for item in self.items:
+            if isinstance(item, str) or item.test is None:
+                evidence.append(item if isinstance(item, str) else item.line)
+                continue
+            holm_p = ("" if item.p_holm is None or item.sign >= 0 else
+                      f", the other way: Holm p = {item.p_holm:.2g}")
+            holm_p += "" if item.p_holm is not None else f", cannot reach p < {alpha:g}"
+            evidence.append(f"{item.line}{item.test.describe()}{holm_p} → {item.verdict(alpha)}")
+        return CheckResult(self.check, verdict, evidence + self.notes + self.unequal + self.gaps)
 
 
-def _stat(s: Stat) -> str:
-    interval = s.format_interval()
-    return f"{s.format()} (n={s.n}" + (f", 95% CI {interval})" if interval else ")")
+def correct(tests: Sequence[ClaimTest], alpha: float) -> None:
+    """Holm's adjusted p-values across the tests that can reach ``alpha``; the others keep
+    none (they can never refute)."""
+    family = [test for test in tests if test.test is not None and test.test.min_p < alpha]
+    for test, adjusted in zip(family, holm([test.test.p for test in family])):
+        test.p_holm = adjusted
+
+
+def seeds_to_decide(tests: Sequence[ClaimTest], alpha: float) -> int | None:
+    """The seeds per model at which the claim's comparisons would be decided with 80 %
+    power, were the observed effects and variances the truth: when every observed effect is as
+    claimed, the fewest at which all hold together — the product of their powers at α, a lower
+    bound of the joint power since every pair's test passes more often as its models' numbers
+    move the claimed way (Harris' inequality); when some is the other way, the fewest at which
+    one of those would refute it (at Holm's strictest level). None when a test has no
+    estimate (a censored or too small sample, or no effect where all must hold)."""
+    if not tests or any(test.welch is None for test in tests):
+        return None
+    against = [test.welch for test in tests if test.sign < 0]
+    family = max(len(tests), 1)
+    least = least_seeds(alpha)
+    if against:
+        def refute(n: int) -> float:
+            missed = 1.0
+            for welch in against:
+                missed *= 1 - power(welch.effect, welch.share_a, n, alpha / family)
+            return 1 - missed
+        return fewest_seeds(refute, least)
+    if any(test.sign == 0 for test in tests):
+        return None
+
+    def all_hold(n: int) -> float:
+        joint = 1.0
+        for test in tests:
+            joint *= power(test.welch.effect, test.welch.share_a, n, alpha)
+        return joint
+    return fewest_seeds(all_hold, least, POWER)

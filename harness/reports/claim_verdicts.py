@@ -1,115 +1,102 @@
 """Claims evaluated on result records (the check kinds are described in
-:mod:`harness.reports.claims`), each check and each claim with one of five verdicts:
-
-- **holds** / **refuted**: a ``compare`` check's tests over seeds (Welch's t, Holm's correction
-  across every test of the claim on one task) are significant in the claimed direction for every
-  pair of models it names / the other way for some pair; an ``advantage_grows`` check's
-  bootstrap interval over seeds of the ratio's growth lies above / below 0; a deterministic
-  check (threshold, trend, params) holds or does not on the numbers;
-- **inconclusive**: a ``compare`` check its tests decide neither way (it says how many seeds per
-  model would give each undecided test 80 % power at the observed effect), an
-  ``advantage_grows`` check whose interval holds 0 or that has fewer than two seeds a model;
-- **incomplete**: some of the models the check needs have ok runs with its value, not all;
-- **not run**: none has (the task did not run, or every run failed).
+:mod:`harness.reports.claims`), each check and each claim with one of six verdicts — holds,
+refuted, inconclusive, incomplete, not comparable, not run — decided as docs/claims.md says:
+the checks over seeds (compare, stalls, trend, advantage_grows) by the tests of
+:mod:`harness.reports.claim_checks`, corrected and decided together per claim and task
+(:mod:`harness.reports.claim_tests`); threshold and params on the numbers.
 
 A claim is refuted when any check is refuted; else not run when every check is not run; else
-incomplete when any check is not run or incomplete; else inconclusive when any check is; else
-it holds. Runs are compared only within one suite and setting; a check is decided on every such
-context that has all the models it names.
+incomplete when any check is not run or incomplete; else not comparable when any check is;
+else inconclusive when any check is; else it holds.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.reports.aggregate import Group, Stat, group_runs, setting_label
-from harness.reports.claim_tests import CompareTests, pair_tests
-from harness.reports.claims import Check, Claim, ClaimsFile, models_of
-from harness.reports.seed_statistics import ALPHA, holm, ratio_growth
+from harness.reports.aggregate import Group, Stat, group_runs
+from harness.reports.claim_checks import advantage_check, compare_check, trend_check
+from harness.reports.claim_contexts import contexts, sample
 from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_RUN, REFUTED,
                                            CheckResult, claim_verdict)
+from harness.reports.claim_tests import PendingCheck, correct, seeds_to_decide
+from harness.reports.claims import Check, Claim, ClaimsFile, models_of
+from harness.reports.exact_tests import RESAMPLES
+from harness.reports.seed_statistics import ALPHA
+
+_BUILDERS = {"compare": compare_check, "stalls": compare_check, "trend": trend_check,
+             "advantage_grows": advantage_check}
 
 
 @dataclass
 class ClaimResult:
-    """The verdict of one claim on one task, with each check's verdict and numbers."""
+    """The verdict of one claim on one task, with each check's verdict and numbers, and for an
+    inconclusive claim decided by comparisons the seeds per model that would decide it."""
 
     claim: Claim
     task: str
     checks: list[CheckResult]
+    seeds_needed: int | None = None
 
     @property
     def verdict(self) -> str:
         return claim_verdict([result.verdict for result in self.checks])
 
-    @property
-    def seeds_needed(self) -> int | None:
-        """For an inconclusive claim, the most seeds per model any undecided test needs for
-        80 % power at its observed effect (None when no number is known)."""
-        needed = [result.seeds_needed for result in self.checks
-                  if result.verdict == INCONCLUSIVE and result.seeds_needed]
-        return max(needed) if needed and self.verdict == INCONCLUSIVE else None
 
-
-def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]],
-             alpha: float = ALPHA) -> list[ClaimResult]:
-    """Every claim of the file on every task it names, against the records; ``compare``
-    checks are tested at family-wise level ``alpha`` per claim and task."""
+def evaluate(claims: ClaimsFile, records: Iterable[dict[str, Any]], alpha: float = ALPHA,
+             resamples: int = RESAMPLES) -> list[ClaimResult]:
+    """Every claim of the file on every task it names, against the records, at level
+    ``alpha``; permutation tests too large to enumerate draw ``resamples`` random splits."""
     groups = group_runs(records)
-    return [_evaluate_claim(claim, task, [g for g in groups if g.task == task], alpha)
+    return [_evaluate_claim(claim, task, [g for g in groups if g.task == task], alpha, resamples)
             for claim in claims.claims for task in claim.tasks]
 
 
-def _evaluate_claim(claim: Claim, task: str, groups: list[Group], alpha: float) -> ClaimResult:
-    """Each check's result; the compare checks' tests are corrected together (Holm) first."""
-    pending = [_compare(check, groups) if check.kind == "compare"
-               else _evaluate_check(check, groups) for check in claim.checks]
-    tests = [pair for item in pending if isinstance(item, CompareTests) for pair in item.pairs
-             if pair.test is not None]
-    for pair, adjusted in zip(tests, holm([pair.test.p for pair in tests])):
-        pair.p_holm = adjusted
-    results = [item.decide(alpha, max(len(tests), 1)) if isinstance(item, CompareTests)
-               else item for item in pending]
-    return ClaimResult(claim, task, results)
+def _evaluate_claim(claim: Claim, task: str, groups: list[Group], alpha: float,
+                    resamples: int) -> ClaimResult:
+    """Each check's tests, Holm's correction across all of them, then each check's verdict."""
+    pending = [_BUILDERS[check.kind](check, groups, resamples) if groups and check.kind in
+               _BUILDERS else _evaluate_check(check, groups) for check in claim.checks]
+    tests = [test for item in pending if isinstance(item, PendingCheck) for test in item.tests]
+    correct(tests, alpha)
+    results = [_decided(item, groups, alpha) if isinstance(item, PendingCheck) else item
+               for item in pending]
+    result = ClaimResult(claim, task, results)
+    undecided = {r.check.kind for r in results if r.verdict == INCONCLUSIVE}
+    if result.verdict == INCONCLUSIVE and undecided == {"compare"}:
+        result.seeds_needed = seeds_to_decide(
+            [test for item in pending if isinstance(item, PendingCheck)
+             and item.check.kind == "compare" for test in item.tests], alpha)
+    return result
 
 
-def _compare(check: Check, groups: list[Group]) -> CheckResult | CompareTests:
-    """The pairs to test in every context that has all the check's models, with the notes on
-    contexts left out; a :class:`CheckResult` when there is nothing to test."""
-    if not groups:
-        return CheckResult(check, NOT_RUN, ["no run of this task"])
-    o = check.options
-    side = "lower" if "lower" in o else "higher"
-    pairs, notes = [], []
-    for label, context in _contexts(groups):
-        values = {m: context[m].value(o["value"], o.get("at", "mean"))
-                  for m in models_of(check) if m in context}
-        absent = [m for m in dict.fromkeys(models_of(check)) if m not in values or not values[m].n]
-        if absent:
-            notes.append(f"{label}left out: no ok run of {', '.join(absent)} with {o['value']}")
-            continue
-        pairs += pair_tests(label, values, o[side], o["than"], side == "lower")
-    if not pairs:
-        return _missing(check, groups)
-    return CompareTests(check, pairs, notes)
+def _decided(pending: PendingCheck, groups: list[Group], alpha: float) -> CheckResult:
+    """The check's verdict; with no test and nothing not comparable, why (not run or
+    incomplete)."""
+    if pending.tests or pending.unequal:
+        return pending.decide(alpha)
+    missing = _missing(pending.check, groups)
+    if missing.verdict == NOT_RUN or not pending.gaps:
+        return missing
+    return CheckResult(pending.check, INCOMPLETE, pending.notes + pending.gaps)
 
 
 def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:
-    """A deterministic check: holds or refuted on the numbers, else incomplete or not run."""
+    """A check on the numbers (threshold, params): holds or refuted, else incomplete or not
+    run; a failed run where a threshold needs its model makes it incomplete."""
     if not groups:
         return CheckResult(check, NOT_RUN, ["no run of this task"])
     if check.kind == "params":
         return _params(check, groups)
-    if check.kind == "advantage_grows":
-        return _advantage(check, groups)
-    results = [_in_context(check, context, label) for label, context in _contexts(groups)]
+    results = [_in_context(check, context, label) for label, context in contexts(groups)]
     ran = [result for result in results if result is not None]
     if not ran:
         return _missing(check, groups)
-    verdict = HOLDS if all(holds for holds, _ in ran) else REFUTED
-    return CheckResult(check, verdict, [line for _, lines in ran for line in lines])
+    evidence = [line for _, lines in ran for line in lines]
+    if any(holds is False for holds, _ in ran):
+        return CheckResult(check, REFUTED, evidence)
+    return CheckResult(check, INCOMPLETE if None in (h for h, _ in ran) else HOLDS, evidence)
 
 
 def _missing(check: Check, groups: list[Group]) -> CheckResult:
@@ -141,20 +128,10 @@ def _missing(check: Check, groups: list[Group]) -> CheckResult:
 
 
 def _in_context(check: Check, groups: dict[str, Group],
-                label: str) -> tuple[bool, list[str]] | None:
-    """(holds, evidence) in one context, or None when a model it names has no value there."""
+                label: str) -> tuple[bool | None, list[str]] | None:
+    """A threshold in one context: (holds, evidence); holds is None when a model has failed
+    runs (they cannot enter a mean); None when a model it names has no value there."""
     o = check.options
-    if check.kind == "trend":
-        firsts = {m: groups[m].value(o["value"], "first") for m in o["models"] if m in groups}
-        lasts = {m: groups[m].value(o["value"], "last") for m in o["models"] if m in groups}
-        if len(firsts) < len(o["models"]) or not all(
-                _epochs_with(groups[m], o["value"]) > 1 for m in o["models"]):
-            return None
-        rises = o["direction"] == "rises"
-        holds = all((lasts[m].mean > firsts[m].mean) == rises and lasts[m].mean != firsts[m].mean
-                    for m in o["models"])
-        return holds, [f"{label}{m}: first {_stat(firsts[m])} → last {_stat(lasts[m])}"
-                       for m in o["models"]]
     values = {m: groups[m].value(o["value"], o.get("at", "mean"))
               for m in o["models"] if m in groups}
     if len(values) < len(set(o["models"])) or not all(s.n for s in values.values()):
@@ -163,14 +140,12 @@ def _in_context(check: Check, groups: dict[str, Group],
     bound = o["below"] if below else o["above"]
     holds = all((values[m].mean < bound) if below else (values[m].mean > bound)
                 for m in o["models"])
-    return holds, [f"{label}" + ", ".join(f"{m} {_stat(values[m])}" for m in o["models"])
-                   + f" {'<' if below else '>'} {bound:g}"]
-
-
-def _epochs_with(group: Group, name: str) -> int:
-    """The most epochs with a number for ``name`` in any ok run of the group."""
-    return max((sum(isinstance(epoch.get(name), (int, float)) for epoch in run["epochs"])
-                for run in group.ok), default=0)
+    lines = [f"{label}" + ", ".join(f"{m} {_stat(values[m])}" for m in o["models"])
+             + f" {'<' if below else '>'} {bound:g}"]
+    failures = [failure for m in dict.fromkeys(o["models"])
+                if (failure := sample(groups[m], o["value"], o.get("at", "mean"),
+                                      censor=False).failures())]
+    return (None if failures else holds), lines + [label + f for f in failures]
 
 
 def _params(check: Check, groups: list[Group]) -> CheckResult:
@@ -193,81 +168,6 @@ def _params(check: Check, groups: list[Group]) -> CheckResult:
         evidence += _missing(check, groups).evidence
     verdict = REFUTED if not all(holds) else INCOMPLETE if absent else HOLDS
     return CheckResult(check, verdict, evidence)
-
-
-def _advantage(check: Check, groups: list[Group]) -> CheckResult:
-    """Decided in each suite and setting by the bootstrap interval over seeds of how much the
-    ratio mean(``than``) / mean(``lower``) grows from the largest tolerance to the smallest:
-    holds when it lies above 0 in every one, refuted when below 0 in any, else inconclusive."""
-    o = check.options
-    models = [*o["lower"], *o["than"]]
-    evidence, verdicts = [], []
-    for label, context in _contexts(groups, strip=("solver.rtol", "solver.atol"),
-                                    by=lambda g: (g.model, _rtol(g))):
-        values = {}
-        for tol in sorted({tol for _, tol in context if tol is not None}):
-            if any((m, tol) not in context for m in models):
-                continue
-            seeds = [context[(m, tol)].value(o["value"], o.get("at", "mean")).values
-                     for m in models]
-            if all(seeds) and math.fsum(map(_mean, seeds[:len(o["lower"])])):
-                values[tol] = seeds
-        if len(values) < 2:
-            continue
-        ratios = {tol: _ratio(seeds, len(o["lower"])) for tol, seeds in values.items()}
-        line = f"{label}ratio " + ", ".join(f"{r:.3g} at tol {t:g}"
-                                            for t, r in sorted(ratios.items()))
-        growth = ratio_growth(values[min(values)], values[max(values)], len(o["lower"]))
-        if growth is None:
-            verdicts.append(INCONCLUSIVE)
-            line += "; no test: needs two ok seeds of each model at both tolerances or more"
-        else:
-            verdicts.append(HOLDS if growth.low > 0 else REFUTED if growth.high < 0
-                            else INCONCLUSIVE)
-            line += f"; {growth.describe()} → {verdicts[-1]}"
-        evidence.append(line)
-    if not verdicts:
-        return _missing(check, groups)
-    verdict = (REFUTED if REFUTED in verdicts else
-               HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE)
-    return CheckResult(check, verdict, evidence)
-
-
-def _mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
-def _ratio(seeds: list[Sequence[float]], lowers: int) -> float:
-    """mean of the numerator models' means / mean of the denominator's (the first ``lowers``)."""
-    means = [_mean(values) for values in seeds]
-    return (math.fsum(means[lowers:]) / (len(means) - lowers)) / (
-        math.fsum(means[:lowers]) / lowers)
-
-
-def _contexts(groups: Sequence[Group], strip: tuple[str, ...] = (),
-              by: Callable[[Group], Any] = lambda g: g.model) -> list[tuple[str, dict[Any, Group]]]:
-    """Groups split by suite and setting (less the ``strip`` keys), each as (label,
-    {by(group): group}); the label names the suite and setting where there are several."""
-    contexts: dict[Any, tuple[str, dict[str, Any], dict[Any, Group]]] = {}
-    for group in groups:
-        setting = {k: v for k, v in group.setting.items() if k not in strip}
-        entry = contexts.setdefault((group.suite, _key(setting)), (group.suite, setting, {}))
-        entry[2][by(group)] = group
-    suites = {suite for suite, _, _ in contexts.values()}
-    labelled = []
-    for suite, setting, members in contexts.values():
-        parts = ([suite] if len(suites) > 1 else []) + ([setting_label(setting)] if setting else [])
-        labelled.append((f"[{', '.join(parts)}] " if parts else "", members))
-    return labelled
-
-
-def _key(setting: dict[str, Any]) -> str:
-    return repr(sorted(setting.items(), key=lambda item: item[0]))
-
-
-def _rtol(group: Group) -> float | None:
-    values = {run.get("config", {}).get("solver", {}).get("rtol") for run in group.runs}
-    return values.pop() if len(values) == 1 else None
 
 
 def _stat(s: Stat) -> str:

@@ -17,28 +17,27 @@ HBNODE paper, ``harness/reports/paper_claims/hbnode.yaml``::
           - trend: {value: forward_nfe, models: [node], direction: rises}
           - params: {counts: {node: 525, hbnode: 568}, tolerance: 0.01}
           - advantage_grows: {value: backward_nfe, lower: [hbnode], than: [node]}
+          - stalls: {value: loss, above: 0.01, more: [anode], than: [hbnode]}
 
 A ``value`` is a per-epoch record field; each run gives one number from it (``at``: the mean
 over epochs, or the first or last epoch that has it; default ``mean``, ``last`` for
 ``threshold``), and a model's number is the mean over its ok seeds.
 
 - ``compare``: every model in ``lower`` (or ``higher``) is lower (higher) than every model in
-  ``than``, decided over seeds by Welch's t-test per pair of models, Holm-corrected across the
-  claim's tests (:mod:`harness.reports.claim_tests`): holds, refuted or inconclusive.
+  ``than``, each pair tested over seeds.
+- ``stalls``: the seeds of every model in ``more`` (or ``fewer``) end with the value ``above``
+  (or ``below``) the threshold more (less) often than those of every model in ``than``
+  (``at`` defaults to ``last``).
 - ``threshold``: every model's mean is ``below`` (or ``above``) the number.
-- ``trend``: for every model, the mean at the last epoch is above (``rises``) or below
-  (``falls``) the mean at the first epoch.
+- ``trend``: every model's value ``rises`` (or ``falls``) with the epoch, tested over seeds.
 - ``params``: every model's ok runs have a parameter count within ``tolerance`` (relative,
   default 0.01) of the count given.
-- ``advantage_grows``: the ratio mean(``than``) / mean(``lower``) is larger at the smallest
-  tolerance (``solver.rtol``) run than at the largest, by a bootstrap interval over seeds.
+- ``advantage_grows``: the ratio of the ``than`` models' value to the ``lower`` models' grows
+  as the tolerance (``solver.rtol``) decreases, tested over seeds.
 
-``threshold``, ``trend`` and ``params`` are deterministic: they hold or are refuted on the
-numbers. Runs are compared only with runs of the same suite and setting
-(:mod:`harness.reports.aggregate`), and a check is decided in every such context that has all
-the models it names; with no such context it is
-*incomplete* (some of its models ran) or *not run* (none did, or every run failed). How a
-claim's verdict follows from its checks': :mod:`harness.reports.claim_verdicts`.
+``threshold`` and ``params`` are decided on the numbers; the others by tests over seeds
+(:mod:`harness.reports.claim_checks`). How each verdict is made — the tests, the corrections,
+failed runs, settings that differ: docs/claims.md and :mod:`harness.reports.claim_verdicts`.
 """
 from __future__ import annotations
 
@@ -69,6 +68,8 @@ _CHECK_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "trend": {"required": ("value", "models", "direction"), "optional": ()},
     "params": {"required": ("counts",), "optional": ("tolerance",)},
     "advantage_grows": {"required": ("value", "lower", "than"), "optional": ("at",)},
+    "stalls": {"required": ("value", "than"), "optional": ("at", "above", "below", "more",
+                                                           "fewer")},
 }
 
 
@@ -94,14 +95,17 @@ class Check:
             bound, sign = ("below", "<") if "below" in o else ("above", ">")
             return f"{value}: {_names(o['models'])} {sign} {o[bound]:g}"
         if self.kind == "trend":
-            sign = ">" if o["direction"] == "rises" else "<"
-            return (f"{o['value']}: last epoch {sign} first epoch for "
-                    f"{_names(o['models'])}")
+            return f"{o['value']} {o['direction']} with the epoch for {_names(o['models'])}"
+        if self.kind == "stalls":
+            side = "more" if "more" in o else "fewer"
+            bound, sign = ("above", ">") if "above" in o else ("below", "<")
+            return (f"seeds with {value} {sign} {o[bound]:g}: {_names(o[side])} {side} often "
+                    f"than {_names(o['than'])}")
         if self.kind == "params":
             return (f"parameter counts within {o['tolerance']:.0%} of "
                     + ", ".join(f"{m} {c:,}" for m, c in o["counts"].items()))
-        return (f"{value}: {_names(o['than'])} / {_names(o['lower'])} larger at the smallest "
-                f"tolerance than at the largest")
+        return (f"{value}: {_names(o['than'])} / {_names(o['lower'])} grows as the tolerance "
+                f"decreases")
 
 
 @dataclass
@@ -235,13 +239,13 @@ def _read_check(raw: Any, at: str, report: Problems) -> Check | None:
             report.add(join(at, key), "missing", f"valid: {_VALID[key]}")
     checked = {key: report.check(join(at, key), _CHECKERS[key], value)
                for key, value in options.items() if key in _CHECKERS}
-    sides = {"compare": ("lower", "higher"), "threshold": ("below", "above")}.get(kind)
-    if sides and sum(side in options for side in sides) != 1:
-        report.add(at, f"needs exactly one of {' or '.join(sides)}",
-                   f"valid: {sides[0]}: … or {sides[1]}: …")
+    for sides in _SIDES.get(kind, ()):
+        if sum(side in options for side in sides) != 1:
+            report.add(at, f"needs exactly one of {' or '.join(sides)}",
+                       f"valid: {sides[0]}: … or {sides[1]}: …")
     if kind == "params":
         checked.setdefault("tolerance", 0.01)
-    if kind == "threshold":
+    if kind in ("threshold", "stalls"):
         checked.setdefault("at", "last")
     if len(report.lines) > before:
         return None
@@ -265,9 +269,13 @@ def _counts(value: Any) -> dict[str, int]:
     return value
 
 
+#: Per check kind, the keys of which it needs exactly one.
+_SIDES = {"compare": (("lower", "higher"),), "threshold": (("below", "above"),),
+          "stalls": (("more", "fewer"), ("above", "below"))}
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "value": string, "at": choice(AT_CHOICES, "a way to take one number per run"),
     "lower": _names_list, "higher": _names_list, "than": _names_list, "models": _names_list,
+    "more": _names_list, "fewer": _names_list,
     "below": number, "above": number, "direction": choice(("rises", "falls"), "a direction"),
     "counts": _counts, "tolerance": fraction,
 }
@@ -280,8 +288,8 @@ _AT_WORDS = {"mean": "mean over epochs", "first": "first epoch", "last": "last e
 def models_of(check: Check) -> list[str]:
     """Every model the check names, in order (a model may appear twice)."""
     o = check.options
-    return [*o.get("lower", []), *o.get("higher", []), *o.get("than", []), *o.get("models", []),
-            *o.get("counts", {})]
+    return [*o.get("lower", []), *o.get("higher", []), *o.get("more", []), *o.get("fewer", []),
+            *o.get("than", []), *o.get("models", []), *o.get("counts", {})]
 
 
 def _names(models: Sequence[str]) -> str:

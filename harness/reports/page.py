@@ -163,16 +163,20 @@ def _claims_blocks(verdicts: list[tuple[ClaimsFile, list[ClaimResult]]],
     if not verdicts:
         return blocks + [Paragraph("No claims file was given.")]
     blocks.append(Paragraph(
-        "Each claim is checked on the runs above. A comparison of models is decided by Welch's "
-        "t-test over seeds for each pair of models, two-sided, at α = 0.05 after Holm's "
-        "correction across all the tests of the claim: ✓ holds (every pair significant in the "
-        "claimed direction), ✗ refuted (some pair significant the other way), ? inconclusive "
-        "(neither; with the seeds per model that would give each undecided test 80 % power at "
-        "the observed effect). Thresholds, trends, parameter counts and tolerance ratios are "
-        "checked on the numbers as they are. incomplete: some of the models a check needs have "
-        "no ok run; not run: none has. Under each check, the numbers it compared (mean ± std, "
-        "n and 95 % CI over seeds) and each test: t, its degrees of freedom, p, Cohen's d and "
-        "the 95 % CI of the difference; runs are compared only within one suite and setting."))
+        "Each claim is checked on the runs above, as docs/claims.md of the harness says. Models "
+        "are compared over seeds with exact tests, two-sided at α = 0.05: a permutation test of "
+        "Welch's t per pair of models (on ranks when runs failed at the NFE cap, which rank "
+        "above every run that finished), Fisher's exact test for how often seeds stall, a "
+        "sign-flip test of each seed's slope for trends and growing advantages. ✓ holds: every "
+        "test significant in the claimed direction (no correction: all must pass); ✗ refuted: "
+        "some test significant the other way after Holm's correction across the claim's tests "
+        "that can reach α; ? inconclusive: neither (with the seeds per model that would decide "
+        "it at 80 % joint power, where known). incomplete: a model a check needs did not run "
+        "in a setting or has failed runs that cannot enter its test; ≠ not comparable: two "
+        "models ran under different settings (the keys are named); not run: no model did. "
+        "Thresholds and parameter counts are checked on the numbers. Under each check, the "
+        "numbers it compared (mean ± std, n and 95 % CI over seeds), each test and how many "
+        "runs failed, why, and how they entered."))
     for file, results in verdicts:
         shipped = file.path == paper_claims_path()
         blocks.append(Heading(3, f"{file.paper or 'Claims'}"))

@@ -1,21 +1,20 @@
 """Statistics over seeds, with the distributions of :mod:`scipy.stats`: the confidence interval of
 a mean, Welch's t-test between two samples (its p-value, effect size and the confidence interval
-of the difference), the seeds per side that would give a test 80 % power at an observed effect
-(from the noncentral t distribution), Holm's step-down correction of a family of p-values, and
-a bootstrap confidence interval of how much a ratio of means grows between two settings.
+of the difference), the power of Welch's test and the seeds per side that would give it 80 %
+power at an observed effect (from the noncentral t distribution), and Holm's step-down
+correction of a family of p-values.
 
-Welch's t, not Mann–Whitney U, decides the claims and comparisons (docs/design.md says why: with
-the three to ten seeds a run of the harness has, U cannot reach p < 0.05 at n = 3 per side, and
-the power a number of seeds gives is known only for t).
+``harness compare`` decides with Welch's t; claims decide with the exact tests of
+:mod:`harness.reports.exact_tests` and use Welch's test here for the numbers they show and the
+seeds a decision would need (docs/claims.md).
 """
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from scipy import stats
 
 #: The default significance level of a test, before Holm's correction.
@@ -70,9 +69,13 @@ class TwoSampleTest:
         """E.g. ``Welch's t(3.4) = -1.26, p = 0.28, d = -1.0, difference -1.3 [95% CI -4.5,
         1.8]``."""
         df = "" if math.isinf(self.df) else f"({self.df:.3g})"
-        return (f"{TEST_NAME}{df} = {self.statistic:.3g}, p = {self.p:.2g}, d = {self.effect:.2g}, "
-                f"difference {self.difference:.4g} [{self.confidence:.0%} CI {self.low:.4g}, "
-                f"{self.high:.4g}]")
+        return (f"{TEST_NAME}{df} = {self.statistic:.3g}, p = {self.p:.2g}, "
+                + self.describe_difference())
+
+    def describe_difference(self) -> str:
+        """E.g. ``d = -1.0, difference -1.3 [95% CI -4.5, 1.8]``."""
+        return (f"d = {self.effect:.2g}, difference {self.difference:.4g} "
+                f"[{self.confidence:.0%} CI {self.low:.4g}, {self.high:.4g}]")
 
 
 def welch(a: Sequence[float], b: Sequence[float],
@@ -110,6 +113,8 @@ def power(effect: float, share_a: float, n: int, alpha: float = ALPHA) -> float:
     (n − 1) / (s² + (1 − s)²)."""
     if n < 2:
         return 0.0
+    if math.isinf(effect):  # no spread at all: every seed shows the difference
+        return 1.0
     df = (n - 1) / (share_a ** 2 + (1 - share_a) ** 2)
     critical = stats.t.isf(alpha / 2, df)
     shift = abs(effect) * math.sqrt(n / 2)
@@ -121,16 +126,23 @@ def seeds_for_power(test: TwoSampleTest, alpha: float = ALPHA,
     """The fewest seeds per side at which Welch's t-test reaches ``target`` power at level
     ``alpha``, taking the observed effect and variances as the truth; None when the observed
     effect is zero or would need more than :data:`MAX_SEEDS`."""
-    if test.effect == 0 or not math.isfinite(test.effect):
-        return None if test.effect == 0 else 2
-    if power(test.effect, test.share_a, MAX_SEEDS, alpha) < target:
+    if test.effect == 0:
         return None
-    low, high = 1, 2  # power(low) < target <= power(high)
-    while power(test.effect, test.share_a, high, alpha) < target:
+    return fewest_seeds(lambda n: power(test.effect, test.share_a, n, alpha), 2, target)
+
+
+def fewest_seeds(power_at: Callable[[int], float], least: int = 2,
+                 target: float = POWER) -> int | None:
+    """The fewest n >= ``least`` with ``power_at(n) >= target`` (``power_at`` rising in n);
+    None beyond :data:`MAX_SEEDS`."""
+    if power_at(MAX_SEEDS) < target:
+        return None
+    low, high = least - 1, least  # power(low) < target <= power(high)
+    while power_at(high) < target:
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2
-        if power(test.effect, test.share_a, middle, alpha) < target:
+        if power_at(middle) < target:
             low = middle
         else:
             high = middle
@@ -150,54 +162,3 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-#: Resamples of :func:`ratio_growth`'s bootstrap, and its seed (a report is reproducible).
-RESAMPLES, BOOTSTRAP_SEED = 9_999, 0
-
-
-@dataclass(frozen=True)
-class RatioGrowth:
-    """How much r = mean(``than`` models' means) / mean(``lower`` models' means) is larger at
-    one setting (``at``) than at another (``than_at``): the difference and its percentile
-    bootstrap interval over seeds."""
-
-    at: float
-    than_at: float
-    difference: float
-    low: float
-    high: float
-    confidence: float = CONFIDENCE
-
-    def describe(self) -> str:
-        return (f"growth {self.at:.3g} − {self.than_at:.3g} = {self.difference:.3g} "
-                f"[{self.confidence:.0%} bootstrap CI {self.low:.3g}, {self.high:.3g}]")
-
-
-def ratio_growth(at: Sequence[Sequence[float]], than_at: Sequence[Sequence[float]],
-                 lowers: int, confidence: float = CONFIDENCE) -> RatioGrowth | None:
-    """The growth of the ratio of means from setting ``than_at`` to setting ``at``, each given
-    as the values over seeds of every model, the first ``lowers`` of them the denominator's,
-    the rest the numerator's; each (model, setting)'s seeds resampled on their own
-    (``scipy.stats.bootstrap``, percentile interval). None when a model has fewer than two
-    seeds at either setting."""
-    samples = [np.asarray(values, dtype=float) for values in (*at, *than_at)]
-    if any(len(sample) < 2 for sample in samples):
-        return None
-    models = len(at)
-
-    def ratio(means: list) -> float:
-        return (sum(means[lowers:]) / (models - lowers)) / (sum(means[:lowers]) / lowers)
-
-    def growth(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
-        means = [sample.mean(axis=axis) for sample in resampled]
-        return ratio(means[:models]) - ratio(means[models:])
-
-    means = [sample.mean() for sample in samples]
-    observed = ratio(means[:models]) - ratio(means[models:])
-    low = high = observed  # no spread at all: the growth is exact
-    if any(sample.min() != sample.max() for sample in samples):
-        interval = stats.bootstrap(samples, growth, n_resamples=RESAMPLES, vectorized=True,
-                                   confidence_level=confidence, method="percentile",
-                                   rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
-        low, high = float(interval.low), float(interval.high)
-    return RatioGrowth(ratio(means[:models]), ratio(means[models:]), float(observed), low, high,
-                       confidence)
