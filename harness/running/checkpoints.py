@@ -19,13 +19,15 @@ from typing import Any
 
 import torch
 
+from harness.running.safe_files import Folder
+
 log = logging.getLogger("harness")
 
 
 class Checkpoints:
-    """One file per run key in a directory; written atomically (a temporary file of this
-    process, fsynced, then renamed), so a kill at any moment leaves the previous checkpoint or
-    the new one, never half of one."""
+    """One file per run key in a directory; written atomically
+    (:meth:`harness.running.safe_files.Folder.replacing`), so a kill at any moment leaves the
+    previous checkpoint or the new one, never half of one."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
@@ -34,17 +36,11 @@ class Checkpoints:
         return self.directory / f"{key}.pt"
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f"{key}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "wb") as handle:
-                torch.save({**state, "rng": rng_state()}, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path(key))
-        except BaseException:  # a full disk, an interrupt: no half file left behind
-            temporary.unlink(missing_ok=True)
-            raise
+        """Write the checkpoint of ``key`` (its folder, in the results folder, is not followed
+        if it is a link; on a full disk or an interrupt no half file is left behind)."""
+        folder = Folder(self.directory.parent) / self.directory.name
+        with folder.replacing(self.path(key).name) as handle:
+            torch.save({**state, "rng": rng_state()}, handle)
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The saved state as stored (random-number states included), or None when there is
