@@ -1,8 +1,9 @@
 """The ``harness`` command: run suites, list plugins, write reports.
 
 Exit codes: 0 done; 1 a run failed (``run``), a budget or a comparison failed (``check``,
-``compare --fail-on-worse``); 2 bad input, the results directory in use by another run, or an
-executor that cannot start (no worker process starts, Ray missing);
+``compare --fail-on-worse``); 2 bad input (a results folder holding a link, FIFO or device
+where a file or folder of the harness goes included), the results directory in use by another
+run, or an executor that cannot start (no worker process starts, Ray missing);
 3 a result, checkpoint or report could not be written (disk full, read-only, a file-size limit:
 the message says what of the run is kept);
 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: rerun the same command to resume.
@@ -21,7 +22,8 @@ from types import FrameType
 from harness.plugins import load_registry
 from harness.registry import Registry
 from harness.running.failures import ExecutorUnavailable
-from harness.running.store import StoreBusy, StoreWriteError
+from harness.running.safe_files import UnsafePathError
+from harness.running.store import ResultsError, StoreBusy, StoreWriteError
 
 EXIT_WRITE_FAILED = 3
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("harness: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
         return 143
-    except (StoreBusy, ExecutorUnavailable) as error:
+    except (StoreBusy, ResultsError, ExecutorUnavailable, UnsafePathError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     except StoreWriteError as error:
@@ -168,7 +170,7 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
-    from harness.reports.claims import ClaimsError, copy_suite_claims
+    from harness.reports.claims import RESULTS_CLAIMS, ClaimsError, checked_suite_claims
     from harness.running.driver import check_runs, run_suite
     from harness.running.environment import resolve_device
     from harness.running.executors import default_executor
@@ -206,7 +208,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         if data.by_run and not args.skip_unavailable:
             print(f"harness: {args.suite}: {data.report()}", file=sys.stderr)
             return 2
-        copy_suite_claims(args.suite, out)
+        claims = checked_suite_claims(args.suite)
         for name in dict.fromkeys(args.track):
             registry.manager.register(TRACKERS[name](out), name=f"tracker-{name}")
     except (OutDirError, ClaimsError, TrackerUnavailable) as error:
@@ -231,7 +233,8 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
                             executor=executor, workers=execution.get("workers"),
                             address=execution.get("address"), unavailable=unavailable,
-                            ensemble=execution.get("ensemble"))
+                            ensemble=execution.get("ensemble"),
+                            files={RESULTS_CLAIMS: claims} if claims else {})
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2
@@ -264,7 +267,6 @@ def _report(args: argparse.Namespace) -> int:
     from harness.reports.claim_results import SYMBOLS
     from harness.reports.claims import ClaimsError
     from harness.reports.page import write_page
-    from harness.running.store import ResultsError
 
     formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
     if not formats or any(fmt not in ("png", "svg", "pdf") for fmt in formats):
@@ -274,7 +276,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         written = write_page(args.results, args.out, args.claims,
                              paper_claims=not args.no_paper_claims, formats=formats)
-    except (ResultsError, ClaimsError) as error:
+    except (ResultsError, ClaimsError, UnsafePathError) as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a read-only or full disk where the report goes
@@ -295,7 +297,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from harness.reports.compare import CompareError, compare, render
-    from harness.running.store import ResultsError, load_results
+    from harness.running.store import load_results
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
@@ -312,7 +314,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from harness.gates import budgets
-    from harness.running.store import ResultsError, load_results
+    from harness.running.store import load_results
 
     try:
         records = load_results([args.results])

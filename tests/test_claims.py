@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_COMPARABLE,
                                            NOT_RUN, REFUTED)
 from harness.reports.claim_verdicts import evaluate
-from harness.reports.claims import (ClaimsError, copy_suite_claims, load_claims, models_of,
+from harness.reports.claims import (ClaimsError, checked_suite_claims, load_claims, models_of,
                                     paper_claims_path)
 from tests.claim_records import curves, seeds, verdict
 from tests.result_records import curve_run, epoch, record
@@ -132,11 +132,13 @@ def test_the_shipped_claims_name_real_tasks_and_models(registry) -> None:
 def test_a_suite_carries_its_claims_into_the_results(tmp_path: Path, capsys) -> None:
     suite = tmp_path / "s.yaml"
     suite.write_text("runs:\n  - {task: point_cloud, model: node, epochs: 1}\n")
-    assert copy_suite_claims(suite, tmp_path / "out") is None
-    (tmp_path / "s.claims.yaml").write_text("claims:\n  - {id: a, claim: b, task: t, "
-                                            "checks: [{params: {counts: {node: 1}}}]}\n")
-    copy = copy_suite_claims(suite, tmp_path / "out")
-    assert copy == tmp_path / "out" / "claims.yaml" and load_claims(copy).claims[0].id == "a"
+    assert checked_suite_claims(suite) is None
+    claims = ("claims:\n  - {id: a, claim: b, task: t, "
+              "checks: [{params: {counts: {node: 1}}}]}\n")
+    (tmp_path / "s.claims.yaml").write_text(claims)
+    assert checked_suite_claims(suite) == claims.encode()
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert load_claims(tmp_path / "out" / "claims.yaml").claims[0].id == "a"
     (tmp_path / "s.claims.yaml").write_text("claims: 3\n")
     assert main(["run", str(suite), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
     assert "s.claims.yaml: claims: 3 is not a list of claims" in capsys.readouterr().err

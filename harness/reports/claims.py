@@ -41,7 +41,6 @@ failed runs, settings that differ: docs/claims.md and :mod:`harness.reports.clai
 """
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -143,17 +142,15 @@ def suite_claims_path(suite: Path) -> Path:
     return suite.parent / f"{suite.stem}{SUITE_CLAIMS_SUFFIX}"
 
 
-def copy_suite_claims(suite: Path, out: Path) -> Path | None:
-    """Check the suite's claims file, if it has one, and copy it into the results directory
-    as ``claims.yaml`` (where ``harness report`` finds it); return the copy."""
+def checked_suite_claims(suite: Path) -> bytes | None:
+    """The suite's claims file, if it has one, checked: what ``harness run`` writes into the
+    results directory as ``claims.yaml`` (where ``harness report`` finds it)."""
     source = suite_claims_path(Path(suite))
     if not source.is_file():
         return None
+    content = source.read_bytes()
     load_claims(source)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / RESULTS_CLAIMS
-    shutil.copyfile(source, target)
-    return target
+    return content
 
 
 def load_claims(path: str | Path) -> ClaimsFile:

@@ -18,6 +18,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
+from harness.running.safe_files import Destination, Folder
+
 #: Fixed colours for the built-in families, so a model looks the same in every figure.
 _FAMILY_COLORS = {"node": "tab:blue", "anode": "tab:orange", "sonode": "tab:green",
                   "hbnode": "tab:red", "ghbnode": "tab:purple"}
@@ -151,7 +153,7 @@ def _decorate(ax: Any, panel: Panel) -> None:
         ax.legend(fontsize=8)
 
 
-def save(figure: Figure, out: Path, formats: Sequence[str],
+def save(figure: Figure, out: Destination, formats: Sequence[str],
          draw: Callable[[Figure, MplFigure], None]) -> Figure:
     """Draw the figure with ``draw`` (:func:`draw_lines` or :func:`draw_tolerance`) and write
     it as ``out/<name>.<format>`` for each format."""
@@ -162,15 +164,18 @@ def save(figure: Figure, out: Path, formats: Sequence[str],
     return write(figure, canvas, out, formats)
 
 
-def write(figure: Figure, canvas: MplFigure, out: Path, formats: Sequence[str]) -> Figure:
-    """Write a drawn figure as ``out/<name>.<format>`` for each format, the same records giving
-    the same bytes; the files are added to ``figure.files``."""
-    out.mkdir(parents=True, exist_ok=True)
+def write(figure: Figure, canvas: MplFigure, out: Destination,
+          formats: Sequence[str]) -> Figure:
+    """Write a drawn figure as ``out/<name>.<format>`` for each format (no link followed below
+    ``out``'s root), the same records giving the same bytes; the files are added to
+    ``figure.files``."""
+    folder = Folder.of(out)
     with matplotlib.rc_context({"svg.hashsalt": "harness"}):
         for fmt in formats:
-            path = out / f"{figure.name}.{fmt}"
-            canvas.savefig(path, format=fmt, metadata=_METADATA.get(fmt))
-            figure.files.append(path)
+            name = f"{figure.name}.{fmt}"
+            with folder.replacing(name) as handle:
+                canvas.savefig(handle, format=fmt, metadata=_METADATA.get(fmt))
+            figure.files.append(folder.path / name)
     return figure
 
 

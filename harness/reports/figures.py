@@ -11,18 +11,18 @@ and the number of seeds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from harness.reports.aggregate import Group, Stat, curve_stats, epoch_series, format_number
 from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
                                      draw_tolerance, save)
+from harness.running.safe_files import Destination
 
 
 # --- the figure kinds ------------------------------------------------------------------------
 
 
-def nfe_per_epoch(groups: Sequence[Group], out: Path,
+def nfe_per_epoch(groups: Sequence[Group], out: Destination,
                   formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
     """Forward and backward NFE per training iteration against epoch, one line per model
     (the paper's Figs 1, 4, 5, 7, 8). The backward panel is left out without the adjoint."""
@@ -32,7 +32,7 @@ def nfe_per_epoch(groups: Sequence[Group], out: Path,
                          "NFE counted per training iteration, mean over the epoch's iterations.")
 
 
-def learning_curves(groups: Sequence[Group], out: Path,
+def learning_curves(groups: Sequence[Group], out: Destination,
                     formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
     """Training loss and the test metric against epoch, one line per model."""
     metric = _metric(groups)
@@ -45,7 +45,7 @@ def learning_curves(groups: Sequence[Group], out: Path,
                          "mean log10.")
 
 
-def time_per_epoch(groups: Sequence[Group], out: Path,
+def time_per_epoch(groups: Sequence[Group], out: Destination,
                    formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
     """Wall time of each epoch's training (forward, backward, optimiser step) against epoch."""
     panels = [_epoch_panel(groups, "train_time_s", "training time per epoch (s)")]
@@ -54,7 +54,7 @@ def time_per_epoch(groups: Sequence[Group], out: Path,
                          "steps.")
 
 
-def nfe_vs_tolerance(groups: Sequence[Group], out: Path,
+def nfe_vs_tolerance(groups: Sequence[Group], out: Destination,
                      formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
     """Backward against forward NFE per iteration, one point per tolerance coloured by the
     tolerance, one line per model (the paper's Fig. 6). Needs two tolerances or more."""
@@ -85,7 +85,7 @@ def nfe_vs_tolerance(groups: Sequence[Group], out: Path,
     return save(figure, out, formats, draw_tolerance)
 
 
-def adjoint_decay(groups: Sequence[Group], out: Path,
+def adjoint_decay(groups: Sequence[Group], out: Destination,
                   formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
     """‖∂L_last/∂s(t)‖ against T − t, one line per model, one panel for the first and one for
     the last epoch the curve was recorded after (the paper's Fig. 3)."""
@@ -112,7 +112,7 @@ def adjoint_decay(groups: Sequence[Group], out: Path,
     return save(figure, out, formats, draw_lines)
 
 
-def h_norm_growth(groups: Sequence[Group], out: Path,
+def h_norm_growth(groups: Sequence[Group], out: Destination,
                   formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
     """‖h(t)‖ against the sample t at initialisation, one line per model (the paper's Fig. 2,
     the Silverbox study)."""
@@ -138,7 +138,7 @@ FIGURE_KINDS = (nfe_per_epoch, learning_curves, time_per_epoch, nfe_vs_tolerance
                 adjoint_decay, h_norm_growth)
 
 
-def draw_all(groups: Sequence[Group], out: Path, prefix: str,
+def draw_all(groups: Sequence[Group], out: Destination, prefix: str,
              formats: Sequence[str] = DEFAULT_FORMATS) -> list[Figure]:
     """Every figure kind that has data in the groups, written as ``out/<prefix>/<kind>.<fmt>``."""
     figures = []
@@ -221,7 +221,7 @@ def _epoch_panel(groups: Sequence[Group], name: str, ylabel: str, log_y: bool = 
     return Panel(ylabel, "epoch", ylabel, series, log_y=log_y, integer_x=True)
 
 
-def _epoch_figure(groups: Sequence[Group], out: Path, formats: Sequence[str], name: str,
+def _epoch_figure(groups: Sequence[Group], out: Destination, formats: Sequence[str], name: str,
                   panels: list[Panel], caption: str) -> Figure | None:
     """A per-epoch figure, when some run has two epochs or more to draw a line through."""
     panels = [panel for panel in panels if panel.series]

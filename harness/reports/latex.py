@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.reports.tables import section_title, sections, seeds_line, table
+from harness.running.safe_files import Destination, Folder
 
 
 def render_latex(rows: list[dict[str, Any]]) -> str:
@@ -25,11 +26,9 @@ def render_latex(rows: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_latex(rows: list[dict[str, Any]], out: Path) -> Path:
-    """Write ``summary.tex`` into ``out``; return its path."""
-    path = out / "summary.tex"
-    path.write_text(render_latex(rows), encoding="utf-8")
-    return path
+def write_latex(rows: list[dict[str, Any]], out: Destination) -> Path:
+    """Write ``summary.tex`` into ``out`` (no link followed below its root); return its path."""
+    return Folder.of(out).write("summary.tex", render_latex(rows))
 
 
 def _math(text: str) -> str:

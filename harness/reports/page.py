@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from harness.reports import figures as figs
@@ -27,6 +27,7 @@ from harness.reports.render import Block, Heading, Image, Items, Link, Paragraph
     to_markdown
 from harness.reports.tables import (REPORT_DIR, section_title, sections, seeds_line, summarize, table,
                             write_summary)
+from harness.running.safe_files import Folder
 from harness.running.store import ResultsError, load_results
 from harness.running.tracebacks import failure_lines
 
@@ -71,14 +72,17 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
         if len(results) != 1:
             raise ResultsError("several results directories need --out (where to write the "
                                "report)")
-        given = Path(results[0])
-        out = (given if given.is_dir() else given.parent) / REPORT_DIR
+        given = Path(results[0])  # the results folder is the user's; its report/ is not followed
+        folder = Folder(given if given.is_dir() else given.parent, PurePosixPath(REPORT_DIR))
+    else:
+        folder = Folder(Path(out))
+    out = folder.path
     per_dir = [load_results([directory]) for directory in results]
     records = [record for found in per_dir for record in found]
     files = claims_files(results, extra_claims, paper_claims)
     rows = summarize(records)
-    summary = write_summary(rows, out)
-    write_latex(rows, out)
+    summary = write_summary(rows, folder)
+    write_latex(rows, folder)
     verdicts = [(file, evaluate(file, records if scope is None else per_dir[scope]))
                 for file, scope in files]
     paper_figures = {task: name for file, _ in files for task, name in file.figures.items()}
@@ -97,8 +101,9 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
         section_groups = groups[(suite, task)]
         blocks += _section(title, anchor, suite, section_rows, section_groups,
                            paper_figures.get(task))
-        for figure in [*figs.draw_all(section_groups, out / "figures", anchor, formats),
-                       *work_precision.draw(section_groups, out / "figures" / anchor, formats)]:
+        for figure in [*figs.draw_all(section_groups, folder / "figures", anchor, formats),
+                       *work_precision.draw(section_groups, folder / "figures" / anchor,
+                                            formats)]:
             drawn += figure.files
             blocks.append(_image(figure, out))
     toc += [Link("Paper claims", "#claims"), Link("Environment", "#environment")]
@@ -106,9 +111,8 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
     head = _head(records, results, out, verdicts, toc)
     page = head + blocks + _claims_blocks(verdicts, out) + _environment_blocks(records)
     title = f"harness report — {', '.join(dict.fromkeys(r.get('suite', '') for r in records))}"
-    html_path, markdown_path = out / "index.html", out / "index.md"
-    html_path.write_text(to_html(title, page), encoding="utf-8")
-    markdown_path.write_text(to_markdown(page), encoding="utf-8")
+    html_path = folder.write("index.html", to_html(title, page))
+    markdown_path = folder.write("index.md", to_markdown(page))
     return Written(html_path, markdown_path, summary, drawn, verdicts,
                    [r for r in records if r.get("status") != "ok"])
 

@@ -8,12 +8,14 @@ the 95 % confidence interval of the mean (and n where fewer seeds than the ok ru
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from harness.reports.aggregate import Group, group_runs, setting_label
 from harness.reports.render import Block, Heading, Items, Paragraph, Table, to_markdown
+from harness.running.safe_files import Destination, Folder
 
 REPORT_DIR = "report"
 DASH = "—"
@@ -120,16 +122,16 @@ def failures(rows: list[dict[str, Any]]) -> list[str]:
             for row in rows for seed, error in row["errors"]]
 
 
-def write_summary(rows: list[dict[str, Any]], out: Path) -> Path:
-    """Write ``summary.md`` and ``summary.csv`` into ``out``; return the .md."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    markdown = out / "summary.md"
-    markdown.write_text(render_markdown(rows), encoding="utf-8")
-    return markdown
+def write_summary(rows: list[dict[str, Any]], out: Destination) -> Path:
+    """Write ``summary.md`` and ``summary.csv`` into ``out`` (no link followed below its
+    root); return the .md."""
+    folder = Folder.of(out)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    folder.write("summary.csv", text.getvalue())
+    return folder.write("summary.md", render_markdown(rows))
 
 
 def _cell(row: dict[str, Any], name: str) -> str:

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure as MplFigure
 
 from harness.reports.aggregate import Group
 from harness.reports.drawing import DEFAULT_FORMATS, Figure, Panel, write
+from harness.running.safe_files import Destination
 from harness.suites.validation import Problems, mapping, read_yaml, top_level
 
 #: Chapter 5's claims, shipped in the package.
@@ -83,7 +84,7 @@ def points(groups: Sequence[Group]) -> dict[str, list[Point]]:
     return {label: sorted(found, key=lambda p: p.nfe) for label, found in sorted(curves.items())}
 
 
-def draw(groups: Sequence[Group], out: Path,
+def draw(groups: Sequence[Group], out: Destination,
          formats: Sequence[str] = DEFAULT_FORMATS) -> list[Figure]:
     """The work–precision figure when the section compares two or more solvers in pure
     solves, its caption holding chapter 5's claims checked on it; else none."""
@@ -102,7 +103,7 @@ def draw(groups: Sequence[Group], out: Path,
     return [_save(figure, curves, out, formats)]
 
 
-def _save(figure: Figure, curves: dict[str, list[Point]], out: Path,
+def _save(figure: Figure, curves: dict[str, list[Point]], out: Destination,
           formats: Sequence[str]) -> Figure:
     canvas = MplFigure(figsize=(11.0, 4.4), dpi=100, layout="constrained")
     for ax, (panel, x) in zip(canvas.subplots(1, 2), zip(figure.panels, ("nfe", "time_s"))):

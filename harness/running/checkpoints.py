@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.running.checkpoint_content import checkpoint_problem
+from harness.running.safe_files import Folder, UnsafePathError
 from harness.running.store import StoreWriteError
 from harness.suites.runspec import RunSpec
 
@@ -36,9 +37,9 @@ class CheckpointWriteError(StoreWriteError):
 
 
 class Checkpoints:
-    """One file per run key in a directory; written atomically (a temporary file of this
-    process, fsynced, then renamed), so a kill at any moment leaves the previous checkpoint or
-    the new one, never half of one."""
+    """One file per run key in a directory; written atomically
+    (:meth:`harness.running.safe_files.Folder.replacing`), so a kill at any moment leaves the
+    previous checkpoint or the new one, never half of one."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
@@ -47,20 +48,19 @@ class Checkpoints:
         return self.directory / f"{key}.pt"
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        """Write ``state`` (with the random-number states) as the checkpoint of ``key``;
-        :class:`CheckpointWriteError` when the storage refuses, saying what is kept."""
-        temporary = self.directory / f"{key}.{os.getpid()}.tmp"
+        """Write ``state`` (with the random-number states) as the checkpoint of ``key`` (its
+        folder, in the results folder, is not followed if it is a link; on a full disk or an
+        interrupt no half file is left behind); :class:`CheckpointWriteError` when the storage
+        refuses, saying what is kept."""
         content = io.BytesIO()  # serialised first: torch's writer turns EFBIG into a RuntimeError
         torch.save({**state, "rng": rng_state()}, content)
+        folder = Folder(self.directory.parent) / self.directory.name
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as handle:
+            with folder.replacing(self.path(key).name) as handle:
                 handle.write(content.getbuffer())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path(key))
+        except UnsafePathError:
+            raise
         except OSError as error:
-            temporary.unlink(missing_ok=True)
             kept = ("its checkpoint of the epoch before is kept (a rerun resumes there)"
                     if os.path.lexists(self.path(key)) else
                     "no earlier checkpoint of it exists (a rerun starts it afresh)")
@@ -68,9 +68,6 @@ class Checkpoints:
                 f"{self.path(key)}: could not save this checkpoint ({error.strerror or error}); "
                 f"the run is stopped and not recorded, and {kept}. Free space (or raise the "
                 f"file-size limit) and rerun the same command") from None
-        except BaseException:  # an interrupt: no half file left behind
-            temporary.unlink(missing_ok=True)
-            raise
 
     def read(self, key: str, runs: Sequence[RunSpec]) -> dict[str, Any] | None:
         """The saved state as stored (random-number states included) of ``runs`` (one run, or

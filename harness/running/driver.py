@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
@@ -13,6 +13,7 @@ from harness.running.environment import resolve_device
 from harness.running.observers import Observers
 from harness.running.preflight import unavailable_record
 from harness.running.runner import RunConfigError, solver_backend, widths_for
+from harness.running.safe_files import Folder
 from harness.running.store import ResultStore, StoreWriteError, finished_keys
 from harness.suites.runspec import RunSpec
 
@@ -53,7 +54,8 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
               device: Any = "auto", force: bool = False, executor: str = "inline",
               workers: int | None = None, address: str | None = None,
               unavailable: dict[str, list[str]] | None = None,
-              ensemble: int | str | None = None) -> SuiteOutcome:
+              ensemble: int | str | None = None,
+              files: Mapping[str, bytes] | None = None) -> SuiteOutcome:
     """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
     on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
     as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there.
@@ -64,6 +66,9 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     :class:`harness.running.store.StoreWriteError` saying whether its run's checkpoint is
     there, and a checkpoint that cannot be saved raises
     :class:`harness.running.checkpoints.CheckpointWriteError` (nothing recorded for that run).
+
+    ``files`` (name → content, such as the suite's ``claims.yaml``) are written into
+    ``out_dir`` once it is locked, before any run (never through a link there).
 
     ``unavailable`` (run key → the data files it lacks, from
     :func:`harness.running.preflight.check_data`) names runs not to execute: each gets a failed
@@ -82,6 +87,12 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
                              f"harness writes run checkpoints into (move this aside)")
     checkpoints = Checkpoints(checkpoint_dir)
     with ResultStore(out_dir) as store:
+        for name, content in (files or {}).items():
+            try:
+                Folder(Path(out_dir)).write(name, content)
+            except OSError as error:
+                raise StoreWriteError(f"{Path(out_dir) / name}: cannot be written: "
+                                      f"{error.strerror or error}") from None
         done = finished_keys(store.records())
         checkpoints.sweep(done)
         if force:

@@ -57,6 +57,8 @@ class History:
     def per_epoch(self, spec: RunSpec) -> tuple[float, int] | None:
         """The median seconds per epoch of earlier runs like ``spec``, and how many there
         were; None without any."""
+        if not self.seconds:  # nothing to look up: spare the configuration's text
+            return None
         times = self.seconds.get(configuration(spec.config()))
         return (statistics.median(times), len(times)) if times else None
 

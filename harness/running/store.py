@@ -8,13 +8,17 @@ SQLite):
 * **one writer**: a driver holds an exclusive lock (``flock`` on ``.harness.lock``, released by
   the kernel when the process dies, so a kill never leaves a stale lock); a second driver is
   refused with the holder's pid;
-* **no torn tail**: on opening for writing, a last line without its newline (a crash
-  mid-write) is moved aside to ``results.jsonl.torn-<time>`` and the file cut back to its
-  last whole line, with a warning, before anything is appended;
+* **no torn tail**: on opening for writing, a last line without its newline that is not a
+  whole record (a crash mid-write) is moved aside to ``results.jsonl.torn-<time>`` and the file
+  cut back to its last whole line, with a warning, before anything is appended (a whole record
+  missing only its newline gets it);
 * **checked, durable appends**: each record is one line written in full (a short write is
   continued; a failure — disk full, file too large, read-only — cuts the file back to where it
   was and raises :class:`StoreWriteError`), then fsynced, with SIGINT/SIGTERM held off until
   the write is done;
+* **bounded reading** (:mod:`harness.running.results_lines`): a FIFO, a device or a link in
+  the folder is refused, not waited on or followed; committed records may be gzip-compressed
+  (``results.jsonl.gz``, read first), with their decompression bounded;
 * **tolerant reading**: lines that are not whole records (bad JSON, ``[1]``, ``null``, a
   record missing a required field of :class:`harness.record.RunRecord` or with a field of the
   wrong type) are skipped with a warning naming the file and the line;
@@ -31,7 +35,6 @@ import json
 import logging
 import os
 import signal
-import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,8 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import RunRecord, record_problem
+from harness.running.results_lines import UnreadableResults, record_lines
+from harness.running.safe_files import Folder, UnsafePathError, open_regular
 
 RESULTS_FILE = "results.jsonl"
+#: Committed records may be compressed; readers read this before ``results.jsonl``.
+COMPRESSED_FILE = "results.jsonl.gz"
 LOCK_FILE = ".harness.lock"
 log = logging.getLogger("harness")
 
@@ -57,61 +64,86 @@ class StoreWriteError(StoreError):
 
 
 class ResultsError(StoreError, ValueError):
-    """Results that cannot be read: a missing directory or file, or no records in it."""
+    """Results that cannot be read: a missing directory or file, no records in it, or in its
+    place something that is no plain file (a link inside a results folder, a FIFO, a device)
+    or a gzip bomb."""
 
 
 def results_path(out_dir: str | os.PathLike) -> Path:
     return Path(out_dir) / RESULTS_FILE
 
 
-def locate(given: str | os.PathLike) -> Path:
-    """The results file named by ``given``: a directory holding ``results.jsonl``, or such a
-    file itself; :class:`ResultsError` otherwise."""
+def results_files(directory: str | os.PathLike) -> list[Path]:
+    """The record files of a results folder, in reading order: the compressed committed
+    records, then the file ``harness run`` appends to (those that are there)."""
+    return [Path(directory) / name for name in (COMPRESSED_FILE, RESULTS_FILE)
+            if os.path.lexists(Path(directory) / name)]
+
+
+def locate(given: str | os.PathLike) -> list[Path]:
+    """The results files named by ``given``: those of a results folder (:func:`results_files`),
+    or the file itself; :class:`ResultsError` otherwise."""
     path = Path(given)
-    valid = f"valid: a directory holding {RESULTS_FILE} (written by `harness run`) or such a file"
+    valid = (f"valid: a directory holding {RESULTS_FILE} (written by `harness run`) or "
+             f"{COMPRESSED_FILE}, or such a file")
     if not path.exists():
         raise ResultsError(f"{path}: no such directory or file; {valid}")
     if path.is_dir():
-        path = results_path(path)
+        files = results_files(path)
+        if not files:
+            raise ResultsError(f"{results_path(path)}: no results file here; {valid}")
+        return files
     if not path.is_file():
         raise ResultsError(f"{path}: no results file here; {valid}")
-    return path
+    return [path]
 
 
 # --- reading ----------------------------------------------------------------------------------
 
 
 def read_records(path: str | os.PathLike) -> list[RunRecord]:
-    """Every usable record of a results file (or of ``DIR/results.jsonl``), in file order;
-    each line that is not one is skipped with a warning naming the file and the line. A
-    missing file holds no records."""
+    """Every usable record of a results folder (:func:`results_files`) or of one results file
+    (``.gz``: compressed), in file order; each line that is not one is skipped with a warning
+    naming the file and the line. A missing file holds no records. Reading is bounded
+    (:mod:`harness.running.results_lines`): a file in the folder that is a link, a FIFO, a
+    device or a folder, or a gzip bomb, raises :class:`ResultsError`."""
     path = Path(path)
     if path.is_dir():
-        path = results_path(path)
+        return [record for file in results_files(path) for record in _file_records(file, False)]
+    return _file_records(path, True)
+
+
+def _file_records(path: Path, follow: bool) -> list[RunRecord]:
+    records = []
     try:
-        data = path.read_bytes()
+        for number, line, complete in record_lines(path, follow):
+            if not line.strip():
+                continue
+            record, problem = _parse(line)
+            if problem and not complete:  # cut mid-write, or being written
+                log.warning("%s:%d: skipping the last line: it was cut off (a crash while "
+                            "writing, or a write in progress)", path, number)
+            elif problem:
+                log.warning("%s:%d: skipping a line that is not a result record: %s", path,
+                            number, problem)
+            else:  # a whole record, even the last one without its newline
+                records.append(record)
     except FileNotFoundError:
         return []
-    records = []
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if number == len(lines):  # no newline after it: cut mid-write, or being written
-            log.warning("%s:%d: skipping the last line: it was cut off (a crash while writing, "
-                        "or a write in progress)", path, number)
-            continue
-        try:
-            record = json.loads(line)
-            problem = record_problem(record)
-        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-            problem = f"not valid JSON ({type(error).__name__})"
-        if problem:
-            log.warning("%s:%d: skipping a line that is not a result record: %s", path, number,
-                        problem)
-            continue
-        records.append(record)
+    except (UnsafePathError, UnreadableResults) as error:
+        raise ResultsError(str(error)) from None
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot be read: {error.strerror or error}") from None
     return records
+
+
+def _parse(line: bytes) -> tuple[Any, str | None]:
+    """A line as a record, and what is wrong with it as one (None: nothing)."""
+    try:
+        record = json.loads(line)
+        return record, record_problem(record)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        return None, f"not valid JSON ({type(error).__name__})"
 
 
 def standing(records: Iterable[RunRecord]) -> list[RunRecord]:
@@ -134,10 +166,10 @@ def load_results(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
     """The standing records of every results directory (or file) given, combined."""
     records: list[RunRecord] = []
     for given in paths:
-        path = locate(given)
-        found = read_records(path)
+        files = locate(given)
+        found = [record for file in files for record in _file_records(file, file == Path(given))]
         if not found:
-            raise ResultsError(f"{path}: holds no result records")
+            raise ResultsError(f"{' and '.join(map(str, files))}: holds no result records")
         records += found
     return standing(records)
 
@@ -160,6 +192,9 @@ class ResultStore:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._lock()
             self._repair_tail()
+        except UnsafePathError as error:
+            self._unlock()
+            raise ResultsError(str(error)) from None
         except OSError as error:
             self._unlock()
             raise StoreWriteError(f"{self.directory}: cannot open the results directory for "
@@ -173,7 +208,8 @@ class ResultStore:
         self._unlock()
 
     def records(self) -> list[RunRecord]:
-        return read_records(self.path)
+        """The records of the results folder (its compressed ones too)."""
+        return read_records(self.directory)
 
     def append(self, record: RunRecord) -> None:
         """Append ``record`` as one whole line and fsync it; on failure the file is as it was
@@ -181,7 +217,7 @@ class ResultStore:
         line = (json.dumps(record, default=_jsonable) + "\n").encode()
         with _signals_held():
             try:
-                fd = _open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             except OSError as error:
                 raise StoreWriteError(f"{self.path}: cannot open for writing: "
                                       f"{error.strerror or error}") from None
@@ -200,7 +236,7 @@ class ResultStore:
                 os.close(fd)
 
     def _lock(self) -> None:
-        fd = _open_regular(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+        fd = open_regular(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -219,10 +255,11 @@ class ResultStore:
             self._lock_fd = None
 
     def _repair_tail(self) -> None:
-        """Move a last line that lacks its newline aside, so appends start on a fresh line."""
+        """Make appends start on a fresh line: a last line that lacks its newline gets one if it
+        is a whole record, else it is moved aside (a crash mid-write)."""
         if not os.path.lexists(self.path):
             return
-        with os.fdopen(_open_regular(self.path, os.O_RDWR), "rb+") as handle:
+        with os.fdopen(open_regular(self.path, os.O_RDWR), "rb+") as handle:
             size = handle.seek(0, os.SEEK_END)
             if size == 0:
                 return
@@ -232,30 +269,19 @@ class ResultStore:
             start = _last_line_start(handle, size)
             handle.seek(start)
             fragment = handle.read()
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            aside = self.path.with_name(f"{RESULTS_FILE}.torn-{stamp}")
-            with open(aside, "wb") as kept:
-                kept.write(fragment)
-                kept.flush()
-                os.fsync(kept.fileno())
-            handle.truncate(start)
+            whole = _parse(fragment)[1] is None  # only its newline is missing
+            if whole:
+                handle.write(b"\n")
+            else:
+                stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+                aside = Folder(self.directory).write(f"{RESULTS_FILE}.torn-{stamp}", fragment)
+                handle.truncate(start)
             handle.flush()
             os.fsync(handle.fileno())
-        log.warning("%s: its last line was cut off (%d bytes, a crash while writing?); moved "
-                    "it to %s and continued after the last whole record", self.path,
-                    len(fragment), aside.name)
-
-
-def _open_regular(path: Path, flags: int) -> int:
-    """``os.open`` that refuses what a crafted results folder could hold instead of a plain
-    file: a symlink (it would send writes elsewhere), a FIFO (it would block), a device."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file (a symlink, FIFO or device is refused)",
-                      str(path))
-    os.set_blocking(fd, True)
-    return fd
+        if not whole:
+            log.warning("%s: its last line was cut off (%d bytes, a crash while writing?); "
+                        "moved it to %s and continued after the last whole record", self.path,
+                        len(fragment), aside.name)
 
 
 def _last_line_start(handle: Any, size: int) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.contract import hookimpl
 from harness.running.configs import flatten
+from harness.running.safe_files import Folder
 from harness.suites.runspec import RunSpec
 
 
@@ -55,15 +56,17 @@ class TensorBoardTracker:
             raise TrackerUnavailable("--track tensorboard needs TensorBoard: "
                                      "pip install 'harness[tensorboard]'") from None
         self.make_writer = SummaryWriter
-        self.root = Path(out_dir) / "tensorboard"
+        self.root = Folder(Path(out_dir)) / "tensorboard"
         self.writers: dict[str, Any] = {}
 
-    def directory(self, run: RunSpec) -> Path:
+    def directory(self, run: RunSpec) -> Folder:
         return self.root / run.task / run.model / f"seed{run.seed}-{run.key[:8]}"
 
     def _writer(self, run: RunSpec) -> Any:
         if run.key not in self.writers:
-            writer = self.make_writer(log_dir=str(self.directory(run)))
+            directory = self.directory(run)
+            os.close(directory.open())  # made here, refusing a link below the results folder
+            writer = self.make_writer(log_dir=str(directory.path))
             writer.add_text("config", json.dumps(run.config(), indent=2, default=str))
             self.writers[run.key] = writer
         return self.writers[run.key]

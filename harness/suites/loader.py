@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,12 @@ _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs"
 _EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
 _ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "overrides")
 _SEED_RANGE_KEYS = ("start", "count")
+
+#: The most runs a suite may expand to (a seed range, a grid, an entry, the whole suite): more
+#: is a typo (``count: 1000000000``) or a job for several suites; planning this many takes
+#: seconds.
+MAX_RUNS = 100_000
+_TOO_MANY = f"valid: at most {MAX_RUNS} runs in a suite (split a larger study into suites)"
 
 #: A suite's name names its results directory (results/<name>), so it is a plain file name.
 _SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
@@ -131,10 +138,15 @@ def _check_seeds(entry: dict, at: str, report: Problems) -> list[int]:
                    "a non-empty list of integers >= 0, or {start: 0, count: N}")
     if items is None:
         return [0]
+    if len(items) > MAX_RUNS:
+        report.add(join(at, "seeds"), f"{len(items)} seeds", _TOO_MANY)
+        return []
     seeds = [report.check(where, non_negative_int, value) for where, value in items]
-    for i, seed in enumerate(seeds):
-        if seed is not None and seed in seeds[:i]:
-            report.add(items[i][0], f"seed {seed} is listed twice", "valid: distinct seeds")
+    seen: set[int] = set()
+    for (where, _), seed in zip(items, seeds):
+        if seed in seen:
+            report.add(where, f"seed {seed} is listed twice", "valid: distinct seeds")
+        seen.add(seed)
     return seeds
 
 
@@ -147,6 +159,9 @@ def _check_seed_range(seeds: dict, at: str, report: Problems) -> list[int]:
         return []
     start = report.check(join(at, "start"), non_negative_int, seeds.get("start", 0))
     count = report.check(join(at, "count"), positive_int, seeds["count"])
+    if count is not None and count > MAX_RUNS:
+        report.add(join(at, "count"), f"{count} seeds", _TOO_MANY)
+        return []
     return list(range(start, start + count)) if start is not None and count is not None else []
 
 
@@ -161,6 +176,9 @@ def _check_grid(value: Any, at: str, report: Problems, scope: Scope) -> list[dic
                        "valid: a non-empty list of values to sweep")
             continue
         axes.append([check_settings(_nested(str(path), v), at, report, scope) for v in values])
+    if math.prod(len(axis) for axis in axes) > MAX_RUNS:
+        report.add(at, f"{' x '.join(str(len(axis)) for axis in axes)} grid points", _TOO_MANY)
+        return []
     points = []
     for combination in itertools.product(*axes):
         point: dict[str, Any] = {}
@@ -200,12 +218,21 @@ def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _E
     models = _check_names(raw, "model", "models", at, report, registry.families, broken)
     scope = Scope(registry.backends, tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
-    return _Entry(
+    entry = _Entry(
         tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
         settings=check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *SETTINGS]),
         grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
         overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
                                    registry, tasks, models))
+    if _size(entry) > MAX_RUNS:
+        report.add(at, f"{len(tasks)} tasks x {len(models)} models x {len(entry.grid)} grid "
+                       f"points x {len(entry.seeds)} seeds = {_size(entry)} runs", _TOO_MANY)
+    return entry
+
+
+def _size(entry: _Entry) -> int:
+    """The runs an entry expands to (duplicates counted)."""
+    return len(entry.tasks) * len(entry.models) * len(entry.grid) * len(entry.seeds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +279,7 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
             data_root: str | None, registry: Registry) -> list[RunSpec]:
     """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
     runs: dict[str, RunSpec] = {}
+    versions: dict[tuple[str, str], dict[str, str]] = {}  # looked up once: metadata is slow
     for entry in entries:
         for task in entry.tasks:
             for model, point in itertools.product(entry.models, entry.grid):
@@ -264,11 +292,12 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
                 # Each task reads its options as its defaults' types (a float option's 1 is 1.0).
                 settings["task_options"] = {key: option_value(task.options[key], value)
                                             for key, value in settings["task_options"].items()}
+                if (task.name, model) not in versions:
+                    versions[task.name, model] = {"task": registry.provenance("task", task.name),
+                                                  "model": registry.provenance("model", model)}
                 for seed in entry.seeds:
-                    versions = {"task": registry.provenance("task", task.name),
-                                "model": registry.provenance("model", model)}
                     spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
-                                                 versions)
+                                                 versions[task.name, model])
                     runs.setdefault(spec.key, spec)
     return list(runs.values())
 
@@ -308,6 +337,9 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
             report.add(f"runs[{i}]", f"{raw!r} is not a mapping",
                        "valid: a run entry with task(s) and model(s)")
 
+    if all(_size(entry) <= MAX_RUNS for entry in entries) and \
+            sum(map(_size, entries)) > MAX_RUNS:
+        report.add("runs", f"{sum(map(_size, entries))} runs in all", _TOO_MANY)
     used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
     defaults = check_settings(mapping(document.get("defaults", {}), "defaults", report,

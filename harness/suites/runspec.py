@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -94,15 +95,15 @@ class RunSpec:
         return {"task": self.task, "model": self.model, "seed": self.seed,
                 **_plain({name: getattr(self, name) for name in SETTINGS})}
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """Identifies the run across invocations: a hash of the resolved configuration and of
-        the plugin versions."""
+        the plugin versions (computed once per spec: planning reads it often)."""
         config = self.config()
         if config["solver"]["backend"] == "torchdiffeq":  # the default keeps the keys it had
             del config["solver"]["backend"]
-        for name, default in default_settings().items():  # so do settings added later
-            if not SETTINGS[name].metadata["keyed_from_default"] and config[name] == default:
+        for name, default in _unkeyed_defaults().items():  # so do settings added later
+            if config[name] == default:
                 del config[name]
         text = json.dumps([config, self.versions], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -121,9 +122,18 @@ SETTINGS: dict[str, dataclasses.Field] = {
 def default_settings() -> dict[str, Any]:
     """Every run setting at its default (the solver's as a mapping): where a suite's settings
     start, before the task's schedule. A new dict each call."""
-    return _plain({name: (spec_field.default_factory() if spec_field.default is dataclasses.MISSING
-                          else spec_field.default)
-                   for name, spec_field in SETTINGS.items()})
+    return _plain({name: _default(spec_field) for name, spec_field in SETTINGS.items()})
+
+
+def _unkeyed_defaults() -> dict[str, Any]:
+    """The defaults of the settings the key leaves out while they hold them."""
+    return _plain({name: _default(spec_field) for name, spec_field in SETTINGS.items()
+                   if not spec_field.metadata["keyed_from_default"]})
+
+
+def _default(spec_field: dataclasses.Field) -> Any:
+    return (spec_field.default_factory() if spec_field.default is dataclasses.MISSING
+            else spec_field.default)
 
 
 def scalar_checks() -> dict[str, Callable[[Any], Any]]:

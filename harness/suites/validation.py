@@ -33,12 +33,10 @@ class Problems:
 
     def __init__(self, file: str) -> None:
         self.file = file
-        self.lines: list[str] = []
+        self.lines: dict[str, None] = {}  # in order, each once (a grid key is checked per value)
 
     def add(self, at: str, what: str, valid: str = "") -> None:
-        line = f"{self.file}: {at}: {what}" + (f"; {valid}" if valid else "")
-        if line not in self.lines:  # a grid key is checked once per value
-            self.lines.append(line)
+        self.lines[f"{self.file}: {at}: {what}" + (f"; {valid}" if valid else "")] = None
 
     def unknown(self, at: str, what: str, name: Any, choices: Collection[str]) -> None:
         """Report a name that is not one of ``choices``, listing them and the closest."""
