@@ -175,10 +175,11 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.running.environment import resolve_device
     from harness.running.executors import default_executor
     from harness.running.outdir import OutDirError, check_out_dir
-    from harness.running.plan import SuitePlan, plan_suite
+    from harness.running.plan import parallel_units, plan_suite
     from harness.running.planview import render_plan
     from harness.running.preflight import check_data
     from harness.running.progress import Progress
+    from harness.running.reference import shipped_reference
     from harness.running.runner import RunConfigError
     from harness.running.trackers import TRACKERS, TrackerUnavailable
     from harness.suites.loader import SuiteError, load_suite
@@ -199,7 +200,9 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     try:
         out = check_out_dir(args.out or Path("results") / suite.name)
-        plan = plan_suite(suite.runs, out, args.force, execution.get("ensemble"))
+        plan = plan_suite(suite.runs, out, args.force, execution.get("ensemble"),
+                          parallel_units(executor, execution.get("workers")),
+                          shipped_reference())
         data = check_data([run.spec for run in plan.todo], registry)
         if args.dry_run:
             check_runs(suite.runs, registry)
@@ -222,8 +225,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         print(f"leaving out {len(unavailable)} runs for missing data (recorded as failed, "
               f"data_missing; a rerun tries them again):\n"
               + "\n".join(f"  {missing.path}" for missing in data.missing), file=sys.stderr)
-    available = SuitePlan(out, [run for run in plan.runs if run.spec.key not in unavailable],
-                          plan.history)
+    available = plan.without(unavailable)
     progress = None if args.quiet else Progress(available)
     if progress:
         registry.manager.register(progress, name="progress")

@@ -98,7 +98,8 @@ def test_update_writes_budgets_that_then_pass_and_catch_a_regression(tmp_path, r
         write_records(regressed, [run_record(seed=seed, forward=(40.0, 44.0))])
     capsys.readouterr()
     assert main(["check", str(regressed), "--budgets", str(path)]) == 1
-    assert "FAIL point_cloud/hbnode forward_nfe: measured 42 > budget 30 (+5% = 31.5)" in capsys.readouterr().out
+    assert ("FAIL point_cloud/hbnode [method=dopri5, rtol=0.001, atol=0.001] forward_nfe: "
+            "measured 42 > budget 30 (+5% = 31.5)") in capsys.readouterr().out
 
 
 def test_update_keeps_hand_written_bounds_and_splits_solver_settings(tmp_path, results):
@@ -164,3 +165,26 @@ budgets:
             "number (NaN or ±inf)") in printed
     assert "FAIL point_cloud/node forward_nfe: 1 of 1 matching runs record" in printed
     assert "hbnode backward_nfe" not in printed  # the readable bound still passes
+
+
+def test_update_writes_the_solver_settings_lines_were_measured_at(tmp_path, results):
+    """A new line names the method, tolerances, adjoint and backend of its runs, so it does not
+    judge runs at another tolerance; a fixed-step method's line names its options instead of
+    tolerances; ``backend`` and ``options`` are budget solver keys."""
+    rk4 = run_record(model="anode", forward=(12.0, 12.0))
+    rk4["config"]["solver"] = {"method": "rk4", "rtol": 1e-7, "atol": 1e-7, "adjoint": True,
+                               "backend": "fast", "options": {"step_size": 0.1}}
+    write_records(results, [rk4])
+    path = tmp_path / "new.yaml"
+    assert main(["check", str(results), "--budgets", str(path), "--update"]) == 0
+    lines = {b.model: b for b in load_budgets(path)[0]}
+    assert lines["hbnode"].solver == {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3}
+    assert lines["anode"].solver == {"method": "rk4", "adjoint": True, "backend": "fast",
+                                     "options": {"step_size": 0.1}}
+    looser = tmp_path / "looser"
+    write_records(looser, [run_record(seed=0, rtol=1e-2, forward=(90.0, 90.0))])
+    verdicts = check([lines["hbnode"]], read_records(looser))
+    assert {v.problem for v in verdicts} == {"no run matches this budget"}
+    written = write(tmp_path, "budgets: [{task: t, model: m, solver: {backend: fast}, "
+                              "max: {eval_nfe: 3}}]\n")
+    assert load_budgets(written)[0][0].solver == {"backend": "fast"}

@@ -95,3 +95,20 @@ def test_version_and_help_text(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert "Exit codes" in text and "``" not in text
+
+
+SUITES = Path(__file__).parents[1] / "suites"
+
+
+def test_a_dry_run_says_how_runs_execute_and_which_tasks_need_no_data(tmp_path, capsys):
+    """Ensembles on two workers are not "one at a time"; tasks that read no file are "ok", not
+    "unchecked"."""
+    main(["run", str(SUITES / "point-cloud-100.yaml"), "--out", str(tmp_path / "a"), "--dry-run"])
+    text = capsys.readouterr().out
+    assert "as 5 ensembles of 100 runs, 2 at a time" in text
+    assert "one at a time" not in text
+    for suite in ("graph-stiff.yaml", "stiff.yaml"):
+        main(["run", str(SUITES / suite), "--out", str(tmp_path / suite), "--dry-run"])
+        rows = [line.split() for line in capsys.readouterr().out.splitlines()
+                if line.startswith(("graph_sbm", "diffusion1d"))]
+        assert rows and all(row[6] == "ok" for row in rows)

@@ -87,3 +87,18 @@ def test_a_bad_claims_file_names_the_check(tmp_path: Path):
     with pytest.raises(WorkPrecisionError, match=r"claims\[0\].checks\[0\]: unknown check "
                                                  r"'fewer_nfe'(.|\n)*missing max_ratio"):
         load_claims(path)
+
+
+def test_the_grid_width_follows_points_and_a_contrary_width_is_named(registry):
+    """``task_options.points`` alone sets the state's width (the record says it); a suite's
+    ``widths.n`` other than the points is refused naming both."""
+    spec = make_spec(task="diffusion1d", model="node", epochs=0, task_options={"points": 12},
+                     solver={"method": "rk4", "options": {"step_size": 0.05}})
+    record = execute_run(spec, registry, CPU)
+    assert record["status"] == "ok", record.get("error")
+    assert record["widths"] == {"n": 12}
+    contrary = make_spec(task="diffusion1d", model="node", epochs=0, widths={"n": 10},
+                         task_options={"points": 12})
+    record = execute_run(contrary, registry, CPU)
+    assert record["status"] == "failed"
+    assert "widths.n: 10 must equal task_options.points (12)" in record["error"]

@@ -143,3 +143,14 @@ def test_draw_all_draws_the_kinds_with_data(point_cloud, tmp_path: Path) -> None
     assert [figure.name for figure in drawn] == ["nfe", "learning", "time"]
     assert sorted(path.name for path in (tmp_path / "pc").iterdir()) == [
         "learning.png", "nfe.png", "time.png"]
+
+
+def test_a_fixed_step_method_is_described_without_a_tolerance() -> None:
+    """rk4 (and the proximal schemes) take fixed steps: the settings line names no tol."""
+    rk4 = {"method": "rk4", "rtol": 1e-7, "atol": 1e-7, "adjoint": True,
+           "options": {"step_size": 0.1}}
+    groups = group_runs([record("point_cloud", "node", 0, [epoch(1)], config={"solver": rk4})])
+    assert figures.describe_settings(groups) == "rk4, adjoint, full batch, lr 0.01, 1 epoch"
+    bdf2 = group_runs([record("diffusion1d", "node", 0, [epoch(0)],
+                              config={"solver": {**rk4, "method": "bdf2"}})])
+    assert "tol" not in figures.describe_settings(bdf2)

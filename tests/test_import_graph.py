@@ -142,7 +142,7 @@ LAYERS: dict[str, set[str]] = {
     "registry": {"record", "contract", "solvers"},
     "suites": {"record", "contract", "registry", "solvers"},
     "running": {"record", "contract", "registry", "suites", "solvers", "toolkit"},
-    "reports": {"record", "contract", "suites", "running"},
+    "reports": {"record", "contract", "suites", "running", "solvers"},
     # the hook specs name the types of what hooks return and receive, from the layers below
     "hookspecs": {"record", "contract", "suites", "running", "solvers"},
     "plugins": {"record", "contract", "hookspecs", "registry", "running", "solvers"},

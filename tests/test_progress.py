@@ -9,7 +9,8 @@ import torch
 
 from harness.running.checkpoints import Checkpoints
 from harness.running.ensembles import ensemble_id
-from harness.running.plan import DONE, NEW, RESUME, duration, plan_suite
+from harness.running.plan import DONE, HISTORY, NEW, REFERENCE, RESUME, duration, plan_suite
+from harness.running.reference import ReferenceTimes, epoch_shape
 from harness.running.progress import Progress
 from tests.conftest import make_spec
 from tests.result_records import epoch, record, write_records
@@ -159,3 +160,42 @@ def test_plain_lines_every_tenth_epoch_and_live_bars_on_a_terminal(tmp_path: Pat
 def test_durations_read_as_two_units_at_most() -> None:
     assert [duration(s) for s in (0, 45.4, 65, 3600, 3 * 3600 + 20 * 60 + 5, 2 * 86400 + 4 * 3600)] \
         == ["0s", "45s", "1m 5s", "1h", "3h 20m", "2d 4h"]
+
+
+def test_a_first_plan_estimates_from_the_reference_and_says_so(tmp_path: Path) -> None:
+    """With no earlier results, the reference timing of a run's epoch shape estimates it (its
+    schedule — seed, epochs, lr — does not matter); earlier results of the configuration come
+    first; a run of another shape has none. The display names each source."""
+    a, b = make_spec(model="node", seed=0, epochs=10), make_spec(model="node", seed=1, epochs=10)
+    other = make_spec(model="hbnode", seed=0, epochs=10)
+    measured = make_spec(model="node", seed=9, epochs=3, lr=0.5)  # same shape as a and b
+    reference = ReferenceTimes("machine X", {epoch_shape(measured.config()): 1.5})
+    plan = plan_suite([a, b, other], tmp_path, reference=reference)
+    assert [plan.estimate(run) for run in plan.runs] == [(15.0, REFERENCE), (15.0, REFERENCE),
+                                                         None]
+    progress, stream = display(plan, FakeClock())
+    progress.begin()
+    assert last_line(stream) == (
+        f"3 runs: 0 finished earlier in {tmp_path} (skipped), 3 to run; estimated at least 30s "
+        "run one at a time, from the shipped reference timings (machine X) (1 runs without any "
+        "yet)")
+    write_records(tmp_path, [finished(make_spec(model="node", seed=7, epochs=10), 40.0)])
+    plan = plan_suite([a, b, other], tmp_path, reference=reference, workers=2)
+    assert plan.estimate(plan.runs[0]) == (40.0, HISTORY)
+    assert plan.total_estimate_s() == (40.0, 1)  # 80 s of runs, two at a time
+
+
+def test_members_of_an_ensemble_are_not_estimated_from_solo_timings(tmp_path: Path) -> None:
+    """An ensemble member's record carries the ensemble's times: it estimates no solo run, and
+    no solo timing estimates a member; the plan says the runs go as ensembles."""
+    specs = [make_spec(seed=seed, epochs=10) for seed in range(4)]
+    member = finished(make_spec(seed=9, epochs=10), 100.0)
+    member["ensemble"] = {"id": "e", "size": 4, "index": 0}
+    write_records(tmp_path, [member])
+    reference = ReferenceTimes("machine X", {epoch_shape(specs[0].config()): 1.0})
+    solo = plan_suite(specs, tmp_path, reference=reference)
+    assert {plan_source for run in solo.runs for plan_source in [solo.estimate(run)]} == {
+        (10.0, REFERENCE)}
+    together = plan_suite(specs, tmp_path, ensemble="auto", workers=2, reference=reference)
+    assert [together.estimate(run) for run in together.runs] == [None] * 4
+    assert together.how() == "as 1 ensemble of 4 runs, 2 at a time"

@@ -496,6 +496,9 @@ def test_bad_entries(tmp_path, registry, entry, at, bad, valid):
     ("description: [a]", "description", "['a'] is not a string"),
     ("data_root: 1", "data_root", "1 is not a string"),
     ("defaults: [epochs]", "defaults", "['epochs'] is not a mapping"),
+    ("defaults: {seeds: [0, 1]}", "defaults.seeds",
+     "seeds are given per run entry, not in defaults; valid: `seeds:` (or `seed:`) in each entry"),
+    ("defaults: {seed: 3}", "defaults.seed", "seeds are given per run entry, not in defaults"),
 ])
 def test_bad_top_level_values(tmp_path, registry, text, at, bad):
     path = write(tmp_path, f"{text}\nruns: [{{task: toy, model: node}}]\n")

@@ -6,7 +6,8 @@ A budget file (YAML, read with ``yaml.safe_load``)::
     budgets:
       - task: point_cloud
         model: hbnode
-        solver: {rtol: 1.0e-3}     # optional: only runs with these solver settings
+        solver: {rtol: 1.0e-3}     # optional: only runs with these solver settings (method,
+                                   # rtol, atol, adjoint, backend, options, max_nfe)
         at: mean                   # ceilings on the mean over epochs (default), the first or the last
         max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5}
         min: {test_accuracy: 0.9}  # floors, on the last epoch
@@ -19,6 +20,7 @@ one whose runs record the value as no number (NaN, ±inf): a budget is never pas
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from tabulate import tabulate
 
 from harness.reports.aggregate import AT_CHOICES, run_value
 from harness.running.store import standing
+from harness.solvers.built_in import uses_tolerance
 from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
                                 positive_number, read_yaml, string, top_level)
 
@@ -39,7 +42,7 @@ FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "train_time_s", "forward_ti
           "backward_time_s", "eval_time_s", "loss")
 NFE_FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe")
 _LINE_KEYS = ("task", "model", "solver", "at", "max", "min", "tolerance")
-_SOLVER_KEYS = ("method", "rtol", "atol", "adjoint", "max_nfe")
+_SOLVER_KEYS = ("method", "rtol", "atol", "adjoint", "backend", "options", "max_nfe")
 DEFAULT_TOLERANCE = 0.1
 
 
@@ -246,9 +249,9 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
                     margin: float) -> list[Budget]:
     """Budgets refreshed from measured values: every existing line's ceilings and floors set
     to what its runs measured now, and a new line (forward, backward and eval NFE ceilings) for
-    each (task, model) the results hold that no line covers. Runs of one (task, model) with
-    several solver settings get one line per setting. The margin becomes the new lines'
-    tolerance."""
+    each (task, model, solver settings) the results hold that no line covers, narrowed to the
+    solver settings it was measured at (:func:`measured_at`), so that it never judges runs at
+    another tolerance or method. The margin becomes the new lines' tolerance."""
     ok = [r for r in records if r.get("status") == "ok"]
     budgets = []
     for budget in existing:
@@ -260,8 +263,8 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
                 if values and None not in values:
                     getattr(budget, bound)[name] = _round(fmean(values), bound)
         budgets.append(budget)
-    for (task, model, solver), runs in _groups(ok).items():
-        narrowing = dict(solver)
+    for (task, model, _), runs in _groups(ok).items():
+        narrowing = measured_at(runs[0])
         if any(b.task == task and b.model == model and all(_same(narrowing.get(k), v)
                for k, v in b.solver.items()) for b in budgets):
             continue
@@ -272,21 +275,22 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
 
 
 def _groups(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Runs by (task, model, solver narrowing); the narrowing (method, rtol, atol) is there only
-    when the results hold several solver settings for that (task, model)."""
-    settings: dict[tuple[str, str], set] = {}
-    for r in records:
-        settings.setdefault((r["task"], r["model"]), set()).add(_solver_key(r))
+    """Runs by (task, model, the solver settings they were measured at)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        several = len(settings[r["task"], r["model"]]) > 1
-        groups.setdefault((r["task"], r["model"], _solver_key(r) if several else ()), []).append(r)
+        settings = json.dumps(measured_at(r), sort_keys=True, default=str)
+        groups.setdefault((r["task"], r["model"], settings), []).append(r)
     return groups
 
 
-def _solver_key(record: dict[str, Any]) -> tuple:
+def measured_at(record: dict[str, Any]) -> dict[str, Any]:
+    """The solver settings that decide a run's NFE, as a budget line's ``solver:``: method,
+    backend, adjoint, the options when set, and rtol/atol unless the method takes fixed steps
+    (:func:`harness.solvers.built_in.uses_tolerance`)."""
     solver = record.get("config", {}).get("solver", {})
-    return tuple((k, solver.get(k)) for k in ("method", "rtol", "atol"))
+    keys = ["method", *(("rtol", "atol") if uses_tolerance(solver) else ()), "adjoint",
+            "backend", *(("options",) if solver.get("options") else ())]
+    return {key: solver[key] for key in keys if key in solver}
 
 
 def _round(value: float, bound: str) -> float:

@@ -6,5 +6,6 @@ words in claim_results and the tests of compare checks in claim_tests), compare,
 studies (work_precision), the renderer (render) and the page (page).
 
 May import: harness.contract, harness.suites.validation, harness.running.store,
-harness.running.tracebacks, harness.running.configs.
+harness.running.tracebacks, harness.running.configs, harness.solvers.built_in (which methods
+step on a fixed grid).
 """

@@ -17,6 +17,7 @@ from harness.reports.aggregate import Group, Stat, curve_stats, epoch_series, fo
 from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
                                      draw_tolerance, save)
 from harness.running.safe_files import Destination
+from harness.solvers.built_in import uses_tolerance
 
 
 # --- the figure kinds ------------------------------------------------------------------------
@@ -154,7 +155,8 @@ def draw_all(groups: Sequence[Group], out: Destination, prefix: str,
 
 def describe_settings(groups: Sequence[Group]) -> str:
     """The settings the groups' runs share, and the range of those that differ, e.g.
-    ``dopri5, tol 1e-07, adjoint, batch full, lr 0.01, 300 epochs``."""
+    ``dopri5, tol 1e-07, adjoint, batch full, lr 0.01, 300 epochs`` (no tolerance for
+    fixed-step methods such as rk4, which do not use one)."""
     configs = [run.get("config", {}) for group in groups for run in group.runs]
     solver = [config.get("solver", {}) for config in configs]
 
@@ -167,8 +169,11 @@ def describe_settings(groups: Sequence[Group]) -> str:
         return f"{format_number(present[0])}…{format_number(present[-1])}"
 
     parts = [values([s.get("method") for s in solver])]
-    rtol, atol = values([s.get("rtol") for s in solver]), values([s.get("atol") for s in solver])
-    parts.append(f"tol {rtol}" if rtol == atol else f"rtol {rtol}, atol {atol}")
+    adaptive = [s for s in solver if uses_tolerance(s)]  # a fixed-step method has no tolerance
+    if adaptive:
+        rtol = values([s.get("rtol") for s in adaptive])
+        atol = values([s.get("atol") for s in adaptive])
+        parts.append(f"tol {rtol}" if rtol == atol else f"rtol {rtol}, atol {atol}")
     adjoint = {s.get("adjoint") for s in solver}
     parts.append("adjoint" if adjoint == {True} else "backprop" if adjoint == {False} else
                  "adjoint and backprop" if adjoint >= {True, False} else "")

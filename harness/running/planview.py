@@ -1,12 +1,14 @@
 """``harness run SUITE --dry-run``: the plan as text — per task and model the runs, those done
 in the results directory, those resuming, those to run, whether their data is there, and the
-time they should take from earlier results of the same configuration."""
+time they should take (from earlier results of the same configuration, else from the reference
+timings shipped with the harness), saying which source each estimate came from."""
 from __future__ import annotations
 
 from tabulate import tabulate
 
 from harness.registry import Registry
-from harness.running.plan import DONE, RESUME, PlannedRun, SuitePlan, duration
+from harness.running.plan import (DONE, HISTORY, REFERENCE, RESUME, PlannedRun, SuitePlan,
+                                  duration)
 from harness.running.preflight import DataCheck, has_data_check
 
 
@@ -29,25 +31,46 @@ def render_plan(plan: SuitePlan, data: DataCheck, registry: Registry) -> str:
                      _data_cell(registry, task, lacking, len(todo)), estimate])
     lines = [f"{len(plan.runs)} runs; results directory {plan.out_dir}",
              tabulate(rows, ["task", "model", "runs", "done", "resuming", "to run", "data",
-                             "time (one at a time)"], tablefmt="simple", disable_numparse=True)]
+                             "time (sum of runs)"], tablefmt="simple", disable_numparse=True)]
     if data.missing:
         lines += ["", data.report().replace("; nothing was trained", "")]
-    seconds, unknown = SuitePlan(plan.out_dir, [run for run in plan.todo
-                                                if run.spec.key not in data.by_run],
-                                 plan.history).total_estimate_s()
-    runnable = len(plan.todo) - len(data.by_run)
+    runnable = plan.without(data.by_run)
+    seconds, unknown = runnable.total_estimate_s()
     lines.append("")
-    if not runnable:
+    if not runnable.todo:
         lines.append("nothing to run")
-    elif unknown == runnable:
-        lines.append(f"time: no estimate for the {runnable} runs to run (no earlier results of "
-                     f"their configurations in {plan.out_dir}; the progress display estimates "
-                     f"as soon as a run of each has timed an epoch)")
+        return "\n".join(lines)
+    todo = len(runnable.todo)
+    if unknown == todo:
+        lines.append(f"time: no estimate for the {todo} runs to run, {runnable.how()} "
+                     f"({_why_unknown(runnable)}; the progress display estimates as soon as a "
+                     f"run of each has timed an epoch)")
     else:
-        lines.append(f"time: {'at least ' if unknown else ''}{duration(seconds)} for the "
-                     f"{runnable} runs to run, one at a time, from earlier results in "
-                     f"{plan.out_dir}" + (f" ({unknown} of them without any)" if unknown else ""))
+        lines.append(f"time: {'at least ' if unknown else ''}{duration(seconds)} for the {todo} "
+                     f"runs to run, {runnable.how()}"
+                     + (f" ({unknown} of them without an estimate)" if unknown else ""))
+    lines += _sources(runnable)
     return "\n".join(lines)
+
+
+def _why_unknown(plan: SuitePlan) -> str:
+    if all(run.ensemble_size > 1 for run in plan.todo):
+        return "a member's time is its ensemble's, which no earlier solo run tells"
+    return (f"no earlier results of their configurations in {plan.out_dir}, and no shipped "
+            f"reference timing of them")
+
+
+def _sources(plan: SuitePlan) -> list[str]:
+    """One line per source the estimates came from."""
+    counts = plan.sources()
+    lines = []
+    if counts.get(HISTORY):
+        lines.append(f"  {counts[HISTORY]} runs estimated from earlier results in {plan.out_dir}")
+    if counts.get(REFERENCE):
+        lines.append(f"  {counts[REFERENCE]} runs estimated from the reference timings shipped "
+                     f"with the harness, measured on {plan.reference.machine} (your machine "
+                     f"differs: take them as an order of magnitude)")
+    return lines
 
 
 def _data_cell(registry: Registry, task: str, lacking: int, todo: int) -> str:

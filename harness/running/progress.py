@@ -19,7 +19,7 @@ from rich.text import Text
 
 from harness.contract import hookimpl
 from harness.running.eta import SuiteEta
-from harness.running.plan import RESUME, SuitePlan, duration, units
+from harness.running.plan import HISTORY, REFERENCE, RESUME, SuitePlan, duration, units
 
 
 class Progress:
@@ -77,7 +77,12 @@ class Progress:
         if unknown == self.total:
             return text + "; no earlier results of these configurations to estimate the time from"
         estimate = f"{'at least ' if unknown else ''}{duration(seconds)}"
-        text += f"; estimated {estimate} run one at a time, from earlier results"
+        sources = plan.sources()
+        origin = " and ".join(
+            (["earlier results"] if sources.get(HISTORY) else [])
+            + ([f"the shipped reference timings ({plan.reference.machine})"]
+               if sources.get(REFERENCE) else []))
+        text += f"; estimated {estimate} run {plan.how()}, from {origin}"
         return text + (f" ({unknown} runs without any yet)" if unknown else "")
 
     def suite_timing(self) -> str:

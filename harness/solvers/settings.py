@@ -10,9 +10,15 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.solvers import FixedGridODESolver
 
 #: Solver names a suite may use (torchdiffeq's).
 METHODS = tuple(sorted(SOLVERS))
+
+#: torchdiffeq's methods that step on a fixed grid (``options: {step_size: …}``): rtol and atol
+#: do not act on them.
+FIXED_GRID_METHODS = frozenset(name for name, solver in SOLVERS.items()
+                               if issubclass(solver, FixedGridODESolver))
 
 #: Messages torchdiffeq raises (as AssertionError) when a solve cannot go on.
 _SOLVER_FAILURES = ("underflow in dt", "max_num_steps exceeded", "non-finite values")

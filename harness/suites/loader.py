@@ -342,10 +342,14 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
         report.add("runs", f"{sum(map(_size, entries))} runs in all", _TOO_MANY)
     used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
-    defaults = check_settings(mapping(document.get("defaults", {}), "defaults", report,
-                                        "a mapping of run settings"),
-                               "defaults", report,
-                               Scope(registry.backends, used_tasks, used_families))
+    raw_defaults = dict(mapping(document.get("defaults", {}), "defaults", report,
+                                "a mapping of run settings"))
+    for key in [key for key in ("seed", "seeds") if key in raw_defaults]:
+        del raw_defaults[key]  # a run entry's key, not a setting: said plainly, not "unknown"
+        report.add(f"defaults.{key}", "seeds are given per run entry, not in defaults",
+                   "valid: `seeds:` (or `seed:`) in each entry of runs; without it, seed 0")
+    defaults = check_settings(raw_defaults, "defaults", report,
+                              Scope(registry.backends, used_tasks, used_families))
     schedules = {task.name: check_settings(dict(task.schedule), f"task {task.name!r} schedule",
                                             report, Scope(registry.backends, [task]))
                  for task in used_tasks}

@@ -86,11 +86,19 @@ class Diffusion1D(Task):
         batches = TensorBatches(h0.to(device), h1.to(device))
         return TaskData(train=batches, test=batches)
 
+    def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
+        """Nothing to miss: the initial state is drawn, no file is read."""
+        return []
+
     def build_model(self, ctx: BuildContext) -> nn.Module:
+        """The state is the grid, so its width follows ``task_options.points``: a suite need
+        not restate it (``ctx.widths`` is updated, so the record says the width used)."""
         points = ctx.options["points"]
-        if ctx.widths["n"] != points:
+        if ctx.widths["n"] not in (points, self.options["points"]):
             raise ValueError(f"widths.n: {ctx.widths['n']} must equal task_options.points "
-                             f"({points}): the state is the grid")
+                             f"({points}): the state is the grid (leave widths out and it "
+                             f"follows points)")
+        ctx.widths["n"] = points
         velocity = AtRest(ctx.velocity_channels(points, points)) if ctx.uses_velocity_net else None
         return SolveThenRead(ctx.ode(Diffusion(points), points), nn.Identity(), velocity)
 
