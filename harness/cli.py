@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
         outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
                             executor=executor, workers=execution.get("workers"),
                             address=execution.get("address"), unavailable=unavailable,
-                            ensemble=execution.get("ensemble"),
+                            ensemble=execution.get("ensemble"), settings=execution.get(executor),
                             files={RESULTS_CLAIMS: claims} if claims else {})
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from harness.contract import Family, Task, hookspec
 from harness.record import EpochRecord, RunRecord
-from harness.running.executors import Executor
+from harness.running.execution import Executor
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import RunSpec
 
@@ -37,7 +37,8 @@ def harness_tasks() -> Sequence[type[Task]]:
 
 @hookspec
 def harness_executors() -> Sequence[type[Executor]]:
-    """Return :class:`harness.running.executors.Executor` subclasses: where runs execute."""
+    """Return :class:`harness.Executor` subclasses: where runs execute (one is instantiated
+    per command; its ``Settings`` are read from the suite's ``execution.<name>``)."""
 
 
 @hookspec

@@ -14,7 +14,7 @@ from harness import contract, hookspecs
 from harness.contract import Family, Task
 from harness.registry import PluginFailure, Registry
 from harness.running import executors
-from harness.running.executors import Executor
+from harness.running.execution import Executor, settings_problem
 from harness.solvers import built_in as built_in_backends
 from harness.solvers.backends import SolverBackend
 
@@ -203,8 +203,9 @@ def initial_state_problem(family: type[Family]) -> str | None:
 
 
 def executor_problem(item: object) -> str | None:
-    return _subclass_problem(item, "harness_executors", Executor,
-                             "harness.running.executors.Executor")
+    """What is wrong with a contributed executor class (its class, its Settings), or None."""
+    problem = _subclass_problem(item, "harness_executors", Executor, "harness.Executor")
+    return problem or settings_problem(item)
 
 
 def backend_problem(item: object) -> str | None:

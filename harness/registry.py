@@ -32,7 +32,7 @@ class Registry:
     tasks: dict[str, Task] = field(default_factory=dict)
     """task name → the one instance of the class a plugin returned, made when it loaded."""
     executors: dict[str, type] = field(default_factory=dict)
-    """executor name → class (an :class:`harness.running.executors.Executor`), one per command."""
+    """executor name → class (an :class:`harness.Executor`), one instance per command."""
     backends: dict[str, SolverBackend] = field(default_factory=dict)
     """solver backend name → the one instance of the class a plugin returned: what runs built
     with this registry solve with."""

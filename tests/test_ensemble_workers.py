@@ -13,13 +13,13 @@ from typing import Iterator
 
 import pytest
 
-from harness import hookimpl
+from harness import Work, hookimpl
 from harness.plugins import load_registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.driver import run_suite
 from harness.running.ensembles import ensemble_id
 from harness.running.executors import Executor, RayCluster
-from harness.running.runner import RunConfigError, execute_run
+from harness.running.runner import RunConfigError
 from harness.suites.runspec import RunSpec
 from tests.conftest import CPU, make_spec
 
@@ -167,9 +167,9 @@ class _OneAtATime(Executor):
 
     name = "one_at_a_time"
 
-    def run(self, runs: list[RunSpec], notify, checkpoint_dir: Path | None) -> Iterator:
-        for spec in runs:
-            yield execute_run(spec, self.registry, CPU, notify)
+    def run(self, work: Work) -> Iterator:
+        for unit in work.units:
+            yield from work.execute(unit, "cpu")
 
 
 class _ProvidesOneAtATime:

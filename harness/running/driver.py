@@ -10,6 +10,8 @@ from typing import Any, Iterable, Mapping
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.environment import resolve_device
+from harness.running.execution import Work
+from harness.running.grouping import units
 from harness.running.observers import Observers
 from harness.running.preflight import unavailable_record
 from harness.running.runner import RunConfigError, solver_backend, widths_for
@@ -54,7 +56,7 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
               device: Any = "auto", force: bool = False, executor: str = "inline",
               workers: int | None = None, address: str | None = None,
               unavailable: dict[str, list[str]] | None = None,
-              ensemble: int | str | None = None,
+              ensemble: int | str | None = None, settings: Any = None,
               files: Mapping[str, bytes] | None = None) -> SuiteOutcome:
     """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
     on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
@@ -78,6 +80,9 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
     seed train together (:mod:`harness.running.ensembles`), each ensemble one unit of work for
     the executor; an ensemble's checkpoint goes once its last member's record is durable,
     unless its worker died (then a rerun resumes it).
+
+    ``settings`` are the executor's own (its ``Settings``, from the suite's
+    ``execution.<executor>``; None: their defaults).
     """
     check_runs(runs, registry)
     checkpoint_dir = Path(out_dir) / CHECKPOINT_DIR
@@ -108,15 +113,16 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
         todo = [spec for spec in todo if spec.key not in (unavailable or {})]
         if not todo:
             return outcome
-        runner = registry.executors[executor](registry, device, workers, address)
+        runner = registry.executors[executor](device, workers, address, settings)
         if ensemble not in (None, 1) and not runner.runs_ensembles:
             able = sorted(name for name, kind in registry.executors.items() if kind.runs_ensembles)
             raise RunConfigError(f"execution.ensemble: the {executor} executor runs one run per "
                                  f"unit of work; ensembles run with executor: "
                                  f"{', '.join(able)}")
-        runner.ensemble = ensemble
+        work = Work(units(todo, ensemble), Path(out_dir), checkpoint_dir, registry,
+                    Observers(registry))
         died: set[str] = set()  # ensembles a member of which died with its worker
-        for record in runner.run(todo, Observers(registry), checkpoint_dir):
+        for record in runner.run(work):
             _append(store, record, checkpoints)
             died_here = record.get("failure_kind") == "worker_died"
             if not died_here:

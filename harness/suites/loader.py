@@ -35,8 +35,8 @@ from harness.registry import Registry
 from harness.suites.levels import Scope, check_profiles, check_settings, merge, option_value
 from harness.suites.runspec import SETTINGS, RunSpec, default_settings
 from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_negative_int,
-                                       optional, positive_int, read_yaml, string, top_level,
-                                       valid_choices)
+                                       optional, positive_int, read_yaml, settings_of, string,
+                                       top_level, valid_choices)
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
 _EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
@@ -76,7 +76,8 @@ class Suite:
     runs: list[RunSpec]
     data_root: str | None
     execution: dict[str, Any] = field(default_factory=dict)
-    """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``."""
+    """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``,
+    ``ensemble``, and under an executor's name its ``Settings`` instance."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,16 +243,21 @@ def _size(entry: _Entry) -> int:
 def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[str, Any]:
     """``execution: {executor: local, workers: 2, address: …, ensemble: 10}``, each key
     optional (``ensemble``: runs that differ only in seed train together, at most this many at
-    once, or ``auto``: see :mod:`harness.running.ensembles`)."""
-    execution = mapping(value, "execution", report, f"a mapping with keys {', '.join(_EXECUTION_KEYS)}")
+    once, or ``auto``: see :mod:`harness.running.ensembles`), and an executor's own settings
+    under its name (``slurm: {partition: gpu}``), made into its ``Settings``."""
+    own = {name: kind.Settings for name, kind in registry.executors.items() if kind.Settings}
+    keys = [*_EXECUTION_KEYS, *sorted(own)]
+    execution = mapping(value, "execution", report, f"a mapping with keys {', '.join(keys)}")
     checks = {"executor": choice(registry.executors, "an executor"),
               "workers": positive_int, "address": string, "ensemble": ensemble_size}
     checked = {}
     for key, item in execution.items():
         if key in checks:
             checked[key] = report.check(join("execution", key), checks[key], item)
+        elif key in own:
+            checked[key] = settings_of(own[key], item, join("execution", key), report)
         else:
-            report.unknown(join("execution", key), f"unknown key {key!r}", key, _EXECUTION_KEYS)
+            report.unknown(join("execution", key), f"unknown key {key!r}", key, keys)
     return checked
 
 

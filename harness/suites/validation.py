@@ -3,9 +3,12 @@ file, the key path, what is wrong and what would be valid, with a did-you-mean f
 names."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
@@ -155,6 +158,68 @@ def choice(choices: Collection[str], noun: str) -> Callable[[Any], str]:
             return value
         raise Invalid(f"{value!r} is not {noun}", valid_choices(choices, value))
     return choice
+
+
+def list_of(check: Callable[[Any], Any]) -> Callable[[Any], list]:
+    """A list, each item passing ``check``."""
+    def list_of(value: Any) -> list:
+        if not isinstance(value, list):
+            raise Invalid(f"{value!r} is not a list", "valid: a list")
+        return [check(item) for item in value]
+    return list_of
+
+
+def mapping_of(check: Callable[[Any], Any]) -> Callable[[Any], dict]:
+    """A mapping with string keys, each value passing ``check``."""
+    def mapping_of(value: Any) -> dict:
+        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+            raise Invalid(f"{value!r} is not a mapping with string keys",
+                          "valid: a mapping of name to value")
+        return {key: check(item) for key, item in value.items()}
+    return mapping_of
+
+
+#: How a value of each plain type is checked (bool before int: True is an int in Python).
+TYPE_CHECKS: dict[type, Callable[[Any], Any]] = {bool: boolean, int: integer, float: number,
+                                                 str: string}
+
+
+def type_check(kind: Any) -> Callable[[Any], Any]:
+    """The check of a value declared as ``kind``: bool, int, float, str, ``list[X]``,
+    ``dict[str, X]`` and ``X | None`` (``Optional[X]``) are checked; anything else passes."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        others = [argument for argument in arguments if argument is not type(None)]
+        inner = type_check(others[0]) if len(others) == 1 else (lambda value: value)
+        return optional(inner) if len(others) < len(arguments) else inner
+    if origin is list:
+        return list_of(type_check(arguments[0]) if arguments else lambda value: value)
+    if origin is dict:
+        return mapping_of(type_check(arguments[1]) if arguments else lambda value: value)
+    return TYPE_CHECKS.get(kind, lambda value: value)
+
+
+def settings_of(declared: type, value: Any, at: str, report: Problems) -> Any:
+    """``declared`` (a dataclass: a plugin's settings) made from the mapping ``value``, each
+    key checked against its field's type; an unknown key, a wrong value or a ValueError from the
+    dataclass's own checks is reported (then None)."""
+    fields = [field.name for field in dataclasses.fields(declared) if field.init]
+    kinds = typing.get_type_hints(declared)
+    before = len(report.lines)
+    given = mapping(value, at, report, f"a mapping with keys {', '.join(fields) or '(none)'}")
+    checked = {}
+    for key, item in given.items():
+        if key in fields:
+            checked[key] = report.check(join(at, key), type_check(kinds[key]), item)
+        else:
+            report.unknown(join(at, key), f"unknown key {key!r}", key, fields)
+    if len(report.lines) > before:
+        return None
+    try:
+        return declared(**checked)
+    except ValueError as error:
+        report.add(at, str(error))
+        return None
 
 
 def mapping(value: Any, at: str, report: Problems, valid: str) -> dict:

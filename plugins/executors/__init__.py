@@ -1,0 +1,1 @@
+"""Executors that are plugins: Slurm through submitit (``pip install 'harness[slurm]'``)."""

@@ -1,0 +1,99 @@
+"""The Slurm executor (``harness_plugins.executors.slurm``, an executor plugin on submitit)
+end to end through ``harness run``, with submitit's local executor standing in for Slurm
+(``cluster: local``: each job a process here): a job killed mid-ensemble fails only its runs
+(``worker_died``, with the epochs of the ensemble's checkpoint, which stays) while the other
+job finishes, and the rerun resumes them from the checkpoint. The crawling family reaches the
+jobs through ``HARNESS_PLUGINS``."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.plugins import load_registry
+from harness.running.checkpoints import Checkpoints
+from harness.running.ensembles import ensemble_id
+from harness.suites.loader import load_suite
+
+pytest.importorskip("submitit")
+
+SUITE = """
+name: slurm-local
+execution:
+  executor: slurm
+  ensemble: auto
+  slurm: {{cluster: local, gpus: 0, cpus: 1, poll_s: 0.2, time_min: 10, folder: {jobs}}}
+defaults:
+  lr: 0.01
+  task_options: {{inner: 10, outer: 20}}
+  solver: {{backend: fast, rtol: 1.0e-3, atol: 1.0e-3}}
+runs:
+  - {{task: point_cloud, model: crawler, seeds: [0, 1], epochs: 6,
+     model_options: {{pid_file: {pid}}}}}
+  - {{task: point_cloud, model: node, seed: 0, epochs: 1}}
+"""
+
+
+def _kill_job_once_checkpointed(pid_file: Path, checkpoint: Path) -> threading.Thread:
+    """A thread that waits until the ensemble has checkpointed and its worker has written its
+    pid, then SIGKILLs the worker's parent: the submitit job's process (a lost job; the
+    worker dies with it)."""
+    def kill() -> None:
+        deadline = time.monotonic() + 300
+        while not (pid_file.exists() and checkpoint.is_file()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if time.monotonic() < deadline:
+            worker = int(pid_file.read_text())
+            job = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            os.kill(job, signal.SIGKILL)
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_a_lost_slurm_job_fails_only_its_runs_and_a_rerun_resumes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_PLUGINS", "tests.fault_plugins")
+    jobs, pid, out = tmp_path / "jobs", tmp_path / "pid", tmp_path / "out"
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE.format(jobs=jobs, pid=pid))
+    victims = [spec for spec in load_suite(suite, load_registry()).runs if spec.model == "crawler"]
+    identity = ensemble_id(victims)
+    checkpoints = Checkpoints(out / "checkpoints")
+
+    killer = _kill_job_once_checkpointed(pid, checkpoints.path(identity))
+    assert main(["run", str(suite), "--out", str(out), "--quiet", "--device", "cpu"]) == 1
+    killer.join(timeout=5)
+    first = {record["key"]: record for record in _records(out)}
+    (other,) = [record for record in first.values() if record["model"] == "node"]
+    assert other["status"] == "ok" and len(other["epochs"]) == 1
+    assert other["environment"]["torch_threads"] == 1  # execution.slurm.cpus reached the job
+    assert list(jobs.glob("*/*.out")), "no job logs in execution.slurm.folder"
+    kept = checkpoints.read(identity)
+    assert kept is not None, "the lost ensemble's checkpoint was dropped"
+    lost = [first[spec.key] for spec in victims]
+    for index, record in enumerate(lost):
+        assert record["status"] == "failed" and record["failure_kind"] == "worker_died"
+        assert "Slurm job" in record["error"] and "ended without its runs' records" in \
+            record["error"], record["error"]
+        assert record["ensemble"] == {"id": identity, "size": 2, "index": index}
+        assert record["epochs"] == kept["epochs"][index] and len(record["epochs"]) >= 1
+
+    assert main(["run", str(suite), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    again = {record["key"]: record for record in _records(out)[len(first):]}
+    assert sorted(again) == sorted(spec.key for spec in victims)  # the other run was skipped
+    for spec, before in zip(victims, lost):
+        record = again[spec.key]
+        assert record["status"] == "ok" and record["resumed_from_epoch"] == len(before["epochs"])
+        assert [epoch["epoch"] for epoch in record["epochs"]] == [1, 2, 3, 4, 5, 6]
+        assert record["epochs"][:len(before["epochs"])] == before["epochs"]
+    assert not list((out / "checkpoints").glob("*.pt"))
