@@ -78,7 +78,7 @@ def test_a_lost_slurm_job_fails_only_its_runs_and_a_rerun_resumes_them(tmp_path,
     assert other["status"] == "ok" and len(other["epochs"]) == 1
     assert other["environment"]["torch_threads"] == 1  # execution.slurm.cpus reached the job
     assert list(jobs.glob("*/*.out")), "no job logs in execution.slurm.folder"
-    kept = checkpoints.read(identity)
+    kept = checkpoints.read(identity, victims)
     assert kept is not None, "the lost ensemble's checkpoint was dropped"
     lost = [first[spec.key] for spec in victims]
     for index, record in enumerate(lost):
