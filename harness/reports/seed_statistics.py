@@ -11,6 +11,7 @@ seeds a decision would need (docs/claims.md).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -92,7 +93,9 @@ def welch(a: Sequence[float], b: Sequence[float],
         effect = 0.0 if difference == 0 else math.copysign(math.inf, difference)
         return TwoSampleTest(effect, math.inf, 1.0 if difference == 0 else 0.0, difference,
                              difference, difference, effect, len(a), len(b), 0.5, confidence)
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # nearly constant samples: the variances are still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
     interval = result.confidence_interval(confidence_level=confidence)
     return TwoSampleTest(float(result.statistic), float(result.df), float(result.pvalue),
                          difference, float(interval.low), float(interval.high),
