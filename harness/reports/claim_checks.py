@@ -203,6 +203,10 @@ def _growth(label: str, cells: dict[tuple[str, float], Sample], tols: list[float
     line = (f"{label}ratio " + ", ".join(f"{r:.3g} at tol {format_number(t)}"
                                           for t, r in zip(tols, means))
             + f"; per-seed growth per decade of tolerance {_stat(slopes)}; ")
+    unpaired = sorted({seed for values in per_cell.values() for seed in values} - set(seeds),
+                      key=str)
+    if unpaired:
+        line += f"seeds {', '.join(map(str, unpaired))} left out (not run in every cell); "
     test = one_sample(slopes, resamples)
     if test is None:
         line += "no test: needs two seeds at every tolerance or more"
