@@ -142,7 +142,7 @@ def test_holds_needs_no_correction_and_refuted_gets_it(tmp_path: Path) -> None:
     assert result.checks[1].evidence[1].endswith("cannot reach p < 0.05 → inconclusive")
 
 
-def test_seeds_to_decide_is_the_joint_power_of_every_pair() -> None:
+def test_seeds_to_decide_is_the_joint_power_of_every_pair(tmp_path: Path) -> None:
     """All pairs must hold together: the product of their powers (a lower bound of the joint
     power); a pair with no effect makes no number of seeds enough."""
     a, b, c = [10.0, 20.0, 30.0, 15.0], [14.0, 24.0, 32.0, 20.0], [15.0, 23.0, 33.0, 19.0]
@@ -151,6 +151,8 @@ def test_seeds_to_decide_is_the_joint_power_of_every_pair() -> None:
     joint = [power(t.welch.effect, t.welch.share_a, m) for t in pairs for m in (n - 1, n)]
     assert joint[1] * joint[3] >= 0.8 > joint[0] * joint[2]
     assert (n, [seeds_to_decide([pair], 0.05) for pair in pairs]) == (98, [74, 75])
+    claim = judge(tmp_path, COMPARE, seeds("hbnode", a) + seeds("node", b) + seeds("anode", c))
+    assert (claim.verdict, claim.seeds_needed) == (INCONCLUSIVE, 98)  # the page's "~98 seeds"
     zero = ClaimTest("", two_sample(a, a[::-1]), 0, welch(a, a[::-1]))
     assert seeds_to_decide([*pairs, zero], 0.05) is None
 
