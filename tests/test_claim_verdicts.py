@@ -272,3 +272,24 @@ def test_every_kind_over_seeds_with_every_run_failed_is_not_run(tmp_path: Path,
     runs = [record("pc", model, 0, [], status="failed", tol=tol)
             for model in ("hbnode", "node", "anode") for tol in (1e-2, 1e-3)]
     assert verdict(tmp_path, checks, runs)[0] == NOT_RUN
+
+
+@pytest.mark.parametrize("checks, records", [
+    (ONE_PAIR, lambda: seeds("hbnode", FEWER) + seeds("node", MORE) + failed("node", 1, first=5)),
+    (TREND, lambda: [run for seed, step in enumerate([5.0, 6.0, 7.0, 4.0, 5.5, 6.5])
+                     for run in curves("node", [20.0, 20.0 + step, 20.0 + 2 * step],
+                                       seeds=(seed,))] + failed("node", 1, first=6, epochs=3)),
+    (GROWS, lambda: _sweep([20.0, 40.0, 90.0], [10.0, 15.0, 30.0])
+     + failed("node", 1, first=6, tol=1e-2)),
+    (STALLS, lambda: _losses("anode", [0.3] * 8 + [1e-4] * 2) + _losses("hbnode", [1e-4] * 10)
+     + failed("hbnode", 1, first=10, epochs=2)),
+])
+def test_one_failed_run_where_a_check_needs_it_makes_it_incomplete(tmp_path: Path, checks: str,
+                                                                   records) -> None:
+    """Each planted case holds without its failed run; with it, the check cannot hold."""
+    planted = records()
+    assert verdict(tmp_path, checks, planted[:-1])[0] == HOLDS
+    verdict_, evidence = verdict(tmp_path, checks, planted)
+    assert verdict_ == INCOMPLETE
+    assert any("1 of " in line and "runs failed (1 solver); they cannot enter a test" in line
+               for line in evidence)
