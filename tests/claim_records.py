@@ -43,13 +43,13 @@ def seeds(model: str, values: list[float], first: int = 0, **options: Any) -> li
             for run in curves(model, [value], seeds=(seed,), **options)]
 
 
-def failed(model: str, count: int, kind: str = "solver", first: int = 0,
+def failed(model: str, count: int, kind: str = "solver", first: int = 0, epochs: int = 1,
            **options: Any) -> list:
     """``count`` failed runs (seeds ``first``, …) of the failure kind given (``nfe_cap``: the
-    solver's NFE cap)."""
+    solver's NFE cap), planned for ``epochs`` epochs."""
     runs = [record("pc", model, seed, [], status="failed", **options)
             for seed in range(first, first + count)]
     for run in runs:
         run["failure_kind"] = kind
-        run["config"]["epochs"] = 1  # as planned, like the ok runs of :func:`seeds`
+        run["config"]["epochs"] = epochs  # as planned, like the ok runs beside them
     return runs

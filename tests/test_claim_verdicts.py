@@ -142,7 +142,7 @@ def test_holds_needs_no_correction_and_refuted_gets_it(tmp_path: Path) -> None:
     assert result.checks[1].evidence[1].endswith("cannot reach p < 0.05 → inconclusive")
 
 
-def test_seeds_to_decide_is_the_joint_power_of_every_pair() -> None:
+def test_seeds_to_decide_is_the_joint_power_of_every_pair(tmp_path: Path) -> None:
     """All pairs must hold together: the product of their powers (a lower bound of the joint
     power); a pair with no effect makes no number of seeds enough."""
     a, b, c = [10.0, 20.0, 30.0, 15.0], [14.0, 24.0, 32.0, 20.0], [15.0, 23.0, 33.0, 19.0]
@@ -151,6 +151,8 @@ def test_seeds_to_decide_is_the_joint_power_of_every_pair() -> None:
     joint = [power(t.welch.effect, t.welch.share_a, m) for t in pairs for m in (n - 1, n)]
     assert joint[1] * joint[3] >= 0.8 > joint[0] * joint[2]
     assert (n, [seeds_to_decide([pair], 0.05) for pair in pairs]) == (98, [74, 75])
+    claim = judge(tmp_path, COMPARE, seeds("hbnode", a) + seeds("node", b) + seeds("anode", c))
+    assert (claim.verdict, claim.seeds_needed) == (INCONCLUSIVE, 98)  # the page's "~98 seeds"
     zero = ClaimTest("", two_sample(a, a[::-1]), 0, welch(a, a[::-1]))
     assert seeds_to_decide([*pairs, zero], 0.05) is None
 
@@ -210,7 +212,14 @@ def test_a_growing_advantage_is_tested_over_seeds_at_every_tolerance(tmp_path: P
         "ratio 1.98 at tol 0.01, 2.64 at tol 0.001, 2.98 at tol 0.0001; per-seed growth per "
         "decade of tolerance 0.5013 ± 0.015 (n=6, 95% CI [0.486, 0.5166]); sign-flip test of "
         "the mean = 0.501, p = 0.031 (exact, 64 splits) → holds")
-    assert verdict(tmp_path, GROWS, _sweep([20.0, 40.0, 40.0], [10.0, 15.0, 30.0]))[0] == REFUTED
+    shrinks = _sweep([20.0, 40.0, 40.0], [10.0, 15.0, 30.0])
+    assert verdict(tmp_path, GROWS, shrinks)[0] == REFUTED  # p = 2/64 = 0.031
+    # a second check refuting at 0.031 too: Holm across the claim's checks refutes neither
+    both = GROWS + GROWS.replace("backward_nfe", "forward_nfe")
+    assert verdict(tmp_path, both, shrinks)[0] == INCONCLUSIVE
+    # a seed only one model ran is named, not paired
+    extra = grows + [run for tol in (1e-2, 1e-3, 1e-4) for run in seeds("node", [50.0], 6, tol=tol)]
+    assert "seeds 6 left out (not run in every cell); " in verdict(tmp_path, GROWS, extra)[1][0]
     flat = _sweep([20.0, 30.0, 40.0], [10.0, 15.0, 20.0], spread=(-3.0, 3.0, -2.0, 2.0, 1.0, -1.0))
     assert verdict(tmp_path, GROWS, flat)[0] == INCONCLUSIVE
     one_seed = _sweep([20.0, 40.0, 90.0], [10.0, 15.0, 30.0], spread=(0.0,))
@@ -263,3 +272,24 @@ def test_every_kind_over_seeds_with_every_run_failed_is_not_run(tmp_path: Path,
     runs = [record("pc", model, 0, [], status="failed", tol=tol)
             for model in ("hbnode", "node", "anode") for tol in (1e-2, 1e-3)]
     assert verdict(tmp_path, checks, runs)[0] == NOT_RUN
+
+
+@pytest.mark.parametrize("checks, records", [
+    (ONE_PAIR, lambda: seeds("hbnode", FEWER) + seeds("node", MORE) + failed("node", 1, first=5)),
+    (TREND, lambda: [run for seed, step in enumerate([5.0, 6.0, 7.0, 4.0, 5.5, 6.5])
+                     for run in curves("node", [20.0, 20.0 + step, 20.0 + 2 * step],
+                                       seeds=(seed,))] + failed("node", 1, first=6, epochs=3)),
+    (GROWS, lambda: _sweep([20.0, 40.0, 90.0], [10.0, 15.0, 30.0])
+     + failed("node", 1, first=6, tol=1e-2)),
+    (STALLS, lambda: _losses("anode", [0.3] * 8 + [1e-4] * 2) + _losses("hbnode", [1e-4] * 10)
+     + failed("hbnode", 1, first=10, epochs=2)),
+])
+def test_one_failed_run_where_a_check_needs_it_makes_it_incomplete(tmp_path: Path, checks: str,
+                                                                   records) -> None:
+    """Each planted case holds without its failed run; with it, the check cannot hold."""
+    planted = records()
+    assert verdict(tmp_path, checks, planted[:-1])[0] == HOLDS
+    verdict_, evidence = verdict(tmp_path, checks, planted)
+    assert verdict_ == INCOMPLETE
+    assert any("1 of " in line and "runs failed (1 solver); they cannot enter a test" in line
+               for line in evidence)

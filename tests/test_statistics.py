@@ -1,6 +1,6 @@
 """The statistics behind tables, claims and compare, against values worked by hand or printed in
 textbooks: the t interval of a mean, Welch's test, the seeds for 80 % power (Cohen's tables),
-Holm's adjusted p-values."""
+Holm's adjusted p-values, and the exact tests of claims counted by hand."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import math
 import pytest
 
 from harness.reports.aggregate import stat
+from harness.reports.exact_tests import fisher, least_seeds, one_sample, two_sample
 from harness.reports.seed_statistics import holm, mean_interval, power, seeds_for_power, welch
 
 
@@ -57,3 +58,33 @@ def test_holms_adjusted_p_values() -> None:
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 → 0.02, 0.03, 0.06, 0.04 → monotone 0.06
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == []
+
+
+def test_the_two_sample_permutation_test_counts_splits() -> None:
+    # 3 against 3 fully separated: 2 of the C(6, 3) = 20 splits are as extreme
+    test = two_sample([1.0, 2.0, 3.0], [10.0, 11.0, 12.0])
+    assert (test.p, test.min_p, test.splits, test.exact) == (pytest.approx(0.1),
+                                                              pytest.approx(0.1), 20, True)
+    # no spread on either side: Welch's t is ±∞ at 2 of 6 splits, 0 at the others
+    flat = two_sample([14.0, 14.0], [20.0, 20.0])
+    assert flat.p == pytest.approx(1 / 3) and flat.describe().startswith(
+        "permutation test of Welch's t = ±∞, p = 0.33 (exact, 6 splits)")
+    assert two_sample([5.0, 5.0], [5.0, 5.0]).p == 1.0 and two_sample([1.0], [2.0, 3.0]) is None
+    # censored values (+inf) rank above every finite one, tied among themselves
+    censored = two_sample([math.inf, math.inf, math.inf, 1.0], [2.0, 3.0, 4.0, 5.0])
+    ranks = two_sample([7.0, 7.0, 7.0, 1.0], [2.0, 3.0, 4.0, 5.0])  # their pooled ranks
+    assert censored.name.endswith("on ranks") and censored.p == ranks.p
+    large = two_sample(list(range(20)), [v + 10.0 for v in range(20)], resamples=999)
+    assert (large.splits, large.exact) == (999, False) and large.p < 0.01
+
+
+def test_the_sign_flip_test_and_fishers_exact_test() -> None:
+    # all three positive: 1 of 2^3 sign patterns as large, two-sided 2/8
+    assert one_sample([1.0, 2.0, 3.0]).p == pytest.approx(0.25)
+    assert one_sample([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).p == pytest.approx(2 / 64)
+    assert one_sample([0.0, 0.0]).p == 1.0 and one_sample([1.0]) is None
+    # 3 of 3 against 0 of 3: the hypergeometric tables' p = 0.1, and nothing smaller exists
+    test = fisher(3, 3, 0, 3)
+    assert (test.p, test.min_p) == (pytest.approx(0.1), pytest.approx(0.1))
+    assert fisher(0, 5, 0, 5).p == 1.0 and fisher(0, 5, 0, 5).min_p == 1.0
+    assert least_seeds(0.05) == 4 and least_seeds(0.01) == 5

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from harness.reports.aggregate import Group, format_number, stat
 from harness.reports.claim_contexts import Sample, contexts, differing, sample
@@ -133,7 +132,7 @@ def trend_check(check: Check, groups: list[Group], resamples: int) -> PendingChe
                 points = [(e["epoch"], e[o["value"]]) for e in run.get("epochs", [])
                           if _number(e.get(o["value"]))]
                 if len(points) > 1:
-                    slopes.append(float(stats.linregress(*zip(*points)).slope))
+                    slopes.append(_slope(*zip(*points)))
                     firsts.append(points[0][1])
                     lasts.append(points[-1][1])
             if not slopes:
@@ -199,15 +198,25 @@ def _growth(label: str, cells: dict[tuple[str, float], Sample], tols: list[float
     for seed in seeds:
         ratios = [ratio({m: per_cell[(m, tol)][seed] for m in models}) for tol in tols]
         if all(math.isfinite(r) for r in ratios):
-            slopes.append(float(stats.linregress(x, ratios).slope))
+            slopes.append(_slope(x, ratios))
     means = [ratio({m: float(np.mean(cells[(m, tol)].values)) for m in models}) for tol in tols]
     line = (f"{label}ratio " + ", ".join(f"{r:.3g} at tol {format_number(t)}"
                                           for t, r in zip(tols, means))
             + f"; per-seed growth per decade of tolerance {_stat(slopes)}; ")
+    unpaired = sorted({seed for values in per_cell.values() for seed in values} - set(seeds),
+                      key=str)
+    if unpaired:
+        line += f"seeds {', '.join(map(str, unpaired))} left out (not run in every cell); "
     test = one_sample(slopes, resamples)
     if test is None:
         line += "no test: needs two seeds at every tolerance or more"
     return ClaimTest(line, test, int(np.sign(np.mean(slopes))) if slopes else 0)
+
+
+def _slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """The least-squares slope of y against x."""
+    dx = np.asarray(x, dtype=float) - np.mean(x)
+    return float(dx @ (np.asarray(y, dtype=float) - np.mean(y)) / (dx @ dx))
 
 
 def _rtol(group: Group) -> float | None:

@@ -104,24 +104,30 @@ def differing(a: Group, b: Group) -> list[str]:
     keys = dict.fromkeys([k for config in (*runs_a.values(), *runs_b.values()) for k in config])
     found = []
     for key in keys:
-        values_a = {_text(config.get(key)) for config in runs_a.values()}
-        values_b = {_text(config.get(key)) for config in runs_b.values()}
-        per_seed = any(_text(runs_a[s].get(key)) != _text(runs_b[s].get(key)) for s in shared)
+        values_a = {config.get(key) for config in runs_a.values()}
+        values_b = {config.get(key) for config in runs_b.values()}
+        per_seed = any(runs_a[s].get(key) != runs_b[s].get(key) for s in shared)
         if per_seed or (len(values_a) == len(values_b) == 1 and values_a != values_b):
-            found.append(f"{key} ({' / '.join(sorted(values_a))} vs "
-                         f"{' / '.join(sorted(values_b))})")
+            found.append(f"{key} ({' / '.join(sorted(map(_text, values_a)))} vs "
+                         f"{' / '.join(sorted(map(_text, values_b)))})")
     return found
 
 
 def _conditions(group: Group) -> dict[Any, dict[str, Any]]:
-    """Per seed, the run's flat configuration less the model's and the seed's keys."""
-    return {run.get("seed"): {key: value for key, value in flatten(run.get("config", {})).items()
+    """Per seed, the run's flat configuration less the model's and the seed's keys, each value
+    hashable (a mapping as its JSON text)."""
+    return {run.get("seed"): {key: _hashable(value)
+                              for key, value in flatten(run.get("config", {})).items()
                               if key.split(".")[0] not in _MODEL_KEYS}
             for run in group.runs}
 
 
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict) else value
+
+
 def _text(value: Any) -> str:
-    return "—" if value is None else json.dumps(value, sort_keys=True, default=str)
+    return "—" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
 def _key(setting: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ _TIE = 1e-12
 class ExactTest:
     """A test's statistic, two-sided p-value and the smallest two-sided p-value any outcome
     could give (``min_p``); ``splits`` is how many permutations made the null distribution,
-    ``exact`` whether they were all of them."""
+    ``exact`` whether they were all of them (0 splits: not a permutation test)."""
 
     name: str
     statistic: float
@@ -41,6 +41,8 @@ class ExactTest:
 
     def describe(self) -> str:
         """E.g. ``permutation test of Welch's t = -3.2, p = 0.008 (exact, 252 splits)``."""
+        if not self.splits:  # not a permutation test
+            return f"{self.name}, p = {self.p:.2g}"
         how = f"exact, {self.splits:,} splits" if self.exact else f"{self.splits:,} random splits"
         statistic = ("±∞" if abs(self.statistic) >= _NO_SPREAD else f"{self.statistic:.3g}")
         return f"{self.name} = {statistic}, p = {self.p:.2g} ({how})"
@@ -113,7 +115,7 @@ def fisher(stalled_a: int, runs_a: int, stalled_b: int, runs_b: int) -> ExactTes
     total = stalled_a + stalled_b
     extremes = (max(0, total - runs_b), min(runs_a, total))
     return ExactTest("Fisher's exact test", stalled_a / runs_a - stalled_b / runs_b,
-                     p(stalled_a), min(p(k) for k in extremes), 1, True)
+                     p(stalled_a), min(p(k) for k in extremes), 0, True)
 
 
 def least_seeds(alpha: float) -> int:
