@@ -150,6 +150,15 @@ def test_a_checkpoint_planted_as_a_link_is_replaced(tmp_path, victim):
     assert checkpoints.read("k")["epochs"] == [{"epoch": 1}]
 
 
+def test_check_update_writes_no_budget_through_a_planted_link(tmp_path, victim):
+    results, budgets = tmp_path / "results", tmp_path / "budgets.yaml"
+    some_records(results)
+    (tmp_path / f".budgets.yaml.{os.getpid()}.tmp").symlink_to(victim)  # a guessable temporary
+    assert main(["check", str(results), "--budgets", str(budgets), "--update"]) == 0
+    assert victim.read_text() == "precious data\n"
+    assert not budgets.is_symlink() and "hbnode" in budgets.read_text()
+
+
 # --- reads that would block, fail or never end ----------------------------------------------
 
 
