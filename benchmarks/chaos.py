@@ -100,6 +100,16 @@ def records(out: Path) -> tuple[list[dict], int]:
     return whole, corrupt
 
 
+def after_failure(found: list[dict]) -> Counter:
+    """Of the runs with a failed record (a worker killed under them): how many there were
+    (``failed_runs``), how many later ended ok (``ended_ok``) and how many of those continued
+    from their checkpoint (``resumed``: their ok record says ``resumed_from_epoch``)."""
+    failed = {r["key"] for r in found if r["status"] != "ok"}
+    ok = {r["key"]: r for r in found if r["status"] == "ok" and r["key"] in failed}
+    return Counter(failed_runs=len(failed), ended_ok=len(ok),
+                   resumed=sum("resumed_from_epoch" in r for r in ok.values()))
+
+
 def fingerprint(record: dict) -> list[dict]:
     """A run's epochs without their times: what must equal an uninterrupted run's."""
     return [{k: v for k, v in epoch.items() if not k.endswith("_time_s")}
@@ -175,6 +185,7 @@ def main() -> None:
             tally["lost"] += len(set(reference) - set(standing))
             tally["corrupt"] += corrupt
             tally["failed"] += sum(r["status"] != "ok" for r in found)
+            tally.update(after_failure(found))
             tally["differ"] += sum(fingerprint(r) != reference.get(key) for key, r in standing.items())
             tally["runs"] += len(standing)
 
@@ -185,8 +196,9 @@ def main() -> None:
     print(f"records lost        : {tally['lost']}")
     print(f"records duplicated  : {tally['duplicated']}")
     print(f"records corrupt     : {tally['corrupt']}")
-    print(f"failed records      : {tally['failed']} (worker_died, kept as history; each such run "
-          f"resumed and ended ok)")
+    print(f"failed records      : {tally['failed']} (worker_died, kept as history), of "
+          f"{tally['failed_runs']} runs: {tally['ended_ok']} of them ended ok, "
+          f"{tally['resumed']} resumed from their checkpoint")
     print(f"epochs != reference : {tally['differ']} of {tally['runs']} runs")
 
 

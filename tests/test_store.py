@@ -67,6 +67,20 @@ def test_a_torn_tail_is_moved_aside_and_the_rerun_writes_whole_records(suite, tm
     assert "its last line was cut off (57 bytes" in caplog.text
 
 
+def test_a_whole_last_record_missing_only_its_newline_is_kept_not_retrained(suite, tmp_path,
+                                                                            capsys, caplog):
+    out = tmp_path / "out"
+    assert run(suite, out) == 0
+    whole = results_path(out).read_bytes()
+    results_path(out).write_bytes(whole[:-1])  # e.g. an editor that drops the final newline
+    assert [r["model"] for r in read_records(out)] == ["node", "hbnode"]
+    capsys.readouterr()
+    assert run(suite, out) == 0
+    assert "0 runs done (0 failed), 2 skipped as already finished" in capsys.readouterr().out
+    assert results_path(out).read_bytes() == whole  # the newline put back, nothing moved aside
+    assert not list(out.glob("results.jsonl.torn-*")) and "cut off" not in caplog.text
+
+
 def test_readers_skip_a_torn_last_line_with_a_warning(tmp_path, caplog):
     write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
     with open(results_path(tmp_path), "a") as handle:

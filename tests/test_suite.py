@@ -566,3 +566,61 @@ def test_default_settings_are_fresh_each_time():
     first["model_options"]["gamma"] = 1.0
     assert default_settings()["solver"]["options"] == {}
     assert default_settings()["model_options"] == {}
+
+
+# --- a suite's size -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry, at, what", [
+    ("seeds: {start: 0, count: 1000000000}", "runs[0].seeds.count", "1000000000 seeds"),
+    ("grid: {" + ", ".join(f"{key}: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" for key in (
+        "lr", "epochs", "eval_every", "grad_clip", "time_limit_s", "batch_size", "solver.rtol",
+        "solver.atol", "task_options.size", "task_options.noise")) + "}",
+     "runs[0].grid", "10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 grid points"),
+    ("models: [a, b]\n    seeds: {count: 60000}", "runs[0]",
+     "1 tasks x 2 models x 1 grid points x 60000 seeds = 120000 runs"),
+])
+def test_a_suite_too_large_to_plan_is_refused_naming_the_key_and_the_limit(tmp_path, registry,
+                                                                           entry, at, what):
+    """Not a MemoryError or an hour of expanding: the loader counts before it expands."""
+    path = write(tmp_path, f"runs:\n  - task: toy\n    {entry}\n")
+    if "models" not in entry:
+        path.write_text(path.read_text() + "    model: node\n")
+    else:
+        path.write_text(path.read_text().replace("models: [a, b]", "models: [node, hbnode]"))
+    assert problem(path, registry, at) == (f"{path}: {at}: {what}; valid: at most 100000 runs "
+                                           f"in a suite (split a larger study into suites)")
+
+
+def test_entries_under_the_limit_that_add_up_over_it_are_refused(tmp_path, registry):
+    path = write(tmp_path, """
+        runs:
+          - {task: toy, model: node, seeds: {count: 60000}}
+          - {task: toy, model: hbnode, seeds: {count: 60000}}
+        """)
+    assert problem(path, registry, "runs") == (f"{path}: runs: 120000 runs in all; valid: at "
+                                               f"most 100000 runs in a suite (split a larger "
+                                               f"study into suites)")
+
+
+def test_twenty_thousand_seeds_load_and_plan_with_each_lookup_done_once(tmp_path, registry,
+                                                                        monkeypatch):
+    """Planning stays linear and light: package versions looked up once per (task, model),
+    each run's key hashed once, and an explicit seed list checked for repeats in one pass (it
+    was quadratic)."""
+    from harness.running.plan import NEW, plan_suite
+    from harness.suites import runspec
+
+    lookups, hashes = [], []
+    real_provenance, real_sha = registry.provenance, runspec.hashlib.sha256
+    monkeypatch.setattr(registry, "provenance", lambda *a: lookups.append(a) or
+                        real_provenance(*a))
+    monkeypatch.setattr(runspec.hashlib, "sha256", lambda data: hashes.append(1) or
+                        real_sha(data))
+    seeds = ", ".join(map(str, range(20_000)))
+    path = write(tmp_path, f"runs:\n  - {{task: toy, model: node, seeds: [{seeds}]}}\n")
+    suite = load_suite(path, registry)
+    plan = plan_suite(suite.runs, tmp_path / "out")
+    assert len(plan.runs) == 20_000 and all(run.state == NEW for run in plan.runs)
+    assert sorted(lookups) == [("model", "node"), ("task", "toy")]
+    assert len(hashes) == 20_000

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -32,6 +31,7 @@ import yaml
 from tabulate import tabulate
 
 from harness.reports.aggregate import AT_CHOICES, run_value
+from harness.running.safe_files import Folder
 from harness.running.store import standing
 from harness.solvers.built_in import uses_tolerance
 from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
@@ -307,10 +307,5 @@ def write_budgets(path: str | Path, budgets: list[Budget], tolerance: float) -> 
                 "budgets": [budget.as_yaml(tolerance) for budget in budgets]}
     header = ("# NFE budgets, checked by `harness check RESULTS --budgets THIS_FILE`;\n"
               "# refreshed from measured values by adding `--update`.\n")
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:  # the user's file is replaced whole or not at all (Ctrl-C, a full disk)
-        temporary.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    path = Path(path)  # replaced whole or not at all (Ctrl-C, a full disk), no link followed
+    Folder(path.parent).write(path.name, header + yaml.safe_dump(document, sort_keys=False))
