@@ -183,6 +183,11 @@ def test_a_first_plan_estimates_from_the_reference_and_says_so(tmp_path: Path) -
     plan = plan_suite([a, b, other], tmp_path, reference=reference, workers=2)
     assert plan.estimate(plan.runs[0]) == (40.0, HISTORY)
     assert plan.total_estimate_s() == (40.0, 1)  # 80 s of runs, two at a time
+    fresh = plan_suite([a, other], tmp_path / "fresh", reference=reference)
+    clock = FakeClock()
+    progress, _ = display(fresh, clock)
+    progress.harness_run_started(a)  # no epoch timed yet: the reference's 1.5 s an epoch
+    assert progress.run_timing(a) == "0s elapsed, ETA 15s"
 
 
 def test_members_of_an_ensemble_are_not_estimated_from_solo_timings(tmp_path: Path) -> None:

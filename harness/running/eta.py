@@ -3,7 +3,9 @@
 A run's remaining time comes from its own pace once it has finished an epoch in this
 invocation (seconds per epoch so far × epochs left); before that, from earlier runs of the
 same configuration (:class:`harness.running.plan.History`, which also learns from the runs
-that end now), else from other runs of its configuration in progress. The suite's remaining
+that end now), else from other runs of its configuration in progress, else from the shipped
+reference timings (:mod:`harness.running.reference`; not for ensemble members, whose time is
+their ensemble's). The suite's remaining
 time is the sum over the runs not yet ended, divided by the number of runs seen running at
 once; runs with no estimate yet are counted, so the total is shown as a lower bound.
 """
@@ -42,6 +44,8 @@ class SuiteEta:
         self.start = clock()
         self.history = plan.history.copy()  # learns from the runs that end now
         self.waiting = {run.spec.key: run for run in plan.todo}
+        self.reference = {run.spec.key: plan.reference.per_epoch(run.spec.config())
+                          for run in plan.todo if run.ensemble_size == 1}
         self.running: dict[str, _Running] = {}
         self.ended = 0
         self.parallel = 1
@@ -97,4 +101,4 @@ class SuiteEta:
         now, wanted = self.clock(), configuration(spec.config())
         paces = [run.pace(now) for run in self.running.values()
                  if run.epochs_here and configuration(run.spec.config()) == wanted]
-        return sum(paces) / len(paces) if paces else None
+        return sum(paces) / len(paces) if paces else self.reference.get(spec.key)
