@@ -11,6 +11,7 @@ the message says what of the run is kept);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -346,7 +347,12 @@ def _list(registry: Registry) -> int:
             for name, family in sorted(registry.families.items())]
     rows += [("task", name, registry.package_of("task", name), task.metric)
              for name, task in sorted(registry.tasks.items())]
-    print(tabulate(rows, headers=["kind", "name", "package", "state parts / metric"]))
+    rows += [("executor", name, registry.package_of("executor", name),
+              ", ".join(field.name for field in dataclasses.fields(executor.Settings))
+              if executor.Settings else "")
+             for name, executor in sorted(registry.executors.items())]
+    print(tabulate(rows, headers=["kind", "name", "package",
+                                  "state parts / metric / settings"]))
     if registry.failures:
         print("\nplugins that failed to load:")
         for failure in registry.failures:

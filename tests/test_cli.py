@@ -73,6 +73,9 @@ def test_list_shows_plugins_and_their_package(capsys):
     for name in ("node", "anode", "sonode", "hbnode", "ghbnode", "point_cloud"):
         assert f" {name} " in listing
     assert "h, m" in listing and "harness" in listing
+    assert " inline " in listing and " local " in listing
+    (slurm,) = [line for line in listing.splitlines() if line.startswith("executor  slurm ")]
+    assert "partition, account" in slurm  # its settings, execution.slurm's keys
 
 
 @pytest.mark.parametrize("out", ["/", "/tmp/..", "a-file"])

@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from harness import ExecutorUnavailable
 from harness.cli import main
 from harness.plugins import load_registry
 from harness.running.checkpoints import Checkpoints
+from harness.running.driver import run_suite
 from harness.running.ensembles import ensemble_id
 from harness.suites.loader import load_suite
+from harness_plugins.executors import slurm
+from tests.conftest import make_spec
 
 pytest.importorskip("submitit")
 
@@ -97,3 +101,12 @@ def test_a_lost_slurm_job_fails_only_its_runs_and_a_rerun_resumes_them(tmp_path,
         assert [epoch["epoch"] for epoch in record["epochs"]] == [1, 2, 3, 4, 5, 6]
         assert record["epochs"][:len(before["epochs"])] == before["epochs"]
     assert not list((out / "checkpoints").glob("*.pt"))
+
+
+def test_without_submitit_the_slurm_executor_says_what_to_install(tmp_path, monkeypatch, registry):
+    monkeypatch.setattr(slurm, "submitit", None)
+    spec = make_spec(model="node", epochs=1)
+    with pytest.raises(ExecutorUnavailable, match=r"pip install 'harness\[slurm\]'"):
+        run_suite([spec], registry, tmp_path, "cpu", executor="slurm")
+    results = tmp_path / "results.jsonl"
+    assert not results.exists() or not results.read_text()  # nothing ran, nothing recorded

@@ -23,8 +23,15 @@ from typing import Any, Iterator
 
 from harness import Executor, ExecutorUnavailable, Work, hookimpl
 
+try:
+    import submitit
+except ImportError:  # the executor says so when it is used
+    submitit = None
+
 HARNESS_CONTRACT = 2
 CLUSTERS = ("slurm", "local")
+#: Lines of submitit's message for a job without a result that say nothing of why.
+_NOISE = ("-", "You can check", "submitit ", "No error stream", "No output/error stream")
 
 
 @dataclass(frozen=True)
@@ -103,11 +110,9 @@ class Slurm(Executor):
 
     def _submitter(self, work: Work) -> Any:
         """A submitit executor with this executor's settings."""
-        try:
-            import submitit
-        except ImportError:
+        if submitit is None:
             raise ExecutorUnavailable("the slurm executor needs submitit: pip install "
-                                      "'harness[slurm]'") from None
+                                      "'harness[slurm]'")
         settings: SlurmSettings = self.settings
         folder = Path(settings.folder) if settings.folder else work.out_dir / "slurm"
         submitter = submitit.AutoExecutor(folder=folder / "%j", cluster=settings.cluster)
@@ -127,15 +132,16 @@ class Slurm(Executor):
 
 
 def _records(job: Any, unit: list, work: Work, device: str) -> list[dict]:
-    """The records the job returned, or, when it ended without them, the unit's records as
-    lost (each run ``worker_died``, resumable from its checkpoint)."""
+    """The records the job returned, or, when it ended without them (killed, cancelled, past
+    its time limit, lost with its node, or it raised), the unit's records as lost: each run
+    ``worker_died``, resumable from its checkpoint."""
     try:
         return job.result()
-    except Exception as error:  # submitit's UncompletedJobError: killed, cancelled, timed out
-        last = [line for line in str(error).splitlines() if line.strip()][-1:] or ["?"]
+    except submitit.core.utils.UncompletedJobError as error:
+        said = [line.strip() for line in str(error).splitlines()]
+        why = [line for line in said if line and not line.startswith(_NOISE)][-1:] or ["?"]
         return work.lost(unit, f"Slurm job {job.job_id} ended without its runs' records "
-                               f"({job.state}): {last[0].strip()}; its log: {job.paths.stderr}",
-                         device)
+                               f"({why[0]}); its log: {job.paths.stderr}", device)
 
 
 @hookimpl
