@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from harness.running import grouping
 from harness.running.checkpoints import Checkpoints
+from harness.running.configs import without_seed
 from harness.running.driver import CHECKPOINT_DIR
 from harness.running.ensembles import ensemble_id
 from harness.running.store import finished_keys, read_records
@@ -25,8 +26,7 @@ DONE, RESUME, NEW = "done", "resume", "new"
 def configuration(config: dict[str, Any]) -> str:
     """A run's configuration less its seed, as text: runs that differ only in their seed take
     about the same time per epoch."""
-    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True,
-                      default=str)
+    return json.dumps(without_seed(config), sort_keys=True, default=str)
 
 
 def units(spec: RunSpec) -> int:

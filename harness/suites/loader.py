@@ -266,7 +266,9 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
                                             for key, value in settings["task_options"].items()}
                 for seed in entry.seeds:
                     versions = {"task": registry.provenance("task", task.name),
-                                "model": registry.provenance("model", model)}
+                                "model": registry.provenance("model", model),
+                                "task_version": task.version,
+                                "model_version": registry.families[model].version}
                     spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
                                                  versions)
                     runs.setdefault(spec.key, spec)
