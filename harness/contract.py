@@ -66,6 +66,17 @@ PROFILES: Mapping[str, str] = {
 }
 
 
+#: A run's floating-point precision (run setting ``precision``) and its torch dtype. While a
+#: run's data and model are made and while it trains, the harness makes it torch's default
+#: dtype, so a task makes its floating tensors in ``torch.get_default_dtype()`` (``torch.randn``,
+#: ``torch.tensor`` of floats and ``nn.Linear`` do by themselves). The half precisions run on
+#: a CUDA device only.
+PRECISIONS: Mapping[str, torch.dtype] = MappingProxyType({
+    "float32": torch.float32, "float64": torch.float64,
+    "bfloat16": torch.bfloat16, "float16": torch.float16,
+})
+
+
 class Family(nn.Module):
     """A dynamics family. Subclass it, set the class attributes, implement :meth:`derivatives`.
 
@@ -77,6 +88,10 @@ class Family(nn.Module):
 
     #: The name suites use, lower case.
     name: ClassVar[str]
+    #: The family's version, part of every run's key: raise it when a change alters the numbers
+    #: of runs already recorded (the dynamics, a parameter's initialisation), so that
+    #: ``harness run`` reruns them and reports tell the older records apart. An integer ≥ 1.
+    version: ClassVar[int] = 1
     #: Names of the state parts: ("h",), ("h", "m"), ("h", "m", "v"), ("q", "p"), …
     parts: ClassVar[tuple[str, ...]] = ("h",)
     #: The part a task reads the model's output from (the head of a classifier, an ODE-RNN's
@@ -292,6 +307,10 @@ class Task:
 
     #: The name suites use, lower case.
     name: ClassVar[str]
+    #: The task's version, part of every run's key: raise it when a change alters the numbers
+    #: of runs already recorded (its data, networks, loss or metrics), so that ``harness run``
+    #: reruns them and reports tell the older records apart. An integer ≥ 1.
+    version: ClassVar[int] = 1
     #: Default schedule (the paper's Table 1): epochs, batch_size, lr, optimizer, solver.
     schedule: ClassVar[dict[str, Any]] = {}
     #: The widths the task was tuned with, per family name, e.g. {"hbnode": {"n": 2, "h": 14}}
@@ -375,5 +394,5 @@ __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
     "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
-    "Structure", "State", "VJP", "PROFILES",
+    "Structure", "State", "VJP", "PROFILES", "PRECISIONS",
 ]

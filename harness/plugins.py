@@ -162,6 +162,8 @@ def family_problem(item: object) -> str | None:
     if problem or not isinstance(item, type):
         return problem
     name, parts = item.name, item.parts
+    if not _is_version(item.version):
+        return _version_problem("family", name, item.version)
     if (not isinstance(parts, tuple) or not parts or not all(isinstance(p, str) and p for p in parts)
             or len(set(parts)) != len(parts)):
         return f"family {name!r}: parts must be a non-empty tuple of distinct names, not {parts!r}"
@@ -214,4 +216,17 @@ def backend_problem(item: object) -> str | None:
 
 
 def task_problem(item: object) -> str | None:
-    return _subclass_problem(item, "harness_tasks", Task, "harness.Task")
+    problem = _subclass_problem(item, "harness_tasks", Task, "harness.Task")
+    if problem is None and isinstance(item, type) and not _is_version(item.version):
+        return _version_problem("task", item.name, item.version)
+    return problem
+
+
+def _is_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _version_problem(kind: str, name: str, value: object) -> str:
+    """Why a family's or task's ``version`` is refused."""
+    return (f"{kind} {name!r}: version {value!r} is not an integer >= 1 (raise it by one when a "
+            f"change alters the numbers of runs already recorded)")

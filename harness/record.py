@@ -59,7 +59,10 @@ class RunRecord(_RequiredFields, total=False):
     config: dict[str, Any]
     """The resolved run settings (:meth:`harness.suites.runspec.RunSpec.config`)."""
     packages: dict[str, str]
-    versions: dict[str, str]
+    versions: dict[str, str | int]
+    """What ran, in which version (:attr:`harness.suites.runspec.RunSpec.versions`): the
+    packages providing the task and the model, and ``task_version``/``model_version`` (absent
+    in records made before they were kept)."""
     environment: dict[str, Any]
     """Device, threads, package versions, git revision (:mod:`harness.running.environment`)."""
     started_at: str

@@ -30,7 +30,9 @@ def make_spec(task: str = "point_cloud", model: str = "hbnode", seed: int = 0,
 
 @pytest.fixture
 def float64():
-    """torch's default dtype float64 for the test (exactness tests compare NFE step for step)."""
+    """torch's default dtype float64 for the test, for tests that make blocks, models or data
+    themselves (exactness tests compare NFE step for step); a run takes ``precision="float64"``
+    instead, which sets it for the run alone."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield

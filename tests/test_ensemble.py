@@ -27,8 +27,8 @@ TINY = {"inner": 10, "outer": 20}
 
 def _specs(model: str, **settings):
     solver = {"backend": "fast", "rtol": 1e-7, "atol": 1e-7, **settings.pop("solver", {})}
-    return [make_spec(model=model, seed=seed, solver=solver, task_options=TINY, **settings)
-            for seed in SEEDS]
+    return [make_spec(model=model, seed=seed, solver=solver, task_options=TINY,
+                      precision="float64", **settings) for seed in SEEDS]
 
 
 def _batch(registry, spec):
@@ -110,7 +110,7 @@ def with_failing_seed():
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_each_member_trains_as_its_solo_run(with_failing_seed, float64, model, tmp_path):
+def test_each_member_trains_as_its_solo_run(with_failing_seed, model, tmp_path):
     """Three epochs (full batch: three iterations) of four seeds, seed 2's loss NaN at its
     second iteration: every member's record has its solo run's status, failure, NFE per epoch
     (forward, backward, evaluation), and losses and metrics to rounding; final parameters too."""
@@ -141,8 +141,7 @@ def test_each_member_trains_as_its_solo_run(with_failing_seed, float64, model, t
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_each_member_takes_the_steps_of_its_solo_run_on_torchdiffeq(with_failing_seed, float64,
-                                                                    model):
+def test_each_member_takes_the_steps_of_its_solo_run_on_torchdiffeq(with_failing_seed, model):
     """The same four seeds as above, each alone on the torchdiffeq backend (odeint_adjoint):
     every member of the fast backend's ensemble has its solo torchdiffeq run's status and NFE
     in every epoch and phase, its losses to rounding."""
@@ -231,15 +230,14 @@ def test_a_suites_ensemble_size_is_checked(registry, tmp_path, value, problem):
     assert load_suite(path, registry).execution == {"ensemble": "auto"}
 
 
-def test_an_ensemble_out_of_memory_is_halved_until_it_fits(with_failing_seed, float64, tmp_path,
-                                                           caplog):
+def test_an_ensemble_out_of_memory_is_halved_until_it_fits(with_failing_seed, tmp_path, caplog):
     """Five seeds whose dynamics fit two members' rows at most (a GPU too small for the
     ensemble): out of memory in the first iteration, the unit runs as ensembles of 3 and 2,
     then 2, 1 and 2; every member ends ``ok`` with its solo run's NFE, and no record of the
     failed attempts is kept."""
     runs = [make_spec(model="out_of_memory_above", seed=seed, epochs=2, task_options=TINY,
-                      model_options={"rows": 60}, solver={"backend": "fast"})
-            for seed in range(5)]
+                      model_options={"rows": 60}, solver={"backend": "fast"},
+                      precision="float64") for seed in range(5)]
     outcome = run_suite(runs, with_failing_seed, tmp_path, CPU, ensemble="auto")
     assert [r.get("ensemble") and (r["ensemble"]["size"], r["ensemble"]["index"])
             for r in outcome.records] == [(2, 0), (2, 1), None, (2, 0), (2, 1)]

@@ -31,13 +31,13 @@ def mnist(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_each_member_trains_as_its_solo_run(registry, mnist, float64, model):
+def test_each_member_trains_as_its_solo_run(registry, mnist, model):
     """Three seeds, two batches of four images each (each member in its own order): each
     member's NFE in every phase and its test accuracy equal its solo run's, its losses agree
     to rounding."""
     specs = [make_spec(task="mnist", model=model, seed=seed, epochs=1, batch_size=4, lr=1e-3,
-                       solver={"backend": "fast", "rtol": 1e-3, "atol": 1e-3})
-             for seed in range(3)]
+                       solver={"backend": "fast", "rtol": 1e-3, "atol": 1e-3},
+                       precision="float64") for seed in range(3)]
     solo = [execute_run(spec, registry, CPU) for spec in specs]
     records = execute_ensemble(specs, registry, CPU)
     for record, alone in zip(records, solo):

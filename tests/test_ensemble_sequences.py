@@ -42,13 +42,12 @@ def data_root(tmp_path, monkeypatch):
 def _specs(task: str, model: str, **options):
     return [make_spec(task=task, model=model, seed=seed, epochs=1, batch_size=4, lr=1e-3,
                       task_options={**OPTIONS, **options},
-                      solver={"backend": "fast", "rtol": 1e-3, "atol": 1e-3})
-            for seed in range(4)]
+                      solver={"backend": "fast", "rtol": 1e-3, "atol": 1e-3},
+                      precision="float64") for seed in range(4)]
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_each_member_trains_and_is_measured_as_its_solo_run(registry, data_root, float64,
-                                                             model):
+def test_each_member_trains_and_is_measured_as_its_solo_run(registry, data_root, model):
     """Four seeds, seed 2 with a NaN in a training window (its step size underflows in the
     next solve): every member's record has its solo run's status and failure, the same NFE in
     every phase, and its losses, validation and adjoint-decay curve to rounding."""
@@ -94,7 +93,8 @@ def test_a_member_whose_durations_are_all_zero_is_not_solved(float64):
     member: member 1 (all zero) keeps its state, gets the incoming gradient back unchanged and
     counts no evaluation, while the others count their solo blocks' evaluations."""
     registry = load_registry()
-    specs = [make_spec(model="hbnode", seed=seed, solver={"backend": "fast"}) for seed in (0, 1, 2)]
+    specs = [make_spec(model="hbnode", seed=seed, solver={"backend": "fast"}, precision="float64")
+             for seed in (0, 1, 2)]
     builts = [build_run(spec, registry, CPU) for spec in specs]
     members = Members(3)
     stacked = stack_models([built.model for built in builts], members).ode
@@ -114,7 +114,7 @@ def test_a_member_whose_durations_are_all_zero_is_not_solved(float64):
         assert counts["forward"][m] == builts[m].counter.take()["forward"] > 0
 
 
-def test_the_authors_forecast_solves_through_the_stamps_as_alone(registry, data_root, float64):
+def test_the_authors_forecast_solves_through_the_stamps_as_alone(registry, data_root):
     """``forecast: authors`` (a solve per interval through the forecast stamps, the fast
     backend's ``through``): each member's NFE as its solo run's, its losses to rounding."""
     specs = _specs("plane_vibration", "hbnode", forecast="authors")

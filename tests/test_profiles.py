@@ -25,6 +25,8 @@ def test_settings_added_later_stay_out_of_the_key_at_their_defaults():
     assert make_spec(profile="paper").key == paper.key
     assert make_spec(profile="authors-code").key != paper.key
     assert make_spec(lr_restarts={2: 1e-3}).key != paper.key
+    assert make_spec(precision="float32").key == paper.key
+    assert make_spec(precision="float64").key != paper.key
 
 
 def test_the_shipped_ci_suite_keeps_its_keys(registry):

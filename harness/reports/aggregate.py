@@ -1,10 +1,12 @@
 """Seed aggregation shared by the tables, figures, comparison and claims.
 
 Runs are grouped by (suite, task, model, setting): the *setting* is the values of the
-configuration keys that vary between runs of one suite and task with the same model and seed
-(a grid over ``solver.tol`` gives one setting per tolerance), so runs that differ only by seed
-land in one group. Every statistic is over a group's ok runs: mean, sample standard deviation
-(None below two values), n and the 95 % confidence interval of the mean
+configuration keys — and of the task's and the model's versions (:data:`VERSION_KEYS`) — that
+vary between runs of one suite and task with the same model and seed (a grid over
+``solver.tol`` gives one setting per tolerance; records of an older version of the task form
+groups of their own, :func:`older`), so runs that differ only by seed land in one group.
+Every statistic is over a group's ok runs: mean, sample standard deviation (None below two
+values), n and the 95 % confidence interval of the mean
 (:func:`harness.reports.seed_statistics.mean_interval`).
 """
 from __future__ import annotations
@@ -26,6 +28,9 @@ AT_CHOICES = ("mean", "first", "last")
 
 #: Configuration keys that never make a setting: they name the run, or follow from its seed.
 _IDENTITY_KEYS = ("task", "model", "seed")
+#: The versions a run's group is told apart by, as they appear in a setting: the task's and
+#: the family's own (:attr:`harness.Task.version`; None in records made before they were kept).
+VERSION_KEYS = ("task_version", "model_version")
 
 
 @dataclass(frozen=True)
@@ -108,16 +113,25 @@ class Group:
         """A top-level record field (``params``, ``paper_params``) of the group's first run."""
         return (self.ok or self.runs)[0].get(key)
 
+    def versions(self) -> dict[str, Any]:
+        """The task's and the model's version (:data:`VERSION_KEYS`) its runs were made with
+        (the same for all: versions that differ between runs of a model make settings)."""
+        return _versions(self.runs[0])
+
 
 def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
-    """The groups of the records' standing runs (:func:`harness.running.store.standing`), in the
-    order first seen."""
-    runs = standing(records)
+    """The groups of the records' standing runs, in the order first seen. A run stands by its
+    record in each suite (:func:`harness.running.store.standing` over the suite's records): a
+    run recorded by two suites is shown in both."""
+    by_suite: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_suite.setdefault(record.get("suite", ""), []).append(record)
+    runs = [run for suite_records in by_suite.values() for run in standing(suite_records)]
     varying = _varying_keys(runs)
     groups: dict[tuple[Any, ...], Group] = {}
     for run in runs:
         scope = (run.get("suite", ""), run["task"])
-        flat = flatten(run.get("config", {}))
+        flat = _described(run)
         setting = {key: flat.get(key) for key in varying.get(scope, [])}
         key = (*scope, run["model"], json.dumps(setting, sort_keys=True, default=str))
         if key not in groups:
@@ -133,7 +147,7 @@ def run_value(run: dict[str, Any], name: str, at: str = "mean",
     (``*_time_s``) of a run trained in an ensemble is the ensemble's, not the run's: None
     unless ``ensemble_times``, so tables, figures, claims, budgets and comparisons of time
     leave ensemble members out."""
-    if name.endswith("_time_s") and run.get("ensemble") and not ensemble_times:
+    if _ensemble_time(run, name) and not ensemble_times:
         return None
     values = [epoch[name] for epoch in run.get("epochs", [])
               if isinstance(epoch.get(name), (int, float)) and not isinstance(epoch[name], bool)]
@@ -148,9 +162,12 @@ def epoch_series(runs: Sequence[dict[str, Any]], name: str,
                  log: bool = False) -> tuple[list[int], list[Stat]]:
     """Per epoch number (ascending), the stat across runs of an epoch field (with ``log``, of
     log10 of its positive values); epochs where no run has a value are left out (e.g. test
-    fields between evaluations)."""
+    fields between evaluations), and so are the times of ensemble members (as in
+    :func:`run_value`: they are the ensemble's)."""
     by_epoch: dict[int, list[float]] = {}
     for run in runs:
+        if _ensemble_time(run, name):
+            continue
         for epoch in run.get("epochs", []):
             value = epoch.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -160,6 +177,11 @@ def epoch_series(runs: Sequence[dict[str, Any]], name: str,
              else stat(by_epoch[number]) for number in epochs]
     kept = [(number, s) for number, s in zip(epochs, stats) if s.n]
     return [number for number, _ in kept], [s for _, s in kept]
+
+
+def _ensemble_time(run: dict[str, Any], name: str) -> bool:
+    """Whether ``name`` is a time and ``run`` trained in an ensemble: the ensemble's time."""
+    return name.endswith("_time_s") and bool(run.get("ensemble"))
 
 
 def curve_stats(curves: Sequence[Sequence[float]], log: bool = False) -> list[Stat]:
@@ -200,20 +222,51 @@ def format_number(value: Any) -> str:
     return str(value)
 
 
+def older(groups: Sequence[Group]) -> list[Group]:
+    """The groups of one suite and task whose runs were made with an older version of the task,
+    or of their model, than another group's (records made before versions were kept count as
+    older than any that have one)."""
+    def rank(version: Any) -> int:
+        return version if isinstance(version, int) else 0
+
+    newest: dict[tuple[str, str], int] = {}
+    for group in groups:
+        versions = group.versions()
+        for name, owner in zip(VERSION_KEYS, (group.task, group.model)):
+            key = (name, owner)
+            newest[key] = max(newest.get(key, 0), rank(versions[name]))
+    return [group for group in groups
+            if any(rank(group.versions()[name]) < newest[(name, owner)]
+                   for name, owner in zip(VERSION_KEYS, (group.task, group.model)))]
+
+
+def _versions(run: dict[str, Any]) -> dict[str, Any]:
+    versions = run.get("versions") or {}
+    return {name: versions.get(name) for name in VERSION_KEYS}
+
+
+def _described(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run's group is told apart by: its configuration as dotted keys, then the
+    versions of its task and model."""
+    return {**flatten(run.get("config", {})), **_versions(run)}
+
+
 def _varying_keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     """Per (suite, task), the config keys with more than one value among runs of the same
-    model and seed, in the order they appear in the configuration."""
+    model and seed, and the versions with more than one among runs of the same model (seeds
+    of two versions are not one group), in the order they appear."""
     seen: dict[tuple[Any, ...], dict[str, set[str]]] = {}
     order: dict[tuple[str, str], dict[str, None]] = {}
     for run in runs:
         scope = (run.get("suite", ""), run["task"])
-        flat = flatten(run.get("config", {}))
+        flat = _described(run)
         order.setdefault(scope, {}).update(dict.fromkeys(flat))
-        values = seen.setdefault((*scope, run["model"], run.get("seed")), {})
         for key, value in flat.items():
-            values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+            among = (run["model"],) if key in VERSION_KEYS else (run["model"], run.get("seed"))
+            seen.setdefault((*scope, *among), {}).setdefault(key, set()).add(
+                json.dumps(value, sort_keys=True, default=str))
     varying: dict[tuple[str, str], set[str]] = {}
-    for (suite, task, _, _), values in seen.items():
+    for (suite, task, *_), values in seen.items():
         varying.setdefault((suite, task), set()).update(
             key for key, distinct in values.items() if len(distinct) > 1)
     return {scope: [key for key in order[scope] if key in keys and key not in _IDENTITY_KEYS]

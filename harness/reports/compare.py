@@ -19,18 +19,20 @@ suites that differ only in the solver backend). For each quantity:
 
 A value an ok run records as NaN or ±inf is *unreadable*: like *worse*, it fails
 ``--fail-on-worse`` (a gate must not pass what it cannot read). Fewer NFE and less time are
-better, the metric by its task's ``higher_is_better``.
+better, the metric by its task's ``higher_is_better``. Groups whose runs were made with another
+version of the task or the model on each side are named (:attr:`Comparison.versions`): their
+numbers may have changed with the plugin, not the harness.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
 
-from harness.reports.aggregate import Group, Stat, group_runs
+from harness.reports.aggregate import VERSION_KEYS, Group, Stat, group_runs
 from harness.reports.seed_statistics import ALPHA, TwoSampleTest, holm, welch
 
 BETTER, WORSE, NOISE, MISSING = "better", "worse", "noise", "missing"
@@ -74,6 +76,8 @@ class Comparison:
     only_base: list[str]
     only_new: list[str]
     match: tuple[str, ...] = MATCH_FIELDS
+    versions: list[str] = field(default_factory=list)
+    """The compared groups made with another task or model version on each side, with both."""
 
     @property
     def worse(self) -> list[Change]:
@@ -107,10 +111,11 @@ def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
                            f"{', '.join(MATCH_FIELDS)}")
     base_groups = _by_key(group_runs(base), match, "BASE")
     new_groups = _by_key(group_runs(new), match, "NEW")
-    changes = []
+    changes, versions = [], []
     for key, old in base_groups.items():
         if key in new_groups:
             changes += _changes(old, new_groups[key], threshold, ensemble_times)
+            versions += _version_change(old, new_groups[key])
     # the verdicts of the changes without a test stand; the others are redecided
     tested = [change for change in changes if change.test is not None]
     for change, adjusted in zip(tested, holm([change.test.p for change in tested])):
@@ -118,7 +123,8 @@ def compare(base: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]],
         change.verdict = tested_verdict(change.test.difference, adjusted, change.base,
                                         change.lower_is_better, threshold, alpha)
     return Comparison(changes, [_name(g) for k, g in base_groups.items() if k not in new_groups],
-                      [_name(g) for k, g in new_groups.items() if k not in base_groups], match)
+                      [_name(g) for k, g in new_groups.items() if k not in base_groups], match,
+                      versions)
 
 
 def verdict(base: Stat, new: Stat, lower_is_better: bool, threshold: float) -> str:
@@ -154,6 +160,9 @@ def render(comparison: Comparison) -> str:
     counts = {v: sum(c.verdict == v for c in comparison.changes) for v in VERDICTS}
     counts[MISSING + " (a value on one side only)"] = counts.pop(MISSING)
     lines.append("quantities compared: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    if comparison.versions:
+        lines.append("made with another version of the task or model on each side (a change "
+                     "there may be the plugin's): " + "; ".join(comparison.versions))
     for side, groups in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
         if groups:
             lines.append(f"{len(groups)} task/model group{'s' * (len(groups) > 1)} not compared, "
@@ -185,6 +194,19 @@ def _changes(base: Group, new: Group, threshold: float, ensemble_times: bool) ->
                 if tested and decided != UNREADABLE else None)
         changes.append(Change(name, label, old, now, decided, lower_is_better, test))
     return changes
+
+
+def _version_change(base: Group, new: Group) -> list[str]:
+    """``["point_cloud/hbnode [ci]: task_version 1 → 2"]`` when the two groups' runs were made
+    with other versions of the task or the model (None: before versions were kept); else []."""
+    before, after = base.versions(), new.versions()
+    moved = [f"{name} {_version(before[name])} → {_version(after[name])}"
+             for name in VERSION_KEYS if before[name] != after[name]]
+    return [f"{_name(base)}: {', '.join(moved)}"] if moved else []
+
+
+def _version(value: Any) -> str:
+    return "unrecorded" if value is None else str(value)
 
 
 def _by_key(groups: list[Group], match: tuple[str, ...], side: str) -> dict[tuple[str, ...], Group]:

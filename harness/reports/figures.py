@@ -48,11 +48,13 @@ def learning_curves(groups: Sequence[Group], out: Destination,
 
 def time_per_epoch(groups: Sequence[Group], out: Destination,
                    formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
-    """Wall time of each epoch's training (forward, backward, optimiser step) against epoch."""
+    """Wall time of each epoch's training (forward, backward, optimiser step) against epoch;
+    runs trained in an ensemble are left out (their times are the ensemble's)."""
     panels = [_epoch_panel(groups, "train_time_s", "training time per epoch (s)")]
     return _epoch_figure(groups, out, formats, "time", panels,
                          "Wall time of the epoch's training: forward, backward and optimiser "
-                         "steps.")
+                         "steps; runs trained in an ensemble are left out (their times are the "
+                         "ensemble's).")
 
 
 def nfe_vs_tolerance(groups: Sequence[Group], out: Destination,

@@ -21,7 +21,8 @@ def load_results(*paths: str | os.PathLike) -> pd.DataFrame:
     ``config.*`` columns (``config.solver.method``, ``config.lr``, …) and the epoch record's
     fields (``epoch``, ``loss``, ``forward_nfe``, ``test_accuracy``, …; curves such as
     ``adjoint_norm`` as lists). A run that ended before its first epoch has one row with no
-    epoch. Runs stored more than once count by their standing record (the latest ``ok``).
+    epoch. A run stored more than once in a directory counts by its standing record (the
+    latest ``ok``); two directories holding the same run give a row each.
     Raises :class:`harness.running.store.ResultsError` for a path without records."""
     rows: list[dict[str, Any]] = []
     for record in standing_records(paths):

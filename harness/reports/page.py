@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.reports import figures as figs
 from harness.reports import work_precision
-from harness.reports.aggregate import Group, group_runs
+from harness.reports.aggregate import Group, group_runs, older
 from harness.reports.claim_results import INCONCLUSIVE, SYMBOLS
 from harness.reports.claim_verdicts import ClaimResult, evaluate
 from harness.reports.claims import (PAPER_CLAIMS, RESULTS_CLAIMS, ClaimsFile, load_claims,
@@ -77,7 +77,7 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
     else:
         folder = Folder(Path(out))
     out = folder.path
-    per_dir = [load_results([directory]) for directory in results]
+    per_dir, shared = _told_apart([load_results([directory]) for directory in results], results)
     records = [record for found in per_dir for record in found]
     files = claims_files(results, extra_claims, paper_claims)
     rows = summarize(records)
@@ -108,7 +108,7 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
             blocks.append(_image(figure, out))
     toc += [Link("Paper claims", "#claims"), Link("Environment", "#environment")]
 
-    head = _head(records, results, out, verdicts, toc)
+    head = _head(records, results, out, verdicts, toc, shared)
     page = head + blocks + _claims_blocks(verdicts, out) + _environment_blocks(records)
     title = f"harness report — {', '.join(dict.fromkeys(r.get('suite', '') for r in records))}"
     html_path = folder.write("index.html", to_html(title, page))
@@ -117,8 +117,24 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
                    [r for r in records if r.get("status") != "ok"])
 
 
+def _told_apart(per_dir: list[list[dict[str, Any]]], results: Sequence[Path]
+                ) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """Each directory's records, where a suite's name is in more than one directory renamed
+    ``<suite> (<directory>)``, so that each directory's runs stay apart (the same run in two
+    directories is two records, both shown); and the names so split."""
+    holders: dict[str, set[int]] = {}
+    for index, found in enumerate(per_dir):
+        for record in found:
+            holders.setdefault(record.get("suite", ""), set()).add(index)
+    shared = [suite for suite, where in holders.items() if len(where) > 1]
+    return [[{**record, "suite": f"{record.get('suite', '')} ({directory})"}
+             if record.get("suite", "") in shared else record for record in found]
+            for found, directory in zip(per_dir, results)], shared
+
+
 def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
-          verdicts: list[tuple[ClaimsFile, list[ClaimResult]]], toc: list[str | Link]) -> list[Block]:
+          verdicts: list[tuple[ClaimsFile, list[ClaimResult]]], toc: list[str | Link],
+          shared: list[str]) -> list[Block]:
     ok = sum(r.get("status") == "ok" for r in records)
     suites = ", ".join(dict.fromkeys(r.get("suite", "") for r in records))
     sources = ", ".join(f'"{_relative(Path(d), out)}"' for d in results)
@@ -132,6 +148,10 @@ def _head(records: list[dict[str, Any]], results: Sequence[Path], out: Path,
                   f"interval of the mean (no ± with one seed; n is the runs ok, or given); "
                   f"figures draw the mean as a line, ±1 std as a band and the 95 % CI as a "
                   f"fainter band. NFE are per training iteration, averaged over a run's epochs."),
+        *([Paragraph(f"Suite names found in more than one of the directories: "
+                     f"{', '.join(shared)}. Each directory's runs are shown apart, the suite "
+                     f"named with the directory (a run recorded in both appears in both).")]
+          if shared else []),
         Paragraph(f"Claims checked (all files): {counts}."),
         Items(toc),
     ]
@@ -145,6 +165,12 @@ def _section(title: str, anchor: str, suite: str, rows: list[dict[str, Any]],
     if paper_figure:
         text += f" The paper shows this task in {paper_figure}."
     blocks: list[Block] = [Heading(2, title, anchor), Paragraph(text), Table(headers, cells)]
+    stale = older(groups)
+    if stale:
+        blocks.append(Paragraph(
+            f"Older versions: {', '.join(group.label for group in stale)} — recorded with an "
+            f"older version of the task or model (its plugin's version) than other runs here, "
+            f"so their numbers may predate a change; `harness run` reruns them."))
     failed = [[f"{group.task}/{group.label}/seed {run.get('seed')}", failure_lines(run)]
               for group in groups for run in group.failed]
     if failed:

@@ -1,8 +1,16 @@
 """A run's configuration as flat ``dotted.key → value`` pairs: the columns of
-:func:`harness.load_results` and the tags the experiment trackers give each run."""
+:func:`harness.load_results` and the tags the experiment trackers give each run; and the
+configuration less its seed, what runs that differ only in seed share."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
+
+
+def without_seed(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's configuration (:meth:`harness.suites.runspec.RunSpec.config`) less its seed:
+    what runs that differ only in seed share (an ensemble's members; the runs whose times
+    estimate one another's)."""
+    return {key: value for key, value in config.items() if key != "seed"}
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,10 +25,12 @@ from harness.contract import TaskData
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import CheckpointWriteError, Checkpoints
+from harness.running.configs import without_seed
 from harness.running.deadline import Alarm
 from harness.running.failures import TimeLimitExceeded, failure_kind
 from harness.running.member_epochs import train_members
 from harness.running.observers import Notify, Observers
+from harness.running.precision import in_precision
 from harness.running.records import finish, mark_failed, new_record, restore_failure
 from harness.running.runner import (BuiltRun, build_run, count_parameters, solver_backend,
                                     task_options)
@@ -54,10 +56,8 @@ def ensemble_id(specs: Sequence[RunSpec]) -> str:
 
 def seedless(spec: RunSpec) -> str:
     """What runs of one ensemble share: everything of the run but its seed."""
-    config = spec.config()
-    del config["seed"]
-    return json.dumps([config, spec.versions, spec.data_root, spec.suite], sort_keys=True,
-                      default=str)
+    return json.dumps([without_seed(spec.config()), spec.versions, spec.data_root, spec.suite],
+                      sort_keys=True, default=str)
 
 
 def refusal(spec: RunSpec, registry: Registry) -> str | None:
@@ -84,8 +84,15 @@ def execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch
 
     With ``checkpoints``, the ensemble saves its state after every epoch under
     :func:`ensemble_id` and continues from there when run again (a checkpoint that cannot be
-    saved raises :class:`CheckpointWriteError`, no record).
+    saved raises :class:`CheckpointWriteError`, no record). The ensemble is made and trained in
+    its runs' precision (:mod:`harness.running.precision`).
     """
+    with in_precision(specs[0].precision):
+        return _execute_ensemble(specs, registry, device, notify, checkpoints)
+
+
+def _execute_ensemble(specs: Sequence[RunSpec], registry: Registry, device: torch.device,
+                      notify: Notify | None, checkpoints: Checkpoints | None) -> list[RunRecord]:
     spec, size, identity = specs[0], len(specs), ensemble_id(specs)
     if len({seedless(member) for member in specs}) > 1:
         raise ValueError("the runs of an ensemble may differ only in their seed")

@@ -18,6 +18,7 @@ import torch
 
 from harness.running import grouping
 from harness.running.checkpoints import Checkpoints
+from harness.running.configs import without_seed
 from harness.running.driver import CHECKPOINT_DIR
 from harness.running.ensembles import ensemble_id
 from harness.running.reference import ReferenceTimes
@@ -36,8 +37,7 @@ HISTORY, REFERENCE = "history", "reference"
 def configuration(config: dict[str, Any]) -> str:
     """A run's configuration less its seed, as text: runs that differ only in their seed take
     about the same time per epoch."""
-    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True,
-                      default=str)
+    return json.dumps(without_seed(config), sort_keys=True, default=str)
 
 
 def units(spec: RunSpec) -> int:

@@ -10,13 +10,14 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from harness.contract import BuildContext, Family, Task, TaskData
+from harness.contract import PRECISIONS, BuildContext, Family, Task, TaskData
 from harness.record import EpochRecord, RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import CheckpointWriteError, Checkpoints
 from harness.running.deadline import Alarm
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded
 from harness.running.observers import Notify, Observers
+from harness.running.precision import device_refusal, in_precision, stray_tensors
 from harness.running.records import finish, mark_failed, new_record
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import OPTIMIZERS, RunSpec
@@ -62,8 +63,12 @@ def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
 
 def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltRun:
     """Compose the task's networks with the family's dynamics, solved by the registry's backend
-    for the run (seeded, so init is reproducible)."""
+    for the run (seeded, so init is reproducible), in the run's precision: its data and its
+    training must be too (:func:`harness.running.precision.in_precision`)."""
     task, family = registry.tasks[spec.task], registry.families[spec.model]
+    refusal = device_refusal(spec.precision, device)
+    if refusal:
+        raise RunConfigError(f"{spec.label}: {refusal}")
     widths = widths_for(spec, registry)
     backend = solver_backend(spec, registry)
     counter = NFECounter()
@@ -73,7 +78,15 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
 
     seed_everything(spec.seed)
     context = BuildContext(family=family, widths=widths, ode=ode, options=task_options(task, spec))
-    model = task.build_model(context).to(device)
+    with in_precision(spec.precision):
+        model = task.build_model(context).to(device)
+    stray = stray_tensors(model, PRECISIONS[spec.precision])
+    if stray:
+        raise RunConfigError(
+            f"{spec.label}: the model holds {', '.join(stray[:3])}"
+            f"{f' and {len(stray) - 3} more' if len(stray) > 3 else ''}, not the run's "
+            f"precision {spec.precision}: task {task.name!r} (or family {spec.model!r}) makes "
+            f"floating tensors in torch.get_default_dtype(), which the harness sets to it")
     optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
     return BuiltRun(task, family, widths, model, optimizer, counter)
 
@@ -101,7 +114,14 @@ def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
     it exists, continues from there (the record says ``resumed_from_epoch``). The checkpoint
     stays when the run ends: whoever stores the record discards it once the record is durable.
     A checkpoint that cannot be saved raises :class:`CheckpointWriteError` (no record).
+    The run is made and trained in its precision (:mod:`harness.running.precision`).
     """
+    with in_precision(spec.precision):
+        return _execute_run(spec, registry, device, notify, checkpoints)
+
+
+def _execute_run(spec: RunSpec, registry: Registry, device: torch.device,
+                 notify: Notify | None, checkpoints: Checkpoints | None) -> RunRecord:
     notify = notify or Observers(registry)
     task = registry.tasks[spec.task]
     record = new_record(spec, registry, device, solver_backend(spec, registry))

@@ -163,15 +163,17 @@ def finished_keys(records: Iterable[RunRecord]) -> set[str]:
 
 
 def load_results(paths: Sequence[str | os.PathLike]) -> list[RunRecord]:
-    """The standing records of every results directory (or file) given, combined."""
+    """The standing records of each results directory (or file) given, one after another: a
+    directory's records never shadow another's (two directories holding the same run, say
+    trained solo in one and in an ensemble in the other, keep a record each)."""
     records: list[RunRecord] = []
     for given in paths:
         files = locate(given)
         found = [record for file in files for record in _file_records(file, file == Path(given))]
         if not found:
             raise ResultsError(f"{' and '.join(map(str, files))}: holds no result records")
-        records += found
-    return standing(records)
+        records += standing(found)
+    return records
 
 
 # --- writing ----------------------------------------------------------------------------------

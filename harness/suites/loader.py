@@ -282,7 +282,7 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
             data_root: str | None, registry: Registry) -> list[RunSpec]:
     """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
     runs: dict[str, RunSpec] = {}
-    versions: dict[tuple[str, str], dict[str, str]] = {}  # looked up once: metadata is slow
+    versions: dict[tuple[str, str], dict[str, Any]] = {}  # looked up once: metadata is slow
     for entry in entries:
         for task in entry.tasks:
             for model, point in itertools.product(entry.models, entry.grid):
@@ -297,7 +297,9 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
                                             for key, value in settings["task_options"].items()}
                 if (task.name, model) not in versions:
                     versions[task.name, model] = {"task": registry.provenance("task", task.name),
-                                                  "model": registry.provenance("model", model)}
+                                                  "model": registry.provenance("model", model),
+                                                  "task_version": task.version,
+                                                  "model_version": registry.families[model].version}
                 for seed in entry.seeds:
                     spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
                                                  versions[task.name, model])

@@ -6,8 +6,10 @@ solver's keys: :class:`harness.solvers.settings.SolverConfig`'s fields, checked 
 :func:`solver_checks`). The defaults a suite starts from (:func:`default_settings`), the keys the
 loader accepts and how it checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config`
 (stored in the record) and the key all derive from these fields. A setting added after records
-existed is made with ``keyed_from_default=False`` (``lr_restarts``, ``profile``): the key leaves
-it out while it holds its default, so every earlier run keeps its key and resumes.
+existed is made with ``keyed_from_default=False`` (``lr_restarts``, ``profile``, ``precision``):
+the key leaves it out while it holds its default. Besides the settings, the key holds the
+versions of what ran (:attr:`RunSpec.versions`): a new version of a task or family reruns its
+runs.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from harness.contract import PROFILES
+from harness.contract import PRECISIONS, PROFILES
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SolverConfig
 from harness.suites.validation import (boolean, choice, non_negative_int, optional, positive_int,
@@ -76,14 +78,21 @@ class RunSpec:
     profile: str = setting("paper", choice(PROFILES, "a profile"), keyed_from_default=False)
     """Whose settings the run follows where the paper's text and its authors' code differ
     (:data:`harness.contract.PROFILES`); the loader applies the task's settings for it."""
+    precision: str = setting("float32", choice(PRECISIONS, "a precision"),
+                             keyed_from_default=False)
+    """The floating-point precision of the run's data, model and solves
+    (:data:`harness.contract.PRECISIONS`): torch's default dtype while the run is made and
+    trained."""
     data_root: str | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-    """Versions of the packages providing the task and the model: part of the key."""
+    versions: dict[str, str | int] = field(default_factory=dict)
+    """What ran, in which version: ``task`` and ``model``, the package providing each and its
+    version; ``task_version`` and ``model_version``, the task's and the family's own
+    (:attr:`harness.Task.version`). Part of the key."""
 
     @classmethod
     def from_settings(cls, suite: str, task: str, model: str, seed: int,
                       settings: Mapping[str, Any], data_root: str | None = None,
-                      versions: dict[str, str] | None = None) -> "RunSpec":
+                      versions: dict[str, str | int] | None = None) -> "RunSpec":
         """Build from resolved settings (every key of :func:`default_settings`)."""
         values = {name: settings[name] for name in SETTINGS}
         values["solver"] = SolverConfig(**settings["solver"])
@@ -98,7 +107,8 @@ class RunSpec:
     @functools.cached_property
     def key(self) -> str:
         """Identifies the run across invocations: a hash of the resolved configuration and of
-        the plugin versions (computed once per spec: planning reads it often)."""
+        the versions of the task and the model (their packages' and their own; computed once
+        per spec: planning reads it often)."""
         config = self.config()
         if config["solver"]["backend"] == "torchdiffeq":  # the default keeps the keys it had
             del config["solver"]["backend"]

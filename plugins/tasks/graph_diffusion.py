@@ -37,7 +37,7 @@ def block_model(options: dict[str, Any], generator: torch.Generator) -> tuple[Te
     same = labels[:, None] == labels[None, :]
     probability = torch.where(same, options["p_in"], options["p_out"])
     upper = torch.rand(nodes, nodes, generator=generator).triu(1) < probability.triu(1)
-    adjacency = (upper | upper.T).float() + torch.eye(nodes)
+    adjacency = (upper | upper.T).to(torch.get_default_dtype()) + torch.eye(nodes)
     scale = adjacency.sum(1).rsqrt()
     normalised = (scale[:, None] * adjacency * scale[None, :]).to_sparse().coalesce()
     means = torch.randn(classes, options["features"], generator=generator) * options["signal"]
