@@ -78,7 +78,8 @@ td.num { text-align: right; white-space: nowrap; }
 tr.holds td:first-child { color: #070; font-weight: bold; }
 tr.refuted td:first-child { color: #b00; font-weight: bold; }
 tr.inconclusive td:first-child { color: #a60; }
-tr.incomplete td:first-child, tr.not-run td:first-child { color: #777; }
+tr.incomplete td:first-child, tr.not-run td:first-child,
+tr.not-comparable td:first-child { color: #777; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 90%; color: #444; }
 code { background: #f3f3f3; padding: 0 .2em; }
