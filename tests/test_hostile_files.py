@@ -159,6 +159,21 @@ def test_check_update_writes_no_budget_through_a_planted_link(tmp_path, victim):
     assert not budgets.is_symlink() and "hbnode" in budgets.read_text()
 
 
+def test_mlflow_makes_no_database_before_the_lock_nor_through_a_planted_link(suite, tmp_path,
+                                                                            victim, capsys,
+                                                                            monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    with ResultStore(out):  # another driver holds the folder
+        assert run(suite, out, "--track", "mlflow") == 2
+    assert not (out / "mlflow.db").exists()
+    (out / "mlflow.db").symlink_to(victim)
+    assert run(suite, out, "--track", "mlflow") == 0
+    assert victim.read_text() == "precious data\n"
+    assert f"UnsafePathError('{out / 'mlflow.db'}: not a regular file" in capsys.readouterr().out
+
+
 # --- reads that would block, fail or never end ----------------------------------------------
 
 

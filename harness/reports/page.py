@@ -66,7 +66,8 @@ def write_page(results: Sequence[Path], out: Path | None = None, extra_claims: S
                paper_claims: bool = True,
                formats: Sequence[str] = figs.DEFAULT_FORMATS) -> Written:
     """Write the report of the results directories into ``out`` (default: the only
-    directory's ``report/``); raise :class:`harness.running.store.ResultsError` or
+    directory's ``report/``), following no link below ``out`` (or below the results directory):
+    :mod:`harness.running.safe_files`; raise :class:`harness.running.store.ResultsError` or
     :class:`harness.reports.claims.ClaimsError` on bad input before writing anything."""
     if out is None:
         if len(results) != 1:

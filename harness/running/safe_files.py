@@ -34,6 +34,9 @@ class UnsafePathError(OSError):
     def __str__(self) -> str:
         return f"{self.filename}: {self.strerror}"
 
+    def __repr__(self) -> str:  # what a plugin failure shows: the file named
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 def open_regular(path: str | os.PathLike, flags: int, dir_fd: int | None = None,
                  follow: bool = False) -> int:
@@ -56,6 +59,13 @@ def open_regular(path: str | os.PathLike, flags: int, dir_fd: int | None = None,
 
 _REFUSED = ("not a regular file (symbolic links, FIFOs, devices and folders are refused; "
             "move it aside)")
+
+
+def check_regular(path: Path) -> None:
+    """Refuse (:class:`UnsafePathError`) whatever is at ``path`` unless it is a plain file or
+    nothing: for a file a library opens itself (a planted link is caught, not a race)."""
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise UnsafePathError(errno.EINVAL, _REFUSED, str(path))
 
 
 def open_folder(root: Path, below: PurePosixPath = PurePosixPath(), create: bool = True) -> int:

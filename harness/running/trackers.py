@@ -16,6 +16,7 @@ logged from its record when it ends.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from harness.contract import hookimpl
 from harness.running.configs import flatten
-from harness.running.safe_files import Folder
+from harness.running.safe_files import Folder, check_regular
 from harness.suites.runspec import RunSpec
 
 
@@ -108,11 +109,21 @@ class MLflowTracker:
             raise TrackerUnavailable("--track mlflow needs MLflow: pip install 'harness[mlflow]'") \
                 from None
         self.metric = Metric
-        self.uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                    or f"sqlite:///{Path(out_dir).resolve() / 'mlflow.db'}")
-        self.client = MlflowClient(tracking_uri=self.uri)
+        given = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self.database = None if given else Path(out_dir).resolve() / "mlflow.db"
+        self.uri = given or f"sqlite:///{self.database}"
+        self.make_client = MlflowClient
         self.experiments: dict[str, str] = {}
         self.runs: dict[str, str] = {}
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The MLflow client, made when the first run starts: under the results folder's lock,
+        since it creates ``mlflow.db`` there (sqlite follows links: one planted there is
+        refused)."""
+        if self.database is not None:
+            check_regular(self.database)
+        return self.make_client(tracking_uri=self.uri)
 
     def _experiment(self, suite: str) -> str:
         if suite not in self.experiments:

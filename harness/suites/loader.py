@@ -142,7 +142,7 @@ def _check_seeds(entry: dict, at: str, report: Problems) -> list[int]:
     seeds = [report.check(where, non_negative_int, value) for where, value in items]
     seen: set[int] = set()
     for (where, _), seed in zip(items, seeds):
-        if seed in seen:
+        if seed is not None and seed in seen:
             report.add(where, f"seed {seed} is listed twice", "valid: distinct seeds")
         seen.add(seed)
     return seeds
