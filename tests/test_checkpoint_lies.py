@@ -14,6 +14,7 @@ import os
 import resource
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,8 +69,9 @@ def _trained_from_scratch(record: dict[str, Any]) -> None:
 
 SOLO_LIES = {
     "no rng": (lambda s: s.pop("rng"), "no 'rng'"),
-    "torch rng of another size": (lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)),
-                                  "'rng': does not restore"),
+    "torch rng of another size": (
+        lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)),
+        "'rng': does not restore"),
     "python rng torn": (lambda s: s["rng"].update(python=[3, [1, 2, 3], None]),
                         "'rng': does not restore"),
     "elapsed x": (lambda s: s.update(elapsed_s="x"), "'elapsed_s' is 'x'"),
@@ -157,29 +159,32 @@ def test_an_honest_checkpoint_still_resumes(registry, tmp_path, caplog):
     assert "not a usable checkpoint" not in caplog.text
 
 
+def test_a_run_of_zero_epochs_resumed_from_its_checkpoint_records_epoch_0_once(registry,
+                                                                              tmp_path):
+    """Stopped after its checkpoint and before its record, a study of the untrained model
+    (``epochs: 0``) resumes with nothing left to do, alone or in an ensemble."""
+    checkpoints = Checkpoints(tmp_path)
+    spec, specs = replace(_solo(), epochs=0), [replace(s, epochs=0) for s in _members()]
+    for _ in range(2):  # the second time from the checkpoint the first left
+        record = execute_run(spec, registry, CPU, checkpoints=checkpoints)
+        records = execute_ensemble(specs, registry, CPU, checkpoints=checkpoints)
+    for resumed in (record, *records):
+        assert [e["epoch"] for e in resumed["epochs"]] == [0]
+        assert resumed["resumed_from_epoch"] == 1
+
+
 # --- saves the storage refuses ---------------------------------------------------------------
 
-SUITE = """
-name: saves
-runs:
-  - task: point_cloud
-    models: [node]
-    epochs: 2
-    task_options: {inner: 10, outer: 20}
-    solver: {method: rk4, options: {step_size: 0.5}}
-"""
-
-
-@pytest.fixture
-def suite(tmp_path: Path) -> Path:
-    path = tmp_path / "suite.yaml"
-    path.write_text(SUITE)
+def _suite(directory: Path, solver: str = "{method: rk4, options: {step_size: 0.5}}") -> Path:
+    """A suite of one tiny two-epoch point-cloud run."""
+    path = directory / "suite.yaml"
+    path.write_text(f"name: saves\nruns:\n  - {{task: point_cloud, models: [node], epochs: 2, "
+                    f"task_options: {{inner: 10, outer: 20}}, solver: {solver}}}\n")
     return path
 
 
-def test_a_save_refused_after_the_first_epoch_is_a_storage_failure(suite, tmp_path,
-                                                                   monkeypatch, capsys):
-    out, real, saves = tmp_path / "out", os.replace, []
+def test_a_save_refused_after_the_first_epoch_is_a_storage_failure(tmp_path, monkeypatch, capsys):
+    suite, out, real, saves = _suite(tmp_path), tmp_path / "out", os.replace, []
 
     def full_at_second_save(source, target):
         saves.append(target)
@@ -204,10 +209,10 @@ def test_a_save_refused_after_the_first_epoch_is_a_storage_failure(suite, tmp_pa
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_a_real_file_size_limit_on_checkpoints_ends_with_exit_3_and_records_no_failure(
-        suite, tmp_path, executor):
+        tmp_path, executor):
     """``ulimit -f`` smaller than a checkpoint: the first save fails (in a worker process too),
     nothing is recorded failed, the message says no checkpoint exists; a rerun completes."""
-    out = tmp_path / "out"
+    suite, out = _suite(tmp_path), tmp_path / "out"
     command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out),
                "--device", "cpu", "--quiet", "--executor", executor, "--workers", "1"]
 
@@ -230,9 +235,8 @@ def test_a_record_that_cannot_be_written_says_whether_its_checkpoint_is_kept(
         tmp_path, monkeypatch, capsys):
     """A run that failed before its first epoch has no checkpoint: the message must not
     promise one."""
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(SUITE.replace("method: rk4, options: {step_size: 0.5}",
-                                   "method: dopri5, max_nfe: 3"))
+    suite = _suite(tmp_path, "{method: dopri5, max_nfe: 3}")
+
     def disk_full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 

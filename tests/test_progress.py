@@ -88,16 +88,17 @@ def test_the_suite_eta_divides_by_the_runs_seen_running_at_once(tmp_path: Path) 
 
 def test_members_of_an_ensemble_resume_from_its_checkpoint(tmp_path: Path) -> None:
     """With ``ensemble``, the runs to do are grouped as the executor groups them: seeds 1–3
-    (seed 0 is done) form one ensemble whose checkpoint holds 2, 0 and 4 epochs of its members;
-    a crafted one that does not fit the ensemble resumes nobody."""
+    (seed 0 is done) form one ensemble whose checkpoint holds 2, 0 and 4 epochs of its members
+    (the first two failed); a crafted one that does not fit the ensemble resumes nobody."""
     done, *todo = (make_spec(seed=seed, epochs=10) for seed in range(4))
     write_records(tmp_path, [finished(done, 30.0)])
     checkpoints = Checkpoints(tmp_path / "checkpoints")
     identity = ensemble_id(todo)
+    failure = {"error": "SolverFailure: x", "failure_kind": "solver"}  # 0 and 1 stopped early
+    epochs = [[epoch(1), epoch(2)], [], [epoch(i) for i in range(1, 5)]]
     checkpoints.save(identity, {"model": {"w": torch.zeros(1)}, "optimizer": {}, "elapsed_s": 9.0,
-                                "epochs": [[epoch(1), epoch(2)], [], [epoch(i) for i in range(1, 5)]],
-                                "failed": {"0": {"error": "SolverFailure: x", "failure_kind": "solver"},
-                                           "1": {"error": "SolverFailure: x", "failure_kind": "solver"}}})
+                                "epochs": epochs,
+                                "failed": {"0": failure, "1": failure}})
     plan = plan_suite([done, *todo], tmp_path, ensemble="auto")
     assert [(run.state, run.resume_epoch) for run in plan.runs] == [
         (DONE, 0), (RESUME, 2), (NEW, 0), (RESUME, 4)]

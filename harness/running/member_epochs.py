@@ -40,7 +40,7 @@ def train_members(specs: Sequence[RunSpec], model: nn.Module,
                                    task_options(task, spec))
         return [{**result, **more} for result, more in zip(results, measured)]
 
-    if spec.epochs == 0:
+    if spec.epochs == 0 and first_epoch == 1:  # the untrained models (resumed: already there)
         yield _finished(members, evaluate_and_measure(0),
                         [{"epoch": 0, "iterations": 0} for _ in specs])
     for epoch in range(first_epoch, spec.epochs + 1):

@@ -191,7 +191,7 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
             results.update(task.measure(model, data, epoch, options))
         return results
 
-    if spec.epochs == 0:  # a study of the model at initialisation
+    if spec.epochs == 0 and first_epoch == 1:  # the untrained model (resumed: already there)
         yield {"epoch": 0, "iterations": 0, **evaluate_and_measure(0)}
     for epoch in range(first_epoch, spec.epochs + 1):
         if not model.training:  # evaluation left it in eval mode (a walk over every module)
