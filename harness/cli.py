@@ -5,6 +5,12 @@ Exit codes: 0 done; 1 a run failed (``run``), a budget or a comparison failed (`
 executor that cannot start (no worker process starts, Ray missing);
 3 a result or report could not be written (disk full, read-only, …: a run's checkpoint is kept);
 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: rerun the same command to resume.
+
+Both signals end any command with one line and their code from its first instant: this module
+imports nothing heavy (nor does ``import harness``), and each command imports what it needs
+(torch, the plugins) only once the handlers are in place. SIGINT and SIGTERM blocked by the
+process that started the command are unblocked; a SIGINT it set to be ignored (a background
+job of a shell script) stays ignored, as the shell intends.
 """
 from __future__ import annotations
 
@@ -14,15 +20,16 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Iterator
 
-from harness.plugins import load_registry
-from harness.registry import Registry
-from harness.running.failures import ExecutorUnavailable
-from harness.running.store import StoreBusy, StoreWriteError
+if TYPE_CHECKING:
+    from harness.registry import Registry
 
 EXIT_WRITE_FAILED = 3
+INTERRUPTED, TERMINATED = 130, 143
 
 
 class Terminated(BaseException):
@@ -32,28 +39,42 @@ class Terminated(BaseException):
 def main(argv: list[str] | None = None) -> int:
     """Run one command; interrupts, a closed output pipe and a results directory that cannot
     be used or written end it with one line and their exit code, never a traceback."""
-    _report_warnings()
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _main(argv)
+        with _interruptible():
+            _report_warnings()
+            return _main(argv)
     except KeyboardInterrupt:
-        print("\nharness: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        print(f"\nharness: interrupted{_rerun(argv)}", file=sys.stderr)
+        return INTERRUPTED
     except Terminated:
-        print("harness: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
-        return 143
-    except (StoreBusy, ExecutorUnavailable) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
-    except StoreWriteError as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        print(f"harness: stopped by SIGTERM{_rerun(argv)}", file=sys.stderr)
+        return TERMINATED
     except BrokenPipeError:  # `harness list | head`: the reader has gone, nothing to say
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` (SIGINT raises KeyboardInterrupt, Python's own), and
+    neither is blocked (one that was pending lands at once); handler and mask as they were on
+    the way out (tests call :func:`main` in-process)."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _rerun(argv: list[str] | None) -> str:
+    """What to do after an interrupt: ``run`` resumes where it stopped; the other commands
+    start over."""
+    words = sys.argv[1:] if argv is None else argv
+    return "; rerun the same command to resume" if words[:1] == ["run"] else ""
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -154,16 +175,33 @@ def _main(argv: list[str] | None) -> int:
                        help="with --update: the tolerance of new budget lines (default 0.1)")
 
     args = parser.parse_args(argv)
-    registry = load_registry()
-    if args.command == "run":
-        return _run(args, registry)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "check":
-        return _check(args)
-    return _list(registry)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The command, with the plugins loaded; a results directory that cannot be used or written
+    and an executor that cannot start end it with one line."""
+    from harness.plugins import load_registry
+    from harness.running.failures import ExecutorUnavailable
+    from harness.running.store import StoreBusy, StoreWriteError
+
+    try:
+        registry = load_registry()
+        if args.command == "run":
+            return _run(args, registry)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "check":
+            return _check(args)
+        return _list(registry)
+    except (StoreBusy, ExecutorUnavailable) as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    except StoreWriteError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
