@@ -7,6 +7,12 @@ run, or an executor that cannot start (no worker process starts, Ray missing);
 3 a result, checkpoint or report could not be written (disk full, read-only, a file-size limit:
 the message says what of the run is kept);
 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: rerun the same command to resume.
+
+Both signals end any command with one line and their code from its first instant: this module
+imports nothing heavy (nor does ``import harness``), and each command imports what it needs
+(torch, the plugins) only once the handlers are in place. SIGINT and SIGTERM blocked by the
+process that started the command are unblocked; a SIGINT it set to be ignored (a background
+job of a shell script) stays ignored, as the shell intends.
 """
 from __future__ import annotations
 
@@ -17,16 +23,16 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Iterator
 
-from harness.plugins import load_registry
-from harness.registry import Registry
-from harness.running.failures import ExecutorUnavailable
-from harness.running.safe_files import UnsafePathError
-from harness.running.store import ResultsError, StoreBusy, StoreWriteError
+if TYPE_CHECKING:
+    from harness.registry import Registry
 
 EXIT_WRITE_FAILED = 3
+INTERRUPTED, TERMINATED = 130, 143
 
 
 class Terminated(BaseException):
@@ -36,28 +42,42 @@ class Terminated(BaseException):
 def main(argv: list[str] | None = None) -> int:
     """Run one command; interrupts, a closed output pipe and a results directory that cannot
     be used or written end it with one line and their exit code, never a traceback."""
-    _report_warnings()
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _main(argv)
+        with _interruptible():
+            _report_warnings()
+            return _main(argv)
     except KeyboardInterrupt:
-        print("\nharness: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        print(f"\nharness: interrupted{_rerun(argv)}", file=sys.stderr)
+        return INTERRUPTED
     except Terminated:
-        print("harness: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
-        return 143
-    except (StoreBusy, ResultsError, ExecutorUnavailable, UnsafePathError) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
-    except StoreWriteError as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        print(f"harness: stopped by SIGTERM{_rerun(argv)}", file=sys.stderr)
+        return TERMINATED
     except BrokenPipeError:  # `harness list | head`: the reader has gone, nothing to say
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` (SIGINT raises KeyboardInterrupt, Python's own), and
+    neither is blocked (one that was pending lands at once); handler and mask as they were on
+    the way out (tests call :func:`main` in-process)."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _rerun(argv: list[str] | None) -> str:
+    """What to do after an interrupt: ``run`` resumes where it stopped; the other commands
+    start over."""
+    words = sys.argv[1:] if argv is None else argv
+    return "; rerun the same command to resume" if words[:1] == ["run"] else ""
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -158,16 +178,34 @@ def _main(argv: list[str] | None) -> int:
                        help="with --update: the tolerance of new budget lines (default 0.1)")
 
     args = parser.parse_args(argv)
-    registry = load_registry()
-    if args.command == "run":
-        return _run(args, registry)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "check":
-        return _check(args)
-    return _list(registry)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The command, with the plugins loaded; a results directory that cannot be used or written
+    and an executor that cannot start end it with one line."""
+    from harness.plugins import load_registry
+    from harness.running.failures import ExecutorUnavailable
+    from harness.running.safe_files import UnsafePathError
+    from harness.running.store import ResultsError, StoreBusy, StoreWriteError
+
+    try:
+        registry = load_registry()
+        if args.command == "run":
+            return _run(args, registry)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "check":
+            return _check(args)
+        return _list(registry)
+    except (StoreBusy, ResultsError, ExecutorUnavailable, UnsafePathError) as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return 2
+    except StoreWriteError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
@@ -270,6 +308,8 @@ def _report(args: argparse.Namespace) -> int:
     from harness.reports.claim_results import SYMBOLS
     from harness.reports.claims import ClaimsError
     from harness.reports.page import write_page
+    from harness.running.safe_files import UnsafePathError
+    from harness.running.store import ResultsError
 
     formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
     if not formats or any(fmt not in ("png", "svg", "pdf") for fmt in formats):
@@ -300,7 +340,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from harness.reports.compare import CompareError, compare, render
-    from harness.running.store import load_results
+    from harness.running.store import ResultsError, load_results
 
     try:
         comparison = compare(load_results([args.base]), load_results([args.new]),
@@ -317,7 +357,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from harness.gates import budgets
-    from harness.running.store import load_results
+    from harness.running.store import ResultsError, load_results
 
     try:
         records = load_results([args.results])

@@ -12,11 +12,12 @@ from harness.running.checkpoints import Checkpoints
 from harness.running.environment import resolve_device
 from harness.running.execution import Work
 from harness.running.grouping import units
+from harness.running.leftovers import checkpoint_key, leftover, may_be_leftover
 from harness.running.observers import Observers
 from harness.running.preflight import unavailable_record
 from harness.running.runner import RunConfigError, solver_backend, widths_for
 from harness.running.safe_files import Folder
-from harness.running.store import ResultStore, StoreWriteError, finished_keys
+from harness.running.store import ResultStore, StoreWriteError, finished_keys, standing
 from harness.suites.runspec import RunSpec
 
 CHECKPOINT_DIR = "checkpoints"
@@ -60,7 +61,9 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
               files: Mapping[str, bytes] | None = None) -> SuiteOutcome:
     """Run every spec not already finished ``ok`` in ``out_dir`` (all of them with ``force``)
     on the named executor, appending one record per run to ``out_dir/results.jsonl`` as soon
-    as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there.
+    as it ends. Runs checkpoint into ``out_dir/checkpoints`` and continue from there: a
+    ``force`` rerun that was interrupted continues too (a checkpoint that only repeats a run's
+    record, left by a driver killed after storing it, is dropped: that run trains afresh).
 
     The directory is locked for the whole invocation (:class:`harness.running.store.StoreBusy` when
     another driver holds it). A run's checkpoint is discarded only after its record is durable,
@@ -98,11 +101,11 @@ def run_suite(runs: list[RunSpec], registry: Registry, out_dir: str | Path,
             except OSError as error:
                 raise StoreWriteError(f"{Path(out_dir) / name}: cannot be written: "
                                       f"{error.strerror or error}") from None
-        done = finished_keys(store.records())
+        records = store.records()
+        done = set() if force else finished_keys(records)
         checkpoints.sweep(done)
-        if force:
-            done = set()
         todo = [spec for spec in runs if spec.key not in done]
+        _drop_leftovers(checkpoints, todo, records, ensemble)
         outcome = SuiteOutcome(skipped=len(runs) - len(todo))
         left_out = [spec for spec in todo if spec.key in (unavailable or {})]
         for spec in left_out:
@@ -146,3 +149,17 @@ def _append(store: ResultStore, record: dict[str, Any], checkpoints: Checkpoints
         kept = (f"its checkpoint is kept ({path}): a rerun resumes it there"
                 if os.path.lexists(path) else "it has no checkpoint: a rerun runs it again")
         raise StoreWriteError(f"{error}; {kept}") from None
+
+
+def _drop_leftovers(checkpoints: Checkpoints, todo: list[RunSpec], records: list[dict[str, Any]],
+                    ensemble: int | str | None) -> None:
+    """Drop the checkpoints of runs to do that only repeat their records
+    (:func:`harness.running.leftovers.leftover`): those runs train afresh (``--force``); every
+    other checkpoint is resumed from, as the plan says."""
+    by_key = {record["key"]: record for record in standing(records)}
+    for unit in units(todo, ensemble):
+        key = checkpoint_key(unit)
+        if may_be_leftover(unit, by_key) and checkpoints.path(key).is_file():
+            saved = checkpoints.read(key, unit)
+            if saved is not None and leftover(saved, unit, by_key):
+                checkpoints.discard(key)

@@ -20,9 +20,9 @@ from harness.running import grouping
 from harness.running.checkpoints import Checkpoints
 from harness.running.configs import without_seed
 from harness.running.driver import CHECKPOINT_DIR
-from harness.running.ensembles import ensemble_id
+from harness.running.leftovers import checkpoint_key, leftover
 from harness.running.reference import ReferenceTimes
-from harness.running.store import finished_keys, read_records
+from harness.running.store import finished_keys, read_records, standing
 from harness.suites.runspec import RunSpec
 
 #: Where a run stands: finished ``ok`` in the results directory, resuming from its
@@ -166,7 +166,8 @@ class SuitePlan:
 def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
                ensemble: int | str | None = None, workers: int = 1,
                reference: ReferenceTimes | None = None) -> SuitePlan:
-    """Where each run of ``runs`` stands in ``out_dir`` (with ``force``, none is done); with
+    """Where each run of ``runs`` stands in ``out_dir`` (with ``force``, none is done; a run
+    resumes from its checkpoint unless that only repeats its record, as in the driver); with
     ``ensemble`` (``execution.ensemble``), the runs to do are grouped as the executor will
     group them, and a member resumes from its ensemble's checkpoint. ``workers`` units execute
     at once; ``reference`` (the shipped timings, :func:`~harness.running.reference.
@@ -176,12 +177,15 @@ def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
     out_dir = Path(out_dir)
     records = read_records(out_dir) if out_dir.is_dir() else []
     done = set() if force else finished_keys(records)
+    by_key = {record["key"]: record for record in standing(records)}
     checkpoints = Checkpoints(out_dir / CHECKPOINT_DIR)
     resumes, sizes = {}, {}  # epochs each run to do resumes from, its unit's size, by key
     for unit in grouping.units([spec for spec in runs if spec.key not in done], ensemble):
         sizes.update((spec.key, len(unit)) for spec in unit)
-        key = ensemble_id(unit) if len(unit) > 1 else unit[0].key
+        key = checkpoint_key(unit)
         saved = checkpoints.read(key, unit) if checkpoints.path(key).is_file() else None
+        if saved is not None and leftover(saved, unit, by_key):
+            saved = None  # the driver drops it: the runs start afresh
         epochs = saved["epochs"] if saved else []
         if len(unit) == 1:
             resumes[unit[0].key] = len(epochs)
