@@ -110,3 +110,45 @@ def test_without_submitit_the_slurm_executor_says_what_to_install(tmp_path, monk
         run_suite([spec], registry, tmp_path, "cpu", executor="slurm")
     results = tmp_path / "results.jsonl"
     assert not results.exists() or not results.read_text()  # nothing ran, nothing recorded
+
+
+def test_away_from_a_slurm_cluster_the_executor_says_so(tmp_path, monkeypatch, registry):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun
+    with pytest.raises(ExecutorUnavailable, match="cannot submit jobs from here.*cluster: local"):
+        run_suite([make_spec(model="node", epochs=1)], registry, tmp_path, "cpu",
+                  executor="slurm")
+
+
+FAKE_SLURM = {
+    "srun": "exit 0",
+    "sbatch": 'cp "$1" "$SBATCH_COPY"\necho "Submitted batch job 4242"',
+    "sacct": 'printf "JobID|State|NodeList\\n4242|NODE_FAIL|node7\\n"',
+}
+
+
+def test_the_settings_reach_sbatch_and_a_failed_node_fails_the_jobs_runs(tmp_path, monkeypatch,
+                                                                         registry):
+    """With a stand-in for Slurm's commands (sbatch keeps the script it is given; sacct says
+    the job's node failed): the suite's settings are in the job's sbatch script, and the run
+    ends ``worker_died`` naming the job's state and its log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for command, body in FAKE_SLURM.items():
+        (bin_dir / command).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SBATCH_COPY", str(tmp_path / "job.sh"))
+    settings = slurm.SlurmSettings(partition="gpu", account="my-lab", time_min=240, gpus=1,
+                                   cpus=8, mem_gb=32, setup=["module load cuda/12.4"],
+                                   additional={"mail_type": "END"}, poll_s=0.5)
+    (record,) = run_suite([make_spec(model="node", epochs=1)], registry, tmp_path / "out",
+                          "auto", executor="slurm", settings=settings).records
+    script = (tmp_path / "job.sh").read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=my-lab", "#SBATCH --time=240",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32GB",
+                 "#SBATCH --mail-type=END", "#SBATCH --job-name=harness-test",
+                 "module load cuda/12.4"):
+        assert line in script.splitlines(), (line, script)
+    assert record["failure_kind"] == "worker_died" and record["environment"]["device"] == "cuda"
+    assert "Slurm job 4242 ended without its runs' records" in record["error"]
+    assert "NODE_FAIL" in record["error"] and "4242_0_log.err" in record["error"]

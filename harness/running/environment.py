@@ -54,8 +54,10 @@ def _version(package: str) -> str | None:
 
 
 def _device_name(device: torch.device) -> str:
+    """The GPU's or CPU's name; a GPU this process cannot see (the record of a run lost on
+    another machine, made by a driver without one) is "unknown"."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else "unknown"
     return platform.processor() or platform.machine()
 
 

@@ -115,7 +115,13 @@ class Slurm(Executor):
                                       "'harness[slurm]'")
         settings: SlurmSettings = self.settings
         folder = Path(settings.folder) if settings.folder else work.out_dir / "slurm"
-        submitter = submitit.AutoExecutor(folder=folder / "%j", cluster=settings.cluster)
+        try:
+            submitter = submitit.AutoExecutor(folder=folder / "%j", cluster=settings.cluster)
+        except RuntimeError as error:  # no srun here: not a machine of a Slurm cluster
+            raise ExecutorUnavailable(
+                f"the slurm executor cannot submit jobs from here ({error}); run harness on a "
+                f"machine of the cluster, or set execution.slurm.cluster: local to try the "
+                f"suite on this one") from None
         slurm = {"partition": settings.partition, "account": settings.account,
                  "qos": settings.qos, "constraint": settings.constraint,
                  "setup": settings.setup or None,
