@@ -7,7 +7,7 @@ training batches.
 Trains each model on the first ``--batches`` training batches of plane vibration in the
 authors' order (batch 64, lr 1e-3, dopri5 at tol 1e-7 unless ``--tol``, adjoint) and prints
 the forward and backward NFE per batch, the seconds per step and the loss, beside what the
-authors' code takes on this kind of CPU (issue 20 / PAPER_DIGEST §5: NODE-RNN 1306 / 1420,
+authors' code takes on this kind of CPU (issue 20, measured on hedixia/HeavyBallNODE at cd1065f: NODE-RNN 1306 / 1420,
 HBNODE-RNN 2392 / 1846). Targets under ``authors-code``: forward within 10 %, backward within
 25 % (the authors' adjoint integrates every interval with the last gap set, which the profile
 does not copy). The authors' model was initialised unseeded, so ``--seeds`` shows how far the

@@ -103,6 +103,19 @@ def test_version_and_help_text(capsys):
 SUITES = Path(__file__).parents[1] / "suites"
 
 
+def test_a_first_dry_run_estimates_from_the_shipped_reference(tmp_path, capsys):
+    """In a fresh results folder, the smoke suite's runs are estimated from the reference
+    timings installed with the harness, and the output names the machine they were taken on."""
+    assert main(["run", str(SUITES / "smoke.yaml"), "--out", str(tmp_path / "out"),
+                 "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines() if line.startswith("point_cloud")]
+    assert len(rows) == 5 and all(row[-1] != "?" for row in rows)
+    assert "time: " in text and "for the 5 runs to run, one at a time" in text
+    assert "5 runs estimated from the reference timings shipped with the harness, measured on " \
+        in text
+
+
 def test_a_dry_run_says_how_runs_execute_and_which_tasks_need_no_data(tmp_path, capsys):
     """Ensembles on two workers are not "one at a time"; tasks that read no file are "ok", not
     "unchecked"."""

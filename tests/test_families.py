@@ -1,4 +1,4 @@
-"""Each family's right-hand side against its equation (PAPER_DIGEST §1), on a hand-made f."""
+"""Each family's right-hand side against its equation (the paper's §2–3), on a hand-made f."""
 from __future__ import annotations
 
 import math

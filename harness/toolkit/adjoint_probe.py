@@ -1,4 +1,4 @@
-"""The adjoint-decay measurement (paper Fig. 3, PAPER_DIGEST §2 and §4).
+"""The adjoint-decay measurement (the paper's Fig. 3).
 
 ‖∂L_last/∂s_i‖ at every stamp i, where L_last is the loss at the last stamp only and s_i the
 full hidden state at stamp i (h and m for a second-order family), back-propagated through the

@@ -1,4 +1,4 @@
-"""The ODE-RNN hybrid for any model family (PAPER_DIGEST §3.4–3.5, §4).
+"""The ODE-RNN hybrid for any model family (the paper's §5.3–5.4 and appendices E.4–E.5).
 
 Between observations the family's ODE carries the whole state (all P parts, P·n channels)
 across the elapsed time; at an observation the task's RNN cell reads [state, features] and

@@ -1,4 +1,4 @@
-"""Plane vibration (HBNODE paper §5.3, appendix E.4; PAPER_DIGEST §3.4).
+"""Plane vibration (HBNODE paper §5.3, appendix E.4).
 
 The F-16 ground vibration test: 5 attributes per stamp (force, voltage, three accelerations).
 A seeded random 10 % of the stamps is dropped; the kept stamps are split in time, first 50 %
@@ -13,7 +13,7 @@ Loss = forecast MSE + ``one_step_weight`` × one-step MSE. The paper gives no we
 default 0.1 is the authors' code's. Time is counted in stamps (1/400 s).
 
 The model: an initial-state layer fc_c reads the flattened 64×5 window (the paper's counts
-need it; PAPER_DIGEST §3.4) and supplies the first c channels of the state, the rest start at
+need it, as the authors' code has it) and supplies the first c channels of the state, the rest start at
 zero; then the ODE-RNN (f: n* → fc_h1 → ReLU → fc_h2 → ReLU → fc_n; cell: fc_{P·n} on
 [state, features]); the head fc_5 reads h. The layer sees the stamps the one-step regulariser
 predicts, but nothing of the 8 forecast stamps past the window; widths with ``c: 0`` build the

@@ -2,7 +2,7 @@
 
 The data root is the run's (``--data-root``, else the suite's ``data_root``, else
 ``$HARNESS_DATA_ROOT``), else :data:`harness.contract.DEFAULT_DATA_ROOT`. The layout under
-it (the same as the project's shared data folder):
+it (the README's "Data" says where each file comes from):
 
     plane_vibration/pv.csv        F-16 ground vibration test: a header, then one row per stamp,
                                   Force, Voltage, Acceleration1-3, Fs (first row only), each
@@ -29,12 +29,13 @@ from torch import Tensor
 from harness import DataNotFound, data_root_or_default
 
 HOW_TO_GET = {
-    "plane_vibration": "pv.csv is data/pv.csv of the HBNODE authors' repository "
-                       "(github.com/hedixia/HeavyBallNODE)",
+    "plane_vibration": "pv.csv is data/pv.csv of the HBNODE authors' repository: "
+                       "https://raw.githubusercontent.com/hedixia/HeavyBallNODE/master/data/pv.csv",
     "walker": "the rollout_NNN.npy files are the contents of walker.zip of the ODE-LSTM data "
-              "(Lechner & Hasani 2020, github.com/mlech26l/ode-lstms), unzipped",
-    "silverbox": "sb.csv is data/sb.csv of the HBNODE authors' repository "
-                 "(github.com/hedixia/HeavyBallNODE)",
+              "(Lechner & Hasani 2020), https://pub.ist.ac.at/~mlechner/datasets/walker.zip, "
+              "unzipped into the data root (it holds walker/)",
+    "silverbox": "sb.csv is data/sb.csv of the HBNODE authors' repository: "
+                 "https://raw.githubusercontent.com/hedixia/HeavyBallNODE/master/data/sb.csv",
 }
 
 

@@ -1,4 +1,4 @@
-"""Walker2D kinematic simulation (HBNODE paper §5.4, appendix E.5; PAPER_DIGEST §3.5).
+"""Walker2D kinematic simulation (HBNODE paper §5.4, appendix E.5).
 
 400 rollouts of a MuJoCo Walker2d policy, one [T, 17] array each. The files are split 75 %
 train / 10 % validation / 15 % test after a shuffle with the fixed ``split_seed``. In each
