@@ -67,11 +67,10 @@ def epochs_problem(records: Any, epochs: int) -> str | None:
 def _range_problem(record: dict[str, Any], number: int) -> str | None:
     """What of an epoch record no training writes: another number, negative counts, NFE or
     times that are not finite and ≥ 0, a training loss that is not finite."""
-    if record.get("epoch") != number or isinstance(record.get("epoch"), bool):
+    if not _whole(record.get("epoch")) or record["epoch"] != number:
         return f"'epoch' is {record.get('epoch')!r}, not {number}"
-    iterations = record.get("iterations")
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
-        return f"'iterations' is {iterations!r}, not a count"
+    if not _whole(record.get("iterations")) or record["iterations"] < 0:
+        return f"'iterations' is {record.get('iterations')!r}, not a count"
     for name, value in record.items():
         counted = name.endswith(("_nfe", "_time_s"))
         if value is None or not (counted or name == "loss"):
@@ -145,3 +144,7 @@ def rng_problem(state: Any) -> str | None:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
