@@ -21,6 +21,8 @@ from harness.toolkit.ensemble import Members, NotStackable, stack_models
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Ensembles
 
+pytestmark = pytest.mark.slow  # ensemble exactness
+
 SEEDS = (0, 1, 2, 3)
 TINY = {"inner": 10, "outer": 20}
 

@@ -16,6 +16,8 @@ from tests.conftest import CPU, FAMILIES, make_spec
 from tests.image_files import random_idx_split, write_idx
 from tests.test_images import trust_written_idx
 
+pytestmark = pytest.mark.slow  # ensemble exactness
+
 EXACT = ("forward_nfe", "backward_nfe", "eval_nfe", "iterations", "test_accuracy")
 
 

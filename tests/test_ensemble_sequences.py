@@ -18,6 +18,8 @@ from tests.conftest import CPU, FAMILIES, make_spec
 from tests.plugins_for_tests import Ensembles
 from tests.sequence_files import trust_written, write_plane_vibration
 
+pytestmark = pytest.mark.slow  # ensemble exactness
+
 #: Eight training windows in batches of four (two iterations, each member in its own order),
 #: two validation and test windows, the adjoint-decay probe after epoch 1 on two windows.
 OPTIONS = {"train_windows": 8, "eval_windows": 2, "adjoint_epochs": [1], "adjoint_windows": 2}

@@ -16,12 +16,15 @@ import pytest
 from harness import Work, hookimpl
 from harness.plugins import load_registry
 from harness.running.checkpoints import Checkpoints
+from harness.running.deadline import grace
 from harness.running.driver import run_suite
 from harness.running.ensembles import ensemble_id
 from harness.running.executors import Executor, RayCluster
 from harness.running.runner import RunConfigError
 from harness.suites.runspec import RunSpec
 from tests.conftest import CPU, make_spec
+
+pytestmark = pytest.mark.slow  # ensembles in worker processes and Ray
 
 PLUGINS = "tests.fault_plugins"
 FAST = {"backend": "fast", "rtol": 1e-3, "atol": 1e-3}
@@ -128,22 +131,22 @@ def test_a_worker_killed_mid_ensemble_fails_its_members_and_a_rerun_resumes_them
 
 def test_an_ensembles_time_limit_is_the_units_and_its_killed_worker_fails_every_member(
         tmp_path, fault_registry):
-    """An ensemble stuck where no alarm reaches (epoch 2) is killed at its time limit plus the
-    grace, counted from the ensemble's start: every member fails ``time_limit`` with the epoch
+    """An ensemble stuck where no alarm reaches (epoch 2, or epoch 1 on a busy machine) is
+    killed at its time limit plus the grace, counted from the ensemble's start (its members'
+    recorded time), within one more grace: every member fails ``time_limit`` with the epochs
     its checkpoint held; the other ensemble finishes; no checkpoint stays."""
-    stuck = _seeds("stuck", seeds=(0, 1), epochs=3, time_limit_s=2)
+    limit = 2
+    stuck = _seeds("stuck", seeds=(0, 1), epochs=3, time_limit_s=limit)
     others = _seeds("node", seeds=(0, 1))
-    started = time.monotonic()
     outcome = run_suite(stuck + others, fault_registry, tmp_path, "cpu", executor="local",
                         workers=2, ensemble="auto")
-    assert time.monotonic() - started < 60
     records = {record["key"]: record for record in outcome.records}
     for spec in stuck:
         record = records[spec.key]
         assert record["failure_kind"] == "time_limit", record["error"]
         assert "its worker was killed" in record["error"] and record["ensemble"]["size"] == 2
-        assert [e["epoch"] for e in record["epochs"]] == [1]
-        assert record["wall_time_s"] >= 2
+        assert [e["epoch"] for e in record["epochs"]] in ([], [1])
+        assert limit + grace(limit) <= record["wall_time_s"] < limit + 2 * grace(limit)
     assert all(records[spec.key]["status"] == "ok" for spec in others)
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
 
@@ -192,7 +195,7 @@ def _kill_each_attempt(pid_file: Path, checkpoint: Path, attempts: int) -> threa
     the ensemble and written its worker's pid, then SIGKILLs that worker and its parent (the
     Ray worker running the task): a lost node, as Ray sees it."""
     def kill() -> None:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 1800  # a hang guard
         for _ in range(attempts):
             while not (pid_file.exists() and checkpoint.is_file()) and time.monotonic() < deadline:
                 time.sleep(0.05)

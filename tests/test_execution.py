@@ -15,6 +15,7 @@ from harness.running.driver import run_suite
 from harness.running.runner import execute_run
 from harness.running.store import read_records, results_path
 from tests.conftest import CPU, make_spec
+from tests.processes import frozen, part_way
 
 RK4 = {"method": "rk4", "options": {"step_size": 0.5}}
 
@@ -55,6 +56,7 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path, registry):
     assert checkpoints.path(spec.key).exists()  # the driver drops it once the record is stored
 
 
+@pytest.mark.slow
 def test_local_pool_with_two_cpu_workers(tmp_path, registry):
     runs = [make_spec(model=m, epochs=2, solver=RK4) for m in ("node", "sonode", "hbnode", "ghbnode")]
     outcome = run_suite(runs, registry, tmp_path, "cpu", executor="local", workers=2)
@@ -67,6 +69,7 @@ def test_local_pool_with_two_cpu_workers(tmp_path, registry):
     assert records["hbnode"]["environment"]["torch_threads"] == 1  # 2 cores split between 2 workers
 
 
+@pytest.mark.slow
 def test_ray_on_a_local_cluster(tmp_path, registry):
     pytest.importorskip("ray")
     runs = [make_spec(model=m, epochs=1, solver=RK4) for m in ("node", "hbnode")]
@@ -108,27 +111,29 @@ runs:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_suite_then_rerun_leaves_one_ok_record_per_run(tmp_path):
+    """SIGKILL once a run is recorded and another trains (both read with the driver stopped,
+    so the moment cannot slip on a busy machine); the rerun finishes every run once."""
     suite, out = tmp_path / "suite.yaml", tmp_path / "out"
     suite.write_text(SUITE)
     command = [sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(out), "--quiet"]
     process = subprocess.Popen(command, start_new_session=True)
     checkpoints = out / "checkpoints"
-    deadline = time.monotonic() + 120
-    # Kill once the first run is written and the second has checkpointed an epoch or more (the
-    # first run's own checkpoint lingers for a moment after its record: not that one).
-    while time.monotonic() < deadline and process.poll() is None:
-        written = {r["key"] for r in read_records(out)}
-        if written and any(path.stem not in written for path in checkpoints.glob("*.pt")):
-            break
-        time.sleep(0.01)
-    assert process.poll() is None, "the suite finished before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
+    killed = False
+    while not killed:
+        assert process.poll() is None, "the suite finished before it could be killed"
+        time.sleep(0.05)
+        with frozen(process):
+            written = {r["key"] for r in read_records(out)}
+            if written and part_way(checkpoints, 60, written):
+                os.killpg(process.pid, signal.SIGKILL)
+                killed = True
     process.wait()
     written = len(results_path(out).read_text().splitlines())
-    assert written < 3
+    assert 0 < written < 3
 
-    assert subprocess.run(command, timeout=300).returncode == 0
+    assert subprocess.run(command, timeout=1800).returncode == 0  # a hang guard
     lines = results_path(out).read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 3 and len({r["key"] for r in records}) == 3
