@@ -10,7 +10,9 @@ Runs inline, one at a time, solo (a suite's ensembles are measured as solo runs)
 than ``--max-epochs`` is cut to that many epochs, and one that reaches ``--time-limit`` counts
 the epochs it finished; a run that finishes none, or whose data is missing, is left out. Later
 measurements of a shape replace earlier ones in ``--out``; the machine line (CPU, cores, torch
-and its threads, the load average before and after, the date) is rewritten each time.
+and its threads, the range of the load average over the timings, the date) is rewritten each
+time. On a busy machine, measure with ``OMP_NUM_THREADS=1``: with two threads on two loaded
+cores, a point-cloud epoch took 30 times as long.
 """
 from __future__ import annotations
 
@@ -83,7 +85,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     registry = load_registry()
-    before = load()
     old = json.loads(args.out.read_text()) if args.out.is_file() else {"timings": []}
     timings = {epoch_shape(entry["config"]): entry for entry in old["timings"]}
     suites_dir = Path(__file__).resolve().parents[1] / "suites"
@@ -92,9 +93,12 @@ def main() -> None:
         print(f"{path} (load {load()})", flush=True)
         for entry in measure(path, args, registry):
             timings[epoch_shape(entry["config"])] = entry
+        loads = [float(entry["load"].split()[0]) for entry in timings.values()]
+        threads = torch.get_num_threads()
         machine = (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} with "
-                   f"{torch.get_num_threads()} threads, at nice {os.nice(0)}, load average "
-                   f"{before} before and {load()} after, {datetime.date.today().isoformat()}")
+                   f"{threads} thread{'s' * (threads != 1)}, at nice {os.nice(0)}, load average "
+                   f"{min(loads):.0f}–{max(loads):.0f} while measuring, "
+                   f"{datetime.date.today().isoformat()}")
         args.out.write_text(json.dumps({
             "machine": machine, "command": "python benchmarks/reference_times.py",
             "timings": sorted(timings.values(), key=lambda e: (e["suite"], e["config"]["task"],
