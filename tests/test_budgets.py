@@ -188,3 +188,18 @@ def test_update_writes_the_solver_settings_lines_were_measured_at(tmp_path, resu
     written = write(tmp_path, "budgets: [{task: t, model: m, solver: {backend: fast}, "
                               "max: {eval_nfe: 3}}]\n")
     assert load_budgets(written)[0][0].solver == {"backend": "fast"}
+
+
+def test_update_writes_no_bound_from_a_value_recorded_as_no_number(tmp_path):
+    """A NaN forward NFE neither crashes ``--update`` nor becomes a bound: the line keeps its
+    old ceiling for it and takes the readable ones."""
+    out = tmp_path / "results"
+    write_records(out, [run_record(seed=0, forward=(float("nan"), 30.0))])
+    path = write(tmp_path, """
+budgets:
+  - {task: point_cloud, model: hbnode, max: {forward_nfe: 1000, backward_nfe: 1000}}
+""")
+    assert main(["check", str(out), "--budgets", str(path), "--update"]) in (0, 1)
+    (line,) = load_budgets(path)[0]
+    assert line.max["forward_nfe"] == 1000
+    assert line.max["backward_nfe"] == 30.0

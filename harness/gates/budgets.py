@@ -199,12 +199,16 @@ def check(budgets: Iterable[Budget], records: Iterable[dict[str, Any]]) -> list[
             at = budget.at if bound == "max" else "last"
             for name, limit in limits.items():
                 values = [run_value(r, name, at) for r in ok]
-                readable = values and None not in values and all(map(math.isfinite, values))
-                measured = fmean(values) if readable else None
+                measured = fmean(values) if _readable(values) else None
                 verdict = Verdict(budget, name, bound, limit, measured, len(matching), None)
                 verdict.problem = _problem(verdict, failed, values)
                 verdicts.append(verdict)
     return verdicts
+
+
+def _readable(values: list[float | None]) -> bool:
+    """Whether every run recorded the value as a finite number (there being runs)."""
+    return bool(values) and all(v is not None and math.isfinite(v) for v in values)
 
 
 def _problem(verdict: Verdict, failed: list[dict[str, Any]], values: list) -> str | None:
@@ -260,7 +264,7 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
             at = budget.at if bound == "max" else "last"
             for name in getattr(budget, bound):
                 values = [run_value(r, name, at) for r in matching]
-                if values and None not in values:
+                if _readable(values):  # a NaN would make a bound no run can meet or fail
                     getattr(budget, bound)[name] = _round(fmean(values), bound)
         budgets.append(budget)
     for (task, model, _), runs in _groups(ok).items():
@@ -269,7 +273,7 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
                for k, v in b.solver.items()) for b in budgets):
             continue
         ceilings = {name: _round(fmean(values), "max") for name in NFE_FIELDS
-                    if (values := [run_value(r, name, "mean") for r in runs]) and None not in values}
+                    if _readable(values := [run_value(r, name, "mean") for r in runs])}
         budgets.append(Budget(task, model, narrowing, max=ceilings, tolerance=margin))
     return budgets
 
