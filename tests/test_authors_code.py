@@ -100,6 +100,7 @@ def test_the_authors_cell_sums_dense_layers_and_the_state():
     assert sum(t.numel() for t in cell.parameters()) == 4 * 6 + 6 + 2 * (3 * 6 + 6)
 
 
+@pytest.mark.slow  # the real data, end to end
 @pytest.mark.skipif(not (SHARED_DATA / "plane_vibration" / "pv.csv").is_file(),
                     reason="shared/data/plane_vibration is not beside the checkout")
 def test_the_authors_loss_rows_and_normalisation_on_the_real_data(registry):

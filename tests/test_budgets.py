@@ -133,6 +133,7 @@ def test_bad_budget_files_are_clear_errors(tmp_path, text, expected):
     assert f"{path}: {expected}" in str(error.value)
 
 
+@pytest.mark.slow  # a pytest session of its own, end to end
 def test_the_pytest_plugin_gates_nfe_in_a_users_test(pytester):
     pytester.makepyfile("""
         SETTINGS = dict(epochs=1, solver={"method": "rk4", "options": {"step_size": 0.5}})

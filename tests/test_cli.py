@@ -26,6 +26,7 @@ def suite(tmp_path):
     return path
 
 
+@pytest.mark.slow  # end to end: a suite run, then its report
 def test_run_then_report(suite, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(suite), "--out", str(out), "--device", "cpu"]) == 0

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import pytest
 
-from harness.conformance import family_checks
+from harness.conformance import Check, family_checks
 from harness.plugins import load_registry
+from harness.running.preflight import has_data_check
 from harness_plugins.models.node import NODE
 from tests.sequence_files import SHARED_DATA
 
-CHECKS = [(name, check) for name, family in sorted(load_registry().families.items())
-          for check in family_checks(family)]
+REGISTRY = load_registry()
+
+
+def _marks(check: Check) -> list[pytest.MarkDecorator]:
+    """A tiny run on a task that reads data files is a run on the real data where this machine
+    has it (minutes, not seconds): slow."""
+    task = check.name.removeprefix("a tiny run on ")
+    reads_files = task != check.name and has_data_check(REGISTRY.tasks[task])
+    return [pytest.mark.slow] if reads_files else []
+
+
+CHECKS = [pytest.param(name, check, marks=_marks(check), id=f"{name}: {check}")
+          for name, family in sorted(REGISTRY.families.items()) for check in family_checks(family)]
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +33,7 @@ def shared_data(monkeypatch):
         monkeypatch.setenv("HARNESS_DATA_ROOT", str(SHARED_DATA))
 
 
-@pytest.mark.parametrize("family, check", CHECKS, ids=[f"{f}: {c}" for f, c in CHECKS])
+@pytest.mark.parametrize("family, check", CHECKS)
 def test_installed_family_conforms(family, check):
     check()
 
