@@ -105,12 +105,17 @@ def test_a_lying_solo_checkpoint_is_set_aside_and_the_run_trains_from_scratch(
     assert len(list(tmp_path.glob(f"{spec.key}.pt.*.rejected"))) == 1
 
 
-def test_the_planner_sets_a_lying_checkpoint_aside_and_plans_the_run_afresh(registry, tmp_path):
+def test_the_planner_plans_a_lying_checkpoints_run_afresh_and_leaves_the_file(registry,
+                                                                                tmp_path):
+    """The planner (``--dry-run``, the progress display) holds no lock: it writes nothing, not
+    even the move aside of a checkpoint it will not use; the run, under the lock, does that."""
     spec, checkpoints = _solo(), Checkpoints(tmp_path / "checkpoints")
     execute_run(spec, registry, CPU, checkpoints=checkpoints)
     _plant(checkpoints.path(spec.key), lambda state: state.update(elapsed_s=-1.0))
+    planted = checkpoints.path(spec.key).read_bytes()
     assert [run.state for run in plan_suite([spec], tmp_path).runs] == [NEW]
-    assert not checkpoints.path(spec.key).exists()
+    assert checkpoints.path(spec.key).read_bytes() == planted
+    assert not list(checkpoints.directory.glob("*.rejected"))
 
 
 ENSEMBLE_LIES = {

@@ -69,11 +69,13 @@ class Checkpoints:
                 f"the run is stopped and not recorded, and {kept}. Free space (or raise the "
                 f"file-size limit) and rerun the same command") from None
 
-    def read(self, key: str, runs: Sequence[RunSpec]) -> dict[str, Any] | None:
+    def read(self, key: str, runs: Sequence[RunSpec], set_aside: bool = True
+             ) -> dict[str, Any] | None:
         """The saved state as stored (random-number states included) of ``runs`` (one run, or
         the members of the ensemble ``key`` names), or None when there is no usable checkpoint
         (an unusable one — crafted, torn, lying about the runs, a FIFO or a folder — is moved
-        aside to ``<key>.pt.<pid>-<time>.rejected``)."""
+        aside to ``<key>.pt.<pid>-<time>.rejected`` unless ``set_aside`` is false: a reader
+        without the results folder's lock, such as the planner, leaves it where it is)."""
         path = self.path(key)
         if not os.path.lexists(path):
             return None
@@ -83,13 +85,15 @@ class Checkpoints:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
                 KeyError, TypeError, AttributeError, OSError) as error:
-            self.reject(key, f"{type(error).__name__}: it holds more than tensors and plain "
-                             f"data, is damaged or is no file")
+            if set_aside:
+                self.reject(key, f"{type(error).__name__}: it holds more than tensors and plain "
+                                 f"data, is damaged or is no file")
             return None
         problem = checkpoint_problem(state, runs[0].epochs, len(runs) if len(runs) > 1 else None)
         if problem:
-            self.reject(key, f"not what {runs[0].label}{' and its ensemble' * (len(runs) > 1)} "
-                             f"saves: {problem}")
+            if set_aside:
+                self.reject(key, f"not what {runs[0].label}"
+                                 f"{' and its ensemble' * (len(runs) > 1)} saves: {problem}")
             return None
         return state
 

@@ -172,8 +172,8 @@ def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
     group them, and a member resumes from its ensemble's checkpoint. ``workers`` units execute
     at once; ``reference`` (the shipped timings, :func:`~harness.running.reference.
     shipped_reference`) estimates what earlier results do not. Reads the results file and
-    the checkpoints; writes nothing (a checkpoint that cannot be read is set aside, as the run
-    itself would)."""
+    the checkpoints; writes nothing (a checkpoint that cannot be used is planned as starting
+    afresh and left where it is: the run, holding the folder's lock, sets it aside)."""
     out_dir = Path(out_dir)
     records = read_records(out_dir) if out_dir.is_dir() else []
     done = set() if force else finished_keys(records)
@@ -183,7 +183,8 @@ def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
     for unit in grouping.units([spec for spec in runs if spec.key not in done], ensemble):
         sizes.update((spec.key, len(unit)) for spec in unit)
         key = checkpoint_key(unit)
-        saved = checkpoints.read(key, unit) if checkpoints.path(key).is_file() else None
+        saved = (checkpoints.read(key, unit, set_aside=False) if checkpoints.path(key).is_file()
+                 else None)
         if saved is not None and leftover(saved, unit, by_key):
             saved = None  # the driver drops it: the runs start afresh
         epochs = saved["epochs"] if saved else []
