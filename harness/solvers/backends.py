@@ -5,8 +5,11 @@ A backend is an object with a ``name``, the ``package`` whose version the record
 ``func`` from z0 over t = [t0, t1] and returns the state at t1, gradients included (with the
 adjoint when ``config.adjoint``). A backend with statistics of its own (the proximal backend's
 outer steps and inner iterations) overrides ``solve_noting``, which the ODE block calls and
-which hands them to the run's record. It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
-per-element time scaling and NFE caps (which wrap ``func``) work for every backend.
+which hands them to the run's record. A backend that reads ``config.options`` (into step
+control, an inner solver's settings) overrides ``bind(config)``, which the ODE block calls once
+when it is built, so that no solve reads them again. It calls ``func(t, z)`` like torchdiffeq
+does, so NFE counting, per-element time scaling and NFE caps (which wrap ``func``) work for
+every backend.
 
 Built in (:mod:`harness.solvers.built_in`): ``torchdiffeq`` (:mod:`harness.solvers.torchdiffeq_backend`,
 the reference, and the default), ``fast`` (:mod:`harness.solvers.fast.backend`, the same steps on one
