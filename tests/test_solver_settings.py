@@ -4,7 +4,7 @@ setting label; run keys are those they were; a run's backend reads its options o
 from __future__ import annotations
 
 import pickle
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,7 @@ def test_run_keys_are_the_keys_they_were():
     assert spec().key == "78dc93269ce19226"
     assert spec(method="rk4", backend="fast", options={"step_size": 0.1}).key == "38231ef67fe15583"
     assert spec(rtol=1e-4, atol=1e-5, adjoint=False, max_nfe=500).key == "6f4914e51c4b158d"
+    assert replace(spec(), precision="float64").key == "8c683b71916c48ea"
 
 
 @pytest.mark.parametrize("name", list(SAMPLES))

@@ -2,10 +2,11 @@
 
 The run settings — what a suite may set per run — are defined once, as the fields of
 :class:`RunSpec` made with :func:`setting`: each has its default and its check there (the
-solver's keys: the fields of :class:`harness.solvers.settings.SolverConfig`, declared there with
-:func:`~harness.solvers.settings.solver_setting` and checked by :func:`solver_checks`). The defaults a suite starts from (:func:`default_settings`), the keys the
-loader accepts and how it checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config`
-(stored in the record) and the key all derive from these fields. A setting added after records
+solver's keys: the fields of :class:`harness.solvers.settings.SolverConfig`, declared there
+with :func:`~harness.solvers.settings.solver_setting` and checked by :func:`solver_checks`). The
+defaults a suite starts from (:func:`default_settings`), the keys the loader accepts and how it
+checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config` (stored in the record) and
+the key all derive from these fields. A setting added after records
 existed is made with ``keyed_from_default=False`` (``lr_restarts``, ``profile``, ``precision``):
 the key leaves it out while it holds its default. Besides the settings, the key holds the
 versions of what ran (:attr:`RunSpec.versions`): a new version of a task or family reruns its
@@ -111,9 +112,8 @@ class RunSpec:
         the versions of the task and the model (their packages' and their own; computed once
         per spec: planning reads it often)."""
         config = self.config()
-        for settings, unkeyed in ((config, _unkeyed_defaults()),
-                                  (config["solver"], _unkeyed_solver_defaults())):
-            for name, default in unkeyed.items():  # settings added later keep the keys they had
+        for settings, declared in ((config, SETTINGS), (config["solver"], SOLVER_SETTINGS)):
+            for name, default in _unkeyed(declared).items():  # added later: keys stay
                 if settings[name] == default:
                     del settings[name]
         text = json.dumps([config, self.versions], sort_keys=True, default=str)
@@ -136,16 +136,11 @@ def default_settings() -> dict[str, Any]:
     return _plain({name: _default(spec_field) for name, spec_field in SETTINGS.items()})
 
 
-def _unkeyed_defaults() -> dict[str, Any]:
-    """The defaults of the settings the key leaves out while they hold them."""
-    return _plain({name: _default(spec_field) for name, spec_field in SETTINGS.items()
+def _unkeyed(declared: Mapping[str, dataclasses.Field]) -> dict[str, Any]:
+    """The defaults of the declared settings the key leaves out while they hold them (the
+    run's: :data:`SETTINGS`; the solver's: :data:`~harness.solvers.settings.SOLVER_SETTINGS`)."""
+    return _plain({name: _default(spec_field) for name, spec_field in declared.items()
                    if not spec_field.metadata["keyed_from_default"]})
-
-
-def _unkeyed_solver_defaults() -> dict[str, Any]:
-    """The defaults of the solver settings the key leaves out while they hold them."""
-    return {name: _default(spec_field) for name, spec_field in SOLVER_SETTINGS.items()
-            if not spec_field.metadata["keyed_from_default"]}
 
 
 def _default(spec_field: dataclasses.Field) -> Any:
