@@ -6,8 +6,9 @@ A budget file (YAML, read with ``yaml.safe_load``)::
     budgets:
       - task: point_cloud
         model: hbnode
-        solver: {rtol: 1.0e-3}     # optional: only runs with these solver settings (method,
-                                   # rtol, atol, adjoint, backend, options, max_nfe)
+        solver: {rtol: 1.0e-3}     # optional: only runs with these solver settings (any of
+                                   # harness.solvers.settings.SOLVER_SETTINGS: method, rtol,
+                                   # atol, adjoint, backend, options, max_nfe)
         at: mean                   # ceilings on the mean over epochs (default), the first or the last
         max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5}
         min: {test_accuracy: 0.9}  # floors, on the last epoch
@@ -34,6 +35,7 @@ from harness.reports.aggregate import AT_CHOICES, run_value
 from harness.running.safe_files import Folder
 from harness.running.store import standing
 from harness.solvers.built_in import uses_tolerance
+from harness.solvers.settings import SOLVER_SETTINGS, TOLERANCES
 from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
                                 positive_number, read_yaml, string, top_level)
 
@@ -42,7 +44,8 @@ FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "train_time_s", "forward_ti
           "backward_time_s", "eval_time_s", "loss")
 NFE_FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe")
 _LINE_KEYS = ("task", "model", "solver", "at", "max", "min", "tolerance")
-_SOLVER_KEYS = ("method", "rtol", "atol", "adjoint", "backend", "options", "max_nfe")
+#: The solver settings a line may narrow by: every declared one.
+_SOLVER_KEYS = tuple(SOLVER_SETTINGS)
 DEFAULT_TOLERANCE = 0.1
 
 
@@ -288,13 +291,15 @@ def _groups(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
 
 
 def measured_at(record: dict[str, Any]) -> dict[str, Any]:
-    """The solver settings that decide a run's NFE, as a budget line's ``solver:``: method,
-    backend, adjoint, the options when set, and rtol/atol unless the method takes fixed steps
-    (:func:`harness.solvers.built_in.uses_tolerance`)."""
+    """The solver settings that decide a run's NFE (declared so, as all but ``max_nfe`` are),
+    as a budget line's ``solver:``: method, tolerances, adjoint, backend and options, but not
+    the tolerances when the method takes fixed steps
+    (:func:`harness.solvers.built_in.uses_tolerance`) nor options left empty."""
     solver = record.get("config", {}).get("solver", {})
-    keys = ["method", *(("rtol", "atol") if uses_tolerance(solver) else ()), "adjoint",
-            "backend", *(("options",) if solver.get("options") else ())]
-    return {key: solver[key] for key in keys if key in solver}
+    ignored = () if uses_tolerance(solver) else TOLERANCES
+    return {key: solver[key] for key, spec in SOLVER_SETTINGS.items()
+            if spec.metadata["decides_nfe"] and key not in ignored and key in solver
+            and solver[key] != {}}
 
 
 def _round(value: float, bound: str) -> float:

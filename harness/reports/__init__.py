@@ -8,5 +8,5 @@ studies (work_precision), the renderer (render) and the page (page).
 
 May import: harness.contract, harness.suites.validation, harness.running.store,
 harness.running.tracebacks, harness.running.configs, harness.solvers.built_in (which methods
-step on a fixed grid).
+step on a fixed grid), harness.solvers.settings (the solver settings, for setting labels).
 """

@@ -21,6 +21,7 @@ from typing import Any
 from harness.reports.seed_statistics import CONFIDENCE, mean_interval
 from harness.running.configs import flatten as flat_config
 from harness.running.store import standing
+from harness.solvers.settings import TOLERANCE, TOLERANCES
 
 #: How one run's per-epoch field becomes one number: the mean over its epochs, or the value at
 #: the first or last epoch that has the field.
@@ -203,14 +204,15 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def setting_label(setting: dict[str, Any]) -> str:
-    """Short text for a setting: ``tol 0.001`` when rtol and atol vary together, else
-    ``key=value`` pairs with the last part of each key."""
+    """Short text for a setting: ``tol 0.001`` when rtol and atol vary together (the suite's
+    :data:`~harness.solvers.settings.TOLERANCE`), else ``key=value`` pairs with the last part
+    of each key."""
     items = dict(setting)
     parts = []
-    rtol, atol = items.get("solver.rtol"), items.get("solver.atol")
-    if "solver.rtol" in items and "solver.atol" in items and rtol == atol:
-        del items["solver.rtol"], items["solver.atol"]
-        parts.append(f"tol {format_number(rtol)}")
+    rtol, atol = (f"solver.{name}" for name in TOLERANCES)
+    if rtol in items and atol in items and items[rtol] == items[atol]:
+        parts.append(f"{TOLERANCE} {format_number(items.pop(rtol))}")
+        del items[atol]
     parts += [f"{key.rsplit('.', 1)[-1]}={format_number(value)}" for key, value in items.items()]
     return ", ".join(parts)
 

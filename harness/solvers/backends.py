@@ -5,8 +5,11 @@ A backend is an object with a ``name``, the ``package`` whose version the record
 ``func`` from z0 over t = [t0, t1] and returns the state at t1, gradients included (with the
 adjoint when ``config.adjoint``). A backend with statistics of its own (the proximal backend's
 outer steps and inner iterations) overrides ``solve_noting``, which the ODE block calls and
-which hands them to the run's record. It calls ``func(t, z)`` like torchdiffeq does, so NFE counting,
-per-element time scaling and NFE caps (which wrap ``func``) work for every backend.
+which hands them to the run's record. A backend that reads ``config.options`` (into step
+control, an inner solver's settings) overrides ``bind(config)``, which the ODE block calls once
+when it is built, so that no solve reads them again. It calls ``func(t, z)`` like torchdiffeq
+does, so NFE counting, per-element time scaling and NFE caps (which wrap ``func``) work for
+every backend.
 
 Built in (:mod:`harness.solvers.built_in`): ``torchdiffeq`` (:mod:`harness.solvers.torchdiffeq_backend`,
 the reference, and the default), ``fast`` (:mod:`harness.solvers.fast.backend`, the same steps on one
@@ -66,9 +69,35 @@ class SolverBackend(ABC):
         """The states at each of t[1:] (len(t) − 1, *z0.shape) of the trajectory from z0 at
         t[0]. The default: one solve per interval, each from the state the last one reached;
         a backend that outputs at several times from one solve (torchdiffeq) overrides it."""
+        return self.bind(config).through(func, z0, t, note)
+
+    def bind(self, config: SolverConfig) -> "Bound":
+        """This backend with one run's settings, what an ODE block solves with: made once, when
+        the block is built, so that a backend reading ``config.options`` (into step control, an
+        inner solver's settings) overrides this to read them there, not on every solve."""
+        return Bound(self, config)
+
+
+class Bound:
+    """A backend bound to one run's solver settings (:meth:`SolverBackend.bind`). The default
+    hands each solve to the backend's :meth:`~SolverBackend.solve_noting` and
+    :meth:`~SolverBackend.solve_through`."""
+
+    def __init__(self, backend: SolverBackend, config: SolverConfig) -> None:
+        self.backend, self.config = backend, config
+
+    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, note: Note | None) -> Tensor:
+        """The state at t[-1] (:meth:`SolverBackend.solve_noting`)."""
+        return self.backend.solve_noting(func, z0, t, self.config, note)
+
+    def through(self, func: nn.Module, z0: Tensor, t: Tensor, note: Note | None) -> Tensor:
+        """The states at t[1:] (:meth:`SolverBackend.solve_through`): the backend's own when it
+        has one, else one :meth:`solve` per interval, each from the state the last reached."""
+        if type(self.backend).solve_through is not SolverBackend.solve_through:
+            return self.backend.solve_through(func, z0, t, self.config, note)
         states, z = [], z0
         for t0, t1 in zip(t[:-1], t[1:]):
-            z = self.solve_noting(func, z, torch.stack([t0, t1]), config, note)
+            z = self.solve(func, z, torch.stack([t0, t1]), note)
             states.append(z)
         return torch.stack(states)
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Collection, Mapping
 
 from harness.contract import PROFILES, Family, Task
 from harness.solvers.backends import SolverBackend
+from harness.solvers.settings import TOLERANCE, TOLERANCES
 from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks
 from harness.suites.validation import (Problems, boolean, integer, join, mapping, number,
                                        numeric, positive_int, positive_number, string)
@@ -79,9 +80,9 @@ def _check_solver(value: Any, at: str, report: Problems,
             checked[key] = {name: numeric(option) for name, option in options.items()}
         else:
             report.unknown(where, f"unknown solver key {key!r}", key, [*checks, "options"])
-    if "tol" in checked:
-        tol = checked.pop("tol")
-        checked = {"rtol": tol, "atol": tol, **checked}
+    if TOLERANCE in checked:
+        tol = checked.pop(TOLERANCE)
+        checked = {**dict.fromkeys(TOLERANCES, tol), **checked}
     return checked
 
 

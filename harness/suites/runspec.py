@@ -2,10 +2,11 @@
 
 The run settings — what a suite may set per run — are defined once, as the fields of
 :class:`RunSpec` made with :func:`setting`: each has its default and its check there (the
-solver's keys: :class:`harness.solvers.settings.SolverConfig`'s fields, checked by
-:func:`solver_checks`). The defaults a suite starts from (:func:`default_settings`), the keys the
-loader accepts and how it checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config`
-(stored in the record) and the key all derive from these fields. A setting added after records
+solver's keys: the fields of :class:`harness.solvers.settings.SolverConfig`, declared there
+with :func:`~harness.solvers.settings.solver_setting` and checked by :func:`solver_checks`). The
+defaults a suite starts from (:func:`default_settings`), the keys the loader accepts and how it
+checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config` (stored in the record) and
+the key all derive from these fields. A setting added after records
 existed is made with ``keyed_from_default=False`` (``lr_restarts``, ``profile``, ``precision``):
 the key leaves it out while it holds its default. Besides the settings, the key holds the
 versions of what ran (:attr:`RunSpec.versions`): a new version of a task or family reruns its
@@ -18,6 +19,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -25,9 +27,9 @@ import torch
 
 from harness.contract import PRECISIONS, PROFILES
 from harness.solvers.backends import SolverBackend
-from harness.solvers.settings import SolverConfig
-from harness.suites.validation import (boolean, choice, non_negative_int, optional, positive_int,
-                                       positive_number)
+from harness.solvers.settings import SOLVER_SETTINGS, TOLERANCE, TOLERANCES, SolverConfig
+from harness.suites.validation import (choice, non_negative_int, optional, positive_int,
+                                       positive_number, type_check)
 
 #: The optimizers a suite may name (``optimizer:``), and what each builds.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -110,11 +112,10 @@ class RunSpec:
         the versions of the task and the model (their packages' and their own; computed once
         per spec: planning reads it often)."""
         config = self.config()
-        if config["solver"]["backend"] == "torchdiffeq":  # the default keeps the keys it had
-            del config["solver"]["backend"]
-        for name, default in _unkeyed_defaults().items():  # so do settings added later
-            if config[name] == default:
-                del config[name]
+        for settings, declared in ((config, SETTINGS), (config["solver"], SOLVER_SETTINGS)):
+            for name, default in _unkeyed(declared).items():  # added later: keys stay
+                if settings[name] == default:
+                    del settings[name]
         text = json.dumps([config, self.versions], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -135,9 +136,10 @@ def default_settings() -> dict[str, Any]:
     return _plain({name: _default(spec_field) for name, spec_field in SETTINGS.items()})
 
 
-def _unkeyed_defaults() -> dict[str, Any]:
-    """The defaults of the settings the key leaves out while they hold them."""
-    return _plain({name: _default(spec_field) for name, spec_field in SETTINGS.items()
+def _unkeyed(declared: Mapping[str, dataclasses.Field]) -> dict[str, Any]:
+    """The defaults of the declared settings the key leaves out while they hold them (the
+    run's: :data:`SETTINGS`; the solver's: :data:`~harness.solvers.settings.SOLVER_SETTINGS`)."""
+    return _plain({name: _default(spec_field) for name, spec_field in declared.items()
                    if not spec_field.metadata["keyed_from_default"]})
 
 
@@ -153,14 +155,28 @@ def scalar_checks() -> dict[str, Callable[[Any], Any]]:
 
 
 def solver_checks(backends: Mapping[str, SolverBackend]) -> dict[str, Callable[[Any], Any]]:
-    """How each key of a suite's ``solver`` is checked: every field of
-    :class:`~harness.solvers.settings.SolverConfig` but ``options`` (a mapping the loader reads),
-    plus ``tol`` (both tolerances at once). ``method`` takes any method of the registry's
-    backends (whether the run's backend has it is checked with the backend before training)."""
-    methods = sorted({method for backend in backends.values() for method in backend.methods})
-    return {"method": choice(methods, "a solver method"), "rtol": positive_number,
-            "atol": positive_number, "tol": positive_number, "adjoint": boolean,
-            "max_nfe": optional(positive_int), "backend": choice(backends, "a solver backend")}
+    """How each key of a suite's ``solver`` is checked, from the declaration of each solver
+    setting (:data:`~harness.solvers.settings.SOLVER_SETTINGS`; ``options``, a mapping, is read
+    by the loader): by its type, > 0 where declared ``positive``, among the names its ``among``
+    gives for the registry's backends; plus ``tol``, both tolerances at once."""
+    kinds = typing.get_type_hints(SolverConfig)
+    checks = {}
+    for name, spec_field in SOLVER_SETTINGS.items():
+        declared = spec_field.metadata
+        if declared["among"] is not None:
+            checks[name] = choice(declared["among"](backends), declared["noun"])
+        elif not declared["structured"]:
+            checks[name] = _value_check(kinds[name], declared["positive"])
+    return {**checks, TOLERANCE: checks[TOLERANCES[0]]}
+
+
+def _value_check(kind: Any, positive: bool) -> Callable[[Any], Any]:
+    """The check of a value of type ``kind`` (``X | None`` takes null), > 0 when ``positive``."""
+    if not positive:
+        return type_check(kind)
+    inner = [argument for argument in typing.get_args(kind) if argument is not type(None)]
+    check = {float: positive_number, int: positive_int}[inner[0] if inner else kind]
+    return optional(check) if inner else check
 
 
 def _plain(settings: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ the Silverbox circuit's input voltage): f(t, [z, u(t)]).
 The task makes the block with ``ctx.ode(net, n)``, where ``net`` reads [z, u] (its input is
 the state's f channels plus the signal's). The signal differs from solve to solve, so it must
 travel with the solve (the adjoint calls the dynamics again in ``backward()``), never sit on a
-module between solves: each solve wraps the block's network with its own signal, in a block
-sharing the first one's family instance, part width, solver settings, backend and NFE counter.
+module between solves: each solve wraps the block's network with its own signal, in dynamics
+sharing the block's family instance and NFE counter, solved by the block (its settings and bound
+backend).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.solvers.backends import PerElementTime
-from harness.toolkit.ode import ODEBlock
+from harness.toolkit.ode import Dynamics, ODEBlock
 
 Signal = Callable[[Tensor], Tensor]
 """u(t) for the time t the dynamics are called at: (batch, m) for a batch of states."""
@@ -37,6 +38,5 @@ def solve_with_input(ode: ODEBlock, signal: Signal, z0: Tensor,
                      duration: Tensor | None = None) -> Tensor:
     """``ode(z0, duration)`` with the block's network fed [z, signal(t)]; NFE counted on
     ``ode``'s counter."""
-    block = ODEBlock(ode.family, InputFed(ode.dynamics.f, signal), ode.width, ode.solver,
-                     ode.dynamics.counter, ode.backend)
-    return block(z0, duration=duration)
+    dynamics = Dynamics(ode.family, InputFed(ode.dynamics.f, signal), ode.dynamics.counter)
+    return ode.solve(dynamics, z0, duration)

@@ -135,8 +135,18 @@ class ODEBlock(nn.Module):
                              f"the {backend.name!r} backend")
         self.dynamics = Dynamics(family, f, counter)
         self.width = width
-        self.solver = solver
         self.backend = backend
+        self.solver = solver
+
+    @property
+    def solver(self) -> SolverConfig:
+        return self.bound.config
+
+    @solver.setter
+    def solver(self, config: SolverConfig) -> None:
+        """Set the settings and bind the backend to them: its options are read here, once,
+        not on every solve."""
+        self.bound = self.backend.bind(config)
 
     @property
     def family(self) -> Family:
@@ -175,12 +185,16 @@ class ODEBlock(nn.Module):
         own time span in one batched solve, by the change of time interval: g' = s·F(g) on the
         family's interval, s = duration / interval length. f then sees the rescaled time τ.
         """
+        return self.solve(self.dynamics, z0, duration)
+
+    def solve(self, dynamics: Dynamics, z0: Tensor, duration: Tensor | None = None) -> Tensor:
+        """:meth:`forward` with ``dynamics`` in place of the block's own (the same family and
+        counter with another network: an input-fed one, :mod:`harness.toolkit.forcing`)."""
         t = interval_tensor(*self.family.interval, like=z0)
-        func: nn.Module = self.dynamics
+        func: nn.Module = dynamics
         if duration is not None:
             func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
-        return self.backend.solve_noting(self._capped(func), z0, t, self.solver,
-                                         self.dynamics.counter.note)
+        return self.bound.solve(self._capped(func), z0, t, self.dynamics.counter.note)
 
     def through(self, z0: Tensor, offsets: Tensor) -> Tensor:
         """The states (len(offsets) − 1, batch, …) at offsets[1:] of the trajectory from z0 at
@@ -191,8 +205,8 @@ class ODEBlock(nn.Module):
         themselves, not of the interval."""
         t0 = self.family.interval[0]
         times = (offsets - offsets[0]).to(z0) + t0
-        return self.backend.solve_through(self._capped(self.dynamics), z0, times, self.solver,
-                                          self.dynamics.counter.note)
+        return self.bound.through(self._capped(self.dynamics), z0, times,
+                                  self.dynamics.counter.note)
 
     def _capped(self, func: nn.Module) -> nn.Module:
         """``func`` failing past ``solver.max_nfe`` evaluations per solve, when that is set."""

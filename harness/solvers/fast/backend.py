@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from harness.solvers.backends import SolverBackend
+from harness.solvers.backends import Bound, Note, SolverBackend
 from harness.solvers.fast.adjoint import solve_flat
 from harness.solvers.fast.integrators import METHOD_OPTIONS, integrator
 from harness.solvers.settings import SolverConfig
@@ -19,6 +19,19 @@ class FastBackend(SolverBackend):
         integrator(config.method, config.rtol, config.atol, config.options)
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
+        return self.bind(config).solve(func, z0, t, None)
+
+    def bind(self, config: SolverConfig) -> Bound:
+        return _Fast(self, config)
+
+
+class _Fast(Bound):
+    """The fast backend with a run's integrator, its options read once."""
+
+    def __init__(self, backend: FastBackend, config: SolverConfig) -> None:
+        super().__init__(backend, config)
+        self.integrate = integrator(config.method, config.rtol, config.atol, config.options)
+
+    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, note: Note | None) -> Tensor:
         t0, t1 = t.tolist()
-        integrate = integrator(config.method, config.rtol, config.atol, config.options)
-        return solve_flat(func, z0, t0, t1, integrate, config.adjoint)
+        return solve_flat(func, z0, t0, t1, self.integrate, self.config.adjoint)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -260,7 +261,16 @@ def integrator(method: str, rtol: float, atol: float, options: dict) -> Integrat
         raise ValueError(f"the fast solver backend's {method} takes no option {', '.join(unknown)}; "
                          f"valid: {', '.join(METHOD_OPTIONS[method])}")
     if method == "dopri5":
-        control = StepControl(rtol=rtol, atol=atol, **options)
-        return lambda func, y0, t0, t1, norm, live: dopri5(func, y0, t0, t1, control, norm, live)
-    step_size = options.get("step_size")
-    return lambda func, y0, t0, t1, norm, live: fixed_grid(method, func, y0, t0, t1, step_size)
+        return partial(_adaptive, StepControl(rtol=rtol, atol=atol, **options))
+    return partial(_fixed, method, options.get("step_size"))
+
+
+# Named, so that a model holding an integrator (its ODE block's bound backend) pickles.
+def _adaptive(control: StepControl, func: FlatFunc, y0: Tensor, t0: float, t1: float,
+              norm: Norm, live: int | None) -> Tensor:
+    return dopri5(func, y0, t0, t1, control, norm, live)
+
+
+def _fixed(method: str, step_size: float | None, func: FlatFunc, y0: Tensor, t0: float,
+           t1: float, norm: Norm, live: int | None) -> Tensor:
+    return fixed_grid(method, func, y0, t0, t1, step_size)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from harness.solvers.backends import Note, SolverBackend
+from harness.solvers.backends import Bound, Note, SolverBackend
 from harness.solvers.fast.adjoint import solve_flat
 from harness.solvers.proximal.options import ProximalOptions
 from harness.solvers.proximal.schemes import ORDERS, integrator
@@ -29,10 +29,24 @@ class ProximalBackend(SolverBackend):
         ProximalOptions.read(config.options)
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig) -> Tensor:
-        return self.solve_noting(func, z0, t, config, None)
+        return self.bind(config).solve(func, z0, t, None)
 
     def solve_noting(self, func: nn.Module, z0: Tensor, t: Tensor, config: SolverConfig,
                      note: Note | None) -> Tensor:
+        return self.bind(config).solve(func, z0, t, note)
+
+    def bind(self, config: SolverConfig) -> Bound:
+        return _Proximal(self, config)
+
+
+class _Proximal(Bound):
+    """The proximal backend with a run's options, read once."""
+
+    def __init__(self, backend: ProximalBackend, config: SolverConfig) -> None:
+        super().__init__(backend, config)
+        self.options = ProximalOptions.read(config.options)
+
+    def solve(self, func: nn.Module, z0: Tensor, t: Tensor, note: Note | None) -> Tensor:
         t0, t1 = t.tolist()
-        integrate = integrator(config.method, ProximalOptions.read(config.options), note)
-        return solve_flat(func, z0, t0, t1, integrate, config.adjoint)
+        integrate = integrator(self.config.method, self.options, note)
+        return solve_flat(func, z0, t0, t1, integrate, self.config.adjoint)
