@@ -38,7 +38,7 @@ def test_an_interrupted_forced_rerun_resumes_as_the_plan_says(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_suite([spec], registry, tmp_path, CPU, force=True)
     registry.manager.unregister(name="ctrl-c")
-    saved = Checkpoints(tmp_path / "checkpoints").read(spec.key)
+    saved = Checkpoints(tmp_path / "checkpoints").read(spec.key, [spec])
     assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
 
     (planned,) = plan_suite([spec], tmp_path, force=True).runs

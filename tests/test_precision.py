@@ -47,7 +47,7 @@ def test_a_float64_point_cloud_run_trains_float64_parameters_on_float64_data(reg
     checkpoints = Checkpoints(tmp_path)
     record = execute_run(spec, registry, CPU, checkpoints=checkpoints)
     assert record["status"] == "ok" and record["config"]["precision"] == "float64"
-    parameters = checkpoints.read(spec.key)["model"]
+    parameters = checkpoints.read(spec.key, [spec])["model"]
     assert parameters and {value.dtype for value in parameters.values()} == {torch.float64}
     (x, y), = made[0].train
     assert x.dtype == torch.float64 and y.dtype == torch.float64
