@@ -191,11 +191,11 @@ def _suite(directory: Path, solver: str = "{method: rk4, options: {step_size: 0.
 def test_a_save_refused_after_the_first_epoch_is_a_storage_failure(tmp_path, monkeypatch, capsys):
     suite, out, real, saves = _suite(tmp_path), tmp_path / "out", os.replace, []
 
-    def full_at_second_save(source, target):
+    def full_at_second_save(source, target, **descriptors):
         saves.append(target)
         if len(saves) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(source, target)
+        return real(source, target, **descriptors)
 
     monkeypatch.setattr(checkpoints_module.os, "replace", full_at_second_save)
     command = ["run", str(suite), "--out", str(out), "--device", "cpu", "--quiet"]

@@ -41,7 +41,10 @@ def code_blocks(markdown: str) -> list[str]:
 
 
 def test_the_guides_code_is_the_example_packages_and_built_in_families_code():
-    guide = (ROOT / "docs" / "plugin-guide.md").read_text()
+    """Every model-plugin block of the guide is code of an example package or a built-in family.
+    Section 8's executor is a sketch around a queue client the reader brings (``connect()``);
+    its complete, tested counterpart is plugins/executors/slurm.py, so that section is left out."""
+    guide = (ROOT / "docs" / "plugin-guide.md").read_text().split("## 8. Write an executor")[0]
     sources = "\n".join(p.read_text() for folder in (*EXAMPLES, ROOT / "plugins" / "models")
                         for p in folder.iterdir() if p.suffix in (".py", ".toml"))
     blocks = code_blocks(guide)

@@ -138,8 +138,11 @@ def test_an_interrupt_while_torch_imports_is_one_line_and_the_signals_code(
 
 def blocking_both(command: list[str]) -> list[str]:
     """``command`` started with SIGINT and SIGTERM blocked (as Ray starts its processes, or a
-    thread holding them off while it writes)."""
-    return [sys.executable, "-c", "import os, signal, sys; signal.pthread_sigmask("
+    thread holding them off while it writes), their dispositions the default otherwise (this
+    process may ignore SIGINT, as a script's background job does: see :func:`interruptible`)."""
+    return [sys.executable, "-c", "import os, signal, sys; "
+            "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "signal.signal(signal.SIGTERM, signal.SIG_DFL); signal.pthread_sigmask("
             "signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}); "
             "os.execv(sys.argv[1], sys.argv[1:])", *command]
 
