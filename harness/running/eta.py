@@ -47,6 +47,9 @@ class SuiteEta:
         self.reference = {run.spec.key: plan.reference.per_epoch(run.spec.config())
                           for run in plan.todo if run.ensemble_size == 1}
         self.running: dict[str, _Running] = {}
+        self.configurations: dict[str, str] = {}
+        """Each run's :func:`configuration`, by key: computed once, since the suite's ETA asks
+        for every waiting run's at every progress line (hundreds of ensemble members)."""
         self.ended = 0
         self.parallel = 1
 
@@ -73,13 +76,15 @@ class SuiteEta:
         run = self.running.get(spec.key) if spec is not None else None
         return self.clock() - (run.started if run else self.start)
 
-    def run_remaining(self, spec: RunSpec) -> float | None:
-        """Seconds the run should still take; None when nothing tells yet."""
+    def run_remaining(self, spec: RunSpec,
+                      paces: dict[str, list[float]] | None = None) -> float | None:
+        """Seconds the run should still take; None when nothing tells yet. ``paces``: the
+        running runs' seconds per epoch by configuration, when the caller has them already."""
         now = self.clock()
         run = self.running.get(spec.key)
         if run is not None and run.epochs_here:
             return run.pace(now) * max(0, units(spec) - run.last_epoch)
-        per_epoch = self._per_epoch(spec)
+        per_epoch = self._per_epoch(spec, self._paces(now) if paces is None else paces)
         if per_epoch is None:
             return None
         if run is None:
@@ -90,15 +95,29 @@ class SuiteEta:
     def suite_remaining(self) -> tuple[float, int]:
         """Seconds the runs not yet ended should take together (running at the parallelism
         seen so far), and how many of them have no estimate yet."""
-        estimates = [self.run_remaining(planned.spec) for planned in self.waiting.values()]
+        paces = self._paces(self.clock())
+        estimates = [self.run_remaining(planned.spec, paces) for planned in self.waiting.values()]
         known = sum(e for e in estimates if e is not None)
         return known / self.parallel, sum(e is None for e in estimates)
 
-    def _per_epoch(self, spec: RunSpec) -> float | None:
-        earlier = self.history.per_epoch(spec)
+    def _configuration(self, spec: RunSpec) -> str:
+        if spec.key not in self.configurations:
+            self.configurations[spec.key] = configuration(spec.config())
+        return self.configurations[spec.key]
+
+    def _paces(self, now: float) -> dict[str, list[float]]:
+        """Seconds per epoch so far of the running runs that finished an epoch here."""
+        paces: dict[str, list[float]] = {}
+        for run in self.running.values():
+            pace = run.pace(now)
+            if pace is not None:
+                paces.setdefault(self._configuration(run.spec), []).append(pace)
+        return paces
+
+    def _per_epoch(self, spec: RunSpec, paces: dict[str, list[float]]) -> float | None:
+        wanted = self._configuration(spec)
+        earlier = self.history.per_epoch_of(wanted)
         if earlier is not None:
             return earlier[0]
-        now, wanted = self.clock(), configuration(spec.config())
-        paces = [run.pace(now) for run in self.running.values()
-                 if run.epochs_here and configuration(run.spec.config()) == wanted]
-        return sum(paces) / len(paces) if paces else self.reference.get(spec.key)
+        alike = paces.get(wanted)
+        return sum(alike) / len(alike) if alike else self.reference.get(spec.key)

@@ -72,7 +72,11 @@ class History:
         were; None without any."""
         if not self.seconds:  # nothing to look up: spare the configuration's text
             return None
-        times = self.seconds.get(configuration(spec.config()))
+        return self.per_epoch_of(configuration(spec.config()))
+
+    def per_epoch_of(self, configuration_text: str) -> tuple[float, int] | None:
+        """:meth:`per_epoch` for a configuration given as its :func:`configuration` text."""
+        times = self.seconds.get(configuration_text)
         return (statistics.median(times), len(times)) if times else None
 
 
