@@ -80,8 +80,8 @@ class Attention(nn.Module):
         wx = self.w(x0).view(len(x0), self.heads, self.n)
         scores = nn.functional.leaky_relu(
             (wx * self.a[0]).sum(-1)[i] + (wx * self.a[1]).sum(-1)[j], 0.2)
-        peak = scores.new_full((len(x0), self.heads), -torch.inf).index_reduce(
-            0, i, scores.detach(), "amax")
+        peak = scores.new_full((len(x0), self.heads), -torch.inf).scatter_reduce(
+            0, i[:, None].expand_as(scores), scores.detach(), "amax")
         e = (scores - peak[i]).exp()
         total = e.new_zeros(len(x0), self.heads).index_add(0, i, e)
         return (e / total[i]).mean(1)

@@ -151,7 +151,8 @@ def load(dataset: str, root: Path, checksums: Mapping[str, str] = BLOB_IDS) -> G
 
 
 _PLAIN = {("collections", "defaultdict"), ("builtins", "list"), ("builtins", "dict"),
-          ("builtins", "object"), ("builtins", "set"), ("copyreg", "_reconstructor")}
+          ("builtins", "object"), ("builtins", "set"), ("copyreg", "_reconstructor"),
+          ("_codecs", "encode")}  # how Python 3 writes bytes into a protocol-2 pickle
 _PYTHON2 = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
