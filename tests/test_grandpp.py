@@ -34,23 +34,27 @@ def _path(nodes: int):
     return torch.cat([pairs, pairs.flip(0)], dim=1)
 
 
+def _cycle(nodes: int):
+    """A cycle 0 – 1 – … – 0 with both edge directions: every degree the same."""
+    pairs = torch.tensor([[i, (i + 1) % nodes] for i in range(nodes)]).T
+    return torch.cat([pairs, pairs.flip(0)], dim=1)
+
+
 def test_the_dirichlet_energy_of_a_path_signal_is_the_hand_computed_one():
-    # path 0 – 1 – 2 with self-loops: degrees 2, 3, 2; h = (1, 0, −1): the two edges give
-    # (1/√2 − 0)² + (0 + 1/√2)² = 1, the self-loops nothing.
+    # path 0 – 1 – 2, h = ((1, 2), (0, 0), (−1, 1)): edge (0, 1) gives 1 + 4, edge (1, 2) 1 + 1
+    # (each edge once; self-loops nothing)
     graph = prepared(_path(3), torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), 1)
-    h = torch.tensor([[1.0], [0.0], [-1.0]])
-    assert dirichlet_energy(graph.adjacency, h) == pytest.approx(1.0, abs=1e-6)
-    # h_i = √d_i is the diffusion's fixed point: energy zero
-    assert dirichlet_energy(graph.adjacency, graph.degrees.sqrt()[:, None]) == pytest.approx(
-        0.0, abs=1e-6)
+    h = torch.tensor([[1.0, 2.0], [0.0, 0.0], [-1.0, 1.0]])
+    assert dirichlet_energy(graph.edges, h) == pytest.approx(7.0, abs=1e-6)
+    assert dirichlet_energy(graph.edges, torch.full((3, 2), 5.0)) == 0.0  # one vector
 
 
 def _solve(source: bool, end: float):
-    """The fixed diffusion (with or without the source term) of 4 features on a path of 8
+    """The fixed diffusion (with or without the source term) of 4 features on a cycle of 8
     nodes, nodes 1 and 6 labelled, from §4.5's initial condition; (graph, states at t = 0 …
     end, source C)."""
     torch.manual_seed(0)
-    graph = prepared(_path(8), torch.randn(8, 4, dtype=torch.float64),
+    graph = prepared(_cycle(8), torch.randn(8, 4, dtype=torch.float64),
                      torch.zeros(8, dtype=torch.long), 1)
     graph.adjacency = graph.adjacency.double()
     labelled = torch.zeros(8, dtype=torch.bool)
@@ -66,16 +70,16 @@ def _solve(source: bool, end: float):
 
 def test_grand_makes_the_features_one_vector_and_the_source_term_does_not():
     graph, grand, _ = _solve(source=False, end=400.0)
-    assert dirichlet_energy(graph.adjacency, grand[-1]) < 1e-8 * dirichlet_energy(
-        graph.adjacency, grand[0])
+    assert dirichlet_energy(graph.edges, grand[-1]) < 1e-8 * dirichlet_energy(graph.edges, grand[0])
     graph, grandpp, source = _solve(source=True, end=400.0)
-    # the fixed point: (I − Â)Z = C up to the null direction D^{1/2}1, which carries no energy
+    # the fixed point: (I − Â)Z = C up to the null direction, on a cycle the constant vector,
+    # which carries no energy
     laplacian = torch.eye(8, dtype=torch.float64) - graph.adjacency.to_dense()
     fixed = torch.linalg.pinv(laplacian) @ source
-    expected = dirichlet_energy(graph.adjacency, fixed)
+    expected = dirichlet_energy(graph.edges, fixed)
     assert expected > 0.1
-    assert dirichlet_energy(graph.adjacency, grandpp[-1]) == pytest.approx(expected, rel=1e-4)
-    assert dirichlet_energy(graph.adjacency, grandpp[-2]) == pytest.approx(expected, rel=1e-4)
+    assert dirichlet_energy(graph.edges, grandpp[-1]) == pytest.approx(expected, rel=1e-4)
+    assert dirichlet_energy(graph.edges, grandpp[-2]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_the_initial_condition_sums_to_the_labelled_nodes_weighted_source():

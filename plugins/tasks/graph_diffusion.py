@@ -61,7 +61,7 @@ class DiffusionClassifier(nn.Module):
             self.ode = ctx.ode(GraphDiffusion(graph.adjacency, options["end_time"], n), n)
             self.encoder = nn.Sequential(nn.Linear(features, n), nn.ReLU())
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(n, graph.classes))
-        self.register_buffer("adjacency", graph.adjacency)
+        self.register_buffer("edges", graph.edges)
         self.register_buffer("degrees", graph.degrees)
 
     def initial(self, x: Tensor) -> Tensor:
@@ -84,10 +84,10 @@ class DiffusionClassifier(nn.Module):
         … T/2, T for k = ``points``."""
         z0 = self.initial(x)
         fractions = [0.0] + [2.0 ** -k for k in reversed(range(points))]
-        energies = [dirichlet_energy(self.adjacency, self.ode.part(z0))]
+        energies = [dirichlet_energy(self.edges, self.ode.part(z0))]
         for fraction in fractions[1:]:
             z = self.solve(x, z0, torch.full((len(x),), fraction, dtype=x.dtype))
-            energies.append(dirichlet_energy(self.adjacency, self.ode.part(z)))
+            energies.append(dirichlet_energy(self.edges, self.ode.part(z)))
         return fractions, energies
 
 

@@ -11,6 +11,10 @@ On a graph with self-loops, degrees d (self-loop included) and Â = D^{-1/2}(A +
   §4.5, z⁽ⁱ⁾(0) = x₀⁽ⁱ⁾ − c with c = (1/n)(Σᵢ x₀⁽ⁱ⁾ − Σ_{j∈I} (x₀⁽ʲ⁾ − x̂)/d_j), so that (4.11)
   holds.
 
+The Dirichlet energy is the graph's own, ½ Σ_(i,j) ‖h_i − h_j‖²: the fixed Â's diffusion tends
+to features proportional to √d_i rather than to one vector, so on a graph of unequal degrees
+its energy stops short of zero.
+
 The field reads [z, x, m] — the state's f input, the raw node features x and the labelled mask
 m — so that X₀, the attention and the source are recomputed from x by the encoder inside every
 call: their gradients then reach the encoder and the attention under the adjoint method too,
@@ -43,11 +47,12 @@ class SymmetricProduct(torch.autograd.Function):
         return None, SymmetricProduct.apply(adjacency, grad)
 
 
-def dirichlet_energy(adjacency: Tensor, h: Tensor) -> float:
-    """tr(hᵀ(I − Â)h) = ½ Σ_ij (A + I)_ij ‖h_i/√d_i − h_j/√d_j‖²: zero exactly when h is one
-    vector up to the degree scaling (the diffusion's fixed points), large when neighbours
-    differ."""
-    return float((h * (h - torch.sparse.mm(adjacency, h))).sum())
+def dirichlet_energy(edges: Tensor, h: Tensor) -> float:
+    """½ Σ_i Σ_{j∈N(i)} ‖h_i − h_j‖² over the graph's edges (both directions listed): zero exactly
+    when the features are one vector on each connected component — the over-smoothed state of
+    the attention diffusions, whose rows sum to one — and large when neighbours differ."""
+    i, j = edges
+    return float((h[i] - h[j]).pow(2).sum() / 2)
 
 
 class GraphDiffusion(nn.Module):
