@@ -235,3 +235,28 @@ def test_the_labelled_mask_reaches_the_model_and_no_test_label_does(registry):
     (_, test), = data.test
     assert torch.equal(x[:, -1] > 0.5, train != UNLABELLED)
     assert ((train != UNLABELLED) & (test != UNLABELLED)).sum() == 0
+
+
+def test_a_download_is_checked_before_it_is_kept_and_its_failure_is_one_message(
+        tmp_path: Path, monkeypatch):
+    def unreachable(url, timeout):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(graph_files.urllib.request, "urlopen", unreachable)
+    with pytest.raises(DataNotFound, match=r"downloading https://raw.githubusercontent.com/"
+                                           r"shchur/gnn-benchmark/1e72912.*/ms_academic_cs.npz "
+                                           r"failed: network is unreachable"):
+        graph_files.download("coauthor_cs", tmp_path)
+
+    class Tampered(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return None
+
+    monkeypatch.setattr(graph_files.urllib.request, "urlopen",
+                        lambda url, timeout: Tampered(b"not the published file"))
+    with pytest.raises(DataNotFound, match="does not match its published checksum"):
+        graph_files.download("photo", tmp_path)
+    assert not any((tmp_path / "gnn-benchmark").iterdir())
