@@ -286,6 +286,9 @@ class BuildContext:
     counts NFE and calls the run's solver. Call it once per ODE in the model."""
     options: dict[str, Any] = field(default_factory=dict)
     """The task's options for this run (its ``options`` updated by the suite's task_options)."""
+    data_root: str | None = None
+    """The run's data root as :meth:`Task.data` gets it, for a model built from the data (a
+    graph's adjacency): resolve it with :func:`data_root_or_default`."""
 
     @property
     def n_parts(self) -> int:

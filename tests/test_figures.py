@@ -154,3 +154,30 @@ def test_a_fixed_step_method_is_described_without_a_tolerance() -> None:
     bdf2 = group_runs([record("diffusion1d", "node", 0, [epoch(0)],
                               config={"solver": {**rk4, "method": "bdf2"}})])
     assert "tol" not in figures.describe_settings(bdf2)
+
+
+def _graph_run(seed: int, dynamics: str, end_time: float, labels: int, accuracy: float):
+    run = record("graph_sbm", "node", seed,
+                 [epoch(1, test_accuracy=accuracy, dirichlet_energy=[10.0, end_time, 1.0],
+                        energy_time=[0.0, end_time / 2, end_time])],
+                 config={"task_options": {"dynamics": dynamics, "end_time": end_time,
+                                          "train_per_class": labels}})
+    run["key"] += f"/{dynamics}/{end_time}/{labels}"
+    return run
+
+
+def test_accuracy_is_drawn_against_each_swept_task_option_and_energy_against_t(tmp_path: Path):
+    runs = [_graph_run(seed, dynamics, end_time, 5, accuracy + seed / 100)
+            for seed in (0, 1) for dynamics, base in (("grand-l", 0.9), ("grand++-l", 0.8))
+            for end_time, accuracy in ((1.0, base), (32.0, base - 0.5))]
+    runs += [_graph_run(0, "grand-l", 8.0, labels, 0.7) for labels in (1, 20)]
+    groups = group_runs(runs)
+    figure = figures.metric_vs_setting(groups, tmp_path, PNG)
+    against_t, against_labels = figure.panels
+    lines = {series.label: series for series in against_t.series}
+    assert lines["node (dynamics=grand-l, train_per_class=5)"].x == [1.0, 32.0]
+    assert lines["node (dynamics=grand-l, train_per_class=5)"].y == pytest.approx([0.905, 0.405])
+    assert against_t.log_x and [s.x for s in against_labels.series] == [[1.0, 20.0]]
+    energy = figures.energy_curves(groups, tmp_path, PNG)
+    curve = next(s for s in energy.panels[0].series if s.label.startswith("node (dynamics=grand-l, end_time=32"))
+    assert curve.x == [0.0, 16.0, 32.0] and curve.y == pytest.approx([10.0, 32.0, 1.0])

@@ -6,13 +6,15 @@ from __future__ import annotations
 import torch
 
 from harness.running.runner import execute_run
-from harness_plugins.tasks.graph_diffusion import (UNLABELLED, GraphDiffusion, GraphSBM,
-                                                   block_model, split)
+from harness_plugins.tasks.graph_data import UNLABELLED, csbm, split
+from harness_plugins.tasks.graph_diffusion import GraphSBM
+from harness_plugins.tasks.graph_dynamics import GraphDiffusion
 from tests.conftest import CPU, make_spec
 
 
 def _graph():
-    return block_model(dict(GraphSBM.options, nodes=120), torch.Generator().manual_seed(0))
+    graph = csbm(dict(GraphSBM.options, nodes=120), torch.Generator().manual_seed(0))
+    return graph.adjacency, graph.features, graph.labels
 
 
 def test_the_graph_has_communities_and_a_diffusion_spectrum_in_minus_two_to_zero():

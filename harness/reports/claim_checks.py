@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from harness.reports.aggregate import Group, format_number, stat
-from harness.reports.claim_contexts import Sample, contexts, differing, sample
+from harness.reports.claim_contexts import (Sample, compared_contexts, contexts, differing,
+                                            sample)
 from harness.reports.claim_tests import ClaimTest, PendingCheck
 from harness.reports.claims import Check, models_of
 from harness.reports.exact_tests import fisher, one_sample, two_sample
@@ -38,14 +39,14 @@ def compare_check(check: Check, groups: list[Group], resamples: int) -> PendingC
     side = next(key for key in ("lower", "higher", "more", "fewer") if key in o)
     claimed = -1 if side in ("lower", "fewer") else 1
     pending = PendingCheck(check)
-    for label, context in contexts(groups):
+    for label, context in compared_contexts(groups, o.get("by"), o.get("where", {})):
         samples = _samples(check, context, label, pending, censor=check.kind == "compare")
         if samples is None:
             continue
         pending.items.append(label + ", ".join(_describe(s) for s in samples.values()))
         for a in o[side]:
             for b in o["than"]:
-                unequal = differing(context[a], context[b])
+                unequal = differing(context[a], context[b], o.get("by"))
                 if unequal:
                     pending.unequal.append(f"{label}{a} and {b} ran under different settings, "
                                            f"not comparable: {'; '.join(unequal)}")
@@ -69,6 +70,8 @@ def _samples(check: Check, context: dict[Any, Group], label: str, pending: Pendi
         pending.gaps.append(f"{label}no run of {', '.join(absent)} here")
         return None
     samples = {m: sample(context[m], o["value"], o.get("at", "mean"), censor) for m in models}
+    for name, found in samples.items():
+        found.model = name  # the model, or the value of the check's ``by`` key
     for s in samples.values():
         if s.failures():
             (pending.notes if s.complete else pending.gaps).append(label + s.failures())

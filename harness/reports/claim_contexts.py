@@ -95,11 +95,12 @@ def contexts(groups: Sequence[Group], strip: tuple[str, ...] = (),
     return labelled
 
 
-def differing(a: Group, b: Group) -> list[str]:
+def differing(a: Group, b: Group, compared: str | None = None) -> list[str]:
     """The configuration keys on which the runs of ``a`` and ``b`` differ, each as ``key (x vs
-    y)``, the model's own keys and the seed aside: a key differs when a seed both ran has two
-    values of it, or when each group has one value of it and they are not the same."""
-    runs_a, runs_b = _conditions(a), _conditions(b)
+    y)``, the model's own keys, the seed and the ``compared`` key aside: a key differs when a
+    seed both ran has two values of it, or when each group has one value of it and they are
+    not the same."""
+    runs_a, runs_b = _conditions(a, compared), _conditions(b, compared)
     shared = set(runs_a) & set(runs_b)
     keys = dict.fromkeys([k for config in (*runs_a.values(), *runs_b.values()) for k in config])
     found = []
@@ -113,13 +114,31 @@ def differing(a: Group, b: Group) -> list[str]:
     return found
 
 
-def _conditions(group: Group) -> dict[Any, dict[str, Any]]:
-    """Per seed, the run's flat configuration less the model's and the seed's keys, each value
-    hashable (a mapping as its JSON text)."""
+def _conditions(group: Group, compared: str | None = None) -> dict[Any, dict[str, Any]]:
+    """Per seed, the run's flat configuration less the model's and the seed's keys (and the
+    ``compared`` one), each value hashable (a mapping as its JSON text)."""
     return {run.get("seed"): {key: _hashable(value)
                               for key, value in flatten(run.get("config", {})).items()
-                              if key.split(".")[0] not in _MODEL_KEYS}
+                              if key.split(".")[0] not in _MODEL_KEYS and key != compared}
             for run in group.runs}
+
+
+def compared_contexts(groups: Sequence[Group], by: str | None,
+                      where: dict[str, list[Any]]) -> list[tuple[str, dict[Any, Group]]]:
+    """:func:`contexts` of the groups whose runs all have a ``where`` value of each key; with
+    ``by``, per model, keyed by the group's value of that configuration key (as text) instead of
+    the model."""
+    kept = [group for group in groups
+            if all(all(flatten(run.get("config", {})).get(key) in values for run in group.runs)
+                   for key, values in where.items())]
+    if by is None:
+        return contexts(kept)
+    found = []
+    for model in dict.fromkeys(group.model for group in kept):
+        mine = [group for group in kept if group.model == model]
+        for label, members in contexts(mine, strip=(by,), by=lambda g: _text(g.setting.get(by))):
+            found.append((f"[{model}{', ' + label[1:-2] if label else ''}] ", members))
+    return found
 
 
 def _hashable(value: Any) -> Any:

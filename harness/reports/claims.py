@@ -24,7 +24,9 @@ over epochs, or the first or last epoch that has it; default ``mean``, ``last`` 
 ``threshold``), and a model's number is the mean over its ok seeds.
 
 - ``compare``: every model in ``lower`` (or ``higher``) is lower (higher) than every model in
-  ``than``, each pair tested over seeds.
+  ``than``, each pair tested over seeds. With ``by: KEY`` (a configuration key such as
+  ``task_options.dynamics``) the names are values of that key instead, compared within each
+  model; ``where: {KEY: [values]}`` keeps only the runs whose configuration has one of them.
 - ``stalls``: the seeds of every model in ``more`` (or ``fewer``) end with the value ``above``
   (or ``below``) the threshold more (less) often than those of every model in ``than``
   (``at`` defaults to ``last``).
@@ -62,7 +64,7 @@ _TOP_KEYS = ("paper", "figures", "claims")
 _CLAIM_KEYS = ("id", "claim", "source", "task", "tasks", "checks", "note")
 _CHECK_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     # kind: {"required": …, "optional": …}
-    "compare": {"required": ("value", "than"), "optional": ("at", "lower", "higher")},
+    "compare": {"required": ("value", "than"), "optional": ("at", "lower", "higher", "by", "where")},
     "threshold": {"required": ("value", "models"), "optional": ("at", "below", "above")},
     "trend": {"required": ("value", "models", "direction"), "optional": ()},
     "params": {"required": ("counts",), "optional": ("tolerance",)},
@@ -89,7 +91,9 @@ class Check:
         value = f"{o.get('value')} ({_AT_WORDS[o.get('at', 'mean')]})" if "value" in o else ""
         if self.kind == "compare":
             side, sign = ("lower", "<") if "lower" in o else ("higher", ">")
-            return f"{value}: {_names(o[side])} {sign} {_names(o['than'])}"
+            by = f"{o['by']} " if "by" in o else ""
+            where = "".join(f"; where {key} in {values}" for key, values in o.get("where", {}).items())
+            return f"{value}: {by}{_names(o[side])} {sign} {_names(o['than'])}{where}"
         if self.kind == "threshold":
             bound, sign = ("below", "<") if "below" in o else ("above", ">")
             return f"{value}: {_names(o['models'])} {sign} {o[bound]:g}"
@@ -255,6 +259,14 @@ def _names_list(value: Any) -> list[str]:
     return value
 
 
+def _where(value: Any) -> dict[str, list[Any]]:
+    valid = "valid: a mapping of configuration key (task_options.end_time) to a list of values"
+    if not isinstance(value, dict) or not value or not all(
+            isinstance(k, str) and isinstance(v, list) and v for k, v in value.items()):
+        raise Invalid(f"{value!r} is not a mapping of key to values", valid)
+    return value
+
+
 def _counts(value: Any) -> dict[str, int]:
     valid = "valid: a mapping model: parameter count (an integer > 0)"
     if not isinstance(value, dict) or not value:
@@ -274,7 +286,7 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "lower": _names_list, "higher": _names_list, "than": _names_list, "models": _names_list,
     "more": _names_list, "fewer": _names_list,
     "below": number, "above": number, "direction": choice(("rises", "falls"), "a direction"),
-    "counts": _counts, "tolerance": fraction,
+    "counts": _counts, "tolerance": fraction, "by": string, "where": _where,
 }
 _VALID = {"value": "a per-epoch record field, e.g. backward_nfe", "than": "a list of models",
           "models": "a list of models", "direction": "rises or falls",

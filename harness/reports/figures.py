@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.reports.aggregate import Group, Stat, curve_stats, epoch_series, format_number
+from harness.reports.aggregate import (Group, Stat, curve_stats, epoch_series, format_number,
+                                      setting_label)
 from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
                                      draw_tolerance, save)
 from harness.running.safe_files import Destination
@@ -136,9 +137,70 @@ def h_norm_growth(groups: Sequence[Group], out: Destination,
     return save(figure, out, formats, draw_lines)
 
 
+def metric_vs_setting(groups: Sequence[Group], out: Destination,
+                      formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
+    """The test metric at the last epoch against each numeric task option that sweeps, one panel
+    per option and one line per value of the other settings with two points or more (the
+    GRAND++ chapter's accuracy against T, Fig. 4.2, and against labels per class)."""
+    name = f"test_{_metric(groups)}"
+    keys = [key for key in dict.fromkeys(k for g in groups for k in g.setting)
+            if key.startswith("task_options.") and len({g.setting.get(key) for g in groups if _numeric(g.setting.get(key))}) > 1]
+    panels = []
+    for key in keys:
+        lines: dict[str, list[tuple[float, Stat]]] = {}
+        for group in groups:
+            value, stats = group.setting.get(key), group.value(name, at="last")
+            if _numeric(value) and stats.n:
+                rest = setting_label({k: v for k, v in group.setting.items() if k != key})
+                label = f"{group.model} ({rest})" if rest else group.model
+                lines.setdefault(label, []).append((float(value), stats))
+        series = [Series(label, [x for x, _ in points], [s.mean for _, s in points],
+                         [_minus(s) for _, s in points], [_plus(s) for _, s in points],
+                         [s.n for _, s in points], [s.low for _, s in points],
+                         [s.high for _, s in points])
+                  for label, points in ((label, sorted(points, key=lambda p: p[0]))
+                                        for label, points in lines.items()) if len(points) > 1]
+        if series:
+            short = key.rsplit(".", 1)[-1]
+            positive = all(x > 0 for line in series for x in line.x)
+            panels.append(Panel(f"{name} against {short}", short, f"{name} (last epoch)",
+                                series, log_x=positive and max(max(s.x) for s in series) >= 16))
+    if not panels:
+        return None
+    figure = Figure("metric-vs-setting", _title(groups), "Each point: the last epoch's test "
+                    "metric, mean over seeds; band ±1 std, fainter band the 95 % CI of the "
+                    "mean; one line per value of the other settings.", panels)
+    return save(figure, out, formats, draw_lines)
+
+
+def energy_curves(groups: Sequence[Group], out: Destination,
+                  formats: Sequence[str] = DEFAULT_FORMATS) -> Figure | None:
+    """The Dirichlet energy of the node features against t along the solution, after the last
+    epoch it was recorded, one line per model and setting (the over-smoothing curve of the
+    GRAND++ chapter: features that become one vector have energy zero)."""
+    series = []
+    for group in groups:
+        epochs = [[epoch for epoch in run["epochs"] if epoch.get("dirichlet_energy")]
+                  for run in group.ok]
+        last = [recorded[-1] for recorded in epochs if recorded]
+        if last:
+            times = curve_stats([epoch["energy_time"] for epoch in last])
+            energies = curve_stats([epoch["dirichlet_energy"] for epoch in last], log=True)
+            series.append(_log_series(group.label, [s.mean for s in times], energies))
+    if not series:
+        return None
+    figure = Figure("energy", _title(groups), "Dirichlet energy ½Σ‖h_i − h_j‖² over the "
+                    "graph's edges of the readout part at each t, after the last epoch it was "
+                    "recorded; line: geometric mean over seeds, band: ±1 std of log10, fainter "
+                    "band: 95 % CI of the mean log10 (a zero energy is left out).",
+                    [Panel("Dirichlet energy along the solution", "t", "Dirichlet energy",
+                           series, log_y=True)])
+    return save(figure, out, formats, draw_lines)
+
+
 #: Every figure kind, in the order a report shows them.
 FIGURE_KINDS = (nfe_per_epoch, learning_curves, time_per_epoch, nfe_vs_tolerance,
-                adjoint_decay, h_norm_growth)
+                adjoint_decay, h_norm_growth, metric_vs_setting, energy_curves)
 
 
 def draw_all(groups: Sequence[Group], out: Destination, prefix: str,
@@ -257,6 +319,10 @@ def _minus(s: Stat) -> float | None:
 
 def _plus(s: Stat) -> float | None:
     return None if s.std is None or s.mean is None else s.mean + s.std
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _metric(groups: Sequence[Group]) -> str:

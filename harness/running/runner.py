@@ -77,7 +77,8 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
         return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter, backend)
 
     seed_everything(spec.seed)
-    context = BuildContext(family=family, widths=widths, ode=ode, options=task_options(task, spec))
+    context = BuildContext(family=family, widths=widths, ode=ode, options=task_options(task, spec),
+                           data_root=spec.data_root)
     with in_precision(spec.precision):
         model = task.build_model(context).to(device)
     stray = stray_tensors(model, PRECISIONS[spec.precision])

@@ -1,20 +1,27 @@
-"""Node classification by continuous graph diffusion, in the spirit of GRAND (Chamberlain et al.
-2021; the dissertation's §5.4.3 and Fig. 5.7), on a generated stochastic block model: the
-trained stiff task of the proximal study, with no download.
+"""Node classification by continuous graph diffusion: GRAND and GRAND++ (the dissertation's
+chapter 4; docs/grandpp.md), and the trained stiff task of the proximal study (§5.4.3).
 
-The graph: ``nodes`` nodes in ``classes`` equal communities, an edge inside a community with
-probability ``p_in`` and across with ``p_out``; each node's ``features`` features are its
-community's mean (a standard Gaussian vector per community, times ``signal``) plus standard
-Gaussian noise, so single nodes are hard to classify and their neighbourhoods are not.
-``train_per_class`` labelled nodes per class train; every other node is the test set.
+The graph (:mod:`harness_plugins.tasks.graph_data`): by default a generated contextual
+stochastic block model (no download), or ``dataset:`` one of the chapter's real sets (Cora,
+CiteSeer, PubMed, Coauthor-CS, Amazon Computers and Photo) read from their published files
+under the data root. ``train_per_class`` labelled nodes per class train — the first of each
+class (``split: first``) or drawn at random (``split: random``, from ``split_seed``, or from the
+run's seed when it is null, so seeds are splits × initialisations) — and every other labelled
+node is the test set. The whole graph is one full batch; the loss is cross-entropy on the
+labelled nodes, accuracy is counted on the test nodes. The input of a node is its features and
+a last column marking the labelled nodes (the source term's I).
 
-The model: a dense embedding (features → n, ReLU), the family's ODE whose f is the diffusion
-f(h) = T·(Â − I)·h over the unit interval (the same as t ∈ [0, T]; Â = D^{-1/2}(A + I)D^{-1/2},
-whose eigenvalues put those of Â − I in [−2, 0], so explicit steps are bound near 1.6/T and
-the problem is stiff for large T), then a dense classifier. Â is fixed (GRAND-l with a fixed
-normalised adjacency, not attention): the ODE holds no parameter, and learning happens in the
-embedding and the classifier. The whole graph is one full batch; the loss is cross-entropy on
-the labelled nodes, and accuracy is counted on the test nodes.
+The model: a dense embedding φ (features → n, ReLU), the family's ODE whose f is the diffusion
+``dynamics`` (:mod:`harness_plugins.tasks.graph_dynamics`) over the unit interval, scaled by
+``end_time`` (the same as t ∈ [0, T]), then a dense classifier on the readout part. With
+``fixed`` the ODE holds no parameter (the stiff study's task); with attention or the source
+term f reads the raw features and the mask too (through :func:`harness.toolkit.solve_with_input`).
+
+After the epochs in ``energy_epochs`` the record holds the over-smoothing curve: the Dirichlet
+energy of the readout part at ``energy_points`` times from T/2^(k−1) to T (and at t = 0), each
+the end of a solve of that length (for a family whose dynamics read t, not the state at t of
+the full solve), as ``dirichlet_energy`` and ``energy_time``, and its last value as
+``energy_end``.
 """
 from __future__ import annotations
 
@@ -23,97 +30,106 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, Task, TaskData, hookimpl
-from harness.toolkit import SolveThenRead, TensorBatches
-
-UNLABELLED = -1
-
-
-def block_model(options: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """(normalised adjacency Â (nodes, nodes; sparse COO), features (nodes, features),
-    labels (nodes,))."""
-    nodes, classes = options["nodes"], options["classes"]
-    labels = torch.arange(nodes) % classes
-    same = labels[:, None] == labels[None, :]
-    probability = torch.where(same, options["p_in"], options["p_out"])
-    upper = torch.rand(nodes, nodes, generator=generator).triu(1) < probability.triu(1)
-    adjacency = (upper | upper.T).to(torch.get_default_dtype()) + torch.eye(nodes)
-    scale = adjacency.sum(1).rsqrt()
-    normalised = (scale[:, None] * adjacency * scale[None, :]).to_sparse().coalesce()
-    means = torch.randn(classes, options["features"], generator=generator) * options["signal"]
-    features = means[labels] + torch.randn(nodes, options["features"], generator=generator)
-    return normalised, features, labels
+from harness import BuildContext, DataNotFound, Task, TaskData, data_root_or_default, hookimpl
+from harness.toolkit import TensorBatches, solve_with_input
+from harness_plugins.tasks import graph_files
+from harness_plugins.tasks.graph_data import UNLABELLED, NodeGraph, csbm, from_files, split
+from harness_plugins.tasks.graph_dynamics import (DYNAMICS, Attention, GraphDiffusion,
+                                                  SourcedDiffusion, dirichlet_energy,
+                                                  initial_condition)
 
 
-def split(labels: Tensor, per_class: int, classes: int) -> tuple[Tensor, Tensor]:
-    """(training labels, test labels), each UNLABELLED outside its set: the first ``per_class``
-    nodes of each class train."""
-    train = torch.full_like(labels, UNLABELLED)
-    for c in range(classes):
-        chosen = (labels == c).nonzero().flatten()[:per_class]
-        train[chosen] = c
-    test = torch.where(train == UNLABELLED, labels, torch.full_like(labels, UNLABELLED))
-    return train, test
+class DiffusionClassifier(nn.Module):
+    """[features, mask] → φ → initial state (§4.5's with the source term) → solve → head."""
 
-
-class _SymmetricProduct(torch.autograd.Function):
-    """Â·h for a symmetric sparse Â, whose backward is Â·grad again: autograd's own backward
-    of a sparse product transposes (and coalesces) Â at every call, which dominated the cost."""
-
-    @staticmethod
-    def forward(ctx: Any, adjacency: Tensor, h: Tensor) -> Tensor:
-        ctx.save_for_backward(adjacency)
-        return torch.sparse.mm(adjacency, h)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
-        (adjacency,) = ctx.saved_tensors
-        return None, _SymmetricProduct.apply(adjacency, grad)
-
-
-class GraphDiffusion(nn.Module):
-    """f(t, z) = T·(Â − I)·h on the h part of the state (the first ``n`` channels)."""
-
-    def __init__(self, adjacency: Tensor, end_time: float, n: int) -> None:
+    def __init__(self, graph: NodeGraph, ctx: BuildContext, n: int) -> None:
         super().__init__()
-        self.register_buffer("adjacency", adjacency)
-        self.end_time, self.n = end_time, n
+        options = ctx.options
+        attention, self.source = DYNAMICS[options["dynamics"]]
+        features = graph.features.shape[1]
+        self.input_fed = attention or self.source
+        # made in the order of version 1's modules, whose initialisation `fixed` keeps
+        self.velocity = nn.Linear(n, ctx.velocity_channels(n, n)) if ctx.uses_velocity_net else None
+        if self.input_fed:
+            self.encoder = nn.Sequential(nn.Linear(features, n), nn.ReLU())
+            field: nn.Module = SourcedDiffusion(
+                graph.adjacency, self.encoder,
+                Attention(graph.edges, n, options["heads"]) if attention else None,
+                self.source, options["end_time"], n, features)
+            self.ode = ctx.ode(field, n)
+        else:
+            self.ode = ctx.ode(GraphDiffusion(graph.adjacency, options["end_time"], n), n)
+            self.encoder = nn.Sequential(nn.Linear(features, n), nn.ReLU())
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(n, graph.classes))
+        self.register_buffer("edges", graph.edges)
+        self.register_buffer("degrees", graph.degrees)
 
-    def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        h = z[:, :self.n]
-        return self.end_time * (_SymmetricProduct.apply(self.adjacency, h) - h)
+    def initial(self, x: Tensor) -> Tensor:
+        """The initial state from the input [features, mask]."""
+        x0 = self.encoder(x[:, :-1])
+        if self.source:
+            x0 = initial_condition(x0, x[:, -1] > 0.5, self.degrees)
+        return self.ode.initial_state(x0, self.velocity)
+
+    def solve(self, x: Tensor, z0: Tensor, duration: Tensor | None = None) -> Tensor:
+        if self.input_fed:
+            return solve_with_input(self.ode, lambda t: x, z0, duration)
+        return self.ode(z0, duration)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.ode.part(self.solve(x, self.initial(x))))
+
+    def energy_curve(self, x: Tensor, points: int) -> tuple[list[float], list[float]]:
+        """(fractions of T, Dirichlet energy of the readout part there): t = 0, then T/2^(k−1)
+        … T/2, T for k = ``points``."""
+        z0 = self.initial(x)
+        fractions = [0.0] + [2.0 ** -k for k in reversed(range(points))]
+        energies = [dirichlet_energy(self.edges, self.ode.part(z0))]
+        for fraction in fractions[1:]:
+            z = self.solve(x, z0, torch.full((len(x),), fraction, dtype=x.dtype))
+            energies.append(dirichlet_energy(self.edges, self.ode.part(z)))
+        return fractions, energies
 
 
 class GraphSBM(Task):
     name = "graph_sbm"
+    #: 2: the dynamics, the real data sets, the split protocol and the energy curve; the input
+    #: carries the labelled mask.
+    version = 2
+    joins_ensembles = False  # the model mixes the rows of its batch: they are the graph's nodes
     schedule = {"epochs": 40, "batch_size": None, "lr": 0.01,
                 "solver": {"method": "dopri5", "rtol": 1e-4, "atol": 1e-4}}
     widths = {family: {"n": 16} for family in ("node", "anode", "sonode", "hbnode", "ghbnode")}
-    options = {"nodes": 600, "classes": 4, "features": 32, "p_in": 0.1, "p_out": 0.002,
-               "signal": 0.25, "train_per_class": 10, "end_time": 20.0, "data_seed": 0}
+    options = {"dataset": "csbm", "download": False,
+               "nodes": 600, "classes": 4, "features": 32, "p_in": 0.1, "p_out": 0.002,
+               "signal": 0.25, "data_seed": 0,
+               "train_per_class": 10, "split": "first", "split_seed": None,
+               "dynamics": "fixed", "heads": 1, "end_time": 20.0,
+               "energy_epochs": [], "energy_points": 6}
     tiny = {"task_options": {"nodes": 40, "classes": 2, "train_per_class": 4, "end_time": 2.0},
             "widths": {"n": 4}}
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,
              device: torch.device, batch_size: int | None) -> TaskData:
-        _, features, labels = self._graph(options)
-        train, test = split(labels, options["train_per_class"], options["classes"])
-        return TaskData(train=TensorBatches(features.to(device), train.to(device)),
-                        test=TensorBatches(features.to(device), test.to(device)))
+        graph = self.graph(options, data_root)
+        train, test = self.labelled(graph, options, seed)
+        x = torch.cat([graph.features, (train != UNLABELLED)[:, None].to(graph.features)], dim=1)
+        return TaskData(train=TensorBatches(x.to(device), train.to(device)),
+                        test=TensorBatches(x.to(device), test.to(device)))
 
     def check_data(self, options: dict[str, Any], data_root: str | None) -> list[str]:
-        """Nothing to miss: the graph is generated, no file is read."""
-        return []
+        """The real data set's missing files; nothing for the generated graph or a download."""
+        if options["dataset"] == "csbm" or options["download"]:
+            return []
+        folder, names, _ = graph_files.files_of(_dataset(options))
+        root = data_root_or_default(data_root) / folder
+        return [str(root / name) for name in names if not (root / name).is_file()]
 
     def build_model(self, ctx: BuildContext) -> nn.Module:
-        options = ctx.options
-        adjacency, _, _ = self._graph(options)
-        n = ctx.widths["n"]
-        velocity = nn.Linear(n, ctx.velocity_channels(n, n)) if ctx.uses_velocity_net else None
-        ode = ctx.ode(GraphDiffusion(adjacency, options["end_time"], n), n)
-        return nn.Sequential(nn.Linear(options["features"], n), nn.ReLU(),
-                             SolveThenRead(ode, nn.Sequential(nn.ReLU(), nn.Linear(n, options["classes"])),
-                                           velocity))
+        if ctx.options["dynamics"] not in DYNAMICS:
+            raise ValueError(f"task option dynamics={ctx.options['dynamics']!r}; valid: "
+                             f"{', '.join(DYNAMICS)}")
+        return DiffusionClassifier(self.graph(ctx.options, ctx.data_root), ctx, ctx.widths["n"])
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return nn.functional.cross_entropy(prediction, target, ignore_index=UNLABELLED)
@@ -122,11 +138,47 @@ class GraphSBM(Task):
         known = target != UNLABELLED
         return {"accuracy": (prediction[known].argmax(1) == target[known]).float().mean().item()}
 
+    def measure(self, model: nn.Module, data: TaskData, epoch: int,
+                options: dict[str, Any]) -> dict[str, Any]:
+        """The over-smoothing curve after the epochs in ``energy_epochs``."""
+        if epoch not in options["energy_epochs"] or not isinstance(model, DiffusionClassifier):
+            return {}
+        x, _ = next(iter(data.test))
+        with torch.no_grad():
+            fractions, energies = model.energy_curve(x, options["energy_points"])
+        return {"dirichlet_energy": energies,
+                "energy_time": [f * options["end_time"] for f in fractions],
+                "energy_end": energies[-1]}
+
     @staticmethod
-    def _graph(options: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
-        """The graph of ``data_seed``: the same for every run seed (the model is built from
-        it before the data is read), so seeds vary the initialisation only."""
-        return block_model(options, torch.Generator().manual_seed(options["data_seed"]))
+    def graph(options: dict[str, Any], data_root: str | None) -> NodeGraph:
+        """The run's graph: the CSBM of ``data_seed`` (the same for every run seed, as the
+        model is built from it before the data is read), or the real data set's."""
+        if options["dataset"] == "csbm":
+            return csbm(options, torch.Generator().manual_seed(options["data_seed"]))
+        root = data_root_or_default(data_root)
+        if options["download"]:
+            graph_files.download(_dataset(options), root)
+        return from_files(graph_files.load(_dataset(options), root))
+
+    @staticmethod
+    def labelled(graph: NodeGraph, options: dict[str, Any], seed: int) -> tuple[Tensor, Tensor]:
+        """(training labels, test labels) by the split protocol of the options."""
+        if options["split"] not in ("first", "random"):
+            raise ValueError(f"task option split={options['split']!r}; valid: first, random")
+        generator = None
+        if options["split"] == "random":
+            chosen = seed if options["split_seed"] is None else options["split_seed"]
+            generator = torch.Generator().manual_seed(int(chosen))
+        return split(graph.labels, options["train_per_class"], graph.classes, generator)
+
+
+def _dataset(options: dict[str, Any]) -> str:
+    name = options["dataset"]
+    if name not in graph_files.DATASETS:
+        raise DataNotFound(f"task option dataset={name!r}; valid: csbm, "
+                           f"{', '.join(graph_files.DATASETS)}")
+    return name
 
 
 @hookimpl
