@@ -36,14 +36,14 @@ from harness.suites.runspec import RunSpec
 #: ``data_missing``, not run).
 DONE, RESUME, NEW, UNAVAILABLE = "done", "resume", "new", "unavailable"
 
+#: Where an estimate comes from: earlier results in the results directory, or the shipped
+#: reference timings.
+HISTORY, REFERENCE = "history", "reference"
+
 
 class PlanOutdated(StoreBusy):
     """The results folder changed between planning and taking its lock (another harness run
     wrote there meanwhile): the plan no longer says what is done."""
-
-#: Where an estimate comes from: earlier results in the results directory, or the shipped
-#: reference timings.
-HISTORY, REFERENCE = "history", "reference"
 
 
 def configuration(config: dict[str, Any]) -> str:
@@ -223,7 +223,7 @@ def basis(records: Sequence[RunRecord], checkpoint_dir: Path) -> str:
             status = entry.stat(follow_symlinks=False)
             listing.append((entry.name, status.st_size, status.st_mtime_ns))
     text = json.dumps([records, sorted(listing)], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
