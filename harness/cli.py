@@ -210,7 +210,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, registry: Registry) -> int:
     from harness.reports.claims import RESULTS_CLAIMS, ClaimsError, checked_suite_claims
-    from harness.running.driver import check_runs, run_suite
+    from harness.running.driver import check_runs, run_plan
     from harness.running.environment import resolve_device
     from harness.running.executors import default_executor
     from harness.running.outdir import OutDirError, check_out_dir
@@ -243,6 +243,8 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
                           parallel_units(executor, execution.get("workers")),
                           shipped_reference())
         data = check_data([run.spec for run in plan.todo], registry)
+        if data.by_run and args.skip_unavailable:
+            plan = plan.leaving_out(data.by_run)
         if args.dry_run:
             check_runs(suite.runs, registry)
             print(render_plan(plan, data, registry))
@@ -259,23 +261,19 @@ def _run(args: argparse.Namespace, registry: Registry) -> int:
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2
-    unavailable = data.by_run if args.skip_unavailable else {}
-    if unavailable and not args.quiet:
-        print(f"leaving out {len(unavailable)} runs for missing data (recorded as failed, "
+    if plan.unavailable and not args.quiet:
+        print(f"leaving out {len(plan.unavailable)} runs for missing data (recorded as failed, "
               f"data_missing; a rerun tries them again):\n"
               + "\n".join(f"  {missing.path}" for missing in data.missing), file=sys.stderr)
-    available = plan.without(unavailable)
-    progress = None if args.quiet else Progress(available)
+    progress = None if args.quiet else Progress(plan)
     if progress:
         registry.manager.register(progress, name="progress")
         progress.begin()
     plugin_failures = len(registry.failures)
     try:
-        outcome = run_suite(suite.runs, registry, out, args.device, force=args.force,
-                            executor=executor, workers=execution.get("workers"),
-                            address=execution.get("address"), unavailable=unavailable,
-                            ensemble=execution.get("ensemble"), settings=execution.get(executor),
-                            files={RESULTS_CLAIMS: claims} if claims else {})
+        outcome = run_plan(plan, registry, args.device, executor, execution.get("workers"),
+                           execution.get("address"), execution.get(executor),
+                           {RESULTS_CLAIMS: claims} if claims else {})
     except RunConfigError as error:
         print(f"harness: {args.suite}: {error}", file=sys.stderr)
         return 2

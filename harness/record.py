@@ -69,6 +69,12 @@ class RunRecord(_RequiredFields, total=False):
     finished_at: str
     wall_time_s: float
     resumed_from_epoch: int
+    grid_point: dict[str, Any] | None
+    """Where in its suite the run comes from (:attr:`harness.suites.runspec.RunSpec.grid_point`):
+    ``{"entry": i, "values": {path: value}}``, its ``runs:`` entry's index and the values of
+    that entry's ``grid`` (``{}`` without one). Absent in records made before it was kept, null
+    for a run made outside a suite; the reports group by it where it is there
+    (:mod:`harness.reports.aggregate`)."""
     ensemble: dict[str, Any] | None
     """``{id, size, index}`` of a run trained as member ``index`` of an ensemble of ``size``
     runs that differ only in seed (:mod:`harness.running.ensembles`); its times (epochs'

@@ -5,6 +5,10 @@ configuration keys — and of the task's and the model's versions (:data:`VERSIO
 vary between runs of one suite and task with the same model and seed (a grid over
 ``solver.tol`` gives one setting per tolerance; records of an older version of the task form
 groups of their own, :func:`older`), so runs that differ only by seed land in one group.
+Where records keep their grid point (the suite entry and grid values they came from,
+``grid_point``), runs of two grid points are never one group, and a key that one's
+configuration holds and the other's lacks is part of the setting (:func:`_varying_keys`); an
+older record without it joins the group of its setting when that setting has one grid point.
 Every statistic is over a group's ok runs: mean, sample standard deviation (None below two
 values), n and the 95 % confidence interval of the mean
 (:func:`harness.reports.seed_statistics.mean_interval`).
@@ -129,15 +133,23 @@ def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
         by_suite.setdefault(record.get("suite", ""), []).append(record)
     runs = [run for suite_records in by_suite.values() for run in standing(suite_records)]
     varying = _varying_keys(runs)
-    groups: dict[tuple[Any, ...], Group] = {}
+    settings, points = [], {}  # each run's setting; the grid points of each (…, setting)
     for run in runs:
         scope = (run.get("suite", ""), run["task"])
         flat = _described(run)
         setting = {key: flat.get(key) for key in varying.get(scope, [])}
-        key = (*scope, run["model"], json.dumps(setting, sort_keys=True, default=str))
-        if key not in groups:
-            groups[key] = Group(scope[0], run["task"], run["model"], setting)
-        groups[key].runs.append(run)
+        base = (*scope, run["model"], _text(setting))
+        settings.append((base, setting))
+        if run.get("grid_point") is not None:
+            points.setdefault(base, set()).add(_text(run["grid_point"]))
+    groups: dict[tuple[Any, ...], Group] = {}
+    for run, (base, setting) in zip(runs, settings):
+        found = points.get(base, set())
+        point = (_text(run["grid_point"]) if run.get("grid_point") is not None
+                 else next(iter(found)) if len(found) == 1 else None)
+        if (*base, point) not in groups:
+            groups[(*base, point)] = Group(base[0], run["task"], run["model"], setting)
+        groups[(*base, point)].runs.append(run)
     return list(groups.values())
 
 
@@ -256,20 +268,42 @@ def _described(run: dict[str, Any]) -> dict[str, Any]:
 def _varying_keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     """Per (suite, task), the config keys with more than one value among runs of the same
     model and seed, and the versions with more than one among runs of the same model (seeds
-    of two versions are not one group), in the order they appear."""
+    of two versions are not one group), in the order they appear. Between two runs that
+    record different grid points (``grid_point``), a key one of them lacks counts as a value
+    of its own (``options: {}`` against ``{step_size: 0.25}``); records without one (made
+    before it was kept) are compared on the keys they hold, so a setting added to the harness
+    later does not split them from newer records."""
     seen: dict[tuple[Any, ...], dict[str, set[str]]] = {}
     order: dict[tuple[str, str], dict[str, None]] = {}
+    placed: dict[tuple[Any, ...], dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
         scope = (run.get("suite", ""), run["task"])
         flat = _described(run)
         order.setdefault(scope, {}).update(dict.fromkeys(flat))
         for key, value in flat.items():
             among = (run["model"],) if key in VERSION_KEYS else (run["model"], run.get("seed"))
-            seen.setdefault((*scope, *among), {}).setdefault(key, set()).add(
-                json.dumps(value, sort_keys=True, default=str))
+            seen.setdefault((*scope, *among), {}).setdefault(key, set()).add(_text(value))
+        if run.get("grid_point") is not None:
+            placed.setdefault((*scope, run["model"], run.get("seed")), {}).setdefault(
+                _text(run["grid_point"]), []).append(flat)
+    for group, points in placed.items():
+        if len(points) > 1:
+            flats = [flat for at_point in points.values() for flat in at_point]
+            for key in set().union(*flats) - set(VERSION_KEYS):
+                if any(key not in flat for flat in flats):
+                    seen[group].setdefault(key, set()).add(_ABSENT)
     varying: dict[tuple[str, str], set[str]] = {}
     for (suite, task, *_), values in seen.items():
         varying.setdefault((suite, task), set()).update(
             key for key, distinct in values.items() if len(distinct) > 1)
     return {scope: [key for key in order[scope] if key in keys and key not in _IDENTITY_KEYS]
             for scope, keys in varying.items()}
+
+
+#: How a key a run's configuration lacks compares (:func:`_varying_keys`): unlike any value.
+_ABSENT = "\0absent"
+
+
+def _text(value: Any) -> str:
+    """A value as comparable text."""
+    return json.dumps(value, sort_keys=True, default=str)

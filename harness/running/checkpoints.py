@@ -30,6 +30,9 @@ from harness.suites.runspec import RunSpec
 
 log = logging.getLogger("harness")
 
+#: The folder of a results directory that runs checkpoint into.
+CHECKPOINT_DIR = "checkpoints"
+
 
 class CheckpointWriteError(StoreWriteError):
     """A run's checkpoint could not be saved: the storage failed, not the run (the command

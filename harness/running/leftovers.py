@@ -4,8 +4,8 @@ The driver stores a run's record, then drops its checkpoint; killed between the 
 a checkpoint whose every epoch the run's record already holds. A run to do must not resume from
 that (with ``--force`` it would "finish" without training), but must resume from any other: the
 checkpoint of a ``--force`` rerun that was interrupted, of a run whose worker died. The planner
-(what ``--dry-run`` and the progress display announce) and the driver (what runs) both decide
-with :func:`leftover`, so they agree.
+decides with :func:`leftover` (:attr:`harness.running.plan.SuitePlan.dropped`); the driver drops
+what the plan says, so ``--dry-run`` announces what the run does.
 """
 from __future__ import annotations
 

@@ -1,37 +1,49 @@
 """What a suite invocation will do, read from its results directory before anything runs: the
 runs finished there (skipped), those that resume from a checkpoint and at which epoch, those
-that start afresh, and how long each should take — from earlier results of the same
-configuration, else from the reference timings shipped with the harness
-(:mod:`harness.running.reference`), each estimate saying which. The progress display and
-``harness run --dry-run`` share it; it only reads."""
+that start afresh, those left out for missing data, the units of work they execute as (runs
+alone, or ensembles) and the checkpoints to drop first, and how long each should take — from
+earlier results of the same configuration, else from the reference timings shipped with the
+harness (:mod:`harness.running.reference`), each estimate saying which.
+
+The plan is made once: ``harness run --dry-run`` prints it, the progress display follows it and
+the driver (:func:`harness.running.driver.run_plan`) executes it as it is, so what the dry run
+says is what the run does. Planning only reads; the driver, once it holds the folder's lock,
+checks the folder is still as the plan read it (:func:`basis`), else :class:`PlanOutdated`."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from harness.record import RunRecord
 from harness.running import grouping
-from harness.running.checkpoints import Checkpoints
+from harness.running.checkpoints import CHECKPOINT_DIR, Checkpoints
 from harness.running.configs import without_seed
-from harness.running.driver import CHECKPOINT_DIR
 from harness.running.leftovers import checkpoint_key, leftover
 from harness.running.reference import ReferenceTimes
-from harness.running.store import finished_keys, read_records, standing
+from harness.running.store import StoreBusy, finished_keys, read_records, standing
 from harness.suites.runspec import RunSpec
 
 #: Where a run stands: finished ``ok`` in the results directory, resuming from its
-#: checkpoint, or starting afresh.
-DONE, RESUME, NEW = "done", "resume", "new"
+#: checkpoint, starting afresh, or left out for missing data (recorded failed,
+#: ``data_missing``, not run).
+DONE, RESUME, NEW, UNAVAILABLE = "done", "resume", "new", "unavailable"
 
 #: Where an estimate comes from: earlier results in the results directory, or the shipped
 #: reference timings.
 HISTORY, REFERENCE = "history", "reference"
+
+
+class PlanOutdated(StoreBusy):
+    """The results folder changed between planning and taking its lock (another harness run
+    wrote there meanwhile): the plan no longer says what is done."""
 
 
 def configuration(config: dict[str, Any]) -> str:
@@ -90,14 +102,27 @@ class PlannedRun:
     """Epochs its checkpoint holds (``resume``); it continues with the next one."""
     ensemble_size: int = 1
     """How many runs train together with it as one ensemble (1: alone)."""
+    missing: tuple[str, ...] = ()
+    """The data files it lacks (``unavailable``)."""
 
 
 @dataclass
 class SuitePlan:
-    """Every run of a suite invocation, in suite order, and the timings known before it."""
+    """Every run of a suite invocation, in suite order, what executes and how, and the timings
+    known before it."""
 
     out_dir: Path
     runs: list[PlannedRun]
+    units: list[list[RunSpec]] = field(default_factory=list)
+    """What the executor receives, in order: the runs to do as units of work (one run each, or
+    an ensemble's members)."""
+    dropped: list[str] = field(default_factory=list)
+    """Checkpoints to drop before any run: those that only repeat their runs' records
+    (:func:`harness.running.leftovers.leftover`), whose runs train afresh."""
+    basis: str = ""
+    """What the plan was read from (:func:`basis`): the driver checks it under the lock."""
+    ensemble: int | str | None = None
+    """``execution.ensemble`` the runs were grouped by."""
     history: History = field(default_factory=History)
     reference: ReferenceTimes = field(default_factory=ReferenceTimes)
     workers: int = 1
@@ -105,7 +130,8 @@ class SuitePlan:
 
     @property
     def todo(self) -> list[PlannedRun]:
-        return [run for run in self.runs if run.state != DONE]
+        """The runs this invocation executes (those of :attr:`units`)."""
+        return [run for run in self.runs if run.state in (RESUME, NEW)]
 
     @property
     def skipped(self) -> int:
@@ -114,6 +140,15 @@ class SuitePlan:
     @property
     def resuming(self) -> int:
         return sum(run.state == RESUME for run in self.runs)
+
+    @property
+    def unavailable(self) -> list[PlannedRun]:
+        """The runs left out for missing data (:meth:`leaving_out`)."""
+        return [run for run in self.runs if run.state == UNAVAILABLE]
+
+    def finished(self) -> set[str]:
+        """The keys of the runs skipped as finished."""
+        return {run.spec.key for run in self.runs if run.state == DONE}
 
     def estimate(self, run: PlannedRun) -> tuple[float, str] | None:
         """Seconds the run still needs and where that comes from (:data:`HISTORY`, earlier runs
@@ -161,36 +196,67 @@ class SuitePlan:
         return (f"as {count} ensemble{'s' * (count != 1)} of "
                 f"{'–'.join(map(str, sorted(ensembles)))} runs, {pace}")
 
-    def without(self, keys: set[str] | dict[str, object]) -> "SuitePlan":
-        """The same plan less the runs of ``keys`` (those left out for missing data)."""
-        return dataclasses.replace(self, runs=[run for run in self.runs
-                                               if run.spec.key not in keys])
+    def leaving_out(self, missing: Mapping[str, Sequence[str]]) -> "SuitePlan":
+        """The same plan with the runs to do that ``missing`` names (run key → the data files
+        it lacks, :attr:`harness.running.preflight.DataCheck.by_run`) left out: recorded failed,
+        ``data_missing``, instead of run. The data check answers per task options and data
+        root, which an ensemble's runs share, so a unit is left out whole; a ValueError says
+        which when ``missing`` would split one."""
+        units = []
+        for unit in self.units:
+            lacking = [spec.key in missing for spec in unit]
+            if all(lacking):
+                continue
+            if any(lacking):
+                raise ValueError(f"{unit[0].label}: part of an ensemble lacks data; a unit of "
+                                 f"work is left out whole or not at all")
+            units.append(unit)
+        runs = [dataclasses.replace(run, state=UNAVAILABLE, resume_epoch=0, ensemble_size=1,
+                                    missing=tuple(missing[run.spec.key]))
+                if run.state in (RESUME, NEW) and run.spec.key in missing else run
+                for run in self.runs]
+        return dataclasses.replace(self, runs=runs, units=units)
+
+
+def basis(records: Sequence[RunRecord], checkpoint_dir: Path) -> str:
+    """A digest of what a plan is read from: the folder's records and its checkpoints' names,
+    sizes and modification times. Equal when nothing was written there in between."""
+    listing = []
+    if checkpoint_dir.is_dir() and not checkpoint_dir.is_symlink():
+        for entry in os.scandir(checkpoint_dir):
+            status = entry.stat(follow_symlinks=False)
+            listing.append((entry.name, status.st_size, status.st_mtime_ns))
+    text = json.dumps([records, sorted(listing)], sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
                ensemble: int | str | None = None, workers: int = 1,
                reference: ReferenceTimes | None = None) -> SuitePlan:
     """Where each run of ``runs`` stands in ``out_dir`` (with ``force``, none is done; a run
-    resumes from its checkpoint unless that only repeats its record, as in the driver); with
-    ``ensemble`` (``execution.ensemble``), the runs to do are grouped as the executor will
-    group them, and a member resumes from its ensemble's checkpoint. ``workers`` units execute
-    at once; ``reference`` (the shipped timings, :func:`~harness.running.reference.
-    shipped_reference`) estimates what earlier results do not. Reads the results file and
-    the checkpoints; writes nothing (a checkpoint that cannot be used is planned as starting
-    afresh and left where it is: the run, holding the folder's lock, sets it aside)."""
+    resumes from its checkpoint unless that only repeats its record: that checkpoint is
+    dropped and the run trains afresh); the runs to do grouped into units of work by
+    ``ensemble`` (``execution.ensemble``; a member resumes from its ensemble's checkpoint).
+    ``workers`` units execute at once; ``reference`` (the shipped timings,
+    :func:`~harness.running.reference.shipped_reference`) estimates what earlier results do not.
+    Reads the results file and the checkpoints; writes nothing (a checkpoint that cannot be used
+    is planned as starting afresh and left where it is: the run, holding the folder's lock, sets
+    it aside)."""
     out_dir = Path(out_dir)
     records = read_records(out_dir) if out_dir.is_dir() else []
     done = set() if force else finished_keys(records)
     by_key = {record["key"]: record for record in standing(records)}
     checkpoints = Checkpoints(out_dir / CHECKPOINT_DIR)
-    resumes, sizes = {}, {}  # epochs each run to do resumes from, its unit's size, by key
-    for unit in grouping.units([spec for spec in runs if spec.key not in done], ensemble):
+    work = grouping.units([spec for spec in runs if spec.key not in done], ensemble)
+    resumes, sizes, dropped = {}, {}, []  # epochs each run to do resumes from, its unit's size
+    for unit in work:
         sizes.update((spec.key, len(unit)) for spec in unit)
         key = checkpoint_key(unit)
         saved = (checkpoints.read(key, unit, set_aside=False) if checkpoints.path(key).is_file()
                  else None)
         if saved is not None and leftover(saved, unit, by_key):
             saved = None  # the driver drops it: the runs start afresh
+            dropped.append(key)
         epochs = saved["epochs"] if saved else []
         if len(unit) == 1:
             resumes[unit[0].key] = len(epochs)
@@ -204,8 +270,8 @@ def plan_suite(runs: list[RunSpec], out_dir: str | Path, force: bool = False,
         else:
             state = RESUME if resumes[spec.key] else NEW
             planned.append(PlannedRun(spec, state, resumes[spec.key], sizes[spec.key]))
-    return SuitePlan(out_dir, planned, History(records), reference or ReferenceTimes(),
-                     max(1, workers))
+    return SuitePlan(out_dir, planned, work, dropped, basis(records, checkpoints.directory),
+                     ensemble, History(records), reference or ReferenceTimes(), max(1, workers))
 
 
 def parallel_units(executor: str, workers: int | None) -> int:

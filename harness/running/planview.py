@@ -7,34 +7,38 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from harness.registry import Registry
-from harness.running.plan import (DONE, HISTORY, REFERENCE, RESUME, PlannedRun, SuitePlan,
-                                  duration)
+from harness.running.plan import (DONE, HISTORY, NEW, REFERENCE, RESUME, UNAVAILABLE,
+                                  PlannedRun, SuitePlan, duration)
 from harness.running.preflight import DataCheck, has_data_check
 
 
 def render_plan(plan: SuitePlan, data: DataCheck, registry: Registry) -> str:
-    """The plan's table, the missing files and the estimated total."""
+    """The plan's table, the missing files and the estimated total of the runs to do that have
+    their data (what ``--skip-unavailable`` runs; without it, a run lacking data stops the
+    command before any training)."""
     groups: dict[tuple[str, str], list[PlannedRun]] = {}
     for run in plan.runs:
         groups.setdefault((run.spec.task, run.spec.model), []).append(run)
     rows = []
     for (task, model), runs in groups.items():
-        todo = [run for run in runs if run.state != DONE]
-        lacking = sum(run.spec.key in data.by_run for run in todo)
+        states = [run.state for run in runs]
+        todo = [run for run in runs if run.state in (RESUME, NEW)]
+        lacking = sum(run.spec.key in data.by_run for run in runs if run.state != DONE)
         estimates = [plan.estimate_s(run) for run in todo]
         known = [e for e in estimates if e is not None]
         unknown = len(estimates) - len(known)
         estimate = ("—" if not todo else "?" if not known else
                     f"{'≥ ' if unknown else ''}{duration(sum(known))}")
-        rows.append([task, model, len(runs), len(runs) - len(todo),
-                     sum(run.state == RESUME for run in runs), len(todo),
-                     _data_cell(registry, task, lacking, len(todo)), estimate])
+        rows.append([task, model, len(runs), states.count(DONE), states.count(RESUME), len(todo),
+                     _data_cell(registry, task, lacking, len(runs) - states.count(DONE)),
+                     estimate, *([states.count(UNAVAILABLE)] if plan.unavailable else [])])
     lines = [f"{len(plan.runs)} runs; results directory {plan.out_dir}",
              tabulate(rows, ["task", "model", "runs", "done", "resuming", "to run", "data",
-                             "time (sum of runs)"], tablefmt="simple", disable_numparse=True)]
+                             "time (sum of runs)", *(["left out"] if plan.unavailable else [])],
+                      tablefmt="simple", disable_numparse=True)]
     if data.missing:
         lines += ["", data.report().replace("; nothing was trained", "")]
-    runnable = plan.without(data.by_run)
+    runnable = plan.leaving_out(data.by_run)
     seconds, unknown = runnable.total_estimate_s()
     lines.append("")
     if not runnable.todo:

@@ -64,13 +64,15 @@ class Progress:
             self.bars = None
 
     def overview(self) -> str:
-        """``N runs: k finished earlier in DIR (skipped), m to run (j resume from a checkpoint);
-        estimated …``."""
+        """``N runs: k finished earlier in DIR (skipped), m to run (j resume from a checkpoint),
+        u left out for missing data; estimated …``."""
         plan = self.plan
         text = (f"{len(plan.runs)} runs: {plan.skipped} finished earlier in {plan.out_dir} "
                 f"(skipped), {self.total} to run")
         if plan.resuming:
             text += f" ({plan.resuming} resume from a checkpoint)"
+        if plan.unavailable:
+            text += f", {len(plan.unavailable)} left out for missing data"
         if not self.total:
             return text
         seconds, unknown = plan.total_estimate_s()

@@ -32,8 +32,8 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device,
         paper_params=task.paper_params.get(spec.model), config=spec.config(),
         packages={"task": registry.package_of("task", spec.task),
                   "model": registry.package_of("model", spec.model)},
-        versions=spec.versions, environment=environment(device, backend), started_at=now(),
-        epochs=[])
+        versions=spec.versions, grid_point=spec.grid_point,
+        environment=environment(device, backend), started_at=now(), epochs=[])
     if ensemble is not None:
         record["ensemble"] = dict(ensemble)
     return record

@@ -86,13 +86,15 @@ class Suite:
 
 @dataclass
 class _Entry:
-    """One checked run entry; ``grid`` holds one settings level per grid point."""
+    """One checked run entry (``runs[index]``); ``grid`` holds per grid point its settings
+    level and its values (:func:`_check_grid`)."""
 
+    index: int
     tasks: list[Task]
     models: list[str]
     seeds: list[int]
     settings: dict[str, Any]
-    grid: list[dict[str, Any]]
+    grid: list[tuple[dict[str, Any], dict[str, Any]]]
     overrides: dict[str, dict[str, Any]]
 
 
@@ -163,9 +165,11 @@ def _check_seed_range(seeds: dict, at: str, report: Problems) -> list[int]:
     return list(range(start, start + count)) if start is not None and count is not None else []
 
 
-def _check_grid(value: Any, at: str, report: Problems, scope: Scope) -> list[dict[str, Any]]:
-    """The grid's points, one settings level each: the cartesian product of the value lists,
-    in key order. A key is a dotted setting path such as ``solver.tol``."""
+def _check_grid(value: Any, at: str, report: Problems, scope: Scope
+                ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The grid's points, each as its settings level and its values (dotted path as the suite
+    names it → the checked value): the cartesian product of the value lists, in key order. A
+    key is a dotted setting path such as ``solver.tol``. Without a grid: one point, no values."""
     grid = mapping(value, at, report, "a mapping of dotted run-setting path to a list of values")
     axes = []
     for path, values in grid.items():
@@ -173,17 +177,31 @@ def _check_grid(value: Any, at: str, report: Problems, scope: Scope) -> list[dic
             report.add(join(at, path), f"{values!r} is not a non-empty list",
                        "valid: a non-empty list of values to sweep")
             continue
-        axes.append([check_settings(_nested(str(path), v), at, report, scope) for v in values])
+        axis = []
+        for given in values:
+            level = check_settings(_nested(str(path), given), at, report, scope)
+            axis.append((str(path), _at(level, str(path), given), level))
+        axes.append(axis)
     if math.prod(len(axis) for axis in axes) > MAX_RUNS:
         report.add(at, f"{' x '.join(str(len(axis)) for axis in axes)} grid points", _TOO_MANY)
         return []
     points = []
     for combination in itertools.product(*axes):
         point: dict[str, Any] = {}
-        for level in combination:
+        for _, _, level in combination:
             point = merge(point, level)
-        points.append(point)
+        points.append((point, {path: checked for path, checked, _ in combination}))
     return points
+
+
+def _at(level: dict[str, Any], path: str, given: Any) -> Any:
+    """The value a checked settings level holds at ``path`` (numbers made floats), or the value
+    as ``given`` where checking renamed it (``solver.tol`` becomes rtol and atol)."""
+    for part in path.split("."):
+        if not isinstance(level, dict) or part not in level:
+            return given
+        level = level[part]
+    return level
 
 
 def _nested(path: str, value: Any) -> dict[str, Any]:
@@ -208,7 +226,8 @@ def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
     return checked
 
 
-def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _Entry:
+def _check_entry(raw: dict, index: int, report: Problems, registry: Registry) -> _Entry:
+    at = f"runs[{index}]"
     broken = "".join(f"; plugin {f.plugin!r} (package {f.package}) failed to load: {f.reason}"
                      for f in registry.failures)
     tasks = [registry.tasks[name] for name in
@@ -217,7 +236,7 @@ def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _E
     scope = Scope(registry.backends, tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
     entry = _Entry(
-        tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
+        index=index, tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
         settings=check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *SETTINGS]),
         grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
         overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
@@ -280,12 +299,13 @@ def ensemble_size(value: Any) -> int | str:
 def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
             schedules: dict[str, dict[str, Any]], profiles: dict[str, dict[str, dict]],
             data_root: str | None, registry: Registry) -> list[RunSpec]:
-    """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
+    """Every run, in entry, task, model, grid point, seed order; duplicates keep the first (and
+    its grid point: :attr:`~harness.suites.runspec.RunSpec.grid_point`)."""
     runs: dict[str, RunSpec] = {}
     versions: dict[tuple[str, str], dict[str, Any]] = {}  # looked up once: metadata is slow
     for entry in entries:
         for task in entry.tasks:
-            for model, point in itertools.product(entry.models, entry.grid):
+            for model, (point, values) in itertools.product(entry.models, entry.grid):
                 suite_levels = (defaults, entry.settings, point, entry.overrides.get(model, {}))
                 settings = _merged(default_settings(), schedules[task.name], *suite_levels)
                 profile = profiles[task.name].get(settings["profile"], {})
@@ -302,7 +322,8 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
                                                   "model_version": registry.families[model].version}
                 for seed in entry.seeds:
                     spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
-                                                 versions[task.name, model])
+                                                 versions[task.name, model],
+                                                 {"entry": entry.index, "values": values})
                     runs.setdefault(spec.key, spec)
     return list(runs.values())
 
@@ -337,7 +358,7 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     entries = []
     for i, raw in enumerate(raw_runs):
         if isinstance(raw, dict):
-            entries.append(_check_entry(raw, f"runs[{i}]", report, registry))
+            entries.append(_check_entry(raw, i, report, registry))
         else:
             report.add(f"runs[{i}]", f"{raw!r} is not a mapping",
                        "valid: a run entry with task(s) and model(s)")

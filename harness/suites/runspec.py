@@ -90,16 +90,22 @@ class RunSpec:
     """What ran, in which version: ``task`` and ``model``, the package providing each and its
     version; ``task_version`` and ``model_version``, the task's and the family's own
     (:attr:`harness.Task.version`). Part of the key."""
+    grid_point: dict[str, Any] | None = field(default=None, compare=False)
+    """Where in its suite the run comes from: ``{"entry": i, "values": {path: value}}``, the
+    index of its ``runs:`` entry and the values of that entry's ``grid`` it was made with
+    (``{}`` without a grid); None for a spec made outside a suite. Not part of the key or the
+    configuration: kept in the record (``grid_point``) for the reports."""
 
     @classmethod
     def from_settings(cls, suite: str, task: str, model: str, seed: int,
                       settings: Mapping[str, Any], data_root: str | None = None,
-                      versions: dict[str, str | int] | None = None) -> "RunSpec":
+                      versions: dict[str, str | int] | None = None,
+                      grid_point: dict[str, Any] | None = None) -> "RunSpec":
         """Build from resolved settings (every key of :func:`default_settings`)."""
         values = {name: settings[name] for name in SETTINGS}
         values["solver"] = SolverConfig(**settings["solver"])
         return cls(suite=suite, task=task, model=model, seed=seed, data_root=data_root,
-                   versions=dict(versions or {}), **values)
+                   versions=dict(versions or {}), grid_point=grid_point, **values)
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored in the result record."""
