@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.reports.aggregate import Group, Stat, curve_stats, epoch_series, format_number
+from harness.reports.density_figures import densities
 from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
                                      draw_tolerance, save)
 from harness.running.safe_files import Destination
@@ -138,7 +139,7 @@ def h_norm_growth(groups: Sequence[Group], out: Destination,
 
 #: Every figure kind, in the order a report shows them.
 FIGURE_KINDS = (nfe_per_epoch, learning_curves, time_per_epoch, nfe_vs_tolerance,
-                adjoint_decay, h_norm_growth)
+                adjoint_decay, h_norm_growth, densities)
 
 
 def draw_all(groups: Sequence[Group], out: Destination, prefix: str,

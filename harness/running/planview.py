@@ -15,8 +15,9 @@ from harness.running.preflight import DataCheck, has_data_check
 def render_plan(plan: SuitePlan, data: DataCheck, registry: Registry) -> str:
     """The plan's table, the missing files and the estimated total."""
     groups: dict[tuple[str, str], list[PlannedRun]] = {}
-    for run in plan.runs:
-        groups.setdefault((run.spec.task, run.spec.model), []).append(run)
+    for run in plan.runs:  # a baseline apart from a family of its name, and labelled so
+        model = f"{run.spec.model} (baseline)" if run.spec.baseline else run.spec.model
+        groups.setdefault((run.spec.task, model), []).append(run)
     rows = []
     for (task, model), runs in groups.items():
         todo = [run for run in runs if run.state != DONE]
