@@ -11,6 +11,8 @@ from torch import nn
 from harness import hookimpl
 from harness.conformance import _train_step
 from harness.plugins import load_registry
+from harness.reports.aggregate import group_runs
+from harness.reports.claim_contexts import differing
 from harness.reports.tables import render_markdown, summarize
 from harness.running.driver import check_runs, run_suite
 from harness.running.runner import RunConfigError
@@ -95,6 +97,8 @@ def test_a_baseline_trains_into_its_own_record_and_report_row(registry, tmp_path
     assert [(row["label"], row["kind"]) for row in rows] == [("node", "family"),
                                                              ("node (baseline)", "baseline")]
     assert "| node (baseline) |" in render_markdown(rows)
+    family_group, baseline_group = group_runs(outcome.records)
+    assert differing(family_group, baseline_group) == []  # the kind is the model, not a setting
 
 
 def test_model_options_are_refused_for_a_baseline(registry):
