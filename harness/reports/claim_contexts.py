@@ -15,7 +15,7 @@ from harness.reports.aggregate import Group, flatten, run_value, setting_label
 #: The failure kind of a run stopped at ``solver.max_nfe``: its NFE is at least the cap.
 NFE_CAP = "nfe_cap"
 #: Configuration keys that are the model or the seed, not the conditions it ran under.
-_MODEL_KEYS = ("task", "model", "seed", "model_options", "widths")
+_MODEL_KEYS = ("task", "model", "kind", "seed", "model_options", "widths")
 
 
 @dataclass

@@ -68,7 +68,9 @@ class Figure:
     name: str
     title: str
     caption: str
-    panels: list[Panel]
+    panels: list[Any]
+    """:class:`Panel` for the line figures; a figure kind of its own may hold its own rows
+    (the density figure's :class:`harness.reports.density_figures.DensityRow`)."""
     files: list[Path] = field(default_factory=list)
 
 

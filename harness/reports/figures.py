@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.reports.aggregate import (Group, Stat, curve_stats, epoch_series, format_number,
                                       setting_label)
+from harness.reports.density_figures import densities
 from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
                                      draw_tolerance, save)
 from harness.running.safe_files import Destination
@@ -200,7 +201,7 @@ def energy_curves(groups: Sequence[Group], out: Destination,
 
 #: Every figure kind, in the order a report shows them.
 FIGURE_KINDS = (nfe_per_epoch, learning_curves, time_per_epoch, nfe_vs_tolerance,
-                adjoint_decay, h_norm_growth, metric_vs_setting, energy_curves)
+                adjoint_decay, h_norm_growth, metric_vs_setting, energy_curves, densities)
 
 
 def draw_all(groups: Sequence[Group], out: Destination, prefix: str,

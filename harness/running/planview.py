@@ -17,8 +17,9 @@ def render_plan(plan: SuitePlan, data: DataCheck, registry: Registry) -> str:
     their data (what ``--skip-unavailable`` runs; without it, a run lacking data stops the
     command before any training)."""
     groups: dict[tuple[str, str], list[PlannedRun]] = {}
-    for run in plan.runs:
-        groups.setdefault((run.spec.task, run.spec.model), []).append(run)
+    for run in plan.runs:  # a baseline apart from a family of its name, and labelled so
+        model = f"{run.spec.model} (baseline)" if run.spec.baseline else run.spec.model
+        groups.setdefault((run.spec.task, model), []).append(run)
     rows = []
     for (task, model), runs in groups.items():
         states = [run.state for run in runs]
