@@ -35,7 +35,7 @@ SPIRAL_OPTIONS: dict[str, Any] = {
     "stamps": 100,            # irregular stamps in the observation window and in the held-out one
     "observations": 30,       # stamps each spiral keeps of its window (the paper: 30, 50, 100)
     "noise": 0.1,             # std of the Gaussian observation noise
-    "span": 3.0,              # length of each window in time (radians of the spiral)
+    "span": 2.0,              # length of each window in time (radians of the spiral)
     "a": 0.0, "b": 0.3,       # r = a + b·θ
     "start_min": math.pi, "start_max": 4 * math.pi,  # the start angle θ_s's range
     "data_seed": None,        # seed of the spirals and their subsets; None: the run's
