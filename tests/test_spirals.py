@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from harness.reports import figures
+from harness.reports.aggregate import group_runs
 from harness.running.runner import build_run, count_parameters, execute_run
 from harness.solvers.settings import SolverConfig
 from harness.toolkit import Autonomous
@@ -21,6 +23,7 @@ from harness_plugins.tasks.latent_ode import (gaussian_kl, gaussian_log_likeliho
 from harness_plugins.tasks.spiral_data import HELD_OUT, OBSERVED, generate, held_out_stamps, pack
 from harness_plugins.tasks.spirals import SpiralsTask
 from tests.conftest import CPU, FAMILIES, make_spec
+from tests.result_records import epoch, record
 
 OPTIONS = SpiralsTask.options
 
@@ -209,3 +212,33 @@ def test_rmse_falls_in_a_tiny_run(registry):
     assert len(paths[0]["observed"]) == 15 and paths[0]["split"] == 30
     assert not any("spiral_paths" in epoch for epoch in record["epochs"][:-1])
     assert math.isfinite(last["test_rmse"])
+
+
+# --- the figure ---------------------------------------------------------------------------------
+
+
+def paths(shift: float) -> list[dict]:
+    """One recorded spiral: 4 stamps (2 in the window), 2 observed, predicted = clean + shift."""
+    clean = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]
+    return [{"clockwise": False, "split": 2, "times": [0.1, 0.5, 1.2, 1.9],
+             "observed": [[1.1, 0.0], [0.0, 0.9]], "clean": clean,
+             "predicted": [[x + shift, y] for x, y in clean]}]
+
+
+def test_figure_draws_each_models_reconstruction_and_extrapolation(tmp_path):
+    runs = [record("spirals", "node", 0, [epoch(1), epoch(2, spiral_paths=paths(0.1))]),
+            record("spirals", "hbnode", 0, [epoch(2, spiral_paths=paths(0.2))]),
+            record("spirals", "sonode", 1, [epoch(2, spiral_paths=paths(0.3))])]
+    figure = figures.spiral_paths(group_runs(runs), tmp_path, ("png",))
+    (panel,) = figure.panels
+    series = {s.label: s for s in panel.series}
+    assert set(series) == {"clean path", "observed", "hbnode", "hbnode extrapolated", "node",
+                           "node extrapolated"}  # sonode's seed 1 has other spirals
+    assert series["clean path"].x == [1.0, 0.0, -1.0, 0.0]
+    assert series["observed"].y == [0.0, 0.9]
+    assert series["node"].x == [1.1, 0.1]                     # the window's two stamps
+    assert series["node extrapolated"].x == [0.1, -0.9, 0.1]  # from the window's last on
+    assert series["hbnode"].x == [1.2, 0.2]
+    assert figure.files[0].name == "spirals.png" and figure.files[0].stat().st_size > 0
+    assert figures.spiral_paths(group_runs([runs[0] | {"epochs": [epoch(1)]}]), tmp_path,
+                                ("png",)) is None
