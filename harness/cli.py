@@ -387,6 +387,8 @@ def _list(registry: Registry) -> int:
             for name, family in sorted(registry.families.items())]
     rows += [("task", name, registry.package_of("task", name), task.metric)
              for name, task in sorted(registry.tasks.items())]
+    rows += [("baseline", baseline, registry.package_of("task", name), f"of task {name}")
+             for name, task in sorted(registry.tasks.items()) for baseline in task.baselines]
     rows += [("executor", name, registry.package_of("executor", name),
               ", ".join(field.name for field in dataclasses.fields(executor.Settings))
               if executor.Settings else "")

@@ -17,7 +17,8 @@ and the backward (adjoint) phase; adjoint gradients equal direct backprop on a t
 the fast solver backend takes torchdiffeq's steps and gives its gradients on this family; a
 hand-written ``derivatives_vjp``, where the family has one, equals autograd's VJP; one
 training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
-backward NFE counted (a study task with ``epochs: 0`` in its schedule: its measurement, with
+backward NFE counted (skipped, with the task's reason, where the task refuses the family:
+``Task.refusal``) (a study task with ``epochs: 0`` in its schedule: its measurement, with
 evaluation NFE counted).
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import nn
 
 from harness.contract import DataNotFound, Family, hookimpl
 from harness.plugins import family_problem, load_registry
-from harness.running.runner import execute_run
+from harness.running.runner import execute_run, widths_for
 from harness.solvers.backends import SolverBackend
 from harness.solvers.fast.backend import FastBackend
 from harness.solvers.settings import SolverConfig
@@ -231,6 +232,9 @@ def _train_step(family: type[Family], task_name: str) -> None:
              "solver": {"method": "dopri5", "tol": 1.0e-3}, **task.tiny}
     (spec,) = suite_from_document({"name": "conformance", "runs": [entry]}, Path("<conformance>"),
                                   registry).runs
+    reason = task.refusal(family, widths_for(spec, registry))
+    if reason:  # the task says why it cannot run this family: nothing to check there
+        pytest.skip(f"{task_name} refuses {family.name}: {reason}")
     record = execute_run(spec, registry, torch.device("cpu"))
     if record["status"] == "failed" and record["error"].startswith(DataNotFound.__name__):
         pytest.skip(f"{task_name}: data not on this machine: {record['error']}")

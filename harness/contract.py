@@ -8,7 +8,9 @@ things are contributed:
   its state layout, its right-hand side, its own parameters, where each part of its initial
   state comes from, the part a task reads and the interval it integrates over;
 * a **task** (:class:`Task`): data, the networks for given widths, loss, metrics, the default
-  schedule and its widths for each family.
+  schedule and its widths for each family — and, optionally, its **baselines**: models that are
+  no ODE family (a discrete normalizing flow, a ResNet, an RNN), which a suite names beside the
+  families and which are recorded, keyed and reported as baselines (:data:`MODEL_KINDS`).
 
 The host composes the two: a run is ``family × task``. Observer hooks let progress displays and
 loggers follow a run without touching the runner.
@@ -74,6 +76,15 @@ PROFILES: Mapping[str, str] = {
 PRECISIONS: Mapping[str, torch.dtype] = MappingProxyType({
     "float32": torch.float32, "float64": torch.float64,
     "bfloat16": torch.bfloat16, "float16": torch.float16,
+})
+
+#: What a run's model is (``kind`` in a run's key, record and report label): an ODE family
+#: around the task's networks, or a baseline the task builds whole (:attr:`Task.baselines`).
+MODEL_KINDS: Mapping[str, str] = MappingProxyType({
+    "family": "a model family (a plugin's Family) around the task's networks, solved by the "
+              "run's ODE solver",
+    "baseline": "a model the task itself builds (Task.build_baseline), with no ODE family: "
+                "its records hold no NFE",
 })
 
 
@@ -334,6 +345,11 @@ class Task:
     #: (``execution.ensemble``): members sit side by side in the batch, so a model that mixes
     #: the rows of a batch (batch statistics, attention across samples) must say False.
     joins_ensembles: ClassVar[bool] = True
+    #: The task's baselines (:data:`MODEL_KINDS`): models that are no ODE family, by name, each
+    #: with its default widths (``{"planar": {"K": 32}}``). A suite runs them with
+    #: ``baselines: [planar]`` beside (or instead of) ``models:``; :meth:`build_baseline`
+    #: builds them. Their records say ``kind: baseline`` and hold no NFE.
+    baselines: ClassVar[dict[str, dict[str, int]]] = {}
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True
@@ -356,6 +372,23 @@ class Task:
             return None
         closest = min(listed, key=lambda name: structure.distance(known[name].structure()))
         return dict(self.widths[closest])
+
+    def refusal(self, family: type[Family], widths: Mapping[str, int]) -> str | None:
+        """Why this task cannot run ``family`` with these widths, or None (the default: every
+        family runs). Asked for every run before anything trains (``harness run`` stops with
+        the reasons; the conformance kit skips the pair, saying why): a task whose loss needs
+        something of the state that a family's layout does not give — say, a density that is
+        exact only when the state is the data itself — refuses it here rather than failing
+        or, worse, measuring something else."""
+        return None
+
+    def build_baseline(self, name: str, widths: dict[str, int],
+                       options: dict[str, Any]) -> nn.Module:
+        """Build baseline ``name`` (one of :attr:`baselines`) with these widths and the run's
+        task options: a module mapping a batch of inputs to predictions, trained and
+        evaluated exactly as a family's model is (the same data, loss, metrics, schedule and
+        :meth:`measure`)."""
+        raise NotImplementedError(f"task {self.name!r} lists baselines but does not build them")
 
     def data(self, options: dict[str, Any], seed: int, data_root: str | None,
              device: torch.device, batch_size: int | None) -> TaskData:
@@ -394,5 +427,5 @@ __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
     "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
-    "Structure", "State", "VJP", "PROFILES", "PRECISIONS",
+    "Structure", "State", "VJP", "PROFILES", "PRECISIONS", "MODEL_KINDS",
 ]

@@ -28,7 +28,7 @@ from harness.solvers.settings import TOLERANCE, TOLERANCES
 AT_CHOICES = ("mean", "first", "last")
 
 #: Configuration keys that never make a setting: they name the run, or follow from its seed.
-_IDENTITY_KEYS = ("task", "model", "seed")
+_IDENTITY_KEYS = ("task", "model", "kind", "seed")
 #: The versions a run's group is told apart by, as they appear in a setting: the task's and
 #: the family's own (:attr:`harness.Task.version`; None in records made before they were kept).
 VERSION_KEYS = ("task_version", "model_version")
@@ -83,6 +83,8 @@ class Group:
     model: str
     setting: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "family"
+    """``baseline`` for one of the task's baselines (:func:`kind_of`): its own group and row."""
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -94,8 +96,10 @@ class Group:
 
     @property
     def label(self) -> str:
-        """The model, with the setting when there is one: ``hbnode (tol 0.001)``."""
-        text = setting_label(self.setting)
+        """The model, with the setting when there is one: ``hbnode (tol 0.001)``; a baseline
+        says so: ``planar (baseline)``, ``planar (baseline, tol 0.001)``."""
+        text = ", ".join(part for part in ("baseline" if self.kind == "baseline" else "",
+                                           setting_label(self.setting)) if part)
         return f"{self.model} ({text})" if text else self.model
 
     @property
@@ -134,11 +138,18 @@ def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
         scope = (run.get("suite", ""), run["task"])
         flat = _described(run)
         setting = {key: flat.get(key) for key in varying.get(scope, [])}
-        key = (*scope, run["model"], json.dumps(setting, sort_keys=True, default=str))
+        key = (*scope, run["model"], kind_of(run), json.dumps(setting, sort_keys=True,
+                                                               default=str))
         if key not in groups:
-            groups[key] = Group(scope[0], run["task"], run["model"], setting)
+            groups[key] = Group(scope[0], run["task"], run["model"], setting, kind=kind_of(run))
         groups[key].runs.append(run)
     return list(groups.values())
+
+
+def kind_of(run: dict[str, Any]) -> str:
+    """What a record's model is (:data:`harness.contract.MODEL_KINDS`): ``baseline`` when its
+    record says so, else ``family`` (records of families carry no ``kind``)."""
+    return "baseline" if run.get("kind") == "baseline" else "family"
 
 
 def run_value(run: dict[str, Any], name: str, at: str = "mean",
@@ -264,7 +275,8 @@ def _varying_keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[
         flat = _described(run)
         order.setdefault(scope, {}).update(dict.fromkeys(flat))
         for key, value in flat.items():
-            among = (run["model"],) if key in VERSION_KEYS else (run["model"], run.get("seed"))
+            model = (run["model"], kind_of(run))
+            among = model if key in VERSION_KEYS else (*model, run.get("seed"))
             seen.setdefault((*scope, *among), {}).setdefault(key, set()).add(
                 json.dumps(value, sort_keys=True, default=str))
     varying: dict[tuple[str, str], set[str]] = {}

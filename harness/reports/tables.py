@@ -28,6 +28,7 @@ _STAT_FIELDS = ("mean", "std", "n", "ci_low", "ci_high")
 CSV_COLUMNS = [
     "suite", "task", "model", "setting", "metric", "n_ok", "n_failed",
     *(f"{name}_{part}" for name in _STATS for part in _STAT_FIELDS), "params", "paper_params",
+    "kind",
 ]
 #: What a table cell holds, said once above the tables.
 CELLS = ("Cells: mean ± sample std over the ok seeds, then in brackets the 95 % confidence "
@@ -54,7 +55,7 @@ def summary_row(group: Group) -> dict[str, Any]:
         "epoch_time_s": group.value("train_time_s"),
     }
     row: dict[str, Any] = {
-        "suite": group.suite, "task": group.task, "model": group.model,
+        "suite": group.suite, "task": group.task, "model": group.model, "kind": group.kind,
         "setting": setting_label(group.setting), "label": group.label, "metric": group.metric,
         "n_ok": len(group.ok), "n_failed": len(group.failed),
         "params": group.first("params"), "paper_params": group.first("paper_params"),

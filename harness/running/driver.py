@@ -15,7 +15,7 @@ from harness.running.grouping import units
 from harness.running.leftovers import checkpoint_key, leftover, may_be_leftover
 from harness.running.observers import Observers
 from harness.running.preflight import unavailable_record
-from harness.running.runner import RunConfigError, solver_backend, widths_for
+from harness.running.runner import RunConfigError, check_model, solver_backend, widths_for
 from harness.running.safe_files import Folder
 from harness.running.store import ResultStore, StoreWriteError, finished_keys, standing
 from harness.suites.runspec import RunSpec
@@ -42,8 +42,7 @@ def check_runs(runs: Iterable[RunSpec], registry: Registry) -> None:
     problems = []
     for spec in runs:
         try:
-            widths_for(spec, registry)
-            registry.families[spec.model](**spec.model_options)
+            check_model(spec, registry, widths_for(spec, registry))
             solver_backend(spec, registry).check(spec.solver)
         except RunConfigError as error:
             problems.append(str(error))

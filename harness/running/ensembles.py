@@ -68,6 +68,8 @@ def refusal(spec: RunSpec, registry: Registry) -> str | None:
                 f"(solver.backend: fast); this run's is {spec.solver.backend!r}")
     if not task.joins_ensembles:
         return f"task {task.name!r} does not join ensembles"
+    if spec.baseline:
+        return f"{spec.model!r} is a baseline: only a family's models are stacked"
     if spec.lr_restarts:
         return "lr_restarts (a fresh optimizer at given epochs) is not done for ensembles yet"
     return None

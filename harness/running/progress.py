@@ -168,7 +168,7 @@ def describe(epoch: dict[str, Any]) -> str:
     parts = [f"loss {epoch['loss']:.4g}"] if "loss" in epoch else []
     parts += [f"{k} {v:.4g}" for k, v in epoch.items()
               if k.startswith("test_") and isinstance(v, (int, float))]
-    if "forward_nfe" in epoch:
+    if epoch.get("forward_nfe") is not None:  # None: a baseline, which solves no ODE
         parts.append(f"NFE fwd {epoch['forward_nfe']:.1f}")
     if epoch.get("backward_nfe") is not None:
         parts.append(f"bwd {epoch['backward_nfe']:.1f}")

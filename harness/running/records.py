@@ -31,9 +31,12 @@ def new_record(spec: RunSpec, registry: Registry, device: torch.device,
         metric=task.metric, higher_is_better=task.higher_is_better,
         paper_params=task.paper_params.get(spec.model), config=spec.config(),
         packages={"task": registry.package_of("task", spec.task),
-                  "model": registry.package_of("model", spec.model)},
+                  "model": (registry.package_of("task", spec.task) if spec.baseline
+                            else registry.package_of("model", spec.model))},
         versions=spec.versions, environment=environment(device, backend), started_at=now(),
         epochs=[])
+    if spec.baseline:  # a family's record says nothing: records before kinds stay as they were
+        record["kind"] = spec.kind
     if ensemble is not None:
         record["ensemble"] = dict(ensemble)
     return record

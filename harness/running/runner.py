@@ -34,7 +34,8 @@ class BuiltRun:
     """A run's task, model, optimizer and NFE counter, ready to train."""
 
     task: Task
-    family: type[Family]
+    family: type[Family] | None
+    """None for a baseline (:attr:`harness.Task.baselines`)."""
     widths: dict[str, int]
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -42,13 +43,41 @@ class BuiltRun:
 
 
 def widths_for(spec: RunSpec, registry: Registry) -> dict[str, int]:
-    """The suite's widths, else the task's for this family (:meth:`harness.Task.widths_for`)."""
-    task, family = registry.tasks[spec.task], registry.families[spec.model]
-    widths = spec.widths or task.widths_for(family, registry.families)
+    """The suite's widths, else the task's for this family (:meth:`harness.Task.widths_for`)
+    or baseline (:attr:`harness.Task.baselines`)."""
+    task = registry.tasks[spec.task]
+    if spec.baseline:
+        widths = spec.widths or task.baselines.get(spec.model)
+    else:
+        widths = spec.widths or task.widths_for(registry.families[spec.model], registry.families)
     if widths:
         return dict(widths)
-    raise RunConfigError(f"{spec.label}: task {task.name!r} has no widths for model {spec.model!r}; "
-                         f"give `widths:` for it in the suite")
+    raise RunConfigError(f"{spec.label}: task {task.name!r} has no widths for {spec.kind} "
+                         f"{spec.model!r}; give `widths:` for it in the suite")
+
+
+def check_model(spec: RunSpec, registry: Registry, widths: dict[str, int]) -> None:
+    """A RunConfigError when the run's model cannot be made: a baseline its task does not
+    offer or given family options, a family the task refuses (:meth:`harness.Task.refusal`)
+    or whose options are bad."""
+    task = registry.tasks[spec.task]
+    if spec.baseline:
+        if spec.model not in task.baselines:
+            raise RunConfigError(f"{spec.label}: task {task.name!r} offers no baseline "
+                                 f"{spec.model!r}; valid: {', '.join(task.baselines) or 'none'}")
+        if spec.model_options:
+            raise RunConfigError(f"{spec.label}: model_options are a family's options; baseline "
+                                 f"{spec.model!r} takes none (give them in the family's entry)")
+        return
+    family = registry.families[spec.model]
+    reason = task.refusal(family, widths)
+    if reason:
+        raise RunConfigError(f"{spec.label}: task {task.name!r} refuses model {spec.model!r} "
+                             f"(widths {widths}): {reason}")
+    try:
+        family(**spec.model_options)
+    except (TypeError, ValueError) as error:
+        raise RunConfigError(f"{spec.label}: {error}") from None
 
 
 def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
@@ -65,11 +94,13 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
     """Compose the task's networks with the family's dynamics, solved by the registry's backend
     for the run (seeded, so init is reproducible), in the run's precision: its data and its
     training must be too (:func:`harness.running.precision.in_precision`)."""
-    task, family = registry.tasks[spec.task], registry.families[spec.model]
+    task = registry.tasks[spec.task]
+    family = None if spec.baseline else registry.families[spec.model]
     refusal = device_refusal(spec.precision, device)
     if refusal:
         raise RunConfigError(f"{spec.label}: {refusal}")
     widths = widths_for(spec, registry)
+    check_model(spec, registry, widths)
     backend = solver_backend(spec, registry)
     counter = NFECounter()
 
@@ -77,9 +108,13 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
         return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter, backend)
 
     seed_everything(spec.seed)
-    context = BuildContext(family=family, widths=widths, ode=ode, options=task_options(task, spec))
     with in_precision(spec.precision):
-        model = task.build_model(context).to(device)
+        if family is None:
+            model = task.build_baseline(spec.model, widths, task_options(task, spec))
+        else:
+            model = task.build_model(BuildContext(family=family, widths=widths, ode=ode,
+                                                  options=task_options(task, spec)))
+        model = model.to(device)
     stray = stray_tensors(model, PRECISIONS[spec.precision])
     if stray:
         raise RunConfigError(
@@ -186,6 +221,8 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
 
     def evaluate_and_measure(epoch: int) -> dict[str, Any]:
         results = evaluate(model, task, data.test, counter, sync)
+        if spec.baseline:  # no ODE family: nothing a count of evaluations would mean
+            results["eval_nfe"] = None
         results.update(validate(model, task, data.validation, counter, sync))
         with counter.in_phase("probe"):
             results.update(task.measure(model, data, epoch, options))
@@ -238,8 +275,9 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
         record: EpochRecord = {
             "epoch": epoch, "iterations": iterations,
             **{k: v / samples for k, v in sums.items() if not k.endswith("_time_s")},
-            "forward_nfe": nfe["forward"] / iterations,
-            "backward_nfe": nfe["backward"] / iterations if spec.solver.adjoint else None,
+            "forward_nfe": None if spec.baseline else nfe["forward"] / iterations,
+            "backward_nfe": (nfe["backward"] / iterations
+                             if spec.solver.adjoint and not spec.baseline else None),
             "train_time_s": train_time,
             "forward_time_s": sums["forward_time_s"] / iterations,
             "backward_time_s": sums["backward_time_s"] / iterations,

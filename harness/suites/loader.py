@@ -1,6 +1,9 @@
 """Suite files: read a YAML suite, check it, and expand it into resolved run specs.
 
-A suite lists run entries (tasks × models × grid points × seeds). Each run's settings are
+A suite lists run entries (tasks × models × grid points × seeds); an entry's ``baselines:``
+(or ``baseline:``) names models the tasks offer that are no ODE family
+(:attr:`harness.Task.baselines`), run beside or instead of ``models:``, each on every task of
+the entry, under the same settings. Each run's settings are
 resolved in this order, later levels winning: the defaults (the settings' own, see
 :mod:`harness.suites.runspec`) < the task's ``schedule`` < the task's settings for the run's
 ``profile`` (:attr:`harness.Task.profiles`: for every run, then for its model) <
@@ -40,7 +43,8 @@ from harness.suites.validation import (Invalid, Problems, choice, join, mapping,
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
 _EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
-_ENTRY_KEYS = ("task", "tasks", "model", "models", "seed", "seeds", "grid", "overrides")
+_ENTRY_KEYS = ("task", "tasks", "model", "models", "baseline", "baselines", "seed", "seeds",
+               "grid", "overrides")
 _SEED_RANGE_KEYS = ("start", "count")
 
 #: The most runs a suite may expand to (a seed range, a grid, an entry, the whole suite): more
@@ -90,6 +94,7 @@ class _Entry:
 
     tasks: list[Task]
     models: list[str]
+    baselines: list[str]
     seeds: list[int]
     settings: dict[str, Any]
     grid: list[dict[str, Any]]
@@ -115,12 +120,14 @@ def _items(entry: dict, one: str, many: str, at: str, report: Problems,
 
 
 def _check_names(entry: dict, one: str, many: str, at: str, report: Problems,
-                 known: Collection[str], broken: str = "") -> list[str]:
+                 known: Collection[str], broken: str = "", required: bool = True) -> list[str]:
     """The entry's task or model names, each checked against ``known``; ``broken`` (the plugins
-    that failed to load, and why) is added to the message of an unknown name."""
+    that failed to load, and why) is added to the message of an unknown name. Not given: an
+    error if ``required``, else no names."""
     items = _items(entry, one, many, at, report, f"a non-empty list of {one} names")
     if items is None:
-        report.add(at, f"no {one!r} or {many!r} given", valid_choices(known, ""))
+        if required:
+            report.add(at, f"no {one!r} or {many!r} given", valid_choices(known, ""))
         return []
     names = []
     for where, name in items:
@@ -193,19 +200,37 @@ def _nested(path: str, value: Any) -> dict[str, Any]:
 
 
 def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
-                     tasks: list[Task], models: list[str]) -> dict[str, dict[str, Any]]:
+                     tasks: list[Task], models: list[str],
+                     baselines: list[str]) -> dict[str, dict[str, Any]]:
+    """``overrides: {model or baseline name: run settings}`` (a name both a model and a
+    baseline of the entry applies to both)."""
     overrides = mapping(value, at, report, "a mapping of model name to run settings")
     checked = {}
     for model, settings in overrides.items():
         where = join(at, model)
-        if model not in models:
-            report.unknown(where, f"{model!r} is not a model of this entry", model, models)
+        if model not in models and model not in baselines:
+            report.unknown(where, f"{model!r} is not a model of this entry", model,
+                           [*models, *baselines])
             continue
         settings = mapping(settings, where, report, "a mapping of run settings")
+        families = [registry.families[model]] if model in models else []
         checked[model] = check_settings(settings, where, report,
-                                         Scope(registry.backends, tasks,
-                                                [registry.families[model]]))
+                                         Scope(registry.backends, tasks, families))
     return checked
+
+
+def _check_baselines(raw: dict, at: str, report: Problems, tasks: list[Task]) -> list[str]:
+    """The entry's baseline names (``baseline:`` or ``baselines:``; none when neither is
+    given), each offered by every task of the entry."""
+    offered = list(dict.fromkeys(name for task in tasks for name in task.baselines))
+    names = _check_names(raw, "baseline", "baselines", at, report, offered, required=False)
+    for name in names:
+        lacking = [task.name for task in tasks if name not in task.baselines]
+        if lacking:
+            report.add(at, f"baseline {name!r} is not offered by task(s) {', '.join(lacking)}",
+                       "valid: baselines every task of the entry offers (Task.baselines); "
+                       "give tasks without it an entry of their own")
+    return names
 
 
 def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _Entry:
@@ -213,24 +238,29 @@ def _check_entry(raw: dict, at: str, report: Problems, registry: Registry) -> _E
                      for f in registry.failures)
     tasks = [registry.tasks[name] for name in
              _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
-    models = _check_names(raw, "model", "models", at, report, registry.families, broken)
+    baselines = _check_baselines(raw, at, report, tasks)
+    models = _check_names(raw, "model", "models", at, report, registry.families, broken,
+                          required="baseline" not in raw and "baselines" not in raw)
     scope = Scope(registry.backends, tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
     entry = _Entry(
-        tasks=tasks, models=models, seeds=_check_seeds(raw, at, report),
+        tasks=tasks, models=models, baselines=baselines, seeds=_check_seeds(raw, at, report),
         settings=check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *SETTINGS]),
         grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
         overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
-                                   registry, tasks, models))
+                                   registry, tasks, models, baselines))
     if _size(entry) > MAX_RUNS:
-        report.add(at, f"{len(tasks)} tasks x {len(models)} models x {len(entry.grid)} grid "
-                       f"points x {len(entry.seeds)} seeds = {_size(entry)} runs", _TOO_MANY)
+        models_text = f"{len(models)} models" + (f" + {len(baselines)} baselines" if baselines
+                                                 else "")
+        report.add(at, f"{len(tasks)} tasks x {models_text} x {len(entry.grid)} grid points x "
+                       f"{len(entry.seeds)} seeds = {_size(entry)} runs", _TOO_MANY)
     return entry
 
 
 def _size(entry: _Entry) -> int:
     """The runs an entry expands to (duplicates counted)."""
-    return len(entry.tasks) * len(entry.models) * len(entry.grid) * len(entry.seeds)
+    return (len(entry.tasks) * (len(entry.models) + len(entry.baselines)) * len(entry.grid)
+            * len(entry.seeds))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,31 +310,43 @@ def ensemble_size(value: Any) -> int | str:
 def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
             schedules: dict[str, dict[str, Any]], profiles: dict[str, dict[str, dict]],
             data_root: str | None, registry: Registry) -> list[RunSpec]:
-    """Every run, in entry, task, model, grid point, seed order; duplicates keep the first."""
+    """Every run, in entry, task, model (the families, then the baselines), grid point, seed
+    order; duplicates keep the first."""
     runs: dict[str, RunSpec] = {}
-    versions: dict[tuple[str, str], dict[str, Any]] = {}  # looked up once: metadata is slow
+    versions: dict[tuple[str, str, str], dict[str, Any]] = {}  # looked up once: metadata is slow
     for entry in entries:
         for task in entry.tasks:
-            for model, point in itertools.product(entry.models, entry.grid):
+            named = [*((m, "family") for m in entry.models),
+                     *((b, "baseline") for b in entry.baselines)]
+            for (model, kind), point in itertools.product(named, entry.grid):
                 suite_levels = (defaults, entry.settings, point, entry.overrides.get(model, {}))
                 settings = _merged(default_settings(), schedules[task.name], *suite_levels)
                 profile = profiles[task.name].get(settings["profile"], {})
-                if profile:  # the profile's levels go under the suite's
+                if profile:  # the profile's levels go under the suite's (its models' are families')
+                    own = profile.get(model, {}) if kind == "family" else {}
                     settings = _merged(default_settings(), schedules[task.name], profile[""],
-                                       profile.get(model, {}), *suite_levels)
+                                       own, *suite_levels)
                 # Each task reads its options as its defaults' types (a float option's 1 is 1.0).
                 settings["task_options"] = {key: option_value(task.options[key], value)
                                             for key, value in settings["task_options"].items()}
-                if (task.name, model) not in versions:
-                    versions[task.name, model] = {"task": registry.provenance("task", task.name),
-                                                  "model": registry.provenance("model", model),
-                                                  "task_version": task.version,
-                                                  "model_version": registry.families[model].version}
+                if (task.name, model, kind) not in versions:
+                    versions[task.name, model, kind] = _versions(registry, task, model, kind)
                 for seed in entry.seeds:
                     spec = RunSpec.from_settings(name, task.name, model, seed, settings, data_root,
-                                                 versions[task.name, model])
+                                                 versions[task.name, model, kind], kind)
                     runs.setdefault(spec.key, spec)
     return list(runs.values())
+
+
+def _versions(registry: Registry, task: Task, model: str, kind: str) -> dict[str, Any]:
+    """What a run of ``model`` on ``task`` runs, in which version: a baseline is the task's
+    (its package and version)."""
+    task_package = registry.provenance("task", task.name)
+    if kind == "baseline":
+        return {"task": task_package, "model": task_package, "task_version": task.version,
+                "model_version": task.version}
+    return {"task": task_package, "model": registry.provenance("model", model),
+            "task_version": task.version, "model_version": registry.families[model].version}
 
 
 def load_suite(path: str | Path, registry: Registry, data_root: str | None = None) -> Suite:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from harness.contract import PRECISIONS, PROFILES
+from harness.contract import MODEL_KINDS, PRECISIONS, PROFILES
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SOLVER_SETTINGS, TOLERANCE, TOLERANCES, SolverConfig
 from harness.suites.validation import (choice, non_negative_int, optional, positive_int,
@@ -86,6 +86,9 @@ class RunSpec:
     (:data:`harness.contract.PRECISIONS`): torch's default dtype while the run is made and
     trained."""
     data_root: str | None = None
+    kind: str = "family"
+    """What ``model`` names (:data:`harness.contract.MODEL_KINDS`): a family, or one of the
+    task's baselines. Part of the key (of a baseline's only: family runs keep their keys)."""
     versions: dict[str, str | int] = field(default_factory=dict)
     """What ran, in which version: ``task`` and ``model``, the package providing each and its
     version; ``task_version`` and ``model_version``, the task's and the family's own
@@ -94,16 +97,28 @@ class RunSpec:
     @classmethod
     def from_settings(cls, suite: str, task: str, model: str, seed: int,
                       settings: Mapping[str, Any], data_root: str | None = None,
-                      versions: dict[str, str | int] | None = None) -> "RunSpec":
+                      versions: dict[str, str | int] | None = None,
+                      kind: str = "family") -> "RunSpec":
         """Build from resolved settings (every key of :func:`default_settings`)."""
         values = {name: settings[name] for name in SETTINGS}
         values["solver"] = SolverConfig(**settings["solver"])
         return cls(suite=suite, task=task, model=model, seed=seed, data_root=data_root,
-                   versions=dict(versions or {}), **values)
+                   kind=kind, versions=dict(versions or {}), **values)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"RunSpec.kind is {self.kind!r}; valid: {', '.join(MODEL_KINDS)}")
+
+    @property
+    def baseline(self) -> bool:
+        """Whether ``model`` is one of the task's baselines, not a family."""
+        return self.kind == "baseline"
 
     def config(self) -> dict[str, Any]:
-        """The resolved configuration, as stored in the result record."""
-        return {"task": self.task, "model": self.model, "seed": self.seed,
+        """The resolved configuration, as stored in the result record (``kind`` only for a
+        baseline: a family's configuration, and so its key, is what it was before kinds)."""
+        kind = {"kind": self.kind} if self.baseline else {}
+        return {"task": self.task, "model": self.model, **kind, "seed": self.seed,
                 **_plain({name: getattr(self, name) for name in SETTINGS})}
 
     @functools.cached_property
