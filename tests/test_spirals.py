@@ -4,6 +4,7 @@ predictive RMSE falls in a tiny run."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch.distributions import Normal, kl_divergence
 from harness.reports import figures
 from harness.reports.aggregate import group_runs
 from harness.running.runner import build_run, count_parameters, execute_run
+from harness.suites.loader import suite_from_document
 from harness.solvers.settings import SolverConfig
 from harness.toolkit import Autonomous
 from harness.toolkit.nfe import NFECounter
@@ -20,6 +22,7 @@ from harness.toolkit.ode import ODEBlock
 from harness_plugins.models.node import NODE
 from harness_plugins.tasks.latent_ode import (gaussian_kl, gaussian_log_likelihood,
                                               negative_elbo, solve_at, spiral_metrics)
+from harness_plugins.tasks.spiral_baselines import SeriesRNN, time_order
 from harness_plugins.tasks.spiral_data import HELD_OUT, OBSERVED, generate, held_out_stamps, pack
 from harness_plugins.tasks.spirals import SpiralsTask
 from tests.conftest import CPU, FAMILIES, make_spec
@@ -242,3 +245,56 @@ def test_figure_draws_each_models_reconstruction_and_extrapolation(tmp_path):
     assert figure.files[0].name == "spirals.png" and figure.files[0].stat().st_size > 0
     assert figures.spiral_paths(group_runs([runs[0] | {"epochs": [epoch(1)]}]), tmp_path,
                                 ("png",)) is None
+
+
+# --- the RNN baselines --------------------------------------------------------------------------
+
+
+def baseline_run(registry, name: str, **settings):
+    entry = {"task": "spirals", "baselines": [name], "epochs": 2, **settings}
+    (spec,) = suite_from_document({"name": "b", "runs": [entry]}, Path("b.yaml"), registry).runs
+    return spec
+
+
+@pytest.mark.parametrize("name, inputs, count", [("rnn", 2, 752), ("rnn_dt", 3, 777)])
+def test_baselines_widths_and_counts(registry, name, inputs, count):
+    """An RNN of 25 units reading the previous point (and, for rnn_dt, the time since it)."""
+    built = build_run(baseline_run(registry, name), registry, CPU)
+    assert (built.model.step.in_features, built.model.step.out_features) == (inputs + 25, 25)
+    assert count_parameters(built.model) == count
+
+
+def test_rows_are_read_in_time_order_observed_first():
+    times = torch.tensor([[0.5, 0.1, 0.5, 0.3]])
+    observed = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    assert time_order(times, observed).tolist() == [[1, 3, 2, 0]]
+
+
+def test_rnn_forecasts_from_the_past_only_and_runs_on_its_own_predictions():
+    """A prediction never reads its own row's point; past the observations, each query row's
+    prediction is the next input; the rows come back in the batch's order."""
+    torch.manual_seed(0)
+    model = SeriesRNN(2, 5, with_time=True)
+    data = spirals(spirals=3, stamps=10, observations=4)
+    x, _ = pack(data, held_out_stamps(data))
+    prediction = model(x)
+    changed = x.clone()
+    changed[:, 3, 2:] += 1.0  # the last observation
+    after = model(changed)
+    torch.testing.assert_close(after[:, :4], prediction[:, :4])  # rows up to it: unchanged
+    assert not torch.allclose(after[:, 4:], prediction[:, 4:])    # the forecast reads it
+    shuffled = torch.randperm(x.shape[1])
+    torch.testing.assert_close(model(x[:, shuffled]), prediction[:, shuffled])
+    assert (prediction[..., 2] == 0).all()  # no KL: the loss is the Gaussian NLL alone
+
+
+@pytest.mark.parametrize("name", ["rnn", "rnn_dt"])
+def test_baseline_trains_and_records_paths(registry, name):
+    spec = baseline_run(registry, name, batch_size=None, lr=0.03,
+                        task_options={"spirals": 32, "stamps": 20, "observations": 10,
+                                      "figure_epochs": [2], "figure_spirals": 1})
+    record = execute_run(spec, registry, CPU)
+    assert record["status"] == "ok", record["error"]
+    assert record["kind"] == "baseline" and record["epochs"][-1]["forward_nfe"] is None
+    assert record["epochs"][-1]["loss"] < record["epochs"][0]["loss"]
+    assert len(record["epochs"][-1]["spiral_paths"][0]["predicted"]) == 40

@@ -18,6 +18,9 @@ through the sorted union of the batch's stamps (one ``through`` per batch).
 Figures: with ``figure_epochs`` listing epochs, the first ``figure_spirals`` spirals' observed
 points, clean path and the model's reconstruction (window) and extrapolation (held-out) are
 recorded after those epochs as ``spiral_paths``; the report draws them.
+
+Baselines (:mod:`harness_plugins.tasks.spiral_baselines`): ``rnn`` and ``rnn_dt``, the
+paper's RNN and RNN with time differences, forecasting each stamp from the ones before.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from harness import BuildContext, Task, TaskData, hookimpl
 from harness.toolkit import Autonomous, TensorBatches, mlp
 from harness_plugins.tasks.latent_ode import (BackwardRNN, LatentODE, negative_elbo,
                                               spiral_metrics)
+from harness_plugins.tasks.spiral_baselines import BASELINES, SeriesRNN
 from harness_plugins.tasks.spiral_data import SPIRAL_OPTIONS, Spirals, generate, held_out_stamps, pack
 
 FEATURES = 2
@@ -52,6 +56,8 @@ class SpiralsTask(Task):
     widths = {"node": dict(PAPER_WIDTHS), "anode": {**PAPER_WIDTHS, "n": 5},
               "sonode": dict(PAPER_WIDTHS), "hbnode": dict(PAPER_WIDTHS),
               "ghbnode": dict(PAPER_WIDTHS)}
+    #: The paper's baselines: an RNN, and the RNN with time differences concatenated.
+    baselines = BASELINES
     options = {**SPIRAL_OPTIONS, "figure_epochs": [], "figure_spirals": 4}
     tiny = {"task_options": {"spirals": 16, "stamps": 20, "observations": 10}}
     #: A batch's solve runs through the union of its rows' stamps and z0 is sampled from
@@ -89,6 +95,10 @@ class SpiralsTask(Task):
         decoder = mlp([n, w["decoder"], FEATURES], nn.ReLU)
         return LatentODE(BackwardRNN(FEATURES, w["rnn"], latent), ctx.ode(Autonomous(f), n),
                          decoder, velocity)
+
+    def build_baseline(self, name: str, widths: dict[str, int],
+                       options: dict[str, Any]) -> nn.Module:
+        return SeriesRNN(FEATURES, widths["hidden"], with_time=name == "rnn_dt")
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return negative_elbo(prediction, target)
