@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from harness.reports import figures
+from harness.reports import path_figures
 from harness.reports.aggregate import group_runs
 from harness.running.runner import build_run, count_parameters, execute_run
 from harness.suites.loader import suite_from_document
@@ -232,19 +232,27 @@ def test_figure_draws_each_models_reconstruction_and_extrapolation(tmp_path):
     runs = [record("spirals", "node", 0, [epoch(1), epoch(2, spiral_paths=paths(0.1))]),
             record("spirals", "hbnode", 0, [epoch(2, spiral_paths=paths(0.2))]),
             record("spirals", "sonode", 1, [epoch(2, spiral_paths=paths(0.3))])]
-    figure = figures.spiral_paths(group_runs(runs), tmp_path, ("png",))
+    figure = path_figures.spiral_paths(group_runs(runs), tmp_path, ("png",))
     (panel,) = figure.panels
-    series = {s.label: s for s in panel.series}
-    assert set(series) == {"clean path", "observed", "hbnode", "hbnode extrapolated", "node",
-                           "node extrapolated"}  # sonode's seed 1 has other spirals
-    assert series["clean path"].x == [1.0, 0.0, -1.0, 0.0]
-    assert series["observed"].y == [0.0, 0.9]
-    assert series["node"].x == [1.1, 0.1]                     # the window's two stamps
-    assert series["node extrapolated"].x == [0.1, -0.9, 0.1]  # from the window's last on
-    assert series["hbnode"].x == [1.2, 0.2]
+    assert set(panel.reconstructed) == {"node", "hbnode"}  # sonode's seed 1 has other spirals
+    assert panel.clean == paths(0)[0]["clean"] and panel.observed == [[1.1, 0.0], [0.0, 0.9]]
+    assert panel.reconstructed["node"] == [[1.1, 0.0], [0.1, 1.0]]  # the window's two stamps
+    assert panel.extrapolated["node"] == [[0.1, 1.0], [-0.9, 0.0], [0.1, -1.0]]  # from its last
+    assert panel.reconstructed["hbnode"][0] == [1.2, 0.0]
     assert figure.files[0].name == "spirals.png" and figure.files[0].stat().st_size > 0
-    assert figures.spiral_paths(group_runs([runs[0] | {"epochs": [epoch(1)]}]), tmp_path,
-                                ("png",)) is None
+    assert path_figures.spiral_paths(group_runs([runs[0] | {"epochs": [epoch(1)]}]), tmp_path,
+                                     ("png",)) is None
+
+
+def test_figure_has_a_row_per_setting(tmp_path):
+    runs = [record("spirals", "node", 0, [epoch(1, spiral_paths=paths(0.1) * 2)],
+                   config={"task_options": {"observations": n}}) for n in (30, 100)]
+    for run, n in zip(runs, (30, 100)):
+        run["key"] += f"/{n}"
+    figure = path_figures.spiral_paths(group_runs(runs), tmp_path, ("png",))
+    assert [(p.setting, p.series) for p in figure.panels] == [
+        ("observations=30", 1), ("observations=30", 2), ("observations=100", 1),
+        ("observations=100", 2)]
 
 
 # --- the RNN baselines --------------------------------------------------------------------------

@@ -138,31 +138,9 @@ def draw_tolerance(figure: Figure, canvas: MplFigure) -> None:
     _decorate(ax, panel)
 
 
-#: Label suffixes :func:`draw_paths` gives their own look: the data a path figure shows, and the
-#: part of a model's path beyond the data (drawn dashed in the model's colour).
-OBSERVED, CLEAN, EXTRAPOLATED = "observed", "clean path", " extrapolated"
-
-
-def draw_paths(figure: Figure, canvas: MplFigure) -> None:
-    """Paths in the plane, equal axes: ``observed`` points as dots, the ``clean path`` grey,
-    each model's path in its colour, solid, and its ``… extrapolated`` part dashed."""
-    axes = canvas.subplots(1, len(figure.panels), squeeze=False)[0]
-    for ax, panel in zip(axes, figure.panels):
-        models = [s.label for s in panel.series
-                  if s.label not in (OBSERVED, CLEAN) and not s.label.endswith(EXTRAPOLATED)]
-        styles = _colors(models)
-        for series in panel.series:
-            if series.label == OBSERVED:
-                ax.scatter(series.x, series.y, s=6, color="black", label=series.label, zorder=3)
-            elif series.label == CLEAN:
-                ax.plot(series.x, series.y, color="0.6", linewidth=1, label=series.label)
-            else:
-                model = series.label.removesuffix(EXTRAPOLATED)
-                dashed = series.label.endswith(EXTRAPOLATED)
-                ax.plot(series.x, series.y, "--" if dashed else "-", color=styles[model][0],
-                        linewidth=1.2, label=series.label)
-        ax.set_aspect("equal", adjustable="datalim")
-        _decorate(ax, panel)
+def colors(labels: Sequence[str]) -> dict[str, str]:
+    """Each label's colour as every figure draws it: by model, the label's first word."""
+    return {label: color for label, (color, _) in _colors(labels).items()}
 
 
 def _decorate(ax: Any, panel: Panel) -> None:
@@ -182,8 +160,7 @@ def _decorate(ax: Any, panel: Panel) -> None:
 
 def save(figure: Figure, out: Destination, formats: Sequence[str],
          draw: Callable[[Figure, MplFigure], None]) -> Figure:
-    """Draw the figure with ``draw`` (:func:`draw_lines`, :func:`draw_tolerance`,
-    :func:`draw_paths`) and write
+    """Draw the figure with ``draw`` (:func:`draw_lines` or :func:`draw_tolerance`) and write
     it as ``out/<name>.<format>`` for each format."""
     width = 5.0 * len(figure.panels) + (1.0 if draw is draw_tolerance else 0.0)
     canvas = MplFigure(figsize=(max(width, 6.0), 4.2), dpi=100, layout="constrained")

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.reports.aggregate import Group, Stat, curve_stats, epoch_series, format_number
-from harness.reports.drawing import (CLEAN, DEFAULT_FORMATS, EXTRAPOLATED, OBSERVED, Figure,
-                                     Panel, Series, draw_lines, draw_paths, draw_tolerance, save)
+from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
+                                     draw_tolerance, save)
+from harness.reports.path_figures import spiral_paths
 from harness.running.safe_files import Destination
 from harness.solvers.built_in import uses_tolerance
 
@@ -134,46 +135,6 @@ def h_norm_growth(groups: Sequence[Group], out: Destination,
                     [Panel("‖h(t)‖ at initialisation", "t (samples)", "‖h(t)‖", series,
                            log_y=True)])
     return save(figure, out, formats, draw_lines)
-
-
-def spiral_paths(groups: Sequence[Group], out: Destination,
-                 formats: Sequence[str] = DEFAULT_FORMATS, count: int = 3) -> Figure | None:
-    """Reconstructed and extrapolated series in the plane (the neural ODE paper's Fig. 8, the
-    ``spirals`` task's ``spiral_paths``): one panel per example series, its clean path, the
-    observed points and each model's path, solid over the observation window and dashed beyond
-    it; from the last epoch that recorded them in each group's run of the lowest seed, and only
-    groups of that seed's data (the first group's seed)."""
-    chosen = []
-    for group in groups:
-        runs = sorted((run for run in group.ok
-                       if any(epoch.get("spiral_paths") for epoch in run["epochs"])),
-                      key=lambda run: run.get("seed", 0))
-        if runs:
-            last = [epoch for epoch in runs[0]["epochs"] if epoch.get("spiral_paths")][-1]
-            chosen.append((group.label, runs[0].get("seed"), last["spiral_paths"]))
-    chosen = [entry for entry in chosen if entry[1] == chosen[0][1]] if chosen else []
-    if not chosen:
-        return None
-    panels = []
-    for i, first in enumerate(chosen[0][2][:count]):
-        direction = "clockwise" if first["clockwise"] else "counterclockwise"
-        series = [_path_series(CLEAN, first["clean"]),
-                  _path_series(OBSERVED, first["observed"])]
-        for label, _, paths in chosen:
-            split = paths[i]["split"]
-            series.append(_path_series(label, paths[i]["predicted"][:split]))
-            series.append(_path_series(label + EXTRAPOLATED, paths[i]["predicted"][split - 1:]))
-        panels.append(Panel(f"series {i + 1} ({direction})", "x", "y", series))
-    caption = (f"Seed {chosen[0][1]}'s data: the clean path (grey), the points observed by "
-               f"{chosen[0][0]} (dots), each model's reconstruction over the observation window "
-               f"(solid) and its extrapolation over the held-out window (dashed).")
-    return save(Figure("spirals", _title(groups), caption, panels), out, formats, draw_paths)
-
-
-def _path_series(label: str, points: list[list[float]]) -> Series:
-    """A path in the plane as a series (x, y), without spread."""
-    return Series(label, [p[0] for p in points], [p[1] for p in points],
-                  [None] * len(points), [None] * len(points), [1] * len(points))
 
 
 #: Every figure kind, in the order a report shows them.
