@@ -140,6 +140,11 @@ def draw_tolerance(figure: Figure, canvas: MplFigure) -> None:
     _decorate(ax, panel)
 
 
+def colors(labels: Sequence[str]) -> dict[str, str]:
+    """Each label's colour as every figure draws it: by model, the label's first word."""
+    return {label: color for label, (color, _) in _colors(labels).items()}
+
+
 def _decorate(ax: Any, panel: Panel) -> None:
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel(panel.xlabel)

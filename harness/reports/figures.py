@@ -18,6 +18,7 @@ from harness.reports.aggregate import (Group, Stat, curve_stats, epoch_series, f
 from harness.reports.density_figures import densities
 from harness.reports.drawing import (DEFAULT_FORMATS, Figure, Panel, Series, draw_lines,
                                      draw_tolerance, save)
+from harness.reports.path_figures import spiral_paths
 from harness.running.safe_files import Destination
 from harness.solvers.built_in import uses_tolerance
 
@@ -201,7 +202,8 @@ def energy_curves(groups: Sequence[Group], out: Destination,
 
 #: Every figure kind, in the order a report shows them.
 FIGURE_KINDS = (nfe_per_epoch, learning_curves, time_per_epoch, nfe_vs_tolerance,
-                adjoint_decay, h_norm_growth, metric_vs_setting, energy_curves, densities)
+                adjoint_decay, h_norm_growth, metric_vs_setting, energy_curves, densities,
+                spiral_paths)
 
 
 def draw_all(groups: Sequence[Group], out: Destination, prefix: str,
