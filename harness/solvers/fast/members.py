@@ -22,23 +22,8 @@ from torch import Tensor
 from harness.solvers.fast.integrators import (_ALPHA, _ERROR, _WEIGHTS, StepControl, first_guess,
                                               fixed_grid, interpolate, optimal_step,
                                               scalar_type, second_guess)
+from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
-
-
-class Running:
-    """Which members a solve still advances (``active``), the failures it met, by member, and
-    which members the rows handed to the field belong to (``rows``, set before each call)."""
-
-    def __init__(self, active: np.ndarray) -> None:
-        self.active = np.array(active, dtype=bool)
-        self.failures: dict[int, BaseException] = {}
-        self.rows = np.flatnonzero(self.active)
-
-    def fail(self, member: int, error: BaseException) -> None:
-        """Stop ``member`` with ``error`` (the first error of a member is the one kept)."""
-        if self.active[member]:
-            self.active[member] = False
-            self.failures[member] = error
 
 
 MemberFunc = Callable[[np.ndarray, Tensor, Running], Tensor]
