@@ -63,9 +63,6 @@ def seedless(spec: RunSpec) -> str:
 def refusal(spec: RunSpec, registry: Registry) -> str | None:
     """Why runs like ``spec`` cannot train as an ensemble (checks that need no model), or None."""
     task = registry.tasks[spec.task]
-    if spec.solver.backend != "fast":
-        return (f"ensembles solve with the fast backend's per-member step control "
-                f"(solver.backend: fast); this run's is {spec.solver.backend!r}")
     if not task.joins_ensembles:
         return f"task {task.name!r} does not join ensembles"
     if spec.baseline:

@@ -11,6 +11,12 @@ when it is built, so that no solve reads them again. It calls ``func(t, z)`` lik
 does, so NFE counting, per-element time scaling and NFE caps (which wrap ``func``) work for
 every backend.
 
+Every backend solves ensembles too (:meth:`Bound.solve_members`): by default member by member
+through its ordinary solve, each member with its own parameters, NFE count and cap, so each
+takes its solo run's steps. A backend that steps M members at once, each with its own step
+control (the fast backend), overrides ``solve_members`` and ``through_members`` on its bound
+object (:mod:`harness.solvers.members`).
+
 Built in (:mod:`harness.solvers.built_in`): ``torchdiffeq`` (:mod:`harness.solvers.torchdiffeq_backend`,
 the reference, and the default), ``fast`` (:mod:`harness.solvers.fast.backend`, the same steps on one
 flat state) and ``torchode`` (:mod:`harness.solvers.torchode_backend`, when the optional torchode
@@ -28,6 +34,7 @@ from typing import Callable, ClassVar, Mapping
 import torch
 from torch import Tensor, nn
 
+from harness.solvers.members import MemberODE, one_by_one
 from harness.solvers.settings import SolverConfig
 
 Note = Callable[[Mapping[str, float]], None]
@@ -95,11 +102,29 @@ class Bound:
         has one, else one :meth:`solve` per interval, each from the state the last reached."""
         if type(self.backend).solve_through is not SolverBackend.solve_through:
             return self.backend.solve_through(func, z0, t, self.config, note)
-        states, z = [], z0
-        for t0, t1 in zip(t[:-1], t[1:]):
-            z = self.solve(func, z, torch.stack([t0, t1]), note)
-            states.append(z)
-        return torch.stack(states)
+        return per_interval(lambda z, span: self.solve(func, z, span, note), z0, t)
+
+    def solve_members(self, ode: MemberODE, z0: Tensor, t: Tensor) -> Tensor:
+        """Every member's state at t[-1] (z0 and the result hold member m's rows at
+        [m·B, (m+1)·B)), each member as its solo run's :meth:`solve`. The default: the members
+        one by one, each through :meth:`solve`."""
+        return one_by_one(ode, z0, lambda func, start: self.solve(func, start, t, None))
+
+    def through_members(self, ode: MemberODE, z0: Tensor, t: Tensor) -> Tensor:
+        """Every member's states at t[1:] (len(t) − 1, M·B, …), each member as its solo run's
+        :meth:`through`. The default: the members one by one, each through :meth:`through`."""
+        return one_by_one(ode, z0, lambda func, start: self.through(func, start, t, None),
+                          len(t) - 1)
+
+
+def per_interval(solve: Callable[[Tensor, Tensor], Tensor], z0: Tensor, t: Tensor) -> Tensor:
+    """The states at t[1:] by one ``solve(z, [t_i, t_i+1])`` per interval, each from the state
+    the last one reached."""
+    states, z = [], z0
+    for t0, t1 in zip(t[:-1], t[1:]):
+        z = solve(z, torch.stack([t0, t1]))
+        states.append(z)
+    return torch.stack(states)
 
 
 class PerElementTime:

@@ -4,12 +4,15 @@
 returns one module of the same structure in which every ``nn.Linear`` holds its M copies stacked
 (:class:`StackedLinear`: weights (M, out, in), one batched matmul), every zero-padded
 ``nn.Conv2d`` too (:class:`StackedConv2d`: one grouped convolution), and every ODE block is a
-:class:`MemberODEBlock`: the family's scalar parameters stacked, the solve member by member
-(:mod:`harness.solvers.fast.member_adjoint`). An input of M·B rows (member m's batch at rows
-[m·B, (m+1)·B)) gives member m's predictions in the same rows, computed as its solo model would:
-nothing mixes rows across members. The dynamics see t with one value per row (shape (M·B, 1, …)),
+:class:`MemberODEBlock`: the family's scalar parameters stacked, each member solved as alone by
+the run's backend (:mod:`harness.solvers.members`: all members in one batched call where the
+backend steps them side by side, the fast one; each member's own modules, unstacked for the
+solve, on every other). An input of M·B rows (member m's batch at rows [m·B, (m+1)·B)) gives
+member m's predictions in the same rows, computed as its solo model would: nothing mixes rows
+across members. In a batched call the dynamics see t with one value per row (shape (M·B, 1, …)),
 which an autonomous network ignores and a field marked
-:class:`~harness.toolkit.networks.RowwiseTime` reads row by row.
+:class:`~harness.toolkit.networks.RowwiseTime` reads row by row; what differs per call (which
+members, their parameters and times) is handed to the call, never set on the modules.
 
 :class:`Members` is what the runner and the solves share: which members are alive, why the
 others failed, and each member's NFE per phase (an evaluation counts for the members it
@@ -20,18 +23,19 @@ recurrent cell of its own kind) cannot be stacked: :class:`NotStackable` says wh
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from harness.solvers.fast.member_adjoint import MemberField, solve_members
-from harness.solvers.fast.members import Running, member_integrator
-from harness.solvers.settings import NFECapExceeded, interval_tensor
+from harness.contract import Family
+from harness.solvers.members import MemberODE, Running
+from harness.solvers.settings import NFECapExceeded
 from harness.toolkit.networks import Autonomous, RowwiseTime
 from harness.toolkit.nfe import PHASES, NFECounter
-from harness.toolkit.ode import ODEBlock
+from harness.toolkit.ode import Dynamics, ODEBlock
 
 
 class NotStackable(ValueError):
@@ -42,7 +46,7 @@ class Members(NFECounter):
     """An ensemble's members during training: ``alive`` (a bool per member), ``failures`` (the
     error that stopped each other member) and the NFE counts, one per member and phase."""
 
-    __slots__ = ("size", "alive", "failures", "selected")
+    __slots__ = ("size", "alive", "failures")
 
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -50,8 +54,6 @@ class Members(NFECounter):
         self.alive = np.ones(size, dtype=bool)
         self.failures: dict[int, BaseException] = {}
         self.counts = self._zeros()
-        #: The members a call of the dynamics computes, when not all (their rows only).
-        self.selected: Tensor | None = None
 
     def _zeros(self) -> dict[str, np.ndarray]:
         return {phase: np.zeros(self.size, dtype=np.int64) for phase in PHASES}
@@ -70,53 +72,48 @@ class Members(NFECounter):
             self.alive[member] = False
             self.failures[member] = error
 
-    def take_failures(self, running: Running) -> None:
-        for member, error in running.failures.items():
-            self.fail(member, error)
-
 
 class StackedLinear(nn.Module):
-    """M ``nn.Linear`` layers in one: member m's rows of the input go through layer m (inside
-    the dynamics, the rows of the members ``members.selected`` only)."""
+    """M ``nn.Linear`` layers in one: member m's rows of the input go through layer m (given
+    ``members``, the indices of some members, the input holds their rows only)."""
 
-    def __init__(self, layers: list[nn.Linear], members: Members) -> None:
+    def __init__(self, layers: list[nn.Linear]) -> None:
         super().__init__()
-        self.members = members
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
         self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
                      if layers[0].bias is not None else None)
 
-    def forward(self, x: Tensor) -> Tensor:
-        selected = self.members.selected
-        weight, bias = ((self.weight, self.bias) if selected is None
-                        else (self.weight[selected], None if self.bias is None
-                              else self.bias[selected]))
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        weight, bias = _rows_of(self.weight, self.bias, members)
         rows = x.reshape(len(weight), -1, x.shape[-1])
         weight = weight.transpose(1, 2)
         y = (torch.bmm(rows, weight) if bias is None
              else torch.baddbmm(bias.unsqueeze(1), rows, weight))
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
+    def member(self, index: int, made: dict[Tensor, Tensor]) -> nn.Linear:
+        """Member ``index``'s layer as its solo run has it, with parameters of its own (each
+        recorded in ``made`` under the stacked parameter it stands for)."""
+        out_features, in_features = self.weight.shape[1:]
+        layer = nn.Linear(in_features, out_features, self.bias is not None, device="meta")
+        return _own_parameters(layer, self, index, made)
+
 
 class StackedConv2d(nn.Module):
     """M ``nn.Conv2d`` layers (zero padding) in one grouped convolution: member m's rows of the
-    input go through layer m (inside the dynamics, the rows of ``members.selected`` only)."""
+    input go through layer m (given ``members``, the input holds their rows only)."""
 
-    def __init__(self, layers: list[nn.Conv2d], members: Members) -> None:
+    def __init__(self, layers: list[nn.Conv2d]) -> None:
         super().__init__()
         first = layers[0]
-        self.members = members
         self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
         self.groups = first.groups
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
         self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
                      if first.bias is not None else None)
 
-    def forward(self, x: Tensor) -> Tensor:
-        selected = self.members.selected
-        weight, bias = ((self.weight, self.bias) if selected is None
-                        else (self.weight[selected], None if self.bias is None
-                              else self.bias[selected]))
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        weight, bias = _rows_of(self.weight, self.bias, members)
         count, channels = len(weight), x.shape[1]
         rows = x.reshape(count, -1, *x.shape[1:]).transpose(0, 1)  # (B, M, C, H, W)
         y = F.conv2d(rows.reshape(rows.shape[0], count * channels, *x.shape[2:]),
@@ -125,16 +122,113 @@ class StackedConv2d(nn.Module):
         y = y.reshape(y.shape[0], count, -1, *y.shape[2:]).transpose(0, 1)
         return y.reshape(-1, *y.shape[2:])
 
+    def member(self, index: int, made: dict[Tensor, Tensor]) -> nn.Conv2d:
+        """Member ``index``'s convolution as its solo run has it (see
+        :meth:`StackedLinear.member`)."""
+        out_channels, group_channels, *kernel = self.weight.shape[1:]
+        layer = nn.Conv2d(group_channels * self.groups, out_channels, tuple(kernel), self.stride,
+                          self.padding, self.dilation, self.groups, self.bias is not None,
+                          device="meta")
+        return _own_parameters(layer, self, index, made)
+
+
+Stacked = (StackedLinear, StackedConv2d)
+
+
+def _rows_of(weight: Tensor, bias: Tensor | None,
+             members: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The stacked weight and bias of ``members`` (all when None)."""
+    if members is None:
+        return weight, bias
+    return weight[members], None if bias is None else bias[members]
+
+
+def _own_parameters(layer: nn.Module, stacked: nn.Module, index: int,
+                    made: dict[Tensor, Tensor]) -> nn.Module:
+    """``layer`` (made on the meta device: no initialisation drew random numbers) holding
+    member ``index``'s slices of ``stacked``'s weight and bias as parameters of its own."""
+    for name, parameter in stacked.named_parameters(recurse=False):
+        setattr(layer, name, _own(parameter, index, made))
+    return layer
+
+
+def _own(parameter: Tensor, index: int, made: dict[Tensor, Tensor]) -> Tensor:
+    """Member ``index``'s slice of a stacked parameter as a parameter of its own, made once
+    (recorded in ``made``)."""
+    if parameter not in made:
+        made[parameter] = nn.Parameter(parameter[index].detach().clone(), parameter.requires_grad)
+    return made[parameter]
+
+
+class _OfMembers(nn.Module):
+    """A stacked layer applied to the rows of some members only (made for a set of members)."""
+
+    def __init__(self, layer: nn.Module, members: Tensor) -> None:
+        super().__init__()
+        self.layer, self.members = layer, members
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer(x, self.members)
+
+
+def of_members(stacked: nn.Module, members: Tensor) -> nn.Module:
+    """``stacked`` (a stack's part) computing the rows of ``members`` (indices) only, its input
+    holding only theirs: a copy of its parameter-free modules around its stacked layers, which
+    are left untouched."""
+    return _copied(stacked, lambda layer: _OfMembers(layer, members))
+
+
+def member_of(stacked: nn.Module, index: int, made: dict[Tensor, Tensor]) -> nn.Module:
+    """Member ``index``'s module as its solo run builds it, with parameters of its own (each
+    recorded in ``made`` under the stacked parameter whose slice it holds)."""
+    return _copied(stacked, lambda layer: layer.member(index, made))
+
+
+def _copied(module: nn.Module, replace: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """``module`` with each stacked layer replaced (the parameter-free modules around them
+    copied, the originals untouched)."""
+    if isinstance(module, Stacked):
+        return replace(module)
+    if not module._modules:
+        return module
+    copied = copy.copy(module)
+    copied._modules = {name: None if child is None else _copied(child, replace)
+                       for name, child in module._modules.items()}
+    return copied
+
+
+def with_parameters(family: Family, values: dict[str, Tensor]) -> Family:
+    """A copy of an ensemble's family reading ``values`` as its parameters (the members' values
+    repeated per row for one call, or one member's own parameters for its solo solve): the
+    family itself is left as it is."""
+    copied = copy.copy(family)
+    copied._parameters = dict(values)
+    return copied
+
+
+class MemberCount:
+    """One member's share of an ensemble's NFE counts (:class:`~harness.toolkit.nfe.Ticks`):
+    what its own dynamics tick when the backend solves it alone."""
+
+    def __init__(self, members: Members, index: int) -> None:
+        self.members, self.index = members, index
+
+    @property
+    def phase(self) -> str:
+        return self.members.phase
+
+    def tick(self) -> None:
+        self.members.counts[self.members.phase][self.index] += 1
+
 
 class MemberODEBlock(ODEBlock):
-    """M ODE blocks in one: stacked f and family parameters, each member solved on its own by
-    the fast backend's ensemble integrators."""
+    """M ODE blocks in one: stacked f and family parameters. It solves as the ODE block does
+    (durations, ``through``, the NFE cap), handing its backend each solve's members
+    (:meth:`~harness.solvers.backends.Bound.solve_members`): every member steps as its solo
+    run, on any backend."""
 
     def __init__(self, blocks: list[ODEBlock], members: Members, where: str) -> None:
         first = blocks[0]
-        if first.solver.backend != "fast":
-            raise NotStackable(f"ensembles solve with the fast backend (solver.backend: fast); "
-                               f"this run's is {first.solver.backend!r}")
         if not isinstance(first.dynamics.f, (Autonomous, RowwiseTime)):
             raise NotStackable(f"{where}: the vector field is a {type(first.dynamics.f).__name__}, "
                                f"neither an Autonomous network nor marked RowwiseTime (reading "
@@ -148,80 +242,93 @@ class MemberODEBlock(ODEBlock):
             stacked[name] = nn.Parameter(torch.stack(
                 [block.family._parameters[name].detach() for block in blocks]))
             del family._parameters[name]
-            setattr(family, name, parameter.detach())
         f = _stacked([block.dynamics.f for block in blocks], members, f"{where}.f")
-        super().__init__(family, f, first.width, first.solver, NFECounter(), first.backend)
+        super().__init__(family, f, first.width, first.solver, members, first.backend)
         self.members = members
         self.family_parameters = nn.ParameterDict(stacked)
-        self.integrate = member_integrator(self.solver.method, self.solver.rtol,
-                                           self.solver.atol, self.solver.options)
 
-    def forward(self, z0: Tensor, duration: Tensor | None = None) -> Tensor:
-        """As :meth:`ODEBlock.forward`, each member solved on its own. With ``duration``, a
-        member whose elements all have duration 0 is not solved (its rows pass through, no
-        evaluation counts for it), as its solo run's hybrid skips such a solve."""
-        t = interval_tensor(*self.family.interval, like=z0)
-        scale = moving = None
-        if duration is not None:
-            scale = (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1)))
-            moving = duration.reshape(self.members.size, -1).ne(0).any(dim=1).cpu().numpy()
-        t0, t1 = t.tolist()
-        return self._solve(z0, t0, t1, scale, moving)
+    def integrate(self, dynamics: Dynamics, z0: Tensor, t: Tensor, scale: Tensor | None,
+                  through: bool = False) -> Tensor:
+        """As :meth:`ODEBlock.integrate`, each member solved as alone by the bound backend's
+        :meth:`~harness.solvers.backends.Bound.solve_members` (or ``through_members``). With
+        ``scale``, a member whose elements all have scale 0 is not solved (its rows pass
+        through, no evaluation counts for it), as its solo run's hybrid skips such a solve."""
+        if dynamics is not self.dynamics:
+            raise NotStackable("an ensemble's ODE block solves its own dynamics only")
+        ode = _Solve(self, scale)
+        if through:
+            return self.bound.through_members(ode, z0, t)
+        return self.bound.solve_members(ode, z0, t)
 
-    def through(self, z0: Tensor, offsets: Tensor) -> Tensor:
-        """As :meth:`ODEBlock.through` on the fast backend: one solve per interval between the
-        offsets, in unscaled time from the start of the family's interval."""
-        t0 = self.family.interval[0]
-        times = ((offsets - offsets[0]).to(z0) + t0).tolist()
-        states, z = [], z0
-        for start, end in zip(times, times[1:]):
-            z = self._solve(z, start, end, None, None)
-            states.append(z)
-        return torch.stack(states)
 
-    def _solve(self, z0: Tensor, t0: float, t1: float, scale: Tensor | None,
-               moving: np.ndarray | None) -> Tensor:
-        params = (*self.family_parameters.values(),
-                  *(p for p in self.dynamics.f.parameters() if p.requires_grad and p.numel()))
-        return solve_members(self._field(scale), z0, t0, t1, self.integrate, self.solver.adjoint,
-                             params, self.members.alive, self.members.take_failures, moving)
+class _Solve(MemberODE):
+    """One solve of a :class:`MemberODEBlock`'s members: what its backend is handed."""
 
-    def _field(self, scale: Tensor | None) -> MemberField:
-        """The dynamics of all members at their times t (M,), counted per member, each solve
-        (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per member."""
-        members, cap, family = self.members, self.solver.max_nfe, self.dynamics.family
-        calls = {"phase": None, "count": np.zeros(members.size, dtype=np.int64)}
+    def __init__(self, block: MemberODEBlock, scale: Tensor | None) -> None:
+        members = self.members = block.members
+        self.block, self.scale, self.size, self.alive = block, scale, members.size, members.alive
+        self.moving = (None if scale is None
+                       else scale.reshape(self.size, -1).ne(0).any(dim=1).cpu().numpy())
+        self.params = (*block.family_parameters.values(),
+                       *(p for p in block.dynamics.f.parameters() if p.requires_grad and p.numel()))
+        self.cap = block.solver.max_nfe
+        self.phase, self.calls = None, np.zeros(self.size, dtype=np.int64)
+        self.views: dict[bytes, nn.Module] = {}  # f of some members, by their indices
 
-        def field(t: Tensor, z: Tensor, running: Running) -> Tensor:
-            counted = np.zeros(members.size, dtype=bool)
-            counted[running.rows] = running.active[running.rows]
-            if cap:
-                if calls["phase"] != members.phase:
-                    calls["phase"], calls["count"] = members.phase, np.zeros_like(calls["count"])
-                calls["count"] += counted
-                for member in np.flatnonzero(counted & (calls["count"] > cap)):
-                    running.fail(int(member), NFECapExceeded(
-                        f"one {members.phase} solve needed more than {cap} evaluations "
-                        f"(solver.max_nfe)"))
-            members.tick(counted)
-            selected = (None if len(running.rows) == members.size
-                        else torch.from_numpy(running.rows).to(z.device))
-            rows = z.shape[0] // len(running.rows)
-            shape = (-1, *([1] * (z.dim() - 1)))
-            for name, parameter in self.family_parameters.items():
-                values = parameter if selected is None else parameter[selected]
-                setattr(family, name, values.repeat_interleave(rows).view(shape))
-            members.selected = selected
-            try:
-                derivative = self.dynamics(t.repeat_interleave(rows).view(shape), z)
-            finally:
-                members.selected = None
-            if scale is None:
-                return derivative
-            return derivative * (scale if selected is None else
-                                 scale.view(members.size, rows, *scale.shape[1:])[selected]
-                                 .reshape(-1, *scale.shape[1:]))
-        return field
+    def fail(self, member: int, error: BaseException) -> None:
+        self.members.fail(member, error)
+
+    def field(self, t: Tensor, z: Tensor, running: Running) -> Tensor:
+        """All members' dynamics at their times t (M,) in one call, counted per member, each
+        solve (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per
+        member."""
+        members, size = self.members, self.size
+        counted = np.zeros(size, dtype=bool)
+        counted[running.rows] = running.active[running.rows]
+        if self.cap:
+            if self.phase != members.phase:
+                self.phase, self.calls = members.phase, np.zeros_like(self.calls)
+            self.calls += counted
+            for member in np.flatnonzero(counted & (self.calls > self.cap)):
+                running.fail(int(member), NFECapExceeded(
+                    f"one {members.phase} solve needed more than {self.cap} evaluations "
+                    f"(solver.max_nfe)"))
+        members.tick(counted)
+        selected = None if len(running.rows) == size else running.rows
+        index = None if selected is None else torch.from_numpy(selected).to(z.device)
+        rows = z.shape[0] // len(running.rows)
+        shape = (-1, *([1] * (z.dim() - 1)))
+        family = with_parameters(self.block.family, {
+            name: (parameter if index is None else parameter[index]).repeat_interleave(rows)
+            .view(shape) for name, parameter in self.block.family_parameters.items()})
+        dynamics = self.block.dynamics
+        derivative = dynamics.evaluate(t.repeat_interleave(rows).view(shape), z, family,
+                                       self._f(selected, index))
+        if self.scale is None:
+            return derivative
+        return derivative * (self.scale if index is None else
+                             self.scale.view(size, rows, *self.scale.shape[1:])[index]
+                             .reshape(-1, *self.scale.shape[1:]))
+
+    def _f(self, selected: np.ndarray | None, index: Tensor | None) -> nn.Module:
+        """The stacked network, or the one of the members ``selected`` (made once per solve)."""
+        if selected is None:
+            return self.block.dynamics.f
+        key = selected.tobytes()
+        if key not in self.views:
+            self.views[key] = of_members(self.block.dynamics.f, index)
+        return self.views[key]
+
+    def member(self, index: int) -> tuple[nn.Module, tuple[Tensor, ...]]:
+        block, made = self.block, {}
+        f = member_of(block.dynamics.f, index, made)
+        family = with_parameters(block.family, {
+            name: _own(parameter, index, made)
+            for name, parameter in block.family_parameters.items()})
+        count = MemberCount(self.members, index)
+        scale = None if self.scale is None else self.scale.chunk(self.size)[index]
+        func = block.per_solve(Dynamics(family, f, count), scale, count)
+        return func, tuple(made[parameter] for parameter in self.params)
 
 
 def load_member(solo: nn.Module, stacked: nn.Module, index: int) -> None:
@@ -251,10 +358,10 @@ def stack_models(models: list[nn.Module], members: Members) -> nn.Module:
 def _stacked(modules: list[nn.Module], members: Members, where: str) -> nn.Module:
     first = modules[0]
     if type(first) is nn.Linear:
-        return StackedLinear(modules, members)
+        return StackedLinear(modules)
     if type(first) is nn.Conv2d and first.padding_mode == "zeros" and isinstance(first.padding,
                                                                                   tuple):
-        return StackedConv2d(modules, members)
+        return StackedConv2d(modules)
     if isinstance(first, ODEBlock):
         if type(first) is not ODEBlock:
             raise NotStackable(f"{where} is a {type(first).__name__}, a kind of ODE block the "

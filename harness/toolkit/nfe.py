@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Protocol
 
 PHASES = ("forward", "backward", "eval", "probe")
+
+
+class Ticks(Protocol):
+    """What a solve's dynamics and its NFE cap use of a counter: the current phase, and one
+    tick per call (an :class:`NFECounter`, or one member's share of an ensemble's counts)."""
+
+    @property
+    def phase(self) -> str: ...
+
+    def tick(self) -> None: ...
 
 
 class NFECounter:

@@ -9,7 +9,7 @@ from harness.contract import Family, Pullback
 from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
-from harness.toolkit.nfe import NFECounter
+from harness.toolkit.nfe import NFECounter, Ticks
 from harness.toolkit.pullbacks import PlainMLP
 
 
@@ -22,7 +22,7 @@ class Dynamics(nn.Module):
     calls without a graph then skip f's module calls too.
     """
 
-    def __init__(self, family: Family, f: nn.Module, counter: NFECounter) -> None:
+    def __init__(self, family: Family, f: nn.Module, counter: Ticks) -> None:
         super().__init__()
         self.family = family
         self.f = f
@@ -41,7 +41,12 @@ class Dynamics(nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
         f = self.f if torch.is_grad_enabled() or not self._plain() else self._plain_field
-        return self._join(self.family.derivatives(t, self._split(z), f))
+        return self.evaluate(t, z, self.family, f)
+
+    def evaluate(self, t: Tensor, z: Tensor, family: Family, f: nn.Module) -> Tensor:
+        """The derivative at (t, z) with ``family`` and ``f`` in place of these dynamics' own
+        (an ensemble's family and network for the members of one call), counting nothing."""
+        return self._join(family.derivatives(t, self._split(z), f))
 
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
@@ -96,7 +101,7 @@ class Capped(nn.Module):
     """Fails a solve that calls the dynamics more than ``cap`` times; made for one solve, whose
     forward and adjoint passes (told apart by the counter's phase) each get the full cap."""
 
-    def __init__(self, func: nn.Module, cap: int, counter: NFECounter) -> None:
+    def __init__(self, func: nn.Module, cap: int, counter: Ticks) -> None:
         super().__init__()
         self.func, self.cap, self.counter = func, cap, counter
         self.phase, self.calls = counter.phase, 0
@@ -191,10 +196,9 @@ class ODEBlock(nn.Module):
         """:meth:`forward` with ``dynamics`` in place of the block's own (the same family and
         counter with another network: an input-fed one, :mod:`harness.toolkit.forcing`)."""
         t = interval_tensor(*self.family.interval, like=z0)
-        func: nn.Module = dynamics
-        if duration is not None:
-            func = Rescaled(func, (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
-        return self.bound.solve(self._capped(func), z0, t, self.dynamics.counter.note)
+        scale = (None if duration is None
+                 else (duration / (t[1] - t[0])).reshape(-1, *([1] * (z0.dim() - 1))))
+        return self.integrate(dynamics, z0, t, scale)
 
     def through(self, z0: Tensor, offsets: Tensor) -> Tensor:
         """The states (len(offsets) − 1, batch, …) at offsets[1:] of the trajectory from z0 at
@@ -203,15 +207,25 @@ class ODEBlock(nn.Module):
         unscaled from the start of the family's interval (t0 + offsets − offsets[0]): the
         solver's first step depends on the time scale, and this is the scale of the offsets
         themselves, not of the interval."""
-        t0 = self.family.interval[0]
-        times = (offsets - offsets[0]).to(z0) + t0
-        return self.bound.through(self._capped(self.dynamics), z0, times,
-                                  self.dynamics.counter.note)
+        times = (offsets - offsets[0]).to(z0) + self.family.interval[0]
+        return self.integrate(self.dynamics, z0, times, None, through=True)
 
-    def _capped(self, func: nn.Module) -> nn.Module:
-        """``func`` failing past ``solver.max_nfe`` evaluations per solve, when that is set."""
+    def integrate(self, dynamics: Dynamics, z0: Tensor, t: Tensor, scale: Tensor | None,
+                  through: bool = False) -> Tensor:
+        """``dynamics`` (times ``scale``, per element, when given) solved by the bound backend
+        from z0 at t[0]: the state at t[-1], or with ``through`` the states at t[1:]."""
+        func = self.per_solve(dynamics, scale, self.dynamics.counter)
+        note = self.dynamics.counter.note
+        if through:
+            return self.bound.through(func, z0, t, note)
+        return self.bound.solve(func, z0, t, note)
+
+    def per_solve(self, dynamics: nn.Module, scale: Tensor | None, counter: Ticks) -> nn.Module:
+        """``dynamics`` as one solve calls them: times ``scale`` when given, failing past
+        ``solver.max_nfe`` evaluations (counted on ``counter``) when that is set."""
+        func = dynamics if scale is None else Rescaled(dynamics, scale)
         if self.solver.max_nfe:
-            return Capped(func, self.solver.max_nfe, self.dynamics.counter)
+            return Capped(func, self.solver.max_nfe, counter)
         return func
 
     def part(self, z: Tensor, name: str | None = None) -> Tensor:

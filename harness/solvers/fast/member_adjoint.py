@@ -8,38 +8,31 @@ member's own norm (torchdiffeq's default adjoint norm over its row), so every me
 backward steps of its solo adjoint. The vector-Jacobian products come from autograd, one call
 of the field for all members per evaluation.
 
-Members that fail a solve are frozen and reported in the :class:`Running` given (the caller
-records them); their rows of the results are meaningless.
+Members that fail a solve are frozen and reported to the :class:`MemberODE` (each solve's
+:class:`Running` collects them); their rows of the results are meaningless.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from harness.solvers.fast.adjoint import AdjointSolve
-from harness.solvers.fast.members import MemberIntegrate, MemberNorm, Running, rms_rows
-
-MemberField = Callable[[Tensor, Tensor, Running], Tensor]
-"""field(t, z, running): t holds each member's time (M,); z is the model's state, with member
-m's rows at [m·B, (m+1)·B); the derivative has z's shape."""
+from harness.solvers.fast.members import MemberIntegrate, MemberNorm, rms_rows
+from harness.solvers.members import MemberODE, Running
 
 
 class MemberProblem:
-    """One solve of ``field`` for M members over [t0, t1], forwards and for the adjoint
-    backwards. ``params`` are the stacked parameters the field reads (first dimension M)."""
+    """One solve of ``ode``'s members over [t0, t1], forwards and for the adjoint backwards,
+    through its batched field (``ode.params``: the stacked parameters it reads)."""
 
-    def __init__(self, field: MemberField, z0: Tensor, t0: float, t1: float,
-                 integrate: MemberIntegrate, params: tuple[nn.Parameter, ...],
-                 alive: np.ndarray, on_failure: Callable[[Running], None],
-                 moving: np.ndarray | None = None) -> None:
-        self.field, self.shape, self.t0, self.t1 = field, z0.shape, t0, t1
-        self.integrate, self.params, self.alive = integrate, params, alive
-        self.moving = moving
-        self.on_failure = on_failure
-        self.size = len(alive)
+    def __init__(self, ode: MemberODE, z0: Tensor, t0: float, t1: float,
+                 integrate: MemberIntegrate) -> None:
+        self.ode, self.field, self.params = ode, ode.field, ode.params
+        self.shape, self.t0, self.t1, self.integrate = z0.shape, t0, t1, integrate
+        self.size = ode.size
         self.dtype, self.device = z0.dtype, z0.device
 
     def times(self, t: np.ndarray) -> Tensor:
@@ -66,11 +59,12 @@ class MemberProblem:
 
     def _solve(self, func: Any, y0: Tensor, t0: float, t1: float, norm: MemberNorm,
                live: int | None) -> Tensor:
-        running = Running(self.alive if self.moving is None else self.alive & self.moving)
+        running = Running(self.ode.solving())
         try:
             return self.integrate(func, y0, t0, t1, norm, live, running)
         finally:
-            self.on_failure(running)
+            for member, error in running.failures.items():
+                self.ode.fail(member, error)
 
     def _augmented(self, n: int) -> Any:
         """Each member's d[z, a, g, τ]/ds in reversed time s = −t, by autograd."""
@@ -107,14 +101,11 @@ def _adjoint_norm(sizes: list[int], device: torch.device) -> MemberNorm:
     return norm
 
 
-def solve_members(field: MemberField, z0: Tensor, t0: float, t1: float,
-                  integrate: MemberIntegrate, adjoint: bool, params: tuple[nn.Parameter, ...],
-                  alive: np.ndarray, on_failure: Callable[[Running], None],
-                  moving: np.ndarray | None = None) -> Tensor:
+def solve_members(ode: MemberODE, z0: Tensor, t0: float, t1: float, integrate: MemberIntegrate,
+                  adjoint: bool) -> Tensor:
     """The members' states at t1; with ``adjoint``, gradients come from each member's backward
-    solve. Only the members ``alive`` marks (read at each solve: members that fail later are
-    skipped by the adjoint) and, if given, ``moving`` marks are solved; the others' rows pass
-    through unchanged, forwards and backwards. ``on_failure`` receives each solve's
-    :class:`Running` (its ``failures``) when the solve ends."""
-    problem = MemberProblem(field, z0, t0, t1, integrate, params, alive, on_failure, moving)
-    return AdjointSolve.apply(problem, z0, *params) if adjoint else problem.forward(z0)
+    solve. Only the members ``ode.solving()`` names (read at each solve: members that fail
+    later are skipped by the adjoint) are solved; the others' rows pass through unchanged,
+    forwards and backwards. Each failure goes to ``ode.fail`` when its solve ends."""
+    problem = MemberProblem(ode, z0, t0, t1, integrate)
+    return AdjointSolve.apply(problem, z0, *ode.params) if adjoint else problem.forward(z0)

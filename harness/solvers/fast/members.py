@@ -13,6 +13,7 @@ solo run.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -22,23 +23,8 @@ from torch import Tensor
 from harness.solvers.fast.integrators import (_ALPHA, _ERROR, _WEIGHTS, StepControl, first_guess,
                                               fixed_grid, interpolate, optimal_step,
                                               scalar_type, second_guess)
+from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
-
-
-class Running:
-    """Which members a solve still advances (``active``), the failures it met, by member, and
-    which members the rows handed to the field belong to (``rows``, set before each call)."""
-
-    def __init__(self, active: np.ndarray) -> None:
-        self.active = np.array(active, dtype=bool)
-        self.failures: dict[int, BaseException] = {}
-        self.rows = np.flatnonzero(self.active)
-
-    def fail(self, member: int, error: BaseException) -> None:
-        """Stop ``member`` with ``error`` (the first error of a member is the one kept)."""
-        if self.active[member]:
-            self.active[member] = False
-            self.failures[member] = error
 
 
 MemberFunc = Callable[[np.ndarray, Tensor, Running], Tensor]
@@ -178,9 +164,17 @@ def fixed_grid_members(method: str, func: MemberFunc, y0: Tensor, t0: float, t1:
 def member_integrator(method: str, rtol: float, atol: float, options: dict) -> MemberIntegrate:
     """The ensemble integrator for a method the fast backend has, with its options."""
     if method == "dopri5":
-        control = StepControl(rtol=rtol, atol=atol, **options)
-        return lambda func, y0, t0, t1, norm, live, running: dopri5_members(
-            func, y0, t0, t1, control, norm, live, running)
-    step_size = options.get("step_size")
-    return lambda func, y0, t0, t1, norm, live, running: fixed_grid_members(
-        method, func, y0, t0, t1, step_size, running)
+        return partial(_adaptive_members, StepControl(rtol=rtol, atol=atol, **options))
+    return partial(_fixed_members, method, options.get("step_size"))
+
+
+# Named, so that a model holding an integrator (its ODE block's bound backend) pickles.
+def _adaptive_members(control: StepControl, func: MemberFunc, y0: Tensor, t0: float, t1: float,
+                      norm: MemberNorm, live: int | None, running: Running) -> Tensor:
+    return dopri5_members(func, y0, t0, t1, control, norm, live, running)
+
+
+def _fixed_members(method: str, step_size: float | None, func: MemberFunc, y0: Tensor,
+                   t0: float, t1: float, norm: MemberNorm, live: int | None,
+                   running: Running) -> Tensor:
+    return fixed_grid_members(method, func, y0, t0, t1, step_size, running)
