@@ -204,18 +204,6 @@ def test_a_suite_opts_in_on_any_backend(registry, tmp_path):
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # the ensemble's went with its records
 
 
-def test_runs_with_lr_restarts_run_alone_and_keep_their_schedule(registry, tmp_path, caplog):
-    """The ensemble loop does not restart optimizers: such runs train alone, as their spec says."""
-    fast = {"backend": "fast", "rtol": 1e-3, "atol": 1e-3}
-    runs = [make_spec(seed=seed, epochs=2, task_options=TINY, solver=fast, lr_restarts={2: 1e-4})
-            for seed in (0, 1)]
-    outcome = run_suite(runs, registry, tmp_path, CPU, ensemble=2)
-    assert [record.get("ensemble") for record in outcome.records] == [None, None]
-    assert "lr_restarts" in caplog.text
-    solo = execute_run(runs[0], registry, CPU)  # the run alone, its optimizer restarted at 2
-    assert [e["loss"] for e in outcome.records[0]["epochs"]] == [e["loss"] for e in solo["epochs"]]
-
-
 @pytest.mark.parametrize("value, problem", [(0, "0 is not a number of members"),
                                             ("all", "'all' is not a number of members")])
 def test_a_suites_ensemble_size_is_checked(registry, tmp_path, value, problem):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from harness.reports.tables import render_markdown, summarize
-from harness.running.runner import build_run, train
+from harness.running.engine import execute
+from harness.running.runner import SoloTrainer
 from harness.suites.loader import SuiteError, load_suite, suite_from_document
 from harness_plugins.tasks.point_cloud import PointCloud
 from tests.conftest import CPU, make_spec
@@ -72,17 +73,20 @@ def test_bad_profiles_and_restarts_are_named(registry, monkeypatch):
 def test_a_restart_brings_a_fresh_optimizer_at_its_lr(registry):
     spec = make_spec(epochs=3, lr=0.01, lr_restarts={3: 0.5},
                      task_options={"inner": 5, "outer": 5})
-    built = build_run(spec, registry, CPU)
-    first = built.optimizer
-    data = registry.tasks["point_cloud"].data({**PointCloud.options, **spec.task_options}, 0,
-                                               None, CPU, None)
-    for record in train(spec, built, data, CPU):
-        fresh = record["epoch"] == 3
-        assert (built.optimizer is first) != fresh
-        assert built.optimizer.param_groups[0]["lr"] == (0.5 if fresh else 0.01)
-    steps = {int(state["step"]) for state in built.optimizer.state.values()}
+    trainer = SoloTrainer(spec, registry, CPU)
+    optimizers = []
+
+    def notify(event, run, **details):
+        if event == "epoch_finished":
+            optimizers.append(trainer.built.optimizer)
+
+    assert execute(trainer, registry, CPU, notify)[0]["status"] == "ok"
+    first, _, fresh = optimizers
+    assert optimizers[1] is first and fresh is not first
+    assert [o.param_groups[0]["lr"] for o in optimizers] == [0.01, 0.01, 0.5]
+    steps = {int(state["step"]) for state in fresh.state.values()}
     assert steps == {1}  # the full batch: one step in epoch 3, none carried over from 1 and 2
-    assert all(isinstance(p, torch.Tensor) for p in built.optimizer.param_groups[0]["params"])
+    assert all(isinstance(p, torch.Tensor) for p in fresh.param_groups[0]["params"])
 
 
 def test_a_grid_sets_both_profiles_side_by_side_and_the_report_names_them(registry):

@@ -28,7 +28,7 @@ def test_the_record_keeps_the_whole_traceback_with_the_plugins_file(failed_recor
     text = failed_record["traceback"]
     every = frames(text)
     assert len(every) > 10  # the runner's frames down to torch's, not the last three
-    assert any(frame.function == "_execute_run" for frame in every)  # the outermost: the runner
+    assert any(frame.function == "_execute" for frame in every)  # the outermost: the engine
     assert "torch.autograd.grad(energy, h" in text
     own = plugin_frames(text)
     assert [frame.function for frame in own[-2:]] == ["derivatives", "energy_gradient"]

@@ -10,7 +10,8 @@ import torch
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
-from harness.running.ensembles import TooLarge, execute_ensemble, refusal, seedless
+from harness.running.ensembles import execute_ensemble, refusal, seedless
+from harness.running.member_epochs import TooLarge
 from harness.running.observers import Notify
 from harness.running.runner import execute_run
 from harness.suites.runspec import RunSpec

@@ -1,60 +1,123 @@
-"""An ensemble's epochs: every member trained, evaluated and measured as its solo run would be
-(:func:`harness.running.runner.train` for M members at once), each into its own epoch record.
+"""An ensemble's trainer: every member built, trained, evaluated and measured as its solo run
+would be (:class:`harness.running.runner.SoloTrainer` for M members at once), executed by
+:func:`harness.running.engine.execute`, each member into its own record.
 
-The members' batches sit side by side (member m's at rows [m·B, (m+1)·B)); each member's loss,
-metrics, NFE and failure are its own; gradient clipping is per member; a task's measurements
-are taken on each member's solo model holding its slice of the stacked parameters.
+The members' models are built exactly as their solo runs build them (each seeded by its run),
+then stacked into one model (:func:`harness.toolkit.ensemble.stack_models`); each member reads
+its own data (seeded as alone), in its own order: its batches sit side by side with the
+others' (member m's at rows [m·B, (m+1)·B)). One optimizer holds the stacked parameters: Adam,
+AdamW and SGD are elementwise, so each member's slice moves as its solo optimizer would move it,
+and a fresh one (``lr_restarts``) is each member's fresh one; gradient clipping is per member.
+Each member's loss, metrics, NFE, solve notes and failure are its own: a member whose solve
+fails, whose loss is not finite or whose measurement raises fails (as its solo run would) and is
+masked out, and the others go on. A task's measurements are taken on each member's solo model
+holding its slice of the stacked parameters.
 """
 from __future__ import annotations
 
 import math
 from time import perf_counter
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from harness.contract import Task, TaskData
-from harness.record import EpochRecord
+from harness.registry import Registry
+from harness.running.epochs import Trained, add, check_deadline, evaluation
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded
-from harness.running.runner import BuiltRun, synchronizer, task_options
+from harness.running.runner import (BuiltRun, build_run, count_parameters, load_state,
+                                    optimizer_for, solver_backend, synchronizer, task_options)
 from harness.suites.runspec import RunSpec
-from harness.toolkit.ensemble import Members, load_member
+from harness.toolkit.batches import TensorBatches
+from harness.toolkit.ensemble import Members, NotStackable, load_member, stack_models
 
 
-def train_members(specs: Sequence[RunSpec], model: nn.Module,
-                  optimizer: torch.optim.Optimizer, members: Members, task: Task,
-                  data: list[TaskData], device: torch.device, first_epoch: int,
-                  deadline: float | None, builts: Sequence[BuiltRun]) -> Iterable[
-                      list[EpochRecord | None]]:
-    """As :func:`harness.running.runner.train`, for every member at once: one list per epoch
-    with each member's epoch record (None for a member that has failed). ``builts`` are the
-    members' solo models, which a task's measurements use (:func:`measure_members`)."""
-    spec, size = specs[0], len(specs)
-    sync = synchronizer(device)
+class TooLarge(RuntimeError):
+    """The ensemble ran out of device memory before any member finished an epoch: the same
+    runs in smaller ensembles may fit (nothing was recorded, no run_finished was sent)."""
 
-    def evaluate_and_measure(epoch: int) -> list[dict[str, Any]]:
-        results = evaluate_members(model, task, data, members, sync)
-        measured = measure_members(model, builts, task, data, members, epoch,
-                                   task_options(task, spec))
-        return [{**result, **more} for result, more in zip(results, measured)]
 
-    if spec.epochs == 0 and first_epoch == 1:  # the untrained models (resumed: already there)
-        yield _finished(members, evaluate_and_measure(0),
-                        [{"epoch": 0, "iterations": 0} for _ in specs])
-    for epoch in range(first_epoch, spec.epochs + 1):
-        if not members.alive.any():
-            return
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device (or the host) running out of memory."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError))
+
+
+class MemberTrainer:
+    """The runs ``specs`` (the same but for the seed) as members of one stacked model, its
+    checkpoint named ``identity``: the :class:`~harness.running.engine.Trainer` of an
+    ensemble. It gives the unit back when the models or data cannot be stacked
+    (:class:`NotStackable`) or run out of memory before the first epoch (:class:`TooLarge`)."""
+
+    def __init__(self, specs: Sequence[RunSpec], registry: Registry, device: torch.device,
+                 identity: str) -> None:
+        self.specs, self.spec, self.registry, self.device = specs, specs[0], registry, device
+        self.checkpoint = identity
+        self.placements = [{"id": identity, "size": len(specs), "index": index}
+                           for index in range(len(specs))]
+        self.backend = solver_backend(self.spec, registry)
+        self.task = registry.tasks[self.spec.task]
+        self.options = task_options(self.task, self.spec)
+        self.sync = synchronizer(device)
+        self.members = Members(len(specs))
+        self.failures = self.members.failures
+        self.fail = self.members.fail
+        self.sizes: list[dict[str, Any]] = []
+
+    def prepare(self) -> None:
+        """Build and stack the members' models, read their data (each as its solo run does);
+        :class:`NotStackable` when that fails (alone, each run records what stopped it) or
+        their data differ in size. Running out of time fails them together (alone, each would
+        hang again)."""
+        try:
+            self._stack()
+            self.data = [self.task.data(task_options(self.task, member), member.seed,
+                                        member.data_root, self.device, member.batch_size)
+                         for member in self.specs]
+        except (TimeLimitExceeded, NotStackable):
+            raise
+        except Exception as error:
+            raise NotStackable(f"the models or data could not be made ({type(error).__name__}: "
+                               f"{error})") from error
+        check_same_batches(self.data)
+        self.sizes = [{"params": count_parameters(built.model), "widths": built.widths}
+                      for built in self.builts]
+
+    def _stack(self) -> None:
+        self.builts: list[BuiltRun] = [build_run(member, self.registry, self.device)
+                                       for member in self.specs]
+        self.model = stack_models([built.model for built in self.builts], self.members)
+        self.optimizer = optimizer_for(self.spec, self.model, self.spec.lr)
+
+    def build(self) -> None:
+        """Nothing: :meth:`prepare` built it all."""
+
+    def resume(self, saved: dict[str, Any]) -> str | None:
+        if load_state(self.model, self.optimizer, saved):
+            return None
+        self._stack()
+        return "its state does not fit this ensemble"
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def restart(self, lr: float) -> None:
+        self.optimizer = optimizer_for(self.spec, self.model, lr)
+
+    def train_epoch(self, epoch: int, deadline: float | None) -> list[Trained | None]:
+        spec, task, model, members, sync = self.spec, self.task, self.model, self.members, self.sync
+        size, optimizer = members.size, self.optimizer
         model.train()
         members.take()
-        for member in data:
+        members.take_notes()
+        for member in self.data:
             member.train.set_epoch(epoch)
-        sums: list[dict[str, float]] = [{} for _ in specs]
-        iterations = samples = 0
+        trained = [Trained(epoch) for _ in self.specs]
+        iterations = 0
         sync()
         epoch_start = perf_counter()
-        for batches in zip(*(member.train for member in data), strict=True):
+        for batches in zip(*(member.train for member in self.data), strict=True):
             xs, ys = [x for x, _ in batches], [y for _, y in batches]
             batch = _common_size(xs)
             t0 = perf_counter()
@@ -70,7 +133,7 @@ def train_members(specs: Sequence[RunSpec], model: nn.Module,
                         f"{iterations + 1}"))
             training = np.flatnonzero(members.alive)
             if not len(training):
-                return
+                return [None for _ in self.specs]
             optimizer.zero_grad(set_to_none=True)
             with members.in_phase("backward"):
                 torch.stack([losses[member] for member in training]).sum().backward()
@@ -79,40 +142,74 @@ def train_members(specs: Sequence[RunSpec], model: nn.Module,
             if spec.grad_clip:
                 clip_members(model.parameters(), spec.grad_clip, size)
             optimizer.step()
+            iterations += 1
             for member in np.flatnonzero(members.alive):
                 metrics = task.metrics(predictions[member].detach(), ys[member])
-                for name, value in {"loss": values[member], **metrics}.items():
-                    sums[member][name] = sums[member].get(name, 0.0) + value * batch
-            iterations += 1
-            samples += batch
-            for name, seconds in (("forward_time_s", t1 - t0), ("backward_time_s", t2 - t1)):
-                for member_sums in sums:
-                    member_sums[name] = member_sums.get(name, 0.0) + seconds
+                add(trained[member].sums, {"loss": values[member], **metrics}, batch)
+            for member in trained:
+                add(member.sums, {"forward_time_s": t1 - t0, "backward_time_s": t2 - t1}, 1)
+                member.iterations += 1
+                member.samples += batch
             sync()
-            if deadline is not None and perf_counter() > deadline:
-                raise TimeLimitExceeded(f"time limit of {spec.time_limit_s} s reached in epoch "
-                                        f"{epoch}, iteration {iterations}")
-        train_time = perf_counter() - epoch_start
+            check_deadline(spec, deadline, epoch, iterations)
+        seconds = perf_counter() - epoch_start
+        notes = members.take_notes(("forward", "backward"))
         nfe = members.take()
-        records: list[EpochRecord] = [{
-            "epoch": epoch, "iterations": iterations,
-            **{k: v / samples for k, v in sums[m].items() if not k.endswith("_time_s")},
-            "forward_nfe": int(nfe["forward"][m]) / iterations,
-            "backward_nfe": int(nfe["backward"][m]) / iterations if spec.solver.adjoint else None,
-            "train_time_s": train_time,
-            "forward_time_s": sums[m].get("forward_time_s", 0.0) / iterations,
-            "backward_time_s": sums[m].get("backward_time_s", 0.0) / iterations,
-        } for m in range(size)]
-        if epoch % spec.eval_every == 0 or epoch == spec.epochs:
-            yield _finished(members, evaluate_and_measure(epoch), records)
-        else:
-            yield _finished(members, [{} for _ in specs], records)
+        for m, member in enumerate(trained):
+            member.seconds, member.notes = seconds, member_notes(notes, m)
+            member.nfe = {phase: int(nfe[phase][m]) for phase in ("forward", "backward")}
+        return [member if members.alive[m] else None for m, member in enumerate(trained)]
+
+    def evaluate(self, epoch: int) -> list[dict[str, Any]]:
+        """Each member's evaluation as its solo run's (the inference time is the ensemble's),
+        then its measurements (:func:`measure_members`)."""
+        model, members, task, data = self.model, self.members, self.task, self.data
+        model.eval()
+        members.take()
+        members.take_notes()
+        with members.in_phase("eval"):
+            test, batches, seconds = _member_losses(model, task, [m.test for m in data],
+                                                    members, self.sync)
+        notes = members.take_notes(("eval",))
+        nfe = members.take()["eval"]
+        with members.in_phase("probe"):
+            validation, _, _ = _member_losses(model, task, [m.validation for m in data],
+                                              members, self.sync)
+        measured = measure_members(model, self.builts, task, data, members, epoch, self.options)
+        return [{**evaluation(test[m], int(nfe[m]), batches, seconds, member_notes(notes, m),
+                              validation[m]), **measured[m]} for m in range(members.size)]
+
+    def unfit(self, error: Exception, trained: bool) -> Exception | None:
+        size = self.members.size
+        if out_of_memory(error) and size > 1 and not trained:
+            return TooLarge(f"{size} members ran out of device memory before their first "
+                            f"epoch ended ({type(error).__name__}: {error})")
+        return None
 
 
-def _finished(members: Members, results: list[dict[str, float]],
-              records: list[EpochRecord]) -> list[EpochRecord | None]:
-    return [{**record, **result} if members.alive[m] else None
-            for m, (record, result) in enumerate(zip(records, results))]
+def member_notes(notes: Mapping[str, Any], index: int) -> dict[str, float]:
+    """Member ``index``'s solve notes from an ensemble's (a backend notes one value per member,
+    or one value for all)."""
+    return {name: float(value[index]) if np.ndim(value) else value
+            for name, value in notes.items()}
+
+
+def check_same_batches(data: list[TaskData]) -> None:
+    """NotStackable when the members' training or test data differ in their number of batches
+    or samples (say, a seeded split that keeps a different number of windows): side by side,
+    a member would lose batches or a batch would not split by member."""
+    for split in ("train", "test", "validation"):
+        sizes = {_batch_shape(getattr(member, split)) for member in data}
+        if len(sizes) > 1:
+            raise NotStackable(f"the members' {split} data differ in size "
+                               f"({', '.join(sorted(map(str, sizes)))})")
+
+
+def _batch_shape(batches: Any) -> tuple[int, int] | int | None:
+    """(batches, samples) of :class:`TensorBatches`, the length of other sized iterables."""
+    if isinstance(batches, TensorBatches):
+        return len(batches), len(batches.x)
+    return len(batches) if hasattr(batches, "__len__") else None
 
 
 def _common_size(xs: list[Tensor]) -> int:
@@ -121,26 +218,6 @@ def _common_size(xs: list[Tensor]) -> int:
         raise ValueError(f"the members' batches differ in size ({sorted(sizes)}): their data "
                          f"do not have the same number of samples")
     return sizes.pop()
-
-
-def evaluate_members(model: nn.Module, task: Task, data: list[TaskData], members: Members,
-                     sync: Callable[[], None]) -> list[dict[str, float]]:
-    """Each member's test loss and metrics (per sample), evaluation NFE (per batch) and the
-    ensemble's inference time (per batch), then its validation loss and metrics, as
-    :func:`harness.running.runner.evaluate` and :func:`~harness.running.runner.validate`."""
-    model.eval()
-    members.take()
-    with members.in_phase("eval"):
-        means, n_batches, elapsed = _member_losses(model, task, [m.test for m in data], members,
-                                                   sync)
-    nfe = members.take()["eval"]
-    with members.in_phase("probe"):
-        validation, _, _ = _member_losses(model, task, [m.validation for m in data], members,
-                                          sync)
-    return [{**{f"test_{k}": v for k, v in means[m].items()},
-             "eval_nfe": int(nfe[m]) / n_batches, "eval_time_s": elapsed / n_batches,
-             **{f"val_{k}": v for k, v in validation[m].items()}}
-            for m in range(members.size)]
 
 
 def _member_losses(model: nn.Module, task: Task, splits: list[Iterable[tuple[Tensor, Tensor]]],

@@ -1,4 +1,5 @@
-"""Training and evaluating one run, whatever happens, into its result record."""
+"""One run: building its model (also for each member of an ensemble), and training it alone
+(:class:`SoloTrainer`, executed by :func:`harness.running.engine.execute`)."""
 from __future__ import annotations
 
 import math
@@ -10,15 +11,15 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from harness.contract import PRECISIONS, BuildContext, Family, Task, TaskData
-from harness.record import EpochRecord, RunRecord
+from harness.contract import PRECISIONS, BuildContext, Family, Task
+from harness.record import RunRecord
 from harness.registry import Registry
-from harness.running.checkpoints import CheckpointWriteError, Checkpoints
-from harness.running.deadline import Alarm
-from harness.running.failures import NonFiniteLoss, TimeLimitExceeded
-from harness.running.observers import Notify, Observers
+from harness.running.checkpoints import Checkpoints
+from harness.running.engine import execute
+from harness.running.epochs import Trained, add, check_deadline, evaluation
+from harness.running.failures import NonFiniteLoss
+from harness.running.observers import Notify
 from harness.running.precision import device_refusal, in_precision, stray_tensors
-from harness.running.records import finish, mark_failed, new_record
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.nfe import NFECounter
@@ -123,13 +124,25 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
             f"{f' and {len(stray) - 3} more' if len(stray) > 3 else ''}, not the run's "
             f"precision {spec.precision}: task {task.name!r} (or family {spec.model!r}) makes "
             f"floating tensors in torch.get_default_dtype(), which the harness sets to it")
-    optimizer = OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr)
+    optimizer = optimizer_for(spec, model, spec.lr)
     return BuiltRun(task, family, widths, model, optimizer, counter)
 
 
-def restarted(spec: RunSpec, model: nn.Module, epoch: int) -> torch.optim.Optimizer:
-    """The optimizer ``spec.lr_restarts`` starts at ``epoch``: a new one, with that epoch's lr."""
-    return OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr_restarts[epoch])
+def optimizer_for(spec: RunSpec, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The run's optimizer over ``model``'s parameters at ``lr`` (fresh: no state)."""
+    return OPTIMIZERS[spec.optimizer](model.parameters(), lr=lr)
+
+
+def load_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+               saved: dict[str, Any]) -> bool:
+    """Load a checkpoint's model and optimizer state; False when it does not fit (shapes or
+    names from another build)."""
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError):
+        return False
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -144,102 +157,60 @@ def count_parameters(model: nn.Module) -> int:
 def execute_run(spec: RunSpec, registry: Registry, device: torch.device,
                 notify: Notify | None = None,
                 checkpoints: Checkpoints | None = None) -> RunRecord:
-    """Train and evaluate one run; whatever happens, return its result record.
-
-    With ``checkpoints``, the run saves its state after every epoch and, when a checkpoint of
-    it exists, continues from there (the record says ``resumed_from_epoch``). The checkpoint
-    stays when the run ends: whoever stores the record discards it once the record is durable.
-    A checkpoint that cannot be saved raises :class:`CheckpointWriteError` (no record).
-    The run is made and trained in its precision (:mod:`harness.running.precision`).
-    """
-    with in_precision(spec.precision):
-        return _execute_run(spec, registry, device, notify, checkpoints)
+    """Train and evaluate one run; whatever happens, return its result record
+    (:func:`harness.running.engine.execute` with a :class:`SoloTrainer`: with ``checkpoints``,
+    saved after every epoch and resumed from there)."""
+    return execute(SoloTrainer(spec, registry, device), registry, device, notify, checkpoints)[0]
 
 
-def _execute_run(spec: RunSpec, registry: Registry, device: torch.device,
-                 notify: Notify | None, checkpoints: Checkpoints | None) -> RunRecord:
-    notify = notify or Observers(registry)
-    task = registry.tasks[spec.task]
-    record = new_record(spec, registry, device, solver_backend(spec, registry))
-    notify("run_started", spec)
-    start, earlier = perf_counter(), 0.0
-    message = f"time limit of {spec.time_limit_s} s reached"
-    try:
-        with Alarm(spec.time_limit_s, message):  # a task's data or build may hang too
-            built = build_run(spec, registry, device)
-            record.update(params=count_parameters(built.model), widths=built.widths)
-            data = task.data(task_options(task, spec), spec.seed, spec.data_root, device,
-                             spec.batch_size)
-            saved = checkpoints.load(spec.key, [spec]) if checkpoints else None
-            if saved and not _resumed(built, saved):
-                checkpoints.reject(spec.key, "its model or optimizer state does not fit this run")
-                built, saved = build_run(spec, registry, device), None  # afresh, as if never run
-            if saved:
-                record.update(epochs=saved["epochs"], resumed_from_epoch=len(saved["epochs"]))
-                earlier = saved["elapsed_s"]
-        deadline = start - earlier + spec.time_limit_s if spec.time_limit_s else None
-        limit = Alarm(None if deadline is None else deadline - perf_counter(), message)
-        with limit:  # stops the run wherever it is, even inside a solve
-            for epoch in train(spec, built, data, device, len(record["epochs"]) + 1, deadline):
-                with limit.held():  # not while a checkpoint or an event is half-written
-                    record["epochs"].append(epoch)
-                    if checkpoints:
-                        checkpoints.save(spec.key, {"model": built.model.state_dict(),
-                                                    "optimizer": built.optimizer.state_dict(),
-                                                    "epochs": record["epochs"],
-                                                    "elapsed_s": earlier + perf_counter() - start})
-                    notify("epoch_finished", spec, epoch=epoch)
-    except CheckpointWriteError:  # the storage failed, not the run: the command stops
-        raise
-    except Exception as error:  # a run that blows up is a result, not a crash
-        mark_failed(record, error)
-    finish(record, earlier + perf_counter() - start)
-    notify("run_finished", spec, record=record)
-    return record
+class SoloTrainer:
+    """One run alone, as :func:`build_run` builds it: the :class:`~harness.running.engine.Trainer`
+    of a solo run. Whatever fails, fails the run (it raises, and the engine records it)."""
 
+    def __init__(self, spec: RunSpec, registry: Registry, device: torch.device) -> None:
+        self.specs, self.spec, self.registry, self.device = [spec], spec, registry, device
+        self.checkpoint, self.placements = spec.key, [None]
+        self.backend = solver_backend(spec, registry)
+        self.task = registry.tasks[spec.task]
+        self.options = task_options(self.task, spec)
+        self.sync = synchronizer(device)
+        self.sizes: list[dict[str, Any]] = []
+        self.failures: dict[int, BaseException] = {}
 
-def _resumed(built: BuiltRun, saved: dict[str, Any]) -> bool:
-    """Load a checkpoint's model and optimizer state; False when it does not fit (shapes or
-    names from another build of the run)."""
-    try:
-        built.model.load_state_dict(saved["model"])
-        built.optimizer.load_state_dict(saved["optimizer"])
-    except (RuntimeError, KeyError, ValueError, TypeError):
-        return False
-    return True
+    def fail(self, index: int, error: BaseException) -> None:
+        self.failures.setdefault(index, error)
 
+    def prepare(self) -> None:
+        """Nothing: a run alone is never given back."""
 
-def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
-          first_epoch: int = 1, deadline: float | None = None) -> Iterable[EpochRecord]:
-    """Train from ``first_epoch`` to ``spec.epochs``, yielding one record per epoch (with
-    ``epochs: 0``, one record of the untrained model, numbered 0). Past ``deadline`` (a
-    ``perf_counter`` time) the run stops with :class:`TimeLimitExceeded` after the iteration
-    (the check that remains where :class:`~harness.running.deadline.Alarm` cannot interrupt it: outside
-    the main thread)."""
-    model, task, counter, optimizer = built.model, built.task, built.counter, built.optimizer
-    sync = synchronizer(device)
-    options = task_options(task, spec)
+    def build(self) -> None:
+        self.built = build_run(self.spec, self.registry, self.device)
+        self.sizes = [{"params": count_parameters(self.built.model), "widths": self.built.widths}]
+        spec = self.spec
+        self.data = self.task.data(self.options, spec.seed, spec.data_root, self.device,
+                                   spec.batch_size)
 
-    def evaluate_and_measure(epoch: int) -> dict[str, Any]:
-        results = evaluate(model, task, data.test, counter, sync)
-        if spec.baseline:  # no ODE family: nothing a count of evaluations would mean
-            results["eval_nfe"] = None
-        results.update(validate(model, task, data.validation, counter, sync))
-        with counter.in_phase("probe"):
-            results.update(task.measure(model, data, epoch, options))
-        return results
+    def resume(self, saved: dict[str, Any]) -> str | None:
+        if load_state(self.built.model, self.built.optimizer, saved):
+            return None
+        self.built = build_run(self.spec, self.registry, self.device)
+        return "its model or optimizer state does not fit this run"
 
-    if spec.epochs == 0 and first_epoch == 1:  # the untrained model (resumed: already there)
-        yield {"epoch": 0, "iterations": 0, **evaluate_and_measure(0)}
-    for epoch in range(first_epoch, spec.epochs + 1):
+    def state(self) -> dict[str, Any]:
+        return {"model": self.built.model.state_dict(),
+                "optimizer": self.built.optimizer.state_dict()}
+
+    def restart(self, lr: float) -> None:
+        self.built.optimizer = optimizer_for(self.spec, self.built.model, lr)
+
+    def train_epoch(self, epoch: int, deadline: float | None) -> list[Trained | None]:
+        spec, task, data, sync = self.spec, self.task, self.data, self.sync
+        model, counter, optimizer = self.built.model, self.built.counter, self.built.optimizer
         if not model.training:  # evaluation left it in eval mode (a walk over every module)
             model.train()
-        if epoch in spec.lr_restarts:  # a fresh optimizer (its state too) at the new lr
-            optimizer = built.optimizer = restarted(spec, model, epoch)
         counter.take()
         data.train.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        iterations = samples = 0
+        trained = Trained(epoch)
         sync()
         epoch_start = perf_counter()
         for x, y in data.train:
@@ -250,7 +221,8 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
             value = loss.item()  # synchronises the device, like sync() would
             t1 = perf_counter()
             if not math.isfinite(value):
-                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration {iterations + 1}")
+                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration "
+                                    f"{trained.iterations + 1}")
             optimizer.zero_grad(set_to_none=True)
             with counter.in_phase("backward"):
                 loss.backward()
@@ -260,56 +232,35 @@ def train(spec: RunSpec, built: BuiltRun, data: TaskData, device: torch.device,
                 nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             optimizer.step()
             batch = len(x)
-            for name, metric in {"loss": value, **task.metrics(prediction.detach(), y)}.items():
-                sums[name] = sums.get(name, 0.0) + metric * batch
-            sums["forward_time_s"] = sums.get("forward_time_s", 0.0) + t1 - t0
-            sums["backward_time_s"] = sums.get("backward_time_s", 0.0) + t2 - t1
-            iterations += 1
-            samples += batch
+            add(trained.sums, {"loss": value, **task.metrics(prediction.detach(), y)}, batch)
+            add(trained.sums, {"forward_time_s": t1 - t0, "backward_time_s": t2 - t1}, 1)
+            trained.iterations += 1
+            trained.samples += batch
             sync()
-            if deadline is not None and perf_counter() > deadline:
-                raise TimeLimitExceeded(f"time limit of {spec.time_limit_s} s reached in epoch "
-                                        f"{epoch}, iteration {iterations}")
-        train_time = perf_counter() - epoch_start
-        solve_notes = counter.take_notes(("forward", "backward"))
-        nfe = counter.take()
-        record: EpochRecord = {
-            "epoch": epoch, "iterations": iterations,
-            **{k: v / samples for k, v in sums.items() if not k.endswith("_time_s")},
-            "forward_nfe": None if spec.baseline else nfe["forward"] / iterations,
-            "backward_nfe": (nfe["backward"] / iterations
-                             if spec.solver.adjoint and not spec.baseline else None),
-            "train_time_s": train_time,
-            "forward_time_s": sums["forward_time_s"] / iterations,
-            "backward_time_s": sums["backward_time_s"] / iterations,
-            **solve_notes,
-        }
-        if epoch % spec.eval_every == 0 or epoch == spec.epochs:
-            record.update(evaluate_and_measure(epoch))
-        yield record
+            check_deadline(spec, deadline, epoch, trained.iterations)
+        trained.seconds = perf_counter() - epoch_start
+        trained.notes = counter.take_notes(("forward", "backward"))
+        trained.nfe = counter.take()
+        return [trained]
 
+    def evaluate(self, epoch: int) -> list[dict[str, Any]]:
+        """Test loss and metrics (per sample), evaluation NFE and inference time (per batch),
+        validation loss and metrics (counted in no recorded phase), the task's measurements."""
+        model, counter, task, data = self.built.model, self.built.counter, self.task, self.data
+        model.eval()
+        counter.take()
+        with counter.in_phase("eval"):
+            test, batches, seconds = mean_losses(model, task, data.test, self.sync)
+        notes = counter.take_notes(("eval",))
+        nfe = counter.take()["eval"]
+        with counter.in_phase("probe"):
+            validation, _, _ = mean_losses(model, task, data.validation, self.sync)
+            measured = task.measure(model, data, epoch, self.options)
+        return [{**evaluation(test, None if self.spec.baseline else nfe, batches, seconds, notes,
+                              validation), **measured}]
 
-def evaluate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounter,
-             sync: Callable[[], None]) -> dict[str, float]:
-    """Test loss and metrics (per sample), evaluation NFE and inference time (per batch)."""
-    model.eval()
-    counter.take()
-    with counter.in_phase("eval"):
-        means, n_batches, elapsed = mean_losses(model, task, batches, sync)
-    solve_notes = counter.take_notes(("eval",))
-    nfe = counter.take()["eval"]
-    return {**{f"test_{k}": v for k, v in means.items()},
-            "eval_nfe": nfe / n_batches, "eval_time_s": elapsed / n_batches, **solve_notes}
-
-
-def validate(model: nn.Module, task: Task, batches: Iterable, counter: NFECounter,
-             sync: Callable[[], None]) -> dict[str, float]:
-    """Validation loss and metrics (per sample) as ``val_<name>``; its evaluations count in
-    no recorded phase (nothing when there are no validation batches)."""
-    model.eval()
-    with counter.in_phase("probe"):
-        means, _, _ = mean_losses(model, task, batches, sync)
-    return {f"val_{k}": v for k, v in means.items()}
+    def unfit(self, error: Exception, trained: bool) -> Exception | None:
+        return None
 
 
 def mean_losses(model: nn.Module, task: Task, batches: Iterable,
