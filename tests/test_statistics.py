@@ -50,6 +50,23 @@ def test_seeds_for_80_percent_power_match_cohens_table(effect: float, seeds: int
     assert seeds_for_power(observed, alpha=0.01) > seeds
 
 
+@pytest.mark.parametrize("effect, share", [(0.106, 0.24), (1.543, 0.422), (0.72, 0.207)])
+def test_power_is_a_number_rising_to_one_at_every_number_of_seeds(effect: float,
+                                                                   share: float) -> None:
+    """scipy's noncentral t is NaN far in its tail (d = 1.54 at 64 seeds); a NaN power made
+    the 100-seed point cloud's NFE claim read "~81 seeds per model would decide it" where
+    one pair (d = −0.11) needs some 1,400."""
+    powers = [power(effect, share, n) for n in (2, 8, 32, 64, 81, 256, 2048, 100_000)]
+    assert all(0.0 <= p <= 1.0 for p in powers)
+    assert powers == sorted(powers) and powers[-1] > 0.999
+
+
+def test_seeds_for_a_small_effect_are_many() -> None:
+    test = welch([0.0, 1.0], [0.0, 1.0])
+    observed = type(test)(**{**test.__dict__, "effect": 0.106, "share_a": 0.24})
+    assert 1300 < seeds_for_power(observed) < 1500
+
+
 def test_no_effect_needs_no_number_of_seeds() -> None:
     assert seeds_for_power(welch([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])) is None
 

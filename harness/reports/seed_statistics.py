@@ -118,7 +118,13 @@ def power(effect: float, share_a: float, n: int, alpha: float = ALPHA) -> float:
     df = (n - 1) / (share_a ** 2 + (1 - share_a) ** 2)
     critical = stats.t.isf(alpha / 2, df)
     shift = abs(effect) * math.sqrt(n / 2)
-    return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    exact = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    if math.isfinite(exact):
+        return exact
+    # scipy's noncentral t gives NaN far in its tail (a shift of ~8 at 60 degrees of freedom,
+    # where the power is 1 to many digits): the normal limit is exact enough there, and a NaN
+    # would end the search for the seeds needed at once (NaN < target is false).
+    return float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
 
 
 def seeds_for_power(test: TwoSampleTest, alpha: float = ALPHA,
