@@ -18,10 +18,16 @@ class HangsInEpoch2(Family):
 
     widths_like = "node"
 
+    def __init__(self) -> None:
+        super().__init__()
+        # What it has seen, in one mutable object: an ensemble solves through a per-call copy
+        # of its family (no attribute is set on a module during a solve), which shares it.
+        self.seen = {"evaluated": False}
+
     def derivatives(self, t, state, f):
         if not self.training:
-            self.evaluated = True
-        elif getattr(self, "evaluated", False):
+            self.seen["evaluated"] = True
+        elif self.seen["evaluated"]:
             self.hang()
         (h,) = state
         return (f(t, h),)

@@ -157,7 +157,7 @@ def test_a_task_that_lists_no_widths_asks_the_suite_for_them(registry):
             return [NoWidths]
 
     with_task = load_registry([("no-widths", ProvidesTask())])
-    with pytest.raises(RunConfigError, match="task 'no_widths' has no widths for model 'hbnode'; "
+    with pytest.raises(RunConfigError, match="task 'no_widths' has no widths for family 'hbnode'; "
                                              "give `widths:` for it in the suite"):
         widths_for(make_spec(task="no_widths"), with_task)
     assert widths_for(make_spec(task="no_widths", widths={"n": 2, "h": 3}), with_task) == {
