@@ -31,6 +31,11 @@ SOLVERS = {
     "euler step 0.1": SolverConfig(method="euler", options={"step_size": 0.1}),
     "rk4 step 0.3": SolverConfig(method="rk4", options={"step_size": 0.3}),
     "rk4 one step": SolverConfig(method="rk4"),
+    "bosh3 tol 1e-5": SolverConfig(method="bosh3", rtol=1e-5, atol=1e-5),
+    "fehlberg2 tol 1e-4": SolverConfig(method="fehlberg2", rtol=1e-4, atol=1e-4),
+    "adaptive_heun tol 1e-3": SolverConfig(method="adaptive_heun", rtol=1e-3, atol=1e-3),
+    "adaptive_heun tol 1e-5 no adjoint": SolverConfig(method="adaptive_heun", rtol=1e-5,
+                                                      atol=1e-5, adjoint=False),
 }
 
 
@@ -78,7 +83,8 @@ def test_fast_backend_takes_torchdiffeqs_steps(registry, family, solver, duratio
         assert (grads[name] - reference).abs().max().item() <= relative * scale + 1e-12, name
 
 
-@pytest.mark.parametrize("solver", ["dopri5 tol 1e-7", "rk4 step 0.3"])
+@pytest.mark.parametrize("solver", ["dopri5 tol 1e-7", "rk4 step 0.3", "bosh3 tol 1e-5",
+                                    "fehlberg2 tol 1e-4", "adaptive_heun tol 1e-5 no adjoint"])
 def test_the_forward_solve_is_bit_identical(registry, solver):
     """The same floating-point operations in the same order, even where rounding noise decides
     whether a step is accepted (tol 1e-7 in float32)."""
@@ -157,8 +163,8 @@ def test_a_suite_chooses_the_backend_and_bad_choices_are_found_before_training(r
     assert runs({"backend": "fast"})[0].solver.backend == "fast"
     with pytest.raises(SuiteError, match="'fsat' is not a solver backend.*fast"):
         runs({"backend": "fsat"})
-    with pytest.raises(RunConfigError, match="no method 'bosh3'"):
-        check_runs(runs({"backend": "fast", "method": "bosh3"}), registry)
+    with pytest.raises(RunConfigError, match="no method 'dopri8'"):
+        check_runs(runs({"backend": "fast", "method": "dopri8"}), registry)
     with pytest.raises(RunConfigError, match="takes no option perturb"):
         check_runs(runs({"backend": "fast", "method": "rk4", "options": {"perturb": True}}), registry)
 

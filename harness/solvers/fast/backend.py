@@ -1,7 +1,9 @@
-"""The ``fast`` solver backend: torchdiffeq's dopri5, euler and rk4 steps on one flat state
-(:mod:`harness.solvers.fast.integrators`), with a flat-state adjoint (:mod:`harness.solvers.fast.adjoint`);
-for an ensemble, the same steps for every member at once, each under its own step control
-(:mod:`harness.solvers.fast.members`, :mod:`harness.solvers.fast.member_adjoint`)."""
+"""The ``fast`` solver backend: torchdiffeq's dopri5, bosh3, fehlberg2, adaptive_heun, euler and
+rk4 steps on one flat state (:mod:`harness.solvers.fast.integrators`), with a flat-state adjoint
+(:mod:`harness.solvers.fast.adjoint`); for an ensemble, the same steps for every member at once,
+each under its own step control (:mod:`harness.solvers.fast.members`,
+:mod:`harness.solvers.fast.member_adjoint`) — for the methods in :data:`STEPPED_TOGETHER`; with
+the others an ensemble's members are solved one by one, each by its solo fast solve."""
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -15,8 +17,13 @@ from harness.solvers.members import MemberODE
 from harness.solvers.settings import SolverConfig
 
 
+#: The methods :mod:`harness.solvers.fast.members` steps for all members at once.
+STEPPED_TOGETHER = ("dopri5", "euler", "rk4")
+
+
 class FastBackend(SolverBackend):
-    """dopri5, euler and rk4 taking torchdiffeq's steps, with a flat-state adjoint."""
+    """torchdiffeq's adaptive Runge–Kutta methods, euler and rk4, taking its steps, with a
+    flat-state adjoint."""
 
     name, package, methods = "fast", "harness", tuple(METHOD_OPTIONS)
 
@@ -36,18 +43,23 @@ class _Fast(Bound):
     def __init__(self, backend: FastBackend, config: SolverConfig) -> None:
         super().__init__(backend, config)
         self.integrate = integrator(config.method, config.rtol, config.atol, config.options)
-        self.integrate_members = member_integrator(config.method, config.rtol, config.atol,
-                                                   config.options)
+        self.integrate_members = (member_integrator(config.method, config.rtol, config.atol,
+                                                    config.options)
+                                  if config.method in STEPPED_TOGETHER else None)
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, note: Note | None) -> Tensor:
         t0, t1 = t.tolist()
         return solve_flat(func, z0, t0, t1, self.integrate, self.config.adjoint)
 
     def solve_members(self, ode: MemberODE, z0: Tensor, t: Tensor) -> Tensor:
-        """All members in one solve, each member's steps its own (its solo run's)."""
+        """All members in one solve, each member's steps its own (its solo run's); for a
+        method not :data:`STEPPED_TOGETHER`, member by member (:meth:`Bound.solve_members`)."""
+        if self.integrate_members is None:
+            return super().solve_members(ode, z0, t)
         t0, t1 = t.tolist()
         return solve_members(ode, z0, t0, t1, self.integrate_members, self.config.adjoint)
 
     def through_members(self, ode: MemberODE, z0: Tensor, t: Tensor) -> Tensor:
-        """One :meth:`solve_members` per interval, as the fast backend's solo ``through``."""
+        """One :meth:`solve_members` per interval, as the fast backend's solo ``through``
+        (member by member for a method not :data:`STEPPED_TOGETHER`)."""
         return per_interval(lambda z, span: self.solve_members(ode, z, span), z0, t)

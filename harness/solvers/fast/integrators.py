@@ -1,10 +1,12 @@
-"""The fast backend's integrators on one flat state: dopri5 with torchdiffeq 0.2.5's adaptive
-step control, euler and rk4 on torchdiffeq's fixed grid — the same steps, at less cost.
+"""The fast backend's integrators on one flat state: torchdiffeq 0.2.5's adaptive Runge–Kutta
+solvers (dopri5, bosh3, fehlberg2, adaptive_heun: one integrator, their tableaux as data in
+:mod:`harness.solvers.fast.tableaux`) with its step control, euler and rk4 on torchdiffeq's
+fixed grid — the same steps, at less cost.
 
 torchdiffeq keeps step sizes, error ratios and stage times in 0-dim tensors; here they are
 Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the state's precision
 (torchdiffeq's stage times), so every step size and every time f sees is the one torchdiffeq
-would compute, without a tensor operation each. Stage derivatives go into one (state, 7)
+would compute, without a tensor operation each. Stage derivatives go into one (state, stages)
 buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit. Only
 the last accepted step's interpolant is formed (the solve reads one end point). Failures raise
 the :class:`SolverFailure` text the harness makes of torchdiffeq's.
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.solvers.fast.tableaux import DOPRI5, TABLEAUX, Tableau
 from harness.solvers.settings import SolverFailure
 
 FlatFunc = Callable[[float, Tensor], Tensor]
@@ -29,24 +32,8 @@ Norm = Callable[[Tensor], Tensor]
 #: NumPy scalar types doing torchdiffeq's stage-time arithmetic in the state's precision.
 _SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
 
-# Dormand–Prince 5(4) (torchdiffeq's tableau): stage times, stage weights (rows 0–5), the error
-# weights (row 6) and the mid-point weights of the interpolant (row 7).
-_ALPHA = (1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_WEIGHTS = torch.tensor([
-    [1 / 5, 0, 0, 0, 0, 0, 0],
-    [3 / 40, 9 / 40, 0, 0, 0, 0, 0],
-    [44 / 45, -56 / 15, 32 / 9, 0, 0, 0, 0],
-    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0, 0],
-    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0, 0],
-    [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
-    [35 / 384 - 1951 / 21600, 0, 500 / 1113 - 22642 / 50085, 125 / 192 - 451 / 720,
-     -2187 / 6784 - -12231 / 42400, 11 / 84 - 649 / 6300, -1. / 60.],
-    [6025192743 / 30085553152 / 2, 0, 51252292925 / 65400821598 / 2,
-     -2691868925 / 45128329728 / 2, 187940372067 / 1594534317056 / 2,
-     -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2],
-], dtype=torch.float64)
-_ERROR, _MID = 6, 7
-_ORDER = 5
+# members.py's names for dopri5's tableau (its ensemble integrator steps dopri5 only).
+_ALPHA, _WEIGHTS, _ERROR = DOPRI5.alpha, DOPRI5.weights, DOPRI5.error
 
 
 @dataclass(frozen=True)
@@ -76,22 +63,25 @@ def scalar_type(y: Tensor) -> type:
         raise ValueError(f"the fast solver backend takes float32 or float64 states, not {y.dtype}") from None
 
 
-def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepControl,
-           norm: Norm = rms_norm, live: int | None = None) -> Tensor:
-    """The state at t1 (t1 > t0), stepping exactly as torchdiffeq's dopri5 over [t0, t1].
+def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
+             control: StepControl, norm: Norm = rms_norm, live: int | None = None) -> Tensor:
+    """The state at t1 (t1 > t0), stepping exactly as torchdiffeq's solver of ``tableau`` (its
+    ``RKAdaptiveStepsizeODESolver``) over [t0, t1].
 
     ``func`` reads only the first ``live`` entries of the state (default: all of it): the
-    intermediate stages hand it just those, since the rest (an adjoint's parameter gradients)
-    is only integrated. Each step's solution, error and interpolant still cover the whole state.
+    stages that are not the solution hand it just those, since the rest (an adjoint's parameter
+    gradients) is only integrated. Each step's solution, error and interpolant still cover the
+    whole state.
     """
     scalar = scalar_type(y0)
     live = y0.shape[0] if live is None else live
-    weights = _WEIGHTS.to(device=y0.device, dtype=y0.dtype)
+    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype)
+    last_stage = len(tableau.alpha) - 1
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
         dt = float(control.first_step)
     else:
-        dt = _initial_step(func, t0, y0, f0, control, norm, scalar)
+        dt = _initial_step(func, t0, y0, f0, control, norm, scalar, tableau.order)
     t, y, f = t0, y0, f0
     last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, weights, dt) of the last accepted step
     checked, n_steps = False, 0
@@ -110,16 +100,18 @@ def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepContro
             checked = True
         dt_s, t_s, t_next_s = scalar(dt), scalar(t), scalar(t_next)
         coefficients = weights * float(dt_s)
-        k = y.new_empty(y.shape[0], len(_ALPHA) + 1)  # torchdiffeq's layout: stages along dim 1
+        k = y.new_empty(y.shape[0], tableau.stages)  # torchdiffeq's layout: stages along dim 1
         k[:, 0] = f
-        for i, alpha in enumerate(_ALPHA):
+        for i, alpha in enumerate(tableau.alpha):
             # Like torchdiffeq: the stages at the step's end are taken just before it.
             ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
-            rows = slice(None) if i == len(_ALPHA) - 1 else slice(live)  # the last stage is y1
+            rows = slice(None) if i == last_stage and tableau.solution is None else slice(live)
             yi = y[rows] + torch.sum(k[rows, :i + 1] * coefficients[i, :i + 1], dim=-1)
             k[:, i + 1] = func(ti, yi)
+        if tableau.solution is not None:  # else the last stage's input is the solution
+            yi = y + torch.sum(k * coefficients[tableau.solution], dim=-1)
         with torch.no_grad():
-            error = torch.sum(k * coefficients[_ERROR], dim=-1)
+            error = torch.sum(k * coefficients[tableau.error], dim=-1)
             tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).item()
         accept = ratio <= 1
@@ -129,15 +121,17 @@ def dopri5(func: FlatFunc, y0: Tensor, t0: float, t1: float, control: StepContro
             accept = True
         if accept:
             last = (t, t_next, y, yi, k, coefficients, dt_s)
+            # torchdiffeq carries the last stage's derivative, the solution's or not.
             t, y, f, checked = t_next, yi, k[:, -1], False
-        dt = min(max(optimal_step(dt, ratio, control), control.min_step), control.max_step)
+        dt = min(max(optimal_step(dt, ratio, control, tableau.order), control.min_step),
+                 control.max_step)
         n_steps += 1
     assert last is not None  # t1 > t0, so some step was accepted
-    return interpolate(t1, *last, scalar)
+    return interpolate(t1, *last, scalar, tableau.mid)
 
 
 def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
-                  norm: Norm, scalar: type) -> float:
+                  norm: Norm, scalar: type, order: int) -> float:
     """Hairer's initial step (torchdiffeq's ``_select_initial_step``), in the state's precision."""
     with torch.no_grad():
         scale = y0.abs().mul(control.rtol).add_(control.atol)
@@ -147,7 +141,7 @@ def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: St
     f1 = func(scalar(t0 + float(h0)), y0 + float(h0) * f0)
     with torch.no_grad():
         d2 = abs(scalar(norm((f1 - f0) / scale).item()) / h0)
-    return second_guess(h0, d1, d2, scalar)
+    return second_guess(h0, d1, d2, scalar, order)
 
 
 def first_guess(d0: np.floating, d1: np.floating, scalar: type) -> np.floating:
@@ -156,24 +150,29 @@ def first_guess(d0: np.floating, d1: np.floating, scalar: type) -> np.floating:
     return scalar(1e-6) if d0 < small or d1 < small else abs(scalar(0.01) * d0 / d1)
 
 
-def second_guess(h0: np.floating, d1: np.floating, d2: np.floating, scalar: type) -> float:
-    """Hairer's initial step from the trial step h0, the norm d1 of f0 and d2 of (f1 − f0)/h0."""
+def second_guess(h0: np.floating, d1: np.floating, d2: np.floating, scalar: type,
+                 order: int = DOPRI5.order) -> float:
+    """Hairer's initial step from the trial step h0, the norm d1 of f0 and d2 of (f1 − f0)/h0,
+    for a method of ``order``."""
     tiny = scalar(1e-15)
     if d1 <= tiny and d2 <= tiny:
         h1 = _nan_max(scalar(1e-6), h0 * scalar(1e-3))
-    else:  # as torch on 0-dim tensors: 0.01 / d is reciprocal(d) * 0.01, pow is in float64
-        h1 = abs(scalar(float(scalar(1) / (d2 if d2 > d1 else d1) * scalar(0.01)) ** (1 / _ORDER)))
+    else:  # as torch on 0-dim tensors: 0.01 / d is reciprocal(d) * 0.01; the power by torch
+        # itself, whose float32 x ** 0.5 (order 2) is not NumPy's (15 % of values differ)
+        base = scalar(1) / (d2 if d2 > d1 else d1) * scalar(0.01)
+        h1 = abs(scalar(torch.as_tensor(base).pow(1 / order).item()))
     return float(_nan_min(scalar(100) * h0, h1))
 
 
-def optimal_step(dt: float, ratio: float, control: StepControl) -> float:
-    """torchdiffeq's ``_optimal_step_size`` for order 5, in float64 (NaN stays NaN)."""
+def optimal_step(dt: float, ratio: float, control: StepControl, order: int = DOPRI5.order) -> float:
+    """torchdiffeq's ``_optimal_step_size`` for a method of ``order``, in float64 (NaN stays
+    NaN)."""
     if ratio == 0:
         return dt * control.ifactor
     if math.isnan(ratio):
         return math.nan
     dfactor = 1.0 if ratio < 1 else control.dfactor
-    return dt * min(control.ifactor, max(control.safety / ratio ** (1 / _ORDER), dfactor))
+    return dt * min(control.ifactor, max(control.safety / ratio ** (1 / order), dfactor))
 
 
 def _nan_max(a: float, b: float) -> float:
@@ -185,10 +184,13 @@ def _nan_min(a: float, b: float) -> float:
 
 
 def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
-                 coefficients: Tensor, step: np.floating, scalar: type) -> Tensor:
-    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k), at t."""
+                coefficients: Tensor, step: np.floating, scalar: type,
+                mid: int = DOPRI5.mid) -> Tensor:
+    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k, the
+    tableau's weights times dt in ``coefficients``, its mid-point row ``mid``), at t. As
+    torchdiffeq's, it takes the last stage's derivative for the one at t1."""
     dt = float(step)
-    y_mid = y0 + torch.sum(k * coefficients[_MID], dim=-1)
+    y_mid = y0 + torch.sum(k * coefficients[mid], dim=-1)
     f0, f1 = k[:, 0], k[:, -1]
     polynomial = [y0, dt * f0,
                   dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
@@ -241,11 +243,13 @@ def _rk4(func: FlatFunc, t0: np.floating, dt: np.floating, t1: np.floating, y0: 
 
 Integrate = Callable[[FlatFunc, Tensor, float, float, Norm, int | None], Tensor]
 """integrate(f, y0, t0, t1, norm, live): the flat state at t1; the norm serves adaptive methods,
-and f reads the first ``live`` entries of the state (None: all; see :func:`dopri5`)."""
+and f reads the first ``live`` entries of the state (None: all; see :func:`adaptive`)."""
+
+_STEP_CONTROL = ("max_num_steps", "first_step", "safety", "ifactor", "dfactor", "min_step", "max_step")
 
 #: The methods the fast backend has, and the ``solver.options`` each takes.
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
-    "dopri5": ("max_num_steps", "first_step", "safety", "ifactor", "dfactor", "min_step", "max_step"),
+    **{method: _STEP_CONTROL for method in TABLEAUX},
     "euler": ("step_size",),
     "rk4": ("step_size",),
 }
@@ -260,15 +264,15 @@ def integrator(method: str, rtol: float, atol: float, options: dict) -> Integrat
     if unknown:
         raise ValueError(f"the fast solver backend's {method} takes no option {', '.join(unknown)}; "
                          f"valid: {', '.join(METHOD_OPTIONS[method])}")
-    if method == "dopri5":
-        return partial(_adaptive, StepControl(rtol=rtol, atol=atol, **options))
+    if method in TABLEAUX:
+        return partial(_adaptive, TABLEAUX[method], StepControl(rtol=rtol, atol=atol, **options))
     return partial(_fixed, method, options.get("step_size"))
 
 
 # Named, so that a model holding an integrator (its ODE block's bound backend) pickles.
-def _adaptive(control: StepControl, func: FlatFunc, y0: Tensor, t0: float, t1: float,
-              norm: Norm, live: int | None) -> Tensor:
-    return dopri5(func, y0, t0, t1, control, norm, live)
+def _adaptive(tableau: Tableau, control: StepControl, func: FlatFunc, y0: Tensor, t0: float,
+              t1: float, norm: Norm, live: int | None) -> Tensor:
+    return adaptive(func, y0, t0, t1, tableau, control, norm, live)
 
 
 def _fixed(method: str, step_size: float | None, func: FlatFunc, y0: Tensor, t0: float,
