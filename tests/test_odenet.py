@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from torchvision import datasets
 
 from harness.reports.claim_verdicts import evaluate
 from harness.reports.claims import load_claims
@@ -18,9 +16,8 @@ from harness.running.runner import build_run, count_parameters
 from harness.suites.loader import SuiteError, suite_from_document
 from harness_plugins.tasks.odenet_networks import ODEFunc, RungeKutta
 from tests.conftest import CPU, FAMILIES, make_spec
-from tests.image_files import random_idx_split, write_idx
 from tests.result_records import curve_run
-from tests.test_images import trust_written_idx
+from tests.test_ensemble_images import mnist  # noqa: F401 (a fixture: 8 + 4 written images)
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
@@ -103,21 +100,9 @@ def test_rk_net_counts_four_evaluations_per_step_and_none_in_its_backward():
     assert ticks.count == 12
 
 
-@pytest.fixture
-def fashion_root(tmp_path, monkeypatch):
-    """A data root with a small Fashion-MNIST in torchvision's layout: 8 training, 4 test images."""
-    rng = np.random.default_rng(0)
-    raw = tmp_path / "FashionMNIST" / "raw"
-    for split, count in (("train", 8), ("test", 4)):
-        write_idx(raw, split, *random_idx_split(count, rng))
-    trust_written_idx(monkeypatch, datasets.FashionMNIST, raw)
-    return tmp_path
-
-
-def test_records_hold_rk_nets_nfe_per_phase_and_none_for_the_resnet(registry, fashion_root,
-                                                                      tmp_path):
-    document = {"name": "odenet-test", "data_root": str(fashion_root),
-                "runs": [{"task": "fashion_mnist_odenet", "baselines": ["resnet", "rknet"],
+def test_records_hold_rk_nets_nfe_per_phase_and_none_for_the_resnet(registry, mnist, tmp_path):
+    document = {"name": "odenet-test",
+                "runs": [{"task": "mnist_odenet", "baselines": ["resnet", "rknet"],
                           "epochs": 1, "batch_size": 4,
                           "solver": {"method": "dopri5", "tol": 1e-2, "adjoint": True},
                           "overrides": {"rknet": {"widths": {"n": 64, "h": 64, "steps": 2}}}}]}
