@@ -85,7 +85,7 @@ MODEL_KINDS: Mapping[str, str] = MappingProxyType({
               "run's ODE solver",
     "baseline": "a model the task itself builds (Task.build_baseline), with no ODE family: "
                 "its records hold no NFE, unless it counts its evaluations (a fixed-step "
-                "Runge-Kutta solve: harness.toolkit.nfe.CountsEvaluations)",
+                "Runge-Kutta solve: harness.toolkit.CountsEvaluations)",
 })
 
 
@@ -353,7 +353,7 @@ class Task:
     #: with its default widths (``{"planar": {"K": 32}}``). A suite runs them with
     #: ``baselines: [planar]`` beside (or instead of) ``models:``; :meth:`build_baseline`
     #: builds them. Their records say ``kind: baseline`` and hold no NFE, unless a module of
-    #: the baseline counts its evaluations (:class:`harness.toolkit.nfe.CountsEvaluations`).
+    #: the baseline counts its evaluations (:class:`harness.toolkit.CountsEvaluations`).
     baselines: ClassVar[dict[str, dict[str, int]]] = {}
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
