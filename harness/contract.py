@@ -84,7 +84,8 @@ MODEL_KINDS: Mapping[str, str] = MappingProxyType({
     "family": "a model family (a plugin's Family) around the task's networks, solved by the "
               "run's ODE solver",
     "baseline": "a model the task itself builds (Task.build_baseline), with no ODE family: "
-                "its records hold no NFE",
+                "its records hold no NFE, unless it counts its evaluations (a fixed-step "
+                "Runge-Kutta solve: harness.toolkit.CountsEvaluations)",
 })
 
 
@@ -351,7 +352,8 @@ class Task:
     #: The task's baselines (:data:`MODEL_KINDS`): models that are no ODE family, by name, each
     #: with its default widths (``{"planar": {"K": 32}}``). A suite runs them with
     #: ``baselines: [planar]`` beside (or instead of) ``models:``; :meth:`build_baseline`
-    #: builds them. Their records say ``kind: baseline`` and hold no NFE.
+    #: builds them. Their records say ``kind: baseline`` and hold no NFE, unless a module of
+    #: the baseline counts its evaluations (:class:`harness.toolkit.CountsEvaluations`).
     baselines: ClassVar[dict[str, dict[str, int]]] = {}
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"

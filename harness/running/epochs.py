@@ -22,8 +22,9 @@ class Trained:
     sums: dict[str, float] = field(default_factory=dict)
     """The loss and metrics summed per sample (:func:`add`), and ``forward_time_s`` and
     ``backward_time_s`` summed per iteration."""
-    nfe: Mapping[str, int] = field(default_factory=dict)
-    """Evaluations of the dynamics in the epoch's ``forward`` and ``backward`` phases."""
+    nfe: Mapping[str, int] | None = field(default_factory=dict)
+    """Evaluations of the dynamics in the epoch's ``forward`` and ``backward`` phases; None for
+    a model that counts none (a baseline without a solve)."""
     notes: Mapping[str, float] = field(default_factory=dict)
     """The backend's solve notes of the epoch (``forward_outer_steps``, …; none for most)."""
     seconds: float = 0.0
@@ -38,16 +39,16 @@ def add(sums: dict[str, float], values: Mapping[str, float], weight: float) -> N
 
 def epoch_record(trained: Trained, spec: RunSpec) -> EpochRecord:
     """The epoch record of ``trained``, a run of ``spec``: the loss and metrics per sample, NFE
-    and times per iteration (``backward_nfe`` None without the adjoint, both None for a
-    baseline, which has no ODE to count), the solve notes."""
-    sums, iterations = trained.sums, trained.iterations
-    counted = not spec.baseline
+    and times per iteration (both None for a model that counts none; ``backward_nfe`` None
+    without the adjoint, and for a baseline, whose backward pass is backpropagation through
+    what its forward evaluated, never the run's adjoint), the solve notes."""
+    sums, iterations, nfe = trained.sums, trained.iterations, trained.nfe
+    adjoint = spec.solver.adjoint and not spec.baseline
     return {
         "epoch": trained.epoch, "iterations": iterations,
         **{k: v / trained.samples for k, v in sums.items() if not k.endswith("_time_s")},
-        "forward_nfe": trained.nfe["forward"] / iterations if counted else None,
-        "backward_nfe": (trained.nfe["backward"] / iterations
-                         if counted and spec.solver.adjoint else None),
+        "forward_nfe": None if nfe is None else nfe["forward"] / iterations,
+        "backward_nfe": None if nfe is None or not adjoint else nfe["backward"] / iterations,
         "train_time_s": trained.seconds,
         "forward_time_s": sums.get("forward_time_s", 0.0) / iterations,
         "backward_time_s": sums.get("backward_time_s", 0.0) / iterations,

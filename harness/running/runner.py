@@ -22,7 +22,7 @@ from harness.running.observers import Notify
 from harness.running.precision import device_refusal, in_precision, stray_tensors
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import OPTIMIZERS, RunSpec
-from harness.toolkit.nfe import NFECounter
+from harness.toolkit.nfe import NFECounter, hand_counter
 from harness.toolkit.ode import ODEBlock
 
 
@@ -41,6 +41,9 @@ class BuiltRun:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     counter: NFECounter
+    counted: bool
+    """Whether the model's evaluations are counted: a family's always, a baseline's when it
+    has a module that counts them (:class:`~harness.toolkit.nfe.CountsEvaluations`)."""
 
 
 def widths_for(spec: RunSpec, registry: Registry) -> dict[str, int]:
@@ -117,6 +120,7 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
                                                   options=task_options(task, spec),
                                                   data_root=spec.data_root))
         model = model.to(device)
+    counted = family is not None or hand_counter(model, counter)
     stray = stray_tensors(model, PRECISIONS[spec.precision])
     if stray:
         raise RunConfigError(
@@ -125,7 +129,7 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
             f"precision {spec.precision}: task {task.name!r} (or family {spec.model!r}) makes "
             f"floating tensors in torch.get_default_dtype(), which the harness sets to it")
     optimizer = optimizer_for(spec, model, spec.lr)
-    return BuiltRun(task, family, widths, model, optimizer, counter)
+    return BuiltRun(task, family, widths, model, optimizer, counter, counted)
 
 
 def optimizer_for(spec: RunSpec, model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -240,7 +244,7 @@ class SoloTrainer:
             check_deadline(spec, deadline, epoch, trained.iterations)
         trained.seconds = perf_counter() - epoch_start
         trained.notes = counter.take_notes(("forward", "backward"))
-        trained.nfe = counter.take()
+        trained.nfe = counter.take() if self.built.counted else None
         return [trained]
 
     def evaluate(self, epoch: int) -> list[dict[str, Any]]:
@@ -256,7 +260,7 @@ class SoloTrainer:
         with counter.in_phase("probe"):
             validation, _, _ = mean_losses(model, task, data.validation, self.sync)
             measured = task.measure(model, data, epoch, self.options)
-        return [{**evaluation(test, None if self.spec.baseline else nfe, batches, seconds, notes,
+        return [{**evaluation(test, nfe if self.built.counted else None, batches, seconds, notes,
                               validation), **measured}]
 
     def unfit(self, error: Exception, trained: bool) -> Exception | None:

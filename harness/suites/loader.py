@@ -258,7 +258,9 @@ def _check_entry(raw: dict, index: int, report: Problems, registry: Registry) ->
     tasks = [registry.tasks[name] for name in
              _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
     baselines = _check_baselines(raw, at, report, tasks)
-    models = _check_names(raw, "model", "models", at, report, registry.families, broken,
+    offered = sorted({name for task in tasks for name in task.baselines})
+    hint = f"; the tasks' baselines ({', '.join(offered)}) go under `baselines:`" if offered else ""
+    models = _check_names(raw, "model", "models", at, report, registry.families, broken + hint,
                           required="baseline" not in raw and "baselines" not in raw)
     scope = Scope(registry.backends, tasks, [registry.families[name] for name in models])
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Protocol
+from typing import Iterator, Mapping, Protocol, runtime_checkable
+
+from torch import nn
 
 PHASES = ("forward", "backward", "eval", "probe")
 
@@ -15,6 +17,25 @@ class Ticks(Protocol):
     def phase(self) -> str: ...
 
     def tick(self) -> None: ...
+
+
+@runtime_checkable
+class CountsEvaluations(Protocol):
+    """A module of a baseline that evaluates a function as a solver evaluates dynamics (RK-Net's
+    fixed-step Runge–Kutta solve): the runner hands it the run's counter once the model is
+    built, it ticks once per evaluation, and the baseline's records hold NFE by phase as a
+    family's do (a baseline without one holds none)."""
+
+    def count_with(self, ticks: Ticks) -> None: ...
+
+
+def hand_counter(model: nn.Module, ticks: Ticks) -> bool:
+    """Give ``ticks`` to every module of ``model`` that counts its evaluations
+    (:class:`CountsEvaluations`); whether there was one."""
+    counting = [module for module in model.modules() if isinstance(module, CountsEvaluations)]
+    for module in counting:
+        module.count_with(ticks)
+    return bool(counting)
 
 
 class NFECounter:
