@@ -42,7 +42,7 @@ def diagnose(model: torch.nn.Module, spirals: Spirals, beyond: Tensor) -> str:
     """One line: the RMSEs this script prints (module docstring)."""
     x, y = pack(spirals, held_out_stamps(spirals))
     n = spirals.observed.shape[1]
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng():  # the training's draws stay as a run's
         model.eval()
         mean = model(x)
         model.train()
