@@ -1,11 +1,11 @@
 """The spirals latent ODE's predictive RMSE against training iterations, and where its error lies.
 
     OMP_NUM_THREADS=1 python benchmarks/spirals_curve.py [--spirals 1000] [--observations 30]
-        [--iterations 600] [--every 50] [--batch-size N] [--model node] [--seed 0]
+        [--iterations 600] [--every 50] [--batch-size N] [--model node] [--seed 0] [--lr 0.01]
 
 Trains one run of the ``spirals`` task with the harness's own training loop (what ``harness
-run`` does for it: Adam at lr 0.01, dopri5 at tol 1e-5, backpropagation through the solver;
-full batch unless ``--batch-size``) and after every ``--every`` iterations prints the held-out
+run`` does for it: Adam at lr 0.01 unless ``--lr``, dopri5 at tol 1e-5, backpropagation through
+the solver; full batch unless ``--batch-size``) and after every ``--every`` iterations prints the held-out
 RMSE against the clean spiral with z0 the posterior mean (the task's ``rmse``) and with z0
 sampled, the reconstruction RMSE, the held-out RMSE in each quarter of the held-out window, and
 apart at the held-out points whose angle no spiral's observation window shows (past the
@@ -50,7 +50,9 @@ def diagnose(model: torch.nn.Module, spirals: Spirals, beyond: Tensor) -> str:
     metrics = spiral_metrics(mean, y)
     error = (mean[:, n:, :2] - y[:, n:, 4:6]).pow(2).mean(dim=-1)  # (N, held-out stamps)
     quarters = [part.mean().sqrt().item() for part in error.chunk(4, dim=1)]
-    rms = lambda rows: error[rows].mean().sqrt().item() if rows.any() else float("nan")  # noqa: E731
+    def rms(rows: Tensor) -> float:
+        return error[rows].mean().sqrt().item() if rows.any() else float("nan")
+
     return (f"rmse {metrics['rmse']:.3f} (sampled z0 {spiral_metrics(sampled, y)['rmse']:.3f}) "
             f"reconstruction {metrics['reconstruction_rmse']:.3f} quarters "
             f"{' '.join(f'{q:.2f}' for q in quarters)} unseen angles {rms(beyond):.2f} "
@@ -66,9 +68,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--model", default="node")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0.01)
     args = parser.parse_args()
     settings = default_settings()
-    settings.update(epochs=args.iterations, lr=0.01, batch_size=args.batch_size,
+    settings.update(epochs=args.iterations, lr=args.lr, batch_size=args.batch_size,
                     task_options={"spirals": args.spirals, "observations": args.observations})
     settings["solver"].update(method="dopri5", rtol=1e-5, atol=1e-5, adjoint=False)
     spec = RunSpec.from_settings("spirals-curve", "spirals", args.model, args.seed, settings)
