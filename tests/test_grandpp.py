@@ -253,6 +253,19 @@ def test_a_run_builds_its_graph_once_and_the_next_run_on_it_none(registry, monke
     assert built == [1234, 1235]  # another graph's options build it
 
 
+def test_the_graph_is_kept_under_every_option_it_is_made_from():
+    read = set()
+
+    class Recording(dict):
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+    GraphSBM().graph(Recording(GraphSBM.tiny["task_options"], **{
+        k: v for k, v in GraphSBM.options.items() if k not in GraphSBM.tiny["task_options"]}), None)
+    assert read - {"download"} <= set(graph_diffusion.GRAPH_OPTIONS)
+
+
 def _attention_model(registry, adjoint: bool, precision: str = "float32"):
     """A GRAND++-l model of the tiny graph, its input and labels, and its attention."""
     spec = make_spec(task="graph_sbm", model="hbnode", epochs=1, precision=precision,
