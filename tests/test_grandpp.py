@@ -10,6 +10,7 @@ import pickle
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -19,11 +20,12 @@ from torch import nn
 from torchdiffeq import odeint
 
 from harness import DataNotFound
-from harness.running.runner import execute_run
-from harness_plugins.tasks import graph_files
+from harness.running.runner import build_run, execute_run, task_options
+from harness.toolkit import solve_with_input
+from harness_plugins.tasks import graph_diffusion, graph_files
 from harness_plugins.tasks.graph_data import UNLABELLED, csbm, prepared, statistics
-from harness_plugins.tasks.graph_diffusion import GraphSBM
-from harness_plugins.tasks.graph_dynamics import (SourcedDiffusion, dirichlet_energy,
+from harness_plugins.tasks.graph_diffusion import DiffusionClassifier, GraphSBM
+from harness_plugins.tasks.graph_dynamics import (Attention, SourcedDiffusion, dirichlet_energy,
                                                   initial_condition, source_term)
 from tests.conftest import CPU, make_spec
 
@@ -105,7 +107,7 @@ def test_the_generated_csbm_has_its_stated_statistics():
 
 
 def test_random_splits_follow_the_seed_or_the_split_seed():
-    graph = GraphSBM.graph(dict(GraphSBM.options), None)
+    graph = GraphSBM().graph(dict(GraphSBM.options), None)
     options = dict(GraphSBM.options, split="random", train_per_class=3)
     first, _ = GraphSBM.labelled(graph, options, 0)
     again, _ = GraphSBM.labelled(graph, options, 0)
@@ -229,6 +231,86 @@ def test_every_installed_family_trains_on_grand_and_grandpp(registry, dynamics: 
         assert record["status"] == "ok", f"{family}: {record.get('error')}"
         last = record["epochs"][-1]
         assert last["forward_nfe"] > 0 and last["energy_end"] == last["dirichlet_energy"][-1]
+
+
+def test_a_run_builds_its_graph_once_and_the_next_run_on_it_none(registry, monkeypatch):
+    built = []
+
+    def counted(options, generator):
+        built.append(options["data_seed"])
+        return csbm(options, generator)
+
+    monkeypatch.setattr(graph_diffusion, "csbm", counted)
+    options = {**GraphSBM.tiny["task_options"], "data_seed": 1234, "dynamics": "grand-l"}
+    for seed in (0, 1):
+        spec = make_spec(task="graph_sbm", model="node", seed=seed, epochs=1,
+                         task_options=options, widths=GraphSBM.tiny["widths"])
+        assert execute_run(spec, registry, CPU)["status"] == "ok"
+    assert built == [1234]  # the model and the data of both runs from one graph
+    spec = make_spec(task="graph_sbm", model="node", epochs=1, widths=GraphSBM.tiny["widths"],
+                     task_options={**options, "data_seed": 1235})
+    assert execute_run(spec, registry, CPU)["status"] == "ok"
+    assert built == [1234, 1235]  # another graph's options build it
+
+
+def test_the_graph_is_kept_under_every_option_it_is_made_from():
+    read = set()
+
+    class Recording(dict):
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+    GraphSBM().graph(Recording(GraphSBM.tiny["task_options"], **{
+        k: v for k, v in GraphSBM.options.items() if k not in GraphSBM.tiny["task_options"]}), None)
+    assert read - {"download"} <= set(graph_diffusion.GRAPH_OPTIONS)
+
+
+def _attention_model(registry, adjoint: bool, precision: str = "float32"):
+    """A GRAND++-l model of the tiny graph, its input and labels, and its attention."""
+    spec = make_spec(task="graph_sbm", model="hbnode", epochs=1, precision=precision,
+                     task_options={**GraphSBM.tiny["task_options"], "dynamics": "grand++-l"},
+                     widths=GraphSBM.tiny["widths"], solver={"adjoint": adjoint})
+    task = registry.tasks["graph_sbm"]
+    model = build_run(spec, registry, CPU).model
+    (x, y), = task.data(task_options(task, spec), 0, None, CPU, None).train
+    return model, x, y, model.ode.dynamics.f.attention
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_the_attention_is_computed_once_per_solve_unless_the_adjoint_needs_it_per_call(
+        registry, monkeypatch, adjoint: bool):
+    model, x, y, attention = _attention_model(registry, adjoint)
+    calls = []
+    weights = Attention.weights
+    monkeypatch.setattr(Attention, "weights", lambda self, x0: calls.append(1) or weights(self, x0))
+    with torch.no_grad():
+        model(x)
+    assert len(calls) == 1  # evaluation: once, whatever the solver
+    calls.clear()
+    counter = model.ode.dynamics.counter
+    counter.take()
+    model(x)  # training's forward solve
+    nfe = counter.take()["forward"]
+    assert nfe > 4 and len(calls) == (nfe if adjoint else 1)
+
+
+def test_the_attention_computed_once_gives_the_recomputing_fields_values_and_gradients(
+        registry, float64):
+    model, x, y, attention = _attention_model(registry, adjoint=False, precision="float64")
+    results = []
+    for solve in (DiffusionClassifier.solve,
+                  lambda self, x, z0: solve_with_input(self.ode, lambda t: x, z0)):
+        model.zero_grad()
+        with patch.object(DiffusionClassifier, "solve", solve):
+            out = model(x)
+        nn.functional.cross_entropy(out, y, ignore_index=UNLABELLED).backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (fixed, fixed_grads), (recomputed, recomputed_grads) = results
+    torch.testing.assert_close(fixed, recomputed)
+    assert any(g.abs().sum() > 0 for g in attention.parameters() for g in [g.grad])
+    for a, b in zip(fixed_grads, recomputed_grads):
+        torch.testing.assert_close(a, b)
 
 
 def test_the_labelled_mask_reaches_the_model_and_no_test_label_does(registry):

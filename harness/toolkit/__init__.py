@@ -10,7 +10,7 @@ May import: harness.contract, harness.solvers.
 """
 from harness.toolkit.adjoint_probe import adjoint_norms, decay_summary
 from harness.toolkit.batches import TensorBatches
-from harness.toolkit.forcing import Signal, solve_with_input
+from harness.toolkit.forcing import Signal, solve_with_input, solve_with_network
 from harness.toolkit.growth import exponential_rate
 from harness.toolkit.irregular import gaps, keep_stamps, window_starts
 from harness.toolkit.networks import Autonomous, RowwiseTime, SolveThenRead, mlp
@@ -26,6 +26,7 @@ __all__ = [
     "FORECAST", "ONE_STEP", "RECONSTRUCTION", "ODERNN", "Autonomous", "CountsEvaluations", "RowwiseTime", "InitialState", "ODEBlock",
     "Signal", "SolveThenRead", "TensorBatches", "Ticks", "Trajectory", "adjoint_norms", "decay_summary",
     "exponential_rate", "gaps", "keep_stamps", "mlp", "pack_inputs", "pack_targets", "pointwise",
-    "sequence_loss", "sequence_metrics", "solve_with_input", "target_values", "unpack_inputs",
+    "sequence_loss", "sequence_metrics", "solve_with_input", "solve_with_network",
+    "target_values", "unpack_inputs",
     "window_starts",
 ]

@@ -38,5 +38,12 @@ def solve_with_input(ode: ODEBlock, signal: Signal, z0: Tensor,
                      duration: Tensor | None = None) -> Tensor:
     """``ode(z0, duration)`` with the block's network fed [z, signal(t)]; NFE counted on
     ``ode``'s counter."""
-    dynamics = Dynamics(ode.family, InputFed(ode.dynamics.f, signal), ode.dynamics.counter)
-    return ode.solve(dynamics, z0, duration)
+    return solve_with_network(ode, InputFed(ode.dynamics.f, signal), z0, duration)
+
+
+def solve_with_network(ode: ODEBlock, net: nn.Module, z0: Tensor,
+                       duration: Tensor | None = None) -> Tensor:
+    """``ode(z0, duration)`` with ``net`` (made for this one solve, f(t, x)) in place of the
+    block's network; NFE counted on ``ode``'s counter. The adjoint differentiates ``net``'s
+    parameters only: tensors it holds get no gradient from an adjoint solve."""
+    return ode.solve(Dynamics(ode.family, net, ode.dynamics.counter), z0, duration)

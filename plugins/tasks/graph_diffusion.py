@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, DataNotFound, Task, TaskData, data_root_or_default, hookimpl
-from harness.toolkit import TensorBatches, solve_with_input
+from harness.toolkit import TensorBatches, solve_with_input, solve_with_network
 from harness_plugins.tasks import graph_files
 from harness_plugins.tasks.graph_data import UNLABELLED, NodeGraph, csbm, from_files, split
 from harness_plugins.tasks.graph_dynamics import (DYNAMICS, Attention, GraphDiffusion,
@@ -72,9 +72,15 @@ class DiffusionClassifier(nn.Module):
         return self.ode.initial_state(x0, self.velocity)
 
     def solve(self, x: Tensor, z0: Tensor, duration: Tensor | None = None) -> Tensor:
-        if self.input_fed:
+        """The state at T (or per node at ``duration``): f's coefficients computed from x once
+        for the solve, unless the adjoint differentiates it (then at every call, so that their
+        gradients reach the encoder and the attention)."""
+        if not self.input_fed:
+            return self.ode(z0, duration)
+        field = self.ode.dynamics.f
+        if torch.is_grad_enabled() and self.ode.solver.adjoint:
             return solve_with_input(self.ode, lambda t: x, z0, duration)
-        return self.ode(z0, duration)
+        return solve_with_network(self.ode, field.fixed(x[:, :-1], x[:, -1] > 0.5), z0, duration)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.ode.part(self.solve(x, self.initial(x))))
@@ -150,10 +156,22 @@ class GraphSBM(Task):
                 "energy_time": [f * options["end_time"] for f in fractions],
                 "energy_end": energies[-1]}
 
-    @staticmethod
-    def graph(options: dict[str, Any], data_root: str | None) -> NodeGraph:
+    def __init__(self) -> None:
+        self._kept: tuple[tuple[Any, ...], NodeGraph] | None = None
+
+    def graph(self, options: dict[str, Any], data_root: str | None) -> NodeGraph:
         """The run's graph: the CSBM of ``data_seed`` (the same for every run seed, as the
-        model is built from it before the data is read), or the real data set's."""
+        model is built from it before the data is read), or the real data set's. Built once
+        for the model and the data of a run, and for the runs after it that share it: the last
+        graph built is kept, under the options that make it, the data root and the precision."""
+        key = (tuple(options[name] for name in GRAPH_OPTIONS), data_root,
+               torch.get_default_dtype())
+        if self._kept is None or self._kept[0] != key:
+            self._kept = key, self._built(options, data_root)
+        return self._kept[1]
+
+    @staticmethod
+    def _built(options: dict[str, Any], data_root: str | None) -> NodeGraph:
         if options["dataset"] == "csbm":
             return csbm(options, torch.Generator().manual_seed(options["data_seed"]))
         root = data_root_or_default(data_root)
@@ -171,6 +189,10 @@ class GraphSBM(Task):
             chosen = seed if options["split_seed"] is None else options["split_seed"]
             generator = torch.Generator().manual_seed(int(chosen))
         return split(graph.labels, options["train_per_class"], graph.classes, generator)
+
+
+#: The task options a graph is made from.
+GRAPH_OPTIONS = ("dataset", "nodes", "classes", "features", "p_in", "p_out", "signal", "data_seed")
 
 
 def _dataset(options: dict[str, Any]) -> str:

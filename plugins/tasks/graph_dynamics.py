@@ -18,7 +18,10 @@ its energy stops short of zero.
 The field reads [z, x, m] — the state's f input, the raw node features x and the labelled mask
 m — so that X₀, the attention and the source are recomputed from x by the encoder inside every
 call: their gradients then reach the encoder and the attention under the adjoint method too,
-which differentiates f's own parameters only.
+which differentiates f's own parameters only. Where autograd differentiates the solve (no
+adjoint) or nothing does (evaluation), they are computed once per solve instead
+(:meth:`SourcedDiffusion.fixed`): the same f, without recomputing at every step what does not
+change along the solve.
 """
 from __future__ import annotations
 
@@ -91,15 +94,17 @@ class Attention(nn.Module):
         total = e.new_zeros(len(x0), self.heads).index_add(0, i, e)
         return (e / total[i]).mean(1)
 
-    def diffuse(self, x0: Tensor, h: Tensor) -> Tensor:
-        """A(X₀)·h."""
+    def diffuse(self, weights: Tensor, h: Tensor) -> Tensor:
+        """A(X₀)·h, given A(X₀)'s edge ``weights``."""
         i, j = self.edges
-        return h.new_zeros(h.shape).index_add(0, i, self.weights(x0)[:, None] * h[j])
+        return h.new_zeros(h.shape).index_add(0, i, weights[:, None] * h[j])
 
 
 class SourcedDiffusion(nn.Module):
-    """f([z, x, m]) (fed by :func:`harness.toolkit.solve_with_input`): the diffusion of h (attention or Â) plus, with ``source``, the source
-    term of the labelled nodes m, all from X₀ = encoder(x) (see the module's docstring)."""
+    """f([z, x, m]) (fed by :func:`harness.toolkit.solve_with_input`): the diffusion of h
+    (attention or Â) plus, with ``source``, the source term of the labelled nodes m, all from
+    X₀ = encoder(x), recomputed at every call (see the module's docstring); or, through
+    :meth:`fixed`, the same f with X₀'s coefficients computed once for a whole solve."""
 
     def __init__(self, adjacency: Tensor, encoder: nn.Module, attention: Attention | None,
                  source: bool, end_time: float, n: int, features: int) -> None:
@@ -111,15 +116,44 @@ class SourcedDiffusion(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = z[:, :self.n]
         x, labelled = z[:, -self.features - 1:-1], z[:, -1] > 0.5
+        return self.field(h, *self.coefficients(x, labelled))
+
+    def coefficients(self, x: Tensor, labelled: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """What f takes from the input, fixed along a solve: the attention's edge weights
+        A(X₀) (None: Â) and the source term (None: none), X₀ = encoder(x)."""
         x0 = self.encoder(x)
-        if self.attention is None:
+        weights = None if self.attention is None else self.attention.weights(x0)
+        return weights, source_term(x0, labelled) if self.source else None
+
+    def field(self, h: Tensor, weights: Tensor | None, source: Tensor | None) -> Tensor:
+        """T·(A·h − h [+ source]) with the given coefficients."""
+        if weights is None:
             diffused = SymmetricProduct.apply(self.adjacency, h)
         else:
-            diffused = self.attention.diffuse(x0, h)
+            diffused = self.attention.diffuse(weights, h)
         change = diffused - h
-        if self.source:
-            change = change + source_term(x0, labelled)
+        if source is not None:
+            change = change + source
         return self.end_time * change
+
+    def fixed(self, x: Tensor, labelled: Tensor) -> FixedDiffusion:
+        """f(t, h) for one solve, its coefficients computed from x once (autograd carries
+        their gradients to the encoder and the attention; the adjoint would not)."""
+        return FixedDiffusion(self, *self.coefficients(x, labelled))
+
+
+class FixedDiffusion(nn.Module):
+    """One solve's f(t, h) = :meth:`SourcedDiffusion.field` with coefficients computed once:
+    GRAND-l's attention and the source depend on X₀ only, not on h or t."""
+
+    def __init__(self, diffusion: SourcedDiffusion, weights: Tensor | None,
+                 source: Tensor | None) -> None:
+        super().__init__()
+        self.diffusion, self.weights, self.source = diffusion, weights, source
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        """f of the state's f input z, whose first n channels are h (SONODE's f reads [h, v])."""
+        return self.diffusion.field(z[:, :self.diffusion.n], self.weights, self.source)
 
 
 def source_term(x0: Tensor, labelled: Tensor) -> Tensor:
