@@ -1,0 +1,97 @@
+"""Memory measured per run (``memory: true``, docs/memory.md): the bytes a training step holds
+for backward on the CPU, flat in the number of solver steps with the adjoint and growing with
+them without it; the measurement changes no number the run computes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.record import record_problem
+from harness.running.ensembles import refusal
+from harness.running.runner import execute_run
+from harness.toolkit.memory import MemoryMeter
+from tests.conftest import CPU, make_spec
+
+TINY = {"inner": 10, "outer": 20}
+STEPS = (0.25, 0.125, 0.0625)  # 4, 8 and 16 rk4 steps over [0, 1]
+
+
+def run(step_size: float, adjoint: bool, memory: bool = True, model: str = "node",
+        registry=None) -> dict:
+    spec = make_spec(model=model, epochs=2, memory=memory, task_options=TINY, batch_size=15,
+                     widths={"n": 2, "h": 8},
+                     solver={"method": "rk4", "adjoint": adjoint,
+                             "options": {"step_size": step_size}})
+    record = execute_run(spec, registry, CPU)
+    assert record["status"] == "ok", record.get("error")
+    assert record_problem(record) is None
+    return record
+
+
+def peaks(record: dict, phase: str) -> list[int]:
+    return [epoch[f"{phase}_memory_bytes"] for epoch in record["epochs"][1:]]
+
+
+@pytest.mark.parametrize("model", ["node", "hbnode"])
+def test_adjoint_memory_is_flat_in_the_steps_and_backpropagation_grows_with_them(registry,
+                                                                                 model):
+    """The paper's O(1) against O(L): with the adjoint the step holds the same bytes at 4, 8
+    and 16 steps (forward: the solve saves nothing but its ends; backward: the adjoint's graph
+    of one step at a time); backpropagating through the solver holds every step's graph, so
+    doubling the steps nearly doubles the bytes."""
+    adjoint = [run(h, True, model=model, registry=registry) for h in STEPS]
+    through = [run(h, False, model=model, registry=registry) for h in STEPS]
+    for phase in ("forward", "backward"):
+        flat = [peaks(record, phase) for record in adjoint]
+        assert all(flat[0][0] > 0 and p == flat[0] for p in flat), flat  # every epoch, every T
+        growing = [peaks(record, phase)[0] for record in through]
+        for fewer, more in zip(growing, growing[1:]):
+            assert 1.8 < more / fewer < 2.1, growing
+        assert growing[0] > 5 * flat[0][0]
+    assert peaks(adjoint[0], "backward")[0] > peaks(adjoint[0], "forward")[0]  # the adjoint's own
+
+
+def test_the_measurement_changes_no_number(registry):
+    """Losses, metrics and NFE of every epoch are the same with and without the meter (times
+    aside); without it the memory fields are null."""
+    for adjoint in (True, False):
+        measured, plain = (run(0.125, adjoint, memory, registry=registry)
+                           for memory in (True, False))
+        for with_meter, without in zip(measured["epochs"], plain["epochs"]):
+            assert without.get("forward_memory_bytes") is None
+            assert without.get("backward_memory_bytes") is None
+            for name, value in without.items():
+                if not name.endswith(("_time_s", "_memory_bytes")):
+                    assert with_meter[name] == value, name
+
+
+def test_a_saved_storage_counts_once_and_is_let_go():
+    """Two saved views of one storage count once; what autograd frees leaves the live count,
+    so a second step peaks where the first did."""
+    meter = MemoryMeter(CPU)
+    weight = torch.ones(4, 4, requires_grad=True)
+    base = torch.ones(8, 4, requires_grad=True)
+    for _ in range(2):
+        with meter.in_phase("forward"):
+            loss = (base[:4] @ weight).sum() + (base[4:] @ weight).sum()
+        with meter.in_phase("backward"):
+            loss.backward()
+        assert meter.live == 0 and not meter.holders
+    # base (128 bytes) once though both halves are saved; weight (64 bytes) once
+    assert meter.take() == {"forward": 128 + 64, "backward": 128 + 64}
+    assert meter.take() == {}
+
+
+def test_a_disabled_meter_takes_nothing():
+    meter = MemoryMeter(CPU, enabled=False)
+    with meter.in_phase("forward"):
+        (torch.ones(3, requires_grad=True) * 2).sum().backward()
+    assert meter.take() == {}
+
+
+def test_runs_measuring_memory_train_alone(registry):
+    """An ensemble's step holds every member's tensors at once: no member's own number, so a
+    run measuring memory is refused as a member (and trains alone)."""
+    assert refusal(make_spec(model="node"), registry) is None
+    reason = refusal(make_spec(model="node", memory=True), registry)
+    assert reason and "memory" in reason
