@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.gates.budgets import check, load_budgets
 from harness.record import record_problem
+from harness.reports.tables import summarize, table
 from harness.running.ensembles import refusal
 from harness.running.runner import execute_run
 from harness.toolkit.memory import MemoryMeter
@@ -95,3 +97,40 @@ def test_runs_measuring_memory_train_alone(registry):
     assert refusal(make_spec(model="node"), registry) is None
     reason = refusal(make_spec(model="node", memory=True), registry)
     assert reason and "memory" in reason
+
+
+@pytest.fixture(scope="module")
+def measured(registry) -> list[dict]:
+    """Runs through the solver at 4 and 8 steps, measuring memory; one without."""
+    return [run(0.25, False, registry=registry), run(0.125, False, registry=registry),
+            run(0.25, True, memory=False, registry=registry)]
+
+
+def test_tables_show_memory_in_mb_where_runs_have_it(measured):
+    headers, cells = table(summarize(measured))
+    column = headers.index("backward memory (MB)")
+    values = [row[column] for row in cells]
+    bytes_ = [peaks(record, "backward")[0] for record in measured[:2]]
+    assert values == [f"{bytes_[0] * 1e-6:.4g}", f"{bytes_[1] * 1e-6:.4g}", "—"]
+    headers, _ = table(summarize(measured[2:]))
+    assert not any("memory" in header for header in headers)  # none measured: no column
+
+
+def test_budgets_bound_memory(measured, tmp_path):
+    """A ceiling on backward_memory_bytes passes over the runs that measured it, fails below
+    them, and fails (never passes) on runs that did not measure it."""
+    at_4 = peaks(measured[0], "backward")[0]
+    path = tmp_path / "budgets.yaml"
+    path.write_text(f"""
+budgets:
+  - {{task: point_cloud, model: node, solver: {{adjoint: false, options: {{step_size: 0.25}}}},
+     max: {{backward_memory_bytes: {at_4}}}}}
+  - {{task: point_cloud, model: node, solver: {{adjoint: false, options: {{step_size: 0.125}}}},
+     max: {{backward_memory_bytes: {at_4}}}}}
+  - {{task: point_cloud, model: node, solver: {{adjoint: true}}, max: {{forward_memory_bytes: 1}}}}
+""")
+    budgets, _ = load_budgets(path)
+    verdicts = check(budgets, measured)
+    assert [v.problem is None for v in verdicts] == [True, False, False]
+    assert verdicts[1].measured == peaks(measured[1], "backward")[0]
+    assert verdicts[2].measured is None
