@@ -66,7 +66,8 @@ def test_no_run_of_its_models_is_not_run(tmp_path):
     ("{min: 1, max: 0}", "min is above max"), ("{lowest: 0}", "not bounds on an exponent")])
 def test_bad_bounds_are_clear_errors(tmp_path, bounds, expected):
     path = claims_file(tmp_path, f"      - scaling: {{value: backward_memory_bytes, over: "
-                                 f"solver.options.step_size, models: [node], exponent: {bounds}}}\n")
+                                 f"solver.options.step_size, models: [node], "
+                                 f"exponent: {bounds}}}\n")
     with pytest.raises(ClaimsError, match=expected) as error:
         load_claims(path)
     assert "scaling.exponent" in str(error.value)

@@ -11,7 +11,7 @@ A budget file (YAML, read with ``yaml.safe_load``)::
                                    # atol, adjoint, backend, options, max_nfe)
         at: mean                   # ceilings on the mean over epochs (default), the first or the last
         max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5,
-              backward_memory_bytes: 2.0e+5}   # runs with memory: true (docs/memory.md)
+              backward_memory_bytes: 2.0e+5}  # runs with memory: true (docs/memory.md)
         min: {test_accuracy: 0.9}  # floors, on the last epoch
         tolerance: 0.05            # this line's own slack
 

@@ -32,7 +32,8 @@ def scaling_check(check: Check, groups: Sequence[Group]) -> CheckResult:
     low, high = o["exponent"].get("min", -math.inf), o["exponent"].get("max", math.inf)
     evidence, gaps, verdicts = [], [], []
     kept = [group for group in kept_where(groups, o.get("where", {})) if group.model in models]
-    for label, context in contexts(kept, strip=(over,), by=lambda g: (g.model, g.setting.get(over))):
+    for label, context in contexts(kept, strip=(over,),
+                                   by=lambda g: (g.model, g.setting.get(over))):
         for model in models:
             points = sorted((x, group) for (name, x), group in context.items()
                             if name == model and _positive(x))

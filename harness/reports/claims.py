@@ -19,7 +19,8 @@ HBNODE paper, ``harness/reports/paper_claims/hbnode.yaml``::
           - advantage_grows: {value: backward_nfe, lower: [hbnode], than: [node]}
           - stalls: {value: loss, above: 0.01, more: [anode], than: [hbnode]}
           - scaling: {value: backward_memory_bytes, over: solver.options.step_size,
-                      models: [node], where: {solver.adjoint: [true]}, exponent: {min: -0.1, max: 0.1}}
+                      models: [node], where: {solver.adjoint: [true]},
+                      exponent: {min: -0.1, max: 0.1}}
 
 A ``value`` is a per-epoch record field; each run gives one number from it (``at``: the mean
 over epochs, or the first or last epoch that has it; default ``mean``, ``last`` for
@@ -78,7 +79,8 @@ _CHECK_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "advantage_grows": {"required": ("value", "lower", "than"), "optional": ("at",)},
     "stalls": {"required": ("value", "than"), "optional": ("at", "above", "below", "more",
                                                            "fewer")},
-    "scaling": {"required": ("value", "over", "models", "exponent"), "optional": ("at", "where")},
+    "scaling": {"required": ("value", "over", "models", "exponent"),
+                "optional": ("at", "where")},
 }
 
 
@@ -100,8 +102,7 @@ class Check:
         if self.kind == "compare":
             side, sign = ("lower", "<") if "lower" in o else ("higher", ">")
             by = f"{o['by']} " if "by" in o else ""
-            where = "".join(f"; where {key} in {values}" for key, values in o.get("where", {}).items())
-            return f"{value}: {by}{_names(o[side])} {sign} {_names(o['than'])}{where}"
+            return f"{value}: {by}{_names(o[side])} {sign} {_names(o['than'])}{_where_words(o)}"
         if self.kind == "threshold":
             bound, sign = ("below", "<") if "below" in o else ("above", ">")
             return f"{value}: {_names(o['models'])} {sign} {o[bound]:g}"
@@ -113,8 +114,7 @@ class Check:
             return (f"seeds with {value} {sign} {o[bound]:g}: {_names(o[side])} {side} often "
                     f"than {_names(o['than'])}")
         if self.kind == "scaling":
-            bounds = o["exponent"]
-            where = "".join(f"; where {key} in {values}" for key, values in o.get("where", {}).items())
+            bounds, where = o["exponent"], _where_words(o)
             return (f"{value} ∝ {o['over']}^k for {_names(o['models'])}, k in "
                     f"[{bounds.get('min', '-∞')}, {bounds.get('max', '∞')}]{where}")
         if self.kind == "params":
@@ -325,6 +325,10 @@ def models_of(check: Check) -> list[str]:
     o = check.options
     return [*o.get("lower", []), *o.get("higher", []), *o.get("more", []), *o.get("fewer", []),
             *o.get("than", []), *o.get("models", []), *o.get("counts", {})]
+
+
+def _where_words(options: dict[str, Any]) -> str:
+    return "".join(f"; where {key} in {values}" for key, values in options.get("where", {}).items())
 
 
 def _names(models: Sequence[str]) -> str:
