@@ -134,3 +134,10 @@ budgets:
     assert [v.problem is None for v in verdicts] == [True, False, False]
     assert verdicts[1].measured == peaks(measured[1], "backward")[0]
     assert verdicts[2].measured is None
+
+
+def test_a_memory_field_that_is_no_number_is_a_bad_record():
+    """The store checks the bytes like NFE: a record whose epoch holds text there is refused."""
+    epoch = {"epoch": 1, "iterations": 1, "forward_memory_bytes": "1 MB"}
+    record = {"key": "k", "task": "t", "model": "m", "seed": 0, "status": "ok", "epochs": [epoch]}
+    assert "'forward_memory_bytes' is '1 MB', not a number" in record_problem(record)
