@@ -27,8 +27,8 @@ class Trained:
     """Evaluations of the dynamics in the epoch's ``forward`` and ``backward`` phases."""
     memory: Mapping[str, int] = field(default_factory=dict)
     """The peak bytes a training step held in its ``forward`` and ``backward`` phases, the
-    largest of the epoch's steps (:class:`harness.toolkit.memory.MemoryMeter`); none (null in
-    the record) where they were not measured (an ensemble's member: docs/memory.md)."""
+    largest of the epoch's steps (:class:`harness.toolkit.memory.MemoryMeter`); none (absent
+    from the record) where they were not measured (a run without ``memory: true``)."""
     notes: Mapping[str, float] = field(default_factory=dict)
     """The backend's solve notes of the epoch (``forward_outer_steps``, …; none for most)."""
     seconds: float = 0.0
@@ -44,8 +44,8 @@ def add(sums: dict[str, float], values: Mapping[str, float], weight: float) -> N
 def epoch_record(trained: Trained, spec: RunSpec) -> EpochRecord:
     """The epoch record of ``trained``, a run of ``spec``: the loss and metrics per sample, NFE
     and times per iteration (``backward_nfe`` None without the adjoint, both None for a
-    baseline, which has no ODE to count), the peak memory of a step by phase, the solve
-    notes."""
+    baseline, which has no ODE to count), the peak memory of a step by phase where it was
+    measured, the solve notes."""
     sums, iterations = trained.sums, trained.iterations
     counted = not spec.baseline
     return {
@@ -57,7 +57,8 @@ def epoch_record(trained: Trained, spec: RunSpec) -> EpochRecord:
         "train_time_s": trained.seconds,
         "forward_time_s": sums.get("forward_time_s", 0.0) / iterations,
         "backward_time_s": sums.get("backward_time_s", 0.0) / iterations,
-        **{f"{phase}_memory_bytes": trained.memory.get(phase) for phase in MEMORY_PHASES},
+        **{f"{phase}_memory_bytes": trained.memory[phase] for phase in MEMORY_PHASES
+           if phase in trained.memory},
         **trained.notes,
     }
 
