@@ -9,8 +9,10 @@ import torch
 from harness.gates.budgets import check, load_budgets
 from harness.record import record_problem
 from harness.reports.tables import summarize, table
+from harness.running.driver import run_suite
 from harness.running.ensembles import refusal
 from harness.running.runner import execute_run
+from harness.running.store import read_records
 from harness.toolkit.memory import MemoryMeter
 from tests.conftest import CPU, make_spec
 
@@ -31,7 +33,7 @@ def run(step_size: float, adjoint: bool, memory: bool = True, model: str = "node
 
 
 def peaks(record: dict, phase: str) -> list[int]:
-    return [epoch[f"{phase}_memory_bytes"] for epoch in record["epochs"][1:]]
+    return [epoch[f"{phase}_memory_bytes"] for epoch in record["epochs"]]
 
 
 @pytest.mark.parametrize("model", ["node", "hbnode"])
@@ -91,12 +93,19 @@ def test_a_disabled_meter_takes_nothing():
     assert meter.take() == {}
 
 
-def test_runs_measuring_memory_train_alone(registry):
+def test_runs_measuring_memory_train_alone(registry, tmp_path, caplog):
     """An ensemble's step holds every member's tensors at once: no member's own number, so a
-    run measuring memory is refused as a member (and trains alone)."""
+    run measuring memory is refused as a member: in a suite run as ensembles it trains alone,
+    says so, and records its own memory."""
     assert refusal(make_spec(model="node"), registry) is None
-    reason = refusal(make_spec(model="node", memory=True), registry)
-    assert reason and "memory" in reason
+    specs = [make_spec(model="node", seed=seed, epochs=1, memory=True, task_options=TINY,
+                       solver={"method": "rk4", "options": {"step_size": 0.5}})
+             for seed in (0, 1)]
+    run_suite(specs, registry, tmp_path, CPU, ensemble=2)
+    records = read_records(tmp_path)
+    assert "it measures memory, which is a run's own" in caplog.text
+    assert [record.get("ensemble") for record in records] == [None, None]
+    assert all(record["epochs"][0]["backward_memory_bytes"] > 0 for record in records)
 
 
 @pytest.fixture(scope="module")
