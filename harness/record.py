@@ -23,7 +23,8 @@ Status = Literal["ok", "failed"]
 
 #: One epoch's measurements: ``epoch``, ``iterations``, the training ``loss`` and metrics
 #: (per sample), ``forward_nfe``/``backward_nfe`` (per iteration; backward is None without
-#: the adjoint), ``train_time_s``, ``forward_time_s``/``backward_time_s`` (per iteration), and
+#: the adjoint), ``train_time_s``, ``forward_time_s``/``backward_time_s`` (per iteration),
+#: ``forward_memory_bytes``/``backward_memory_bytes`` (the largest step's peak: docs/memory.md), and
 #: after an evaluation ``test_<metric>``, ``eval_nfe``, ``eval_time_s`` and what the task's
 #: ``measure`` adds. Keys vary with the task, so it is a mapping; :func:`epoch_problem` checks it.
 EpochRecord = dict[str, Any]
@@ -125,9 +126,13 @@ def epoch_problem(epoch: Any) -> str | None:
     return None
 
 
+#: Name endings of an epoch's measured amounts (evaluations, seconds, bytes): numbers ≥ 0.
+MEASURED_SUFFIXES = ("_nfe", "_time_s", "_bytes")
+
+
 def _numeric_epoch_field(name: str) -> bool:
     return name in ("epoch", "iterations", "loss") or name.startswith("test_") or name.endswith(
-        ("_nfe", "_time_s"))
+        MEASURED_SUFFIXES)
 
 
 def _fits(value: Any, kind: Any) -> bool:

@@ -84,6 +84,8 @@ SOLO_LIES = {
                                   "epoch 1: 'forward_nfe' is 'many', not a number"),
     "nfe not finite": (lambda s: s["epochs"][0].update(forward_nfe=float("inf")),
                        "'forward_nfe' is inf, not a finite number ≥ 0"),
+    "memory negative": (lambda s: s["epochs"][0].update(forward_memory_bytes=-4096),
+                        "'forward_memory_bytes' is -4096, not a finite number ≥ 0"),
     "epochs out of order": (lambda s: s["epochs"][0].update(epoch=2), "'epoch' is 2, not 1"),
     "unknown key": (lambda s: s.update(schema=1), "unknown key 'schema'"),
 }

@@ -86,7 +86,7 @@ def test_a_claims_verdict_follows_from_its_checks(tmp_path: Path) -> None:
                               "'claims'?)"),
     ("claims:\n  - {id: a, claim: b, task: pc, checks: [{compair: {}}]}\n",
      "claims[0].checks[0]: unknown check 'compair'; valid: advantage_grows, compare, params, "
-     "stalls, threshold, trend (did you mean 'compare'?)"),
+     "scaling, stalls, threshold, trend (did you mean 'compare'?)"),
     ("claims:\n  - {id: a, claim: b, task: pc, checks: [{compare: {value: x, than: [a]}}]}\n",
      "claims[0].checks[0].compare: needs exactly one of lower or higher"),
     ("claims:\n  - {id: a, claim: b, task: pc, checks: [{compare: {lower: [a], than: b}}]}\n",

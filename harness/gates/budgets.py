@@ -10,7 +10,8 @@ A budget file (YAML, read with ``yaml.safe_load``)::
                                    # harness.solvers.settings.SOLVER_SETTINGS: method, rtol,
                                    # atol, adjoint, backend, options, max_nfe)
         at: mean                   # ceilings on the mean over epochs (default), the first or the last
-        max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5}
+        max: {forward_nfe: 40, backward_nfe: 52, eval_nfe: 30, train_time_s: 1.5,
+              backward_memory_bytes: 2.0e+5}  # runs with memory: true (docs/memory.md)
         min: {test_accuracy: 0.9}  # floors, on the last epoch
         tolerance: 0.05            # this line's own slack
 
@@ -41,8 +42,11 @@ from harness.suites.validation import (Invalid, Problems, choice, fraction, join
 
 #: Per-epoch record fields a budget may bound (besides any ``test_<metric>``).
 FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "train_time_s", "forward_time_s",
-          "backward_time_s", "eval_time_s", "loss")
-NFE_FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe")
+          "backward_time_s", "eval_time_s", "loss", "forward_memory_bytes",
+          "backward_memory_bytes")
+#: The fields a new budget line bounds from what its runs measured (memory where they did).
+MEASURED_FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "forward_memory_bytes",
+                   "backward_memory_bytes")
 _LINE_KEYS = ("task", "model", "solver", "at", "max", "min", "tolerance")
 #: The solver settings a line may narrow by: every declared one.
 _SOLVER_KEYS = tuple(SOLVER_SETTINGS)
@@ -275,7 +279,7 @@ def updated_budgets(records: Iterable[dict[str, Any]], existing: list[Budget],
         if any(b.task == task and b.model == model and all(_same(narrowing.get(k), v)
                for k, v in b.solver.items()) for b in budgets):
             continue
-        ceilings = {name: _round(fmean(values), "max") for name in NFE_FIELDS
+        ceilings = {name: _round(fmean(values), "max") for name in MEASURED_FIELDS
                     if _readable(values := [run_value(r, name, "mean") for r in runs])}
         budgets.append(Budget(task, model, narrowing, max=ceilings, tolerance=margin))
     return budgets

@@ -135,7 +135,7 @@ def trend_check(check: Check, groups: list[Group], resamples: int) -> PendingChe
                 points = [(e["epoch"], e[o["value"]]) for e in run.get("epochs", [])
                           if _number(e.get(o["value"]))]
                 if len(points) > 1:
-                    slopes.append(_slope(*zip(*points)))
+                    slopes.append(slope(*zip(*points)))
                     firsts.append(points[0][1])
                     lasts.append(points[-1][1])
             if not slopes:
@@ -201,7 +201,7 @@ def _growth(label: str, cells: dict[tuple[str, float], Sample], tols: list[float
     for seed in seeds:
         ratios = [ratio({m: per_cell[(m, tol)][seed] for m in models}) for tol in tols]
         if all(math.isfinite(r) for r in ratios):
-            slopes.append(_slope(x, ratios))
+            slopes.append(slope(x, ratios))
     means = [ratio({m: float(np.mean(cells[(m, tol)].values)) for m in models}) for tol in tols]
     line = (f"{label}ratio " + ", ".join(f"{r:.3g} at tol {format_number(t)}"
                                           for t, r in zip(tols, means))
@@ -216,7 +216,7 @@ def _growth(label: str, cells: dict[tuple[str, float], Sample], tols: list[float
     return ClaimTest(line, test, int(np.sign(np.mean(slopes))) if slopes else 0)
 
 
-def _slope(x: Sequence[float], y: Sequence[float]) -> float:
+def slope(x: Sequence[float], y: Sequence[float]) -> float:
     """The least-squares slope of y against x."""
     dx = np.asarray(x, dtype=float) - np.mean(x)
     return float(dx @ (np.asarray(y, dtype=float) - np.mean(y)) / (dx @ dx))

@@ -128,9 +128,7 @@ def compared_contexts(groups: Sequence[Group], by: str | None,
     """:func:`contexts` of the groups whose runs all have a ``where`` value of each key; with
     ``by``, per model, keyed by the group's value of that configuration key (as text) instead of
     the model."""
-    kept = [group for group in groups
-            if all(all(flatten(run.get("config", {})).get(key) in values for run in group.runs)
-                   for key, values in where.items())]
+    kept = kept_where(groups, where)
     if by is None:
         return contexts(kept)
     found = []
@@ -139,6 +137,13 @@ def compared_contexts(groups: Sequence[Group], by: str | None,
         for label, members in contexts(mine, strip=(by,), by=lambda g: _text(g.setting.get(by))):
             found.append((f"[{model}{', ' + label[1:-2] if label else ''}] ", members))
     return found
+
+
+def kept_where(groups: Sequence[Group], where: dict[str, list[Any]]) -> list[Group]:
+    """The groups whose runs all have one of the ``where`` values of each key."""
+    return [group for group in groups
+            if all(all(flatten(run.get("config", {})).get(key) in values for run in group.runs)
+                   for key, values in where.items())]
 
 
 def _hashable(value: Any) -> Any:

@@ -3,7 +3,8 @@
 refuted, inconclusive, incomplete, not comparable, not run — decided as docs/claims.md says:
 the checks over seeds (compare, stalls, trend, advantage_grows) by the tests of
 :mod:`harness.reports.claim_checks`, corrected and decided together per claim and task
-(:mod:`harness.reports.claim_tests`); threshold and params on the numbers.
+(:mod:`harness.reports.claim_tests`); threshold, params and scaling
+(:mod:`harness.reports.claim_scaling`) on the numbers.
 
 A claim is refuted when any check is refuted; else not run when every check is not run; else
 incomplete when any check is not run or incomplete; else not comparable when any check is;
@@ -18,6 +19,7 @@ from typing import Any
 from harness.reports.aggregate import Group, Stat, group_runs
 from harness.reports.claim_checks import advantage_check, compare_check, trend_check
 from harness.reports.claim_contexts import contexts, sample
+from harness.reports.claim_scaling import scaling_check
 from harness.reports.claim_results import (HOLDS, INCOMPLETE, INCONCLUSIVE, NOT_RUN, REFUTED,
                                            CheckResult, claim_verdict)
 from harness.reports.claim_tests import PendingCheck, correct, seeds_to_decide
@@ -83,12 +85,14 @@ def _decided(pending: PendingCheck, groups: list[Group], alpha: float) -> CheckR
 
 
 def _evaluate_check(check: Check, groups: list[Group]) -> CheckResult:
-    """A check on the numbers (threshold, params): holds or refuted, else incomplete or not
+    """A check on the numbers (threshold, params, scaling): holds or refuted, else incomplete or not
     run; a failed run where a threshold needs its model makes it incomplete."""
     if not groups:
         return CheckResult(check, NOT_RUN, ["no run of this task"])
     if check.kind == "params":
         return _params(check, groups)
+    if check.kind == "scaling":
+        return scaling_check(check, groups)
     results = [_in_context(check, context, label) for label, context in contexts(groups)]
     ran = [result for result in results if result is not None]
     if not ran:

@@ -18,6 +18,9 @@ HBNODE paper, ``harness/reports/paper_claims/hbnode.yaml``::
           - params: {counts: {node: 525, hbnode: 568}, tolerance: 0.01}
           - advantage_grows: {value: backward_nfe, lower: [hbnode], than: [node]}
           - stalls: {value: loss, above: 0.01, more: [anode], than: [hbnode]}
+          - scaling: {value: backward_memory_bytes, over: solver.options.step_size,
+                      models: [node], where: {solver.adjoint: [true]},
+                      exponent: {min: -0.1, max: 0.1}}
 
 A ``value`` is a per-epoch record field; each run gives one number from it (``at``: the mean
 over epochs, or the first or last epoch that has it; default ``mean``, ``last`` for
@@ -36,13 +39,18 @@ over epochs, or the first or last epoch that has it; default ``mean``, ``last`` 
   default 0.01) of the count given.
 - ``advantage_grows``: the ratio of the ``than`` models' value to the ``lower`` models' grows
   as the tolerance (``solver.rtol``) decreases, tested over seeds.
+- ``scaling``: every model's value grows with the configuration key ``over`` as ``over^k``
+  with k within ``exponent: {min, max}`` (either bound may be left out), k the least-squares
+  slope of log value against log ``over`` (:mod:`harness.reports.claim_scaling`); ``where`` as
+  for ``compare``.
 
-``threshold`` and ``params`` are decided on the numbers; the others by tests over seeds
+``threshold``, ``params`` and ``scaling`` are decided on the numbers; the others by tests over seeds
 (:mod:`harness.reports.claim_checks`). How each verdict is made — the tests, the corrections,
 failed runs, settings that differ: docs/claims.md and :mod:`harness.reports.claim_verdicts`.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -71,6 +79,8 @@ _CHECK_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "advantage_grows": {"required": ("value", "lower", "than"), "optional": ("at",)},
     "stalls": {"required": ("value", "than"), "optional": ("at", "above", "below", "more",
                                                            "fewer")},
+    "scaling": {"required": ("value", "over", "models", "exponent"),
+                "optional": ("at", "where")},
 }
 
 
@@ -92,8 +102,7 @@ class Check:
         if self.kind == "compare":
             side, sign = ("lower", "<") if "lower" in o else ("higher", ">")
             by = f"{o['by']} " if "by" in o else ""
-            where = "".join(f"; where {key} in {values}" for key, values in o.get("where", {}).items())
-            return f"{value}: {by}{_names(o[side])} {sign} {_names(o['than'])}{where}"
+            return f"{value}: {by}{_names(o[side])} {sign} {_names(o['than'])}{_where_words(o)}"
         if self.kind == "threshold":
             bound, sign = ("below", "<") if "below" in o else ("above", ">")
             return f"{value}: {_names(o['models'])} {sign} {o[bound]:g}"
@@ -104,6 +113,10 @@ class Check:
             bound, sign = ("above", ">") if "above" in o else ("below", "<")
             return (f"seeds with {value} {sign} {o[bound]:g}: {_names(o[side])} {side} often "
                     f"than {_names(o['than'])}")
+        if self.kind == "scaling":
+            bounds, where = o["exponent"], _where_words(o)
+            return (f"{value} ∝ {o['over']}^k for {_names(o['models'])}, k in "
+                    f"[{bounds.get('min', '-∞')}, {bounds.get('max', '∞')}]{where}")
         if self.kind == "params":
             return (f"parameter counts within {o['tolerance']:.0%} of "
                     + ", ".join(f"{m} {c:,}" for m, c in o["counts"].items()))
@@ -267,6 +280,16 @@ def _where(value: Any) -> dict[str, list[Any]]:
     return value
 
 
+def _exponent(value: Any) -> dict[str, float]:
+    valid = "valid: a mapping with min and/or max, numbers (min ≤ max)"
+    if not isinstance(value, dict) or not value or set(value) - {"min", "max"}:
+        raise Invalid(f"{value!r} is not bounds on an exponent", valid)
+    bounds = {key: number(bound, valid) for key, bound in value.items()}
+    if bounds.get("min", -math.inf) > bounds.get("max", math.inf):
+        raise Invalid(f"{value!r}: min is above max", valid)
+    return bounds
+
+
 def _counts(value: Any) -> dict[str, int]:
     valid = "valid: a mapping model: parameter count (an integer > 0)"
     if not isinstance(value, dict) or not value:
@@ -287,10 +310,13 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "more": _names_list, "fewer": _names_list,
     "below": number, "above": number, "direction": choice(("rises", "falls"), "a direction"),
     "counts": _counts, "tolerance": fraction, "by": string, "where": _where,
+    "over": string, "exponent": _exponent,
 }
 _VALID = {"value": "a per-epoch record field, e.g. backward_nfe", "than": "a list of models",
           "models": "a list of models", "direction": "rises or falls",
-          "counts": "a mapping model: parameter count", "lower": "a list of models"}
+          "counts": "a mapping model: parameter count", "lower": "a list of models",
+          "over": "a configuration key, e.g. solver.options.step_size",
+          "exponent": "bounds {min: …, max: …} on the exponent"}
 _AT_WORDS = {"mean": "mean over epochs", "first": "first epoch", "last": "last epoch"}
 
 
@@ -299,6 +325,10 @@ def models_of(check: Check) -> list[str]:
     o = check.options
     return [*o.get("lower", []), *o.get("higher", []), *o.get("more", []), *o.get("fewer", []),
             *o.get("than", []), *o.get("models", []), *o.get("counts", {})]
+
+
+def _where_words(options: dict[str, Any]) -> str:
+    return "".join(f"; where {key} in {values}" for key, values in options.get("where", {}).items())
 
 
 def _names(models: Sequence[str]) -> str:

@@ -4,6 +4,8 @@ Markdown tables and a flat CSV.
 A run's ``forward_nfe``/``backward_nfe`` per epoch are taken as per-iteration counts; a run's
 value is their mean over its epochs, and a row shows the mean ± sample std across ok seeds with
 the 95 % confidence interval of the mean (and n where fewer seeds than the ok runs have a value).
+The peak memory of a step (``*_memory_bytes``, runs with ``memory: true``: docs/memory.md) is
+taken the same way; a table shows it, in MB, when a row of it has it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from harness.running.safe_files import Destination, Folder
 REPORT_DIR = "report"
 DASH = "—"
 
-_STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s")
+_MEMORY = ("forward_memory_bytes", "backward_memory_bytes")
+_STATS = ("test_metric", "train_loss", "forward_nfe", "backward_nfe", "epoch_time_s", *_MEMORY)
 #: Per stat: mean, sample std, n (ok runs with a value), the 95 % CI of the mean.
 _STAT_FIELDS = ("mean", "std", "n", "ci_low", "ci_high")
 
@@ -46,13 +49,14 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summary_row(group: Group) -> dict[str, Any]:
-    """The table row of one group: counts, the five stats as ``*_mean``/``*_std``, params."""
+    """The table row of one group: counts, the stats as ``*_mean``/``*_std``, params."""
     stats = {
         "test_metric": group.value(f"test_{group.metric}", "last"),
         "train_loss": group.value("loss", "last"),
         "forward_nfe": group.value("forward_nfe"),
         "backward_nfe": group.value("backward_nfe"),
         "epoch_time_s": group.value("train_time_s"),
+        **{name: group.value(name) for name in _MEMORY},
     }
     row: dict[str, Any] = {
         "suite": group.suite, "task": group.task, "model": group.model, "kind": group.kind,
@@ -87,10 +91,14 @@ def section_title(suite: str, task: str, scopes: Iterable[tuple[str, str]]) -> s
 def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of one section's table."""
     metrics = "/".join(dict.fromkeys(row["metric"] for row in rows))
+    memory = any(row[f"{name}_mean"] is not None for row in rows for name in _MEMORY)
+    stats = _STATS if memory else _STATS[:-len(_MEMORY)]
     headers = ["model", "runs ok", "failed", f"test {metrics}", "final train loss",
-               "forward NFE", "backward NFE", "time/epoch (s)", "params", "paper params"]
+               "forward NFE", "backward NFE", "time/epoch (s)",
+               *(["forward memory (MB)", "backward memory (MB)"] if memory else []),
+               "params", "paper params"]
     cells = [[row["label"], str(row["n_ok"]), str(row["n_failed"]),
-              *(_cell(row, name) for name in _STATS),
+              *(_cell(row, name, 1e-6 if name in _MEMORY else 1.0) for name in stats),
               _plain(row["params"]), _plain(row["paper_params"])] for row in rows]
     return headers, cells
 
@@ -135,14 +143,16 @@ def write_summary(rows: list[dict[str, Any]], out: Destination) -> Path:
     return folder.write("summary.md", render_markdown(rows))
 
 
-def _cell(row: dict[str, Any], name: str) -> str:
-    """``mean ± std [low, high]``, with ``(n=k)`` when k differs from the ok runs."""
+def _cell(row: dict[str, Any], name: str, scale: float = 1.0) -> str:
+    """``mean ± std [low, high]`` (times ``scale``), with ``(n=k)`` when k differs from the ok
+    runs."""
     mean, std, n = row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"]
     if mean is None:
         return DASH
-    text = f"{mean:.4g}"
+    text = f"{mean * scale:.4g}"
     if std is not None:
-        text += f" ± {std:.2g} [{row[f'{name}_ci_low']:.3g}, {row[f'{name}_ci_high']:.3g}]"
+        low, high = row[f"{name}_ci_low"] * scale, row[f"{name}_ci_high"] * scale
+        text += f" ± {std * scale:.2g} [{low:.3g}, {high:.3g}]"
     return text + (f" (n={n})" if n != row["n_ok"] else "")
 
 

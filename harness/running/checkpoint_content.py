@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from harness.record import epoch_problem
+from harness.record import MEASURED_SUFFIXES, epoch_problem
 from harness.running.failures import FAILURE_KINDS
 
 #: The keys of a solo run's checkpoint; an ensemble's has ``failed`` too.
@@ -65,14 +65,14 @@ def epochs_problem(records: Any, epochs: int) -> str | None:
 
 
 def _range_problem(record: dict[str, Any], number: int) -> str | None:
-    """What of an epoch record no training writes: another number, negative counts, NFE or
-    times that are not finite and ≥ 0, a training loss that is not finite."""
+    """What of an epoch record no training writes: another number, negative counts, NFE,
+    times or bytes that are not finite and ≥ 0, a training loss that is not finite."""
     if not _whole(record.get("epoch")) or record["epoch"] != number:
         return f"'epoch' is {record.get('epoch')!r}, not {number}"
     if not _whole(record.get("iterations")) or record["iterations"] < 0:
         return f"'iterations' is {record.get('iterations')!r}, not a count"
     for name, value in record.items():
-        counted = name.endswith(("_nfe", "_time_s"))
+        counted = name.endswith(MEASURED_SUFFIXES)
         if value is None or not (counted or name == "loss"):
             continue
         if not math.isfinite(value) or (counted and value < 0):

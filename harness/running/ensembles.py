@@ -41,6 +41,9 @@ def refusal(spec: RunSpec, registry: Registry) -> str | None:
         return f"task {task.name!r} does not join ensembles"
     if spec.baseline:
         return f"{spec.model!r} is a baseline: only a family's models are stacked"
+    if spec.memory:
+        return ("it measures memory, which is a run's own: a stacked ensemble's steps hold "
+                "every member's tensors at once")
     return None
 
 

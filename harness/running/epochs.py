@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from harness.record import EpochRecord
 from harness.running.failures import TimeLimitExceeded
 from harness.suites.runspec import RunSpec
+from harness.toolkit.memory import MEMORY_PHASES
 
 
 @dataclass
@@ -25,6 +26,10 @@ class Trained:
     nfe: Mapping[str, int] | None = field(default_factory=dict)
     """Evaluations of the dynamics in the epoch's ``forward`` and ``backward`` phases; None for
     a model that counts none (a baseline without a solve)."""
+    memory: Mapping[str, int] = field(default_factory=dict)
+    """The peak bytes a training step held in its ``forward`` and ``backward`` phases, the
+    largest of the epoch's steps (:class:`harness.toolkit.memory.MemoryMeter`); none (absent
+    from the record) where they were not measured (a run without ``memory: true``)."""
     notes: Mapping[str, float] = field(default_factory=dict)
     """The backend's solve notes of the epoch (``forward_outer_steps``, …; none for most)."""
     seconds: float = 0.0
@@ -41,7 +46,8 @@ def epoch_record(trained: Trained, spec: RunSpec) -> EpochRecord:
     """The epoch record of ``trained``, a run of ``spec``: the loss and metrics per sample, NFE
     and times per iteration (both None for a model that counts none; ``backward_nfe`` None
     without the adjoint, and for a baseline, whose backward pass is backpropagation through
-    what its forward evaluated, never the run's adjoint), the solve notes."""
+    what its forward evaluated, never the run's adjoint), the peak memory of a step by phase
+    where it was measured, the solve notes."""
     sums, iterations, nfe = trained.sums, trained.iterations, trained.nfe
     adjoint = spec.solver.adjoint and not spec.baseline
     return {
@@ -52,6 +58,8 @@ def epoch_record(trained: Trained, spec: RunSpec) -> EpochRecord:
         "train_time_s": trained.seconds,
         "forward_time_s": sums.get("forward_time_s", 0.0) / iterations,
         "backward_time_s": sums.get("backward_time_s", 0.0) / iterations,
+        **{f"{phase}_memory_bytes": trained.memory[phase] for phase in MEMORY_PHASES
+           if phase in trained.memory},
         **trained.notes,
     }
 

@@ -22,6 +22,7 @@ from harness.running.observers import Notify
 from harness.running.precision import device_refusal, in_precision, stray_tensors
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import OPTIMIZERS, RunSpec
+from harness.toolkit.memory import MemoryMeter
 from harness.toolkit.nfe import NFECounter, hand_counter
 from harness.toolkit.ode import ODEBlock
 
@@ -178,6 +179,7 @@ class SoloTrainer:
         self.task = registry.tasks[spec.task]
         self.options = task_options(self.task, spec)
         self.sync = synchronizer(device)
+        self.meter = MemoryMeter(device, spec.memory)
         self.sizes: list[dict[str, Any]] = []
         self.failures: dict[int, BaseException] = {}
 
@@ -210,16 +212,18 @@ class SoloTrainer:
     def train_epoch(self, epoch: int, deadline: float | None) -> list[Trained | None]:
         spec, task, data, sync = self.spec, self.task, self.data, self.sync
         model, counter, optimizer = self.built.model, self.built.counter, self.built.optimizer
+        meter = self.meter
         if not model.training:  # evaluation left it in eval mode (a walk over every module)
             model.train()
         counter.take()
+        meter.take()
         data.train.set_epoch(epoch)
         trained = Trained(epoch)
         sync()
         epoch_start = perf_counter()
         for x, y in data.train:
             t0 = perf_counter()
-            with counter.in_phase("forward"):
+            with counter.in_phase("forward"), meter.in_phase("forward"):
                 prediction = model(x)
                 loss = task.loss(prediction, y)
             value = loss.item()  # synchronises the device, like sync() would
@@ -228,7 +232,7 @@ class SoloTrainer:
                 raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration "
                                     f"{trained.iterations + 1}")
             optimizer.zero_grad(set_to_none=True)
-            with counter.in_phase("backward"):
+            with counter.in_phase("backward"), meter.in_phase("backward"):
                 loss.backward()
             sync()
             t2 = perf_counter()
@@ -245,6 +249,7 @@ class SoloTrainer:
         trained.seconds = perf_counter() - epoch_start
         trained.notes = counter.take_notes(("forward", "backward"))
         trained.nfe = counter.take() if self.built.counted else None
+        trained.memory = meter.take()
         return [trained]
 
     def evaluate(self, epoch: int) -> list[dict[str, Any]]:

@@ -6,11 +6,11 @@ solver's keys: the fields of :class:`harness.solvers.settings.SolverConfig`, dec
 with :func:`~harness.solvers.settings.solver_setting` and checked by :func:`solver_checks`). The
 defaults a suite starts from (:func:`default_settings`), the keys the loader accepts and how it
 checks them, :meth:`RunSpec.from_settings`, :meth:`RunSpec.config` (stored in the record) and
-the key all derive from these fields. A setting added after records
-existed is made with ``keyed_from_default=False`` (``lr_restarts``, ``profile``, ``precision``):
-the key leaves it out while it holds its default. Besides the settings, the key holds the
-versions of what ran (:attr:`RunSpec.versions`): a new version of a task or family reruns its
-runs.
+the key all derive from these fields. A setting added after records existed is made with
+``keyed_from_default=False`` (``lr_restarts``, ``profile``, ``precision``, ``memory``): the
+key leaves it out while it holds its default. Besides the settings, the key holds the
+versions of what ran (:attr:`RunSpec.versions`): a new version of a task or family reruns
+its runs.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ import torch
 from harness.contract import MODEL_KINDS, PRECISIONS, PROFILES
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SOLVER_SETTINGS, TOLERANCE, TOLERANCES, SolverConfig
-from harness.suites.validation import (choice, non_negative_int, optional, positive_int,
-                                       positive_number, type_check)
+from harness.suites.validation import (boolean, choice, non_negative_int, optional,
+                                       positive_int, positive_number, type_check)
 
 #: The optimizers a suite may name (``optimizer:``), and what each builds.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -85,6 +85,11 @@ class RunSpec:
     """The floating-point precision of the run's data, model and solves
     (:data:`harness.contract.PRECISIONS`): torch's default dtype while the run is made and
     trained."""
+    memory: bool = setting(False, boolean, keyed_from_default=False)
+    """Measure the peak memory each training step holds, per phase (docs/memory.md). Asked
+    for, not always on: on a CPU the saved-tensor hooks slow a small model's step by a quarter
+    to a half, which would change every time the harness records. A run measuring it trains
+    alone, never as an ensemble's member."""
     data_root: str | None = None
     kind: str = "family"
     """What ``model`` names (:data:`harness.contract.MODEL_KINDS`): a family, or one of the
