@@ -147,7 +147,7 @@ def test_the_default_backend_keeps_the_keys_runs_had():
     spec = make_spec()
     assert spec.config()["solver"]["backend"] == "torchdiffeq"
     before = spec.config()
-    for later in ("lr_restarts", "profile", "precision"):  # added later
+    for later in ("lr_restarts", "profile", "precision", "memory"):  # added later
         del before[later]
     del before["solver"]["backend"]
     text = json.dumps([before, spec.versions], sort_keys=True, default=str)
