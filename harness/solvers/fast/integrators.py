@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.solvers.fast.tableaux import DOPRI5
 from harness.solvers.settings import SolverFailure
 
 FlatFunc = Callable[[float, Tensor], Tensor]
@@ -29,24 +30,9 @@ Norm = Callable[[Tensor], Tensor]
 #: NumPy scalar types doing torchdiffeq's stage-time arithmetic in the state's precision.
 _SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
 
-# Dormand–Prince 5(4) (torchdiffeq's tableau): stage times, stage weights (rows 0–5), the error
-# weights (row 6) and the mid-point weights of the interpolant (row 7).
-_ALPHA = (1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_WEIGHTS = torch.tensor([
-    [1 / 5, 0, 0, 0, 0, 0, 0],
-    [3 / 40, 9 / 40, 0, 0, 0, 0, 0],
-    [44 / 45, -56 / 15, 32 / 9, 0, 0, 0, 0],
-    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0, 0],
-    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0, 0],
-    [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
-    [35 / 384 - 1951 / 21600, 0, 500 / 1113 - 22642 / 50085, 125 / 192 - 451 / 720,
-     -2187 / 6784 - -12231 / 42400, 11 / 84 - 649 / 6300, -1. / 60.],
-    [6025192743 / 30085553152 / 2, 0, 51252292925 / 65400821598 / 2,
-     -2691868925 / 45128329728 / 2, 187940372067 / 1594534317056 / 2,
-     -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2],
-], dtype=torch.float64)
-_ERROR, _MID = 6, 7
-_ORDER = 5
+# dopri5's tableau under the names the solo integrator reads.
+_ALPHA, _WEIGHTS, _ERROR, _MID, _ORDER = (DOPRI5.alpha, DOPRI5.weights, DOPRI5.error, DOPRI5.mid,
+                                          DOPRI5.order)
 
 
 @dataclass(frozen=True)
