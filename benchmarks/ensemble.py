@@ -10,7 +10,9 @@ Solo: seeds 0…K−1 trained one after another through the runner; an ensemble 
 ratio to solo, and the share of the members 0…K−1 whose forward and backward NFE equal their
 solo run's in every epoch, and of their epochs (float32: batched kernels may round differently
 from the solo run's, and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x
-solo's seeds per hour. The machine's load (``uptime``) is printed first: on shared cores, compare ratios.
+solo's seeds per hour. The CPU model and the machine's load (before and after) are printed: on
+shared cores the wall-clock ratio moves with the load between the solo and the ensemble runs,
+so the ratio in this process's CPU seconds (one thread) is printed too.
 
 ``--task plane_vibration`` (the data root from HARNESS_DATA_ROOT): the ODE-RNN on 16 training
 windows in one batch, lr 1e-3, dopri5 at tol 1e-5 with the adjoint, validation and test on 16
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import time
 
 import torch
@@ -60,32 +63,45 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"load average {os.getloadavg()}; torch threads {torch.get_num_threads()}; "
-          f"{args.task}, {args.model}, {args.iterations} iterations")
+    print(f"{cpu_model()}; load average {os.getloadavg()}; torch threads "
+          f"{torch.get_num_threads()}; {args.task}, {args.model}, {args.iterations} iterations")
     registry = load_registry()
-    solo_records, start = [], time.perf_counter()
+    solo_records, start, cpu_start = [], time.perf_counter(), time.process_time()
     for seed in range(args.solo_seeds):
         solo = spec(args.model, seed, args.iterations, args.task)
         solo_records.append(execute_run(solo, registry, CPU))
-    solo_s = time.perf_counter() - start
+    solo_s, solo_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     solo_rate = args.solo_seeds / solo_s * 3600
     failed = sum(r["status"] != "ok" for r in solo_records)
-    print(f"solo: {args.solo_seeds} seeds in {solo_s:.1f} s: {solo_rate:.0f} seeds/hour "
-          f"({failed} failed)")
+    print(f"solo: {args.solo_seeds} seeds in {solo_s:.1f} s ({solo_cpu:.1f} CPU s): "
+          f"{solo_rate:.0f} seeds/hour ({failed} failed)")
     for size in (int(s) for s in args.sizes.split(",")):
         specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         records = execute_ensemble(specs, registry, CPU)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         rate = size / seconds * 3600
         compared = list(zip(records, solo_records))
         same = sum(nfe_path(member) == nfe_path(alone) for member, alone in compared)
         steps = [(a == b) for member, alone in compared
                  for a, b in zip(nfe_path(member), nfe_path(alone))]
         failed = sum(r["status"] != "ok" for r in records)
-        print(f"ensemble of {size}: {seconds:.1f} s: {rate:.0f} seeds/hour, "
-              f"{rate / solo_rate:.1f}x solo; NFE as solo in every epoch: {same}/{len(compared)} "
-              f"members, in {sum(steps)}/{len(steps)} member-epochs ({failed} failed)")
+        cpu_ratio = (size / cpu) / (args.solo_seeds / solo_cpu)
+        print(f"ensemble of {size}: {seconds:.1f} s ({cpu:.1f} CPU s): {rate:.0f} seeds/hour, "
+              f"{rate / solo_rate:.1f}x solo ({cpu_ratio:.1f}x in CPU seconds); NFE as solo in "
+              f"every epoch: {same}/{len(compared)} members, in {sum(steps)}/{len(steps)} "
+              f"member-epochs ({failed} failed)")
+    print(f"load average {os.getloadavg()}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), or the platform's processor."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Ensembles on any solver backend: members are a backend capability
 (:meth:`~harness.solvers.backends.Bound.solve_members`), by default each member solved alone
 through the backend's ordinary solve; in float64 every member has its solo run's NFE in every
-epoch, on torchdiffeq, on a third party's backend and on the fast backend with a method its
-ensemble integrator does not step (bosh3: member by member). No solve leaves state on a module."""
+epoch, on torchdiffeq, on a third party's backend and on the fast backend with a method other
+than dopri5 (bosh3: all members stepped together, a lower order's tableau). No solve leaves state
+on a module."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -65,7 +66,7 @@ def _specs(model: str, solver: dict, **settings):
                                     {"backend": "steps", "adjoint": False},
                                     {"backend": "fast", "method": "bosh3", "rtol": 1e-5,
                                      "atol": 1e-5}],
-                         ids=["torchdiffeq", "third-party", "fast-one-by-one"])
+                         ids=["torchdiffeq", "third-party", "fast-bosh3"])
 @pytest.mark.parametrize("model", ["sonode", "hbnode"])
 def test_each_member_has_its_solo_nfe_on_any_backend(registry, solver, model):
     """Three epochs of four seeds, seed 2's loss NaN at its second iteration, on a backend

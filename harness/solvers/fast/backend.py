@@ -2,8 +2,7 @@
 rk4 steps on one flat state (:mod:`harness.solvers.fast.integrators`), with a flat-state adjoint
 (:mod:`harness.solvers.fast.adjoint`); for an ensemble, the same steps for every member at once,
 each under its own step control (:mod:`harness.solvers.fast.members`,
-:mod:`harness.solvers.fast.member_adjoint`) — for the methods in :data:`STEPPED_TOGETHER`; with
-the others an ensemble's members are solved one by one, each by its solo fast solve."""
+:mod:`harness.solvers.fast.member_adjoint`)."""
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -15,10 +14,6 @@ from harness.solvers.fast.member_adjoint import solve_members
 from harness.solvers.fast.members import member_integrator
 from harness.solvers.members import MemberODE
 from harness.solvers.settings import SolverConfig
-
-
-#: The methods :mod:`harness.solvers.fast.members` steps for all members at once.
-STEPPED_TOGETHER = ("dopri5", "euler", "rk4")
 
 
 class FastBackend(SolverBackend):
@@ -43,23 +38,18 @@ class _Fast(Bound):
     def __init__(self, backend: FastBackend, config: SolverConfig) -> None:
         super().__init__(backend, config)
         self.integrate = integrator(config.method, config.rtol, config.atol, config.options)
-        self.integrate_members = (member_integrator(config.method, config.rtol, config.atol,
-                                                    config.options)
-                                  if config.method in STEPPED_TOGETHER else None)
+        self.integrate_members = member_integrator(config.method, config.rtol, config.atol,
+                                                   config.options)
 
     def solve(self, func: nn.Module, z0: Tensor, t: Tensor, note: Note | None) -> Tensor:
         t0, t1 = t.tolist()
         return solve_flat(func, z0, t0, t1, self.integrate, self.config.adjoint)
 
     def solve_members(self, ode: MemberODE, z0: Tensor, t: Tensor) -> Tensor:
-        """All members in one solve, each member's steps its own (its solo run's); for a
-        method not :data:`STEPPED_TOGETHER`, member by member (:meth:`Bound.solve_members`)."""
-        if self.integrate_members is None:
-            return super().solve_members(ode, z0, t)
+        """All members in one solve, each member's steps its own (its solo run's)."""
         t0, t1 = t.tolist()
         return solve_members(ode, z0, t0, t1, self.integrate_members, self.config.adjoint)
 
     def through_members(self, ode: MemberODE, z0: Tensor, t: Tensor) -> Tensor:
-        """One :meth:`solve_members` per interval, as the fast backend's solo ``through``
-        (member by member for a method not :data:`STEPPED_TOGETHER`)."""
+        """One :meth:`solve_members` per interval, as the fast backend's solo ``through``."""
         return per_interval(lambda z, span: self.solve_members(ode, z, span), z0, t)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.tableaux import DOPRI5, TABLEAUX, Tableau
+from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.settings import SolverFailure
 
 FlatFunc = Callable[[float, Tensor], Tensor]
@@ -32,8 +32,6 @@ Norm = Callable[[Tensor], Tensor]
 #: NumPy scalar types doing torchdiffeq's stage-time arithmetic in the state's precision.
 _SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
 
-# members.py's names for dopri5's tableau (its ensemble integrator steps dopri5 only).
-_ALPHA, _WEIGHTS, _ERROR = DOPRI5.alpha, DOPRI5.weights, DOPRI5.error
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ def first_guess(d0: np.floating, d1: np.floating, scalar: type) -> np.floating:
 
 
 def second_guess(h0: np.floating, d1: np.floating, d2: np.floating, scalar: type,
-                 order: int = DOPRI5.order) -> float:
+                 order: int) -> float:
     """Hairer's initial step from the trial step h0, the norm d1 of f0 and d2 of (f1 − f0)/h0,
     for a method of ``order``."""
     tiny = scalar(1e-15)
@@ -164,7 +162,7 @@ def second_guess(h0: np.floating, d1: np.floating, d2: np.floating, scalar: type
     return float(_nan_min(scalar(100) * h0, h1))
 
 
-def optimal_step(dt: float, ratio: float, control: StepControl, order: int = DOPRI5.order) -> float:
+def optimal_step(dt: float, ratio: float, control: StepControl, order: int) -> float:
     """torchdiffeq's ``_optimal_step_size`` for a method of ``order``, in float64 (NaN stays
     NaN)."""
     if ratio == 0:
@@ -185,7 +183,7 @@ def _nan_min(a: float, b: float) -> float:
 
 def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
                 coefficients: Tensor, step: np.floating, scalar: type,
-                mid: int = DOPRI5.mid) -> Tensor:
+                mid: int) -> Tensor:
     """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k, the
     tableau's weights times dt in ``coefficients``, its mid-point row ``mid``), at t. As
     torchdiffeq's, it takes the last stage's derivative for the one at t1."""

@@ -4,25 +4,28 @@ member stepping exactly as it would alone.
 The state is (M, N): row m is member m's flat state. Each member has its own time, step size,
 accept or reject and error ratio (its own norm over its own row), and fails on its own (step-size
 underflow, too many steps, non-finite state): a failed member is frozen and reported, the others
-go on. A member that reached t1 is frozen too; the field is still evaluated on every row (one
-batched call), but only the members in :attr:`Running.active` count the evaluation. Step sizes
-and stage times are the solo integrator's (:mod:`harness.solvers.fast.integrators`) arithmetic,
-per member: float64 in NumPy arrays, stage times in the state's precision, the step-size update
-and the initial step by the solo functions themselves, so every member takes the steps of its
-solo run.
+go on. A member that reached t1 is frozen too: its row is still computed (until few enough of
+the rows step that dropping them pays), but only the members in :attr:`Running.active` count
+the evaluation. The step control is the solo integrator's
+(:mod:`harness.solvers.fast.integrators`) arithmetic done for all members at once, with the
+method's tableau as data (:mod:`harness.solvers.fast.tableaux`): stage times in the state's
+precision and step sizes in float64, in NumPy arrays, the initial step by the solo functions
+themselves, so every member takes the steps of its solo run.
 """
 from __future__ import annotations
 
+import math
 from functools import partial
+from itertools import repeat
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.integrators import (_ALPHA, _ERROR, _WEIGHTS, StepControl, first_guess,
-                                              fixed_grid, interpolate, optimal_step,
-                                              scalar_type, second_guess)
+from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, scalar_type,
+                                              second_guess)
+from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
 
@@ -42,113 +45,190 @@ def rms_rows(x: Tensor) -> Tensor:
     return x.abs().pow(2).mean(dim=1).sqrt()
 
 
-def dopri5_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, control: StepControl,
-                   norm: MemberNorm, live: int | None, running: Running) -> Tensor:
-    """Each running member's state at t1 by its own dopri5 steps (see
-    :func:`harness.solvers.fast.integrators.dopri5`); rows of the others stay y0's. Each step
-    computes only the members still stepping (their rows gathered, the field told which)."""
+def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
+                     control: StepControl, norm: MemberNorm, live: int | None,
+                     running: Running) -> Tensor:
+    """Each running member's state at t1 by its own steps of ``tableau``'s method (see
+    :func:`harness.solvers.fast.integrators.dopri5`); rows of the others stay y0's.
+
+    The step control is array arithmetic over the members stepping: the field, the stage sums,
+    the error norms and the finiteness of each step's solution for all of them at once, then
+    one transfer of (error ratio, finite) per step to the host, where accept or reject and the
+    next step size are NumPy operations on float64 arrays; each member's last step is kept,
+    and the interpolants at t1 formed for all at the end. The rows computed are the members
+    still stepping when the solve (or the last compaction) began: a member that finished or
+    failed stays in them, frozen and not counted, until at most ``_COMPACT`` of them step."""
     scalar = scalar_type(y0)
     size, width = y0.shape
     live = width if live is None else live
-    weights = _WEIGHTS.to(device=y0.device, dtype=y0.dtype)
-    running.rows = np.flatnonzero(running.active)
-    index = _index(running.rows, y0)
-    f = y0.new_zeros(y0.shape).index_copy(
-        0, index, func(np.full(len(index), scalar(t0)), y0[index], running))
+    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype)
+    rows = running.rows = np.flatnonzero(running.active)
+    y = y0 if len(rows) == size else y0[_index(rows, y0)]
+    f = func(np.full(len(rows), scalar(t0)), y, running)
     dt = np.full(size, np.nan)
     if control.first_step is not None:
-        dt[running.rows] = float(control.first_step)
+        dt[rows] = float(control.first_step)
     else:
-        dt[running.rows] = _initial_steps(func, t0, y0[index], f[index], control, norm, scalar,
-                                          running)
-    t, y = np.full(size, t0), y0
-    ends: dict[int, Tensor] = {}  # each member's state at t1, from its last step
-    checked, n_steps = np.zeros(size, dtype=bool), np.zeros(size, dtype=np.int64)
+        dt[rows] = _initial_steps(func, t0, y, f, control, norm, scalar, tableau.order,
+                                  running)
+    t, out = np.full(size, t0), y0.clone()
+    finite = np.ones(size, dtype=bool)
+    finite[rows] = torch.isfinite(y).all(dim=1).cpu().numpy()
+    n_steps = np.zeros(size, dtype=np.int64)
+    finished: list[tuple] = []  # the last steps taken: members, t, t_next, dt, y, y1, k, weights
     while True:
-        running.active &= t1 > t
-        _check_steps(running, n_steps, control)
+        active = running.active
+        active &= t1 > t
+        _fail(running, active & (n_steps >= control.max_num_steps), lambda m: (
+            f"max_num_steps exceeded ({n_steps[m]}>={control.max_num_steps})"))
         dt = np.where(np.isfinite(dt), dt, control.min_step)
         dt = np.minimum(np.maximum(dt, control.min_step), control.max_step)
         t_next = t + dt
-        for member in np.flatnonzero(running.active & ~(t_next > t)):
-            running.fail(int(member), SolverFailure(f"underflow in dt {dt[member]}"))
-        unchecked = running.active & ~checked
-        if unchecked.any():
-            finite = torch.isfinite(y).all(dim=1).cpu().numpy()
-            for member in np.flatnonzero(unchecked & ~finite):
-                running.fail(int(member), SolverFailure("non-finite values in state `y`"))
-            checked |= unchecked
-        if not running.active.any():
+        _fail(running, active & ~(t_next > t), lambda m: f"underflow in dt {dt[m]}")
+        _fail(running, active & ~finite, lambda m: "non-finite values in state `y`")
+        if not active.any():
             break
-        rows = running.rows = np.flatnonzero(running.active)
-        index = _index(rows, y0)
-        y_rows, count = y[index], len(rows)
-        dt_s, t_s, t_next_s = (dt[rows].astype(scalar), t[rows].astype(scalar),
-                               t_next[rows].astype(scalar))
-        step = torch.from_numpy(dt_s).to(device=y0.device, dtype=y0.dtype)
-        coefficients = weights * step.view(count, 1, 1)
-        k = y.new_empty(count, width, len(_ALPHA) + 1)
-        k[:, :, 0] = f[index]
-        for i, alpha in enumerate(_ALPHA):
-            ti = (np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0
-                  else t_s + scalar(alpha) * dt_s)
-            columns = slice(None) if i == len(_ALPHA) - 1 else slice(live)
-            yi = y_rows[:, columns] + torch.sum(k[:, columns, :i + 1]
-                                                * coefficients[:, i, None, :i + 1], dim=-1)
-            k[:, :, i + 1] = func(ti, yi, running)
+        stepping = active[rows]
+        if not stepping.all() and stepping.sum() <= _COMPACT * len(rows):
+            kept = _index(np.flatnonzero(stepping), y0)
+            out = _keep_failed(out, running, rows, y)
+            rows = running.rows = rows[stepping]
+            y, f = y[kept], f[kept]
+        yi, k, coefficients, dt_s = _step(func, tableau, weights, y, f, t[rows], t_next[rows],
+                                          dt[rows], live, scalar, running)
         with torch.no_grad():
-            error = torch.sum(k * coefficients[:, _ERROR, None], dim=-1)
-            tolerance = torch.maximum(y_rows.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
-            ratio = norm(error.div_(tolerance)).cpu().numpy().astype(np.float64)
-        accept = ratio <= 1
-        accept[dt[rows] > control.max_step] = False
-        accept[dt[rows] <= control.min_step] = True
-        accept &= running.active[rows]
+            error = torch.sum(k * coefficients[:, tableau.error, None], dim=-1)
+            tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
+            ratio = norm(error.div_(tolerance))
+            checked = torch.stack([ratio.to(torch.float64),
+                                   torch.isfinite(yi).all(dim=1).to(torch.float64)])
+            ratio, yi_finite = checked.cpu().numpy()
+        stepping = running.active[rows]
+        accept = (ratio <= 1) & ~(dt[rows] > control.max_step) | (dt[rows] <= control.min_step)
+        accept &= stepping
         if accept.any():
-            for i in np.flatnonzero(accept & (t_next[rows] >= t1)):  # a member's last step
-                ends[int(rows[i])] = interpolate(t1, float(t[rows[i]]), float(t_next[rows[i]]),
-                                                 y_rows[i], yi[i], k[i], coefficients[i],
-                                                 dt_s[i], scalar)
-            taken = _index(np.flatnonzero(accept), y0)
-            moved = _index(rows[accept], y0)
-            t[rows[accept]] = t_next[rows[accept]]
-            y = y.index_copy(0, moved, yi[taken])
-            f = f.index_copy(0, moved, k[taken, :, -1])
-            checked[rows[accept]] = False
-        for i in np.flatnonzero(running.active[rows]):
-            member = rows[i]
-            dt[member] = min(max(optimal_step(float(dt[member]), float(ratio[i]), control),
-                                 control.min_step), control.max_step)
-        n_steps += running.active
-    return torch.stack([ends.get(member, y0[member]) if member not in running.failures
-                        else y[member] for member in range(size)])
+            last = accept & (t_next[rows] >= t1)
+            if last.any():
+                ends = _index(np.flatnonzero(last), y0)
+                finished.append((rows[last], t[rows[last]], t_next[rows[last]], dt_s[last],
+                                 y[ends], yi[ends], k[ends], coefficients[ends]))
+            taken = rows[accept]
+            t[taken], finite[taken] = t_next[taken], yi_finite[accept] == 1
+            if accept.all():
+                y, f = yi, k[:, :, -1]
+            else:
+                mask = torch.from_numpy(accept).to(y0.device)[:, None]
+                y, f = torch.where(mask, yi, y), torch.where(mask, k[:, :, -1], f)
+        moved = rows[stepping]
+        dt[moved] = np.minimum(np.maximum(
+            optimal_steps(dt[moved], ratio[stepping], control, tableau.order),
+            control.min_step), control.max_step)
+        n_steps += active
+    out = _keep_failed(out, running, rows, y)
+    if not finished:
+        return out
+    parts = list(zip(*finished))
+    members, starts, ends, steps = (np.concatenate(part) for part in parts[:4])
+    y, y1, k, coefficients = (torch.cat(part) for part in parts[4:])
+    return out.index_copy(0, _index(members, out), interpolate_rows(
+        t1, starts, ends, y, y1, k, coefficients, steps, scalar, tableau.mid))
+
+
+#: Members still stepping, as a share of the rows computed, at or below which the others'
+#: rows are dropped (a gather of the state; the field then reads those members' parameters).
+_COMPACT = 0.5
+
+
+def _step(func: MemberFunc, tableau: Tableau, weights: Tensor, y: Tensor, f: Tensor,
+          t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int, scalar: type,
+          running: Running) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+    """One step of every row (solution, stage derivatives, coefficients, the steps in the
+    state's precision), each row's stage times and sums the solo integrator's."""
+    count, width = y.shape
+    dt_s, t_s, t_next_s = dt.astype(scalar), t.astype(scalar), t_next.astype(scalar)
+    step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype)
+    coefficients = weights * step.view(count, 1, 1)
+    k = y.new_empty(count, width, tableau.stages)
+    k[:, :, 0] = f
+    last_stage = len(tableau.alpha) - 1
+    for i, alpha in enumerate(tableau.alpha):
+        ti = (np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0
+              else t_s + scalar(alpha) * dt_s)
+        columns = slice(None) if i == last_stage and tableau.solution is None else slice(live)
+        yi = y[:, columns] + torch.sum(k[:, columns, :i + 1]
+                                       * coefficients[:, i, None, :i + 1], dim=-1)
+        k[:, :, i + 1] = func(ti, yi, running)
+    if tableau.solution is not None:
+        yi = y + torch.sum(k * coefficients[:, tableau.solution, None], dim=-1)
+    return yi, k, coefficients, dt_s
+
+
+def optimal_steps(dt: np.ndarray, ratio: np.ndarray, control: StepControl,
+                  order: int) -> np.ndarray:
+    """:func:`~harness.solvers.fast.integrators.optimal_step` of each member, bit for bit: the
+    root by the C library's ``pow`` (Python's, torchdiffeq's on a 0-dim tensor), the rest
+    in float64 arrays."""
+    root = np.fromiter(map(math.pow, ratio.tolist(), repeat(1 / order)), np.float64, len(ratio))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.minimum(control.ifactor, np.maximum(
+            control.safety / root, np.where(ratio < 1, 1.0, control.dfactor)))
+    steps = np.where(ratio == 0, dt * control.ifactor, dt * factor)
+    return np.where(np.isnan(ratio), np.nan, steps)
+
+
+def interpolate_rows(t: float, t0: np.ndarray, t1: np.ndarray, y0: Tensor, y1: Tensor,
+                     k: Tensor, coefficients: Tensor, step: np.ndarray, scalar: type,
+                     mid: int) -> Tensor:
+    """:func:`~harness.solvers.fast.integrators.interpolate` of each row's step [t0, t1] at t,
+    all rows at once: the same operations, each row's scalars a column."""
+    def column(values: np.ndarray) -> Tensor:
+        return torch.from_numpy(values.astype(np.float64)).to(y0).view(-1, 1)
+    dt = column(step)
+    y_mid = y0 + torch.sum(k * coefficients[:, mid, None], dim=-1)
+    f0, f1 = k[:, :, 0], k[:, :, -1]
+    polynomial = [y0, dt * f0,
+                  dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
+                  dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
+                  2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid]
+    x = ((t - t0) / (t1 - t0)).astype(scalar)
+    total, power = polynomial[0] + column(x) * polynomial[1], x
+    for coefficient in polynomial[2:]:
+        power = power * x
+        total = total + column(power) * coefficient
+    return total
 
 
 def _index(rows: np.ndarray, like: Tensor) -> Tensor:
     return torch.from_numpy(rows).to(like.device)
 
 
-def _check_steps(running: Running, n_steps: np.ndarray, control: StepControl) -> None:
-    for member in np.flatnonzero(running.active & (n_steps >= control.max_num_steps)):
-        running.fail(int(member), SolverFailure(
-            f"max_num_steps exceeded ({n_steps[member]}>={control.max_num_steps})"))
+def _fail(running: Running, members: np.ndarray, reason: Callable[[int], str]) -> None:
+    for member in np.flatnonzero(members):
+        running.fail(int(member), SolverFailure(reason(int(member))))
+
+
+def _keep_failed(out: Tensor, running: Running, rows: np.ndarray, y: Tensor) -> Tensor:
+    """``out`` with the rows of the members in ``rows`` that failed set to their state ``y``."""
+    failed = np.array([member in running.failures for member in rows], dtype=bool)
+    if not failed.any():
+        return out
+    return out.index_copy(0, _index(rows[failed], out), y[_index(np.flatnonzero(failed), y)])
 
 
 def _initial_steps(func: MemberFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
-                   norm: MemberNorm, scalar: type, running: Running) -> np.ndarray:
+                   norm: MemberNorm, scalar: type, order: int, running: Running) -> np.ndarray:
     """The initial step of each member in ``running.rows`` (the rows of y0 and f0), by the solo
-    integrator's formulas on its own norms."""
+    integrator's formulas on its own norms, for a method of ``order``."""
     with torch.no_grad():
         scale = y0.abs().mul(control.rtol).add_(control.atol)
-        d0 = norm(y0 / scale).cpu().numpy().astype(scalar)
-        d1 = norm(f0 / scale).cpu().numpy().astype(scalar)
+        d0, d1 = torch.stack([norm(y0 / scale), norm(f0 / scale)]).cpu().numpy().astype(scalar)
     h0 = np.array([first_guess(a, b, scalar) for a, b in zip(d0, d1)], dtype=scalar)
     h0_rows = torch.from_numpy(h0.astype(np.float64)).to(device=y0.device, dtype=y0.dtype)
-    f1 = func(np.array([scalar(t0 + float(h)) for h in h0], dtype=scalar),
-              y0 + h0_rows[:, None] * f0, running)
+    f1 = func((t0 + h0.astype(np.float64)).astype(scalar), y0 + h0_rows[:, None] * f0, running)
     with torch.no_grad():
         d2 = norm((f1 - f0) / scale).cpu().numpy().astype(scalar)
-    return np.array([second_guess(h, b, abs(c / h), scalar) for h, b, c in zip(h0, d1, d2)])
+    return np.array([second_guess(h, b, abs(c / h), scalar, order)
+                     for h, b, c in zip(h0, d1, d2)])
 
 
 def fixed_grid_members(method: str, func: MemberFunc, y0: Tensor, t0: float, t1: float,
@@ -163,15 +243,17 @@ def fixed_grid_members(method: str, func: MemberFunc, y0: Tensor, t0: float, t1:
 
 def member_integrator(method: str, rtol: float, atol: float, options: dict) -> MemberIntegrate:
     """The ensemble integrator for a method the fast backend has, with its options."""
-    if method == "dopri5":
-        return partial(_adaptive_members, StepControl(rtol=rtol, atol=atol, **options))
+    if method in TABLEAUX:
+        return partial(_adaptive_members, TABLEAUX[method],
+                       StepControl(rtol=rtol, atol=atol, **options))
     return partial(_fixed_members, method, options.get("step_size"))
 
 
 # Named, so that a model holding an integrator (its ODE block's bound backend) pickles.
-def _adaptive_members(control: StepControl, func: MemberFunc, y0: Tensor, t0: float, t1: float,
-                      norm: MemberNorm, live: int | None, running: Running) -> Tensor:
-    return dopri5_members(func, y0, t0, t1, control, norm, live, running)
+def _adaptive_members(tableau: Tableau, control: StepControl, func: MemberFunc, y0: Tensor,
+                      t0: float, t1: float, norm: MemberNorm, live: int | None,
+                      running: Running) -> Tensor:
+    return adaptive_members(func, y0, t0, t1, tableau, control, norm, live, running)
 
 
 def _fixed_members(method: str, step_size: float | None, func: MemberFunc, y0: Tensor,

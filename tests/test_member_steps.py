@@ -1,0 +1,84 @@
+"""The fast backend's ensemble integrator against its solo integrator, member by member: each
+member's evaluations, failure and end state those of its own solo solve, bit for bit, with each
+adaptive method (tableau),
+while the others step, reject, finish, fail or are dropped from the rows computed around it."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from harness.solvers.fast.integrators import StepControl, adaptive, optimal_step, rms_norm
+from harness.solvers.fast.members import adaptive_members, optimal_steps, rms_rows
+from harness.solvers.fast.tableaux import TABLEAUX
+from harness.solvers.members import Running
+from harness.solvers.settings import SolverFailure
+
+#: Each member's decay rate (×10 after t = 0.5, so steps are rejected there): easy members
+#: finish in a few steps, a stiff one runs out of steps, one turns NaN, one does not run.
+RATES = (1.0, 2.0, 3.0, 0.5, 20.0, 4000.0, 1.5, 2.5)
+NAN_MEMBER, IDLE_MEMBER, STIFF_MEMBER = 6, 7, 5
+CONTROL = StepControl(rtol=1e-5, atol=1e-6, max_num_steps=100)
+#: Each method's step limit in these tests: the easy members finish within it, the stiff one not.
+MAX_STEPS = {"dopri5": 100, "bosh3": 400, "fehlberg2": 400, "adaptive_heun": 2000}
+
+
+def _derivative(member: int, t: float, y: Tensor) -> Tensor:
+    """Member ``member``'s field at time t (the state's precision): the same operations alone
+    and in a batch."""
+    rate = RATES[member] * (10.0 if t > 0.5 else 1.0)
+    value = y * -rate + 0.25
+    return value * math.nan if member == NAN_MEMBER and t > 0.3 else value
+
+
+@pytest.mark.parametrize("method", sorted(TABLEAUX))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_each_member_steps_as_its_solo_integrator(dtype, method):
+    tableau, control = TABLEAUX[method], replace(CONTROL, max_num_steps=MAX_STEPS[method])
+    generator = torch.Generator().manual_seed(0)
+    y0 = torch.randn(len(RATES), 5, generator=generator, dtype=dtype)
+    counts = np.zeros(len(RATES), dtype=np.int64)
+
+    def members(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
+        counts[running.rows] += running.active[running.rows]
+        return torch.stack([_derivative(int(m), float(ti), row)
+                            for m, ti, row in zip(running.rows, t, y)])
+
+    running = Running(np.arange(len(RATES)) != IDLE_MEMBER)
+    result = adaptive_members(members, y0, 0.0, 1.0, tableau, control, rms_rows, None, running)
+    assert sorted(running.failures) == [STIFF_MEMBER, NAN_MEMBER]
+    assert counts[IDLE_MEMBER] == 0 and torch.equal(result[IDLE_MEMBER], y0[IDLE_MEMBER])
+    for member in range(len(RATES) - 1):
+        calls = [0]
+
+        def alone(t: float, y: Tensor, member: int = member) -> Tensor:
+            calls[0] += 1
+            return _derivative(member, float(t), y)
+        try:
+            expected = adaptive(alone, y0[member], 0.0, 1.0, tableau, control, rms_norm)
+        except SolverFailure as error:
+            assert str(running.failures[member]) == str(error), member
+        else:
+            assert member not in running.failures
+            assert torch.equal(result[member], expected), member
+        assert counts[member] == calls[0], member
+    others = [counts[m] for m in range(len(RATES)) if m != STIFF_MEMBER]
+    assert counts[STIFF_MEMBER] > max(others)  # it ran on long after the others finished,
+    assert list(running.rows) == [STIFF_MEMBER]  # alone in the rows computed at the end
+
+
+@pytest.mark.parametrize("order", sorted({tableau.order for tableau in TABLEAUX.values()}))
+def test_the_step_size_update_is_the_solo_ones_bit_for_bit(order):
+    """Every branch of torchdiffeq's update (ratio 0, NaN, infinite, below and above 1) and
+    ratios whose roots (each method's order) a vector pow might round otherwise."""
+    ratios = np.concatenate([[0.0, math.nan, math.inf, 1.0, np.nextafter(1.0, 0.0), 1e-300],
+                             np.exp(np.random.default_rng(0).uniform(-30, 10, 5000))])
+    dts = np.random.default_rng(1).uniform(1e-6, 1.0, len(ratios))
+    control = StepControl(rtol=1e-7, atol=1e-7, safety=0.85, ifactor=7.0, dfactor=0.3)
+    steps = optimal_steps(dts, ratios, control, order)
+    expected = [optimal_step(dt, ratio, control, order) for dt, ratio in zip(dts, ratios)]
+    np.testing.assert_array_equal(steps, expected)
