@@ -27,12 +27,13 @@ recurrent cell of its own kind) cannot be stacked: :class:`NotStackable` says wh
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.contract import Family
+from harness.contract import Family, Pullback
 from harness.solvers.members import MemberODE, Running
 from harness.solvers.settings import NFECapExceeded
 from harness.toolkit.networks import Autonomous, RowwiseTime
@@ -135,10 +136,27 @@ class MemberODEBlock(ODEBlock):
         through, no evaluation counts for it), as its solo run's hybrid skips such a solve."""
         if dynamics is not self.dynamics:
             raise NotStackable("an ensemble's ODE block solves its own dynamics only")
-        ode = _Solve(self, scale)
+        ode = self.members_solve(scale)
         if through:
             return self.bound.through_members(ode, z0, t)
         return self.bound.solve_members(ode, z0, t)
+
+    def members_solve(self, scale: Tensor | None) -> MemberODE:
+        """One solve of the members (times ``scale`` per element, when given): what the backend
+        is handed."""
+        return _Solve(self, scale)
+
+
+class _Call(NamedTuple):
+    """What one batched evaluation hands the dynamics: each row's time, the family with each
+    row's parameters, each row's scale (None: unscaled), and the members evaluated (None:
+    all; else their indices, as an array and as a tensor)."""
+
+    t: Tensor
+    family: Family
+    scale: Tensor | None
+    selected: np.ndarray | None
+    index: Tensor | None
 
 
 class _Solve(MemberODE):
@@ -151,6 +169,7 @@ class _Solve(MemberODE):
                        else scale.reshape(self.size, -1).ne(0).any(dim=1).cpu().numpy())
         self.params = (*block.family_parameters.values(),
                        *(p for p in block.dynamics.f.parameters() if p.requires_grad and p.numel()))
+        self.has_vjp = type(block.family).has_member_vjp() and block.dynamics.has_vjp
         self.cap = block.solver.max_nfe
         self.phase, self.calls = None, np.zeros(self.size, dtype=np.int64)
         self.views: dict[bytes, nn.Module] = {}  # f of some members, by their indices
@@ -162,6 +181,32 @@ class _Solve(MemberODE):
         """All members' dynamics at their times t (M,) in one call, counted per member, each
         solve (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per
         member."""
+        call = self._call(t, z, running)
+        derivative = self.block.dynamics.evaluate(call.t, z, call.family,
+                                                  self._f(call.selected, call.index))
+        return derivative if call.scale is None else derivative * call.scale
+
+    def field_vjp(self, t: Tensor, z: Tensor, a: Tensor, running: Running
+                  ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """:meth:`field` and its VJP by hand (:attr:`has_vjp`): the family's
+        ``derivatives_vjp`` around the stacked network's pullback, a solo run's VJP for all
+        members at once; each family parameter's gradient summed over each member's rows."""
+        call = self._call(t, z, running)
+        plain, index = self.block.dynamics.plain_f, call.index
+
+        def f(t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
+            return plain.vjp(x, index)
+        derivative, cotangent, grads = self.block.dynamics.evaluate_vjp(
+            call.t, z, a if call.scale is None else a * call.scale, call.family, f)
+        for name, stacked in self.block.family_parameters.items():
+            per_row = call.family._parameters[name]
+            if per_row in grads:  # else the adjoint says which gradient is missing
+                grads[stacked] = grads.pop(per_row).reshape(len(running.rows), -1).sum(1)
+        return (derivative if call.scale is None else derivative * call.scale), cotangent, grads
+
+    def _call(self, t: Tensor, z: Tensor, running: Running) -> _Call:
+        """One evaluation of the members ``running.rows``, counted (and capped) for those still
+        active: their times, family and scale row by row, and which members they are."""
         members, size = self.members, self.size
         counted = np.zeros(size, dtype=bool)
         counted[running.rows] = running.active[running.rows]
@@ -181,14 +226,10 @@ class _Solve(MemberODE):
         family = with_parameters(self.block.family, {
             name: (parameter if index is None else parameter[index]).repeat_interleave(rows)
             .view(shape) for name, parameter in self.block.family_parameters.items()})
-        dynamics = self.block.dynamics
-        derivative = dynamics.evaluate(t.repeat_interleave(rows).view(shape), z, family,
-                                       self._f(selected, index))
-        if self.scale is None:
-            return derivative
-        return derivative * (self.scale if index is None else
-                             self.scale.view(size, rows, *self.scale.shape[1:])[index]
-                             .reshape(-1, *self.scale.shape[1:]))
+        scale = (self.scale if self.scale is None or index is None else
+                 self.scale.view(size, rows, *self.scale.shape[1:])[index]
+                 .reshape(-1, *self.scale.shape[1:]))
+        return _Call(t.repeat_interleave(rows).view(shape), family, scale, selected, index)
 
     def _f(self, selected: np.ndarray | None, index: Tensor | None) -> nn.Module:
         """The stacked network, or the one of the members ``selected`` (made once per solve)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from harness.contract import Family, Pullback
+from harness.contract import DifferentiableField, Family, Pullback
 from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
@@ -51,8 +51,17 @@ class Dynamics(nn.Module):
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
         self.counter.tick()
-        derivatives, cotangent, grads = self.family.derivatives_vjp(
-            t, self._split(z), self._split(a), self._plain_vjp)
+        return self.evaluate_vjp(t, z, a, self.family, self._plain_vjp)
+
+    def evaluate_vjp(self, t: Tensor, z: Tensor, a: Tensor, family: Family,
+                     f: DifferentiableField) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """:meth:`vjp` with ``family`` and ``f`` in place of these dynamics' own (as
+        :meth:`evaluate`), counting nothing; each family parameter's gradient summed to the
+        parameter's shape (the family may leave it unsummed: :meth:`Family.derivatives_vjp`)."""
+        derivatives, cotangent, grads = family.derivatives_vjp(t, self._split(z), self._split(a), f)
+        for parameter in family.parameters():
+            if parameter in grads:
+                grads[parameter] = grads[parameter].sum_to_size(parameter.shape)
         return self._join(derivatives), self._join(cotangent), grads
 
     def _plain(self) -> bool:
