@@ -201,7 +201,8 @@ class _Solve(MemberODE):
         for name, stacked in self.block.family_parameters.items():
             per_row = call.family._parameters[name]
             if per_row in grads:  # else the adjoint says which gradient is missing
-                grads[stacked] = grads.pop(per_row).reshape(len(running.rows), -1).sum(1)
+                grads[stacked] = (grads.pop(per_row).sum_to_size(per_row.shape)
+                                  .reshape(len(running.rows), -1).sum(1))
         return (derivative if call.scale is None else derivative * call.scale), cotangent, grads
 
     def _call(self, t: Tensor, z: Tensor, running: Running) -> _Call:

@@ -51,17 +51,18 @@ class Dynamics(nn.Module):
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
         self.counter.tick()
-        return self.evaluate_vjp(t, z, a, self.family, self._plain_vjp)
+        value, cotangent, grads = self.evaluate_vjp(t, z, a, self.family, self._plain_vjp)
+        for parameter, grad in grads.items():  # a family parameter's may be unsummed
+            if grad.shape != parameter.shape:
+                grads[parameter] = grad.sum_to_size(parameter.shape)
+        return value, cotangent, grads
 
     def evaluate_vjp(self, t: Tensor, z: Tensor, a: Tensor, family: Family,
                      f: DifferentiableField) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """:meth:`vjp` with ``family`` and ``f`` in place of these dynamics' own (as
-        :meth:`evaluate`), counting nothing; each family parameter's gradient summed to the
-        parameter's shape (the family may leave it unsummed: :meth:`Family.derivatives_vjp`)."""
+        :meth:`evaluate`), counting nothing, the family's gradients as it gives them (perhaps
+        unsummed: :meth:`Family.derivatives_vjp`)."""
         derivatives, cotangent, grads = family.derivatives_vjp(t, self._split(z), self._split(a), f)
-        for parameter in family.parameters():
-            if parameter in grads:
-                grads[parameter] = grads[parameter].sum_to_size(parameter.shape)
         return self._join(derivatives), self._join(cotangent), grads
 
     def _plain(self) -> bool:
