@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.contract import Family, Pullback
+from harness.contract import Family, Pullback, VectorField
 from harness.solvers.members import MemberODE, Running
 from harness.solvers.settings import NFECapExceeded
 from harness.toolkit.networks import Autonomous, RowwiseTime
@@ -232,8 +232,12 @@ class _Solve(MemberODE):
                  .reshape(-1, *self.scale.shape[1:]))
         return _Call(t.repeat_interleave(rows).view(shape), family, scale, selected, index)
 
-    def _f(self, selected: np.ndarray | None, index: Tensor | None) -> nn.Module:
-        """The stacked network, or the one of the members ``selected`` (made once per solve)."""
+    def _f(self, selected: np.ndarray | None, index: Tensor | None) -> VectorField:
+        """The stacked network, or the one of the members ``selected`` (made once per solve);
+        without a graph, a plain MLP's layers straight, as a solo run's dynamics take them."""
+        plain = self.block.dynamics.plain_f
+        if not torch.is_grad_enabled() and plain is not None and plain.intact():
+            return lambda t, x: plain(x, index)
         if selected is None:
             return self.block.dynamics.f
         key = selected.tobytes()
