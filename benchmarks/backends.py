@@ -23,7 +23,7 @@ from torch import nn
 
 from harness.contract import TaskData
 from harness.plugins import load_registry
-from harness.running.runner import build_run, train
+from harness.running.runner import SoloTrainer, build_run
 from harness.solvers.settings import SolverConfig
 from harness.suites.runspec import RunSpec, default_settings
 from harness.toolkit.networks import Autonomous, mlp
@@ -69,6 +69,8 @@ def harness_overhead(registry, repeats: int, steps: int) -> None:
     built = build_run(spec, registry, CPU)
     data = built.task.data(dict(built.task.options), 0, None, CPU, None)
     state = copy.deepcopy((built.model.state_dict(), built.optimizer.state_dict()))
+    trainer = SoloTrainer(spec, registry, CPU)  # the runner's training, on this model and data
+    trainer.built, trainer.data = built, data
 
     def reset() -> None:
         built.model.load_state_dict(state[0])
@@ -76,8 +78,9 @@ def harness_overhead(registry, repeats: int, steps: int) -> None:
 
     def through_harness() -> None:
         reset()
-        for _ in train(spec, built, data, CPU):
-            pass
+        for epoch in range(steps):
+            trainer.train_epoch(epoch, None)
+        trainer.evaluate(steps - 1)
 
     def bare_loop() -> None:
         reset()

@@ -15,8 +15,9 @@ interval); the initial state is formed as declared (x, zeros and the initial-vel
 network's channels where each part says); derivatives come back one per part, each shaped like h, on vector and image states; NFE is counted in the forward
 and the backward (adjoint) phase; adjoint gradients equal direct backprop on a tiny problem;
 the fast solver backend takes torchdiffeq's steps and gives its gradients on this family; a
-hand-written ``derivatives_vjp``, where the family has one, equals autograd's VJP; one
-training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
+hand-written ``derivatives_vjp``, where the family has one, equals autograd's VJP, and with
+``vjp_unsummed`` an ensemble's members' VJP too (each member's family parameters summed over its
+rows only); one training epoch on each installed task's tiny variant (``Task.tiny``) ends ok with forward and
 backward NFE counted (skipped, with the task's reason, where the task refuses the family:
 ``Task.refusal``) (a study task with ``epochs: 0`` in its schedule: its measurement, with
 evaluation NFE counted).
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,9 +37,11 @@ from harness.plugins import family_problem, load_registry
 from harness.running.runner import execute_run, widths_for
 from harness.solvers.backends import SolverBackend
 from harness.solvers.fast.backend import FastBackend
+from harness.solvers.members import Running
 from harness.solvers.settings import SolverConfig
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
 from harness.suites.loader import suite_from_document
+from harness.toolkit.ensemble import Members, NotStackable, stack_models
 from harness.toolkit.networks import Autonomous
 from harness.toolkit.nfe import NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
@@ -72,6 +76,9 @@ def family_checks(family: type[Family], tasks: Sequence[str] | None = None) -> l
     ]
     if family.has_derivatives_vjp():
         checks.append(Check("hand-written VJP equals autograd's", lambda: _vjp_matches_autograd(family)))
+    if family.has_member_vjp():
+        checks.append(Check("hand-written VJP serves an ensemble's members",
+                            lambda: _member_vjp_matches_autograd(family)))
     if tasks is None:
         tasks = sorted(load_registry().tasks)
     checks += [Check(f"a tiny run on {task}", lambda task=task: _train_step(family, task))
@@ -190,8 +197,7 @@ def _vjp_matches_autograd(family: type[Family]) -> None:
     """``derivatives_vjp`` (through the dynamics, on a plain MLP f) against autograd at a random
     point, in float64: the value, the state's cotangent and every parameter's gradient."""
     torch.manual_seed(0)
-    f = Autonomous(nn.Sequential(nn.Linear(family.f_input_parts * N, 5), nn.Tanh(), nn.Linear(5, N)))
-    dynamics = Dynamics(family(), f, NFECounter()).double()
+    dynamics = Dynamics(family(), _network(family), NFECounter()).double()
     assert dynamics.has_vjp, "a plain-MLP f and a derivatives_vjp should give the dynamics a VJP"
     generator = torch.Generator().manual_seed(1)
     # Spread wide enough that saturating pieces (tanh, hardtanh at ±5) are tried on both sides.
@@ -218,6 +224,55 @@ def _vjp_matches_autograd(family: type[Family]) -> None:
         assert parameter in grads, f"derivatives_vjp gave no gradient for the parameter {name}"
         torch.testing.assert_close(grads[parameter], gradient,
                                    msg=lambda m: f"{name}: aᵀ∂F/∂{name} != autograd's: {m}")
+
+
+def _member_vjp_matches_autograd(family: type[Family]) -> None:
+    """With ``vjp_unsummed``: the VJP an ensemble's adjoint takes by hand against autograd's
+    through the same batched call, in float64 — three members, each with family parameters of
+    its own, two of them evaluated, each element's rate scaled. A gradient summed over the
+    whole batch instead of each member's rows mixes the members and fails here."""
+    import pytest  # a dev extra: only the checks that skip need it
+
+    torch.manual_seed(0)
+    solver = SolverConfig(backend=FastBackend.name)
+    members = Members(3)
+    try:
+        block = stack_models([ODEBlock(family(), _network(family), N, solver, NFECounter(),
+                                       FastBackend()).double() for _ in range(3)], members)
+    except NotStackable as reason:
+        pytest.skip(f"no ensembles of {family.name}: {reason}")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # each member its own values of the family's parameters
+        for parameter in block.family_parameters.values():
+            parameter.copy_(torch.randn(3, generator=generator, dtype=torch.float64))
+    scale = torch.rand(3 * 4, 1, generator=generator, dtype=torch.float64) + 0.5
+    ode, running = block.members_solve(scale), Running(np.array([True, False, True]))
+    assert ode.has_vjp, "a stacked plain-MLP f and vjp_unsummed should give the members a VJP"
+    z, a = (4 * torch.randn(2 * 4, len(family.parts) * N, generator=generator,
+                            dtype=torch.float64) for _ in range(2))
+    t = torch.full((2,), family.interval[0], dtype=torch.float64)
+    leaf = z.clone().requires_grad_(True)
+    value = ode.field(t, leaf, running)
+    expected = torch.autograd.grad(value, (leaf, *ode.params), a, materialize_grads=True)
+    with torch.no_grad():
+        got_value, got_cotangent, grads = ode.field_vjp(t, z, a, running)
+    torch.testing.assert_close(got_value, value.detach(),
+                               msg=lambda m: f"the members' derivatives != derivatives: {m}")
+    torch.testing.assert_close(got_cotangent, expected[0],
+                               msg=lambda m: f"the members' aᵀ∂F/∂state != autograd's: {m}")
+    names = [f"family parameter {name}" for name in block.family_parameters]
+    names += [f"f's {name}" for name, p in block.dynamics.f.named_parameters() if p.requires_grad]
+    for name, parameter, gradient in zip(names, ode.params, expected[1:]):
+        assert parameter in grads, f"no gradient for the members' {name}"
+        torch.testing.assert_close(grads[parameter], gradient[running.rows], msg=lambda m: (
+            f"{name}: the members' gradients != autograd's (a sum over the whole batch where "
+            f"vjp_unsummed asks for the terms unsummed?): {m}"))
+
+
+def _network(family: type[Family]) -> nn.Module:
+    """A plain MLP f: Linear, tanh, Linear."""
+    return Autonomous(nn.Sequential(nn.Linear(family.f_input_parts * N, 5), nn.Tanh(),
+                                    nn.Linear(5, N)))
 
 
 def _train_step(family: type[Family], task_name: str) -> None:

@@ -134,18 +134,34 @@ class Family(nn.Module):
         Return (derivatives, aᵀ∂derivatives/∂part for every part, {parameter: aᵀ∂derivatives/∂
         parameter}) for the cotangent a (one tensor per part). ``f(t, x)`` gives f's value and
         its pullback ``g ↦ (gᵀ∂f/∂x, {parameter: gradient})``; merge its gradients with the
-        family's own. Only for derivatives that do not read t. It is used only by the class
-        that defines it: a subclass changes what the derivatives read (a property, an option)
-        as easily as the derivatives themselves, so it takes autograd unless it states
-        ``derivatives_vjp = Parent.derivatives_vjp``. The conformance kit checks it against
-        autograd.
+        family's own. A family parameter's gradient may be left unsummed, in any shape the
+        parameter broadcasts to (as the terms of the derivatives hold it: ``−a_m·m·γ′``): it is
+        summed down to the parameter's shape, as autograd sums a broadcast. Only for derivatives
+        that do not read t. It is used only by the class that defines it: a subclass changes
+        what the derivatives read (a property, an option) as easily as the derivatives
+        themselves, so it takes autograd unless it states ``derivatives_vjp =
+        Parent.derivatives_vjp``. The conformance kit checks it against autograd.
         """
         raise NotImplementedError
+
+    #: Set True in the class that defines ``derivatives_vjp`` when it leaves every family
+    #: parameter's gradient unsummed over the batch (see there): an ensemble's members then use
+    #: it too. An ensemble hands the family each scalar parameter per row (shape (rows, 1, …),
+    #: each member's value in its rows) and sums each member's rows of the gradient; a gradient
+    #: already summed over the batch would mix the members, so without this flag they take
+    #: autograd.
+    vjp_unsummed: ClassVar[bool] = False
 
     @classmethod
     def has_derivatives_vjp(cls) -> bool:
         """Whether this class itself defines ``derivatives_vjp`` (see there)."""
         return cls is not Family and "derivatives_vjp" in vars(cls)
+
+    @classmethod
+    def has_member_vjp(cls) -> bool:
+        """Whether ``derivatives_vjp`` serves an ensemble's members: this class defines it and
+        itself sets :attr:`vjp_unsummed`."""
+        return cls.has_derivatives_vjp() and vars(cls).get("vjp_unsummed", False)
 
     @classmethod
     def uses_network(cls) -> bool:

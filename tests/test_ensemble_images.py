@@ -11,7 +11,8 @@ from torchvision import datasets
 
 from harness.running.ensembles import execute_ensemble
 from harness.running.runner import execute_run
-from harness.toolkit.ensemble import Members, load_member, of_members, stack_models
+from harness.toolkit.ensemble import Members, load_member, stack_models
+from harness.toolkit.stacking import of_members
 from tests.conftest import CPU, FAMILIES, make_spec
 from tests.image_files import random_idx_split, write_idx
 from tests.test_images import trust_written_idx

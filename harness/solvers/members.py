@@ -53,6 +53,9 @@ class MemberODE(ABC):
     moving: np.ndarray | None
     #: The stacked parameters the dynamics read that take gradients (first dimension M).
     params: tuple[Tensor, ...]
+    #: Whether :meth:`field_vjp` takes the field's vector-Jacobian products by hand (else an
+    #: adjoint takes them from autograd through :meth:`field`).
+    has_vjp: bool = False
 
     def solving(self) -> np.ndarray:
         """The members to solve now: alive and moving."""
@@ -67,6 +70,12 @@ class MemberODE(ABC):
         """The derivative of the members ``running.rows`` (z holds their rows only, t one time
         per member), one evaluation counted for each of them still in ``running.active``; a
         member past ``solver.max_nfe`` is stopped through ``running.fail``."""
+
+    def field_vjp(self, t: Tensor, z: Tensor, a: Tensor, running: Running
+                  ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """Only where :attr:`has_vjp`: :meth:`field` (counted alike), aᵀ∂field/∂z, and
+        {stacked parameter: aᵀ∂field/∂parameter for the members ``running.rows``, (M', …)}."""
+        raise NotImplementedError
 
     @abstractmethod
     def member(self, index: int) -> tuple[nn.Module, tuple[Tensor, ...]]:

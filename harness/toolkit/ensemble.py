@@ -2,8 +2,9 @@
 
 :func:`stack_models` takes the M models a task built (each seeded as its solo run is) and
 returns one module of the same structure in which every ``nn.Linear`` holds its M copies stacked
-(:class:`StackedLinear`: weights (M, out, in), one batched matmul), every zero-padded
-``nn.Conv2d`` too (:class:`StackedConv2d`: one grouped convolution), and every ODE block is a
+(:class:`~harness.toolkit.stacking.StackedLinear`: weights (M, out, in), one batched matmul),
+every zero-padded ``nn.Conv2d`` too (:class:`~harness.toolkit.stacking.StackedConv2d`: one
+grouped convolution), and every ODE block is a
 :class:`MemberODEBlock`: the family's scalar parameters stacked, each member solved as alone by
 the run's backend (:mod:`harness.solvers.members`: all members in one batched call where the
 backend steps them side by side, the fast one; each member's own modules, unstacked for the
@@ -12,7 +13,10 @@ member m's predictions in the same rows, computed as its solo model would: nothi
 across members. In a batched call the dynamics see t with one value per row (shape (M·B, 1, …)),
 which an autonomous network ignores and a field marked
 :class:`~harness.toolkit.networks.RowwiseTime` reads row by row; what differs per call (which
-members, their parameters and times) is handed to the call, never set on the modules.
+members, their parameters and times) is handed to the call, never set on the modules. Where the
+family's VJP serves members (:meth:`~harness.contract.Family.has_member_vjp`) and f is a stack of
+a plain MLP (:class:`~harness.toolkit.pullbacks.PlainMLP`), the adjoint's vector-Jacobian
+products are taken by hand, for all members in one call, as a solo run's are.
 
 :class:`Members` is what the runner and the solves share: which members are alive, why the
 others failed, and each member's NFE per phase (an evaluation counts for the members it
@@ -23,19 +27,20 @@ recurrent cell of its own kind) cannot be stacked: :class:`NotStackable` says wh
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from harness.contract import Family
+from harness.contract import Family, Pullback, VectorField
 from harness.solvers.members import MemberODE, Running
 from harness.solvers.settings import NFECapExceeded
 from harness.toolkit.networks import Autonomous, RowwiseTime
 from harness.toolkit.nfe import PHASES, NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
+from harness.toolkit.stacking import (StackedConv2d, StackedLinear, member_of, member_parameter,
+                                      of_members)
 
 
 class NotStackable(ValueError):
@@ -71,130 +76,6 @@ class Members(NFECounter):
         if self.alive[member]:
             self.alive[member] = False
             self.failures[member] = error
-
-
-class StackedLinear(nn.Module):
-    """M ``nn.Linear`` layers in one: member m's rows of the input go through layer m (given
-    ``members``, the indices of some members, the input holds their rows only)."""
-
-    def __init__(self, layers: list[nn.Linear]) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
-                     if layers[0].bias is not None else None)
-
-    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
-        weight, bias = _rows_of(self.weight, self.bias, members)
-        rows = x.reshape(len(weight), -1, x.shape[-1])
-        weight = weight.transpose(1, 2)
-        y = (torch.bmm(rows, weight) if bias is None
-             else torch.baddbmm(bias.unsqueeze(1), rows, weight))
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-
-    def member(self, index: int, made: dict[Tensor, Tensor]) -> nn.Linear:
-        """Member ``index``'s layer as its solo run has it, with parameters of its own (each
-        recorded in ``made`` under the stacked parameter it stands for)."""
-        out_features, in_features = self.weight.shape[1:]
-        layer = nn.Linear(in_features, out_features, self.bias is not None, device="meta")
-        return _own_parameters(layer, self, index, made)
-
-
-class StackedConv2d(nn.Module):
-    """M ``nn.Conv2d`` layers (zero padding) in one grouped convolution: member m's rows of the
-    input go through layer m (given ``members``, the input holds their rows only)."""
-
-    def __init__(self, layers: list[nn.Conv2d]) -> None:
-        super().__init__()
-        first = layers[0]
-        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
-        self.groups = first.groups
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
-                     if first.bias is not None else None)
-
-    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
-        weight, bias = _rows_of(self.weight, self.bias, members)
-        count, channels = len(weight), x.shape[1]
-        rows = x.reshape(count, -1, *x.shape[1:]).transpose(0, 1)  # (B, M, C, H, W)
-        y = F.conv2d(rows.reshape(rows.shape[0], count * channels, *x.shape[2:]),
-                     weight.flatten(0, 1), None if bias is None else bias.flatten(),
-                     self.stride, self.padding, self.dilation, self.groups * count)
-        y = y.reshape(y.shape[0], count, -1, *y.shape[2:]).transpose(0, 1)
-        return y.reshape(-1, *y.shape[2:])
-
-    def member(self, index: int, made: dict[Tensor, Tensor]) -> nn.Conv2d:
-        """Member ``index``'s convolution as its solo run has it (see
-        :meth:`StackedLinear.member`)."""
-        out_channels, group_channels, *kernel = self.weight.shape[1:]
-        layer = nn.Conv2d(group_channels * self.groups, out_channels, tuple(kernel), self.stride,
-                          self.padding, self.dilation, self.groups, self.bias is not None,
-                          device="meta")
-        return _own_parameters(layer, self, index, made)
-
-
-Stacked = (StackedLinear, StackedConv2d)
-
-
-def _rows_of(weight: Tensor, bias: Tensor | None,
-             members: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """The stacked weight and bias of ``members`` (all when None)."""
-    if members is None:
-        return weight, bias
-    return weight[members], None if bias is None else bias[members]
-
-
-def _own_parameters(layer: nn.Module, stacked: nn.Module, index: int,
-                    made: dict[Tensor, Tensor]) -> nn.Module:
-    """``layer`` (made on the meta device: no initialisation drew random numbers) holding
-    member ``index``'s slices of ``stacked``'s weight and bias as parameters of its own."""
-    for name, parameter in stacked.named_parameters(recurse=False):
-        setattr(layer, name, _own(parameter, index, made))
-    return layer
-
-
-def _own(parameter: Tensor, index: int, made: dict[Tensor, Tensor]) -> Tensor:
-    """Member ``index``'s slice of a stacked parameter as a parameter of its own, made once
-    (recorded in ``made``)."""
-    if parameter not in made:
-        made[parameter] = nn.Parameter(parameter[index].detach().clone(), parameter.requires_grad)
-    return made[parameter]
-
-
-class _OfMembers(nn.Module):
-    """A stacked layer applied to the rows of some members only (made for a set of members)."""
-
-    def __init__(self, layer: nn.Module, members: Tensor) -> None:
-        super().__init__()
-        self.layer, self.members = layer, members
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layer(x, self.members)
-
-
-def of_members(stacked: nn.Module, members: Tensor) -> nn.Module:
-    """``stacked`` (a stack's part) computing the rows of ``members`` (indices) only, its input
-    holding only theirs: a copy of its parameter-free modules around its stacked layers, which
-    are left untouched."""
-    return _copied(stacked, lambda layer: _OfMembers(layer, members))
-
-
-def member_of(stacked: nn.Module, index: int, made: dict[Tensor, Tensor]) -> nn.Module:
-    """Member ``index``'s module as its solo run builds it, with parameters of its own (each
-    recorded in ``made`` under the stacked parameter whose slice it holds)."""
-    return _copied(stacked, lambda layer: layer.member(index, made))
-
-
-def _copied(module: nn.Module, replace: Callable[[nn.Module], nn.Module]) -> nn.Module:
-    """``module`` with each stacked layer replaced (the parameter-free modules around them
-    copied, the originals untouched)."""
-    if isinstance(module, Stacked):
-        return replace(module)
-    if not module._modules:
-        return module
-    copied = copy.copy(module)
-    copied._modules = {name: None if child is None else _copied(child, replace)
-                       for name, child in module._modules.items()}
-    return copied
 
 
 def with_parameters(family: Family, values: dict[str, Tensor]) -> Family:
@@ -255,10 +136,27 @@ class MemberODEBlock(ODEBlock):
         through, no evaluation counts for it), as its solo run's hybrid skips such a solve."""
         if dynamics is not self.dynamics:
             raise NotStackable("an ensemble's ODE block solves its own dynamics only")
-        ode = _Solve(self, scale)
+        ode = self.members_solve(scale)
         if through:
             return self.bound.through_members(ode, z0, t)
         return self.bound.solve_members(ode, z0, t)
+
+    def members_solve(self, scale: Tensor | None) -> MemberODE:
+        """One solve of the members (times ``scale`` per element, when given): what the backend
+        is handed."""
+        return _Solve(self, scale)
+
+
+class _Call(NamedTuple):
+    """What one batched evaluation hands the dynamics: each row's time, the family with each
+    row's parameters, each row's scale (None: unscaled), and the members evaluated (None:
+    all; else their indices, as an array and as a tensor)."""
+
+    t: Tensor
+    family: Family
+    scale: Tensor | None
+    selected: np.ndarray | None
+    index: Tensor | None
 
 
 class _Solve(MemberODE):
@@ -271,6 +169,7 @@ class _Solve(MemberODE):
                        else scale.reshape(self.size, -1).ne(0).any(dim=1).cpu().numpy())
         self.params = (*block.family_parameters.values(),
                        *(p for p in block.dynamics.f.parameters() if p.requires_grad and p.numel()))
+        self.has_vjp = type(block.family).has_member_vjp() and block.dynamics.has_vjp
         self.cap = block.solver.max_nfe
         self.phase, self.calls = None, np.zeros(self.size, dtype=np.int64)
         self.views: dict[bytes, nn.Module] = {}  # f of some members, by their indices
@@ -282,6 +181,33 @@ class _Solve(MemberODE):
         """All members' dynamics at their times t (M,) in one call, counted per member, each
         solve (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per
         member."""
+        call = self._call(t, z, running)
+        derivative = self.block.dynamics.evaluate(call.t, z, call.family,
+                                                  self._f(call.selected, call.index))
+        return derivative if call.scale is None else derivative * call.scale
+
+    def field_vjp(self, t: Tensor, z: Tensor, a: Tensor, running: Running
+                  ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """:meth:`field` and its VJP by hand (:attr:`has_vjp`): the family's
+        ``derivatives_vjp`` around the stacked network's pullback, a solo run's VJP for all
+        members at once; each family parameter's gradient summed over each member's rows."""
+        call = self._call(t, z, running)
+        plain, index = self.block.dynamics.plain_f, call.index
+
+        def f(t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
+            return plain.vjp(x, index)
+        derivative, cotangent, grads = self.block.dynamics.evaluate_vjp(
+            call.t, z, a if call.scale is None else a * call.scale, call.family, f)
+        for name, stacked in self.block.family_parameters.items():
+            per_row = call.family._parameters[name]
+            if per_row in grads:  # else the adjoint says which gradient is missing
+                grads[stacked] = (grads.pop(per_row).sum_to_size(per_row.shape)
+                                  .reshape(len(running.rows), -1).sum(1))
+        return (derivative if call.scale is None else derivative * call.scale), cotangent, grads
+
+    def _call(self, t: Tensor, z: Tensor, running: Running) -> _Call:
+        """One evaluation of the members ``running.rows``, counted (and capped) for those still
+        active: their times, family and scale row by row, and which members they are."""
         members, size = self.members, self.size
         counted = np.zeros(size, dtype=bool)
         counted[running.rows] = running.active[running.rows]
@@ -301,17 +227,17 @@ class _Solve(MemberODE):
         family = with_parameters(self.block.family, {
             name: (parameter if index is None else parameter[index]).repeat_interleave(rows)
             .view(shape) for name, parameter in self.block.family_parameters.items()})
-        dynamics = self.block.dynamics
-        derivative = dynamics.evaluate(t.repeat_interleave(rows).view(shape), z, family,
-                                       self._f(selected, index))
-        if self.scale is None:
-            return derivative
-        return derivative * (self.scale if index is None else
-                             self.scale.view(size, rows, *self.scale.shape[1:])[index]
-                             .reshape(-1, *self.scale.shape[1:]))
+        scale = (self.scale if self.scale is None or index is None else
+                 self.scale.view(size, rows, *self.scale.shape[1:])[index]
+                 .reshape(-1, *self.scale.shape[1:]))
+        return _Call(t.repeat_interleave(rows).view(shape), family, scale, selected, index)
 
-    def _f(self, selected: np.ndarray | None, index: Tensor | None) -> nn.Module:
-        """The stacked network, or the one of the members ``selected`` (made once per solve)."""
+    def _f(self, selected: np.ndarray | None, index: Tensor | None) -> VectorField:
+        """The stacked network, or the one of the members ``selected`` (made once per solve);
+        without a graph, a plain MLP's layers straight, as a solo run's dynamics take them."""
+        plain = self.block.dynamics.plain_f
+        if not torch.is_grad_enabled() and plain is not None and plain.intact():
+            return lambda t, x: plain(x, index)
         if selected is None:
             return self.block.dynamics.f
         key = selected.tobytes()
@@ -323,7 +249,7 @@ class _Solve(MemberODE):
         block, made = self.block, {}
         f = member_of(block.dynamics.f, index, made)
         family = with_parameters(block.family, {
-            name: _own(parameter, index, made)
+            name: member_parameter(parameter, index, made)
             for name, parameter in block.family_parameters.items()})
         count = MemberCount(self.members, index)
         scale = None if self.scale is None else self.scale.chunk(self.size)[index]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from harness.contract import Family, Pullback
+from harness.contract import DifferentiableField, Family, Pullback
 from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
@@ -51,8 +51,18 @@ class Dynamics(nn.Module):
     def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
         self.counter.tick()
-        derivatives, cotangent, grads = self.family.derivatives_vjp(
-            t, self._split(z), self._split(a), self._plain_vjp)
+        value, cotangent, grads = self.evaluate_vjp(t, z, a, self.family, self._plain_vjp)
+        for parameter, grad in grads.items():  # a family parameter's may be unsummed
+            if grad.shape != parameter.shape:
+                grads[parameter] = grad.sum_to_size(parameter.shape)
+        return value, cotangent, grads
+
+    def evaluate_vjp(self, t: Tensor, z: Tensor, a: Tensor, family: Family,
+                     f: DifferentiableField) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """:meth:`vjp` with ``family`` and ``f`` in place of these dynamics' own (as
+        :meth:`evaluate`), counting nothing, the family's gradients as it gives them (perhaps
+        unsummed: :meth:`Family.derivatives_vjp`)."""
+        derivatives, cotangent, grads = family.derivatives_vjp(t, self._split(z), self._split(a), f)
         return self._join(derivatives), self._join(cotangent), grads
 
     def _plain(self) -> bool:

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from harness.contract import Pullback
 from harness.toolkit.networks import Autonomous
+from harness.toolkit.stacking import StackedLinear, rows_of, stacked_linear
 
 aten = torch.ops.aten
 
@@ -116,7 +117,7 @@ def pointwise(activation: nn.Module) -> tuple[Callable[[Tensor], Tensor],
 
 @dataclass(frozen=True)
 class _Layer:
-    linear: nn.Linear
+    linear: nn.Linear | StackedLinear
     activation: nn.Module | None
     forward: Forward | None
     backward: Backward | None
@@ -126,7 +127,9 @@ class _Layer:
 class PlainMLP:
     """The network of a vector field ``Autonomous(net)`` whose net is an ``nn.Sequential`` of
     Linear layers, each followed by at most one activation from the table above (or a single
-    ``nn.Linear``), evaluated and differentiated without module calls or autograd.
+    Linear layer), evaluated and differentiated without module calls or autograd. The layers
+    are all ``nn.Linear``, or all :class:`~harness.toolkit.stacking.StackedLinear`: an
+    ensemble's stack of M such networks (``stacked``), member m's rows of x at [m·R, (m+1)·R).
 
     It holds the modules, not their tensors, so it follows in-place updates of the weights;
     :meth:`intact` says whether its direct evaluation still computes what the modules would.
@@ -137,33 +140,37 @@ class PlainMLP:
     #: hook is registered), and the Linear layers' parameter tables with the names they hold.
     hook_tables: tuple[dict, ...]
     parameter_tables: tuple[tuple[dict, str], ...]
+    stacked: bool
 
     @classmethod
     def of(cls, f: nn.Module) -> PlainMLP | None:
         """The plain view of the vector field ``f``, or None when it is anything else (exact
         types only: a subclass may compute something else, or read t)."""
-        if type(f) is not Autonomous or type(f.net) not in (nn.Sequential, nn.Linear):
+        if type(f) is not Autonomous:
             return None
-        modules = list(f.net) if type(f.net) is nn.Sequential else [f.net]
+        kind = type(f.net)
+        modules = list(f.net) if kind is nn.Sequential else [f.net]
         linears = modules[::2]
+        if kind is nn.Sequential and linears:
+            kind = type(linears[0])
+        if kind not in (nn.Linear, StackedLinear):
+            return None
         if len({id(linear) for linear in linears}) < len(linears):
             return None  # a layer used twice: its gradients would have to be summed
         layers = []
         for i in range(0, len(modules), 2):
             linear, activation = modules[i], (modules[i + 1] if i + 1 < len(modules) else None)
-            if type(linear) is not nn.Linear or (activation is not None
-                                                 and type(activation) not in _ACTIVATIONS):
+            if type(linear) is not kind or (activation is not None
+                                            and type(activation) not in _ACTIVATIONS):
                 return None
             functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
             layers.append(_Layer(linear, activation, *functions))
-        if not layers:
-            return None
         hook_tables = tuple(
             table for module in (f, f.net, *modules)
             for table in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
         parameter_tables = tuple((layer.linear._parameters, name) for layer in layers
                                  for name in ("weight", "bias") if name in layer.linear._parameters)
-        return cls(tuple(layers), hook_tables, parameter_tables)
+        return cls(tuple(layers), hook_tables, parameter_tables, kind is StackedLinear)
 
     def intact(self) -> bool:
         """No hooks on its modules, and every Linear's weight and bias still registered
@@ -171,33 +178,53 @@ class PlainMLP:
         return (not any(self.hook_tables)
                 and all(name in table for table, name in self.parameter_tables))
 
-    def __call__(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = F.linear(x, layer.linear.weight, layer.linear.bias)
-            if layer.forward is not None:
-                x = layer.forward(layer.activation, x)
-        return x
+    def __call__(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        """The value at x (of shape (…, in_features)); stacked, of the ``members`` (indices,
+        default all) whose rows x holds."""
+        return self._evaluate(x, members, None)
 
-    def vjp(self, x: Tensor) -> tuple[Tensor, Pullback]:
-        """The value at x and the pullback there (x of shape (…, in_features))."""
-        saved = []  # (layer input, pre-activation, output) of each layer
-        for layer in self.layers:
-            u = F.linear(x, layer.linear.weight, layer.linear.bias)
-            y = u if layer.forward is None else layer.forward(layer.activation, u)
-            saved.append((x, u, y))
-            x = y
+    def vjp(self, x: Tensor, members: Tensor | None = None) -> tuple[Tensor, Pullback]:
+        """The value at x and the pullback there. Stacked, a parameter's gradient holds the
+        rows of the ``members`` only: (M', out, in) for weights of shape (M, out, in)."""
+        saved: list[tuple[Tensor, ...]] = []  # layer input, pre-activation, output, weight
+        value = self._evaluate(x, members, saved)
 
         def pullback(g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
             grads: dict[Tensor, Tensor] = {}
-            for layer, (x_in, u, y) in zip(reversed(self.layers), reversed(saved)):
+            g = self._rows(g, len(saved[0][3]))
+            for layer, (x_in, u, y, weight) in zip(reversed(self.layers), reversed(saved)):
                 if layer.backward is not None:
                     g = layer.backward(layer.activation, g, u, y)
-                rows, inputs = ((g, x_in) if g.dim() == 2
-                                else (g.flatten(0, -2), x_in.flatten(0, -2)))
-                weight, bias = layer.linear.weight, layer.linear.bias
-                grads[weight] = rows.t().mm(inputs)
-                if bias is not None:
-                    grads[bias] = rows.sum(0)
-                g = g.matmul(weight)
-            return g, grads
-        return x, pullback
+                if self.stacked:  # autograd's formulas for baddbmm(bias, x, weightᵀ)
+                    grads[layer.linear.weight] = g.transpose(1, 2).bmm(x_in)
+                    bias_grad = g.sum(1)
+                    g = g.bmm(weight)
+                else:  # and for addmm, on the rows of every leading dimension
+                    rows, inputs = ((g, x_in) if g.dim() == 2
+                                    else (g.flatten(0, -2), x_in.flatten(0, -2)))
+                    grads[layer.linear.weight] = rows.t().mm(inputs)
+                    bias_grad = rows.sum(0)
+                    g = g.matmul(weight)
+                if layer.linear.bias is not None:
+                    grads[layer.linear.bias] = bias_grad
+            return g.reshape(x.shape), grads
+        return value, pullback
+
+    def _evaluate(self, x: Tensor, members: Tensor | None,
+                  saved: list[tuple[Tensor, ...]] | None) -> Tensor:
+        """The layers on x; with ``saved``, each layer's input, pre-activation, output and
+        weight are appended to it."""
+        weights = [rows_of(layer.linear.weight, layer.linear.bias, members)
+                   for layer in self.layers]
+        y = self._rows(x, len(weights[0][0]))
+        for layer, (weight, bias) in zip(self.layers, weights):
+            x_in = y
+            u = stacked_linear(x_in, weight, bias) if self.stacked else F.linear(x_in, weight, bias)
+            y = u if layer.forward is None else layer.forward(layer.activation, u)
+            if saved is not None:
+                saved.append((x_in, u, y, weight))
+        return y.reshape(*x.shape[:-1], y.shape[-1]) if self.stacked else y
+
+    def _rows(self, x: Tensor, count: int) -> Tensor:
+        """Stacked, x as each of ``count`` members' rows (count, R, features); else x."""
+        return x.reshape(count, -1, x.shape[-1]) if self.stacked else x

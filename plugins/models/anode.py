@@ -12,6 +12,7 @@ from harness_plugins.models.node import NODE
 class ANODE(NODE):
     name = "anode"
     derivatives_vjp = NODE.derivatives_vjp  # the dynamics are NODE's
+    vjp_unsummed = True
 
 
 @hookimpl

@@ -10,6 +10,7 @@ from harness_plugins.models.hbnode import HBNODE
 class GHBNODE(HBNODE):
     name = "ghbnode"
     sigmas = {"tanh": nn.Tanh, "hardtanh": lambda: nn.Hardtanh(-5.0, 5.0), "identity": nn.Identity}
+    vjp_unsummed = True  # HBNODE's gradients, unsummed, passed on
 
     def __init__(self, gamma_init: float = -3.0, xi_init: float = 0.0, sigma: str = "tanh",
                  xi: float | None = None) -> None:

@@ -10,6 +10,7 @@ class HBNODE(Family):
     name = "hbnode"
     parts = ("h", "m")
     initial_state = {"h": "input+network", "m": "network"}
+    vjp_unsummed = True  # ω's and χ's gradients per element: members take derivatives_vjp too
 
     def __init__(self, gamma_init: float = -3.0, xi_init: float | None = None) -> None:
         super().__init__()
@@ -28,9 +29,9 @@ class HBNODE(Family):
         (h, m), (a_h, a_m), gamma = state, cotangent, self.gamma
         value, pullback = f(t, h)  # f's value, and g ↦ (gᵀ∂f/∂h, {parameter: gradient})
         (a_x, grads), dm = pullback(a_m), value - gamma * m  # m' reads f(h) with weight 1
-        grads[self.omega] = -(a_m * m).sum() * gamma * (1 - gamma)  # γ' = γ(1 − γ)
+        grads[self.omega] = -(a_m * m) * (gamma * (1 - gamma))  # γ' = γ(1 − γ); unsummed
         if self.chi is not None:
-            grads[self.chi] = -(a_m * h).sum() * torch.sigmoid(self.chi)  # softplus' = sigmoid
+            grads[self.chi] = -(a_m * h) * torch.sigmoid(self.chi)  # softplus' = sigmoid
             dm, a_x = dm - self.xi * h, a_x - self.xi * a_m
         return (m, dm), (a_x, a_h - gamma * a_m), grads
 

@@ -10,6 +10,7 @@ class NODE(Family):
     name = "node"
     parts = ("h",)
     initial_state = {"h": "input+zeros"}  # h0 = x when n = c (ANODE's n > c: zeros after x)
+    vjp_unsummed = True  # no family parameters: members take derivatives_vjp too
 
     def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         (h,) = state

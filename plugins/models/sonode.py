@@ -13,6 +13,7 @@ class SONODE(Family):
     parts = ("h", "v")
     f_input_parts = 2
     initial_state = {"h": "input+network", "v": "network"}
+    vjp_unsummed = True  # no family parameters: members take derivatives_vjp too
 
     def derivatives(self, t: Tensor, state: State, f: VectorField) -> State:
         h, v = state

@@ -78,16 +78,22 @@ class FlatProblem:
             with torch.no_grad():
                 fz, vjp_z, grads = self.func.vjp(self.time(-s), state[:n].view(self.shape),
                                                  state[n:2 * n].view(self.shape))
-                try:
-                    parameter_grads = [grads[p].reshape(-1) for p in self.params]
-                except KeyError as missing:
-                    raise ValueError(
-                        f"the family's derivatives_vjp gave no gradient for a parameter of shape "
-                        f"{tuple(missing.args[0].shape)}; harness.conformance.family_checks finds "
-                        f"which") from None
-                return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1), *parameter_grads,
+                return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1),
+                                  *(g.reshape(-1) for g in parameter_gradients(grads, self.params)),
                                   time_adjoint])
         return augmented
+
+
+def parameter_gradients(grads: dict[Tensor, Tensor], params: tuple[Tensor, ...]) -> list[Tensor]:
+    """The gradients of ``params`` from a hand-written VJP's {parameter: gradient}; a clear
+    error naming the shape of a parameter it left out."""
+    try:
+        return [grads[p] for p in params]
+    except KeyError as missing:
+        raise ValueError(
+            f"the family's derivatives_vjp gave no gradient for a parameter of shape "
+            f"{tuple(missing.args[0].shape)}; harness.conformance.family_checks finds "
+            f"which") from None
 
 
 def _adjoint_norm(sizes: list[int], device: torch.device) -> Norm:

@@ -5,8 +5,10 @@ forward solve is each member's own (:mod:`harness.solvers.fast.members`), and th
 runs backwards on rows [z, a, g, τ] that are each member's solo augmented state — its state, its
 adjoint, the gradient of its slice of every stacked parameter, its time adjoint — with the
 member's own norm (torchdiffeq's default adjoint norm over its row), so every member takes the
-backward steps of its solo adjoint. The vector-Jacobian products come from autograd, one call
-of the field for all members per evaluation.
+backward steps of its solo adjoint. The vector-Jacobian products are taken by hand where the
+members' dynamics offer it (:meth:`MemberODE.field_vjp`: a family's ``derivatives_vjp`` around
+the stacked network's pullback, as a solo run's), else from autograd; either way one call of
+the field for all members per evaluation.
 
 Members that fail a solve are frozen and reported to the :class:`MemberODE` (each solve's
 :class:`Running` collects them); their rows of the results are meaningless.
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.adjoint import AdjointSolve
+from harness.solvers.fast.adjoint import AdjointSolve, parameter_gradients
 from harness.solvers.fast.members import MemberIntegrate, MemberNorm, rms_rows
 from harness.solvers.members import MemberODE, Running
 
@@ -67,7 +69,12 @@ class MemberProblem:
                 self.ode.fail(member, error)
 
     def _augmented(self, n: int) -> Any:
-        """Each member's d[z, a, g, τ]/ds in reversed time s = −t, by autograd."""
+        """Each member's d[z, a, g, τ]/ds in reversed time s = −t: by hand where the members'
+        dynamics have a VJP (``ode.has_vjp``, autonomous as a solo run's hand VJP), else by
+        autograd."""
+        if self.ode.has_vjp:
+            return self._augmented_by_hand(n)
+
         def augmented(s: np.ndarray, state: Tensor, running: Running) -> Tensor:
             count = len(state)
             z = self._model_shape(state[:, :n]).detach().requires_grad_(True)
@@ -81,6 +88,20 @@ class MemberProblem:
             return torch.cat([fz.detach().neg().reshape(count, -1), vjp_z.reshape(count, -1),
                               *(v[rows].reshape(count, -1) for v in vjps),
                               vjp_t.reshape(count, 1)], dim=1)
+        return augmented
+
+    def _augmented_by_hand(self, n: int) -> Any:
+        def augmented(s: np.ndarray, state: Tensor, running: Running) -> Tensor:
+            count = len(state)
+            with torch.no_grad():
+                fz, vjp_z, grads = self.ode.field_vjp(
+                    self.times(-np.asarray(s, dtype=np.float64)),
+                    self._model_shape(state[:, :n]), self._model_shape(state[:, n:2 * n]),
+                    running)
+                return torch.cat([fz.neg().reshape(count, -1), vjp_z.reshape(count, -1),
+                                  *(g.reshape(count, -1)
+                                    for g in parameter_gradients(grads, self.params)),
+                                  state.new_zeros(count, 1)], dim=1)
         return augmented
 
     def _model_shape(self, rows: Tensor) -> Tensor:
