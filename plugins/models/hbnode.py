@@ -7,8 +7,7 @@ from harness import VJP, DifferentiableField, Family, State, VectorField, hookim
 
 
 class HBNODE(Family):
-    name = "hbnode"
-    parts = ("h", "m")
+    name, parts = "hbnode", ("h", "m")
     initial_state = {"h": "input+network", "m": "network"}
     vjp_unsummed = True  # ω's and χ's gradients per element: members take derivatives_vjp too
 
