@@ -196,16 +196,20 @@ def _kill_each_attempt(pid_file: Path, checkpoint: Path, attempts: int) -> threa
     Ray worker running the task): a lost node, as Ray sees it."""
     def kill() -> None:
         deadline = time.monotonic() + 1800  # a hang guard
-        for _ in range(attempts):
-            while not (pid_file.exists() and checkpoint.is_file()) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if time.monotonic() >= deadline:
-                return
+        killed: set[int] = set()
+        while len(killed) < attempts and time.monotonic() < deadline:
+            time.sleep(0.05)
+            if not (pid_file.exists() and checkpoint.is_file()):
+                continue
             child = int(pid_file.read_text())
+            if child in killed:  # rewritten by the dying worker between unlink and kill
+                pid_file.unlink(missing_ok=True)
+                continue
             parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            pid_file.unlink()  # the next attempt writes its own
             for pid in (parent, child):
                 os.kill(pid, signal.SIGKILL)
+            killed.add(child)
+            pid_file.unlink(missing_ok=True)  # the next attempt writes its own
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
     return thread
