@@ -1,10 +1,12 @@
 """Memory measured per run (``memory: true``, docs/memory.md): the bytes a training step holds
-for backward on the CPU, flat in the number of solver steps with the adjoint and growing with
-them without it; the measurement changes no number the run computes."""
+for backward on the CPU, flat in the number of solver steps and in the integration time with
+the adjoint and growing with them without it; the measurement changes no number the run
+computes."""
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from harness.gates.budgets import check, load_budgets
 from harness.record import record_problem
@@ -13,7 +15,11 @@ from harness.running.driver import run_suite
 from harness.running.ensembles import refusal
 from harness.running.runner import execute_run
 from harness.running.store import read_records
+from harness.solvers.settings import SolverConfig
+from harness.toolkit import Autonomous, ODEBlock, mlp
 from harness.toolkit.memory import MemoryMeter
+from harness.toolkit.nfe import NFECounter
+from harness_plugins.models.node import NODE
 from tests.conftest import CPU, make_spec
 
 TINY = {"inner": 10, "outer": 20}
@@ -53,6 +59,34 @@ def test_adjoint_memory_is_flat_in_the_steps_and_backpropagation_grows_with_them
             assert 1.8 < more / fewer < 2.1, growing
         assert growing[0] > 5 * flat[0][0]
     assert peaks(adjoint[0], "backward")[0] > peaks(adjoint[0], "forward")[0]  # the adjoint's own
+
+
+def step_bytes(end: float, adjoint: bool) -> dict[str, int]:
+    """The bytes one training step holds, per phase: a NODE block integrated over [0, end] by
+    rk4 in steps of 0.25 (4·end steps), the loss read at the end."""
+    torch.manual_seed(0)
+    config = SolverConfig(method="rk4", adjoint=adjoint, options={"step_size": 0.25})
+    block = ODEBlock(NODE(), Autonomous(mlp([2, 8, 2], nn.Tanh)), 2, config, NFECounter())
+    meter = MemoryMeter(CPU)
+    with meter.in_phase("forward"):
+        loss = block.through(torch.randn(15, 2), torch.tensor([0.0, end]))[-1].pow(2).sum()
+    with meter.in_phase("backward"):
+        loss.backward()
+    return meter.take()
+
+
+def test_adjoint_memory_is_flat_in_the_integration_time_and_backpropagation_grows_with_it():
+    """The same claim over the integration time T = 1, 2, 4 at a fixed step (issue 28's sweep
+    "in integration time"): the adjoint's bytes do not change with T; through the solver they
+    double with T, as its steps do."""
+    ends = (1.0, 2.0, 4.0)
+    adjoint = [step_bytes(end, True) for end in ends]
+    through = [step_bytes(end, False) for end in ends]
+    assert adjoint[0]["forward"] > 0 and all(peaks == adjoint[0] for peaks in adjoint), adjoint
+    for phase in ("forward", "backward"):
+        for shorter, longer in zip(through, through[1:]):
+            assert 1.8 < longer[phase] / shorter[phase] < 2.1, through
+        assert through[0][phase] > 5 * adjoint[0][phase]
 
 
 def test_the_measurement_changes_no_number(registry):
