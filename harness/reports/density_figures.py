@@ -57,7 +57,7 @@ def densities(groups: Sequence[Group], out: Destination,
         for ax, name in ((target, "target (test data)"), (density, "learned density"),
                          (samples, "model samples")):
             ax.set(xlim=box[:2], ylim=box[2:], aspect="equal",
-                   title=f"{row.label}: {name}\n(seed {row.seed}, epoch {row.epoch})")
+                   title=f"{row.label}:\n{name} (seed {row.seed}, epoch {row.epoch})")
             ax.title.set_fontsize(8)
     canvas.suptitle(title, fontsize=10)
     return write(figure, canvas, out, formats)
