@@ -12,11 +12,15 @@ from torch import nn
 
 from harness.plugins import load_registry
 from harness.reports.aggregate import group_runs
+from harness.reports.claim_verdicts import evaluate
+from harness.reports.claims import load_claims
 from harness.reports.density_figures import densities
 from harness.running.driver import check_runs, run_suite
+from harness.running.records import new_record
 from harness.running.runner import RunConfigError
 from harness.solvers.settings import SolverConfig
-from harness.suites.loader import suite_from_document
+from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
+from harness.suites.loader import load_suite, suite_from_document
 from harness.toolkit import Autonomous, ODEBlock
 from harness.toolkit.nfe import NFECounter
 from harness_plugins.models.anode import ANODE
@@ -27,6 +31,7 @@ from harness_plugins.tasks.cnf_data import sample, shares
 from harness_plugins.tasks.cnf_flows import (CNF, HyperField, PlanarFlow, jacobian_trace,
                                              standard_normal_log_density)
 from harness_plugins.tasks.cnf_toy import CNFToy
+from tests.result_records import epoch
 
 
 def linear_cnf(a: torch.Tensor, trace: str = "exact", **solver) -> CNF:
@@ -176,3 +181,23 @@ def test_nll_falls_in_a_tiny_run_for_the_cnf_and_the_planar_baseline(tmp_path):
                                                                  ("planar (baseline)", 4)]
     assert figure.panels[1].log_density == planar["epochs"][-1]["density_grid"]
     assert [path.name for path in figure.files] == ["density.png"]
+
+
+def test_the_paper_suite_pairs_each_cnf_with_the_planar_flow_of_its_size(registry):
+    """suites/cnf-paper.yaml's claim (the CNF of width M against the planar flow of K = M
+    layers, per data set) is decided in each of its 9 settings: records planted from its runs,
+    each CNF's NLL below its planar flow's, make it hold there. With the two models' widths in
+    separate grids, no setting held both and the claim could only read incomplete."""
+    root = Path(__file__).resolve().parents[1] / "suites"
+    runs = load_suite(root / "cnf-paper.yaml", registry).runs
+    records = []
+    for spec in runs:
+        record = new_record(spec, registry, torch.device("cpu"), TORCHDIFFEQ)
+        nll = 2.0 + 0.01 * spec.seed + (0.5 if spec.baseline else 0.0)
+        record.update(epochs=[epoch(1, test_nll=nll)], wall_time_s=1.0)
+        records.append(record)
+    [result] = evaluate(load_claims(root / "cnf-paper.claims.yaml"), records)
+    evidence = [line for check in result.checks for line in check.evidence]
+    settings = [line for line in evidence if "node < planar:" in line]
+    assert result.verdict == "holds", evidence
+    assert len(settings) == 9 and all("p = 0.0079" in line for line in settings), evidence
