@@ -33,8 +33,8 @@ from harness.running.reference import REFERENCE_FILE, epoch_shape
 from harness.suites.loader import load_suite
 
 SHIPPED = ["smoke", "ci", "point-cloud-seeds", "point-cloud-100", "graph-stiff",
-           "sequences-cpu", "images-cpu", "images-tol-sweep-cpu", "stiff", "paper",
-           "paper-authors-code"]
+           "sequences-cpu", "images-cpu", "images-tol-sweep-cpu", "cnf-cpu", "spirals-cpu",
+           "grandpp-cpu", "odenet-cpu", "memory-cpu", "stiff", "paper", "paper-authors-code"]
 OUT = Path(__file__).resolve().parents[1] / "harness" / "running" / REFERENCE_FILE
 
 
