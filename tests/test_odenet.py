@@ -155,6 +155,46 @@ def test_baseline_widths_other_than_its_keys_are_refused_clearly(registry):
         task.build_baseline("resnet", {"n": 32, "blocks": 6}, task.options)
 
 
+@pytest.mark.parametrize("model, kind", [("node", "family"), ("resnet", "baseline"),
+                                         ("rknet", "baseline")])
+def test_downscale_feeds_every_network_the_image_averaged_over_blocks(registry, model, kind):
+    """Task option downscale k: the first convolution reads the image averaged over k × k
+    blocks (28 × 28 → 14 × 14 at k = 2), the ODE block 3 × 3 features, with the parameters of
+    the network at k = 1."""
+    seen = {}
+
+    def first_convolution_reads(module, inputs):
+        seen.setdefault("image", inputs[0])
+
+    def ode_block_reads(module, inputs):
+        seen.setdefault("features", inputs[0])
+
+    built = build_run(spec("fashion_mnist_odenet", model, kind,
+                           task_options={"downscale": 2}), registry, CPU)
+    full = build_run(spec("fashion_mnist_odenet", model, kind), registry, CPU)
+    assert count_parameters(built.model) == count_parameters(full.model)
+    convolutions = [m for m in built.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    convolutions[0].register_forward_pre_hook(first_convolution_reads)
+    # the module after the downsampling: the ODE block, the first residual block or RK4's solve
+    after = next(m for m in built.model.modules()
+                 if type(m).__name__ in ("SolveThenRead", "ResBlock", "RungeKutta"))
+    after.register_forward_pre_hook(ode_block_reads)
+    x = torch.rand(2, 1, 28, 28)
+    with built.counter.in_phase("forward"):
+        built.model(x)
+    torch.testing.assert_close(seen["image"], torch.nn.functional.avg_pool2d(x, 2))
+    assert seen["features"].shape == (2, 64, 3, 3)
+
+
+@pytest.mark.parametrize("value", [0, 3, 1.5, True, "2"])
+def test_a_downscale_that_does_not_divide_the_side_is_refused_clearly(registry, value):
+    task = registry.tasks["fashion_mnist_odenet"]
+    options = {**task.options, "downscale": value}
+    with pytest.raises(ValueError, match=r"task option downscale is .*valid: an integer >= 1 "
+                                         r"dividing the image side 28"):
+        task.build_baseline("resnet", dict(task.baselines["resnet"]), options)
+
+
 def nfe_runs(task: str, per_seed: list[list[float]]) -> list:
     return [curve_run(task, "node", seed, {"forward_nfe": values})
             for seed, values in enumerate(per_seed)]

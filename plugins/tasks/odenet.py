@@ -13,8 +13,11 @@ residual blocks in place of the ODE block — and its RK-Net — the ODE block's
 RK4 in a fixed number of steps and backpropagated through. RK-Net counts its evaluations: its
 records hold forward and evaluation NFE (4 per step), no backward NFE (its backward pass is
 backpropagation through those evaluations, evaluating f no more). Neither uses the run's solver
-settings. The data (files, options, subsets) is the image tasks' (:mod:`.images`); docs/odenet.md
-has the parameter counts against the paper's and what differs from its training.
+settings. The data (files, options, subsets) is the image tasks' (:mod:`.images`), plus one option
+of these tasks, ``downscale``: every network first averages the image over k × k blocks (28 × 28
+→ 14 × 14 at k = 2), a CPU-sized input with the same networks and parameter counts (the
+features the ODE block sees shrink from 6 × 6 to 3 × 3). docs/odenet.md has the parameter counts
+against the paper's and what differs from its training.
 """
 from __future__ import annotations
 
@@ -55,14 +58,26 @@ class ODENetTask(ImageTask):
                 "solver": {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3, "adjoint": True}}
     #: Group normalisation holds parameters, which an ensemble cannot stack.
     joins_ensembles = False
+    #: ``downscale``: the networks read the image averaged over k × k blocks (1: as it is).
+    options = {**ImageTask.options, "downscale": 1}
 
     def build_model(self, ctx: BuildContext) -> nn.Module:
         n, h = ctx.widths["n"], ctx.widths["h"]
         f = ODEFunc(ctx.family.f_input_parts * n, h, n)
         velocity = (velocity_net(FEATURES, h, ctx.velocity_channels(n, FEATURES))
                     if ctx.uses_velocity_net else None)
-        return nn.Sequential(downsampling(self.channels),
+        return nn.Sequential(*self.downscaling(ctx.options), downsampling(self.channels),
                              SolveThenRead(ctx.ode(f, n), head(n), velocity))
+
+    def downscaling(self, options: dict[str, Any]) -> list[nn.Module]:
+        """The layer averaging k × k blocks of pixels for task option ``downscale`` k (none
+        for 1); a k that is no integer >= 1 dividing the image side is refused."""
+        k = options["downscale"]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or self.size % k:
+            raise ValueError(f"task {self.name!r}: task option downscale is {k!r}; valid: an "
+                             f"integer >= 1 dividing the image side {self.size} (1: the images "
+                             f"as they are; 2: {self.size // 2} × {self.size // 2})")
+        return [nn.AvgPool2d(k)] if k > 1 else []
 
     def build_baseline(self, name: str, widths: dict[str, int],
                        options: dict[str, Any]) -> nn.Module:
@@ -70,9 +85,9 @@ class ODENetTask(ImageTask):
             raise ValueError(f"task {self.name!r}, baseline {name!r}: widths {widths}; valid: "
                              f"exactly the keys {', '.join(BASELINES[name])} (default "
                              f"{BASELINES[name]})")
-        if name == "resnet":
-            return resnet(self.channels, widths["n"], widths["blocks"])
-        return rk_net(self.channels, widths["n"], widths["h"], widths["steps"])
+        network = (resnet(self.channels, widths["n"], widths["blocks"]) if name == "resnet" else
+                   rk_net(self.channels, widths["n"], widths["h"], widths["steps"]))
+        return nn.Sequential(*self.downscaling(options), *network)
 
 
 class MNISTODENetTask(ODENetTask, MNISTTask):
