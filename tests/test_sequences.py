@@ -105,6 +105,7 @@ def test_missing_data_names_the_expected_path_and_how_to_get_it(tmp_path, monkey
     with pytest.raises(DataNotFound, match=r"plane_vibration/pv\.csv not found.*hedixia"):
         locate(str(tmp_path), "plane_vibration", "pv.csv")
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HARNESS_DATA_ROOT", raising=False)  # else the default is that folder
     expected = tmp_path / ".cache" / "harness" / "data" / "silverbox" / "sb.csv"
     with pytest.raises(DataNotFound, match=f"{expected} not found.*--data-root"):
         locate(None, "silverbox", "sb.csv")
