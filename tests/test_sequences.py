@@ -69,6 +69,12 @@ def test_gaps_count_the_stamps_elapsed_since_the_previous_kept_one():
     assert window_starts(70, 64, 16) == [0] and window_starts(96, 64, 16) == [0, 16, 32]
 
 
+def test_gaps_of_many_rows_at_once_count_each_from_its_own_previous():
+    stamps = torch.tensor([[3, 4, 8], [10, 12, 13]])
+    assert gaps(stamps, stamps[:, :1]).tolist() == [[0, 1, 4], [0, 2, 1]]
+    assert gaps(stamps, 2).tolist() == [[1, 1, 4], [8, 2, 1]]
+
+
 # --- Loaders on files in the real formats ----------------------------------------------------
 
 
@@ -126,6 +132,24 @@ def test_files_not_the_published_ones_fail_their_checksum(tmp_path):
     with pytest.raises(DataNotFound, match=f"^{tmp_path / 'walker'}: the SHA-256 of the listing "
                                            f"of its 2 rollout files"):
         walker_files(str(tmp_path))
+
+
+def test_a_csv_file_is_parsed_once_while_unchanged_and_each_read_is_its_own(
+        tmp_path, monkeypatch, float64):
+    """An ensemble's members each read pv.csv: the file is parsed once per process (again when
+    it changes), and a reader changing its tensor changes no other reader's (in float64 too,
+    where the parse's dtype is the tensor's)."""
+    values = write_plane_vibration(tmp_path, 30)
+    path = tmp_path / "plane_vibration" / "pv.csv"
+    parses, loadtxt = [], np.loadtxt
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: parses.append(a[0]) or loadtxt(*a, **k))
+    first = read_plane_vibration(path)
+    first.zero_()
+    second = read_plane_vibration(path)
+    assert len(parses) == 1 and second.dtype == torch.float64
+    np.testing.assert_array_equal(second.numpy(), values)
+    write_plane_vibration(tmp_path, 31, seed=1)
+    assert read_plane_vibration(path).shape == (31, 5) and len(parses) == 2
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "plane_vibration").exists(),

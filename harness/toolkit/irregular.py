@@ -16,8 +16,10 @@ def keep_stamps(count: int, drop: float, generator: torch.Generator) -> Tensor:
 
 
 def gaps(stamps: Tensor, previous: int | Tensor) -> Tensor:
-    """Stamps elapsed before each kept stamp, the first counted from ``previous``."""
-    return torch.diff(stamps, prepend=torch.as_tensor([previous], dtype=stamps.dtype))
+    """Stamps elapsed before each kept stamp (along the last dimension), the first counted
+    from ``previous`` (one number, or one per row: shape (…, 1))."""
+    first = torch.as_tensor(previous, dtype=stamps.dtype).expand(*stamps.shape[:-1], 1)
+    return torch.diff(stamps, dim=-1, prepend=first)
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:

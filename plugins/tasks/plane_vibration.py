@@ -62,28 +62,29 @@ def segments(series: Tensor, stamps: Tensor, end: int, time_scale: float,
     """Packed (x, y) of every whole 65-stamp segment of the kept ``stamps`` whose forecast
     stamps lie before ``end`` (the next split's first stamp). Target rows: the 63 next stamps
     (and with ``forecast_steps`` the first forecast stamp as a 64th), the 8 forecast stamps,
-    then (with a reconstruction weight) the 64 observations."""
-    xs, ys = [], []
-    offsets = torch.arange(HORIZON)
+    then (with a reconstruction weight) the 64 observations. All segments are cut at once, by
+    index (an ensemble's members each cut their own: a loop per segment cost a third of a
+    64-member ensemble's three epochs)."""
     reconstruct = bool(weights.get(RECONSTRUCTION))
     steps = INPUTS if forecast_steps else INPUTS - 1
     roles = ([ONE_STEP] * steps + [FORECAST] * HORIZON
              + [RECONSTRUCTION] * (INPUTS if reconstruct else 0))
-    for start in range(0, len(stamps) - INPUTS, INPUTS + 1):
-        segment = stamps[start:start + INPUTS + 1]
-        forecast = segment[-1] + offsets
-        if forecast[-1] >= end:
-            continue
-        observed = segment[:INPUTS]
-        elapsed = gaps(observed, observed[0]).to(torch.get_default_dtype()) * time_scale
-        spans = (forecast - observed[-1]).to(torch.get_default_dtype())[None] * time_scale
-        xs.append(pack_inputs(series[observed][None], elapsed[None], spans))
-        targets = torch.cat([series[segment[1:steps + 1]], series[forecast],
-                             *([series[observed]] if reconstruct else [])])
-        ys.append(pack_targets(targets[None], roles, weights))
-    width = 2 + FEATURES
-    return (torch.cat(xs) if xs else torch.empty(0, INPUTS + HORIZON, width),
-            torch.cat(ys) if ys else torch.empty(0, len(roles), width))
+    starts = torch.arange(0, max(len(stamps) - INPUTS, 0), INPUTS + 1)
+    segment = stamps[starts[:, None] + torch.arange(INPUTS + 1)]  # (W, 65) stamp indices
+    forecast = segment[:, -1:] + torch.arange(HORIZON)
+    keep = forecast[:, -1] < end
+    segment, forecast = segment[keep], forecast[keep]
+    if not len(segment):
+        width = 2 + FEATURES
+        return torch.empty(0, INPUTS + HORIZON, width), torch.empty(0, len(roles), width)
+    observed = segment[:, :INPUTS]
+    dtype = torch.get_default_dtype()
+    elapsed = gaps(observed, observed[:, :1]).to(dtype) * time_scale
+    spans = (forecast - observed[:, -1:]).to(dtype) * time_scale
+    targets = torch.cat([series[segment[:, 1:steps + 1]], series[forecast],
+                         *([series[observed]] if reconstruct else [])], dim=1)
+    return (pack_inputs(series[observed], elapsed, spans),
+            pack_targets(targets, roles, weights))
 
 
 def split_windows(series: Tensor, options: dict[str, Any], generator: torch.Generator,

@@ -14,7 +14,7 @@ Every file is verified against the SHA-256 of the published file (:data:`SHA256`
 is read, so a file cut short at a row boundary, which would still parse, is not trained on.
 Tests, which cannot write files with the published digests, set :data:`SHA256` to the digests
 of the files they wrote (as the image tasks' tests do with torchvision's md5s). A digest is
-computed once per process per file (and again if the file changes).
+computed once per process per file (and again if the file changes); so is a CSV file's parse.
 """
 from __future__ import annotations
 
@@ -101,13 +101,23 @@ def read_silverbox(path: Path) -> Tensor:
 def _read_csv(path: Path, columns: range | tuple[int, ...]) -> Tensor:
     """The columns of a CSV file after its header line, in torch's default dtype (float32
     unless a test sets float64); a value that is no number or a row short of columns raises a
-    ValueError naming the file."""
+    ValueError naming the file. The file is parsed once per process while it is unchanged (an
+    ensemble's members each read it); every call gets a tensor of its own."""
     try:
-        array = np.loadtxt(path, delimiter=",", skiprows=1, usecols=columns, dtype=np.float64,
-                           ndmin=2)
+        array = _parsed_csv(*as_it_is(path), tuple(columns))
     except ValueError as bad:
         raise ValueError(f"{path}: {bad}") from None
-    return torch.from_numpy(array).to(torch.get_default_dtype())
+    return torch.tensor(array, dtype=torch.get_default_dtype())
+
+
+@lru_cache(maxsize=4)
+def _parsed_csv(path: Path, size: int, mtime_ns: int, columns: tuple[int, ...]) -> np.ndarray:
+    """The float64 columns of ``path`` as it was with this size and modification time (read
+    only: it is shared)."""
+    array = np.loadtxt(path, delimiter=",", skiprows=1, usecols=columns, dtype=np.float64,
+                       ndmin=2)
+    array.flags.writeable = False
+    return array
 
 
 def walker_files(data_root: str | None) -> list[Path]:
@@ -140,8 +150,14 @@ def read_rollout(path: Path) -> Tensor:
 
 def file_sha256(path: Path) -> str:
     """The file's SHA-256 (hex), computed once per process while the file is unchanged."""
+    return _sha256(*as_it_is(path))
+
+
+def as_it_is(path: Path) -> tuple[Path, int, int]:
+    """The file's resolved path, size and modification time: what a result read from it once
+    per process is kept under (a changed file is read again)."""
     stat = path.stat()
-    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    return path.resolve(), stat.st_size, stat.st_mtime_ns
 
 
 @lru_cache(maxsize=None)

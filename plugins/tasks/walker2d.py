@@ -55,14 +55,14 @@ def rollout_windows(rollout: Tensor, options: dict[str, Any],
     kept = keep_stamps(len(inputs), options["drop"], generator)
     elapsed = gaps(kept, -1).to(torch.get_default_dtype()) * options["time_scale"]
     window = options["window"]
-    xs, ys = [], []
-    for start in window_starts(len(kept), window, options["stride"]):
-        stamps = kept[start:start + window]
-        xs.append(pack_inputs(inputs[stamps][None], elapsed[start:start + window][None]))
-        ys.append(pack_targets(targets[stamps][None], [ONE_STEP] * window, {ONE_STEP: 1.0}))
-    width = 2 + FEATURES
-    return (torch.cat(xs) if xs else torch.empty(0, window, width),
-            torch.cat(ys) if ys else torch.empty(0, window, width))
+    starts = window_starts(len(kept), window, options["stride"])
+    if not starts:
+        width = 2 + FEATURES
+        return torch.empty(0, window, width), torch.empty(0, window, width)
+    index = torch.tensor(starts)[:, None] + torch.arange(window)  # all windows at once
+    stamps = kept[index]
+    return (pack_inputs(inputs[stamps], elapsed[index]),
+            pack_targets(targets[stamps], [ONE_STEP] * window, {ONE_STEP: 1.0}))
 
 
 def split_windows(files: list[Path], options: dict[str, Any], data_seed: int
