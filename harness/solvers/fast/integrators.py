@@ -6,8 +6,9 @@ fixed grid — the same steps, at less cost.
 torchdiffeq keeps step sizes, error ratios and stage times in 0-dim tensors; here they are
 Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the state's precision
 (torchdiffeq's stage times), so every step size and every time f sees is the one torchdiffeq
-would compute, without a tensor operation each. Stage derivatives go into one (state, stages)
-buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit. Only
+would compute, without a tensor operation each. Stage derivatives go into one (stages, state)
+buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit, as
+a chain of adds in torch's own order (:mod:`harness.solvers.fast.stage_sums`). Only
 the last accepted step's interpolant is formed (the solve reads one end point). Failures raise
 the :class:`SolverFailure` text the harness makes of torchdiffeq's.
 """
@@ -82,7 +83,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     else:
         dt = _initial_step(func, t0, y0, f0, control, norm, scalar, tableau.order)
     t, y, f = t0, y0, f0
-    last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, weights, dt) of the last accepted step
+    last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, mid weights, dt) of the last accepted step
     checked, n_steps = False, 0
     while t1 > t:
         if n_steps >= control.max_num_steps:

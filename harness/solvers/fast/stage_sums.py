@@ -24,7 +24,7 @@ _PROBE_ROWS = 4096
 
 @cache
 def sum_order(dtype: torch.dtype, count: int) -> tuple[int, ...] | None:
-    """The order in which ``torch.sum(p, dim=-1)`` adds the ``count`` entries of each row of a
+    """The order in which ``torch.sum(p, dim=-1)`` adds the ``count`` (≥ 2) entries of each row of a
     contiguous ``dtype`` tensor p (starting from 0), found by trying every order on random rows
     of wildly different magnitudes; None if no sequential order matches torch's."""
     generator = torch.Generator().manual_seed(0)
@@ -43,10 +43,7 @@ def sum_order(dtype: torch.dtype, count: int) -> tuple[int, ...] | None:
 
 
 def _chain(products: tuple[Tensor, ...], order: tuple[int, ...]) -> Tensor:
-    """Σ products in ``order``, left to right (torch's 0 + p[first] is p[first]); a tensor of
-    its own unless there is one product."""
-    if len(order) == 1:
-        return products[order[0]]
+    """Σ products in ``order`` (at least two), left to right; a tensor of its own."""
     total = products[order[0]] + products[order[1]]
     for index in order[2:]:
         total.add_(products[index])
@@ -58,6 +55,8 @@ def stage_sum(k: Tensor, coefficients: Tensor) -> Tensor:
     derivatives k on a (stages, state) layout and ``coefficients`` of shape (stages, 1); a
     new tensor, which the caller may change in place."""
     products = k * coefficients
+    if k.shape[0] == 1:  # torch's 0 + p is p
+        return products[0]
     order = sum_order(k.dtype, k.shape[0])
     if order is None:  # an unknown kernel: torch's own sum, on torchdiffeq's layout
         return torch.sum(products.t().contiguous(), dim=-1)
