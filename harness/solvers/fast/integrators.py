@@ -102,13 +102,14 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         coefficients = (weights * float(dt_s)).unbind(0)  # each row (stages, 1)
         k = y.new_empty(tableau.stages, y.shape[0])  # stage i's derivative in row i
         k[0] = f
+        k_live, y_live = (k, y) if live == y.shape[0] else (k[:, :live], y[:live])
         for i, alpha in enumerate(tableau.alpha):
             # Like torchdiffeq: the stages at the step's end are taken just before it.
             ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
             if i == last_stage and tableau.solution is None:
                 yi = stage_sum(k[:i + 1], coefficients[i][:i + 1]).add_(y)
             else:
-                yi = stage_sum(k[:i + 1, :live], coefficients[i][:i + 1]).add_(y[:live])
+                yi = stage_sum(k_live[:i + 1], coefficients[i][:i + 1]).add_(y_live)
             k[i + 1] = func(ti, yi)
         if tableau.solution is not None:  # else the last stage's input is the solution
             yi = stage_sum(k, coefficients[tableau.solution]).add_(y)

@@ -24,9 +24,9 @@ _PROBE_ROWS = 4096
 
 @cache
 def sum_order(dtype: torch.dtype, count: int) -> tuple[int, ...] | None:
-    """The order in which ``torch.sum(p, dim=-1)`` adds the ``count`` (≥ 2) entries of each row of a
-    contiguous ``dtype`` tensor p (starting from 0), found by trying every order on random rows
-    of wildly different magnitudes; None if no sequential order matches torch's."""
+    """The order in which ``torch.sum(p, dim=-1)`` adds the ``count`` (≥ 2) entries of each
+    row of a contiguous ``dtype`` tensor p (starting from 0), found by trying every order on
+    random rows of wildly different magnitudes; None if no sequential order matches torch's."""
     generator = torch.Generator().manual_seed(0)
     scales = torch.logspace(-4, 4, count, dtype=torch.float64)
     rows = (torch.randn(_PROBE_ROWS, count, generator=generator, dtype=torch.float64)
