@@ -23,14 +23,15 @@ _PROBE_ROWS = 4096
 
 
 @cache
-def sum_order(dtype: torch.dtype, count: int) -> tuple[int, ...] | None:
+def sum_order(dtype: torch.dtype, count: int, device: str = "cpu") -> tuple[int, ...] | None:
     """The order in which ``torch.sum(p, dim=-1)`` adds the ``count`` (≥ 2) entries of each
-    row of a contiguous ``dtype`` tensor p (starting from 0), found by trying every order on
-    random rows of wildly different magnitudes; None if no sequential order matches torch's."""
+    row of a contiguous ``dtype`` tensor p (starting from 0) on ``device`` (a device type:
+    each has its own kernels), found by trying every order on random rows of wildly different
+    magnitudes; None if no sequential order matches torch's."""
     generator = torch.Generator().manual_seed(0)
     scales = torch.logspace(-4, 4, count, dtype=torch.float64)
     rows = (torch.randn(_PROBE_ROWS, count, generator=generator, dtype=torch.float64)
-            * scales).to(dtype)
+            * scales).to(device=device, dtype=dtype)
     expected = torch.sum(rows, dim=-1)
     columns = rows.t().contiguous()
     for order in itertools.permutations(range(count)):
@@ -57,7 +58,7 @@ def stage_sum(k: Tensor, coefficients: Tensor) -> Tensor:
     products = k * coefficients
     if k.shape[0] == 1:  # torch's 0 + p is p
         return products[0]
-    order = sum_order(k.dtype, k.shape[0])
+    order = sum_order(k.dtype, k.shape[0], k.device.type)
     if order is None:  # an unknown kernel: torch's own sum, on torchdiffeq's layout
         return torch.sum(products.t().contiguous(), dim=-1)
     return _chain(products.unbind(0), order)
