@@ -74,11 +74,13 @@ def measure(model: str, profile: str, batches: int, data_root: str,
     with in_precision(spec.precision):
         trainer.build()
         trainer.data = replace(trainer.data, train=FirstBatches(trainer.data.train, batches))
+        cpu = time.process_time()
         (trained,) = trainer.train_epoch(1, None)  # epoch 1 only; no evaluation
+        cpu = time.process_time() - cpu
     record = epoch_record(trained, spec)
     return {"forward_nfe": record["forward_nfe"], "backward_nfe": record["backward_nfe"],
             "step_s": record["train_time_s"] / record["iterations"], "loss": record["loss"],
-            "forecast_mse": record["forecast_mse"]}
+            "cpu_step_s": cpu / record["iterations"], "forecast_mse": record["forecast_mse"]}
 
 
 def measure_authors(model: str, batches: int, authors_dir: str) -> dict[str, float]:
@@ -98,7 +100,7 @@ def measure_authors(model: str, batches: int, authors_dir: str) -> dict[str, flo
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     criteria = torch.nn.MSELoss()
     forward = backward = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for b in range(0, batches * 64, 64):
         net.cell.nfe = 0
         net.zero_grad()
@@ -113,12 +115,14 @@ def measure_authors(model: str, batches: int, authors_dir: str) -> dict[str, flo
         optimizer.step()
         backward += net.cell.nfe
     return {"forward_nfe": forward / batches, "backward_nfe": backward / batches,
-            "step_s": (time.perf_counter() - start) / batches}
+            "step_s": (time.perf_counter() - start) / batches,
+            "cpu_step_s": (time.process_time() - cpu) / batches}
 
 
-def per_evaluation(got: dict[str, float]) -> float:
-    """Seconds per evaluation of a training step: its time over its forward + backward NFE."""
-    return got["step_s"] / (got["forward_nfe"] + got["backward_nfe"])
+def per_evaluation(got: dict[str, float], clock: str = "step_s") -> float:
+    """Seconds per evaluation of a training step: its time (wall-clock, or with ``clock``
+    "cpu_step_s" this process's CPU time) over its forward + backward NFE."""
+    return got[clock] / (got["forward_nfe"] + got["backward_nfe"])
 
 
 def main() -> None:
@@ -141,23 +145,27 @@ def main() -> None:
           f"tol {args.tol:g}, {torch.get_num_threads()} threads")
     print(f"{'profile':<13}{'backend':<12}{'model':<8}{'seed':>5}{'fwd NFE':>9}{'bwd NFE':>9}"
           f"{'authors':>13}{'fwd ratio':>11}{'bwd ratio':>11}{'s/step':>8}{'ms/eval':>9}"
-          f"{'per-eval ratio':>16}{'loss':>9}{'forecast':>10}")
+          f"{'per-eval ratio':>16}{'cpu ms/eval':>12}{'cpu ratio':>10}{'loss':>9}{'forecast':>10}")
     for model in args.models:
         authors = measure_authors(model, args.batches, args.authors_dir) if args.authors_dir else None
         if authors:
             print(f"{'(authors)':<13}{'torchdiffeq':<12}{model:<8}{'':>5}"
                   f"{authors['forward_nfe']:>9.0f}{authors['backward_nfe']:>9.0f}{'':>35}"
-                  f"{authors['step_s']:>8.2f}{per_evaluation(authors) * 1e3:>9.3f}", flush=True)
+                  f"{authors['step_s']:>8.2f}{per_evaluation(authors) * 1e3:>9.3f}{'':>16}"
+                  f"{per_evaluation(authors, 'cpu_step_s') * 1e3:>12.3f}", flush=True)
         for profile, backend, seed in itertools.product(args.profiles, args.backends, args.seeds):
             got = measure(model, profile, args.batches, str(Path(args.data_root).resolve()),
                           args.tol, seed, backend)
             forward, backward = AUTHORS.get(model, (float("nan"), float("nan")))
-            ratio = per_evaluation(authors) / per_evaluation(got) if authors else float("nan")
+            ratio, cpu_ratio = ((per_evaluation(authors, clock) / per_evaluation(got, clock)
+                                 for clock in ("step_s", "cpu_step_s")) if authors
+                                else (float("nan"), float("nan")))
             print(f"{profile:<13}{backend:<12}{model:<8}{seed:>5}{got['forward_nfe']:>9.0f}"
                   f"{got['backward_nfe']:>9.0f}"
                   f"{f'{forward}/{backward}':>13}{got['forward_nfe'] / forward:>11.2f}"
                   f"{got['backward_nfe'] / backward:>11.2f}{got['step_s']:>8.2f}"
-                  f"{per_evaluation(got) * 1e3:>9.3f}{ratio:>15.2f}×{got['loss']:>9.4f}"
+                  f"{per_evaluation(got) * 1e3:>9.3f}{ratio:>15.2f}×"
+                  f"{per_evaluation(got, 'cpu_step_s') * 1e3:>12.3f}{cpu_ratio:>9.2f}×{got['loss']:>9.4f}"
                   f"{got['forecast_mse']:>10.4f}",
                   flush=True)
 

@@ -6,8 +6,9 @@ fixed grid — the same steps, at less cost.
 torchdiffeq keeps step sizes, error ratios and stage times in 0-dim tensors; here they are
 Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the state's precision
 (torchdiffeq's stage times), so every step size and every time f sees is the one torchdiffeq
-would compute, without a tensor operation each. Stage derivatives go into one (state, stages)
-buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit. Only
+would compute, without a tensor operation each. Stage derivatives go into one (stages, state)
+buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit, as
+a chain of adds in torch's own order (:mod:`harness.solvers.fast.stage_sums`). Only
 the last accepted step's interpolant is formed (the solve reads one end point). Failures raise
 the :class:`SolverFailure` text the harness makes of torchdiffeq's.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.solvers.fast.stage_sums import stage_sum
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.settings import SolverFailure
 
@@ -73,7 +75,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     """
     scalar = scalar_type(y0)
     live = y0.shape[0] if live is None else live
-    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype)
+    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype).unsqueeze(-1)
     last_stage = len(tableau.alpha) - 1
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
@@ -81,7 +83,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     else:
         dt = _initial_step(func, t0, y0, f0, control, norm, scalar, tableau.order)
     t, y, f = t0, y0, f0
-    last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, weights, dt) of the last accepted step
+    last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, mid weights, dt) of the last accepted step
     checked, n_steps = False, 0
     while t1 > t:
         if n_steps >= control.max_num_steps:
@@ -97,19 +99,22 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
                 raise SolverFailure("non-finite values in state `y`")
             checked = True
         dt_s, t_s, t_next_s = scalar(dt), scalar(t), scalar(t_next)
-        coefficients = weights * float(dt_s)
-        k = y.new_empty(y.shape[0], tableau.stages)  # torchdiffeq's layout: stages along dim 1
-        k[:, 0] = f
+        coefficients = (weights * float(dt_s)).unbind(0)  # each row (stages, 1)
+        k = y.new_empty(tableau.stages, y.shape[0])  # stage i's derivative in row i
+        k[0] = f
+        k_live, y_live = (k, y) if live == y.shape[0] else (k[:, :live], y[:live])
         for i, alpha in enumerate(tableau.alpha):
             # Like torchdiffeq: the stages at the step's end are taken just before it.
             ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
-            rows = slice(None) if i == last_stage and tableau.solution is None else slice(live)
-            yi = y[rows] + torch.sum(k[rows, :i + 1] * coefficients[i, :i + 1], dim=-1)
-            k[:, i + 1] = func(ti, yi)
+            if i == last_stage and tableau.solution is None:
+                yi = stage_sum(k[:i + 1], coefficients[i][:i + 1]).add_(y)
+            else:
+                yi = stage_sum(k_live[:i + 1], coefficients[i][:i + 1]).add_(y_live)
+            k[i + 1] = func(ti, yi)
         if tableau.solution is not None:  # else the last stage's input is the solution
-            yi = y + torch.sum(k * coefficients[tableau.solution], dim=-1)
+            yi = stage_sum(k, coefficients[tableau.solution]).add_(y)
         with torch.no_grad():
-            error = torch.sum(k * coefficients[tableau.error], dim=-1)
+            error = stage_sum(k, coefficients[tableau.error])
             tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).item()
         accept = ratio <= 1
@@ -118,14 +123,14 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         if dt <= control.min_step:
             accept = True
         if accept:
-            last = (t, t_next, y, yi, k, coefficients, dt_s)
+            last = (t, t_next, y, yi, k, coefficients[tableau.mid], dt_s)
             # torchdiffeq carries the last stage's derivative, the solution's or not.
-            t, y, f, checked = t_next, yi, k[:, -1], False
+            t, y, f, checked = t_next, yi, k[-1], False
         dt = min(max(optimal_step(dt, ratio, control, tableau.order), control.min_step),
                  control.max_step)
         n_steps += 1
     assert last is not None  # t1 > t0, so some step was accepted
-    return interpolate(t1, *last, scalar, tableau.mid)
+    return interpolate(t1, *last, scalar)
 
 
 def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
@@ -182,14 +187,13 @@ def _nan_min(a: float, b: float) -> float:
 
 
 def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
-                coefficients: Tensor, step: np.floating, scalar: type,
-                mid: int) -> Tensor:
-    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k, the
-    tableau's weights times dt in ``coefficients``, its mid-point row ``mid``), at t. As
+                mid: Tensor, step: np.floating, scalar: type) -> Tensor:
+    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k in rows,
+    the tableau's mid-point weights times dt in ``mid``, shape (stages, 1)), at t. As
     torchdiffeq's, it takes the last stage's derivative for the one at t1."""
     dt = float(step)
-    y_mid = y0 + torch.sum(k * coefficients[mid], dim=-1)
-    f0, f1 = k[:, 0], k[:, -1]
+    y_mid = stage_sum(k, mid).add_(y0)
+    f0, f1 = k[0], k[-1]
     polynomial = [y0, dt * f0,
                   dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
                   dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,

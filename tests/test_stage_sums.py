@@ -1,0 +1,62 @@
+"""The fast backend's stage sums are torchdiffeq's ``torch.sum(k * c, dim=-1)``, bit for bit,
+whichever way they are computed."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.solvers.fast import stage_sums
+from harness.solvers.fast.stage_sums import stage_sum, sum_order
+from harness.solvers.fast.tableaux import TABLEAUX
+
+
+def _case(dtype: torch.dtype, count: int, rows: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage derivatives of very different sizes on torchdiffeq's (state, stages) layout, and
+    dopri5-like coefficients times a step."""
+    generator = torch.Generator().manual_seed(count)
+    scales = torch.logspace(-3, 3, count, dtype=torch.float64)
+    k = torch.randn(rows, count, generator=generator, dtype=torch.float64) * scales
+    weights = TABLEAUX["dopri5"].weights[-1, :count]
+    return k.to(dtype), (weights * 0.0173).to(dtype)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                         reason="no CUDA device here"))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("count", range(1, 8))
+def test_stage_sums_are_torchdiffeqs_bit_for_bit(dtype, count, device):
+    """On each device its own kernel's order (probed there), or torch's sum where none is."""
+    k, c = (tensor.to(device) for tensor in _case(dtype, count))
+    expected = torch.sum(k * c, dim=-1)  # torchdiffeq 0.2.5's _runge_kutta_step
+    got = stage_sum(k.t().contiguous(), c.unsqueeze(-1))
+    assert torch.equal(got, expected)
+    if count > 1 and device == "cpu":
+        assert sum_order(dtype, count) is not None  # the fast path, on this CPU
+
+
+def test_the_order_matters_so_the_probe_is_needed():
+    """Adding the stages left to right is not torch's sum (which the probe's order is)."""
+    k, c = _case(torch.float32, 7)
+    products = (k * c).t()
+    left_to_right = products[0].clone()
+    for row in products[1:]:
+        left_to_right += row
+    assert not torch.equal(left_to_right, torch.sum(k * c, dim=-1))
+
+
+def test_without_a_known_order_torchs_own_sum_is_taken(monkeypatch):
+    monkeypatch.setattr(stage_sums, "sum_order", lambda dtype, count, device: None)
+    k, c = _case(torch.float32, 6)
+    assert torch.equal(stage_sum(k.t().contiguous(), c.unsqueeze(-1)), torch.sum(k * c, dim=-1))
+
+
+def test_a_stage_sum_backpropagates():
+    """Without the adjoint, the solve is differentiated through its stage sums (in place on
+    a fresh tensor, never on a view autograd forbids changing)."""
+    k, c = _case(torch.float64, 5, rows=4)
+    k = k.t().contiguous().requires_grad_(True)
+    for count in (1, 5):
+        total = stage_sum(k[:count], c[:count].unsqueeze(-1)).add_(1.0)
+        (gradient,) = torch.autograd.grad(total.sum(), k)
+        assert torch.equal(gradient[:count], c[:count].unsqueeze(-1).expand(count, 4))
