@@ -12,7 +12,10 @@ solo run's in every epoch, and of their epochs (float32: batched kernels may rou
 from the solo run's, and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x
 solo's seeds per hour. The CPU model and the machine's load (before and after) are printed: on
 shared cores the wall-clock ratio moves with the load between the solo and the ensemble runs,
-so the ratio in this process's CPU seconds (one thread) is printed too.
+so the ratio in this process's CPU seconds (one thread) is printed too. On the point cloud
+(one solve per phase and iteration) it prints the members' evaluations over N times the slowest
+member's, per phase: the share of the rows that computing every member at every evaluation
+would spend on members still stepping (the integrator computes those members' rows only).
 
 ``--task plane_vibration`` (the data root from HARNESS_DATA_ROOT): the ODE-RNN on 16 training
 windows in one batch, lr 1e-3, dopri5 at tol 1e-5 with the adjoint, validation and test on 16
@@ -91,7 +94,20 @@ def main() -> None:
               f"{rate / solo_rate:.1f}x solo ({cpu_ratio:.1f}x in CPU seconds); NFE as solo in "
               f"every epoch: {same}/{len(compared)} members, in {sum(steps)}/{len(steps)} "
               f"member-epochs ({failed} failed)")
+        if args.task == "point_cloud":
+            print(f"  members' NFE / (N x the slowest member's): {stepping_share(records)}")
     print(f"load average {os.getloadavg()}")
+
+
+def stepping_share(records: list[RunRecord]) -> str:
+    """Forward and backward: the sum over the members that finished and their epochs of each
+    one's NFE, over the member count times the largest NFE among them in each epoch."""
+    paths = [nfe_path(record) for record in records if record["status"] == "ok"]
+    shares = []
+    for phase, name in enumerate(("forward", "backward")):
+        epochs = [[path[epoch][phase] for path in paths] for epoch in range(len(paths[0]))]
+        shares.append(f"{name} {sum(map(sum, epochs)) / sum(len(e) * max(e) for e in epochs):.2f}")
+    return ", ".join(shares)
 
 
 def cpu_model() -> str:

@@ -71,6 +71,30 @@ def test_each_member_steps_as_its_solo_integrator(dtype, method):
     assert list(running.rows) == [STIFF_MEMBER]  # alone in the rows computed at the end
 
 
+@pytest.mark.parametrize("method", sorted(TABLEAUX))
+def test_only_the_members_stepping_are_computed(method):
+    """An evaluation is handed the rows of the members still stepping only: once a member
+    finished or failed, no later evaluation computes its row, so the rows computed add up to
+    the members' evaluations (not their number times the slowest member's)."""
+    tableau, control = TABLEAUX[method], replace(CONTROL, max_num_steps=MAX_STEPS[method])
+    y0 = torch.randn(len(RATES), 5, generator=torch.Generator().manual_seed(0),
+                     dtype=torch.float64)
+    handed: list[np.ndarray] = []  # the members whose rows each evaluation computed
+
+    def members(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
+        assert len(y) == len(running.rows)
+        assert running.active[running.rows].all(), (running.rows, running.active)
+        handed.append(running.rows.copy())
+        return torch.stack([_derivative(int(m), float(ti), row)
+                            for m, ti, row in zip(running.rows, t, y)])
+
+    running = Running(np.arange(len(RATES)) != IDLE_MEMBER)
+    adaptive_members(members, y0, 0.0, 1.0, tableau, control, rms_rows, None, running)
+    sizes = [len(rows) for rows in handed]
+    assert sizes[0] == len(RATES) - 1 and sizes[-1] == 1  # all but the idle one, then the stiff
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) > 3  # dropped one by one
+
+
 @pytest.mark.parametrize("order", sorted({tableau.order for tableau in TABLEAUX.values()}))
 def test_the_step_size_update_is_the_solo_ones_bit_for_bit(order):
     """Every branch of torchdiffeq's update (ratio 0, NaN, infinite, below and above 1) and

@@ -4,9 +4,10 @@ member stepping exactly as it would alone.
 The state is (M, N): row m is member m's flat state. Each member has its own time, step size,
 accept or reject and error ratio (its own norm over its own row), and fails on its own (step-size
 underflow, too many steps, non-finite state): a failed member is frozen and reported, the others
-go on. A member that reached t1 is frozen too: its row is still computed (until few enough of
-the rows step that dropping them pays), but only the members in :attr:`Running.active` count
-the evaluation. The step control is the solo integrator's
+go on. A member that reached t1 is frozen too, and its row is dropped from the rows computed
+before the next step: an evaluation computes the members still stepping only, so a solve
+computes as many rows as its members' evaluations add up to, not their number times the
+slowest member's. The step control is the solo integrator's
 (:mod:`harness.solvers.fast.integrators`) arithmetic done for all members at once, with the
 method's tableau as data (:mod:`harness.solvers.fast.tableaux`): stage times in the state's
 precision and step sizes in float64, in NumPy arrays, the initial step by the solo functions
@@ -56,8 +57,8 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     one transfer of (error ratio, finite) per step to the host, where accept or reject and the
     next step size are NumPy operations on float64 arrays; each member's last step is kept,
     and the interpolants at t1 formed for all at the end. The rows computed are the members
-    still stepping when the solve (or the last compaction) began: a member that finished or
-    failed stays in them, frozen and not counted, until at most ``_COMPACT`` of them step."""
+    stepping: a member that finished or failed is dropped from them (a gather of the state;
+    the field then reads the remaining members' parameters) before the next step."""
     scalar = scalar_type(y0)
     size, width = y0.shape
     live = width if live is None else live
@@ -89,7 +90,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
         if not active.any():
             break
         stepping = active[rows]
-        if not stepping.all() and stepping.sum() <= _COMPACT * len(rows):
+        if not stepping.all():
             kept = _index(np.flatnonzero(stepping), y0)
             out = _keep_failed(out, running, rows, y)
             rows = running.rows = rows[stepping]
@@ -132,11 +133,6 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     y, y1, k, coefficients = (torch.cat(part) for part in parts[4:])
     return out.index_copy(0, _index(members, out), interpolate_rows(
         t1, starts, ends, y, y1, k, coefficients, steps, scalar, tableau.mid))
-
-
-#: Members still stepping, as a share of the rows computed, at or below which the others'
-#: rows are dropped (a gather of the state; the field then reads those members' parameters).
-_COMPACT = 0.5
 
 
 def _step(func: MemberFunc, tableau: Tableau, weights: Tensor, y: Tensor, f: Tensor,
