@@ -26,6 +26,7 @@ from torch import Tensor
 
 from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, scalar_type,
                                               second_guess)
+from harness.solvers.fast.stage_sums import stage_sum
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
@@ -76,7 +77,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     finite = np.ones(size, dtype=bool)
     finite[rows] = torch.isfinite(y).all(dim=1).cpu().numpy()
     n_steps = np.zeros(size, dtype=np.int64)
-    finished: list[tuple] = []  # the last steps taken: members, t, t_next, dt, y, y1, k, weights
+    finished: list[tuple] = []  # the last steps taken: members, t, t_next, dt, y, y1, k, mid
     while True:
         active = running.active
         active &= t1 > t
@@ -98,7 +99,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
         yi, k, coefficients, dt_s = _step(func, tableau, weights, y, f, t[rows], t_next[rows],
                                           dt[rows], live, scalar, running)
         with torch.no_grad():
-            error = torch.sum(k * coefficients[:, tableau.error, None], dim=-1)
+            error = stage_sum(k, coefficients[tableau.error])
             tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance))
             checked = torch.stack([ratio.to(torch.float64),
@@ -112,14 +113,14 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             if last.any():
                 ends = _index(np.flatnonzero(last), y0)
                 finished.append((rows[last], t[rows[last]], t_next[rows[last]], dt_s[last],
-                                 y[ends], yi[ends], k[ends], coefficients[ends]))
+                                 y[ends], yi[ends], k[:, ends], coefficients[tableau.mid][:, ends]))
             taken = rows[accept]
             t[taken], finite[taken] = t_next[taken], yi_finite[accept] == 1
             if accept.all():
-                y, f = yi, k[:, :, -1]
+                y, f = yi, k[-1]
             else:
                 mask = torch.from_numpy(accept).to(y0.device)[:, None]
-                y, f = torch.where(mask, yi, y), torch.where(mask, k[:, :, -1], f)
+                y, f = torch.where(mask, yi, y), torch.where(mask, k[-1], f)
         moved = rows[stepping]
         dt[moved] = np.minimum(np.maximum(
             optimal_steps(dt[moved], ratio[stepping], control, tableau.order),
@@ -130,32 +131,36 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
         return out
     parts = list(zip(*finished))
     members, starts, ends, steps = (np.concatenate(part) for part in parts[:4])
-    y, y1, k, coefficients = (torch.cat(part) for part in parts[4:])
+    y, y1 = (torch.cat(part) for part in parts[4:6])
+    k, mid = (torch.cat(part, dim=1) for part in parts[6:])
     return out.index_copy(0, _index(members, out), interpolate_rows(
-        t1, starts, ends, y, y1, k, coefficients, steps, scalar, tableau.mid))
+        t1, starts, ends, y, y1, k, mid, steps, scalar))
 
 
 def _step(func: MemberFunc, tableau: Tableau, weights: Tensor, y: Tensor, f: Tensor,
           t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int, scalar: type,
           running: Running) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
     """One step of every row (solution, stage derivatives, coefficients, the steps in the
-    state's precision), each row's stage times and sums the solo integrator's."""
+    state's precision), each row's stage times and sums the solo integrator's. The stage
+    derivatives k are (stages, rows, width) and the coefficients (tableau row, stage, rows, 1):
+    :func:`~harness.solvers.fast.stage_sums.stage_sum`'s layout."""
     count, width = y.shape
     dt_s, t_s, t_next_s = dt.astype(scalar), t.astype(scalar), t_next.astype(scalar)
     step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype)
-    coefficients = weights * step.view(count, 1, 1)
-    k = y.new_empty(count, width, tableau.stages)
-    k[:, :, 0] = f
+    coefficients = weights[:, :, None, None] * step.view(1, 1, count, 1)
+    k = y.new_empty(tableau.stages, count, width)
+    k[0] = f
     last_stage = len(tableau.alpha) - 1
     for i, alpha in enumerate(tableau.alpha):
         ti = (np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0
               else t_s + scalar(alpha) * dt_s)
-        columns = slice(None) if i == last_stage and tableau.solution is None else slice(live)
-        yi = y[:, columns] + torch.sum(k[:, columns, :i + 1]
-                                       * coefficients[:, i, None, :i + 1], dim=-1)
-        k[:, :, i + 1] = func(ti, yi, running)
+        if i == last_stage and tableau.solution is None:
+            yi = stage_sum(k[:i + 1], coefficients[i, :i + 1]).add_(y)
+        else:
+            yi = stage_sum(k[:i + 1, :, :live], coefficients[i, :i + 1]).add_(y[:, :live])
+        k[i + 1] = func(ti, yi, running)
     if tableau.solution is not None:
-        yi = y + torch.sum(k * coefficients[:, tableau.solution, None], dim=-1)
+        yi = stage_sum(k, coefficients[tableau.solution]).add_(y)
     return yi, k, coefficients, dt_s
 
 
@@ -173,15 +178,14 @@ def optimal_steps(dt: np.ndarray, ratio: np.ndarray, control: StepControl,
 
 
 def interpolate_rows(t: float, t0: np.ndarray, t1: np.ndarray, y0: Tensor, y1: Tensor,
-                     k: Tensor, coefficients: Tensor, step: np.ndarray, scalar: type,
-                     mid: int) -> Tensor:
+                     k: Tensor, mid: Tensor, step: np.ndarray, scalar: type) -> Tensor:
     """:func:`~harness.solvers.fast.integrators.interpolate` of each row's step [t0, t1] at t,
     all rows at once: the same operations, each row's scalars a column."""
     def column(values: np.ndarray) -> Tensor:
         return torch.from_numpy(values.astype(np.float64)).to(y0).view(-1, 1)
     dt = column(step)
-    y_mid = y0 + torch.sum(k * coefficients[:, mid, None], dim=-1)
-    f0, f1 = k[:, :, 0], k[:, :, -1]
+    y_mid = stage_sum(k, mid).add_(y0)
+    f0, f1 = k[0], k[-1]
     polynomial = [y0, dt * f0,
                   dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
                   dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
