@@ -176,3 +176,24 @@ def test_zero_epochs_evaluates_the_untrained_model(tmp_path, registry):
     (epoch,) = record["epochs"]
     assert (epoch["epoch"], epoch["iterations"], epoch["eval_nfe"]) == (0, 0, 8)  # 2 rk4 steps
     assert "loss" not in epoch and "test_loss" in epoch
+
+
+def test_a_width_the_task_reads_but_the_suite_lacks_fails_the_run_naming_it(tmp_path, registry):
+    """A suite's `widths:` replaces the task's whole; one it lacks (a typo: `hh` for `h`) fails
+    the run with the width named, the widths given and the task's own — not a bare KeyError
+    from inside the task — and the rest of the suite goes on."""
+    typo = make_spec(model="node", epochs=1, widths={"n": 2, "hh": 32})
+    fine = make_spec(model="node", epochs=1, seed=1)
+    failed, ok = run_suite([typo, fine], registry, tmp_path, CPU).records
+    assert failed["status"] == "failed" and ok["status"] == "ok"
+    assert ("widths has no 'h', which task 'point_cloud' reads to build family 'node' "
+            "(given: {n: 2, hh: 32})") in failed["error"]
+    assert "the task's own for it: {n: 2, h: " in failed["error"]
+
+
+def test_a_width_a_refusal_reads_is_named_before_anything_trains(tmp_path, registry):
+    """The CNF task's refusal reads `n`: without it the suite stops before training, naming
+    the width (a KeyError there would have escaped the set-up check)."""
+    lacking = make_spec(task="cnf_toy", model="node", epochs=1, widths={"M": 4, "h": 8})
+    with pytest.raises(RunConfigError, match="widths has no 'n', which task 'cnf_toy' reads"):
+        run_suite([lacking], registry, tmp_path, CPU)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable, Iterable
@@ -47,16 +49,34 @@ class BuiltRun:
     has a module that counts them (:class:`~harness.toolkit.nfe.CountsEvaluations`)."""
 
 
-def widths_for(spec: RunSpec, registry: Registry) -> dict[str, int]:
-    """The suite's widths, else the task's for this family (:meth:`harness.Task.widths_for`)
-    or baseline (:attr:`harness.Task.baselines`)."""
+class MissingWidth(KeyError):
+    """A width the task (or family) reads that the run's widths do not hold."""
+
+
+class Widths(dict):
+    """A run's widths, name to size: reading one it lacks raises :class:`MissingWidth`, which
+    the run's set-up turns into a message naming it (``get`` with a default still reads an
+    optional width)."""
+
+    def __missing__(self, name: str) -> int:
+        raise MissingWidth(name)
+
+
+def _own_widths(spec: RunSpec, registry: Registry) -> dict[str, int] | None:
+    """The task's widths for the run's family (:meth:`harness.Task.widths_for`) or baseline
+    (:attr:`harness.Task.baselines`)."""
     task = registry.tasks[spec.task]
     if spec.baseline:
-        widths = spec.widths or task.baselines.get(spec.model)
-    else:
-        widths = spec.widths or task.widths_for(registry.families[spec.model], registry.families)
+        return task.baselines.get(spec.model)
+    return task.widths_for(registry.families[spec.model], registry.families)
+
+
+def widths_for(spec: RunSpec, registry: Registry) -> Widths:
+    """The suite's widths, else the task's own for this family or baseline."""
+    task = registry.tasks[spec.task]
+    widths = spec.widths or _own_widths(spec, registry)
     if widths:
-        return dict(widths)
+        return Widths(widths)
     raise RunConfigError(f"{spec.label}: task {task.name!r} has no widths for {spec.kind} "
                          f"{spec.model!r}; give `widths:` for it in the suite")
 
@@ -75,7 +95,8 @@ def check_model(spec: RunSpec, registry: Registry, widths: dict[str, int]) -> No
                                  f"{spec.model!r} takes none (give them in the family's entry)")
         return
     family = registry.families[spec.model]
-    reason = task.refusal(family, widths)
+    with naming_missing_widths(spec, registry, widths):
+        reason = task.refusal(family, widths)
     if reason:
         raise RunConfigError(f"{spec.label}: task {task.name!r} refuses model {spec.model!r} "
                              f"(widths {widths}): {reason}")
@@ -83,6 +104,23 @@ def check_model(spec: RunSpec, registry: Registry, widths: dict[str, int]) -> No
         family(**spec.model_options)
     except (TypeError, ValueError) as error:
         raise RunConfigError(f"{spec.label}: {error}") from None
+
+
+@contextmanager
+def naming_missing_widths(spec: RunSpec, registry: Registry, widths: Widths) -> Iterator[None]:
+    """Turn a width the task reads but the run lacks into a RunConfigError naming it, the
+    widths given and the task's own (a suite's ``widths:`` replaces the task's whole)."""
+    try:
+        yield
+    except MissingWidth as missing:
+        given = ", ".join(f"{name}: {size}" for name, size in widths.items())
+        own = _own_widths(spec, registry)
+        valid = ("; the task's own for it: {" + ", ".join(f"{n}: {v}" for n, v in own.items())
+                 + "}") if own else ""
+        raise RunConfigError(
+            f"{spec.label}: widths has no {missing.args[0]!r}, which task {spec.task!r} reads "
+            f"to build {spec.kind} {spec.model!r} (given: {{{given}}}); give every width it "
+            f"reads in the suite's `widths:`{valid}") from None
 
 
 def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
@@ -113,7 +151,7 @@ def build_run(spec: RunSpec, registry: Registry, device: torch.device) -> BuiltR
         return ODEBlock(family(**spec.model_options), f, width, spec.solver, counter, backend)
 
     seed_everything(spec.seed)
-    with in_precision(spec.precision):
+    with in_precision(spec.precision), naming_missing_widths(spec, registry, widths):
         if family is None:
             model = task.build_baseline(spec.model, widths, task_options(task, spec))
         else:
