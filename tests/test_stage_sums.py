@@ -2,11 +2,13 @@
 whichever way they are computed."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from harness.solvers.fast import stage_sums
-from harness.solvers.fast.stage_sums import stage_sum, sum_order
+from harness.solvers.fast.stage_sums import order_index, rows_order, stage_sum, sum_order
 from harness.solvers.fast.tableaux import TABLEAUX
 
 
@@ -60,3 +62,41 @@ def test_a_stage_sum_backpropagates():
         total = stage_sum(k[:count], c[:count].unsqueeze(-1)).add_(1.0)
         (gradient,) = torch.autograd.grad(total.sum(), k)
         assert torch.equal(gradient[:count], c[:count].unsqueeze(-1).expand(count, 4))
+
+
+#: State shapes: flat states of small, odd and large sizes, and members' (rows, width).
+SHAPES = [(1,), (3,), (7,), (480,), (11000,), (1, 480), (3, 7), (100, 48), (37, 961)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("count", range(1, 8))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_stage_sums_of_every_shape_are_torchdiffeqs(dtype, count, shape):
+    """Whichever way the sum goes (one sum over the stages' rows or the chain of adds), on
+    flat states and on the members' (stages, rows, width) layout."""
+    k, c = _case(dtype, count, rows=math.prod(shape))
+    expected = torch.sum(k * c, dim=-1).view(shape)
+    assert torch.equal(stage_sum(k.t().contiguous().view(count, *shape),
+                                 c.view(count, *[1] * len(shape))), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_sum_by_rows_is_taken_where_the_probe_finds_it_and_only_there(dtype):
+    """Up to four stages torch's sum over the rows adds them in the probed order for every
+    size (one call); past four, its kernel adds the last columns of a row in an order of its
+    own on some sizes, so the probe refuses and the chain is taken."""
+    threads = torch.get_num_threads()
+    assert [rows_order(dtype, count, "cpu", threads) is not None for count in (2, 3, 4)] == [True] * 3
+    assert rows_order(dtype, 7, "cpu", threads) is None
+    order = sum_order(dtype, 7)
+    k, c = _case(dtype, 7, rows=11000)
+    by_rows = torch.sum((k * c).t().contiguous().index_select(0, order_index(order, "cpu")), dim=0)
+    assert not torch.equal(by_rows, torch.sum(k * c, dim=-1))  # why it must fall back there
+
+
+def test_without_a_sum_by_rows_the_chain_is_taken(monkeypatch):
+    monkeypatch.setattr(stage_sums, "rows_order", lambda dtype, count, device, threads: None)
+    for count in (2, 4):
+        k, c = _case(torch.float32, count)
+        assert torch.equal(stage_sum(k.t().contiguous(), c.unsqueeze(-1)),
+                           torch.sum(k * c, dim=-1))

@@ -7,8 +7,11 @@ of the products in some order of the stages — an order fixed by the CPU kernel
 the dtype (float32 with AVX2: stages 0, 4, 5, 6, 1, 2, 3). :func:`sum_order` finds that order
 by asking torch once per (dtype, count); :func:`stage_sum` then adds the products, stored
 stage by stage on a (stages, state) layout, in that order: the same roundings, so the same
-values, with one vectorised operation per stage. Where no order reproduces torch's (a kernel
-this does not know), it takes torch's own sum.
+values. Where torch's own sum over that layout's first dimension adds the rows in the order
+given, from 0, for every state size (:func:`rows_order` asks torch on many sizes: its
+kernels add a row's last columns in an order of their own past four rows), that is one call
+instead of a chain of adds; else the chain of one add per stage. Where no order reproduces torch's (a kernel this does
+not know), it takes torch's own sum.
 """
 from __future__ import annotations
 
@@ -43,6 +46,44 @@ def sum_order(dtype: torch.dtype, count: int, device: str = "cpu") -> tuple[int,
     return None
 
 
+#: The state sizes :func:`rows_order` probes: every size up to 129 (each remainder of the
+#: kernels' column blocks, which add the last columns of a row in an order of their own), a
+#: few larger ones, and one past torch's grain for a parallel sum.
+_PROBE_SIZES = (*range(1, 130), 480, 961, 4095, 4097, 11000, 40000)
+#: Random states probed per size: a column's order shows in its sums of a few draws.
+_PROBE_DRAWS = 4
+
+
+@cache
+def rows_order(dtype: torch.dtype, count: int, device: str = "cpu",
+               threads: int = 1) -> tuple[int, ...] | None:
+    """:func:`sum_order` where ``torch.sum(p.index_select(0, order), dim=0)`` of a contiguous
+    (count, …) tensor p of products equals the chain of adds in that order for every state
+    size probed (:data:`_PROBE_SIZES`, with torch on ``threads`` threads), so that one call
+    replaces the chain; None where any size differs (torch's kernel then adds some columns in
+    an order of its own, as its float32 and float64 kernels do past four rows here)."""
+    order = sum_order(dtype, count, device)
+    if order is None:
+        return None
+    generator = torch.Generator().manual_seed(1)
+    scales = torch.logspace(-4, 4, count, dtype=torch.float64)
+    index = order_index(order, device)
+    for size in _PROBE_SIZES:
+        for _ in range(_PROBE_DRAWS):
+            rows = (torch.randn(size, count, generator=generator, dtype=torch.float64)
+                    * scales).to(device=device, dtype=dtype)
+            got = torch.sum(rows.t().contiguous().index_select(0, index), dim=0)
+            if not torch.equal(got, torch.sum(rows, dim=-1)):
+                return None
+    return order
+
+
+@cache
+def order_index(order: tuple[int, ...], device: str) -> Tensor:
+    """``order`` as an index tensor on ``device`` (for ``index_select``)."""
+    return torch.tensor(order, device=device)
+
+
 def _chain(products: tuple[Tensor, ...], order: tuple[int, ...]) -> Tensor:
     """Σ products in ``order`` (at least two), left to right; a tensor of its own."""
     total = products[order[0]] + products[order[1]]
@@ -56,9 +97,15 @@ def stage_sum(k: Tensor, coefficients: Tensor) -> Tensor:
     derivatives k on a (stages, state) layout and ``coefficients`` of shape (stages, 1); a
     new tensor, which the caller may change in place."""
     products = k * coefficients
-    if k.shape[0] == 1:  # torch's 0 + p is p
+    count = k.shape[0]
+    if count == 1:  # torch's 0 + p is p
         return products[0]
-    order = sum_order(k.dtype, k.shape[0], k.device.type)
+    order = rows_order(k.dtype, count, k.device.type, torch.get_num_threads())
+    if order is not None and products.is_contiguous():
+        if order != tuple(range(count)):
+            products = products.index_select(0, order_index(order, k.device.type))
+        return torch.sum(products, dim=0)
+    order = sum_order(k.dtype, count, k.device.type)
     if order is None:  # an unknown kernel: torch's own sum, on torchdiffeq's layout
-        return torch.sum(products.t().contiguous(), dim=-1)
+        return torch.sum(products.flatten(1).t().contiguous(), dim=-1).view_as(products[0])
     return _chain(products.unbind(0), order)
