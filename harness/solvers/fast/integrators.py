@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from harness.solvers.fast.stage_sums import stage_sum
+from harness.solvers.fast.stages import run_stages, stage_times
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.settings import SolverFailure
 
@@ -76,7 +77,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     scalar = scalar_type(y0)
     live = y0.shape[0] if live is None else live
     weights = tableau.weights.to(device=y0.device, dtype=y0.dtype).unsqueeze(-1)
-    last_stage = len(tableau.alpha) - 1
+    alphas = np.array(tableau.alpha, dtype=scalar)
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
         dt = float(control.first_step)
@@ -98,21 +99,12 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
             if not bool(torch.isfinite(y).all()):
                 raise SolverFailure("non-finite values in state `y`")
             checked = True
-        dt_s, t_s, t_next_s = scalar(dt), scalar(t), scalar(t_next)
-        coefficients = (weights * float(dt_s)).unbind(0)  # each row (stages, 1)
+        dt_s = scalar(dt)
+        coefficients = weights * float(dt_s)  # (rows, stages, 1)
         k = y.new_empty(tableau.stages, y.shape[0])  # stage i's derivative in row i
         k[0] = f
-        k_live, y_live = (k, y) if live == y.shape[0] else (k[:, :live], y[:live])
-        for i, alpha in enumerate(tableau.alpha):
-            # Like torchdiffeq: the stages at the step's end are taken just before it.
-            ti = np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0 else t_s + scalar(alpha) * dt_s
-            if i == last_stage and tableau.solution is None:
-                yi = stage_sum(k[:i + 1], coefficients[i][:i + 1]).add_(y)
-            else:
-                yi = stage_sum(k_live[:i + 1], coefficients[i][:i + 1]).add_(y_live)
-            k[i + 1] = func(ti, yi)
-        if tableau.solution is not None:  # else the last stage's input is the solution
-            yi = stage_sum(k, coefficients[tableau.solution]).add_(y)
+        times = stage_times(alphas, scalar(t), scalar(t_next), dt_s)
+        yi = run_stages(func, times, tableau, k, y, coefficients, live)
         with torch.no_grad():
             error = stage_sum(k, coefficients[tableau.error])
             tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)

@@ -27,6 +27,7 @@ from torch import Tensor
 from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, scalar_type,
                                               second_guess)
 from harness.solvers.fast.stage_sums import stage_sum
+from harness.solvers.fast.stages import StageFunc, run_stages, stage_times
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
@@ -64,6 +65,10 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     size, width = y0.shape
     live = width if live is None else live
     weights = tableau.weights.to(device=y0.device, dtype=y0.dtype)
+    alphas = np.array(tableau.alpha, dtype=scalar)
+
+    def stage_func(t: np.ndarray, y: Tensor) -> Tensor:
+        return func(t, y, running)
     rows = running.rows = np.flatnonzero(running.active)
     y = y0 if len(rows) == size else y0[_index(rows, y0)]
     f = func(np.full(len(rows), scalar(t0)), y, running)
@@ -96,8 +101,8 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             out = _keep_failed(out, running, rows, y)
             rows = running.rows = rows[stepping]
             y, f = y[kept], f[kept]
-        yi, k, coefficients, dt_s = _step(func, tableau, weights, y, f, t[rows], t_next[rows],
-                                          dt[rows], live, scalar, running)
+        yi, k, coefficients, dt_s = _step(stage_func, tableau, alphas, weights, y, f, t[rows],
+                                          t_next[rows], dt[rows], live, scalar)
         with torch.no_grad():
             error = stage_sum(k, coefficients[tableau.error])
             tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
@@ -137,31 +142,21 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
         t1, starts, ends, y, y1, k, mid, steps, scalar))
 
 
-def _step(func: MemberFunc, tableau: Tableau, weights: Tensor, y: Tensor, f: Tensor,
-          t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int, scalar: type,
-          running: Running) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+def _step(func: StageFunc, tableau: Tableau, alphas: np.ndarray, weights: Tensor, y: Tensor,
+          f: Tensor, t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int,
+          scalar: type) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
     """One step of every row (solution, stage derivatives, coefficients, the steps in the
     state's precision), each row's stage times and sums the solo integrator's. The stage
     derivatives k are (stages, rows, width) and the coefficients (tableau row, stage, rows, 1):
     :func:`~harness.solvers.fast.stage_sums.stage_sum`'s layout."""
     count, width = y.shape
-    dt_s, t_s, t_next_s = dt.astype(scalar), t.astype(scalar), t_next.astype(scalar)
+    dt_s = dt.astype(scalar)
     step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype)
     coefficients = weights[:, :, None, None] * step.view(1, 1, count, 1)
     k = y.new_empty(tableau.stages, count, width)
     k[0] = f
-    last_stage = len(tableau.alpha) - 1
-    for i, alpha in enumerate(tableau.alpha):
-        ti = (np.nextafter(t_next_s, t_next_s - 1) if alpha == 1.0
-              else t_s + scalar(alpha) * dt_s)
-        if i == last_stage and tableau.solution is None:
-            yi = stage_sum(k[:i + 1], coefficients[i, :i + 1]).add_(y)
-        else:
-            yi = stage_sum(k[:i + 1, :, :live], coefficients[i, :i + 1]).add_(y[:, :live])
-        k[i + 1] = func(ti, yi, running)
-    if tableau.solution is not None:
-        yi = stage_sum(k, coefficients[tableau.solution]).add_(y)
-    return yi, k, coefficients, dt_s
+    times = stage_times(alphas, t.astype(scalar), t_next.astype(scalar), dt_s)
+    return run_stages(func, times, tableau, k, y, coefficients, live), k, coefficients, dt_s
 
 
 def optimal_steps(dt: np.ndarray, ratio: np.ndarray, control: StepControl,
