@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.integrators import StepControl, adaptive, optimal_step, rms_norm
+from harness.solvers.fast.integrators import (StepControl, adaptive, all_finite, optimal_step,
+                                              rms_norm)
 from harness.solvers.fast.members import adaptive_members, optimal_steps, rms_rows
 from harness.solvers.fast.tableaux import TABLEAUX
 from harness.solvers.members import Running
@@ -106,3 +107,37 @@ def test_the_step_size_update_is_the_solo_ones_bit_for_bit(order):
     steps = optimal_steps(dts, ratios, control, order)
     expected = [optimal_step(dt, ratio, control, order) for dt, ratio in zip(dts, ratios)]
     np.testing.assert_array_equal(steps, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_norms_are_torchdiffeqs_bit_for_bit(dtype):
+    """rms_norm and rms_rows take x·x for torchdiffeq's |x|², the same bits, NaN and ±inf too."""
+    x = torch.randn(6, 997, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = (x * torch.logspace(-30, 30, 997, dtype=torch.float64)).to(dtype)
+    x[1, 5], x[2, 7], x[3, 9], x[4, 11] = math.nan, math.inf, -math.inf, -0.0
+    rows, expected_rows = rms_rows(x), x.abs().pow(2).mean(dim=1).sqrt()
+    assert torch.equal(rows.isnan(), expected_rows.isnan())
+    assert torch.equal(rows.nan_to_num(0.5), expected_rows.nan_to_num(0.5))
+    for row in x:
+        expected = row.abs().pow(2).mean().sqrt()
+        assert rms_norm(row).isnan() == expected.isnan()
+        assert rms_norm(row).isnan() or torch.equal(rms_norm(row), expected)
+
+
+def test_a_state_whose_sum_overflows_is_still_finite():
+    """Finiteness is read off a sum first; finite entries summing past float32's range are
+    asked one by one, so neither integrator calls such a state non-finite."""
+    y = torch.full((4,), 3e38, dtype=torch.float32)
+    assert math.isinf(y.sum().item()) and all_finite(y)
+    assert not all_finite(torch.tensor([1.0, math.nan])) and not all_finite(torch.tensor([math.inf]))
+    y0 = torch.stack([y, torch.ones(4)])
+
+    def members(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
+        return torch.zeros_like(y)
+
+    running = Running(np.ones(2, dtype=bool))
+    result = adaptive_members(members, y0, 0.0, 1.0, TABLEAUX["dopri5"], CONTROL, rms_rows,
+                              None, running)
+    alone = adaptive(lambda t, y: torch.zeros_like(y), y, 0.0, 1.0, TABLEAUX["dopri5"], CONTROL)
+    assert not running.failures  # (the interpolant itself overflows: NaN, as torchdiffeq's)
+    assert torch.equal(result[0].isnan(), alone.isnan()) and torch.equal(result[1], y0[1])

@@ -53,8 +53,15 @@ class StepControl:
 
 
 def rms_norm(x: Tensor) -> Tensor:
-    """torchdiffeq's default norm over a whole (flat) state."""
-    return x.abs().pow(2).mean().sqrt()
+    """torchdiffeq's default norm over a whole (flat) state, ``x.abs().pow(2).mean().sqrt()``,
+    bit for bit: torch's square is its pow(2), x·x, which the sign does not change."""
+    return x.square().mean().sqrt()
+
+
+def all_finite(y: Tensor) -> bool:
+    """Whether every entry of y is finite: a finite sum says so in two cheap calls (a sum of
+    finite entries may overflow: then each entry is asked)."""
+    return math.isfinite(y.sum().item()) or bool(torch.isfinite(y).all())
 
 
 def scalar_type(y: Tensor) -> type:
@@ -84,6 +91,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     else:
         dt = _initial_step(func, t0, y0, f0, control, norm, scalar, tableau.order)
     t, y, f = t0, y0, f0
+    y_abs = y0.detach().abs()  # |y| for the tolerance: the last accepted step's |y1|
     last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, mid weights, dt) of the last accepted step
     checked, n_steps = False, 0
     while t1 > t:
@@ -96,18 +104,19 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         if not t_next > t:
             raise SolverFailure(f"underflow in dt {dt}")
         if not checked:
-            if not bool(torch.isfinite(y).all()):
+            if not all_finite(y):
                 raise SolverFailure("non-finite values in state `y`")
             checked = True
         dt_s = scalar(dt)
-        coefficients = weights * float(dt_s)  # (rows, stages, 1)
+        coefficients = (weights * float(dt_s)).unbind(0)  # each row (stages, 1)
         k = y.new_empty(tableau.stages, y.shape[0])  # stage i's derivative in row i
         k[0] = f
         times = stage_times(alphas, scalar(t), scalar(t_next), dt_s)
         yi = run_stages(func, times, tableau, k, y, coefficients, live)
         with torch.no_grad():
             error = stage_sum(k, coefficients[tableau.error])
-            tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
+            yi_abs = yi.abs()
+            tolerance = torch.maximum(y_abs, yi_abs).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).item()
         accept = ratio <= 1
         if dt > control.max_step:
@@ -117,7 +126,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         if accept:
             last = (t, t_next, y, yi, k, coefficients[tableau.mid], dt_s)
             # torchdiffeq carries the last stage's derivative, the solution's or not.
-            t, y, f, checked = t_next, yi, k[-1], False
+            t, y, f, y_abs, checked = t_next, yi, k[-1], yi_abs, False
         dt = min(max(optimal_step(dt, ratio, control, tableau.order), control.min_step),
                  control.max_step)
         n_steps += 1

@@ -44,8 +44,9 @@ MemberIntegrate = Callable[[MemberFunc, Tensor, float, float, MemberNorm, "int |
 
 
 def rms_rows(x: Tensor) -> Tensor:
-    """torchdiffeq's default norm of each member's row."""
-    return x.abs().pow(2).mean(dim=1).sqrt()
+    """torchdiffeq's default norm of each member's row (as
+    :func:`~harness.solvers.fast.integrators.rms_norm`, bit for bit)."""
+    return x.square().mean(dim=1).sqrt()
 
 
 def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
@@ -82,6 +83,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     finite = np.ones(size, dtype=bool)
     finite[rows] = torch.isfinite(y).all(dim=1).cpu().numpy()
     n_steps = np.zeros(size, dtype=np.int64)
+    y_abs = y.detach().abs()  # |y| for the tolerance: each row's last accepted |y1|
     finished: list[tuple] = []  # the last steps taken: members, t, t_next, dt, y, y1, k, mid
     while True:
         active = running.active
@@ -100,16 +102,19 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             kept = _index(np.flatnonzero(stepping), y0)
             out = _keep_failed(out, running, rows, y)
             rows = running.rows = rows[stepping]
-            y, f = y[kept], f[kept]
+            y, f, y_abs = y[kept], f[kept], y_abs[kept]
         yi, k, coefficients, dt_s = _step(stage_func, tableau, alphas, weights, y, f, t[rows],
                                           t_next[rows], dt[rows], live, scalar)
         with torch.no_grad():
             error = stage_sum(k, coefficients[tableau.error])
-            tolerance = torch.maximum(y.abs(), yi.abs()).mul_(control.rtol).add_(control.atol)
+            yi_abs = yi.abs()
+            tolerance = torch.maximum(y_abs, yi_abs).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance))
-            checked = torch.stack([ratio.to(torch.float64),
-                                   torch.isfinite(yi).all(dim=1).to(torch.float64)])
-            ratio, yi_finite = checked.cpu().numpy()
+            # A row's finite sum says each entry is finite (an overflowing one: ask each).
+            ratio, sums = torch.stack([ratio, yi.sum(dim=1)]).to(torch.float64).cpu().numpy()
+            yi_finite = np.isfinite(sums)
+            if not yi_finite.all():
+                yi_finite = torch.isfinite(yi).all(dim=1).cpu().numpy()
         stepping = running.active[rows]
         accept = (ratio <= 1) & ~(dt[rows] > control.max_step) | (dt[rows] <= control.min_step)
         accept &= stepping
@@ -120,12 +125,13 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
                 finished.append((rows[last], t[rows[last]], t_next[rows[last]], dt_s[last],
                                  y[ends], yi[ends], k[:, ends], coefficients[tableau.mid][:, ends]))
             taken = rows[accept]
-            t[taken], finite[taken] = t_next[taken], yi_finite[accept] == 1
+            t[taken], finite[taken] = t_next[taken], yi_finite[accept]
             if accept.all():
-                y, f = yi, k[-1]
+                y, f, y_abs = yi, k[-1], yi_abs
             else:
                 mask = torch.from_numpy(accept).to(y0.device)[:, None]
                 y, f = torch.where(mask, yi, y), torch.where(mask, k[-1], f)
+                y_abs = torch.where(mask, yi_abs, y_abs)
         moved = rows[stepping]
         dt[moved] = np.minimum(np.maximum(
             optimal_steps(dt[moved], ratio[stepping], control, tableau.order),
@@ -144,15 +150,16 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
 
 def _step(func: StageFunc, tableau: Tableau, alphas: np.ndarray, weights: Tensor, y: Tensor,
           f: Tensor, t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int,
-          scalar: type) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+          scalar: type) -> tuple[Tensor, Tensor, tuple[Tensor, ...], np.ndarray]:
     """One step of every row (solution, stage derivatives, coefficients, the steps in the
     state's precision), each row's stage times and sums the solo integrator's. The stage
-    derivatives k are (stages, rows, width) and the coefficients (tableau row, stage, rows, 1):
+    derivatives k are (stages, rows, width) and the coefficients a (stage, rows, 1) tensor per
+    tableau row:
     :func:`~harness.solvers.fast.stage_sums.stage_sum`'s layout."""
     count, width = y.shape
     dt_s = dt.astype(scalar)
     step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype)
-    coefficients = weights[:, :, None, None] * step.view(1, 1, count, 1)
+    coefficients = (weights[:, :, None, None] * step.view(1, 1, count, 1)).unbind(0)
     k = y.new_empty(tableau.stages, count, width)
     k[0] = f
     times = stage_times(alphas, t.astype(scalar), t_next.astype(scalar), dt_s)

@@ -10,7 +10,7 @@ in both.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -33,20 +33,21 @@ def stage_times(alphas: np.ndarray, t: Any, t_next: Any, dt: Any) -> np.ndarray:
 
 
 def run_stages(func: StageFunc, times: np.ndarray, tableau: Tableau, k: Tensor, y: Tensor,
-               coefficients: Tensor, live: int) -> Tensor:
+               coefficients: Sequence[Tensor], live: int) -> Tensor:
     """The step's solution, with stage derivatives k[1:] filled in (k[0] holds f at y).
 
-    k is (stages, …state), ``coefficients`` the tableau's weights times the step, (rows,
-    stages, …, 1), ``times`` from :func:`stage_times`. f reads the first ``live`` entries of
+    k is (stages, …state), ``coefficients`` the tableau's weights times the step, a (stages,
+    …, 1) tensor per tableau row (unbound once: cheaper than indexing a tensor twice per
+    stage), ``times`` from :func:`stage_times`. f reads the first ``live`` entries of
     each state only: the stages that are not the solution hand it just those (cut once per
     step); each step's solution covers the whole state."""
     k_live, y_live = (k, y) if live == y.shape[-1] else (k[..., :live], y[..., :live])
     last = len(tableau.alpha) - 1
     for i in range(len(tableau.alpha)):
         if i == last and tableau.solution is None:  # the last stage's input is the solution
-            yi = stage_sum(k[:i + 1], coefficients[i, :i + 1]).add_(y)
+            yi = stage_sum(k[:i + 1], coefficients[i][:i + 1]).add_(y)
         else:
-            yi = stage_sum(k_live[:i + 1], coefficients[i, :i + 1]).add_(y_live)
+            yi = stage_sum(k_live[:i + 1], coefficients[i][:i + 1]).add_(y_live)
         k[i + 1] = func(times[i], yi)
     if tableau.solution is not None:
         yi = stage_sum(k, coefficients[tableau.solution]).add_(y)
