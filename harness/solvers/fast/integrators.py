@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from harness.solvers.fast.stage_sums import stage_sum
-from harness.solvers.fast.stages import run_stages, stage_times
+from harness.solvers.fast.stages import StepBuffers, run_stages, stage_times
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.settings import SolverFailure
 
@@ -85,6 +85,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     live = y0.shape[0] if live is None else live
     weights = tableau.weights.to(device=y0.device, dtype=y0.dtype).unsqueeze(-1)
     alphas = np.array(tableau.alpha, dtype=scalar)
+    buffers = StepBuffers(tableau, weights, live, reuse=not torch.is_grad_enabled())
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
         dt = float(control.first_step)
@@ -108,13 +109,11 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
                 raise SolverFailure("non-finite values in state `y`")
             checked = True
         dt_s = scalar(dt)
-        coefficients = (weights * float(dt_s)).unbind(0)  # each row (stages, 1)
-        k = y.new_empty(tableau.stages, y.shape[0])  # stage i's derivative in row i
-        k[0] = f
+        views = buffers.step(float(dt_s), f)
         times = stage_times(alphas, scalar(t), scalar(t_next), dt_s)
-        yi = run_stages(func, times, tableau, k, y, coefficients, live)
+        yi = run_stages(func, times, tableau, views, y, live)
         with torch.no_grad():
-            error = stage_sum(k, coefficients[tableau.error])
+            error = stage_sum(views.k, views.coefficients[tableau.error])
             yi_abs = yi.abs()
             tolerance = torch.maximum(y_abs, yi_abs).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).item()
@@ -124,9 +123,10 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         if dt <= control.min_step:
             accept = True
         if accept:
-            last = (t, t_next, y, yi, k, coefficients[tableau.mid], dt_s)
+            last = (t, t_next, y, yi, views.k, weights[tableau.mid], dt_s)
             # torchdiffeq carries the last stage's derivative, the solution's or not.
-            t, y, f, y_abs, checked = t_next, yi, k[-1], yi_abs, False
+            t, y, f, y_abs, checked = t_next, yi, views.k[-1], yi_abs, False
+            buffers.accepted()
         dt = min(max(optimal_step(dt, ratio, control, tableau.order), control.min_step),
                  control.max_step)
         n_steps += 1
@@ -190,10 +190,10 @@ def _nan_min(a: float, b: float) -> float:
 def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
                 mid: Tensor, step: np.floating, scalar: type) -> Tensor:
     """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k in rows,
-    the tableau's mid-point weights times dt in ``mid``, shape (stages, 1)), at t. As
-    torchdiffeq's, it takes the last stage's derivative for the one at t1."""
+    the tableau's mid-point weights in ``mid``, shape (stages, 1), in the state's dtype), at
+    t. As torchdiffeq's, it takes the last stage's derivative for the one at t1."""
     dt = float(step)
-    y_mid = stage_sum(k, mid).add_(y0)
+    y_mid = stage_sum(k, mid * dt).add_(y0)
     f0, f1 = k[0], k[-1]
     polynomial = [y0, dt * f0,
                   dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,

@@ -27,7 +27,8 @@ from torch import Tensor
 from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, scalar_type,
                                               second_guess)
 from harness.solvers.fast.stage_sums import stage_sum
-from harness.solvers.fast.stages import StageFunc, run_stages, stage_times
+from harness.solvers.fast.stages import (StageFunc, StepBuffers, StepViews, run_stages,
+                                         stage_times)
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
@@ -65,7 +66,8 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     scalar = scalar_type(y0)
     size, width = y0.shape
     live = width if live is None else live
-    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype)
+    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype)[:, :, None, None]
+    buffers = StepBuffers(tableau, weights, live, reuse=not torch.is_grad_enabled())
     alphas = np.array(tableau.alpha, dtype=scalar)
 
     def stage_func(t: np.ndarray, y: Tensor) -> Tensor:
@@ -103,8 +105,9 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             out = _keep_failed(out, running, rows, y)
             rows = running.rows = rows[stepping]
             y, f, y_abs = y[kept], f[kept], y_abs[kept]
-        yi, k, coefficients, dt_s = _step(stage_func, tableau, alphas, weights, y, f, t[rows],
-                                          t_next[rows], dt[rows], live, scalar)
+        yi, views, dt_s = _step(stage_func, tableau, alphas, buffers, y, f, t[rows],
+                                t_next[rows], dt[rows], live, scalar)
+        k, coefficients = views.k, views.coefficients
         with torch.no_grad():
             error = stage_sum(k, coefficients[tableau.error])
             yi_abs = yi.abs()
@@ -126,8 +129,9 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
                                  y[ends], yi[ends], k[:, ends], coefficients[tableau.mid][:, ends]))
             taken = rows[accept]
             t[taken], finite[taken] = t_next[taken], yi_finite[accept]
+            buffers.accepted()  # (f may be k's last row)
             if accept.all():
-                y, f, y_abs = yi, k[-1], yi_abs
+                y, f, y_abs = yi, views.k[-1], yi_abs
             else:
                 mask = torch.from_numpy(accept).to(y0.device)[:, None]
                 y, f = torch.where(mask, yi, y), torch.where(mask, k[-1], f)
@@ -148,22 +152,18 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
         t1, starts, ends, y, y1, k, mid, steps, scalar))
 
 
-def _step(func: StageFunc, tableau: Tableau, alphas: np.ndarray, weights: Tensor, y: Tensor,
-          f: Tensor, t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int,
-          scalar: type) -> tuple[Tensor, Tensor, tuple[Tensor, ...], np.ndarray]:
-    """One step of every row (solution, stage derivatives, coefficients, the steps in the
-    state's precision), each row's stage times and sums the solo integrator's. The stage
-    derivatives k are (stages, rows, width) and the coefficients a (stage, rows, 1) tensor per
-    tableau row:
-    :func:`~harness.solvers.fast.stage_sums.stage_sum`'s layout."""
-    count, width = y.shape
+def _step(func: StageFunc, tableau: Tableau, alphas: np.ndarray, buffers: StepBuffers,
+          y: Tensor, f: Tensor, t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int,
+          scalar: type) -> tuple[Tensor, StepViews, np.ndarray]:
+    """One step of every row (solution, the step's stage derivatives and coefficients, the
+    steps in the state's precision), each row's stage times and sums the solo integrator's.
+    The stage derivatives k are (stages, rows, width) and the coefficients (tableau row,
+    stage, rows, 1): :func:`~harness.solvers.fast.stage_sums.stage_sum`'s layout."""
     dt_s = dt.astype(scalar)
-    step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype)
-    coefficients = (weights[:, :, None, None] * step.view(1, 1, count, 1)).unbind(0)
-    k = y.new_empty(tableau.stages, count, width)
-    k[0] = f
+    step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype).view(-1, 1)
+    views = buffers.step(step, f)
     times = stage_times(alphas, t.astype(scalar), t_next.astype(scalar), dt_s)
-    return run_stages(func, times, tableau, k, y, coefficients, live), k, coefficients, dt_s
+    return run_stages(func, times, tableau, views, y, live), views, dt_s
 
 
 def optimal_steps(dt: np.ndarray, ratio: np.ndarray, control: StepControl,

@@ -6,13 +6,17 @@ with its stage times and stage sums, bit for bit.
 The two differ only in what a time is (a scalar of the state's precision, or an array of one
 per member) and in the state's layout (a flat state, or rows of members): stage derivatives
 are (stages, …state) with the state's entries last, so ``[..., :live]`` cuts the part f reads
-in both.
+in both. Each step's buffers and the views its stages read are :class:`StepViews`; where no
+graph is recorded (the adjoint's solves), :class:`StepBuffers` makes them once per solve
+and refills them each step, which saves a dozen small torch calls a step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from harness.solvers.fast.stage_sums import stage_sum
@@ -32,23 +36,85 @@ def stage_times(alphas: np.ndarray, t: Any, t_next: Any, dt: Any) -> np.ndarray:
     return times
 
 
-def run_stages(func: StageFunc, times: np.ndarray, tableau: Tableau, k: Tensor, y: Tensor,
-               coefficients: Sequence[Tensor], live: int) -> Tensor:
-    """The step's solution, with stage derivatives k[1:] filled in (k[0] holds f at y).
+@dataclass(frozen=True)
+class StepViews:
+    """One step's stage derivatives k (stages, …state) and coefficients (the tableau's weights
+    times the step, (tableau rows, stages, …, 1)) with the views a step reads: each tableau
+    row's coefficients, per stage the views its sum reads (k's rows, their coefficients,
+    whether over the whole state rather than the ``live`` part f reads), and k's rows to
+    write (none where a graph is recorded: autograd lets only k itself be written then)."""
 
-    k is (stages, …state), ``coefficients`` the tableau's weights times the step, a (stages,
-    …, 1) tensor per tableau row (unbound once: cheaper than indexing a tensor twice per
-    stage), ``times`` from :func:`stage_times`. f reads the first ``live`` entries of
-    each state only: the stages that are not the solution hand it just those (cut once per
-    step); each step's solution covers the whole state."""
-    k_live, y_live = (k, y) if live == y.shape[-1] else (k[..., :live], y[..., :live])
+    k: Tensor
+    table: Tensor
+    coefficients: tuple[Tensor, ...]
+    sums: tuple[tuple[Tensor, Tensor, bool], ...]
+    rows: tuple[Tensor, ...]
+
+
+def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int,
+               rows: bool) -> StepViews:
+    """The views of a step's buffers k and ``table``, the part f reads cut once, and k's rows
+    if ``rows``. The last stage's input is the solution where the tableau has no sum of its
+    own for it, so that one is over the whole state."""
+    coefficients = table.unbind(0)
+    k_live = k if live == k.shape[-1] else k[..., :live]
     last = len(tableau.alpha) - 1
-    for i in range(len(tableau.alpha)):
-        if i == last and tableau.solution is None:  # the last stage's input is the solution
-            yi = stage_sum(k[:i + 1], coefficients[i][:i + 1]).add_(y)
+    sums = tuple((k[:i + 1], coefficients[i][:i + 1], True)
+                 if i == last and tableau.solution is None
+                 else (k_live[:i + 1], coefficients[i][:i + 1], False)
+                 for i in range(len(tableau.alpha)))
+    return StepViews(k, table, coefficients, sums, k.unbind(0) if rows else ())
+
+
+class StepBuffers:
+    """A solve's step buffers. With ``reuse`` (no graph recorded), two sets made once per
+    state shape and taken in turn: a step's k stays the last accepted step's until another
+    step is accepted (:meth:`accepted`); its coefficients are not kept (the interpolant's
+    are formed again from the step). Without, new ones each step, as autograd keeps what
+    each step's sums saved."""
+
+    def __init__(self, tableau: Tableau, weights: Tensor, live: int, reuse: bool) -> None:
+        self.tableau, self.weights, self.live, self.reuse = tableau, weights, live, reuse
+        self.sets: list[StepViews] = []
+        self.current = 0
+
+    def step(self, step: float | Tensor, f: Tensor) -> StepViews:
+        """The views of a step of size ``step`` (a float, or a (rows, 1) tensor of one per
+        member) from a state whose derivative is f: the coefficients filled in, k[0] = f."""
+        shape = (self.tableau.stages, *f.shape)
+        if not self.reuse:
+            views = step_views(self.tableau, f.new_empty(shape), self.weights * step, self.live,
+                               rows=False)
+            views.k[0] = f
+            return views
+        if not self.sets or self.sets[0].k.shape != shape:
+            table = torch.empty_like(self.weights * step)
+            self.sets = [step_views(self.tableau, f.new_empty(shape), table, self.live,
+                                    rows=True) for _ in range(2)]
+        views = self.sets[self.current]
+        torch.mul(self.weights, step, out=views.table)
+        views.rows[0].copy_(f)
+        return views
+
+    def accepted(self) -> None:
+        """A step was accepted: its k is kept (the interpolant's, and the row f is read
+        from), so the next step takes the other set."""
+        self.current = 1 - self.current
+
+
+def run_stages(func: StageFunc, times: np.ndarray, tableau: Tableau, views: StepViews,
+               y: Tensor, live: int) -> Tensor:
+    """The step's solution, with stage derivatives k[1:] of ``views`` filled in (k[0] holds f
+    at y); ``times`` from :func:`stage_times`. f reads the first ``live`` entries of each
+    state only: the stages that are not the solution hand it just those; each step's
+    solution covers the whole state."""
+    y_live = y if live == y.shape[-1] else y[..., :live]
+    for i, (k, coefficients, whole) in enumerate(views.sums):
+        yi = stage_sum(k, coefficients).add_(y if whole else y_live)
+        if views.rows:
+            views.rows[i + 1].copy_(func(times[i], yi))
         else:
-            yi = stage_sum(k_live[:i + 1], coefficients[i][:i + 1]).add_(y_live)
-        k[i + 1] = func(times[i], yi)
+            views.k[i + 1] = func(times[i], yi)
     if tableau.solution is not None:
-        yi = stage_sum(k, coefficients[tableau.solution]).add_(y)
+        yi = stage_sum(views.k, views.coefficients[tableau.solution]).add_(y)
     return yi
