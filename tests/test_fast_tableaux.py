@@ -48,8 +48,9 @@ def _fields(dtype: torch.dtype) -> dict:
     }
 
 
-def _solve_both(method, field, dtype, tol, options):
-    """(NFE, times f saw, end state) from torchdiffeq's odeint and from the fast integrator."""
+def _solve_both(method, field, dtype, tol, options, graph=True):
+    """(NFE, times f saw, end state) from torchdiffeq's odeint and from the fast integrator
+    (recording a graph or not: without, it takes its step buffers once per solve)."""
     y0 = torch.linspace(-1, 1, 8, dtype=dtype)
     results = []
     for fast in (False, True):
@@ -60,8 +61,9 @@ def _solve_both(method, field, dtype, tol, options):
             return field(t, y)
         if fast:
             integrate = integrator(method, tol, tol, options)
-            end = integrate(lambda t, y: f(torch.scalar_tensor(float(t), dtype=dtype), y), y0,
-                            0.25, 2.5, rms_norm, None)
+            with torch.set_grad_enabled(graph):
+                end = integrate(lambda t, y: f(torch.scalar_tensor(float(t), dtype=dtype), y),
+                                y0, 0.25, 2.5, rms_norm, None)
         else:
             end = odeint(f, y0, torch.tensor([0.25, 2.5], dtype=torch.float64), rtol=tol,
                          atol=tol, method=method, options=options)[-1]
@@ -74,14 +76,15 @@ def _solve_both(method, field, dtype, tol, options):
                                           "dfactor": 0.5}], ids=["defaults", "options"])
 @pytest.mark.parametrize("tol", [1e-3, 1e-6])
 @pytest.mark.parametrize("method", METHODS)
-def test_the_same_evaluations_and_end_state_as_torchdiffeq(method, tol, options, dtype):
+@pytest.mark.parametrize("graph", [True, False], ids=["graph", "no-graph"])
+def test_the_same_evaluations_and_end_state_as_torchdiffeq(method, tol, options, dtype, graph):
     """Every field: the same number of evaluations at the same times and the end state to the
     bit — float32 at tol 1e-6 included, where rounding decides accept or reject. (This also
     holds torchdiffeq's quirks: adaptive Heun and fehlberg2 carry the last stage's derivative,
     not the solution's, into the next step, one evaluation a step fewer.)"""
     for name, field in _fields(dtype).items():
         (nfe_ref, times_ref, end_ref), (nfe, times, end) = _solve_both(method, field, dtype,
-                                                                        tol, options)
+                                                                        tol, options, graph)
         assert nfe == nfe_ref and nfe > 2, name
         assert times == times_ref, name
         assert torch.equal(end, end_ref), (name, (end - end_ref).abs().max().item())

@@ -38,7 +38,15 @@ def _derivative(member: int, t: float, y: Tensor) -> Tensor:
 
 @pytest.mark.parametrize("method", sorted(TABLEAUX))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_each_member_steps_as_its_solo_integrator(dtype, method):
+@pytest.mark.parametrize("graph", [True, False], ids=["graph", "no-graph"])
+def test_each_member_steps_as_its_solo_integrator(dtype, method, graph):
+    """Recording a graph or not (without, both integrators take their step buffers once per
+    solve, as in the adjoint's solves)."""
+    with torch.set_grad_enabled(graph):
+        _each_member_steps_as_its_solo_integrator(dtype, method)
+
+
+def _each_member_steps_as_its_solo_integrator(dtype: torch.dtype, method: str) -> None:
     tableau, control = TABLEAUX[method], replace(CONTROL, max_num_steps=MAX_STEPS[method])
     generator = torch.Generator().manual_seed(0)
     y0 = torch.randn(len(RATES), 5, generator=generator, dtype=dtype)
