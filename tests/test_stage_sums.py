@@ -47,10 +47,22 @@ def test_the_order_matters_so_the_probe_is_needed():
     assert not torch.equal(left_to_right, torch.sum(k * c, dim=-1))
 
 
-def test_without_a_known_order_torchs_own_sum_is_taken(monkeypatch):
+@pytest.fixture
+def fresh_summers():
+    """Sums chosen afresh (a test changes how orders are found), and again after it."""
+    stage_sums.summer.cache_clear()
+    yield
+    stage_sums.summer.cache_clear()
+
+
+def test_without_a_known_order_torchs_own_sum_is_taken(monkeypatch, fresh_summers):
     monkeypatch.setattr(stage_sums, "sum_order", lambda dtype, count, device: None)
-    k, c = _case(torch.float32, 6)
+    monkeypatch.setattr(stage_sums, "rows_order", lambda dtype, count, device, threads: None)
+    k, c = _case(torch.float32, 6, rows=21)
     assert torch.equal(stage_sum(k.t().contiguous(), c.unsqueeze(-1)), torch.sum(k * c, dim=-1))
+    # the members' (stages, rows, width) layout too
+    assert torch.equal(stage_sum(k.t().contiguous().view(6, 3, 7), c.view(6, 1, 1)),
+                       torch.sum(k * c, dim=-1).view(3, 7))
 
 
 def test_a_stage_sum_backpropagates():
@@ -94,7 +106,7 @@ def test_a_sum_by_rows_is_taken_where_the_probe_finds_it_and_only_there(dtype):
     assert not torch.equal(by_rows, torch.sum(k * c, dim=-1))  # why it must fall back there
 
 
-def test_without_a_sum_by_rows_the_chain_is_taken(monkeypatch):
+def test_without_a_sum_by_rows_the_chain_is_taken(monkeypatch, fresh_summers):
     monkeypatch.setattr(stage_sums, "rows_order", lambda dtype, count, device, threads: None)
     for count in (2, 4):
         k, c = _case(torch.float32, count)

@@ -109,7 +109,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
                                 t_next[rows], dt[rows], live, scalar)
         k, coefficients = views.k, views.coefficients
         with torch.no_grad():
-            error = stage_sum(k, coefficients[tableau.error])
+            error = views.total(k * coefficients[tableau.error])
             yi_abs = yi.abs()
             tolerance = torch.maximum(y_abs, yi_abs).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance))

@@ -16,7 +16,8 @@ not know), it takes torch's own sum.
 from __future__ import annotations
 
 import itertools
-from functools import cache
+from functools import cache, partial
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -92,20 +93,50 @@ def _chain(products: tuple[Tensor, ...], order: tuple[int, ...]) -> Tensor:
     return total
 
 
+Summer = Callable[[Tensor], Tensor]
+"""Σ over the first dimension of products (stages, …state), in torchdiffeq's order."""
+
+
+@cache
+def summer(dtype: torch.dtype, count: int, device: str = "cpu", threads: int = 1) -> Summer:
+    """How ``count`` products of ``dtype`` on ``device`` (a device type) are summed, with torch
+    on ``threads`` threads: chosen once, so that a step's stages (which know their counts)
+    skip the choice."""
+    if count == 1:  # torch's 0 + p is p
+        return _first
+    order = rows_order(dtype, count, device, threads)
+    if order is not None:
+        if order == tuple(range(count)):
+            return _sum_rows
+        return partial(_sum_rows_in, order_index(order, device))
+    order = sum_order(dtype, count, device)
+    if order is None:  # an unknown kernel: torch's own sum, on torchdiffeq's layout
+        return _sum_as_torchdiffeq
+    return partial(_chain_of, order)
+
+
 def stage_sum(k: Tensor, coefficients: Tensor) -> Tensor:
     """torchdiffeq's ``torch.sum(k.t() * coefficients.t(), dim=-1)``, bit for bit, for stage
     derivatives k on a (stages, state) layout and ``coefficients`` of shape (stages, 1); a
     new tensor, which the caller may change in place."""
-    products = k * coefficients
-    count = k.shape[0]
-    if count == 1:  # torch's 0 + p is p
-        return products[0]
-    order = rows_order(k.dtype, count, k.device.type, torch.get_num_threads())
-    if order is not None and products.is_contiguous():
-        if order != tuple(range(count)):
-            products = products.index_select(0, order_index(order, k.device.type))
-        return torch.sum(products, dim=0)
-    order = sum_order(k.dtype, count, k.device.type)
-    if order is None:  # an unknown kernel: torch's own sum, on torchdiffeq's layout
-        return torch.sum(products.flatten(1).t().contiguous(), dim=-1).view_as(products[0])
+    return summer(k.dtype, k.shape[0], k.device.type, torch.get_num_threads())(k * coefficients)
+
+
+def _first(products: Tensor) -> Tensor:
+    return products[0]
+
+
+def _sum_rows(products: Tensor) -> Tensor:
+    return torch.sum(products.contiguous(), dim=0)
+
+
+def _sum_rows_in(index: Tensor, products: Tensor) -> Tensor:
+    return torch.sum(products.index_select(0, index), dim=0)
+
+
+def _sum_as_torchdiffeq(products: Tensor) -> Tensor:
+    return torch.sum(products.flatten(1).t().contiguous(), dim=-1).view_as(products[0])
+
+
+def _chain_of(order: tuple[int, ...], products: Tensor) -> Tensor:
     return _chain(products.unbind(0), order)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.stage_sums import stage_sum
+from harness.solvers.fast.stage_sums import Summer, summer
 from harness.solvers.fast.tableaux import Tableau
 
 StageFunc = Callable[[Any, Tensor], Tensor]
@@ -47,8 +47,10 @@ class StepViews:
     k: Tensor
     table: Tensor
     coefficients: tuple[Tensor, ...]
-    sums: tuple[tuple[Tensor, Tensor, bool], ...]
+    sums: tuple[tuple[Tensor, Tensor, bool, Summer], ...]
     rows: tuple[Tensor, ...]
+    #: The sum over all stages (solution, error, interpolant).
+    total: Summer
 
 
 def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int,
@@ -59,11 +61,16 @@ def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int,
     coefficients = table.unbind(0)
     k_live = k if live == k.shape[-1] else k[..., :live]
     last = len(tableau.alpha) - 1
-    sums = tuple((k[:i + 1], coefficients[i][:i + 1], True)
+    sums = tuple((k[:i + 1], coefficients[i][:i + 1], True, _summer(k, i + 1))
                  if i == last and tableau.solution is None
-                 else (k_live[:i + 1], coefficients[i][:i + 1], False)
+                 else (k_live[:i + 1], coefficients[i][:i + 1], False, _summer(k, i + 1))
                  for i in range(len(tableau.alpha)))
-    return StepViews(k, table, coefficients, sums, k.unbind(0) if rows else ())
+    return StepViews(k, table, coefficients, sums, k.unbind(0) if rows else (),
+                     _summer(k, len(k)))
+
+
+def _summer(k: Tensor, count: int) -> Summer:
+    return summer(k.dtype, count, k.device.type, torch.get_num_threads())
 
 
 class StepBuffers:
@@ -109,12 +116,12 @@ def run_stages(func: StageFunc, times: np.ndarray, tableau: Tableau, views: Step
     state only: the stages that are not the solution hand it just those; each step's
     solution covers the whole state."""
     y_live = y if live == y.shape[-1] else y[..., :live]
-    for i, (k, coefficients, whole) in enumerate(views.sums):
-        yi = stage_sum(k, coefficients).add_(y if whole else y_live)
+    for i, (k, coefficients, whole, total) in enumerate(views.sums):
+        yi = total(k * coefficients).add_(y if whole else y_live)
         if views.rows:
             views.rows[i + 1].copy_(func(times[i], yi))
         else:
             views.k[i + 1] = func(times[i], yi)
     if tableau.solution is not None:
-        yi = stage_sum(views.k, views.coefficients[tableau.solution]).add_(y)
+        yi = views.total(views.k * views.coefficients[tableau.solution]).add_(y)
     return yi
