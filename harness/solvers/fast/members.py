@@ -90,13 +90,15 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
     while True:
         active = running.active
         active &= t1 > t
-        _fail(running, active & (n_steps >= control.max_num_steps), lambda m: (
-            f"max_num_steps exceeded ({n_steps[m]}>={control.max_num_steps})"))
         dt = np.where(np.isfinite(dt), dt, control.min_step)
         dt = np.minimum(np.maximum(dt, control.min_step), control.max_step)
         t_next = t + dt
-        _fail(running, active & ~(t_next > t), lambda m: f"underflow in dt {dt[m]}")
-        _fail(running, active & ~finite, lambda m: "non-finite values in state `y`")
+        if (active & ((n_steps >= control.max_num_steps) | ~(t_next > t) | ~finite)).any():
+            # torchdiffeq's checks in its order (a member's first failure is the one kept)
+            _fail(running, active & (n_steps >= control.max_num_steps), lambda m: (
+                f"max_num_steps exceeded ({n_steps[m]}>={control.max_num_steps})"))
+            _fail(running, active & ~(t_next > t), lambda m: f"underflow in dt {dt[m]}")
+            _fail(running, active & ~finite, lambda m: "non-finite values in state `y`")
         if not active.any():
             break
         stepping = active[rows]
@@ -105,8 +107,9 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             out = _keep_failed(out, running, rows, y)
             rows = running.rows = rows[stepping]
             y, f, y_abs = y[kept], f[kept], y_abs[kept]
-        yi, views, dt_s = _step(stage_func, tableau, alphas, buffers, y, f, t[rows],
-                                t_next[rows], dt[rows], live, scalar)
+        t_rows, t_next_rows, dt_rows = t[rows], t_next[rows], dt[rows]
+        yi, views, dt_s = _step(stage_func, tableau, alphas, buffers, y, f, t_rows,
+                                t_next_rows, dt_rows, live, scalar)
         k, coefficients = views.k, views.coefficients
         with torch.no_grad():
             error = views.total(k * coefficients[tableau.error])
@@ -119,13 +122,13 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             if not yi_finite.all():
                 yi_finite = torch.isfinite(yi).all(dim=1).cpu().numpy()
         stepping = running.active[rows]
-        accept = (ratio <= 1) & ~(dt[rows] > control.max_step) | (dt[rows] <= control.min_step)
+        accept = (ratio <= 1) & ~(dt_rows > control.max_step) | (dt_rows <= control.min_step)
         accept &= stepping
         if accept.any():
-            last = accept & (t_next[rows] >= t1)
+            last = accept & (t_next_rows >= t1)
             if last.any():
                 ends = _index(np.flatnonzero(last), y0)
-                finished.append((rows[last], t[rows[last]], t_next[rows[last]], dt_s[last],
+                finished.append((rows[last], t_rows[last], t_next_rows[last], dt_s[last],
                                  y[ends], yi[ends], k[:, ends], coefficients[tableau.mid][:, ends]))
             taken = rows[accept]
             t[taken], finite[taken] = t_next[taken], yi_finite[accept]
@@ -138,7 +141,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
                 y_abs = torch.where(mask, yi_abs, y_abs)
         moved = rows[stepping]
         dt[moved] = np.minimum(np.maximum(
-            optimal_steps(dt[moved], ratio[stepping], control, tableau.order),
+            optimal_steps(dt_rows[stepping], ratio[stepping], control, tableau.order),
             control.min_step), control.max_step)
         n_steps += active
     out = _keep_failed(out, running, rows, y)
