@@ -52,7 +52,7 @@ def sum_order(dtype: torch.dtype, count: int, device: str = "cpu") -> tuple[int,
 #: few larger ones, and one past torch's grain for a parallel sum.
 _PROBE_SIZES = (*range(1, 130), 480, 961, 4095, 4097, 11000, 40000)
 #: Random states probed per size: a column's order shows in its sums of a few draws.
-_PROBE_DRAWS = 4
+_PROBE_DRAWS = 2
 
 
 @cache
