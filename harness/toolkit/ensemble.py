@@ -39,6 +39,7 @@ from harness.solvers.settings import NFECapExceeded
 from harness.toolkit.networks import Autonomous, RowwiseTime
 from harness.toolkit.nfe import PHASES, NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
+from harness.toolkit.pullbacks import Weights
 from harness.toolkit.stacking import (StackedConv2d, StackedLinear, member_of, member_parameter,
                                       of_members)
 
@@ -147,16 +148,17 @@ class MemberODEBlock(ODEBlock):
         return _Solve(self, scale)
 
 
-class _Call(NamedTuple):
-    """What one batched evaluation hands the dynamics: each row's time, the family with each
-    row's parameters, each row's scale (None: unscaled), and the members evaluated (None:
-    all; else their indices, as an array and as a tensor)."""
+class _Rows(NamedTuple):
+    """What one batched evaluation of a set of members hands the dynamics besides the times:
+    the family with each row's parameters, each row's scale (None: unscaled), the members
+    (None: all; else their indices, as an array and as a tensor) and, where f is an intact
+    plain MLP, their layers (:meth:`~harness.toolkit.pullbacks.PlainMLP.rows`)."""
 
-    t: Tensor
     family: Family
     scale: Tensor | None
     selected: np.ndarray | None
     index: Tensor | None
+    weights: Weights | None
 
 
 class _Solve(MemberODE):
@@ -173,6 +175,8 @@ class _Solve(MemberODE):
         self.cap = block.solver.max_nfe
         self.phase, self.calls = None, np.zeros(self.size, dtype=np.int64)
         self.views: dict[bytes, nn.Module] = {}  # f of some members, by their indices
+        self.read = tuple(block.parameters())  # all a _Rows gathers from
+        self.last: tuple[tuple, _Rows] | None = None  # the last member set's, by its key
 
     def fail(self, member: int, error: BaseException) -> None:
         self.members.fail(member, error)
@@ -181,9 +185,8 @@ class _Solve(MemberODE):
         """All members' dynamics at their times t (M,) in one call, counted per member, each
         solve (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per
         member."""
-        call = self._call(t, z, running)
-        derivative = self.block.dynamics.evaluate(call.t, z, call.family,
-                                                  self._f(call.selected, call.index))
+        t, call = self._call(t, z, running)
+        derivative = self.block.dynamics.evaluate(t, z, call.family, self._f(call))
         return derivative if call.scale is None else derivative * call.scale
 
     def field_vjp(self, t: Tensor, z: Tensor, a: Tensor, running: Running
@@ -191,13 +194,13 @@ class _Solve(MemberODE):
         """:meth:`field` and its VJP by hand (:attr:`has_vjp`): the family's
         ``derivatives_vjp`` around the stacked network's pullback, a solo run's VJP for all
         members at once; each family parameter's gradient summed over each member's rows."""
-        call = self._call(t, z, running)
-        plain, index = self.block.dynamics.plain_f, call.index
+        t, call = self._call(t, z, running)
+        plain = self.block.dynamics.plain_f
 
         def f(t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
-            return plain.vjp(x, index)
+            return plain.vjp(x, call.index, call.weights)
         derivative, cotangent, grads = self.block.dynamics.evaluate_vjp(
-            call.t, z, a if call.scale is None else a * call.scale, call.family, f)
+            t, z, a if call.scale is None else a * call.scale, call.family, f)
         for name, stacked in self.block.family_parameters.items():
             per_row = call.family._parameters[name]
             if per_row in grads:  # else the adjoint says which gradient is missing
@@ -205,11 +208,20 @@ class _Solve(MemberODE):
                                   .reshape(len(running.rows), -1).sum(1))
         return (derivative if call.scale is None else derivative * call.scale), cotangent, grads
 
-    def _call(self, t: Tensor, z: Tensor, running: Running) -> _Call:
+    def _call(self, t: Tensor, z: Tensor, running: Running) -> tuple[Tensor, _Rows]:
         """One evaluation of the members ``running.rows``, counted (and capped) for those still
-        active: their times, family and scale row by row, and which members they are."""
-        members, size = self.members, self.size
-        counted = np.zeros(size, dtype=bool)
+        active: their times row by row, and the rest of what they hand the dynamics."""
+        self._count(running)
+        rows = z.shape[0] // len(running.rows)
+        shape = (-1, *([1] * (z.dim() - 1)))
+        return t.repeat_interleave(rows).view(shape), self._of_set(running.rows, rows, shape,
+                                                                   z.device)
+
+    def _count(self, running: Running) -> None:
+        """One evaluation for each member in ``running.rows`` still active; past the cap, the
+        member is stopped."""
+        members = self.members
+        counted = np.zeros(self.size, dtype=bool)
         counted[running.rows] = running.active[running.rows]
         if self.cap:
             if self.phase != members.phase:
@@ -220,29 +232,47 @@ class _Solve(MemberODE):
                     f"one {members.phase} solve needed more than {self.cap} evaluations "
                     f"(solver.max_nfe)"))
         members.tick(counted)
-        selected = None if len(running.rows) == size else running.rows
-        index = None if selected is None else torch.from_numpy(selected).to(z.device)
-        rows = z.shape[0] // len(running.rows)
-        shape = (-1, *([1] * (z.dim() - 1)))
+
+    def _of_set(self, members: np.ndarray, rows: int, shape: tuple[int, ...],
+                device: torch.device) -> _Rows:
+        """The :class:`_Rows` of ``members`` (``rows`` rows each). Without a graph it is made
+        once for a set of members and kept until the set changes or a parameter the block
+        holds is changed in place (its version moves: an optimizer's step)."""
+        if torch.is_grad_enabled():
+            return self._gather(members, rows, shape, device)
+        key = (members.tobytes(), rows, shape, tuple(p._version for p in self.read))
+        if self.last is None or self.last[0] != key:
+            self.last = key, self._gather(members, rows, shape, device)
+        return self.last[1]
+
+    def _gather(self, members: np.ndarray, rows: int, shape: tuple[int, ...],
+                device: torch.device) -> _Rows:
+        """The :class:`_Rows` of ``members``, gathered now."""
+        selected = None if len(members) == self.size else members
+        index = None if selected is None else torch.from_numpy(selected).to(device)
         family = with_parameters(self.block.family, {
             name: (parameter if index is None else parameter[index]).repeat_interleave(rows)
             .view(shape) for name, parameter in self.block.family_parameters.items()})
         scale = (self.scale if self.scale is None or index is None else
-                 self.scale.view(size, rows, *self.scale.shape[1:])[index]
+                 self.scale.view(self.size, rows, *self.scale.shape[1:])[index]
                  .reshape(-1, *self.scale.shape[1:]))
-        return _Call(t.repeat_interleave(rows).view(shape), family, scale, selected, index)
+        plain = self.block.dynamics.plain_f  # its layers serve calls without a graph only
+        weights = (plain.rows(index) if plain is not None and plain.intact()
+                   and not torch.is_grad_enabled() else None)
+        return _Rows(family, scale, selected, index, weights)
 
-    def _f(self, selected: np.ndarray | None, index: Tensor | None) -> VectorField:
-        """The stacked network, or the one of the members ``selected`` (made once per solve);
-        without a graph, a plain MLP's layers straight, as a solo run's dynamics take them."""
+    def _f(self, call: _Rows) -> VectorField:
+        """The stacked network, or the one of the members ``call.selected`` (made once per
+        solve); without a graph, a plain MLP's layers straight, as a solo run's dynamics take
+        them."""
         plain = self.block.dynamics.plain_f
         if not torch.is_grad_enabled() and plain is not None and plain.intact():
-            return lambda t, x: plain(x, index)
-        if selected is None:
+            return lambda t, x: plain(x, call.index, call.weights)
+        if call.selected is None:
             return self.block.dynamics.f
-        key = selected.tobytes()
+        key = call.selected.tobytes()
         if key not in self.views:
-            self.views[key] = of_members(self.block.dynamics.f, index)
+            self.views[key] = of_members(self.block.dynamics.f, call.index)
         return self.views[key]
 
     def member(self, index: int) -> tuple[nn.Module, tuple[Tensor, ...]]:

@@ -90,6 +90,8 @@ def _identity_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
 
 Forward = Callable[[nn.Module, Tensor], Tensor]
 Backward = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+Weights = tuple[tuple[Tensor, "Tensor | None"], ...]
+"""Each layer's weight and bias, as :meth:`PlainMLP.rows` gives them."""
 
 #: The elementwise activations a plain MLP may use, and :func:`pointwise` knows.
 _ACTIVATIONS: dict[type[nn.Module], tuple[Forward, Backward]] = {
@@ -178,16 +180,20 @@ class PlainMLP:
         return (not any(self.hook_tables)
                 and all(name in table for table, name in self.parameter_tables))
 
-    def __call__(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor, members: Tensor | None = None,
+                 weights: Weights | None = None) -> Tensor:
         """The value at x (of shape (…, in_features)); stacked, of the ``members`` (indices,
-        default all) whose rows x holds."""
-        return self._evaluate(x, members, None)
+        default all) whose rows x holds, or of the members whose layers :meth:`rows` gave as
+        ``weights``."""
+        return self._evaluate(x, weights or self.rows(members), None)
 
-    def vjp(self, x: Tensor, members: Tensor | None = None) -> tuple[Tensor, Pullback]:
-        """The value at x and the pullback there. Stacked, a parameter's gradient holds the
-        rows of the ``members`` only: (M', out, in) for weights of shape (M, out, in)."""
+    def vjp(self, x: Tensor, members: Tensor | None = None,
+            weights: Weights | None = None) -> tuple[Tensor, Pullback]:
+        """The value at x and the pullback there (``members`` or ``weights`` as for a call).
+        Stacked, a parameter's gradient holds the rows of those members only: (M', out, in)
+        for weights of shape (M, out, in)."""
         saved: list[tuple[Tensor, ...]] = []  # layer input, pre-activation, output, weight
-        value = self._evaluate(x, members, saved)
+        value = self._evaluate(x, weights or self.rows(members), saved)
 
         def pullback(g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
             grads: dict[Tensor, Tensor] = {}
@@ -210,12 +216,17 @@ class PlainMLP:
             return g.reshape(x.shape), grads
         return value, pullback
 
-    def _evaluate(self, x: Tensor, members: Tensor | None,
+    def rows(self, members: Tensor | None) -> Weights:
+        """Each layer's (weight, bias); stacked, those of the ``members`` (indices; None: all).
+        Gathered once, they serve every evaluation of those members until a parameter
+        changes."""
+        return tuple(rows_of(layer.linear.weight, layer.linear.bias, members)
+                     for layer in self.layers)
+
+    def _evaluate(self, x: Tensor, weights: Weights,
                   saved: list[tuple[Tensor, ...]] | None) -> Tensor:
-        """The layers on x; with ``saved``, each layer's input, pre-activation, output and
-        weight are appended to it."""
-        weights = [rows_of(layer.linear.weight, layer.linear.bias, members)
-                   for layer in self.layers]
+        """The layers (``weights``) on x; with ``saved``, each layer's input, pre-activation,
+        output and weight are appended to it."""
         y = self._rows(x, len(weights[0][0]))
         for layer, (weight, bias) in zip(self.layers, weights):
             x_in = y

@@ -102,7 +102,8 @@ def _adjoint_norm(sizes: list[int], device: torch.device) -> Norm:
     lengths = torch.tensor(sizes, device=device)
 
     def norm(x: Tensor) -> Tensor:
-        rms = torch.segment_reduce(x[:-1].abs().pow(2), "mean", lengths=lengths).max().sqrt()
+        squares = x[:-1].pow(2)  # x², bit for bit |x|², one pass fewer
+        rms = torch.segment_reduce(squares, "mean", lengths=lengths).max().sqrt()
         return torch.maximum(rms, x[-1].abs())
     return norm
 

@@ -113,12 +113,14 @@ def _adjoint_norm(sizes: list[int], device: torch.device) -> MemberNorm:
     """Each row's max(|τ|, rms(z), rms(a), rms of each parameter's gradient): torchdiffeq's
     default adjoint norm, member by member."""
     segments = torch.tensor(sizes, device=device)
+    lengths = {}  # the segments of each member count's rows, made once
 
     def norm(x: Tensor) -> Tensor:
-        squares = x[:, :-1].abs().pow(2).reshape(-1)
-        lengths = segments.repeat(x.shape[0])
-        means = torch.segment_reduce(squares, "mean", lengths=lengths).view(x.shape[0], -1)
-        return torch.maximum(means.amax(dim=1).sqrt(), x[:, -1].abs())
+        squares = x[:, :-1].pow(2).reshape(-1)  # x², bit for bit |x|², one pass fewer
+        if x.shape[0] not in lengths:
+            lengths[x.shape[0]] = segments.repeat(x.shape[0])
+        means = torch.segment_reduce(squares, "mean", lengths=lengths[x.shape[0]])
+        return torch.maximum(means.view(x.shape[0], -1).amax(dim=1).sqrt(), x[:, -1].abs())
     return norm
 
 
