@@ -6,7 +6,7 @@ import importlib
 import os
 from functools import partial
 from importlib.metadata import entry_points
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 import pluggy
 
@@ -231,8 +231,11 @@ def width_names_problem(task: type[Task]) -> str | None:
                 *((f"baseline_width_names[{name!r}]", names)
                   for name, names in dict(task.baseline_width_names).items())]
     for where, names in declared:
-        if names is not None and not isinstance(names, WidthNames):
-            return f"task {task.name!r}: {where} is {names!r}, not a harness.WidthNames"
+        if names is not None and not (isinstance(names, WidthNames) and all(
+                isinstance(part, Collection) and not isinstance(part, str)
+                and all(isinstance(name, str) for name in part) for part in names)):
+            return (f"task {task.name!r}: {where} is {names!r}; valid: a harness.WidthNames "
+                    f"of collections of names, e.g. WidthNames(required={{'n'}})")
     tables = [*((f"widths[{name!r}]", table, None) for name, table in task.widths.items()),
               *((f"baselines[{name!r}]", table, name) for name, table in task.baselines.items())]
     for where, table, baseline in tables:

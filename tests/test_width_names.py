@@ -2,7 +2,6 @@
 every name its task always reads: checked when the suite loads, before anything runs."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,8 @@ import pytest
 from harness import Task, WidthNames, hookimpl
 from harness.cli import main
 from harness.plugins import Registry, load_registry
-from harness.suites.loader import SuiteError, load_suite
+from harness.suites.loader import load_suite
+from tests.test_suite import problems, write
 
 SUITES = Path(__file__).parents[1] / "suites"
 
@@ -45,27 +45,22 @@ class Contradicted(Task):
     width_names = WidthNames(required={"n"})
 
 
+class Misdeclared(Task):
+    """A task declaring a name as a string (``required="h1"`` would be the names h and 1)."""
+
+    name = "misdeclared"
+    width_names = WidthNames(required="h1")
+
+
 class ThirdParty:
     @hookimpl
     def harness_tasks(self) -> list[type[Task]]:
-        return [Tabled, Untabled, Declared, Contradicted]
+        return [Tabled, Untabled, Declared, Contradicted, Misdeclared]
 
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     return load_registry(extra_plugins=[("widthtasks", ThirdParty())])
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def problems(path: Path, registry: Registry) -> list[str]:
-    with pytest.raises(SuiteError) as caught:
-        load_suite(path, registry)
-    return str(caught.value).splitlines()
 
 
 @pytest.mark.parametrize("where, at", [
@@ -181,8 +176,10 @@ def test_a_task_without_declarations_takes_the_names_of_its_table(tmp_path, regi
     assert "runs[0].widths.hidden: unknown width 'hidden'" in line and "valid: h, n" in line
 
 
-def test_a_task_contradicting_its_own_table_is_refused_when_plugins_load(registry):
-    assert "contradicted" not in registry.tasks
-    (failure,) = [f for f in registry.failures if "contradicted" in f.reason]
-    assert "widths['node'] holds h, which its width names do not declare" in failure.reason
-    assert not [f for f in registry.failures if "contradicted" not in f.reason]
+def test_a_task_contradicting_its_own_table_or_misdeclaring_is_refused_when_plugins_load(
+        registry):
+    assert "contradicted" not in registry.tasks and "misdeclared" not in registry.tasks
+    contradicted, misdeclared = [f.reason for f in registry.failures]
+    assert "widths['node'] holds h, which its width names do not declare" in contradicted
+    assert "task 'misdeclared': width_names is WidthNames(required='h1', optional=()); valid: " \
+           "a harness.WidthNames of collections of names" in misdeclared

@@ -94,7 +94,7 @@ def _check_widths(value: Any, at: str, report: Problems, scope: Scope) -> dict[s
     if value is None:
         return None
     widths = mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
-    read = widths_read(scope)
+    read = _names_read(scope)
     for name in widths:
         if not isinstance(name, str):
             report.add(join(at, name), f"width name {name!r} is not a string",
@@ -109,7 +109,7 @@ def _check_widths(value: Any, at: str, report: Problems, scope: Scope) -> dict[s
             for name, width in widths.items()}
 
 
-def widths_read(scope: Scope) -> frozenset[str] | None:
+def _names_read(scope: Scope) -> frozenset[str] | None:
     """Every width name that some task of the scope reads for some model of it; None when
     a task does not say (:meth:`harness.Task.widths_read`) or the scope names no model (a
     task's own schedule)."""
