@@ -110,6 +110,22 @@ def test_an_optional_width_is_accepted(tmp_path, registry, task):
     assert run.widths == {"n": 4, "h1": 8, "h2": 8, "c": 3}
 
 
+@pytest.mark.parametrize("task", ["plane_vibration", "walker2d"])
+def test_an_optional_width_may_be_zero_a_required_one_not(tmp_path, registry, task):
+    """``c: 0`` (no initial-state layer: Walker2D's own widths hold it) loads; ``h1: 0``
+    is refused naming the key and what is valid."""
+    path = write(tmp_path, f"""
+        runs: [{{task: {task}, model: node, widths: {{n: 4, h1: 8, h2: 8, c: 0}}}}]
+        """)
+    (run,) = load_suite(path, registry).runs
+    assert run.widths["c"] == 0
+    path = write(tmp_path, f"""
+        runs: [{{task: {task}, model: node, widths: {{n: 4, h1: 0, h2: 8}}}}]
+        """)
+    (line,) = problems(path, registry)
+    assert "runs[0].widths.h1" in line and "0 is not > 0" in line, line
+
+
 def test_a_width_the_task_always_reads_is_required(tmp_path, registry):
     """A suite's widths replace the task's whole: one lacking h2 is refused when it loads,
     not when the run builds its model."""

@@ -14,7 +14,7 @@ from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import TOLERANCE, TOLERANCES
 from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks
 from harness.suites.validation import (Problems, boolean, integer, join, mapping, number,
-                                       numeric, positive_int, positive_number, string,
+                                       non_negative_int, numeric, positive_int, positive_number, string,
                                        valid_choices)
 
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
@@ -105,7 +105,9 @@ def _check_widths(value: Any, at: str, report: Problems, scope: Scope) -> dict[s
             report.add(join(at, name), f"unknown width {name!r}: not read by {models} on "
                                        f"task(s) {tasks}",
                        valid_choices(read, name) + " (the names they read: Task.width_names)")
-    return {name: report.check(join(at, name), positive_int, width)
+    may_be_zero = _declared_optional(scope)
+    return {name: report.check(join(at, name),
+                               non_negative_int if name in may_be_zero else positive_int, width)
             for name, width in widths.items()}
 
 
@@ -120,6 +122,18 @@ def _names_read(scope: Scope) -> frozenset[str] | None:
     if not reads or None in reads:
         return None
     return frozenset().union(*(read.valid for read in reads))
+
+
+def _declared_optional(scope: Scope) -> frozenset[str]:
+    """The width names that may be 0: those a task of the scope declares optional
+    (:attr:`harness.Task.width_names`) and none requires; the task gives 0 its meaning
+    (plane vibration's and Walker2D's ``c: 0``: no initial-state layer)."""
+    declared = [*(task.width_names for task in scope.tasks if scope.families),
+                *(task.baseline_width_names.get(name) for task in scope.tasks
+                  for name in scope.baselines)]
+    names = [read for read in declared if read is not None]
+    required = frozenset().union(*(read.required for read in names))
+    return frozenset().union(*(read.optional for read in names)) - required
 
 
 def _keyword_parameters(family: type[Family]) -> list[str]:
