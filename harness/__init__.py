@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from harness.contract import (CONTRACT_VERSION, DEFAULT_DATA_ROOT, PROFILES, STARTS,
                                   BuildContext, DataNotFound, DifferentiableField, EpochBatches,
                                   Family, ODEBlockLike, Pullback, State, Structure, Task, TaskData,
-                                  VJP, VectorField, data_root_or_default, hookimpl, hookspec)
+                                  VJP, VectorField, WidthNames, data_root_or_default, hookimpl,
+                                  hookspec)
     from harness.reports.frame import load_results
     from harness.running.execution import Executor, Work
     from harness.running.failures import ExecutorUnavailable
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 _CONTRACT = ("CONTRACT_VERSION", "DEFAULT_DATA_ROOT", "PROFILES", "STARTS", "BuildContext",
              "DataNotFound", "DifferentiableField", "EpochBatches", "Family", "ODEBlockLike",
              "Pullback", "State", "Structure", "Task", "TaskData", "VJP", "VectorField",
-             "data_root_or_default", "hookimpl", "hookspec")
+             "WidthNames", "data_root_or_default", "hookimpl", "hookspec")
 
 
 def __getattr__(name: str) -> object:

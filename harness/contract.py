@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Protocol
+from typing import (Any, Callable, ClassVar, Collection, Iterable, Iterator, Mapping, NamedTuple,
+                    Protocol)
 
 import pluggy
 import torch
@@ -216,6 +217,20 @@ class Structure(NamedTuple):
                 int(self.uses_network != other.uses_network), abs(self.parts - other.parts))
 
 
+class WidthNames(NamedTuple):
+    """The width names a task reads to build a model (:attr:`Task.width_names`): those it
+    always reads (``widths["n"]``) and those it reads only when given (``widths.get("c", n)``).
+    A suite's ``widths:`` may hold these and no others."""
+
+    required: Collection[str] = ()
+    optional: Collection[str] = ()
+
+    @property
+    def valid(self) -> frozenset[str]:
+        """Every name the task reads."""
+        return frozenset(self.required) | frozenset(self.optional)
+
+
 class ODEBlockLike(Protocol):
     """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
     ``nn.Module``, :class:`harness.toolkit.ode.ODEBlock` (named here by what it offers, so the contract
@@ -348,6 +363,14 @@ class Task:
     #: (the built-ins: the paper's, for its parameter counts). Other families get widths from
     #: :meth:`widths_for`; a task need not list every family, nor any family but one.
     widths: ClassVar[dict[str, dict[str, int]]] = {}
+    #: The width names :meth:`build_model` and :meth:`refusal` read, for every family
+    #: (``WidthNames(required={"n", "h"}, optional={"c"})``): the suite loader refuses a
+    #: ``widths:`` key no model of its entry reads, and a run's widths lacking a required one.
+    #: None: the names in :attr:`widths`, all optional (see :meth:`widths_read`).
+    width_names: ClassVar[WidthNames | None] = None
+    #: The same for each baseline, by name; one not listed: the names of its entry in
+    #: :attr:`baselines`, all optional.
+    baseline_width_names: ClassVar[Mapping[str, WidthNames]] = {}
     #: Trainable-parameter counts the paper reports, per family name (for reports).
     paper_params: ClassVar[dict[str, int]] = {}
     #: Task-specific options (suite key ``task_options``) and their defaults.
@@ -393,6 +416,22 @@ class Task:
             return None
         closest = min(listed, key=lambda name: structure.distance(known[name].structure()))
         return dict(self.widths[closest])
+
+    @classmethod
+    def widths_read(cls, baseline: str | None = None) -> WidthNames | None:
+        """The width names the task reads for every family, or for ``baseline``: as declared
+        (:attr:`width_names`, :attr:`baseline_width_names`), else the names its table holds
+        (:attr:`widths`, :attr:`baselines`), all optional; None when neither names any (then
+        a suite's widths are not checked)."""
+        if baseline is None:
+            declared, tables = cls.width_names, list(cls.widths.values())
+        else:
+            declared = cls.baseline_width_names.get(baseline)
+            tables = [cls.baselines.get(baseline, {})]
+        if declared is not None:
+            return declared
+        names = frozenset(name for table in tables for name in table)
+        return WidthNames(optional=names) if names else None
 
     def refusal(self, family: type[Family], widths: Mapping[str, int]) -> str | None:
         """Why this task cannot run ``family`` with these widths, or None (the default: every
@@ -448,5 +487,5 @@ __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
     "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
     "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
-    "Structure", "State", "VJP", "PROFILES", "PRECISIONS", "MODEL_KINDS",
+    "Structure", "State", "VJP", "PROFILES", "PRECISIONS", "MODEL_KINDS", "WidthNames",
 ]

@@ -6,12 +6,12 @@ import importlib
 import os
 from functools import partial
 from importlib.metadata import entry_points
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 import pluggy
 
 from harness import contract, hookspecs
-from harness.contract import Family, Task
+from harness.contract import Family, Task, WidthNames
 from harness.registry import PluginFailure, Registry
 from harness.running import executors
 from harness.running.execution import Executor, settings_problem
@@ -219,7 +219,35 @@ def task_problem(item: object) -> str | None:
     problem = _subclass_problem(item, "harness_tasks", Task, "harness.Task")
     if problem is None and isinstance(item, type) and not _is_version(item.version):
         return _version_problem("task", item.name, item.version)
-    return problem
+    return problem or width_names_problem(item)
+
+
+def width_names_problem(task: type[Task]) -> str | None:
+    """Where a task's declared width names (:attr:`harness.Task.width_names`) disagree with its
+    own widths (:attr:`harness.Task.widths`, :attr:`harness.Task.baselines`): a name they
+    hold that it does not declare, or a required one they lack; or a declaration that is no
+    ``WidthNames``."""
+    declared = [("width_names", task.width_names),
+                *((f"baseline_width_names[{name!r}]", names)
+                  for name, names in dict(task.baseline_width_names).items())]
+    for where, names in declared:
+        if names is not None and not (isinstance(names, WidthNames) and all(
+                isinstance(part, Collection) and not isinstance(part, str)
+                and all(isinstance(name, str) for name in part) for part in names)):
+            return (f"task {task.name!r}: {where} is {names!r}; valid: a harness.WidthNames "
+                    f"of collections of names, e.g. WidthNames(required={{'n'}})")
+    tables = [*((f"widths[{name!r}]", table, None) for name, table in task.widths.items()),
+              *((f"baselines[{name!r}]", table, name) for name, table in task.baselines.items())]
+    for where, table, baseline in tables:
+        read = task.widths_read(baseline)
+        unread = sorted(set(table) - read.valid) if read else []
+        lacking = sorted(set(read.required) - set(table)) if read else []
+        if unread or lacking:
+            what = (f"holds {', '.join(unread)}, which its width names do not declare" if unread
+                    else f"lacks {', '.join(lacking)}, which its width names require")
+            return (f"task {task.name!r}: {where} {what} (declared: required "
+                    f"{sorted(read.required)}, optional {sorted(read.optional)})")
+    return None
 
 
 def _is_version(value: object) -> bool:

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Collection, Mapping
 
-from harness.contract import PROFILES, Family, Task
+from harness.contract import PROFILES, Family, Task, WidthNames
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import TOLERANCE, TOLERANCES
 from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks
 from harness.suites.validation import (Problems, boolean, integer, join, mapping, number,
-                                       numeric, positive_int, positive_number, string)
+                                       non_negative_int, numeric, positive_int, positive_number, string,
+                                       valid_choices)
 
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
 MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
@@ -42,11 +43,12 @@ SCALAR_SETTINGS = scalar_checks()
 @dataclass
 class Scope:
     """What a level of settings applies to, for checking solver settings (against the
-    registry's backends), model and task options."""
+    registry's backends), model and task options, and width names."""
 
     backends: Mapping[str, SolverBackend]
     tasks: list[Task] = field(default_factory=list)
     families: list[type[Family]] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
 
 
 def check_settings(raw: dict, at: str, report: Problems, scope: Scope,
@@ -86,16 +88,52 @@ def _check_solver(value: Any, at: str, report: Problems,
     return checked
 
 
-def _check_widths(value: Any, at: str, report: Problems) -> dict[str, int] | None:
+def _check_widths(value: Any, at: str, report: Problems, scope: Scope) -> dict[str, int] | None:
+    """Widths, each name one that a model of the scope reads (one model is enough: a grid's
+    widths may serve a family and a baseline that read different names)."""
     if value is None:
         return None
     widths = mapping(value, at, report, "a mapping of width name to an integer > 0, or null")
+    read = _names_read(scope)
     for name in widths:
         if not isinstance(name, str):
             report.add(join(at, name), f"width name {name!r} is not a string",
                        "valid: a width name such as 'n'")
-    return {name: report.check(join(at, name), positive_int, width)
+        elif read is not None and name not in read:
+            models = ", ".join([*(family.name for family in scope.families), *scope.baselines])
+            tasks = ", ".join(task.name for task in scope.tasks)
+            report.add(join(at, name), f"unknown width {name!r}: not read by {models} on "
+                                       f"task(s) {tasks}",
+                       valid_choices(read, name) + " (the names they read: Task.width_names)")
+    may_be_zero = _declared_optional(scope)
+    return {name: report.check(join(at, name),
+                               non_negative_int if name in may_be_zero else positive_int, width)
             for name, width in widths.items()}
+
+
+def _names_read(scope: Scope) -> frozenset[str] | None:
+    """Every width name that some task of the scope reads for some model of it; None when
+    a task does not say (:meth:`harness.Task.widths_read`) or the scope names no model (a
+    task's own schedule)."""
+    reads: list[WidthNames | None] = [
+        *(task.widths_read() for task in scope.tasks if scope.families),
+        *(task.widths_read(name) for task in scope.tasks for name in scope.baselines
+          if name in task.baselines)]
+    if not reads or None in reads:
+        return None
+    return frozenset().union(*(read.valid for read in reads))
+
+
+def _declared_optional(scope: Scope) -> frozenset[str]:
+    """The width names that may be 0: those a task of the scope declares optional
+    (:attr:`harness.Task.width_names`) and none requires; the task gives 0 its meaning
+    (plane vibration's and Walker2D's ``c: 0``: no initial-state layer)."""
+    declared = [*(task.width_names for task in scope.tasks if scope.families),
+                *(task.baseline_width_names.get(name) for task in scope.tasks
+                  for name in scope.baselines)]
+    names = [read for read in declared if read is not None]
+    required = frozenset().union(*(read.required for read in names))
+    return frozenset().union(*(read.optional for read in names)) - required
 
 
 def _keyword_parameters(family: type[Family]) -> list[str]:
@@ -184,7 +222,7 @@ def _check_lr_restarts(value: Any, at: str, report: Problems) -> dict[int, float
 STRUCTURED_SETTINGS: dict[str, Callable[[Any, str, Problems, Scope], Any]] = {
     "solver": lambda value, at, report, scope: _check_solver(value, at, report,
                                                              solver_checks(scope.backends)),
-    "widths": lambda value, at, report, scope: _check_widths(value, at, report),
+    "widths": lambda value, at, report, scope: _check_widths(value, at, report, scope),
     "lr_restarts": lambda value, at, report, scope: _check_lr_restarts(value, at, report),
     "model_options": lambda value, at, report, scope: _check_model_options(value, at, report,
                                                                            scope.families),

@@ -233,7 +233,8 @@ def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
         settings = mapping(settings, where, report, "a mapping of run settings")
         families = [registry.families[model]] if model in models else []
         checked[model] = check_settings(settings, where, report,
-                                         Scope(registry.backends, tasks, families))
+                                         Scope(registry.backends, tasks, families,
+                                               [model] if model in baselines else []))
     return checked
 
 
@@ -262,7 +263,8 @@ def _check_entry(raw: dict, index: int, report: Problems, registry: Registry) ->
     hint = f"; the tasks' baselines ({', '.join(offered)}) go under `baselines:`" if offered else ""
     models = _check_names(raw, "model", "models", at, report, registry.families, broken + hint,
                           required="baseline" not in raw and "baselines" not in raw)
-    scope = Scope(registry.backends, tasks, [registry.families[name] for name in models])
+    scope = Scope(registry.backends, tasks, [registry.families[name] for name in models],
+                  baselines)
     settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
     entry = _Entry(
         index=index, tasks=tasks, models=models, baselines=baselines,
@@ -362,6 +364,25 @@ def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
     return list(runs.values())
 
 
+def _check_required_widths(runs: list[RunSpec], registry: Registry, report: Problems) -> None:
+    """Report each run whose suite-given widths lack one its task always reads for its model
+    (:attr:`harness.Task.width_names`): a suite's ``widths:`` replaces the task's whole."""
+    for spec in runs:
+        task = registry.tasks[spec.task]
+        read = task.widths_read(spec.model if spec.baseline else None)
+        missing = sorted(set(read.required) - set(spec.widths)) if read and spec.widths else []
+        if missing:
+            point = spec.grid_point or {}
+            where = f"runs[{point.get('entry')}]" + (f" (grid point {point['values']})"
+                                                      if point.get("values") else "")
+            report.add(where, f"the widths {spec.widths} of {spec.kind} {spec.model!r} on task "
+                              f"{task.name!r} lack {', '.join(map(repr, missing))}, which it "
+                              f"always reads (a suite's widths replace the task's whole)",
+                       f"valid: widths with {', '.join(sorted(read.required))}"
+                       + (f", optionally {', '.join(sorted(read.optional))}" if read.optional
+                          else ""))
+
+
 def _versions(registry: Registry, task: Task, model: str, kind: str) -> dict[str, Any]:
     """What a run of ``model`` on ``task`` runs, in which version: a baseline is the task's
     (its package and version)."""
@@ -413,6 +434,7 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
         report.add("runs", f"{sum(map(_size, entries))} runs in all", _TOO_MANY)
     used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
+    used_baselines = list(dict.fromkeys(b for entry in entries for b in entry.baselines))
     raw_defaults = dict(mapping(document.get("defaults", {}), "defaults", report,
                                 "a mapping of run settings"))
     for key in [key for key in ("seed", "seeds") if key in raw_defaults]:
@@ -420,7 +442,7 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
         report.add(f"defaults.{key}", "seeds are given per run entry, not in defaults",
                    "valid: `seeds:` (or `seed:`) in each entry of runs; without it, seed 0")
     defaults = check_settings(raw_defaults, "defaults", report,
-                              Scope(registry.backends, used_tasks, used_families))
+                              Scope(registry.backends, used_tasks, used_families, used_baselines))
     schedules = {task.name: check_settings(dict(task.schedule), f"task {task.name!r} schedule",
                                             report, Scope(registry.backends, [task]))
                  for task in used_tasks}
@@ -429,7 +451,8 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     report.raise_if_any(SuiteError)
 
     root = str(data_root_or_default(data_root, suite_root, path.parent))
-    return Suite(name=name, path=path, description=description,
-                 runs=_expand(name, entries, defaults, schedules, profiles, root, registry),
-                 data_root=root,
+    runs = _expand(name, entries, defaults, schedules, profiles, root, registry)
+    _check_required_widths(runs, registry, report)
+    report.raise_if_any(SuiteError)
+    return Suite(name=name, path=path, description=description, runs=runs, data_root=root,
                  execution=execution)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, Family, Task, TaskData, hookimpl
+from harness import BuildContext, Family, Task, TaskData, WidthNames, hookimpl
 from harness.toolkit import TensorBatches
 from harness_plugins.tasks.cnf_data import DATASETS, sample
 from harness_plugins.tasks.cnf_flows import CNF, TRACES, HyperField, PlanarFlow
@@ -34,6 +34,8 @@ class CNFToy(Task):
     schedule = {"epochs": 100, "batch_size": 500, "lr": 1e-3,
                 "solver": {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "adjoint": True}}
     widths = {"node": {"n": 2, "M": 64, "h": 32}, "anode": {"n": 3, "M": 64, "h": 32}}
+    width_names = WidthNames(required={"n", "M", "h"})
+    baseline_width_names = {"planar": WidthNames(required={"K"})}
     baselines = {"planar": {"K": 64}}
     options = {"dataset": "two_moons", "train_points": 5000, "test_points": 2000,
                "noise": 0.1, "data_seed": None, "trace": "exact", "probes": 1,

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, Task, TaskData, hookimpl
+from harness import BuildContext, Task, TaskData, WidthNames, hookimpl
 from harness.toolkit import SolveThenRead, TensorBatches
 
 
@@ -70,6 +70,7 @@ class Diffusion1D(Task):
     schedule = {"epochs": 0, "batch_size": None, "lr": 0.01, "precision": "float64",
                 "solver": {"method": "dopri5", "rtol": 1e-6, "atol": 1e-6, "adjoint": False}}
     widths = {family: {"n": 128} for family in ("node", "anode", "sonode", "hbnode", "ghbnode")}
+    width_names = WidthNames(required={"n"})  # checked against task_options.points
     options = {"points": 128, "data_seed": None}
     tiny = {"task_options": {"points": 16}, "widths": {"n": 16}}
     metric = "error"

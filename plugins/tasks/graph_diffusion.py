@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, DataNotFound, Task, TaskData, data_root_or_default, hookimpl
+from harness import (BuildContext, DataNotFound, Task, TaskData, WidthNames,
+                     data_root_or_default, hookimpl)
 from harness.toolkit import TensorBatches, solve_with_input, solve_with_network
 from harness_plugins.tasks import graph_files
 from harness_plugins.tasks.graph_data import UNLABELLED, NodeGraph, csbm, from_files, split
@@ -106,6 +107,7 @@ class GraphSBM(Task):
     schedule = {"epochs": 40, "batch_size": None, "lr": 0.01,
                 "solver": {"method": "dopri5", "rtol": 1e-4, "atol": 1e-4}}
     widths = {family: {"n": 16} for family in ("node", "anode", "sonode", "hbnode", "ghbnode")}
+    width_names = WidthNames(required={"n"})
     options = {"dataset": "csbm", "download": False,
                "nodes": 600, "classes": 4, "features": 32, "p_in": 0.1, "p_out": 0.002,
                "signal": 0.25, "data_seed": 0,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import datasets
 
-from harness import BuildContext, Task, TaskData, data_root_or_default, hookimpl
+from harness import BuildContext, Task, TaskData, WidthNames, data_root_or_default, hookimpl
 from harness.toolkit import RowwiseTime, SolveThenRead, TensorBatches
 from harness_plugins.tasks.image_data import Split, load_cifar, load_idx, missing_cifar, missing_idx
 
@@ -77,6 +77,7 @@ class ImageTask(Task):
     #: Channels and side of the images.
     channels: ClassVar[int]
     size: ClassVar[int]
+    width_names = WidthNames(required={"n", "h"})
     #: Table 1 (batch 64, lr 0.001, Adam) and Figs 1/5 (dopri5, tol 1e-5). The paper gives no
     #: epoch count; the authors' released MNIST and CIFAR10 training logs run 40 epochs.
     schedule = {"epochs": 40, "batch_size": 64, "lr": 1e-3, "optimizer": "adam",

@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from harness import BuildContext, Task, hookimpl
+from harness import BuildContext, Task, WidthNames, hookimpl
 from harness.toolkit import SolveThenRead
 from harness_plugins.tasks.images import (CIFAR10Task, FashionMNISTTask, ImageTask, MNISTTask,
                                           velocity_net)
@@ -50,6 +50,9 @@ class ODENetTask(ImageTask):
     widths = WIDTHS
     paper_params: dict[str, int] = {}  # the paper rounds: 0.22 M, 0.60 M (docs/odenet.md)
     baselines = BASELINES
+    #: Each baseline reads exactly its widths' names (n and h: the ODE-Net's, from ImageTask).
+    baseline_width_names = {name: WidthNames(required=set(widths))
+                            for name, widths in BASELINES.items()}
     #: The authors' code: batch 128, dopri5 at tol 1e-3 with the adjoint (the paper's §3), 160
     #: epochs. They train by SGD with momentum 0.9 from lr 0.1 (decayed ×0.1 at epochs 60, 100,
     #: 140) on randomly cropped images; the harness has no momentum setting and no augmentation,

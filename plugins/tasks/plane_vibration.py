@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, hookimpl
+from harness import BuildContext, WidthNames, hookimpl
 from harness.toolkit import (FORECAST, ODERNN, ONE_STEP, RECONSTRUCTION, Autonomous, gaps,
     InitialState, keep_stamps, mlp, pack_inputs, pack_targets, Trajectory, unpack_inputs)
 from harness_plugins.tasks.authors_code import AuthorsCell, shrink_as_authors
@@ -154,6 +154,8 @@ class PlaneVibration(SequenceTask):
               "sonode": {"n": 19, "h1": 38, "h2": 19},
               "hbnode": {"n": 20, "h1": 20, "h2": 20},
               "ghbnode": {"n": 20, "h1": 20, "h2": 20}}
+    #: c: the state channels the initial-state layer supplies (default all; 0: none, zeros).
+    width_names = WidthNames(required={"n", "h1", "h2"}, optional={"c"})
     paper_params = {"node": 15986, "anode": 16730, "sonode": 16649, "hbnode": 16127,
                     "ghbnode": 16127}
     options = {**SEQUENCE_OPTIONS, "time_scale": 1.0, "one_step_weight": 0.1,

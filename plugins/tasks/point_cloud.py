@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, Task, TaskData, hookimpl
+from harness import BuildContext, Task, TaskData, WidthNames, hookimpl
 from harness.toolkit import Autonomous, mlp, SolveThenRead, TensorBatches
 
 INPUT_DIM = 2
@@ -48,6 +48,7 @@ class PointCloud(Task):
                 "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7}}
     widths = {"node": {"n": 2, "h": 20}, "anode": {"n": 3, "h": 20}, "sonode": {"n": 2, "h": 13},
               "hbnode": {"n": 2, "h": 14}, "ghbnode": {"n": 2, "h": 14}}
+    width_names = WidthNames(required={"n", "h"})
     paper_params = {"node": 525, "anode": 567, "sonode": 528, "hbnode": 568, "ghbnode": 568}
     options = {"inner": 40, "outer": 80, "data_seed": None, "train_points": 0}
     profiles = {"authors-code": {

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, Task, TaskData, hookimpl
+from harness import BuildContext, Task, TaskData, WidthNames, hookimpl
 from harness.toolkit import exponential_rate, ODEBlock, Signal, solve_with_input, TensorBatches
 from harness_plugins.tasks.sequence_files import locate, missing_file, read_silverbox
 
@@ -77,6 +77,7 @@ class SilverboxInit(Task):
                 "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-7, "adjoint": False}}
     widths = {"node": {"n": 1}, "anode": {"n": 2}, "sonode": {"n": 1}, "hbnode": {"n": 1},
               "ghbnode": {"n": 1}}
+    width_names = WidthNames(required={"n"})
     options = {"start": 0, "horizon": 64, "rescale": 100.0}
     tiny = {"task_options": {"horizon": 8}}
     metric = "mse"

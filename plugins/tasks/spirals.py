@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, Task, TaskData, hookimpl
+from harness import BuildContext, Task, TaskData, WidthNames, hookimpl
 from harness.toolkit import Autonomous, TensorBatches, mlp
 from harness_plugins.tasks.latent_ode import (BackwardRNN, LatentODE, negative_elbo,
                                               spiral_metrics)
@@ -57,7 +57,10 @@ class SpiralsTask(Task):
               "sonode": dict(PAPER_WIDTHS), "hbnode": dict(PAPER_WIDTHS),
               "ghbnode": dict(PAPER_WIDTHS)}
     #: The paper's baselines: an RNN, and the RNN with time differences concatenated.
+    width_names = WidthNames(required=set(PAPER_WIDTHS))
     baselines = BASELINES
+    baseline_width_names = {name: WidthNames(required=set(widths))
+                            for name, widths in BASELINES.items()}
     options = {**SPIRAL_OPTIONS, "figure_epochs": [], "figure_spirals": 4}
     tiny = {"task_options": {"spirals": 16, "stamps": 20, "observations": 10}}
     #: A batch's solve runs through the union of its rows' stamps and z0 is sampled from

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness import BuildContext, hookimpl
+from harness import BuildContext, WidthNames, hookimpl
 from harness.toolkit import (ODERNN, ONE_STEP, Autonomous, gaps, InitialState, keep_stamps, mlp,
     pack_inputs, pack_targets, Trajectory, unpack_inputs, window_starts)
 from harness_plugins.tasks.sequence_files import missing_walker, read_rollout, walker_files
@@ -101,6 +101,8 @@ class Walker2D(SequenceTask):
               "sonode": {"n": 23, "h1": 46, "h2": 46, "c": 0},
               "hbnode": {"n": 24, "h1": 48, "h2": 48, "c": 0},
               "ghbnode": {"n": 24, "h1": 48, "h2": 48, "c": 0}}
+    #: c: the state channels the initial-state layer supplies (default all; 0: none, zeros).
+    width_names = WidthNames(required={"n", "h1", "h2"}, optional={"c"})
     paper_params = {"node": 8729, "anode": 8815, "hbnode": 8899, "ghbnode": 8899}
     options = {**SEQUENCE_OPTIONS, "split_seed": 0, "window": 64, "stride": 16,
                "time_scale": 1 / 64}
