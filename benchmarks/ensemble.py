@@ -2,6 +2,7 @@
 
     python benchmarks/ensemble.py [--iterations 300] [--sizes 10,25,100] [--solo-seeds 5]
                                   [--model hbnode] [--threads 1] [--task point_cloud]
+                                  [--rounds 1]
 
 The point cloud at the paper's settings (full batch, dopri5 at tol 1e-7, the adjoint, lr 0.01;
 300 iterations unless told otherwise), the fast backend, float32, one evaluation at the end.
@@ -12,7 +13,10 @@ solo run's in every epoch, and of their epochs (float32: batched kernels may rou
 from the solo run's, and a rounding can flip an accept). The goal on a 2-core CPU: at least 10x
 solo's seeds per hour. The CPU model and the machine's load (before and after) are printed: on
 shared cores the wall-clock ratio moves with the load between the solo and the ensemble runs,
-so the ratio in this process's CPU seconds (one thread) is printed too. On the point cloud
+so the ratio in this process's CPU seconds (one thread) is printed too. Even that moves by
+±20 % from one run to the next on shared cores (the load changes the caches and the clock both
+sides see); ``--rounds R`` repeats solo and ensembles R times in turn, each ensemble against
+the solo round just before it, and prints the median ratio with its range. On the point cloud
 (one solve per phase and iteration) it prints the members' evaluations over N times the slowest
 member's, per phase: the share of the rows that computing every member at every evaluation
 would spend on members still stepping (the integrator computes those members' rows only).
@@ -27,11 +31,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import torch
 
 from harness.plugins import load_registry
+from harness.registry import Registry
 from harness.record import RunRecord
 from harness.running.ensembles import execute_ensemble
 from harness.running.runner import execute_run
@@ -63,40 +69,70 @@ def main() -> None:
     parser.add_argument("--model", default="hbnode")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--task", default="point_cloud", choices=("point_cloud", "plane_vibration"))
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"{cpu_model()}; load average {os.getloadavg()}; torch threads "
           f"{torch.get_num_threads()}; {args.task}, {args.model}, {args.iterations} iterations")
     registry = load_registry()
-    solo_records, start, cpu_start = [], time.perf_counter(), time.process_time()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ratios: dict[int, list[float]] = {size: [] for size in sizes}
+    # Untimed: what a process does once (imports, probes of torch's summation orders) is
+    # neither side's cost.
+    execute_ensemble([spec(args.model, seed, 1, args.task) for seed in range(2)], registry, CPU)
+    execute_run(spec(args.model, 0, 1, args.task), registry, CPU)
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}")
+        solo = solo_round(args, registry)
+        for size in sizes:
+            ratios[size].append(ensemble_round(args, registry, size, *solo))
+        print(f"load average {os.getloadavg()}")
+    if args.rounds > 1:
+        for size, values in ratios.items():
+            print(f"ensemble of {size} over {args.rounds} rounds, CPU seconds: median "
+                  f"{statistics.median(values):.1f}x solo ({min(values):.1f}x to "
+                  f"{max(values):.1f}x)")
+
+
+def solo_round(args: argparse.Namespace, registry: Registry
+               ) -> tuple[list[RunRecord], float, float]:
+    """Seeds 0…K−1 one after another: their records, seconds and CPU seconds; prints the
+    rate."""
+    records, start, cpu_start = [], time.perf_counter(), time.process_time()
     for seed in range(args.solo_seeds):
-        solo = spec(args.model, seed, args.iterations, args.task)
-        solo_records.append(execute_run(solo, registry, CPU))
-    solo_s, solo_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    solo_rate = args.solo_seeds / solo_s * 3600
-    failed = sum(r["status"] != "ok" for r in solo_records)
-    print(f"solo: {args.solo_seeds} seeds in {solo_s:.1f} s ({solo_cpu:.1f} CPU s): "
-          f"{solo_rate:.0f} seeds/hour ({failed} failed)")
-    for size in (int(s) for s in args.sizes.split(",")):
-        specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
-        start, cpu_start = time.perf_counter(), time.process_time()
-        records = execute_ensemble(specs, registry, CPU)
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        rate = size / seconds * 3600
-        compared = list(zip(records, solo_records))
-        same = sum(nfe_path(member) == nfe_path(alone) for member, alone in compared)
-        steps = [(a == b) for member, alone in compared
-                 for a, b in zip(nfe_path(member), nfe_path(alone))]
-        failed = sum(r["status"] != "ok" for r in records)
-        cpu_ratio = (size / cpu) / (args.solo_seeds / solo_cpu)
-        print(f"ensemble of {size}: {seconds:.1f} s ({cpu:.1f} CPU s): {rate:.0f} seeds/hour, "
-              f"{rate / solo_rate:.1f}x solo ({cpu_ratio:.1f}x in CPU seconds); NFE as solo in "
-              f"every epoch: {same}/{len(compared)} members, in {sum(steps)}/{len(steps)} "
-              f"member-epochs ({failed} failed)")
-        if args.task == "point_cloud":
-            print(f"  members' NFE / (N x the slowest member's): {stepping_share(records)}")
-    print(f"load average {os.getloadavg()}")
+        records.append(execute_run(spec(args.model, seed, args.iterations, args.task),
+                                   registry, CPU))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    failed = sum(r["status"] != "ok" for r in records)
+    print(f"solo: {args.solo_seeds} seeds in {seconds:.1f} s ({cpu:.1f} CPU s): "
+          f"{args.solo_seeds / seconds * 3600:.0f} seeds/hour ({failed} failed)")
+    return records, seconds, cpu
+
+
+def ensemble_round(args: argparse.Namespace, registry: Registry, size: int,
+                   solo_records: list[RunRecord], solo_seconds: float, solo_cpu: float) -> float:
+    """An ensemble of seeds 0…size−1 against the solo round before it: prints its rate, the
+    ratios and how many member-epochs took the solo NFE; returns the CPU-seconds ratio."""
+    specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    records = execute_ensemble(specs, registry, CPU)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    compared = list(zip(records, solo_records))
+    same = sum(nfe_path(member) == nfe_path(alone) for member, alone in compared)
+    steps = [(a == b) for member, alone in compared
+             for a, b in zip(nfe_path(member), nfe_path(alone))]
+    failed = sum(r["status"] != "ok" for r in records)
+    cpu_ratio = (size / cpu) / (args.solo_seeds / solo_cpu)
+    print(f"ensemble of {size}: {seconds:.1f} s ({cpu:.1f} CPU s): "
+          f"{size / seconds * 3600:.0f} seeds/hour, {size / seconds * solo_seconds / args.solo_seeds:.1f}x "
+          f"solo ({cpu_ratio:.1f}x in CPU seconds); NFE "
+          f"as solo in every epoch: {same}/{len(compared)} members, in {sum(steps)}/"
+          f"{len(steps)} member-epochs ({failed} failed)")
+    if args.task == "point_cloud":
+        print(f"  members' NFE / (N x the slowest member's): {stepping_share(records)}")
+    return cpu_ratio
 
 
 def stepping_share(records: list[RunRecord]) -> str:
