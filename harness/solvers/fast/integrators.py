@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -194,16 +194,24 @@ def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tenso
     t. As torchdiffeq's, it takes the last stage's derivative for the one at t1."""
     dt = float(step)
     y_mid = stage_sum(k, mid * dt).add_(y0)
-    f0, f1 = k[0], k[-1]
+    return quartic(scalar((t - t0) / (t1 - t0)), float, dt, y0, y1, y_mid, k[0], k[-1])
+
+
+def quartic(x: Any, factor: Callable[[Any], Any], dt: Any, y0: Tensor, y1: Tensor,
+            y_mid: Tensor, f0: Tensor, f1: Tensor) -> Tensor:
+    """torchdiffeq's quartic polynomial through a step of size dt (its end points y0 and y1,
+    their derivatives f0 and f1, its mid-point y_mid), at the fraction x of the step: x and
+    its powers in the state's precision, each made a factor of the state by ``factor``. One
+    state: x a scalar, dt and the factors floats; rows of members: x an array, dt and the
+    factors columns (:func:`harness.solvers.fast.members.interpolate_rows`)."""
     polynomial = [y0, dt * f0,
                   dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
                   dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
                   2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid]
-    x = scalar((t - t0) / (t1 - t0))
-    total, power = polynomial[0] + float(x) * polynomial[1], x
+    total, power = polynomial[0] + factor(x) * polynomial[1], x
     for coefficient in polynomial[2:]:
         power = power * x
-        total = total + float(power) * coefficient
+        total = total + factor(power) * coefficient
     return total
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, scalar_type,
-                                              second_guess)
+from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, quartic,
+                                              scalar_type, second_guess)
 from harness.solvers.fast.stage_sums import stage_sum
 from harness.solvers.fast.stages import (StageFunc, StepBuffers, StepViews, run_stages,
                                          stage_times)
@@ -188,19 +188,9 @@ def interpolate_rows(t: float, t0: np.ndarray, t1: np.ndarray, y0: Tensor, y1: T
     all rows at once: the same operations, each row's scalars a column."""
     def column(values: np.ndarray) -> Tensor:
         return torch.from_numpy(values.astype(np.float64)).to(y0).view(-1, 1)
-    dt = column(step)
     y_mid = stage_sum(k, mid).add_(y0)
-    f0, f1 = k[0], k[-1]
-    polynomial = [y0, dt * f0,
-                  dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
-                  dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
-                  2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid]
-    x = ((t - t0) / (t1 - t0)).astype(scalar)
-    total, power = polynomial[0] + column(x) * polynomial[1], x
-    for coefficient in polynomial[2:]:
-        power = power * x
-        total = total + column(power) * coefficient
-    return total
+    return quartic(((t - t0) / (t1 - t0)).astype(scalar), column, column(step), y0, y1, y_mid,
+                   k[0], k[-1])
 
 
 def _index(rows: np.ndarray, like: Tensor) -> Tensor:
