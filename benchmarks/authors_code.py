@@ -35,7 +35,7 @@ from typing import Iterator
 
 import torch
 
-from harness.contract import DATA_ROOT_VARIABLE
+from harness.contract import data_root_or_default
 from harness.plugins import load_registry
 from harness.running.epochs import epoch_record
 from harness.running.precision import in_precision
@@ -127,7 +127,7 @@ def per_evaluation(got: dict[str, float], clock: str = "step_s") -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_VARIABLE, "../shared/data"))
+    parser.add_argument("--data-root", default=None)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--models", nargs="+", default=["node", "hbnode"])
     parser.add_argument("--profiles", nargs="+", default=["authors-code"])
@@ -154,7 +154,7 @@ def main() -> None:
                   f"{authors['step_s']:>8.2f}{per_evaluation(authors) * 1e3:>9.3f}{'':>16}"
                   f"{per_evaluation(authors, 'cpu_step_s') * 1e3:>12.3f}", flush=True)
         for profile, backend, seed in itertools.product(args.profiles, args.backends, args.seeds):
-            got = measure(model, profile, args.batches, str(Path(args.data_root).resolve()),
+            got = measure(model, profile, args.batches, str(data_root_or_default(args.data_root)),
                           args.tol, seed, backend)
             forward, backward = AUTHORS.get(model, (float("nan"), float("nan")))
             ratio, cpu_ratio = ((per_evaluation(authors, clock) / per_evaluation(got, clock)

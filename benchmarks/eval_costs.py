@@ -35,7 +35,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from authors_code import CPU, FirstBatches, measure_authors, per_evaluation  # this folder's
-from harness.contract import DATA_ROOT_VARIABLE
+from harness.contract import data_root_or_default
 from harness.plugins import load_registry
 from harness.running.precision import in_precision
 from harness.running.runner import SoloTrainer
@@ -183,7 +183,7 @@ def spread(values: list[float], scale: float = 1e6, digits: int = 0) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_VARIABLE, "../shared/data"))
+    parser.add_argument("--data-root", default=None)
     parser.add_argument("--models", nargs="+", default=["node", "hbnode"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
@@ -195,7 +195,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     tally = Tally()
     install(tally)
-    data_root = str(Path(args.data_root).resolve())
+    data_root = str(data_root_or_default(args.data_root))
     for model in args.models:
         trainer = trainer_for(model, data_root)
         start = copy.deepcopy((trainer.built.model.state_dict(),
