@@ -35,7 +35,7 @@ from typing import Iterator
 
 import torch
 
-from harness.contract import data_root_or_default
+from harness import data_root_or_default
 from harness.plugins import load_registry
 from harness.running.epochs import epoch_record
 from harness.running.precision import in_precision

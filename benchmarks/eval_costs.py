@@ -35,7 +35,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from authors_code import CPU, FirstBatches, measure_authors, per_evaluation  # this folder's
-from harness.contract import data_root_or_default
+from harness import data_root_or_default
 from harness.plugins import load_registry
 from harness.running.precision import in_precision
 from harness.running.runner import SoloTrainer

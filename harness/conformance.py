@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.contract import DataNotFound, Family, hookimpl
+from harness.contract import Family, hookimpl
+from harness.data_root import DataNotFound
 from harness.plugins import family_problem, load_registry
 from harness.running.runner import execute_run, widths_for
 from harness.solvers.backends import SolverBackend

@@ -10,23 +10,24 @@ things are contributed:
 * a **task** (:class:`Task`): data, the networks for given widths, loss, metrics, the default
   schedule and its widths for each family — and, optionally, its **baselines**: models that are
   no ODE family (a discrete normalizing flow, a ResNet, an RNN), which a suite names beside the
-  families and which are recorded, keyed and reported as baselines (:data:`MODEL_KINDS`).
+  families and which are recorded, keyed and reported as baselines.
 
 The host composes the two: a run is ``family × task``. Observer hooks let progress displays and
-loggers follow a run without touching the runner.
+loggers follow a run without touching the runner. What the contract names but does not define
+has a leaf module of its own: the width types (:mod:`harness.widths`), where a task's data lives
+(:mod:`harness.data_root`), the values of run settings (:mod:`harness.setting_values`).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import (Any, Callable, ClassVar, Collection, Iterable, Iterator, Mapping, NamedTuple,
-                    Protocol)
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Protocol
 
 import pluggy
 import torch
 from torch import Tensor, nn
+
+from harness.widths import Structure, WidthNames
 
 #: Bumped when a hook or base-class requirement changes incompatibly. A plugin module may set
 #: ``HARNESS_CONTRACT = N`` (the version it was written for); a harness with another contract
@@ -57,36 +58,6 @@ STARTS: Mapping[str, str] = MappingProxyType({
     "input+network": "x in the first c channels, the initial-velocity network's after",
     "network": "all n channels from the initial-velocity network",
     "zeros": "all n channels zero",
-})
-
-#: Whose settings a run follows where the paper's text and the code that drew its figures differ
-#: (run setting ``profile``). A task declares what each profile other than "paper" changes for
-#: it in :attr:`Task.profiles`; docs/profiles.md lists every difference and its source.
-PROFILES: Mapping[str, str] = {
-    "paper": "the paper's text (the default)",
-    "authors-code": "the authors' code (hedixia/HeavyBallNODE), where it differs from the text, "
-                    "without its bugs",
-}
-
-
-#: A run's floating-point precision (run setting ``precision``) and its torch dtype. While a
-#: run's data and model are made and while it trains, the harness makes it torch's default
-#: dtype, so a task makes its floating tensors in ``torch.get_default_dtype()`` (``torch.randn``,
-#: ``torch.tensor`` of floats and ``nn.Linear`` do by themselves). The half precisions run on
-#: a CUDA device only.
-PRECISIONS: Mapping[str, torch.dtype] = MappingProxyType({
-    "float32": torch.float32, "float64": torch.float64,
-    "bfloat16": torch.bfloat16, "float16": torch.float16,
-})
-
-#: What a run's model is (``kind`` in a run's key, record and report label): an ODE family
-#: around the task's networks, or a baseline the task builds whole (:attr:`Task.baselines`).
-MODEL_KINDS: Mapping[str, str] = MappingProxyType({
-    "family": "a model family (a plugin's Family) around the task's networks, solved by the "
-              "run's ODE solver",
-    "baseline": "a model the task itself builds (Task.build_baseline), with no ODE family: "
-                "its records hold no NFE, unless it counts its evaluations (a fixed-step "
-                "Runge-Kutta solve: harness.toolkit.CountsEvaluations)",
 })
 
 
@@ -203,38 +174,11 @@ class Family(nn.Module):
         return Structure(cls.f_input_parts, cls.uses_network(), len(cls.parts))
 
 
-class Structure(NamedTuple):
-    """What a task's widths depend on: f's input (f_input_parts·n channels), whether an
-    initial-velocity network is built, and the state's width (parts·n channels)."""
-
-    f_input_parts: int
-    uses_network: bool
-    parts: int
-
-    def distance(self, other: Structure) -> tuple[int, int, int]:
-        """How unlike ``other`` this is, compared in order: f's input, the network, the parts."""
-        return (abs(self.f_input_parts - other.f_input_parts),
-                int(self.uses_network != other.uses_network), abs(self.parts - other.parts))
-
-
-class WidthNames(NamedTuple):
-    """The width names a task reads to build a model (:attr:`Task.width_names`): those it
-    always reads (``widths["n"]``) and those it reads only when given (``widths.get("c", n)``).
-    A suite's ``widths:`` may hold these and no others."""
-
-    required: Collection[str] = ()
-    optional: Collection[str] = ()
-
-    @property
-    def valid(self) -> frozenset[str]:
-        """Every name the task reads."""
-        return frozenset(self.required) | frozenset(self.optional)
-
 
 class ODEBlockLike(Protocol):
     """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
-    ``nn.Module``, :class:`harness.toolkit.ode.ODEBlock` (named here by what it offers, so the contract
-    depends on nothing else of the harness)."""
+    ``nn.Module``, :class:`harness.toolkit.ode.ODEBlock` (named here by what it offers, so the
+    contract depends on no other part of the harness)."""
 
     width: int
     """The width n of each part."""
@@ -253,38 +197,6 @@ class ODEBlockLike(Protocol):
     def part(self, z: Tensor, name: str | None = None) -> Tensor:
         """One part of a state: the family's ``readout`` part unless named."""
 
-
-class DataNotFound(FileNotFoundError):
-    """A task's data is not where it was looked for; the message says where and how to get it."""
-
-
-#: Where tasks look for data when nothing names a data root (no --data-root, no suite
-#: ``data_root``, no $HARNESS_DATA_ROOT).
-DEFAULT_DATA_ROOT = Path("~/.cache/harness/data")
-#: The environment variable naming the data root when neither the command nor the suite does.
-DATA_ROOT_VARIABLE = "HARNESS_DATA_ROOT"
-
-
-def data_root_or_default(given: str | os.PathLike | None = None,
-                         in_suite: str | os.PathLike | None = None,
-                         suite_dir: str | os.PathLike = ".") -> Path:
-    """The data root, the one rule for it; first found wins:
-
-    1. ``given`` (the command's ``--data-root``, or the run's resolved root), relative to the
-       working directory;
-    2. ``in_suite`` (a suite's ``data_root:``), relative to ``suite_dir``;
-    3. ``$HARNESS_DATA_ROOT``;
-    4. :data:`DEFAULT_DATA_ROOT`.
-
-    ``~`` is expanded and the path made absolute (worker processes and Ray tasks may start in
-    another directory). A task calls it with the ``data_root`` it is handed."""
-    if given is not None:
-        chosen = Path(given).expanduser()
-    elif in_suite is not None:
-        chosen = Path(suite_dir) / Path(in_suite).expanduser()
-    else:
-        chosen = Path(os.environ.get(DATA_ROOT_VARIABLE) or DEFAULT_DATA_ROOT).expanduser()
-    return chosen.resolve()
 
 
 class EpochBatches(Protocol):
@@ -331,7 +243,7 @@ class BuildContext:
     """The task's options for this run (its ``options`` updated by the suite's task_options)."""
     data_root: str | None = None
     """The run's data root as :meth:`Task.data` gets it, for a model built from the data (a
-    graph's adjacency): resolve it with :func:`data_root_or_default`."""
+    graph's adjacency): resolve it with :func:`harness.data_root.data_root_or_default`."""
 
     @property
     def n_parts(self) -> int:
@@ -375,8 +287,8 @@ class Task:
     paper_params: ClassVar[dict[str, int]] = {}
     #: Task-specific options (suite key ``task_options``) and their defaults.
     options: ClassVar[dict[str, Any]] = {}
-    #: What a profile other than "paper" (:data:`PROFILES`) changes, by profile name: run
-    #: settings as a suite writes them (``task_options``, ``lr``, ``grad_clip``, …), plus
+    #: What a profile other than "paper" (:data:`harness.PROFILES`) changes, by profile name:
+    #: run settings as a suite writes them (``task_options``, ``lr``, ``grad_clip``, …), plus
     #: ``models: {family name: run settings}`` for single families. The suite loader puts them
     #: between the task's ``schedule`` and the suite's own settings, so a suite still overrides
     #: them and the record's configuration shows what ran.
@@ -388,11 +300,12 @@ class Task:
     #: (``execution.ensemble``): members sit side by side in the batch, so a model that mixes
     #: the rows of a batch (batch statistics, attention across samples) must say False.
     joins_ensembles: ClassVar[bool] = True
-    #: The task's baselines (:data:`MODEL_KINDS`): models that are no ODE family, by name, each
-    #: with its default widths (``{"planar": {"K": 32}}``). A suite runs them with
-    #: ``baselines: [planar]`` beside (or instead of) ``models:``; :meth:`build_baseline`
-    #: builds them. Their records say ``kind: baseline`` and hold no NFE, unless a module of
-    #: the baseline counts its evaluations (:class:`harness.toolkit.CountsEvaluations`).
+    #: The task's baselines (:data:`harness.setting_values.MODEL_KINDS`): models that are no
+    #: ODE family, by name, each with its default widths (``{"planar": {"K": 32}}``). A suite
+    #: runs them with ``baselines: [planar]`` beside (or instead of) ``models:``;
+    #: :meth:`build_baseline` builds them. Their records say ``kind: baseline`` and hold no
+    #: NFE, unless a module of the baseline counts its evaluations
+    #: (:class:`harness.toolkit.CountsEvaluations`).
     baselines: ClassVar[dict[str, dict[str, int]]] = {}
     #: The metric a report ranks by, and whether higher is better.
     metric: ClassVar[str] = "accuracy"
@@ -485,7 +398,6 @@ class Task:
 
 __all__ = [
     "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
-    "DataNotFound", "DEFAULT_DATA_ROOT", "data_root_or_default",
     "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
-    "Structure", "State", "VJP", "PROFILES", "PRECISIONS", "MODEL_KINDS", "WidthNames",
+    "State", "VJP",
 ]

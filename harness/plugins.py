@@ -11,12 +11,13 @@ from typing import Collection, Iterable, Mapping
 import pluggy
 
 from harness import contract, hookspecs
-from harness.contract import Family, Task, WidthNames
+from harness.contract import Family, Task
 from harness.registry import PluginFailure, Registry
 from harness.running import executors
 from harness.running.execution import Executor, settings_problem
 from harness.solvers import built_in as built_in_backends
 from harness.solvers.backends import SolverBackend
+from harness.widths import WidthNames
 
 ENTRY_POINT_GROUP = "harness"
 PLUGINS_VARIABLE = "HARNESS_PLUGINS"

@@ -48,7 +48,7 @@ class RunRecord(_RequiredFields, total=False):
     kind: str
     """``baseline`` for a run of one of the task's baselines (:attr:`harness.Task.baselines`),
     whose ``model`` is the baseline's name and whose epochs hold no NFE (null); absent for a
-    family's run (:data:`harness.contract.MODEL_KINDS`)."""
+    family's run (:data:`harness.setting_values.MODEL_KINDS`)."""
     error: str | None
     """``"<ExceptionType>: <message>"`` of a failed run."""
     failure_kind: str | None

@@ -159,7 +159,7 @@ def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
 
 
 def kind_of(run: dict[str, Any]) -> str:
-    """What a record's model is (:data:`harness.contract.MODEL_KINDS`): ``baseline`` when its
+    """What a record's model is (:data:`harness.setting_values.MODEL_KINDS`): ``baseline`` when its
     record says so, else ``family`` (records of families carry no ``kind``)."""
     return "baseline" if run.get("kind") == "baseline" else "family"
 

@@ -1,7 +1,7 @@
 """Why a run failed: the exceptions the harness raises, and how a record names them."""
 from __future__ import annotations
 
-from harness.contract import DataNotFound
+from harness.data_root import DataNotFound
 from harness.solvers.settings import NFECapExceeded, SolverFailure
 
 

@@ -1,4 +1,4 @@
-"""A run's floating-point precision (run setting ``precision``, :data:`harness.contract.PRECISIONS`).
+"""A run's floating-point precision (run setting ``precision``, :data:`harness.setting_values.PRECISIONS`).
 
 A task makes its tensors in torch's default dtype, so the run makes its precision torch's
 default dtype while its data and model are made and while it trains, and restores the one
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from harness.contract import PRECISIONS
+from harness.setting_values import PRECISIONS
 
 #: Precisions run on a CUDA device only: on the CPU the fast backend refuses them, float16's
 #: adaptive steps underflow (its times round to the same value) and bfloat16 is emulated.

@@ -12,7 +12,8 @@ from typing import Any, Iterable
 
 import torch
 
-from harness.contract import DataNotFound, Task
+from harness.contract import Task
+from harness.data_root import DataNotFound
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.records import left_out_record

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from harness.contract import PRECISIONS, BuildContext, Family, Task
+from harness.contract import BuildContext, Family, Task
 from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
@@ -22,6 +22,7 @@ from harness.running.epochs import Trained, add, check_deadline, evaluation
 from harness.running.failures import NonFiniteLoss
 from harness.running.observers import Notify
 from harness.running.precision import device_refusal, in_precision, stray_tensors
+from harness.setting_values import PRECISIONS
 from harness.solvers.backends import SolverBackend
 from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.memory import MemoryMeter

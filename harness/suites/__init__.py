@@ -2,5 +2,6 @@
 their defaults and checks, the run spec and its key (runspec), one level of settings checked
 and merged (levels), and a suite expanded into resolved runs (loader).
 
-May import: harness.contract, harness.registry, harness.solvers, harness.record.
+May import: harness.contract, harness.registry, harness.solvers, and the leaves every part may
+name (harness.record, harness.data_root, harness.widths, harness.setting_values).
 """

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Collection, Mapping
 
-from harness.contract import PROFILES, Family, Task, WidthNames
+from harness.contract import Family, Task
+from harness.setting_values import PROFILES
+from harness.widths import WidthNames
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import TOLERANCE, TOLERANCES
 from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks

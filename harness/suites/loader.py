@@ -12,7 +12,7 @@ the suite's ``defaults`` < the entry's settings < the grid point < the entry's
 ``task_options`` merge key by key; every other setting is replaced. ``solver.tol`` sets both
 ``rtol`` and ``atol`` at the level where it appears (an ``rtol``/``atol`` next to it wins).
 
-Where the data lives: :func:`harness.contract.data_root_or_default` decides, from the
+Where the data lives: :func:`harness.data_root.data_root_or_default` decides, from the
 ``data_root`` argument (the CLI's ``--data-root``), the suite's ``data_root:`` key (relative to
 the suite file's directory), ``$HARNESS_DATA_ROOT`` and the default, in that order.
 
@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
 
-from harness.contract import Task, data_root_or_default
+from harness.contract import Task
+from harness.data_root import data_root_or_default
 from harness.registry import Registry
 from harness.suites.levels import Scope, check_profiles, check_settings, merge, option_value
 from harness.suites.runspec import SETTINGS, RunSpec, default_settings

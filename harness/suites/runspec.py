@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from harness.contract import MODEL_KINDS, PRECISIONS, PROFILES
+from harness.setting_values import MODEL_KINDS, PRECISIONS, PROFILES
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import SOLVER_SETTINGS, TOLERANCE, TOLERANCES, SolverConfig
 from harness.suites.validation import (boolean, choice, non_negative_int, optional,
@@ -79,11 +79,11 @@ class RunSpec:
     authors' plane-vibration schedule: ``{51: 1.0e-4}`` after 50 epochs at ``lr``)."""
     profile: str = setting("paper", choice(PROFILES, "a profile"), keyed_from_default=False)
     """Whose settings the run follows where the paper's text and its authors' code differ
-    (:data:`harness.contract.PROFILES`); the loader applies the task's settings for it."""
+    (:data:`harness.setting_values.PROFILES`); the loader applies the task's settings for it."""
     precision: str = setting("float32", choice(PRECISIONS, "a precision"),
                              keyed_from_default=False)
     """The floating-point precision of the run's data, model and solves
-    (:data:`harness.contract.PRECISIONS`): torch's default dtype while the run is made and
+    (:data:`harness.setting_values.PRECISIONS`): torch's default dtype while the run is made and
     trained."""
     memory: bool = setting(False, boolean, keyed_from_default=False)
     """Measure the peak memory each training step holds, per phase (docs/memory.md). Asked
@@ -92,7 +92,7 @@ class RunSpec:
     alone, never as an ensemble's member."""
     data_root: str | None = None
     kind: str = "family"
-    """What ``model`` names (:data:`harness.contract.MODEL_KINDS`): a family, or one of the
+    """What ``model`` names (:data:`harness.setting_values.MODEL_KINDS`): a family, or one of the
     task's baselines. Part of the key (of a baseline's only: family runs keep their keys)."""
     versions: dict[str, str | int] = field(default_factory=dict)
     """What ran, in which version: ``task`` and ``model``, the package providing each and its

@@ -1,7 +1,7 @@
 """Image data sets read through torchvision's dataset classes, their files verified by checksum.
 
 Files live under the data root (``--data-root``, else the suite's ``data_root``, else
-``$HARNESS_DATA_ROOT``, else :data:`harness.contract.DEFAULT_DATA_ROOT`) in torchvision's layout:
+``$HARNESS_DATA_ROOT``, else :data:`harness.DEFAULT_DATA_ROOT`) in torchvision's layout:
 ``<root>/MNIST/raw/*.gz``, ``<root>/FashionMNIST/raw/*.gz``, ``<root>/cifar-10-batches-py/``.
 Nothing is downloaded unless asked for; then torchvision's own download puts the files there.
 

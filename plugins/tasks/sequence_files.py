@@ -1,7 +1,7 @@
 """Reading the sequence tasks' data files from a data root.
 
 The data root is the run's (``--data-root``, else the suite's ``data_root``, else
-``$HARNESS_DATA_ROOT``), else :data:`harness.contract.DEFAULT_DATA_ROOT`. The layout under
+``$HARNESS_DATA_ROOT``), else :data:`harness.DEFAULT_DATA_ROOT`. The layout under
 it (the README's "Data" says where each file comes from):
 
     plane_vibration/pv.csv        F-16 ground vibration test: a header, then one row per stamp,
