@@ -1,6 +1,7 @@
 """Suite files: read a YAML suite, check it, and expand it into resolved run specs.
 
-A suite lists run entries (tasks × models × grid points × seeds); an entry's ``baselines:``
+A suite lists run entries (tasks × models × grid points × seeds, each checked by
+:mod:`harness.suites.entries`); an entry's ``baselines:``
 (or ``baseline:``) names models the tasks offer that are no ODE family
 (:attr:`harness.Task.baselines`), run beside or instead of ``models:``, each on every task of
 the entry, under the same settings. Each run's settings are
@@ -27,32 +28,22 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from harness.contract import Task
 from harness.data_root import data_root_or_default
 from harness.registry import Registry
+from harness.suites.entries import MAX_RUNS, TOO_MANY, Entry, check_entry
 from harness.suites.levels import Scope, check_profiles, check_settings, merge, option_value
-from harness.suites.runspec import SETTINGS, RunSpec, default_settings
-from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_negative_int,
-                                       optional, positive_int, read_yaml, settings_of, string,
-                                       top_level, valid_choices)
+from harness.suites.runspec import RunSpec, default_settings
+from harness.suites.validation import (Invalid, Problems, choice, join, mapping, optional,
+                                       positive_int, read_yaml, settings_of, string, top_level)
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
 _EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
-_ENTRY_KEYS = ("task", "tasks", "model", "models", "baseline", "baselines", "seed", "seeds",
-               "grid", "overrides")
-_SEED_RANGE_KEYS = ("start", "count")
-
-#: The most runs a suite may expand to (a seed range, a grid, an entry, the whole suite): more
-#: is a typo (``count: 1000000000``) or a job for several suites; planning this many takes
-#: seconds.
-MAX_RUNS = 100_000
-_TOO_MANY = f"valid: at most {MAX_RUNS} runs in a suite (split a larger study into suites)"
 
 #: A suite's name names its results directory (results/<name>), so it is a plain file name.
 _SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
@@ -83,213 +74,6 @@ class Suite:
     execution: dict[str, Any] = field(default_factory=dict)
     """Where to run: ``executor`` (inline, local, ray, …), ``workers``, ``address``,
     ``ensemble``, and under an executor's name its ``Settings`` instance."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Run entries.
-
-
-@dataclass
-class _Entry:
-    """One checked run entry (``runs[index]``); ``grid`` holds per grid point its settings
-    level and its values (:func:`_check_grid`)."""
-
-    index: int
-    tasks: list[Task]
-    models: list[str]
-    baselines: list[str]
-    seeds: list[int]
-    settings: dict[str, Any]
-    grid: list[tuple[dict[str, Any], dict[str, Any]]]
-    overrides: dict[str, dict[str, Any]]
-
-
-def _items(entry: dict, one: str, many: str, at: str, report: Problems,
-           valid: str) -> list[tuple[str, Any]] | None:
-    """(key path, value) of each item given as ``one: x`` or ``many: [x, ...]``; None if
-    neither key is there."""
-    if one in entry and many in entry:
-        report.add(at, f"both {one!r} and {many!r} given", "valid: exactly one of them")
-        return []
-    if one in entry:
-        return [(join(at, one), entry[one])]
-    if many not in entry:
-        return None
-    values, where = entry[many], join(at, many)
-    if not isinstance(values, list) or not values:
-        report.add(where, f"{values!r} is not a non-empty list", f"valid: {valid}")
-        return []
-    return [(f"{where}[{i}]", value) for i, value in enumerate(values)]
-
-
-def _check_names(entry: dict, one: str, many: str, at: str, report: Problems,
-                 known: Collection[str], broken: str = "", required: bool = True) -> list[str]:
-    """The entry's task or model names, each checked against ``known``; ``broken`` (the plugins
-    that failed to load, and why) is added to the message of an unknown name. Not given: an
-    error if ``required``, else no names."""
-    items = _items(entry, one, many, at, report, f"a non-empty list of {one} names")
-    if items is None:
-        if required:
-            report.add(at, f"no {one!r} or {many!r} given", valid_choices(known, ""))
-        return []
-    names = []
-    for where, name in items:
-        if isinstance(name, str) and name in known:
-            names.append(name)
-        else:
-            report.add(where, f"unknown {one} {name!r}", valid_choices(known, name) + broken)
-    return names
-
-
-def _check_seeds(entry: dict, at: str, report: Problems) -> list[int]:
-    """``seed: 0``, ``seeds: [0, 1]`` or ``seeds: {start: 0, count: 100}``; default [0]."""
-    if isinstance(entry.get("seeds"), dict) and "seed" not in entry:
-        return _check_seed_range(entry["seeds"], join(at, "seeds"), report)
-    items = _items(entry, "seed", "seeds", at, report,
-                   "a non-empty list of integers >= 0, or {start: 0, count: N}")
-    if items is None:
-        return [0]
-    seeds = [report.check(where, non_negative_int, value) for where, value in items]
-    seen: set[int] = set()
-    for (where, _), seed in zip(items, seeds):
-        if seed is not None and seed in seen:
-            report.add(where, f"seed {seed} is listed twice", "valid: distinct seeds")
-        seen.add(seed)
-    return seeds
-
-
-def _check_seed_range(seeds: dict, at: str, report: Problems) -> list[int]:
-    for key in seeds:
-        if key not in _SEED_RANGE_KEYS:
-            report.unknown(join(at, key), f"unknown key {key!r}", key, _SEED_RANGE_KEYS)
-    if "count" not in seeds:
-        report.add(join(at, "count"), "missing", "valid: an integer > 0")
-        return []
-    start = report.check(join(at, "start"), non_negative_int, seeds.get("start", 0))
-    count = report.check(join(at, "count"), positive_int, seeds["count"])
-    if count is not None and count > MAX_RUNS:
-        report.add(join(at, "count"), f"{count} seeds", _TOO_MANY)
-        return []
-    return list(range(start, start + count)) if start is not None and count is not None else []
-
-
-def _check_grid(value: Any, at: str, report: Problems, scope: Scope
-                ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The grid's points, each as its settings level and its values (dotted path as the suite
-    names it → the checked value): the cartesian product of the value lists, in key order. A
-    key is a dotted setting path such as ``solver.tol``. Without a grid: one point, no values."""
-    grid = mapping(value, at, report, "a mapping of dotted run-setting path to a list of values")
-    axes = []
-    for path, values in grid.items():
-        if not isinstance(values, list) or not values:
-            report.add(join(at, path), f"{values!r} is not a non-empty list",
-                       "valid: a non-empty list of values to sweep")
-            continue
-        axis = []
-        for given in values:
-            level = check_settings(_nested(str(path), given), at, report, scope)
-            axis.append((str(path), _at(level, str(path), given), level))
-        axes.append(axis)
-    if math.prod(len(axis) for axis in axes) > MAX_RUNS:
-        report.add(at, f"{' x '.join(str(len(axis)) for axis in axes)} grid points", _TOO_MANY)
-        return []
-    points = []
-    for combination in itertools.product(*axes):
-        point: dict[str, Any] = {}
-        for _, _, level in combination:
-            point = merge(point, level)
-        points.append((point, {path: checked for path, checked, _ in combination}))
-    return points
-
-
-def _at(level: dict[str, Any], path: str, given: Any) -> Any:
-    """The value a checked settings level holds at ``path`` (numbers made floats), or the value
-    as ``given`` where checking renamed it (``solver.tol`` becomes rtol and atol)."""
-    for part in path.split("."):
-        if not isinstance(level, dict) or part not in level:
-            return given
-        level = level[part]
-    return level
-
-
-def _nested(path: str, value: Any) -> dict[str, Any]:
-    """``solver.tol``, 1e-3 → {"solver": {"tol": 1e-3}}."""
-    head, _, rest = path.partition(".")
-    return {head: _nested(rest, value) if rest else value}
-
-
-def _check_overrides(value: Any, at: str, report: Problems, registry: Registry,
-                     tasks: list[Task], models: list[str],
-                     baselines: list[str]) -> dict[str, dict[str, Any]]:
-    """``overrides: {model or baseline name: run settings}`` (a name both a model and a
-    baseline of the entry applies to both)."""
-    overrides = mapping(value, at, report, "a mapping of model name to run settings")
-    checked = {}
-    for model, settings in overrides.items():
-        where = join(at, model)
-        if model not in models and model not in baselines:
-            report.unknown(where, f"{model!r} is not a model of this entry", model,
-                           [*models, *baselines])
-            continue
-        settings = mapping(settings, where, report, "a mapping of run settings")
-        families = [registry.families[model]] if model in models else []
-        checked[model] = check_settings(settings, where, report,
-                                         Scope(registry.backends, tasks, families,
-                                               [model] if model in baselines else []))
-    return checked
-
-
-def _check_baselines(raw: dict, at: str, report: Problems, tasks: list[Task]) -> list[str]:
-    """The entry's baseline names (``baseline:`` or ``baselines:``; none when neither is
-    given), each offered by every task of the entry."""
-    offered = list(dict.fromkeys(name for task in tasks for name in task.baselines))
-    names = _check_names(raw, "baseline", "baselines", at, report, offered, required=False)
-    for name in names:
-        lacking = [task.name for task in tasks if name not in task.baselines]
-        if lacking:
-            report.add(at, f"baseline {name!r} is not offered by task(s) {', '.join(lacking)}",
-                       "valid: baselines every task of the entry offers (Task.baselines); "
-                       "give tasks without it an entry of their own")
-    return names
-
-
-def _check_entry(raw: dict, index: int, report: Problems, registry: Registry) -> _Entry:
-    at = f"runs[{index}]"
-    broken = "".join(f"; plugin {f.plugin!r} (package {f.package}) failed to load: {f.reason}"
-                     for f in registry.failures)
-    tasks = [registry.tasks[name] for name in
-             _check_names(raw, "task", "tasks", at, report, registry.tasks, broken)]
-    baselines = _check_baselines(raw, at, report, tasks)
-    offered = sorted({name for task in tasks for name in task.baselines})
-    hint = f"; the tasks' baselines ({', '.join(offered)}) go under `baselines:`" if offered else ""
-    models = _check_names(raw, "model", "models", at, report, registry.families, broken + hint,
-                          required="baseline" not in raw and "baselines" not in raw)
-    scope = Scope(registry.backends, tasks, [registry.families[name] for name in models],
-                  baselines)
-    settings = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
-    entry = _Entry(
-        index=index, tasks=tasks, models=models, baselines=baselines,
-        seeds=_check_seeds(raw, at, report),
-        settings=check_settings(settings, at, report, scope, [*_ENTRY_KEYS, *SETTINGS]),
-        grid=_check_grid(raw.get("grid", {}), join(at, "grid"), report, scope),
-        overrides=_check_overrides(raw.get("overrides", {}), join(at, "overrides"), report,
-                                   registry, tasks, models, baselines))
-    if _size(entry) > MAX_RUNS:
-        models_text = f"{len(models)} models" + (f" + {len(baselines)} baselines" if baselines
-                                                 else "")
-        report.add(at, f"{len(tasks)} tasks x {models_text} x {len(entry.grid)} grid points x "
-                       f"{len(entry.seeds)} seeds = {_size(entry)} runs", _TOO_MANY)
-    return entry
-
-
-def _size(entry: _Entry) -> int:
-    """The runs an entry expands to (duplicates counted)."""
-    return (len(entry.tasks) * (len(entry.models) + len(entry.baselines)) * len(entry.grid)
-            * len(entry.seeds))
-
-
-# ---------------------------------------------------------------------------------------------
-# The file.
 
 
 def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[str, Any]:
@@ -332,7 +116,7 @@ def ensemble_size(value: Any) -> int | str:
             from None
 
 
-def _expand(name: str, entries: list[_Entry], defaults: dict[str, Any],
+def _expand(name: str, entries: list[Entry], defaults: dict[str, Any],
             schedules: dict[str, dict[str, Any]], profiles: dict[str, dict[str, dict]],
             data_root: str | None, registry: Registry) -> list[RunSpec]:
     """Every run, in entry, task, model (the families, then the baselines), grid point, seed
@@ -425,14 +209,14 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     entries = []
     for i, raw in enumerate(raw_runs):
         if isinstance(raw, dict):
-            entries.append(_check_entry(raw, i, report, registry))
+            entries.append(check_entry(raw, i, report, registry))
         else:
             report.add(f"runs[{i}]", f"{raw!r} is not a mapping",
                        "valid: a run entry with task(s) and model(s)")
 
-    if all(_size(entry) <= MAX_RUNS for entry in entries) and \
-            sum(map(_size, entries)) > MAX_RUNS:
-        report.add("runs", f"{sum(map(_size, entries))} runs in all", _TOO_MANY)
+    total = sum(entry.size for entry in entries)
+    if all(entry.size <= MAX_RUNS for entry in entries) and total > MAX_RUNS:
+        report.add("runs", f"{total} runs in all", TOO_MANY)
     used_tasks = list({task.name: task for entry in entries for task in entry.tasks}.values())
     used_families = list({m: registry.families[m] for entry in entries for m in entry.models}.values())
     used_baselines = list(dict.fromkeys(b for entry in entries for b in entry.baselines))
