@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -114,14 +114,17 @@ def naming_missing_widths(spec: RunSpec, registry: Registry, widths: Widths) -> 
     try:
         yield
     except MissingWidth as missing:
-        given = ", ".join(f"{name}: {size}" for name, size in widths.items())
         own = _own_widths(spec, registry)
-        valid = ("; the task's own for it: {" + ", ".join(f"{n}: {v}" for n, v in own.items())
-                 + "}") if own else ""
+        valid = f"; the task's own for it: {_listed(own)}" if own else ""
         raise RunConfigError(
             f"{spec.label}: widths has no {missing.args[0]!r}, which task {spec.task!r} reads "
-            f"to build {spec.kind} {spec.model!r} (given: {{{given}}}); give every width it "
-            f"reads in the suite's `widths:`{valid}") from None
+            f"to build {spec.kind} {spec.model!r} (given: {_listed(widths)}); give every width "
+            f"it reads in the suite's `widths:`{valid}") from None
+
+
+def _listed(widths: Mapping[str, int]) -> str:
+    """Widths as a message lists them: ``{n: 2, h: 14}``."""
+    return "{" + ", ".join(f"{name}: {size}" for name, size in widths.items()) + "}"
 
 
 def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
