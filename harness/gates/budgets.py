@@ -37,8 +37,9 @@ from harness.running.safe_files import Folder
 from harness.running.store import standing
 from harness.solvers.built_in import uses_tolerance
 from harness.solvers.settings import SOLVER_SETTINGS, TOLERANCES
-from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping, number,
-                                positive_number, read_yaml, string, top_level)
+from harness.suites.validation import (Invalid, Problems, choice, fraction, join, mapping,
+                                       non_empty_list, number, positive_number, read_yaml, string,
+                                       top_level)
 
 #: Per-epoch record fields a budget may bound (besides any ``test_<metric>``).
 FIELDS = ("forward_nfe", "backward_nfe", "eval_nfe", "train_time_s", "forward_time_s",
@@ -127,11 +128,8 @@ def load_budgets(path: str | Path) -> tuple[list[Budget], float]:
     document = top_level(read_yaml(path, BudgetError, "a budget YAML file"), path, BudgetError,
                          ("tolerance", "budgets"), report)
     tolerance = report.check("tolerance", fraction, document.get("tolerance", DEFAULT_TOLERANCE))
-    lines = document.get("budgets")
-    if not isinstance(lines, list) or not lines:
-        report.add("budgets", "missing" if lines is None else f"{lines!r} is not a non-empty list",
-                   "valid: a non-empty list of budget lines")
-        lines = []
+    lines = non_empty_list(document.get("budgets"), "budgets", report,
+                           "a non-empty list of budget lines")
     budgets = [_check_line(line, f"budgets[{i}]", report, tolerance or DEFAULT_TOLERANCE)
                for i, line in enumerate(lines)]
     report.raise_if_any(BudgetError)

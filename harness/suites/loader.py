@@ -39,8 +39,9 @@ from harness.registry import Registry
 from harness.suites.entries import MAX_RUNS, TOO_MANY, Entry, check_entry
 from harness.suites.levels import Scope, check_profiles, check_settings, merge, option_value
 from harness.suites.runspec import RunSpec, default_settings
-from harness.suites.validation import (Invalid, Problems, choice, join, mapping, optional,
-                                       positive_int, read_yaml, settings_of, string, top_level)
+from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_empty_list,
+                                       optional, positive_int, read_yaml, settings_of, string,
+                                       top_level)
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
 _EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
@@ -201,11 +202,8 @@ def suite_from_document(document: Any, path: Path, registry: Registry,
     suite_root = report.check("data_root", optional(string), document.get("data_root"))
 
     execution = _check_execution(document.get("execution", {}), report, registry)
-    raw_runs = document.get("runs")
-    if not isinstance(raw_runs, list) or not raw_runs:
-        report.add("runs", "missing" if raw_runs is None else f"{raw_runs!r} is not a non-empty list",
-                   "valid: a non-empty list of run entries")
-        raw_runs = []
+    raw_runs = non_empty_list(document.get("runs"), "runs", report,
+                              "a non-empty list of run entries")
     entries = []
     for i, raw in enumerate(raw_runs):
         if isinstance(raw, dict):

@@ -230,6 +230,15 @@ def mapping(value: Any, at: str, report: Problems, valid: str) -> dict:
     return {}
 
 
+def non_empty_list(value: Any, at: str, report: Problems, valid: str) -> list:
+    """``value`` if it is a non-empty list, else [] after reporting it (None as missing)."""
+    if isinstance(value, list) and value:
+        return value
+    report.add(at, "missing" if value is None else f"{value!r} is not a non-empty list",
+               f"valid: {valid}")
+    return []
+
+
 def top_level(document: Any, path: Path, error: type[Exception], keys: Collection[str],
               report: Problems) -> dict:
     """A parsed file's top-level mapping; anything else raises ``error`` at once, and each key
