@@ -174,7 +174,6 @@ class Family(nn.Module):
         return Structure(cls.f_input_parts, cls.uses_network(), len(cls.parts))
 
 
-
 class ODEBlockLike(Protocol):
     """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
     ``nn.Module``, :class:`harness.toolkit.ode.ODEBlock` (named here by what it offers, so the
@@ -196,7 +195,6 @@ class ODEBlockLike(Protocol):
 
     def part(self, z: Tensor, name: str | None = None) -> Tensor:
         """One part of a state: the family's ``readout`` part unless named."""
-
 
 
 class EpochBatches(Protocol):
@@ -396,8 +394,6 @@ class Task:
         return []
 
 
-__all__ = [
-    "CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
-    "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches", "STARTS",
-    "State", "VJP",
-]
+__all__ = ["CONTRACT_VERSION", "hookimpl", "hookspec", "Family", "Task", "TaskData", "BuildContext",
+           "VectorField", "Pullback", "DifferentiableField", "ODEBlockLike", "EpochBatches",
+           "STARTS", "State", "VJP"]
