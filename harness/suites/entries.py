@@ -12,7 +12,7 @@ from typing import Any, Collection
 
 from harness.contract import Task
 from harness.registry import Registry
-from harness.suites.levels import Scope, check_settings, merge
+from harness.suites.levels import Scope, check_settings, merge_all
 from harness.suites.runspec import SETTINGS
 from harness.suites.validation import (Problems, join, mapping, non_negative_int, positive_int,
                                        valid_choices)
@@ -140,9 +140,7 @@ def _check_grid(value: Any, at: str, report: Problems, scope: Scope
         return []
     points = []
     for combination in itertools.product(*axes):
-        point: dict[str, Any] = {}
-        for _, _, level in combination:
-            point = merge(point, level)
+        point = merge_all(*(level for _, _, level in combination))
         points.append((point, {path: checked for path, checked, _ in combination}))
     return points
 

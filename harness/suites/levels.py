@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, reduce
 from typing import Any, Callable, Collection, Mapping
 
 from harness.contract import Family, Task
 from harness.setting_values import PROFILES
-from harness.widths import WidthNames
 from harness.solvers.backends import SolverBackend
 from harness.solvers.settings import TOLERANCE, TOLERANCES
 from harness.suites.runspec import SETTINGS, scalar_checks, solver_checks
 from harness.suites.validation import (Problems, boolean, integer, join, mapping, number,
                                        non_negative_int, numeric, positive_int, positive_number, string,
                                        valid_choices)
+from harness.widths import WidthNames
 
 #: Settings merged key by key, and the keys nested inside them that merge the same way.
 MERGED: dict[str, dict] = {"solver": {"options": {}}, "model_options": {}, "task_options": {}}
@@ -203,6 +203,11 @@ def merge(base: dict[str, Any], layer: dict[str, Any],
             value = merge(result[key], value, merged[key])
         result[key] = value
     return result
+
+
+def merge_all(*levels: dict[str, Any]) -> dict[str, Any]:
+    """The levels merged in order by :func:`merge`, later ones winning."""
+    return reduce(merge, levels, {})
 
 
 def _check_lr_restarts(value: Any, at: str, report: Problems) -> dict[int, float]:

@@ -37,7 +37,7 @@ from harness.contract import Task
 from harness.data_root import data_root_or_default
 from harness.registry import Registry
 from harness.suites.entries import MAX_RUNS, TOO_MANY, Entry, check_entry
-from harness.suites.levels import Scope, check_profiles, check_settings, merge, option_value
+from harness.suites.levels import Scope, check_profiles, check_settings, merge_all, option_value
 from harness.suites.runspec import RunSpec, default_settings
 from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_empty_list,
                                        optional, positive_int, read_yaml, settings_of, string,
@@ -99,11 +99,8 @@ def _check_execution(value: Any, report: Problems, registry: Registry) -> dict[s
 
 
 def _merged(*levels: dict[str, Any]) -> dict[str, Any]:
-    """The levels merged, later ones winning."""
-    settings: dict[str, Any] = {}
-    for level in levels:
-        settings = merge(settings, level)
-    return copy.deepcopy(settings)
+    """The levels merged, later ones winning, in a copy that shares nothing with them."""
+    return copy.deepcopy(merge_all(*levels))
 
 
 def ensemble_size(value: Any) -> int | str:
