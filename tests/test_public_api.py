@@ -1,5 +1,5 @@
 """The public API (``harness/__init__.py``) stays what plugins import: the same names, each
-served from the module that defines it, wherever inside the harness that module lives."""
+resolving from whichever module inside the harness now defines it."""
 from __future__ import annotations
 
 import subprocess
