@@ -177,7 +177,7 @@ class Family(nn.Module):
 class ODEBlockLike(Protocol):
     """What a task's model may use of the ODE block ``ctx.ode(f, n)`` returns: an
     ``nn.Module``, :class:`harness.toolkit.ode.ODEBlock` (named here by what it offers, so the
-    contract depends on no other part of the harness)."""
+    contract depends on no part of the harness but the leaves)."""
 
     width: int
     """The width n of each part."""
