@@ -103,7 +103,8 @@ class Rescaled(PerElementTime, nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.dynamics(t, z) * self.scale
 
-    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
+            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a. No gradient reaches the
         durations (data, not parameters), as with autograd."""
         derivative, cotangent, grads = self.dynamics.vjp(t, z, a * self.scale)
@@ -127,7 +128,8 @@ class Capped(nn.Module):
         self._count()
         return self.func(t, z)
 
-    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
+            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         self._count()
         return self.func.vjp(t, z, a)
 
