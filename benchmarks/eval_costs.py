@@ -142,9 +142,7 @@ def floor(problem: adjoint.FlatProblem, batches: tuple[int, ...] = (1, 16, 64, 2
             one = adjoint.FlatProblem(problem.func, z, problem.t0, problem.t1,
                                       problem.integrate, problem.params)
             if name == "forward":
-                def f(t, y, one=one):
-                    return one.func(one.time(t), y.view(one.shape)).reshape(-1)
-                state = z.reshape(-1)
+                f, state = one.field(), z.reshape(-1)
             else:
                 f = one._augmented(z.numel())
                 state = torch.cat([z.reshape(-1), z.reshape(-1),

@@ -48,13 +48,16 @@ class Dynamics(nn.Module):
         (an ensemble's family and network for the members of one call), counting nothing."""
         return self._join(family.derivatives(t, self._split(z), f))
 
-    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
-        """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation."""
+    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
+            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+        """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation. The
+        derivatives do not read t (:meth:`Family.derivatives_vjp`): it may be None."""
         self.counter.tick()
         value, cotangent, grads = self.evaluate_vjp(t, z, a, self.family, self._plain_vjp)
-        for parameter, grad in grads.items():  # a family parameter's may be unsummed
-            if grad.shape != parameter.shape:
-                grads[parameter] = grad.sum_to_size(parameter.shape)
+        if self.family._parameters or self.family._modules:  # a family parameter's may be unsummed
+            for parameter, grad in grads.items():
+                if grad.shape != parameter.shape:
+                    grads[parameter] = grad.sum_to_size(parameter.shape)
         return value, cotangent, grads
 
     def evaluate_vjp(self, t: Tensor, z: Tensor, a: Tensor, family: Family,
@@ -100,7 +103,8 @@ class Rescaled(PerElementTime, nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.dynamics(t, z) * self.scale
 
-    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
+            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a. No gradient reaches the
         durations (data, not parameters), as with autograd."""
         derivative, cotangent, grads = self.dynamics.vjp(t, z, a * self.scale)
@@ -124,7 +128,8 @@ class Capped(nn.Module):
         self._count()
         return self.func(t, z)
 
-    def vjp(self, t: Tensor, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
+            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         self._count()
         return self.func.vjp(t, z, a)
 

@@ -143,6 +143,8 @@ class PlainMLP:
     hook_tables: tuple[dict, ...]
     parameter_tables: tuple[tuple[dict, str], ...]
     stacked: bool
+    #: Each Linear layer's parameter table (``_parameters``).
+    tables: tuple[dict, ...]
 
     @classmethod
     def of(cls, f: nn.Module) -> PlainMLP | None:
@@ -172,7 +174,8 @@ class PlainMLP:
             for table in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
         parameter_tables = tuple((layer.linear._parameters, name) for layer in layers
                                  for name in ("weight", "bias") if name in layer.linear._parameters)
-        return cls(tuple(layers), hook_tables, parameter_tables, kind is StackedLinear)
+        return cls(tuple(layers), hook_tables, parameter_tables, kind is StackedLinear,
+                   tuple(layer.linear._parameters for layer in layers))
 
     def intact(self) -> bool:
         """No hooks on its modules, and every Linear's weight and bias still registered
@@ -193,7 +196,11 @@ class PlainMLP:
         Stacked, a parameter's gradient holds the rows of those members only: (M', out, in)
         for weights of shape (M, out, in)."""
         saved: list[tuple[Tensor, ...]] = []  # layer input, pre-activation, output, weight
-        value = self._evaluate(x, weights or self.rows(members), saved)
+        layers = weights or self.rows(members)
+        value = self._evaluate(x, layers, saved)
+        if not self.stacked:  # the gradients' keys: the layers' parameters
+            return value, partial(self._pullback, saved, layers if weights is None
+                                  else self.rows(None))
 
         def pullback(g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
             grads: dict[Tensor, Tensor] = {}
@@ -201,25 +208,39 @@ class PlainMLP:
             for layer, (x_in, u, y, weight) in zip(reversed(self.layers), reversed(saved)):
                 if layer.backward is not None:
                     g = layer.backward(layer.activation, g, u, y)
-                if self.stacked:  # autograd's formulas for baddbmm(bias, x, weightᵀ)
-                    grads[layer.linear.weight] = g.transpose(1, 2).bmm(x_in)
-                    bias_grad = g.sum(1)
-                    g = g.bmm(weight)
-                else:  # and for addmm, on the rows of every leading dimension
-                    rows, inputs = ((g, x_in) if g.dim() == 2
-                                    else (g.flatten(0, -2), x_in.flatten(0, -2)))
-                    grads[layer.linear.weight] = rows.t().mm(inputs)
-                    bias_grad = rows.sum(0)
-                    g = g.matmul(weight)
+                # autograd's formulas for baddbmm(bias, x, weightᵀ)
+                grads[layer.linear.weight] = g.transpose(1, 2).bmm(x_in)
+                bias_grad = g.sum(1)
+                g = g.bmm(weight)
                 if layer.linear.bias is not None:
                     grads[layer.linear.bias] = bias_grad
             return g.reshape(x.shape), grads
         return value, pullback
 
+    def _pullback(self, saved: list[tuple[Tensor, ...]], parameters: Weights,
+                  g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
+        """Unstacked, gᵀ∂f/∂x and each parameter's gradient (keyed by ``parameters``, each
+        layer's weight and bias) from the layers' ``saved`` tensors: autograd's formulas for
+        addmm, on the rows of every leading dimension. g keeps x's shape throughout."""
+        grads: dict[Tensor, Tensor] = {}
+        for layer, (x_in, u, y, weight), (weight_key, bias_key) in zip(
+                reversed(self.layers), reversed(saved), reversed(parameters)):
+            if layer.backward is not None:
+                g = layer.backward(layer.activation, g, u, y)
+            rows, inputs = ((g, x_in) if g.dim() == 2
+                            else (g.flatten(0, -2), x_in.flatten(0, -2)))
+            grads[weight_key] = rows.t().mm(inputs)
+            if bias_key is not None:
+                grads[bias_key] = rows.sum(0)
+            g = g.matmul(weight)
+        return g, grads
+
     def rows(self, members: Tensor | None) -> Weights:
         """Each layer's (weight, bias); stacked, those of the ``members`` (indices; None: all).
         Gathered once, they serve every evaluation of those members until a parameter
         changes."""
+        if not self.stacked:  # the parameters themselves, from their tables (no module lookups)
+            return tuple((table["weight"], table.get("bias")) for table in self.tables)
         return tuple(rows_of(layer.linear.weight, layer.linear.bias, members)
                      for layer in self.layers)
 
@@ -227,7 +248,7 @@ class PlainMLP:
                   saved: list[tuple[Tensor, ...]] | None) -> Tensor:
         """The layers (``weights``) on x; with ``saved``, each layer's input, pre-activation,
         output and weight are appended to it."""
-        y = self._rows(x, len(weights[0][0]))
+        y = self._rows(x, len(weights[0][0])) if self.stacked else x
         for layer, (weight, bias) in zip(self.layers, weights):
             x_in = y
             u = stacked_linear(x_in, weight, bias) if self.stacked else F.linear(x_in, weight, bias)

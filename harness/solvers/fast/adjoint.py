@@ -33,10 +33,18 @@ class FlatProblem:
     def time(self, t: Any) -> Tensor:
         return torch.scalar_tensor(float(t), dtype=self.dtype, device=self.device)
 
+    def field(self) -> FlatFunc:
+        """f on the flat state. Dynamics with a hand-written VJP do not read t (their families'
+        contract: :meth:`~harness.contract.Family.derivatives_vjp`), so they get None for it,
+        without a tensor made per call."""
+        func, shape = self.func, self.shape
+        if getattr(func, "has_vjp", False):
+            return lambda t, z: func(None, z.view(shape)).reshape(-1)
+        return lambda t, z: func(self.time(t), z.view(shape)).reshape(-1)
+
     def forward(self, z0: Tensor) -> Tensor:
-        def flat(t: Any, z: Tensor) -> Tensor:
-            return self.func(self.time(t), z.view(self.shape)).reshape(-1)
-        return self.integrate(flat, z0.reshape(-1), self.t0, self.t1, rms_norm, None).view(self.shape)
+        return self.integrate(self.field(), z0.reshape(-1), self.t0, self.t1, rms_norm,
+                              None).view(self.shape)
 
     def backward(self, z1: Tensor, grad: Tensor) -> tuple[Tensor, ...]:
         """(dL/dz0, dL/dθ for each parameter) from the backward solve started at (z1, dL/dz1)."""
@@ -72,15 +80,22 @@ class FlatProblem:
         return augmented
 
     def _augmented_by_hand(self, n: int) -> FlatFunc:
+        """:meth:`_augmented` by the dynamics' ``vjp``, with t None (they do not read it), in
+        as few torch calls as the values allow: the grad mode switched only where a graph
+        would be recorded, a 1-D gradient concatenated as it is."""
         time_adjoint = torch.zeros(1, dtype=self.dtype, device=self.device)
+        vjp, shape, params = self.func.vjp, self.shape, self.params
+        flat = tuple(p.dim() == 1 for p in params)
 
         def augmented(s: Any, state: Tensor) -> Tensor:
-            with torch.no_grad():
-                fz, vjp_z, grads = self.func.vjp(self.time(-s), state[:n].view(self.shape),
-                                                 state[n:2 * n].view(self.shape))
-                return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1),
-                                  *(g.reshape(-1) for g in parameter_gradients(grads, self.params)),
-                                  time_adjoint])
+            if torch.is_grad_enabled():
+                with torch.no_grad():
+                    return augmented(s, state)
+            fz, vjp_z, grads = vjp(None, state[:n].view(shape), state[n:2 * n].view(shape))
+            gradients = parameter_gradients(grads, params)
+            return torch.cat([fz.neg().reshape(-1), vjp_z.reshape(-1),
+                              *(g if one_d else g.reshape(-1) for g, one_d in zip(gradients, flat)),
+                              time_adjoint])
         return augmented
 
 
