@@ -109,7 +109,8 @@ class Family(nn.Module):
         family's own. A family parameter's gradient may be left unsummed, in any shape the
         parameter broadcasts to (as the terms of the derivatives hold it: ``−a_m·m·γ′``): it is
         summed down to the parameter's shape, as autograd sums a broadcast. Only for derivatives
-        that do not read t. It is used only by the class that defines it: a subclass changes
+        that do not read t (the fast backend then passes t as None, here and to
+        :meth:`derivatives`). It is used only by the class that defines it: a subclass changes
         what the derivatives read (a property, an option) as easily as the derivatives
         themselves, so it takes autograd unless it states ``derivatives_vjp =
         Parent.derivatives_vjp``. The conformance kit checks it against autograd.
