@@ -122,6 +122,38 @@ def stage_sum(k: Tensor, coefficients: Tensor) -> Tensor:
     return summer(k.dtype, k.shape[0], k.device.type, torch.get_num_threads())(k * coefficients)
 
 
+StageSum = Callable[[], Tensor]
+"""Σ over the stages of k · coefficients for views k and coefficients fixed when it was made
+(their values change between calls): a new tensor each call, which the caller may change."""
+
+
+def fixed_sum(k: Tensor, coefficients: Tensor, buffer: Tensor | None) -> StageSum:
+    """:func:`stage_sum` of the views k (stages, …state) and ``coefficients`` (stages, …, 1).
+    With a flat ``buffer`` of at least k's size (where no graph is recorded; a step's sums,
+    one after another, share it), the products go into its first entries, and each is summed
+    by the chain of adds in torch's order on views of the rows made here, once: without the
+    view of each row at every call, the chain is cheaper than torch's one sum over the rows
+    for two and three stages, and for five to seven (see docs/performance.md)."""
+    count = k.shape[0]
+    way = summer(k.dtype, count, k.device.type, torch.get_num_threads())
+    if buffer is None or count == 1:  # one stage: its product is the sum, a new tensor
+        return partial(_summed, way, k, coefficients)
+    products = buffer[:k.numel()].view(k.shape)  # the coefficients broadcast over the state
+    order = sum_order(k.dtype, count, k.device.type)
+    total = (partial(way, products) if order is None  # an unknown kernel: torch's own sum
+             else partial(_chain, products.unbind(0), order))
+    return partial(_refilled, k, coefficients, products, total)
+
+
+def _summed(way: Summer, k: Tensor, coefficients: Tensor) -> Tensor:
+    return way(k * coefficients)
+
+
+def _refilled(k: Tensor, coefficients: Tensor, products: Tensor, total: StageSum) -> Tensor:
+    torch.mul(k, coefficients, out=products)
+    return total()
+
+
 def _first(products: Tensor) -> Tensor:
     return products[0]
 
