@@ -16,6 +16,7 @@ not know), it takes torch's own sum.
 from __future__ import annotations
 
 import itertools
+import math
 from functools import cache, partial
 from typing import Callable
 
@@ -127,22 +128,45 @@ StageSum = Callable[[], Tensor]
 (their values change between calls): a new tensor each call, which the caller may change."""
 
 
-def fixed_sum(k: Tensor, coefficients: Tensor, buffer: Tensor | None) -> StageSum:
+def fixed_sum(k: Tensor, coefficients: Tensor, buffer: ProductBuffer | None) -> StageSum:
     """:func:`stage_sum` of the views k (stages, …state) and ``coefficients`` (stages, …, 1).
-    With a flat ``buffer`` of at least k's size (where no graph is recorded; a step's sums,
-    one after another, share it), the products go into its first entries, and each is summed
-    by the chain of adds in torch's order on views of the rows made here, once: without the
-    view of each row at every call, the chain is cheaper than torch's one sum over the rows
-    for two and three stages, and for five to seven (see docs/performance.md)."""
-    count = k.shape[0]
-    way = summer(k.dtype, count, k.device.type, torch.get_num_threads())
-    if buffer is None or count == 1:  # one stage: its product is the sum, a new tensor
-        return partial(_summed, way, k, coefficients)
-    products = buffer[:k.numel()].view(k.shape)  # the coefficients broadcast over the state
-    order = sum_order(k.dtype, count, k.device.type)
-    total = (partial(way, products) if order is None  # an unknown kernel: torch's own sum
-             else partial(_chain, products.unbind(0), order))
-    return partial(_refilled, k, coefficients, products, total)
+    With a ``buffer`` (where no graph is recorded), the products go into it and are added
+    by the chain in torch's order on views of its rows made once, not at each call."""
+    if buffer is None or k.shape[0] == 1:  # one stage: its product is the sum, a new tensor
+        return partial(_summed, summer(k.dtype, k.shape[0], k.device.type,
+                                       torch.get_num_threads()), k, coefficients)
+    return buffer.sum(k, coefficients)
+
+
+class ProductBuffer:
+    """One flat buffer for the products of a step's sums, which take it one after another
+    (a sum's products are spent in it), with its views for each state layout made once.
+
+    Where the views are made once, the chain of adds in torch's order is cheaper than torch's
+    one sum over the rows for two, three and five to seven stages, and about even for four
+    (see docs/performance.md), so every sum of two or more stages takes the chain here."""
+
+    def __init__(self, stages: int, like: Tensor) -> None:
+        self.stages, self.flat = stages, like.new_empty(stages * like.numel())
+        #: Per (state layout, stage count): the products' view and their sum.
+        self.sums: dict[tuple[tuple[int, ...], int], tuple[Tensor, StageSum]] = {}
+
+    def sum(self, k: Tensor, coefficients: Tensor) -> StageSum:
+        """The sum of k · coefficients (k at most ``stages`` rows of at most ``like``'s
+        size), its products in this buffer."""
+        key = tuple(k.shape[1:]), k.shape[0]
+        if key not in self.sums:
+            self.sums[key] = self._sum(*key, k.dtype, k.device.type)
+        return partial(_refilled, k, coefficients, *self.sums[key])
+
+    def _sum(self, layout: tuple[int, ...], count: int, dtype: torch.dtype,
+             device: str) -> tuple[Tensor, StageSum]:
+        products = self.flat[:count * math.prod(layout)].view(count, *layout)
+        order = sum_order(dtype, count, device)
+        if order is None:  # an unknown kernel: torch's own sum
+            return products, partial(summer(dtype, count, device, torch.get_num_threads()),
+                                     products)
+        return products, partial(_chain, products.unbind(0), order)
 
 
 def _summed(way: Summer, k: Tensor, coefficients: Tensor) -> Tensor:

@@ -12,7 +12,6 @@ and refills them each step, which saves a dozen small torch calls a step.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.stage_sums import StageSum, Summer, fixed_sum, summer
+from harness.solvers.fast.stage_sums import ProductBuffer, StageSum, Summer, fixed_sum, summer
 from harness.solvers.fast.tableaux import Tableau
 
 StageFunc = Callable[[Any, Tensor], Tensor]
@@ -57,13 +56,12 @@ class StepViews:
     total: Summer
 
 
-def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int,
-               products: Tensor | None) -> StepViews:
-    """The views of a step's buffers k and ``table``, the part f reads cut once; with a flat
-    buffer of ``products`` as large as k (buffers refilled each step, no graph recorded), k's
-    rows and the views each sum reads of its products there
-    (:func:`~harness.solvers.fast.stage_sums.fixed_sum`).
-    The last stage's input is the solution where the tableau has no sum of its own for it,
+def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int, rows: bool,
+               products: ProductBuffer | None = None) -> StepViews:
+    """The views of a step's buffers k and ``table``, the part f reads cut once, k's rows if
+    ``rows``, and with a buffer of ``products`` (buffers refilled each step, no graph
+    recorded) the views each sum reads of its products there
+    (:func:`~harness.solvers.fast.stage_sums.fixed_sum`). The last stage's input is the solution where the tableau has no sum of its own for it,
     so that one is over the whole state."""
     coefficients = table.unbind(0)
     k_live = k if live == k.shape[-1] else k[..., :live]
@@ -75,7 +73,7 @@ def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int,
                 else fixed_sum(k, coefficients[tableau.solution], products))
     return StepViews(k, table, coefficients, sums,
                      fixed_sum(k, coefficients[tableau.error], products), solution,
-                     () if products is None else k.unbind(0),
+                     k.unbind(0) if rows else (),
                      summer(k.dtype, len(k), k.device.type, torch.get_num_threads()))
 
 
@@ -97,14 +95,16 @@ class StepBuffers:
         shape = (self.tableau.stages, *f.shape)
         if not self.reuse:
             views = step_views(self.tableau, f.new_empty(shape), self.weights * step, self.live,
-                               products=None)
+                               rows=False)
             views.k[0] = f
             return views
         if not self.sets or self.sets[0].k.shape != shape:
             table = self.weights.new_empty(self._table_shape(step))
-            products = f.new_empty(math.prod(shape))  # shared: a sum's products are spent in it
+            # Both sets' sums share one; a flat state's only: the members' rows change as
+            # members finish, and the views made anew each time cost more than they save.
+            products = ProductBuffer(self.tableau.stages, f) if f.dim() == 1 else None
             self.sets = [step_views(self.tableau, f.new_empty(shape), table, self.live,
-                                    products) for _ in range(2)]
+                                    rows=True, products=products) for _ in range(2)]
         views = self.sets[self.current]
         torch.mul(self.weights, step, out=views.table)
         views.rows[0].copy_(f)
