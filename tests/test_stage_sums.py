@@ -10,7 +10,7 @@ import torch
 from harness.solvers.fast import stage_sums
 from harness.solvers.fast.stage_sums import order_index, rows_order, stage_sum, sum_order
 from harness.solvers.fast.stages import StepBuffers
-from harness.solvers.fast.tableaux import TABLEAUX
+from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 
 
 def _case(dtype: torch.dtype, count: int, rows: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,10 +130,21 @@ def test_a_steps_sums_on_reused_buffers_are_torchdiffeqs(method, dtype):
     ``torch.sum(k[..., :i + 1] * c, dim=-1)`` on its (state, stages) layout, for every state
     size, for the whole state and for the part f reads, step after step (the buffers
     refilled), and a sum already returned is not changed by the next."""
-    tableau = TABLEAUX[method]
+    _reused_buffers_sum_as_torchdiffeq(TABLEAUX[method], dtype, STATE_SHAPES)
+
+
+def test_reused_buffers_without_a_known_order_take_torchs_sum(monkeypatch, fresh_summers):
+    monkeypatch.setattr(stage_sums, "sum_order", lambda dtype, count, device: None)
+    monkeypatch.setattr(stage_sums, "rows_order", lambda dtype, count, device, threads: None)
+    _reused_buffers_sum_as_torchdiffeq(TABLEAUX["dopri5"], torch.float32,
+                                       [(1,), (7,), (480,), (3, 7)])
+
+
+def _reused_buffers_sum_as_torchdiffeq(tableau: Tableau, dtype: torch.dtype,
+                                       shapes: list[tuple[int, ...]]) -> None:
     generator = torch.Generator().manual_seed(7)
     scales = torch.logspace(-3, 3, tableau.stages, dtype=torch.float64)
-    for shape in STATE_SHAPES:
+    for shape in shapes:
         weights = tableau.weights.to(dtype).view(*tableau.weights.shape, *[1] * len(shape))
         live = max(1, shape[-1] // 2) if shape[-1] in (7, 48, 101) else shape[-1]
         buffers = StepBuffers(tableau, weights, live, reuse=True)

@@ -10,8 +10,13 @@ stage by stage on a (stages, state) layout, in that order: the same roundings, s
 values. Where torch's own sum over that layout's first dimension adds the rows in the order
 given, from 0, for every state size (:func:`rows_order` asks torch on many sizes: its
 kernels add a row's last columns in an order of their own past four rows), that is one call
-instead of a chain of adds; else the chain of one add per stage. Where no order reproduces torch's (a kernel this does
-not know), it takes torch's own sum.
+instead of a chain of adds; else the chain of one add per stage. Where no order reproduces
+torch's (a kernel this does not know), it takes torch's own sum.
+
+Where a solve's sums refill the same buffers each step (:func:`fixed_sum` with a
+:class:`ProductBuffer`), the views of the products' rows are made once, and there the chain
+is the cheaper way for every count of two or more: torch's one sum over the rows only pays
+where those views would be made at each sum (docs/performance.md has the measurements).
 """
 from __future__ import annotations
 
@@ -140,11 +145,8 @@ def fixed_sum(k: Tensor, coefficients: Tensor, buffer: ProductBuffer | None) -> 
 
 class ProductBuffer:
     """One flat buffer for the products of a step's sums, which take it one after another
-    (a sum's products are spent in it), with its views for each state layout made once.
-
-    Where the views are made once, the chain of adds in torch's order is cheaper than torch's
-    one sum over the rows for two, three and five to seven stages, and about even for four
-    (see docs/performance.md), so every sum of two or more stages takes the chain here."""
+    (a sum's products are spent in it), with the views of each (state layout, stage count)
+    and their sum's chain made once."""
 
     def __init__(self, stages: int, like: Tensor) -> None:
         self.stages, self.flat = stages, like.new_empty(stages * like.numel())

@@ -8,7 +8,9 @@ per member) and in the state's layout (a flat state, or rows of members): stage 
 are (stages, …state) with the state's entries last, so ``[..., :live]`` cuts the part f reads
 in both. Each step's buffers and the views its stages read are :class:`StepViews`; where no
 graph is recorded (the adjoint's solves), :class:`StepBuffers` makes them once per solve
-and refills them each step, which saves a dozen small torch calls a step.
+and refills them each step, which saves a dozen small torch calls a step; on a flat state
+(the solo integrator) the sums' products go into one buffer too, with the views each sum
+reads of it made once (:class:`~harness.solvers.fast.stage_sums.ProductBuffer`).
 """
 from __future__ import annotations
 
