@@ -124,8 +124,9 @@ STATE_SHAPES = [(size,) for size in (*range(1, 130), 480, 961, 4095, 4097, 11000
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("method", sorted(TABLEAUX))
 def test_a_steps_sums_on_reused_buffers_are_torchdiffeqs(method, dtype):
-    """Where no graph is recorded, a step's sums go through buffers made once per solve (the
-    products of all sums in one buffer, the chain's views of its rows made once): each sum of
+    """Where no graph is recorded, a step's sums go through buffers made once per solve (on
+    a flat state the products of all sums in one buffer, the chain's views of its rows made
+    once; the members' layouts form new products): each sum of
     every stage count, the error's and the solution's, is torchdiffeq's
     ``torch.sum(k[..., :i + 1] * c, dim=-1)`` on its (state, stages) layout, for every state
     size, for the whole state and for the part f reads, step after step (the buffers

@@ -63,8 +63,9 @@ def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int, rows: bool
     """The views of a step's buffers k and ``table``, the part f reads cut once, k's rows if
     ``rows``, and with a buffer of ``products`` (buffers refilled each step, no graph
     recorded) the views each sum reads of its products there
-    (:func:`~harness.solvers.fast.stage_sums.fixed_sum`). The last stage's input is the solution where the tableau has no sum of its own for it,
-    so that one is over the whole state."""
+    (:func:`~harness.solvers.fast.stage_sums.fixed_sum`). The last stage's input is the
+    solution where the tableau has no sum of its own for it, so that one is over the whole
+    state."""
     coefficients = table.unbind(0)
     k_live = k if live == k.shape[-1] else k[..., :live]
     whole = [i == len(tableau.alpha) - 1 and tableau.solution is None
