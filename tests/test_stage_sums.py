@@ -9,7 +9,8 @@ import torch
 
 from harness.solvers.fast import stage_sums
 from harness.solvers.fast.stage_sums import order_index, rows_order, stage_sum, sum_order
-from harness.solvers.fast.tableaux import TABLEAUX
+from harness.solvers.fast.stages import StepBuffers
+from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 
 
 def _case(dtype: torch.dtype, count: int, rows: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,3 +113,64 @@ def test_without_a_sum_by_rows_the_chain_is_taken(monkeypatch, fresh_summers):
         k, c = _case(torch.float32, count)
         assert torch.equal(stage_sum(k.t().contiguous(), c.unsqueeze(-1)),
                            torch.sum(k * c, dim=-1))
+
+
+#: Flat state sizes: each remainder of the kernels' blocks up to 129, a few larger ones and one
+#: past torch's grain for a parallel sum; and members' (rows, width) states.
+STATE_SHAPES = [(size,) for size in (*range(1, 130), 480, 961, 4095, 4097, 11000)] + [
+    (1, 480), (3, 7), (100, 48), (37, 961)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", sorted(TABLEAUX))
+def test_a_steps_sums_on_reused_buffers_are_torchdiffeqs(method, dtype):
+    """Where no graph is recorded, a step's sums go through buffers made once per solve (on
+    a flat state the products of all sums in one buffer, the chain's views of its rows made
+    once; the members' layouts form new products): each sum of
+    every stage count, the error's and the solution's, is torchdiffeq's
+    ``torch.sum(k[..., :i + 1] * c, dim=-1)`` on its (state, stages) layout, for every state
+    size, for the whole state and for the part f reads, step after step (the buffers
+    refilled), and a sum already returned is not changed by the next."""
+    _reused_buffers_sum_as_torchdiffeq(TABLEAUX[method], dtype, STATE_SHAPES)
+
+
+def test_reused_buffers_without_a_known_order_take_torchs_sum(monkeypatch, fresh_summers):
+    monkeypatch.setattr(stage_sums, "sum_order", lambda dtype, count, device: None)
+    monkeypatch.setattr(stage_sums, "rows_order", lambda dtype, count, device, threads: None)
+    _reused_buffers_sum_as_torchdiffeq(TABLEAUX["dopri5"], torch.float32,
+                                       [(1,), (7,), (480,), (3, 7)])
+
+
+def _reused_buffers_sum_as_torchdiffeq(tableau: Tableau, dtype: torch.dtype,
+                                       shapes: list[tuple[int, ...]]) -> None:
+    generator = torch.Generator().manual_seed(7)
+    scales = torch.logspace(-3, 3, tableau.stages, dtype=torch.float64)
+    for shape in shapes:
+        weights = tableau.weights.to(dtype).view(*tableau.weights.shape, *[1] * len(shape))
+        live = max(1, shape[-1] // 2) if shape[-1] in (7, 48, 101) else shape[-1]
+        buffers = StepBuffers(tableau, weights, live, reuse=True)
+        kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for draw in range(2):
+            f = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
+            step = 0.0173 * (draw + 1)
+            views = buffers.step(step if len(shape) == 1 else
+                                 torch.full((shape[0], 1), step, dtype=dtype), f)
+            for stage, row in enumerate(views.rows[1:], 1):
+                row.copy_(torch.randn(shape, generator=generator, dtype=torch.float64)
+                          * scales[stage])
+            k = views.k.movedim(0, -1).contiguous()  # torchdiffeq's (…state, stages)
+            for i, (total, whole) in enumerate(views.sums):
+                expected = torch.sum(
+                    k[..., :i + 1] * views.coefficients[i][:i + 1].movedim(0, -1), dim=-1)
+                got = total()
+                assert torch.equal(got, expected if whole else expected[..., :live]), (
+                    shape, draw, i)
+                kept.append((got, got.clone()))
+            rows = [tableau.error] + ([] if tableau.solution is None else [tableau.solution])
+            for row, total in zip(rows, (views.error, views.solution)):
+                got = total()
+                expected = torch.sum(k * views.coefficients[row].movedim(0, -1), dim=-1)
+                assert torch.equal(got, expected), (shape, draw, row)
+                kept.append((got, got.clone()))
+            buffers.accepted()
+        assert all(torch.equal(got, expected) for got, expected in kept)

@@ -113,7 +113,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         times = stage_times(alphas, scalar(t), scalar(t_next), dt_s)
         yi = run_stages(func, times, tableau, views, y, live)
         with torch.no_grad():
-            error = views.total(views.k * views.coefficients[tableau.error])
+            error = views.error()
             yi_abs = yi.abs()
             tolerance = torch.maximum(y_abs, yi_abs).mul_(control.rtol).add_(control.atol)
             ratio = norm(error.div_(tolerance)).item()

@@ -10,12 +10,18 @@ stage by stage on a (stages, state) layout, in that order: the same roundings, s
 values. Where torch's own sum over that layout's first dimension adds the rows in the order
 given, from 0, for every state size (:func:`rows_order` asks torch on many sizes: its
 kernels add a row's last columns in an order of their own past four rows), that is one call
-instead of a chain of adds; else the chain of one add per stage. Where no order reproduces torch's (a kernel this does
-not know), it takes torch's own sum.
+instead of a chain of adds; else the chain of one add per stage. Where no order reproduces
+torch's (a kernel this does not know), it takes torch's own sum.
+
+Where a solve's sums refill the same buffers each step (:func:`fixed_sum` with a
+:class:`ProductBuffer`), the views of the products' rows are made once, and there the chain
+is the cheaper way for every count of two or more: torch's one sum over the rows only pays
+where those views would be made at each sum (docs/performance.md has the measurements).
 """
 from __future__ import annotations
 
 import itertools
+import math
 from functools import cache, partial
 from typing import Callable
 
@@ -120,6 +126,58 @@ def stage_sum(k: Tensor, coefficients: Tensor) -> Tensor:
     derivatives k on a (stages, state) layout and ``coefficients`` of shape (stages, 1); a
     new tensor, which the caller may change in place."""
     return summer(k.dtype, k.shape[0], k.device.type, torch.get_num_threads())(k * coefficients)
+
+
+StageSum = Callable[[], Tensor]
+"""Σ over the stages of k · coefficients for views k and coefficients fixed when it was made
+(their values change between calls): a new tensor each call, which the caller may change."""
+
+
+def fixed_sum(k: Tensor, coefficients: Tensor, buffer: ProductBuffer | None) -> StageSum:
+    """:func:`stage_sum` of the views k (stages, …state) and ``coefficients`` (stages, …, 1).
+    With a ``buffer`` (where no graph is recorded), the products go into it and are added
+    by the chain in torch's order on views of its rows made once, not at each call."""
+    if buffer is None or k.shape[0] == 1:  # one stage: its product is the sum, a new tensor
+        return partial(_summed, summer(k.dtype, k.shape[0], k.device.type,
+                                       torch.get_num_threads()), k, coefficients)
+    return buffer.sum(k, coefficients)
+
+
+class ProductBuffer:
+    """One flat buffer for the products of a step's sums, which take it one after another
+    (a sum's products are spent in it), with the views of each (state layout, stage count)
+    and their sum's chain made once."""
+
+    def __init__(self, stages: int, like: Tensor) -> None:
+        self.stages, self.flat = stages, like.new_empty(stages * like.numel())
+        #: Per (state layout, stage count): the products' view and their sum.
+        self.sums: dict[tuple[tuple[int, ...], int], tuple[Tensor, StageSum]] = {}
+
+    def sum(self, k: Tensor, coefficients: Tensor) -> StageSum:
+        """The sum of k · coefficients (k at most ``stages`` rows of at most ``like``'s
+        size), its products in this buffer."""
+        key = tuple(k.shape[1:]), k.shape[0]
+        if key not in self.sums:
+            self.sums[key] = self._sum(*key, k.dtype, k.device.type)
+        return partial(_refilled, k, coefficients, *self.sums[key])
+
+    def _sum(self, layout: tuple[int, ...], count: int, dtype: torch.dtype,
+             device: str) -> tuple[Tensor, StageSum]:
+        products = self.flat[:count * math.prod(layout)].view(count, *layout)
+        order = sum_order(dtype, count, device)
+        if order is None:  # an unknown kernel: torch's own sum
+            return products, partial(summer(dtype, count, device, torch.get_num_threads()),
+                                     products)
+        return products, partial(_chain, products.unbind(0), order)
+
+
+def _summed(way: Summer, k: Tensor, coefficients: Tensor) -> Tensor:
+    return way(k * coefficients)
+
+
+def _refilled(k: Tensor, coefficients: Tensor, products: Tensor, total: StageSum) -> Tensor:
+    torch.mul(k, coefficients, out=products)
+    return total()
 
 
 def _first(products: Tensor) -> Tensor:

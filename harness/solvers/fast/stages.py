@@ -8,7 +8,9 @@ per member) and in the state's layout (a flat state, or rows of members): stage 
 are (stages, …state) with the state's entries last, so ``[..., :live]`` cuts the part f reads
 in both. Each step's buffers and the views its stages read are :class:`StepViews`; where no
 graph is recorded (the adjoint's solves), :class:`StepBuffers` makes them once per solve
-and refills them each step, which saves a dozen small torch calls a step.
+and refills them each step, which saves a dozen small torch calls a step; on a flat state
+(the solo integrator) the sums' products go into one buffer too, with the views each sum
+reads of it made once (:class:`~harness.solvers.fast.stage_sums.ProductBuffer`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.stage_sums import Summer, summer
+from harness.solvers.fast.stage_sums import ProductBuffer, StageSum, Summer, fixed_sum, summer
 from harness.solvers.fast.tableaux import Tableau
 
 StageFunc = Callable[[Any, Tensor], Tensor]
@@ -39,38 +41,43 @@ def stage_times(alphas: np.ndarray, t: Any, t_next: Any, dt: Any) -> np.ndarray:
 @dataclass(frozen=True)
 class StepViews:
     """One step's stage derivatives k (stages, …state) and coefficients (the tableau's weights
-    times the step, (tableau rows, stages, …, 1)) with the views a step reads: each tableau
-    row's coefficients, per stage the views its sum reads (k's rows, their coefficients,
-    whether over the whole state rather than the ``live`` part f reads), and k's rows to
-    write (none where a graph is recorded: autograd lets only k itself be written then)."""
+    times the step, (tableau rows, stages, …, 1)) with what a step reads of them: each tableau
+    row's coefficients, per stage its sum (and whether over the whole state rather than the
+    ``live`` part f reads), the error's and the solution's sums (None where the solution is
+    the last stage's input), and k's rows to write (none where a graph is recorded: autograd
+    lets only k itself be written then)."""
 
     k: Tensor
     table: Tensor
     coefficients: tuple[Tensor, ...]
-    sums: tuple[tuple[Tensor, Tensor, bool, Summer], ...]
+    sums: tuple[tuple[StageSum, bool], ...]
+    error: StageSum
+    solution: StageSum | None
     rows: tuple[Tensor, ...]
-    #: The sum over all stages (solution, error, interpolant).
+    #: The sum over all stages of products formed by the caller.
     total: Summer
 
 
-def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int,
-               rows: bool) -> StepViews:
-    """The views of a step's buffers k and ``table``, the part f reads cut once, and k's rows
-    if ``rows``. The last stage's input is the solution where the tableau has no sum of its
-    own for it, so that one is over the whole state."""
+def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int, rows: bool,
+               products: ProductBuffer | None = None) -> StepViews:
+    """The views of a step's buffers k and ``table``, the part f reads cut once, k's rows if
+    ``rows``, and with a buffer of ``products`` (buffers refilled each step, no graph
+    recorded) the views each sum reads of its products there
+    (:func:`~harness.solvers.fast.stage_sums.fixed_sum`). The last stage's input is the
+    solution where the tableau has no sum of its own for it, so that one is over the whole
+    state."""
     coefficients = table.unbind(0)
     k_live = k if live == k.shape[-1] else k[..., :live]
-    last = len(tableau.alpha) - 1
-    sums = tuple((k[:i + 1], coefficients[i][:i + 1], True, _summer(k, i + 1))
-                 if i == last and tableau.solution is None
-                 else (k_live[:i + 1], coefficients[i][:i + 1], False, _summer(k, i + 1))
-                 for i in range(len(tableau.alpha)))
-    return StepViews(k, table, coefficients, sums, k.unbind(0) if rows else (),
-                     _summer(k, len(k)))
-
-
-def _summer(k: Tensor, count: int) -> Summer:
-    return summer(k.dtype, count, k.device.type, torch.get_num_threads())
+    whole = [i == len(tableau.alpha) - 1 and tableau.solution is None
+             for i in range(len(tableau.alpha))]
+    sums = tuple((fixed_sum((k if whole[i] else k_live)[:i + 1], coefficients[i][:i + 1],
+                            products), whole[i]) for i in range(len(tableau.alpha)))
+    solution = (None if tableau.solution is None
+                else fixed_sum(k, coefficients[tableau.solution], products))
+    return StepViews(k, table, coefficients, sums,
+                     fixed_sum(k, coefficients[tableau.error], products), solution,
+                     k.unbind(0) if rows else (),
+                     summer(k.dtype, len(k), k.device.type, torch.get_num_threads()))
 
 
 class StepBuffers:
@@ -95,13 +102,23 @@ class StepBuffers:
             views.k[0] = f
             return views
         if not self.sets or self.sets[0].k.shape != shape:
-            table = torch.empty_like(self.weights * step)
+            table = self.weights.new_empty(self._table_shape(step))
+            # Both sets' sums share one; a flat state's only: the members' rows change as
+            # members finish, and the views made anew each time cost more than they save.
+            products = ProductBuffer(self.tableau.stages, f) if f.dim() == 1 else None
             self.sets = [step_views(self.tableau, f.new_empty(shape), table, self.live,
-                                    rows=True) for _ in range(2)]
+                                    rows=True, products=products) for _ in range(2)]
         views = self.sets[self.current]
         torch.mul(self.weights, step, out=views.table)
         views.rows[0].copy_(f)
         return views
+
+    def _table_shape(self, step: float | Tensor) -> tuple[int, ...]:
+        """The shape of ``weights * step`` without forming it: a step tensor (a column of one
+        step per member) takes the place of the weights' last dimensions, which are ones."""
+        if not isinstance(step, Tensor):
+            return self.weights.shape
+        return (*self.weights.shape[:self.weights.dim() - step.dim()], *step.shape)
 
     def accepted(self) -> None:
         """A step was accepted: its k is kept (the interpolant's, and the row f is read
@@ -116,12 +133,12 @@ def run_stages(func: StageFunc, times: np.ndarray, tableau: Tableau, views: Step
     state only: the stages that are not the solution hand it just those; each step's
     solution covers the whole state."""
     y_live = y if live == y.shape[-1] else y[..., :live]
-    for i, (k, coefficients, whole, total) in enumerate(views.sums):
-        yi = total(k * coefficients).add_(y if whole else y_live)
+    for i, (total, whole) in enumerate(views.sums):
+        yi = total().add_(y if whole else y_live)
         if views.rows:
             views.rows[i + 1].copy_(func(times[i], yi))
         else:
             views.k[i + 1] = func(times[i], yi)
     if tableau.solution is not None:
-        yi = views.total(views.k * views.coefficients[tableau.solution]).add_(y)
+        yi = views.solution().add_(y)
     return yi
