@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from harness import VJP, DifferentiableField, State
 from harness.conformance import family_checks
 from harness.solvers.fast.backend import FastBackend
+from harness.solvers.members import Running
 from harness.solvers.settings import SolverConfig
 from harness.toolkit.ensemble import Members, stack_models
 from harness.toolkit.networks import Autonomous
@@ -162,3 +163,25 @@ def test_a_mix_of_stacked_and_plain_layers_is_no_plain_mlp():
     layers = [nn.Linear(2, 2) for _ in range(2)]
     assert PlainMLP.of(Autonomous(nn.Sequential(StackedLinear(layers), nn.Tanh(),
                                                 nn.Linear(2, 2)))) is None
+
+
+@pytest.mark.parametrize("family", [HBNODE, GHBNODE], ids=lambda family: family.name)
+def test_a_members_family_parameter_gradient_is_its_solo_runs_bit_for_bit(family):
+    """Each member's γ (ξ) gradient from the members' VJP equals the one its solo dynamics'
+    VJP sums (``sum_to_size(())`` over its 120 rows at once), to the last bit: summing each
+    row first, then the rows, rounds otherwise for most members."""
+    seeds, rows = 8, 120
+    block, members = _stacked_block(family, seeds)
+    solve = block.members_solve(None)
+    generator = torch.Generator().manual_seed(3)
+    z, a = (torch.randn(seeds * rows, 6, generator=generator, dtype=torch.float64)
+            for _ in range(2))
+    t = torch.zeros(seeds, dtype=torch.float64)
+    with torch.no_grad():
+        _, _, grads = solve.field_vjp(t, z, a, Running(np.ones(seeds, dtype=bool)))
+        for index in range(seeds):
+            func, params = solve.member(index)
+            _, _, solo = func.vjp(t[index], z[index * rows:(index + 1) * rows],
+                                  a[index * rows:(index + 1) * rows])
+            for stacked, own in zip(block.family_parameters.values(), params):
+                assert torch.equal(grads[stacked][index], solo[own]), (index, own)

@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.integrators import (StepControl, adaptive, all_finite, optimal_step,
-                                              rms_norm)
-from harness.solvers.fast.members import adaptive_members, optimal_steps, rms_rows
+from harness.solvers.fast.integrators import (StepControl, adaptive, all_finite, first_guess,
+                                              optimal_step, rms_norm, second_guess)
+from harness.solvers.fast.members import (adaptive_members, first_guesses, optimal_steps,
+                                          rms_rows, second_guesses)
 from harness.solvers.fast.tableaux import TABLEAUX
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
@@ -115,6 +116,28 @@ def test_the_step_size_update_is_the_solo_ones_bit_for_bit(order):
     steps = optimal_steps(dts, ratios, control, order)
     expected = [optimal_step(dt, ratio, control, order) for dt, ratio in zip(dts, ratios)]
     np.testing.assert_array_equal(steps, expected)
+
+
+@pytest.mark.parametrize("scalar", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("order", sorted({tableau.order for tableau in TABLEAUX.values()}))
+def test_the_initial_steps_are_the_solo_ones_bit_for_bit(order, scalar):
+    """Every member's initial step from arrays is the solo integrator's, from each member's
+    norms: both branches of each guess (norms below 1e-5 and 1e-15), NaN, ±inf, zeros, and
+    roots a vector pow would round otherwise (the solo root is torch's on a 0-dim tensor)."""
+    rng = np.random.default_rng(order)
+    special = [0.0, 1e-16, 1e-15, 1e-6, 1e-5, 1.0, math.nan, math.inf]
+    d0, d1, d2 = (np.concatenate([np.repeat(special, 64) if i == 0 else np.tile(special, 64)
+                                  if i == 1 else rng.permutation(np.tile(special, 64)),
+                                  np.exp(rng.uniform(-40, 20, 4000))]).astype(scalar)
+                  for i in range(3))
+    with np.errstate(all="ignore"):
+        h0 = first_guesses(d0, d1, scalar)
+        np.testing.assert_array_equal(h0, [first_guess(a, b, scalar) for a, b in zip(d0, d1)])
+        assert h0.dtype == scalar
+        steps = second_guesses(h0, d1, d2, scalar, order)
+        expected = [second_guess(h, b, c, scalar, order) for h, b, c in zip(h0, d1, d2)]
+    np.testing.assert_array_equal(steps, expected)
+    assert steps.dtype == np.float64
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -193,7 +193,9 @@ class _Solve(MemberODE):
                   ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """:meth:`field` and its VJP by hand (:attr:`has_vjp`): the family's
         ``derivatives_vjp`` around the stacked network's pullback, a solo run's VJP for all
-        members at once; each family parameter's gradient summed over each member's rows."""
+        members at once; each family parameter's gradient summed over each member's elements
+        in one reduction, as its solo run's ``sum_to_size(())`` sums them (bit for bit: rows
+        first, then their sums, would round otherwise, and take a slow pass over short rows)."""
         t, call = self._call(t, z, running)
         plain = self.block.dynamics.plain_f
 
@@ -204,8 +206,8 @@ class _Solve(MemberODE):
         for name, stacked in self.block.family_parameters.items():
             per_row = call.family._parameters[name]
             if per_row in grads:  # else the adjoint says which gradient is missing
-                grads[stacked] = (grads.pop(per_row).sum_to_size(per_row.shape)
-                                  .reshape(len(running.rows), -1).sum(1))
+                each = grads.pop(per_row).unflatten(0, (len(running.rows), -1))
+                grads[stacked] = each.sum(dim=tuple(range(1, each.dim())))
         return (derivative if call.scale is None else derivative * call.scale), cotangent, grads
 
     def _call(self, t: Tensor, z: Tensor, running: Running) -> tuple[Tensor, _Rows]:

@@ -38,7 +38,9 @@ class MemberProblem:
         self.dtype, self.device = z0.dtype, z0.device
 
     def times(self, t: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(t, dtype=np.float64)).to(self.device, self.dtype)
+        """Each row's time (the state's precision, as the integrator's stage times are) as a
+        tensor: no copy on the CPU."""
+        return torch.as_tensor(t, dtype=self.dtype, device=self.device)
 
     def forward(self, z0: Tensor) -> Tensor:
         def flat(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
@@ -79,7 +81,7 @@ class MemberProblem:
             count = len(state)
             z = self._model_shape(state[:, :n]).detach().requires_grad_(True)
             a = self._model_shape(state[:, n:2 * n])
-            t = self.times(-np.asarray(s, dtype=np.float64)).requires_grad_(True)
+            t = self.times(np.negative(s)).requires_grad_(True)
             with torch.enable_grad():
                 fz = self.field(t, z, running)
                 vjp_t, vjp_z, *vjps = torch.autograd.grad(
@@ -95,7 +97,7 @@ class MemberProblem:
             count = len(state)
             with torch.no_grad():
                 fz, vjp_z, grads = self.ode.field_vjp(
-                    self.times(-np.asarray(s, dtype=np.float64)),
+                    self.times(np.negative(s)),
                     self._model_shape(state[:, :n]), self._model_shape(state[:, n:2 * n]),
                     running)
                 return torch.cat([fz.neg().reshape(count, -1), vjp_z.reshape(count, -1),

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.integrators import (StepControl, first_guess, fixed_grid, quartic,
-                                              scalar_type, second_guess)
+from harness.solvers.fast.integrators import StepControl, fixed_grid, quartic, scalar_type
 from harness.solvers.fast.stage_sums import stage_sum
 from harness.solvers.fast.stages import (StageFunc, StepBuffers, StepViews, run_stages,
                                          stage_times)
@@ -217,13 +216,40 @@ def _initial_steps(func: MemberFunc, t0: float, y0: Tensor, f0: Tensor, control:
     with torch.no_grad():
         scale = y0.abs().mul(control.rtol).add_(control.atol)
         d0, d1 = torch.stack([norm(y0 / scale), norm(f0 / scale)]).cpu().numpy().astype(scalar)
-    h0 = np.array([first_guess(a, b, scalar) for a, b in zip(d0, d1)], dtype=scalar)
+    h0 = first_guesses(d0, d1, scalar)
     h0_rows = torch.from_numpy(h0.astype(np.float64)).to(device=y0.device, dtype=y0.dtype)
     f1 = func((t0 + h0.astype(np.float64)).astype(scalar), y0 + h0_rows[:, None] * f0, running)
     with torch.no_grad():
         d2 = norm((f1 - f0) / scale).cpu().numpy().astype(scalar)
-    return np.array([second_guess(h, b, abs(c / h), scalar, order)
-                     for h, b, c in zip(h0, d1, d2)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return second_guesses(h0, d1, np.abs(d2 / h0), scalar, order)
+
+
+def first_guesses(d0: np.ndarray, d1: np.ndarray, scalar: type) -> np.ndarray:
+    """:func:`~harness.solvers.fast.integrators.first_guess` of each member, bit for bit: the
+    same operations in the state's precision, on arrays."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where((d0 < scalar(1e-5)) | (d1 < scalar(1e-5)), scalar(1e-6),
+                        np.abs(scalar(0.01) * d0 / d1)).astype(scalar)
+
+
+def second_guesses(h0: np.ndarray, d1: np.ndarray, d2: np.ndarray, scalar: type,
+                   order: int) -> np.ndarray:
+    """:func:`~harness.solvers.fast.integrators.second_guess` of each member, bit for bit (in
+    float64, as it returns them). Its root is torch's on a 0-dim tensor: for a square root
+    torch's own kernel, taken so member by member; for any other, the C library's ``pow`` on
+    the value widened to float64 (torch's scalar kernel; Python's ``math.pow``), rounded to the
+    state's precision."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        base = scalar(1) / np.where(d2 > d1, d2, d1) * scalar(0.01)
+        if order == 2:
+            roots = np.array([torch.as_tensor(b).pow(0.5).item() for b in base], dtype=scalar)
+        else:
+            roots = np.fromiter(map(math.pow, base.astype(np.float64).tolist(),
+                                    repeat(1 / order)), np.float64, len(base)).astype(scalar)
+        flat = (d1 <= scalar(1e-15)) & (d2 <= scalar(1e-15))
+        h1 = np.where(flat, np.maximum(scalar(1e-6), h0 * scalar(1e-3)), np.abs(roots))
+        return np.minimum(scalar(100) * h0, h1).astype(np.float64)
 
 
 def fixed_grid_members(method: str, func: MemberFunc, y0: Tensor, t0: float, t1: float,
