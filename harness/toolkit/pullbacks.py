@@ -143,8 +143,6 @@ class PlainMLP:
     hook_tables: tuple[dict, ...]
     parameter_tables: tuple[tuple[dict, str], ...]
     stacked: bool
-    #: Each Linear layer's parameter table (``_parameters``).
-    tables: tuple[dict, ...]
 
     @classmethod
     def of(cls, f: nn.Module) -> PlainMLP | None:
@@ -174,8 +172,7 @@ class PlainMLP:
             for table in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
         parameter_tables = tuple((layer.linear._parameters, name) for layer in layers
                                  for name in ("weight", "bias") if name in layer.linear._parameters)
-        return cls(tuple(layers), hook_tables, parameter_tables, kind is StackedLinear,
-                   tuple(layer.linear._parameters for layer in layers))
+        return cls(tuple(layers), hook_tables, parameter_tables, kind is StackedLinear)
 
     def intact(self) -> bool:
         """No hooks on its modules, and every Linear's weight and bias still registered
@@ -240,7 +237,8 @@ class PlainMLP:
         Gathered once, they serve every evaluation of those members until a parameter
         changes."""
         if not self.stacked:  # the parameters themselves, from their tables (no module lookups)
-            return tuple((table["weight"], table.get("bias")) for table in self.tables)
+            return tuple((layer.linear._parameters["weight"], layer.linear._parameters.get("bias"))
+                         for layer in self.layers)
         return tuple(rows_of(layer.linear.weight, layer.linear.bias, members)
                      for layer in self.layers)
 
