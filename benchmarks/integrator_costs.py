@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from harness.solvers.fast.integrators import StepControl, adaptive, rms_norm
+from harness.solvers.fast.integrators import StepControl, integrator, rms_norm
 from harness.solvers.fast.members import adaptive_members, rms_rows
 from harness.solvers.fast.tableaux import TABLEAUX
 from harness.solvers.members import Running
@@ -28,8 +28,8 @@ CONTROL = StepControl(rtol=1e-7, atol=1e-7)
 
 def solo(size: int, dtype: torch.dtype) -> Callable[[], object]:
     y0 = torch.linspace(0.5, 1.5, size, dtype=dtype)
-    return lambda: adaptive(lambda t, y: y.neg(), y0, 0.0, 2.0, TABLEAUX["dopri5"], CONTROL,
-                            rms_norm)
+    integrate = integrator("dopri5", CONTROL.rtol, CONTROL.atol, {})  # its workspace kept
+    return lambda: integrate(lambda t, y: y.neg(), y0, 0.0, 2.0, rms_norm, None)
 
 
 def members(rows: int, width: int) -> Callable[[], object]:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from harness.solvers.fast.stage_sums import stage_sum
-from harness.solvers.fast.stages import StepBuffers, run_stages, stage_times
+from harness.solvers.fast.stages import StepViews, run_stages, stage_times
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
+from harness.solvers.fast.workspaces import Workspace, Workspaces
 from harness.solvers.settings import SolverFailure
 
 FlatFunc = Callable[[float, Tensor], Tensor]
@@ -72,28 +72,31 @@ def scalar_type(y: Tensor) -> type:
 
 
 def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
-             control: StepControl, norm: Norm = rms_norm, live: int | None = None) -> Tensor:
+             control: StepControl, norm: Norm = rms_norm, live: int | None = None,
+             work: Workspace | None = None) -> Tensor:
     """The state at t1 (t1 > t0), stepping exactly as torchdiffeq's solver of ``tableau`` (its
     ``RKAdaptiveStepsizeODESolver``) over [t0, t1].
 
     ``func`` reads only the first ``live`` entries of the state (default: all of it): the
     stages that are not the solution hand it just those, since the rest (an adjoint's parameter
     gradients) is only integrated. Each step's solution, error and interpolant still cover the
-    whole state.
+    whole state. ``work``: a :class:`~harness.solvers.fast.workspaces.Workspace` of y0's
+    layout, ``tableau`` and ``control``'s tolerances, and the grad mode, to use (default: a new
+    one).
     """
     scalar = scalar_type(y0)
     live = y0.shape[0] if live is None else live
-    weights = tableau.weights.to(device=y0.device, dtype=y0.dtype).unsqueeze(-1)
-    alphas = np.array(tableau.alpha, dtype=scalar)
-    buffers = StepBuffers(tableau, weights, live, reuse=not torch.is_grad_enabled())
+    if work is None:
+        work = Workspace(tableau, control.rtol, control.atol, y0, live, scalar)
+    buffers = work.buffers
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
         dt = float(control.first_step)
     else:
-        dt = _initial_step(func, t0, y0, f0, control, norm, scalar, tableau.order)
+        dt = _initial_step(func, t0, y0, f0, work, norm, scalar, tableau.order)
     t, y, f = t0, y0, f0
     y_abs = y0.detach().abs()  # |y| for the tolerance: the last accepted step's |y1|
-    last: tuple | None = None  # (t0, t1, y0, y1, stage derivatives, mid weights, dt) of the last accepted step
+    last: tuple | None = None  # (t0, t1, y0, y1, its views, dt) of the last accepted step
     checked, n_steps = False, 0
     while t1 > t:
         if n_steps >= control.max_num_steps:
@@ -109,13 +112,13 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
                 raise SolverFailure("non-finite values in state `y`")
             checked = True
         dt_s = scalar(dt)
-        views = buffers.step(float(dt_s), f)
-        times = stage_times(alphas, scalar(t), scalar(t_next), dt_s)
+        views = buffers.step(work.number(dt_s), f)
+        times = stage_times(work.alphas, scalar(t), scalar(t_next), dt_s)
         yi = run_stages(func, times, tableau, views, y, live)
         with torch.no_grad():
             error = views.error()
             yi_abs = yi.abs()
-            tolerance = torch.maximum(y_abs, yi_abs).mul_(control.rtol).add_(control.atol)
+            tolerance = torch.maximum(y_abs, yi_abs).mul_(work.rtol).add_(work.atol)
             ratio = norm(error.div_(tolerance)).item()
         accept = ratio <= 1
         if dt > control.max_step:
@@ -123,7 +126,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         if dt <= control.min_step:
             accept = True
         if accept:
-            last = (t, t_next, y, yi, views.k, weights[tableau.mid], dt_s)
+            last = (t, t_next, y, yi, views, dt_s)
             # torchdiffeq carries the last stage's derivative, the solution's or not.
             t, y, f, y_abs, checked = t_next, yi, views.k[-1], yi_abs, False
             buffers.accepted()
@@ -131,20 +134,21 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
                  control.max_step)
         n_steps += 1
     assert last is not None  # t1 > t0, so some step was accepted
-    return interpolate(t1, *last, scalar)
+    # The loop ends on an accepted step, so its views' coefficients are still its own.
+    return interpolate(t1, *last, work, scalar)
 
 
-def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, control: StepControl,
+def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, work: Workspace,
                   norm: Norm, scalar: type, order: int) -> float:
     """Hairer's initial step (torchdiffeq's ``_select_initial_step``), in the state's precision."""
     with torch.no_grad():
-        scale = y0.abs().mul(control.rtol).add_(control.atol)
+        scale = y0.abs().mul_(work.rtol).add_(work.atol)
         d0 = scalar(norm(y0 / scale).item())
         d1 = scalar(norm(f0 / scale).item())
     h0 = first_guess(d0, d1, scalar)
-    f1 = func(scalar(t0 + float(h0)), y0 + float(h0) * f0)
+    f1 = func(scalar(t0 + float(h0)), (f0 * work.number(h0)).add_(y0))  # y0 + h0·f0
     with torch.no_grad():
-        d2 = abs(scalar(norm((f1 - f0) / scale).item()) / h0)
+        d2 = abs(scalar(norm((f1 - f0).div_(scale)).item()) / h0)
     return second_guess(h0, d1, d2, scalar, order)
 
 
@@ -187,31 +191,49 @@ def _nan_min(a: float, b: float) -> float:
     return a if math.isnan(a) else b if math.isnan(b) else min(a, b)
 
 
-def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, k: Tensor,
-                mid: Tensor, step: np.floating, scalar: type) -> Tensor:
-    """torchdiffeq's quartic interpolant of the step [t0, t1] (stage derivatives k in rows,
-    the tableau's mid-point weights in ``mid``, shape (stages, 1), in the state's dtype), at
-    t. As torchdiffeq's, it takes the last stage's derivative for the one at t1."""
-    dt = float(step)
-    y_mid = stage_sum(k, mid * dt).add_(y0)
-    return quartic(scalar((t - t0) / (t1 - t0)), float, dt, y0, y1, y_mid, k[0], k[-1])
+def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, views: StepViews,
+                step: np.floating, work: Workspace, scalar: type) -> Tensor:
+    """torchdiffeq's quartic interpolant of the step [t0, t1] of size ``step`` (its stage
+    derivatives and coefficients in ``views``), at t. As torchdiffeq's, it takes the last
+    stage's derivative for the one at t1."""
+    y_mid = views.mid().add_(y0)
+    return quartic(scalar((t - t0) / (t1 - t0)), work.number, work.number(step), y0, y1, y_mid,
+                   views.k[0], views.k[-1])
 
 
-def quartic(x: Any, factor: Callable[[Any], Any], dt: Any, y0: Tensor, y1: Tensor,
+@cache
+def _integers(dtype: torch.dtype, device: torch.device) -> dict[int, Tensor]:
+    """The quartic's integer coefficients as 0-dim tensors (a Python number in a torch call
+    is wrapped in one each call); autograd may keep them, so nothing writes to them."""
+    return {n: torch.scalar_tensor(n, dtype=dtype, device=device)
+            for n in (-4, 2, 3, 5, 8, 11, 14, 16, 18, 32)}
+
+
+def quartic(x: Any, factor: Callable[[Any], Tensor], dt: Tensor, y0: Tensor, y1: Tensor,
             y_mid: Tensor, f0: Tensor, f1: Tensor) -> Tensor:
     """torchdiffeq's quartic polynomial through a step of size dt (its end points y0 and y1,
     their derivatives f0 and f1, its mid-point y_mid), at the fraction x of the step: x and
     its powers in the state's precision, each made a factor of the state by ``factor``. One
-    state: x a scalar, dt and the factors floats; rows of members: x an array, dt and the
-    factors columns (:func:`harness.solvers.fast.members.interpolate_rows`)."""
-    polynomial = [y0, dt * f0,
-                  dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
-                  dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
-                  2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid]
-    total, power = polynomial[0] + factor(x) * polynomial[1], x
-    for coefficient in polynomial[2:]:
+    state: x a scalar, dt and the factors 0-dim tensors; rows of members: x an array, dt and
+    the factors columns (:func:`harness.solvers.fast.members.interpolate_rows`).
+
+    torchdiffeq's operations, bit for bit, each on new tensors or in place on this function's
+    own: ``p - q`` as ``p.sub_(q)`` and ``q + p`` as ``p.add_(q)`` are the same roundings, and
+    ``f1 - 4·f0`` is ``(−4·f0) + f1`` (IEEE's subtraction is the addition of the negation)."""
+    n = _integers(y0.dtype, y0.device)
+    y_mid16 = y_mid * n[16]
+    # [e, d, c, b, a] = [y0, dt·f0, dt·(f1 − 4·f0) − 11·y0 − 5·y1 + 16·y_mid,
+    #   dt·(5·f0 − 3·f1) + 18·y0 + 14·y1 − 32·y_mid, 2·dt·(f1 − f0) − 8·(y1 + y0) + 16·y_mid]
+    d = f0 * dt
+    c = (f0 * n[-4]).add_(f1).mul_(dt).sub_(y0 * n[11]).sub_(y1 * n[5]).add_(y_mid16)
+    b = ((f0 * n[5]).sub_(f1 * n[3]).mul_(dt).add_(y0 * n[18]).add_(y1 * n[14])
+         .sub_(y_mid * n[32]))
+    a = (f1 - f0).mul_(dt * n[2]).sub_((y1 + y0).mul_(n[8])).add_(y_mid16)
+    # e + x·d + x²·c + x³·b + x⁴·a, left to right, the powers x·x, x²·x, x³·x
+    total, power = d.mul_(factor(x)).add_(y0), x
+    for coefficient in (c, b, a):
         power = power * x
-        total = total + factor(power) * coefficient
+        total.add_(coefficient.mul_(factor(power)))
     return total
 
 
@@ -276,16 +298,30 @@ def integrator(method: str, rtol: float, atol: float, options: dict) -> Integrat
         raise ValueError(f"the fast solver backend's {method} takes no option {', '.join(unknown)}; "
                          f"valid: {', '.join(METHOD_OPTIONS[method])}")
     if method in TABLEAUX:
-        return partial(_adaptive, TABLEAUX[method], StepControl(rtol=rtol, atol=atol, **options))
+        return Adaptive(TABLEAUX[method], StepControl(rtol=rtol, atol=atol, **options))
     return partial(_fixed, method, options.get("step_size"))
 
 
+class Adaptive:
+    """:func:`adaptive` for one tableau and step control, as an :data:`Integrate`, keeping
+    each state layout's workspace between its solves
+    (:class:`~harness.solvers.fast.workspaces.Workspaces`)."""
+
+    def __init__(self, tableau: Tableau, control: StepControl) -> None:
+        self.tableau, self.control = tableau, control
+        self.workspaces = Workspaces(tableau, control.rtol, control.atol)
+
+    def __call__(self, func: FlatFunc, y0: Tensor, t0: float, t1: float, norm: Norm,
+                 live: int | None) -> Tensor:
+        scalar = scalar_type(y0)
+        live = y0.shape[0] if live is None else live
+        key, work = self.workspaces.take(y0, live, scalar)
+        end = adaptive(func, y0, t0, t1, self.tableau, self.control, norm, live, work)
+        self.workspaces.give_back(key, work)  # not after a failure: its buffers may be odd
+        return end
+
+
 # Named, so that a model holding an integrator (its ODE block's bound backend) pickles.
-def _adaptive(tableau: Tableau, control: StepControl, func: FlatFunc, y0: Tensor, t0: float,
-              t1: float, norm: Norm, live: int | None) -> Tensor:
-    return adaptive(func, y0, t0, t1, tableau, control, norm, live)
-
-
 def _fixed(method: str, step_size: float | None, func: FlatFunc, y0: Tensor, t0: float,
            t1: float, norm: Norm, live: int | None) -> Tensor:
     return fixed_grid(method, func, y0, t0, t1, step_size)

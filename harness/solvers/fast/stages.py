@@ -43,9 +43,9 @@ class StepViews:
     """One step's stage derivatives k (stages, …state) and coefficients (the tableau's weights
     times the step, (tableau rows, stages, …, 1)) with what a step reads of them: each tableau
     row's coefficients, per stage its sum (and whether over the whole state rather than the
-    ``live`` part f reads), the error's and the solution's sums (None where the solution is
-    the last stage's input), and k's rows to write (none where a graph is recorded: autograd
-    lets only k itself be written then)."""
+    ``live`` part f reads), the error's, the solution's (None where the solution is the last
+    stage's input) and the interpolant's mid-point sum, and k's rows to write (none where a
+    graph is recorded: autograd lets only k itself be written then)."""
 
     k: Tensor
     table: Tensor
@@ -53,6 +53,7 @@ class StepViews:
     sums: tuple[tuple[StageSum, bool], ...]
     error: StageSum
     solution: StageSum | None
+    mid: StageSum
     rows: tuple[Tensor, ...]
     #: The sum over all stages of products formed by the caller.
     total: Summer
@@ -76,6 +77,7 @@ def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int, rows: bool
                 else fixed_sum(k, coefficients[tableau.solution], products))
     return StepViews(k, table, coefficients, sums,
                      fixed_sum(k, coefficients[tableau.error], products), solution,
+                     fixed_sum(k, coefficients[tableau.mid], products),
                      k.unbind(0) if rows else (),
                      summer(k.dtype, len(k), k.device.type, torch.get_num_threads()))
 
