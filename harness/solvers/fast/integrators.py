@@ -9,12 +9,15 @@ Python floats (float64, torchdiffeq's time precision) and NumPy scalars of the s
 would compute, without a tensor operation each. Stage derivatives go into one (stages, state)
 buffer, and stage sums are torchdiffeq's ``sum(k * coefficients, dim=-1)``, bit for bit, as
 a chain of adds in torch's own order (:mod:`harness.solvers.fast.stage_sums`). Only
-the last accepted step's interpolant is formed (the solve reads one end point). Failures raise
+the last accepted step's interpolant is formed (the solve reads one end point). A bound
+integrator (:class:`Adaptive`) keeps what a solve makes before its first step between solves
+(:mod:`harness.solvers.fast.workspaces`). Failures raise
 the :class:`SolverFailure` text the harness makes of torchdiffeq's.
 """
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Callable
@@ -89,11 +92,13 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
     if work is None:
         work = Workspace(tableau, control.rtol, control.atol, y0, live, scalar)
     buffers = work.buffers
+    # The step control records no graph; where none is recorded anyway, no context (2 µs).
+    quiet = torch.no_grad() if torch.is_grad_enabled() else nullcontext()
     f0 = func(scalar(t0), y0)
     if control.first_step is not None:
         dt = float(control.first_step)
     else:
-        dt = _initial_step(func, t0, y0, f0, work, norm, scalar, tableau.order)
+        dt = _initial_step(func, t0, y0, f0, work, norm, scalar, tableau.order, quiet)
     t, y, f = t0, y0, f0
     y_abs = y0.detach().abs()  # |y| for the tolerance: the last accepted step's |y1|
     last: tuple | None = None  # (t0, t1, y0, y1, its views, dt) of the last accepted step
@@ -115,7 +120,7 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
         views = buffers.step(work.number(dt_s), f)
         times = stage_times(work.alphas, scalar(t), scalar(t_next), dt_s)
         yi = run_stages(func, times, tableau, views, y, live)
-        with torch.no_grad():
+        with quiet:
             error = views.error()
             yi_abs = yi.abs()
             tolerance = torch.maximum(y_abs, yi_abs).mul_(work.rtol).add_(work.atol)
@@ -139,15 +144,16 @@ def adaptive(func: FlatFunc, y0: Tensor, t0: float, t1: float, tableau: Tableau,
 
 
 def _initial_step(func: FlatFunc, t0: float, y0: Tensor, f0: Tensor, work: Workspace,
-                  norm: Norm, scalar: type, order: int) -> float:
-    """Hairer's initial step (torchdiffeq's ``_select_initial_step``), in the state's precision."""
-    with torch.no_grad():
+                  norm: Norm, scalar: type, order: int, quiet: AbstractContextManager) -> float:
+    """Hairer's initial step (torchdiffeq's ``_select_initial_step``), in the state's precision
+    (its norms under ``quiet``, a context recording no graph)."""
+    with quiet:
         scale = y0.abs().mul_(work.rtol).add_(work.atol)
         d0 = scalar(norm(y0 / scale).item())
         d1 = scalar(norm(f0 / scale).item())
     h0 = first_guess(d0, d1, scalar)
     f1 = func(scalar(t0 + float(h0)), (f0 * work.number(h0)).add_(y0))  # y0 + h0·f0
-    with torch.no_grad():
+    with quiet:
         d2 = abs(scalar(norm((f1 - f0).div_(scale)).item()) / h0)
     return second_guess(h0, d1, d2, scalar, order)
 
