@@ -14,7 +14,7 @@ from torchdiffeq import odeint
 from torchdiffeq._impl.interp import _interp_evaluate, _interp_fit
 
 from harness.solvers.fast.integrators import integrator, quartic, rms_norm
-from harness.solvers.fast.workspaces import KEPT_LAYOUTS
+from harness.solvers.fast.workspaces import KEPT_ENTRIES, KEPT_LAYOUTS
 
 TOL = 1e-6
 
@@ -76,6 +76,15 @@ def test_solves_in_turn_on_one_integrator_are_each_torchdiffeqs(dtype, graph):
     ((nfe, end), (nfe_ref, end_ref)), = inner_results
     assert nfe == nfe_ref and torch.equal(end, end_ref)
     assert len(integrate.workspaces.idle) == KEPT_LAYOUTS
+
+
+def test_a_large_states_workspace_is_not_kept():
+    integrate = integrator("dopri5", TOL, TOL, {})
+    with torch.no_grad():
+        _fast(integrate, _field(1.0), torch.linspace(-1, 1, KEPT_ENTRIES + 1), 0.0, 0.1)
+        assert not integrate.workspaces.idle
+        _fast(integrate, _field(1.0), torch.linspace(-1, 1, KEPT_ENTRIES), 0.0, 0.1)
+        assert len(integrate.workspaces.idle) == 1
 
 
 def test_an_integrator_pickles_without_its_workspaces():

@@ -11,6 +11,7 @@ inside another's f (or on another thread) that wants the same layout gets a new 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,11 @@ from harness.solvers.fast.tableaux import Tableau
 #: Layouts a :class:`Workspaces` keeps (the oldest goes first): a run's solves come in a few
 #: layouts (the training batch's forward and adjoint states, a last smaller batch, evaluation).
 KEPT_LAYOUTS = 8
+#: The largest state (entries) whose workspace is kept: a workspace holds about 21 states' worth
+#: (dopri5's two sets of seven stages and a product buffer), freed after each solve before; past
+#: this size what a solve makes once costs little beside its steps, while keeping it between
+#: solves (the forward's beside the adjoint's) would raise a run's peak memory.
+KEPT_ENTRIES = 2 ** 18
 
 
 class Workspace:
@@ -65,6 +71,8 @@ class Workspaces:
         return key, work
 
     def give_back(self, key: tuple, work: Workspace) -> None:
+        if math.prod(key[0]) > KEPT_ENTRIES:
+            return
         self.idle[key] = work
         if len(self.idle) > KEPT_LAYOUTS:
             del self.idle[next(iter(self.idle))]
