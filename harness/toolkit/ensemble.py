@@ -184,13 +184,14 @@ class _Solve(MemberODE):
     def fail(self, member: int, error: BaseException) -> None:
         self.members.fail(member, error)
 
-    def field(self, t: Tensor, z: Tensor, running: Running) -> Tensor:
+    def field(self, t: Tensor | None, z: Tensor, running: Running) -> Tensor:
         """All members' dynamics at their times t (M,) in one call, counted per member, each
         solve (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per
-        member."""
+        member; t None for dynamics that read no time (:attr:`has_vjp`)."""
         call = self._call(z, running)
-        rows = z.shape[0] // len(running.rows)
-        t = t.repeat_interleave(rows).view(-1, *([1] * (z.dim() - 1)))
+        if t is not None:
+            t = t.repeat_interleave(z.shape[0] // len(running.rows)).view(
+                -1, *([1] * (z.dim() - 1)))
         derivative = self.dynamics.evaluate(t, z, call.family, self._f(call))
         return derivative if call.scale is None else derivative * call.scale
 

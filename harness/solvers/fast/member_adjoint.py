@@ -46,8 +46,11 @@ class MemberProblem:
         return times
 
     def forward(self, z0: Tensor) -> Tensor:
+        timeless = self.ode.has_vjp  # its derivatives read no time: none made (as a solo run's)
+
         def flat(t: np.ndarray, y: Tensor, running: Running) -> Tensor:
-            return self.field(self.times(t), self._model_shape(y), running).reshape(len(y), -1)
+            return self.field(None if timeless else self.times(t), self._model_shape(y),
+                              running).reshape(len(y), -1)
         return self._solve(flat, z0.reshape(self.size, -1), self.t0, self.t1, rms_rows,
                            None).view(self.shape)
 
