@@ -66,12 +66,13 @@ class MemberODE(ABC):
         """Record that ``member``'s solve failed with ``error``."""
 
     @abstractmethod
-    def field(self, t: Tensor, z: Tensor, running: Running) -> Tensor:
+    def field(self, t: Tensor | None, z: Tensor, running: Running) -> Tensor:
         """The derivative of the members ``running.rows`` (z holds their rows only, t one time
-        per member), one evaluation counted for each of them still in ``running.active``; a
-        member past ``solver.max_nfe`` is stopped through ``running.fail``."""
+        per member; None where :attr:`has_vjp`, whose derivatives read no time), one evaluation
+        counted for each of them still in ``running.active``; a member past ``solver.max_nfe``
+        is stopped through ``running.fail``."""
 
-    def field_vjp(self, t: Tensor, z: Tensor, a: Tensor, running: Running
+    def field_vjp(self, t: Tensor | None, z: Tensor, a: Tensor, running: Running
                   ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """Only where :attr:`has_vjp`: :meth:`field` (counted alike), aᵀ∂field/∂z, and
         {stacked parameter: aᵀ∂field/∂parameter for the members ``running.rows``, (M', …)}."""

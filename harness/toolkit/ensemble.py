@@ -176,48 +176,55 @@ class _Solve(MemberODE):
         self.phase, self.calls = None, np.zeros(self.size, dtype=np.int64)
         self.views: dict[bytes, nn.Module] = {}  # f of some members, by their indices
         self.read = tuple(block.parameters())  # all a _Rows gathers from
+        # Read at every evaluation: looked up once (a module's attributes are slow to reach).
+        self.dynamics, self.plain = block.dynamics, block.dynamics.plain_f
+        self.family_parameters = tuple(block.family_parameters.items())
         self.last: tuple[tuple, _Rows] | None = None  # the last member set's, by its key
 
     def fail(self, member: int, error: BaseException) -> None:
         self.members.fail(member, error)
 
-    def field(self, t: Tensor, z: Tensor, running: Running) -> Tensor:
+    def field(self, t: Tensor | None, z: Tensor, running: Running) -> Tensor:
         """All members' dynamics at their times t (M,) in one call, counted per member, each
         solve (forward or adjoint, told apart by the phase) capped at ``solver.max_nfe`` per
-        member."""
-        t, call = self._call(t, z, running)
-        derivative = self.block.dynamics.evaluate(t, z, call.family, self._f(call))
+        member; t None for dynamics that read no time (:attr:`has_vjp`)."""
+        call = self._call(z, running)
+        if t is not None:
+            t = t.repeat_interleave(z.shape[0] // len(running.rows)).view(
+                -1, *([1] * (z.dim() - 1)))
+        derivative = self.dynamics.evaluate(t, z, call.family, self._f(call))
         return derivative if call.scale is None else derivative * call.scale
 
-    def field_vjp(self, t: Tensor, z: Tensor, a: Tensor, running: Running
+    def field_vjp(self, t: Tensor | None, z: Tensor, a: Tensor, running: Running
                   ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """:meth:`field` and its VJP by hand (:attr:`has_vjp`): the family's
         ``derivatives_vjp`` around the stacked network's pullback, a solo run's VJP for all
         members at once; each family parameter's gradient summed over each member's elements
         in one reduction, as its solo run's ``sum_to_size(())`` sums them (bit for bit: rows
-        first, then their sums, would round otherwise, and take a slow pass over short rows)."""
-        t, call = self._call(t, z, running)
-        plain = self.block.dynamics.plain_f
+        first, then their sums, would round otherwise, and take a slow pass over short rows).
+        The derivatives' VJP reads no time (:meth:`~harness.contract.Family.derivatives_vjp`):
+        t is not spread over the rows."""
+        call = self._call(z, running)
+        plain = self.plain
 
-        def f(t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
+        def f(t: Tensor | None, x: Tensor) -> tuple[Tensor, Pullback]:
             return plain.vjp(x, call.index, call.weights)
-        derivative, cotangent, grads = self.block.dynamics.evaluate_vjp(
-            t, z, a if call.scale is None else a * call.scale, call.family, f)
-        for name, stacked in self.block.family_parameters.items():
+        derivative, cotangent, grads = self.dynamics.evaluate_vjp(
+            None, z, a if call.scale is None else a * call.scale, call.family, f)
+        for name, stacked in self.family_parameters:
             per_row = call.family._parameters[name]
             if per_row in grads:  # else the adjoint says which gradient is missing
                 each = grads.pop(per_row).unflatten(0, (len(running.rows), -1))
                 grads[stacked] = each.sum(dim=tuple(range(1, each.dim())))
         return (derivative if call.scale is None else derivative * call.scale), cotangent, grads
 
-    def _call(self, t: Tensor, z: Tensor, running: Running) -> tuple[Tensor, _Rows]:
+    def _call(self, z: Tensor, running: Running) -> _Rows:
         """One evaluation of the members ``running.rows``, counted (and capped) for those still
-        active: their times row by row, and the rest of what they hand the dynamics."""
+        active: what they hand the dynamics besides their times."""
         self._count(running)
         rows = z.shape[0] // len(running.rows)
         shape = (-1, *([1] * (z.dim() - 1)))
-        return t.repeat_interleave(rows).view(shape), self._of_set(running.rows, rows, shape,
-                                                                   z.device)
+        return self._of_set(running.rows, rows, shape, z.device)
 
     def _count(self, running: Running) -> None:
         """One evaluation for each member in ``running.rows`` still active; past the cap, the
@@ -254,11 +261,11 @@ class _Solve(MemberODE):
         index = None if selected is None else torch.from_numpy(selected).to(device)
         family = with_parameters(self.block.family, {
             name: (parameter if index is None else parameter[index]).repeat_interleave(rows)
-            .view(shape) for name, parameter in self.block.family_parameters.items()})
+            .view(shape) for name, parameter in self.family_parameters})
         scale = (self.scale if self.scale is None or index is None else
                  self.scale.view(self.size, rows, *self.scale.shape[1:])[index]
                  .reshape(-1, *self.scale.shape[1:]))
-        plain = self.block.dynamics.plain_f  # its layers serve calls without a graph only
+        plain = self.plain  # its layers serve calls without a graph only
         weights = (plain.rows(index) if plain is not None and plain.intact()
                    and not torch.is_grad_enabled() else None)
         return _Rows(family, scale, selected, index, weights)
@@ -267,14 +274,14 @@ class _Solve(MemberODE):
         """The stacked network, or the one of the members ``call.selected`` (made once per
         solve); without a graph, a plain MLP's layers straight, as a solo run's dynamics take
         them."""
-        plain = self.block.dynamics.plain_f
+        plain = self.plain
         if not torch.is_grad_enabled() and plain is not None and plain.intact():
             return lambda t, x: plain(x, call.index, call.weights)
         if call.selected is None:
-            return self.block.dynamics.f
+            return self.dynamics.f
         key = call.selected.tobytes()
         if key not in self.views:
-            self.views[key] = of_members(self.block.dynamics.f, call.index)
+            self.views[key] = of_members(self.dynamics.f, call.index)
         return self.views[key]
 
     def member(self, index: int) -> tuple[nn.Module, tuple[Tensor, ...]]:
