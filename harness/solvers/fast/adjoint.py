@@ -80,11 +80,12 @@ class FlatProblem:
         return augmented
 
     def _augmented_by_hand(self, n: int) -> FlatFunc:
-        """:meth:`_augmented` by the dynamics' ``vjp``, with t None (they do not read it), in
-        as few torch calls as the values allow: the grad mode switched only where a graph
-        would be recorded, a 1-D gradient concatenated as it is."""
+        """:meth:`_augmented` by the dynamics' VJP bound for this solve (``bind_vjp``: what a
+        solve cannot change looked up once), with t None (they do not read it), in as few
+        torch calls as the values allow: the grad mode switched only where a graph would be
+        recorded, a 1-D gradient concatenated as it is."""
         time_adjoint = torch.zeros(1, dtype=self.dtype, device=self.device)
-        vjp, shape, params = self.func.vjp, self.shape, self.params
+        vjp, shape, params = self.func.bind_vjp(), self.shape, self.params
         flat = tuple(p.dim() == 1 for p in params)
 
         def augmented(s: Any, state: Tensor) -> Tensor:
