@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from harness.contract import DifferentiableField, Family
+from harness.contract import DifferentiableField, Family, VectorField
 from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
@@ -41,13 +41,28 @@ class Dynamics(nn.Module):
     def has_vjp(self) -> bool:
         """Whether :meth:`vjp` computes what autograd through this module would (no hooks here
         for it to skip)."""
-        return (self.family_vjp and self._plain()
-                and not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks))
+        return self.family_vjp and self._plain() and not _hooked(self)
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
-        f = self.f if torch.is_grad_enabled() or not self._plain() else self._plain_field
+        f = self.f if torch.is_grad_enabled() or not self._plain() else self.plain_f.bind()
         return self.evaluate(t, z, self.family, f)
+
+    def bind_field(self) -> VectorField:
+        """:meth:`forward` as one solve calls it: without a graph, f's layers bound once
+        (:meth:`PlainMLP.bind`) if it is plain when the solve starts (nothing in a solve
+        registers a hook or reparametrises a weight). With hooks of its own, the module itself,
+        so that they run."""
+        if _hooked(self):
+            return self
+        tick, evaluate, family, modules = self.counter.tick, self.evaluate, self.family, self.f
+        plain = self.plain_f.bind() if self._plain() else None
+
+        def field(t: Tensor | None, z: Tensor) -> Tensor:
+            tick()
+            f = modules if plain is None or torch.is_grad_enabled() else plain
+            return evaluate(t, z, family, f)
+        return field
 
     def evaluate(self, t: Tensor, z: Tensor, family: Family, f: nn.Module) -> Tensor:
         """The derivative at (t, z) with ``family`` and ``f`` in place of these dynamics' own
@@ -97,9 +112,6 @@ class Dynamics(nn.Module):
     def _join(self, parts: tuple[Tensor, ...]) -> Tensor:
         return parts[0] if self.n_parts == 1 else torch.cat(parts, dim=1)
 
-    def _plain_field(self, t: Tensor, x: Tensor) -> Tensor:
-        return self.plain_f(x)
-
 
 
 class Rescaled(PerElementTime, nn.Module):
@@ -120,6 +132,16 @@ class Rescaled(PerElementTime, nn.Module):
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.dynamics(t, z) * self.scale
+
+    def bind_field(self) -> VectorField:
+        """:meth:`forward` for one solve (the dynamics' own binding); with hooks, the module."""
+        if _hooked(self):
+            return self
+        field, scale = self.dynamics.bind_field(), self.scale
+
+        def scaled(t: Tensor | None, z: Tensor) -> Tensor:
+            return field(t, z) * scale
+        return scaled
 
     def bind_vjp(self) -> BoundVJP:
         """(s·F, aᵀ∂(s·F)/∂z, …) for one solve: F's VJP at the cotangent s·a. No gradient
@@ -149,6 +171,19 @@ class Capped(nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self._count()
         return self.func(t, z)
+
+    def bind_field(self) -> VectorField:
+        """:meth:`forward` for one solve (``func``'s binding where it has one); with hooks,
+        the module."""
+        if _hooked(self):
+            return self
+        bind = getattr(self.func, "bind_field", None)
+        field, count = (self.func if bind is None else bind()), self._count
+
+        def capped(t: Tensor | None, z: Tensor) -> Tensor:
+            count()
+            return field(t, z)
+        return capped
 
     def bind_vjp(self) -> BoundVJP:
         """The VJP of ``func`` for one solve, counted against the cap."""
@@ -273,6 +308,12 @@ class ODEBlock(nn.Module):
     def part(self, z: Tensor, name: str | None = None) -> Tensor:
         """One part of states z (batch, P·n, …): the family's ``readout`` part unless named."""
         return part_of(self.family, z, name, dim=1)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has hooks of its own, which a call past ``module(…)`` would skip."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
 
 
 def part_of(family: Family, z: Tensor, name: str | None, dim: int) -> Tensor:
