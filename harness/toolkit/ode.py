@@ -113,7 +113,6 @@ class Dynamics(nn.Module):
         return parts[0] if self.n_parts == 1 else torch.cat(parts, dim=1)
 
 
-
 class Rescaled(PerElementTime, nn.Module):
     """The dynamics times a per-element factor, made for one solve.
 

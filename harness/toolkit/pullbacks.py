@@ -258,8 +258,8 @@ class PlainMLP:
         return x.reshape(count, -1, x.shape[-1])
 
 
-#: One layer of a :class:`BoundMLP`: weight, bias, the activation (u ↦ y, (g, u, y) ↦ gᵀ∂y/∂u;
-#: None for none) and the parameters its gradients are keyed by.
+#: One layer of a :class:`BoundMLP`: weight, bias, the activation's functions (None for none)
+#: and the parameters its gradients are keyed by.
 Step = tuple[Tensor, "Tensor | None", "Activation | None", "ActivationBackward | None", Tensor,
              "Tensor | None"]
 
@@ -282,7 +282,7 @@ class BoundMLP:
 
     def vjp(self, t: Tensor | None, x: Tensor) -> tuple[Tensor, Pullback]:
         """f at x and its pullback there; t is not read."""
-        saved: list[tuple[Tensor, Tensor, Tensor]] = []  # each layer's input, pre-activation, output
+        saved: list[tuple[Tensor, Tensor, Tensor]] = []  # layer input, pre-activation, output
         for weight, bias, forward, _, _, _ in self.steps:
             u = F.linear(x, weight, bias)
             y = u if forward is None else forward(u)
@@ -296,12 +296,12 @@ class BoundMLP:
         autograd's formulas for addmm, on the rows of every leading dimension. g keeps x's
         shape throughout."""
         grads: dict[Tensor, Tensor] = {}
+        matrix = g.dim() == 2
         for (weight, _, _, backward, weight_key, bias_key), (x_in, u, y) in zip(
                 reversed(self.steps), reversed(saved)):
             if backward is not None:
                 g = backward(g, u, y)
-            rows, inputs = ((g, x_in) if g.dim() == 2
-                            else (g.flatten(0, -2), x_in.flatten(0, -2)))
+            rows, inputs = ((g, x_in) if matrix else (g.flatten(0, -2), x_in.flatten(0, -2)))
             grads[weight_key] = rows.t().mm(inputs)
             if bias_key is not None:
                 grads[bias_key] = rows.sum(0)
