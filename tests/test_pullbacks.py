@@ -126,6 +126,20 @@ def test_a_hook_registered_between_two_solves_reaches_the_second(adjoint):
     torch.testing.assert_close(grad, grad_ref)  # autograd after the hook, by hand before
 
 
+def test_a_hook_on_the_dynamics_runs_in_every_call_of_a_fast_solve():
+    """A solve's binding (``bind_field``) goes past the module call: with a hook of its own the
+    dynamics are called as a module, so that the hook runs."""
+    torch.manual_seed(0)
+    counter, calls = NFECounter(), []
+    f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
+    block = ODEBlock(HBNODE(), f, 3, SolverConfig(rtol=1e-5, atol=1e-5, backend="fast"), counter,
+                     FastBackend())
+    block.dynamics.register_forward_hook(lambda module, inputs, output: calls.append(output))
+    with torch.no_grad():
+        block(torch.randn(2, 6))
+    assert len(calls) == counter.take()["forward"] > 0
+
+
 def test_a_family_overriding_derivatives_or_what_they_read_loses_its_parents_vjp():
     class Damped(HBNODE):
         name = "damped"
