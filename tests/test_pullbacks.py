@@ -2,6 +2,8 @@
 adjoint uses them where both exist and autograd elsewhere, and the kit catches a wrong one."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -92,6 +94,50 @@ def test_hooks_or_reparametrised_weights_send_the_dynamics_back_to_module_calls_
     through_modules = dynamics(t, z).detach()  # with a graph: always the modules
     with torch.no_grad():
         torch.testing.assert_close(dynamics(t, z), through_modules, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("adjoint", [False, True], ids=["forward solve", "adjoint"])
+def test_a_hook_registered_between_two_solves_reaches_the_second(adjoint):
+    """The fast backend binds f's layers once per solve (``bind_field``, ``bind_vjp``), not per
+    block: the solve after a hook is registered runs it, as a network computing the hook's
+    result does (a forward hook doubling the first layer: its weight and bias doubled, exact)."""
+    def block_of(f: nn.Module) -> ODEBlock:
+        config = SolverConfig(rtol=1e-5, atol=1e-5, backend="fast", adjoint=adjoint)
+        return ODEBlock(HBNODE(), f, 3, config, NFECounter(), FastBackend())
+
+    def solve(block: ODEBlock) -> tuple[torch.Tensor, torch.Tensor]:
+        z0 = torch.randn(2, 6, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        z = block(z0)
+        z.pow(2).sum().backward()
+        return z.detach(), z0.grad
+
+    torch.manual_seed(0)
+    f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
+    doubled = copy.deepcopy(f)
+    with torch.no_grad():
+        doubled.net[0].weight.mul_(2)
+        doubled.net[0].bias.mul_(2)
+    block = block_of(f)
+    solve(block)  # a first solve, before the hook
+    f.net[0].register_forward_hook(lambda module, inputs, output: output * 2)
+    z, grad = solve(block)
+    z_ref, grad_ref = solve(block_of(doubled))
+    assert torch.equal(z, z_ref)
+    torch.testing.assert_close(grad, grad_ref)  # autograd after the hook, by hand before
+
+
+def test_a_hook_on_the_dynamics_runs_in_every_call_of_a_fast_solve():
+    """A solve's binding (``bind_field``) goes past the module call: with a hook of its own the
+    dynamics are called as a module, so that the hook runs."""
+    torch.manual_seed(0)
+    counter, calls = NFECounter(), []
+    f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)))
+    block = ODEBlock(HBNODE(), f, 3, SolverConfig(rtol=1e-5, atol=1e-5, backend="fast"), counter,
+                     FastBackend())
+    block.dynamics.register_forward_hook(lambda module, inputs, output: calls.append(output))
+    with torch.no_grad():
+        block(torch.randn(2, 6))
+    assert len(calls) == counter.take()["forward"] > 0
 
 
 def test_a_family_overriding_derivatives_or_what_they_read_loses_its_parents_vjp():
@@ -207,7 +253,6 @@ def test_ghbnode_differentiates_each_sigma_by_hand(sigma):
 
 def test_dynamics_with_a_hand_written_vjp_pickle_and_copy_with_their_network():
     """Executors may ship models between processes: the plain view must follow the copy."""
-    import copy
     import pickle
 
     f = Autonomous(nn.Sequential(nn.Linear(3, 4), nn.ELU(), nn.Linear(4, 3)))

@@ -2,15 +2,21 @@
 run's solver backend."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
-from harness.contract import DifferentiableField, Family, Pullback
+from harness.contract import DifferentiableField, Family, VectorField
 from harness.solvers.backends import PerElementTime, SolverBackend
 from harness.solvers.settings import NFECapExceeded, SolverConfig, interval_tensor
 from harness.solvers.torchdiffeq_backend import TORCHDIFFEQ
 from harness.toolkit.nfe import NFECounter, Ticks
 from harness.toolkit.pullbacks import PlainMLP
+
+#: A solve's VJP of its dynamics (``bind_vjp``): (t, z, a) ↦ (F(z), aᵀ∂F/∂z, {parameter:
+#: aᵀ∂F/∂parameter}), one function evaluation each call.
+BoundVJP = Callable[[Tensor | None, Tensor, Tensor], tuple[Tensor, Tensor, dict[Tensor, Tensor]]]
 
 
 class Dynamics(nn.Module):
@@ -35,13 +41,28 @@ class Dynamics(nn.Module):
     def has_vjp(self) -> bool:
         """Whether :meth:`vjp` computes what autograd through this module would (no hooks here
         for it to skip)."""
-        return (self.family_vjp and self._plain()
-                and not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks))
+        return self.family_vjp and self._plain() and not _hooked(self)
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
-        f = self.f if torch.is_grad_enabled() or not self._plain() else self._plain_field
+        f = self.f if torch.is_grad_enabled() or not self._plain() else self.plain_f.bind()
         return self.evaluate(t, z, self.family, f)
+
+    def bind_field(self) -> VectorField:
+        """:meth:`forward` as one solve calls it: without a graph, f's layers bound once
+        (:meth:`PlainMLP.bind`) if it is plain when the solve starts (nothing in a solve
+        registers a hook or reparametrises a weight). With hooks of its own, the module itself,
+        so that they run."""
+        if _hooked(self):
+            return self
+        tick, evaluate, family, modules = self.counter.tick, self.evaluate, self.family, self.f
+        plain = self.plain_f.bind() if self._plain() else None
+
+        def field(t: Tensor | None, z: Tensor) -> Tensor:
+            tick()
+            f = modules if plain is None or torch.is_grad_enabled() else plain
+            return evaluate(t, z, family, f)
+        return field
 
     def evaluate(self, t: Tensor, z: Tensor, family: Family, f: nn.Module) -> Tensor:
         """The derivative at (t, z) with ``family`` and ``f`` in place of these dynamics' own
@@ -52,13 +73,27 @@ class Dynamics(nn.Module):
             ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation. The
         derivatives do not read t (:meth:`Family.derivatives_vjp`): it may be None."""
-        self.counter.tick()
-        value, cotangent, grads = self.evaluate_vjp(t, z, a, self.family, self._plain_vjp)
-        if self.family._parameters or self.family._modules:  # a family parameter's may be unsummed
-            for parameter, grad in grads.items():
-                if grad.shape != parameter.shape:
+        return self.bind_vjp()(t, z, a)
+
+    def bind_vjp(self) -> BoundVJP:
+        """:meth:`vjp` as one solve calls it (where :attr:`has_vjp` holds when the solve
+        starts; nothing in a solve registers a hook or reparametrises a weight): f's layers
+        (:meth:`PlainMLP.bind`) and the family's parameters, whose gradients may come unsummed,
+        looked up once, not per call."""
+        tick, split, join = self.counter.tick, self._split, self._join
+        derivatives_vjp, field = self.family.derivatives_vjp, self.plain_f.bind().vjp
+        own = tuple(self.family.parameters())
+
+        def vjp(t: Tensor | None, z: Tensor, a: Tensor
+                ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+            tick()
+            derivatives, cotangent, grads = derivatives_vjp(t, split(z), split(a), field)
+            for parameter in own:  # a family parameter's may be unsummed
+                grad = grads.get(parameter)
+                if grad is not None and grad.shape != parameter.shape:
                     grads[parameter] = grad.sum_to_size(parameter.shape)
-        return value, cotangent, grads
+            return join(derivatives), join(cotangent), grads
+        return vjp
 
     def evaluate_vjp(self, t: Tensor, z: Tensor, a: Tensor, family: Family,
                      f: DifferentiableField) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
@@ -76,12 +111,6 @@ class Dynamics(nn.Module):
 
     def _join(self, parts: tuple[Tensor, ...]) -> Tensor:
         return parts[0] if self.n_parts == 1 else torch.cat(parts, dim=1)
-
-    def _plain_field(self, t: Tensor, x: Tensor) -> Tensor:
-        return self.plain_f(x)
-
-    def _plain_vjp(self, t: Tensor, x: Tensor) -> tuple[Tensor, Pullback]:
-        return self.plain_f.vjp(x)
 
 
 class Rescaled(PerElementTime, nn.Module):
@@ -103,12 +132,26 @@ class Rescaled(PerElementTime, nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.dynamics(t, z) * self.scale
 
-    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
-            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
-        """(s·F, aᵀ∂(s·F)/∂z, …): F's VJP at the cotangent s·a. No gradient reaches the
-        durations (data, not parameters), as with autograd."""
-        derivative, cotangent, grads = self.dynamics.vjp(t, z, a * self.scale)
-        return derivative * self.scale, cotangent, grads
+    def bind_field(self) -> VectorField:
+        """:meth:`forward` for one solve (the dynamics' own binding); with hooks, the module."""
+        if _hooked(self):
+            return self
+        field, scale = self.dynamics.bind_field(), self.scale
+
+        def scaled(t: Tensor | None, z: Tensor) -> Tensor:
+            return field(t, z) * scale
+        return scaled
+
+    def bind_vjp(self) -> BoundVJP:
+        """(s·F, aᵀ∂(s·F)/∂z, …) for one solve: F's VJP at the cotangent s·a. No gradient
+        reaches the durations (data, not parameters), as with autograd."""
+        vjp, scale = self.dynamics.bind_vjp(), self.scale
+
+        def scaled(t: Tensor | None, z: Tensor, a: Tensor
+                   ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+            derivative, cotangent, grads = vjp(t, z, a * scale)
+            return derivative * scale, cotangent, grads
+        return scaled
 
 
 class Capped(nn.Module):
@@ -128,10 +171,28 @@ class Capped(nn.Module):
         self._count()
         return self.func(t, z)
 
-    def vjp(self, t: Tensor | None, z: Tensor, a: Tensor
-            ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
-        self._count()
-        return self.func.vjp(t, z, a)
+    def bind_field(self) -> VectorField:
+        """:meth:`forward` for one solve (``func``'s binding where it has one); with hooks,
+        the module."""
+        if _hooked(self):
+            return self
+        bind = getattr(self.func, "bind_field", None)
+        field, count = (self.func if bind is None else bind()), self._count
+
+        def capped(t: Tensor | None, z: Tensor) -> Tensor:
+            count()
+            return field(t, z)
+        return capped
+
+    def bind_vjp(self) -> BoundVJP:
+        """The VJP of ``func`` for one solve, counted against the cap."""
+        vjp, count = self.func.bind_vjp(), self._count
+
+        def capped(t: Tensor | None, z: Tensor, a: Tensor
+                   ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
+            count()
+            return vjp(t, z, a)
+        return capped
 
     def _count(self) -> None:
         if self.counter.phase != self.phase:
@@ -246,6 +307,12 @@ class ODEBlock(nn.Module):
     def part(self, z: Tensor, name: str | None = None) -> Tensor:
         """One part of states z (batch, P·n, …): the family's ``readout`` part unless named."""
         return part_of(self.family, z, name, dim=1)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has hooks of its own, which a call past ``module(…)`` would skip."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
 
 
 def part_of(family: Family, z: Tensor, name: str | None, dim: int) -> Tensor:

@@ -90,6 +90,9 @@ def _identity_backward(m: nn.Module, g: Tensor, u: Tensor, y: Tensor) -> Tensor:
 
 Forward = Callable[[nn.Module, Tensor], Tensor]
 Backward = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+#: An activation bound to its module (:func:`pointwise`): u ↦ y, and (g, u, y) ↦ gᵀ∂y/∂u.
+Activation = Callable[[Tensor], Tensor]
+ActivationBackward = Callable[[Tensor, Tensor, Tensor], Tensor]
 Weights = tuple[tuple[Tensor, "Tensor | None"], ...]
 """Each layer's weight and bias, as :meth:`PlainMLP.rows` gives them."""
 
@@ -105,8 +108,7 @@ _ACTIVATIONS: dict[type[nn.Module], tuple[Forward, Backward]] = {
 }
 
 
-def pointwise(activation: nn.Module) -> tuple[Callable[[Tensor], Tensor],
-                                              Callable[[Tensor, Tensor, Tensor], Tensor]]:
+def pointwise(activation: nn.Module) -> tuple[Activation, ActivationBackward]:
     """An elementwise activation module (ReLU, ELU, Tanh, Sigmoid, Softplus, Hardtanh or
     Identity, exact types) as plain functions, for a family's hand-written VJP: u ↦ y, and
     (g, u, y) ↦ gᵀ∂y/∂u by autograd's own backward formula."""
@@ -119,10 +121,11 @@ def pointwise(activation: nn.Module) -> tuple[Callable[[Tensor], Tensor],
 
 @dataclass(frozen=True)
 class _Layer:
+    """A Linear layer and its activation's functions (:func:`pointwise`; None for none)."""
+
     linear: nn.Linear | StackedLinear
-    activation: nn.Module | None
-    forward: Forward | None
-    backward: Backward | None
+    forward: Activation | None
+    backward: ActivationBackward | None
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,8 @@ class PlainMLP:
             if type(linear) is not kind or (activation is not None
                                             and type(activation) not in _ACTIVATIONS):
                 return None
-            functions = (None, None) if activation is None else _ACTIVATIONS[type(activation)]
-            layers.append(_Layer(linear, activation, *functions))
+            functions = (None, None) if activation is None else pointwise(activation)
+            layers.append(_Layer(linear, *functions))
         hook_tables = tuple(
             table for module in (f, f.net, *modules)
             for table in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks))
@@ -185,6 +188,8 @@ class PlainMLP:
         """The value at x (of shape (…, in_features)); stacked, of the ``members`` (indices,
         default all) whose rows x holds, or of the members whose layers :meth:`rows` gave as
         ``weights``."""
+        if not self.stacked:
+            return self.bind(weights)(None, x)
         return self._evaluate(x, weights or self.rows(members), None)
 
     def vjp(self, x: Tensor, members: Tensor | None = None,
@@ -192,45 +197,38 @@ class PlainMLP:
         """The value at x and the pullback there (``members`` or ``weights`` as for a call).
         Stacked, a parameter's gradient holds the rows of those members only: (M', out, in)
         for weights of shape (M, out, in)."""
+        if not self.stacked:
+            return self.bind(weights).vjp(None, x)
         saved: list[tuple[Tensor, ...]] = []  # layer input, pre-activation, output, weight
-        layers = weights or self.rows(members)
-        value = self._evaluate(x, layers, saved)
-        if not self.stacked:  # the gradients' keys: the layers' parameters
-            return value, partial(self._pullback, saved, layers if weights is None
-                                  else self.rows(None))
+        value = self._evaluate(x, weights or self.rows(members), saved)
+        return value, partial(self._stacked_pullback, saved, x.shape)
 
-        def pullback(g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
-            grads: dict[Tensor, Tensor] = {}
-            g = self._rows(g, len(saved[0][3]))
-            for layer, (x_in, u, y, weight) in zip(reversed(self.layers), reversed(saved)):
-                if layer.backward is not None:
-                    g = layer.backward(layer.activation, g, u, y)
-                # autograd's formulas for baddbmm(bias, x, weightᵀ)
-                grads[layer.linear.weight] = g.transpose(1, 2).bmm(x_in)
-                bias_grad = g.sum(1)
-                g = g.bmm(weight)
-                if layer.linear.bias is not None:
-                    grads[layer.linear.bias] = bias_grad
-            return g.reshape(x.shape), grads
-        return value, pullback
+    def bind(self, weights: Weights | None = None) -> BoundMLP:
+        """Unstacked, the network as one solve calls it: each layer's parameters (or
+        ``weights``) and activation looked up once, since a solve changes neither (an
+        optimizer's in-place step between solves is seen: the tensors are the parameters)."""
+        if self.stacked:
+            raise ValueError("bind() is for unstacked layers; a stack takes members per call")
+        keys = self.rows(None)
+        return BoundMLP(tuple((weight, bias, layer.forward, layer.backward, *key)
+                              for layer, (weight, bias), key in zip(self.layers, weights or keys,
+                                                                    keys)))
 
-    def _pullback(self, saved: list[tuple[Tensor, ...]], parameters: Weights,
-                  g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
-        """Unstacked, gᵀ∂f/∂x and each parameter's gradient (keyed by ``parameters``, each
-        layer's weight and bias) from the layers' ``saved`` tensors: autograd's formulas for
-        addmm, on the rows of every leading dimension. g keeps x's shape throughout."""
+    def _stacked_pullback(self, saved: list[tuple[Tensor, ...]], shape: torch.Size,
+                          g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
+        """Stacked, gᵀ∂f/∂x (of x's ``shape``) and each parameter's gradient from the layers'
+        ``saved`` tensors: autograd's formulas for baddbmm(bias, x, weightᵀ)."""
         grads: dict[Tensor, Tensor] = {}
-        for layer, (x_in, u, y, weight), (weight_key, bias_key) in zip(
-                reversed(self.layers), reversed(saved), reversed(parameters)):
+        g = self._rows(g, len(saved[0][3]))
+        for layer, (x_in, u, y, weight) in zip(reversed(self.layers), reversed(saved)):
             if layer.backward is not None:
-                g = layer.backward(layer.activation, g, u, y)
-            rows, inputs = ((g, x_in) if g.dim() == 2
-                            else (g.flatten(0, -2), x_in.flatten(0, -2)))
-            grads[weight_key] = rows.t().mm(inputs)
-            if bias_key is not None:
-                grads[bias_key] = rows.sum(0)
-            g = g.matmul(weight)
-        return g, grads
+                g = layer.backward(g, u, y)
+            grads[layer.linear.weight] = g.transpose(1, 2).bmm(x_in)
+            bias_grad = g.sum(1)
+            g = g.bmm(weight)
+            if layer.linear.bias is not None:
+                grads[layer.linear.bias] = bias_grad
+        return g.reshape(shape), grads
 
     def rows(self, members: Tensor | None) -> Weights:
         """Each layer's (weight, bias); stacked, those of the ``members`` (indices; None: all).
@@ -244,17 +242,68 @@ class PlainMLP:
 
     def _evaluate(self, x: Tensor, weights: Weights,
                   saved: list[tuple[Tensor, ...]] | None) -> Tensor:
-        """The layers (``weights``) on x; with ``saved``, each layer's input, pre-activation,
-        output and weight are appended to it."""
-        y = self._rows(x, len(weights[0][0])) if self.stacked else x
+        """Stacked, the layers (``weights``) on x; with ``saved``, each layer's input,
+        pre-activation, output and weight are appended to it."""
+        y = self._rows(x, len(weights[0][0]))
         for layer, (weight, bias) in zip(self.layers, weights):
             x_in = y
-            u = stacked_linear(x_in, weight, bias) if self.stacked else F.linear(x_in, weight, bias)
-            y = u if layer.forward is None else layer.forward(layer.activation, u)
+            u = stacked_linear(x_in, weight, bias)
+            y = u if layer.forward is None else layer.forward(u)
             if saved is not None:
                 saved.append((x_in, u, y, weight))
-        return y.reshape(*x.shape[:-1], y.shape[-1]) if self.stacked else y
+        return y.reshape(*x.shape[:-1], y.shape[-1])
 
     def _rows(self, x: Tensor, count: int) -> Tensor:
-        """Stacked, x as each of ``count`` members' rows (count, R, features); else x."""
-        return x.reshape(count, -1, x.shape[-1]) if self.stacked else x
+        """Stacked, x as each of ``count`` members' rows (count, R, features)."""
+        return x.reshape(count, -1, x.shape[-1])
+
+
+#: One layer of a :class:`BoundMLP`: weight, bias, the activation's functions (None for none)
+#: and the parameters its gradients are keyed by.
+Step = tuple[Tensor, "Tensor | None", "Activation | None", "ActivationBackward | None", Tensor,
+             "Tensor | None"]
+
+
+@dataclass(frozen=True)
+class BoundMLP:
+    """An unstacked :class:`PlainMLP` as one solve calls it (:meth:`PlainMLP.bind`): a vector
+    field ``(t, x) ↦ f(x)`` and its :meth:`vjp`, a family's ``DifferentiableField``, each a
+    loop over layers looked up once, with nothing else between the kernels."""
+
+    steps: tuple[Step, ...]
+
+    def __call__(self, t: Tensor | None, x: Tensor) -> Tensor:
+        """f at x (of shape (…, in_features)); t is not read."""
+        for weight, bias, forward, _, _, _ in self.steps:
+            x = F.linear(x, weight, bias)
+            if forward is not None:
+                x = forward(x)
+        return x
+
+    def vjp(self, t: Tensor | None, x: Tensor) -> tuple[Tensor, Pullback]:
+        """f at x and its pullback there; t is not read."""
+        saved: list[tuple[Tensor, Tensor, Tensor]] = []  # layer input, pre-activation, output
+        for weight, bias, forward, _, _, _ in self.steps:
+            u = F.linear(x, weight, bias)
+            y = u if forward is None else forward(u)
+            saved.append((x, u, y))
+            x = y
+        return x, partial(self._pullback, saved)
+
+    def _pullback(self, saved: list[tuple[Tensor, Tensor, Tensor]],
+                  g: Tensor) -> tuple[Tensor, dict[Tensor, Tensor]]:
+        """gᵀ∂f/∂x and each parameter's gradient from the layers' ``saved`` tensors:
+        autograd's formulas for addmm, on the rows of every leading dimension. g keeps x's
+        shape throughout."""
+        grads: dict[Tensor, Tensor] = {}
+        matrix = g.dim() == 2
+        for (weight, _, _, backward, weight_key, bias_key), (x_in, u, y) in zip(
+                reversed(self.steps), reversed(saved)):
+            if backward is not None:
+                g = backward(g, u, y)
+            rows, inputs = ((g, x_in) if matrix else (g.flatten(0, -2), x_in.flatten(0, -2)))
+            grads[weight_key] = rows.t().mm(inputs)
+            if bias_key is not None:
+                grads[bias_key] = rows.sum(0)
+            g = g.matmul(weight)
+        return g, grads
