@@ -18,7 +18,8 @@ from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.engine import execute
-from harness.running.epochs import Trained, add, check_deadline, evaluation
+from harness.running.epochs import (Trained, add, check_deadline, count_iterations,
+                                     evaluation)
 from harness.running.failures import NonFiniteLoss
 from harness.running.observers import Notify
 from harness.running.precision import device_refusal, in_precision, stray_tensors
@@ -271,8 +272,7 @@ class SoloTrainer:
             value = loss.item()  # synchronises the device, like sync() would
             t1 = perf_counter()
             if not math.isfinite(value):
-                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration "
-                                    f"{trained.iterations + 1}")
+                raise NonFiniteLoss.at(value, epoch, trained.iterations + 1)
             optimizer.zero_grad(set_to_none=True)
             with counter.in_phase("backward"), meter.in_phase("backward"):
                 loss.backward()
@@ -283,9 +283,7 @@ class SoloTrainer:
             optimizer.step()
             batch = len(x)
             add(trained.sums, {"loss": value, **task.metrics(prediction.detach(), y)}, batch)
-            add(trained.sums, {"forward_time_s": t1 - t0, "backward_time_s": t2 - t1}, 1)
-            trained.iterations += 1
-            trained.samples += batch
+            count_iterations((trained,), batch, t1 - t0, t2 - t1)
             sync()
             check_deadline(spec, deadline, epoch, trained.iterations)
         trained.seconds = perf_counter() - epoch_start
@@ -329,9 +327,8 @@ def mean_losses(model: nn.Module, task: Task, batches: Iterable,
             sync()
             elapsed += perf_counter() - start
             batch = len(x)
-            metrics = {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)}
-            for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + value * batch
+            add(sums, {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)},
+                batch)
             n_batches += 1
             samples += batch
     return {k: v / samples for k, v in sums.items()}, n_batches, elapsed
