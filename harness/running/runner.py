@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.memory import MemoryMeter
 from harness.toolkit.nfe import NFECounter, hand_counter
 from harness.toolkit.ode import ODEBlock
+from harness.widths import lacking, listed
 
 
 class RunConfigError(ValueError):
@@ -101,7 +102,7 @@ def check_model(spec: RunSpec, registry: Registry, widths: dict[str, int]) -> No
         reason = task.refusal(family, widths)
     if reason:
         raise RunConfigError(f"{spec.label}: task {task.name!r} refuses model {spec.model!r} "
-                             f"(widths {widths}): {reason}")
+                             f"(widths {listed(widths)}): {reason}")
     try:
         family(**spec.model_options)
     except (TypeError, ValueError) as error:
@@ -116,16 +117,10 @@ def naming_missing_widths(spec: RunSpec, registry: Registry, widths: Widths) -> 
         yield
     except MissingWidth as missing:
         own = _own_widths(spec, registry)
-        valid = f"; the task's own for it: {_listed(own)}" if own else ""
+        valid = f"; the task's own for it: {listed(own)}" if own else ""
         raise RunConfigError(
-            f"{spec.label}: widths has no {missing.args[0]!r}, which task {spec.task!r} reads "
-            f"to build {spec.kind} {spec.model!r} (given: {_listed(widths)}); give every width "
-            f"it reads in the suite's `widths:`{valid}") from None
-
-
-def _listed(widths: Mapping[str, int]) -> str:
-    """Widths as a message lists them: ``{n: 2, h: 14}``."""
-    return "{" + ", ".join(f"{name}: {size}" for name, size in widths.items()) + "}"
+            f"{spec.label}: {lacking(missing.args, widths, spec.task, spec.kind, spec.model)}; "
+            f"give every width it reads in the suite's `widths:`{valid}") from None
 
 
 def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
