@@ -213,18 +213,11 @@ def _vjp_matches_autograd(family: type[Family]) -> None:
     expected = torch.autograd.grad(value, (leaf, *named.values()), a, allow_unused=True,
                                    materialize_grads=True)
     with torch.no_grad():
-        got_value, got_cotangent, grads = dynamics.vjp(t, z, a)
+        got = dynamics.vjp(t, z, a)
     assert torch.equal(later, value.detach()), (
         "derivatives read t; a hand-written VJP is only for derivatives that do not (it gives no "
         "time gradient): remove derivatives_vjp")
-    torch.testing.assert_close(got_value, value.detach(),
-                               msg=lambda m: f"derivatives_vjp's derivatives != derivatives: {m}")
-    torch.testing.assert_close(got_cotangent, expected[0],
-                               msg=lambda m: f"aᵀ∂F/∂state != autograd's: {m}")
-    for (name, parameter), gradient in zip(named.items(), expected[1:]):
-        assert parameter in grads, f"derivatives_vjp gave no gradient for the parameter {name}"
-        torch.testing.assert_close(grads[parameter], gradient,
-                                   msg=lambda m: f"{name}: aᵀ∂F/∂{name} != autograd's: {m}")
+    _assert_vjp_equals(got, value, expected, list(named.items()), _SOLO)
 
 
 def _member_vjp_matches_autograd(family: type[Family]) -> None:
@@ -256,18 +249,52 @@ def _member_vjp_matches_autograd(family: type[Family]) -> None:
     value = ode.field(t, leaf, running)
     expected = torch.autograd.grad(value, (leaf, *ode.params), a, materialize_grads=True)
     with torch.no_grad():
-        got_value, got_cotangent, grads = ode.field_vjp(t, z, a, running)
-    torch.testing.assert_close(got_value, value.detach(),
-                               msg=lambda m: f"the members' derivatives != derivatives: {m}")
-    torch.testing.assert_close(got_cotangent, expected[0],
-                               msg=lambda m: f"the members' aᵀ∂F/∂state != autograd's: {m}")
+        got = ode.field_vjp(t, z, a, running)
     names = [f"family parameter {name}" for name in block.family_parameters]
     names += [f"f's {name}" for name, p in block.dynamics.f.named_parameters() if p.requires_grad]
-    for name, parameter, gradient in zip(names, ode.params, expected[1:]):
-        assert parameter in grads, f"no gradient for the members' {name}"
-        torch.testing.assert_close(grads[parameter], gradient[running.rows], msg=lambda m: (
-            f"{name}: the members' gradients != autograd's (a sum over the whole batch where "
-            f"vjp_unsummed asks for the terms unsummed?): {m}"))
+    _assert_vjp_equals(got, value, expected, list(zip(names, ode.params)), _MEMBERS,
+                       rows=running.rows)
+
+
+@dataclass(frozen=True)
+class _VJPWords:
+    """How a failed VJP check names what differs; ``{name}`` is the parameter's name."""
+
+    value: str
+    cotangent: str
+    missing: str
+    gradient: str
+
+
+_SOLO = _VJPWords(
+    value="derivatives_vjp's derivatives != derivatives",
+    cotangent="aᵀ∂F/∂state != autograd's",
+    missing="derivatives_vjp gave no gradient for the parameter {name}",
+    gradient="{name}: aᵀ∂F/∂{name} != autograd's")
+_MEMBERS = _VJPWords(
+    value="the members' derivatives != derivatives",
+    cotangent="the members' aᵀ∂F/∂state != autograd's",
+    missing="no gradient for the members' {name}",
+    gradient=("{name}: the members' gradients != autograd's (a sum over the whole batch where "
+              "vjp_unsummed asks for the terms unsummed?)"))
+
+
+def _assert_vjp_equals(got: tuple[torch.Tensor, torch.Tensor, dict[torch.Tensor, torch.Tensor]],
+                       value: torch.Tensor, expected: Sequence[torch.Tensor],
+                       parameters: Sequence[tuple[str, torch.Tensor]], words: _VJPWords,
+                       rows: np.ndarray | None = None) -> None:
+    """A hand-written VJP's (value, state cotangent, gradients by parameter) against autograd's
+    ``value`` and ``expected`` (the state's cotangent, then each of ``parameters``' gradients,
+    taken at ``rows`` where only some rows of a stacked parameter were evaluated)."""
+    got_value, got_cotangent, grads = got
+    torch.testing.assert_close(got_value, value.detach(), msg=lambda m: f"{words.value}: {m}")
+    torch.testing.assert_close(got_cotangent, expected[0],
+                               msg=lambda m: f"{words.cotangent}: {m}")
+    for (name, parameter), gradient in zip(parameters, expected[1:]):
+        assert parameter in grads, words.missing.format(name=name)
+        torch.testing.assert_close(
+            grads[parameter], gradient if rows is None else gradient[rows],
+            msg=lambda m: f"{words.gradient.format(name=name)}: {m}")
 
 
 def _network(family: type[Family]) -> nn.Module:

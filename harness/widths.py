@@ -7,7 +7,7 @@ Nothing of the harness is imported here.
 """
 from __future__ import annotations
 
-from typing import Collection, NamedTuple
+from typing import Collection, Mapping, NamedTuple
 
 
 class Structure(NamedTuple):
@@ -36,3 +36,16 @@ class WidthNames(NamedTuple):
     def valid(self) -> frozenset[str]:
         """Every name the task reads."""
         return frozenset(self.required) | frozenset(self.optional)
+
+
+def listed(widths: Mapping[str, int]) -> str:
+    """Widths as a message lists them, as a suite writes them: ``{n: 2, h: 14}``."""
+    return "{" + ", ".join(f"{name}: {size}" for name, size in widths.items()) + "}"
+
+
+def lacking(missing: Collection[str], widths: Mapping[str, int], task: str, kind: str,
+            model: str) -> str:
+    """What a message says of ``widths`` without the names ``missing`` that ``task`` reads to
+    build ``kind`` (family, baseline) ``model``."""
+    return (f"widths has no {', '.join(map(repr, missing))}, which task {task!r} reads to "
+            f"build {kind} {model!r} (given: {listed(widths)})")

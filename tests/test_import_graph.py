@@ -13,6 +13,7 @@ LAZY_MODULES = {
     # lazy for start-up time: each subcommand imports what it needs (`harness list` and
     # `harness check` skip the drivers, the report page and matplotlib: about a second).
     "cli": "lazy for start-up time",
+    "commands": "lazy for start-up time",
     # a pytest11 entry point, loaded into every pytest session of an environment with the
     # harness installed: the harness (and torch) load only when the fixture is used.
     "gates.pytest_plugin": "lazy for every pytest session's start-up",
@@ -156,8 +157,11 @@ LAYERS: dict[str, set[str]] = {
     "gates": {"contract", "registry", "suites", "running", "reports", "solvers", "toolkit",
               "plugins"},
     "conformance": {"contract", "registry", "suites", "running", "solvers", "toolkit", "plugins"},
+    # the subcommands' actions, which the command line (cli) calls
+    "commands": {"contract", "registry", "suites", "running", "reports", "solvers", "toolkit",
+                 "plugins", "gates"},
     "cli": {"contract", "registry", "suites", "running", "reports", "solvers", "toolkit",
-            "plugins", "gates"},
+            "plugins", "gates", "commands"},
 }
 
 

@@ -134,7 +134,9 @@ def test_a_width_the_task_always_reads_is_required(tmp_path, registry):
         """)
     (line,) = problems(path, registry)
     assert line.startswith(f"{path}: runs[0]: "), line
-    assert "lack 'h2', which it always reads" in line, line
+    # worded as a run's set-up words a width it lacks, the widths as the suite writes them
+    assert ("widths has no 'h2', which task 'plane_vibration' reads to build family 'node' "
+            "(given: {n: 4, h1: 8}); a suite's widths replace the task's whole") in line, line
     assert "valid: widths with h1, h2, n, optionally c" in line, line
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from harness.record import EpochRecord
 from harness.running.failures import TimeLimitExceeded
@@ -40,6 +40,19 @@ def add(sums: dict[str, float], values: Mapping[str, float], weight: float) -> N
     """Add ``values`` × ``weight`` to ``sums``, name by name (a batch's means × its size)."""
     for name, value in values.items():
         sums[name] = sums.get(name, 0.0) + value * weight
+
+
+def count_iterations(trained: Iterable[Trained], samples: int, forward_s: float,
+                     backward_s: float) -> None:
+    """One training iteration on ``samples`` samples, for each of ``trained`` (a run alone, or
+    every member of an ensemble: a member that failed still counts the ensemble's iterations),
+    whose forward and backward passes took ``forward_s`` and ``backward_s`` seconds. The loss
+    and metrics are :func:`add`-ed apart (only a live member's count)."""
+    times = {"forward_time_s": forward_s, "backward_time_s": backward_s}
+    for run in trained:
+        add(run.sums, times, 1)
+        run.iterations += 1
+        run.samples += samples
 
 
 def epoch_record(trained: Trained, spec: RunSpec) -> EpochRecord:

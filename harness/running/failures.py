@@ -8,6 +8,11 @@ from harness.solvers.settings import NFECapExceeded, SolverFailure
 class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite."""
 
+    @classmethod
+    def at(cls, value: float, epoch: int, iteration: int) -> NonFiniteLoss:
+        """The failure of a training loss ``value`` in ``epoch``'s ``iteration`` (from 1)."""
+        return cls(f"training loss is {value} at epoch {epoch}, iteration {iteration}")
+
 
 class TimeLimitExceeded(TimeoutError):
     """The run took longer than its ``time_limit_s``."""

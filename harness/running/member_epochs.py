@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from harness.contract import Task, TaskData
 from harness.registry import Registry
-from harness.running.epochs import Trained, add, check_deadline, evaluation
+from harness.running.epochs import (Trained, add, check_deadline, count_iterations,
+                                     evaluation)
 from harness.running.failures import NonFiniteLoss, TimeLimitExceeded
 from harness.running.runner import (BuiltRun, build_run, count_parameters, load_state,
                                     optimizer_for, solver_backend, synchronizer, task_options)
@@ -128,9 +129,8 @@ class MemberTrainer:
             t1 = perf_counter()
             for member in np.flatnonzero(members.alive):
                 if not math.isfinite(values[member]):
-                    members.fail(int(member), NonFiniteLoss(
-                        f"training loss is {values[member]} at epoch {epoch}, iteration "
-                        f"{iterations + 1}"))
+                    members.fail(int(member),
+                                 NonFiniteLoss.at(values[member], epoch, iterations + 1))
             training = np.flatnonzero(members.alive)
             if not len(training):
                 return [None for _ in self.specs]
@@ -146,10 +146,7 @@ class MemberTrainer:
             for member in np.flatnonzero(members.alive):
                 metrics = task.metrics(predictions[member].detach(), ys[member])
                 add(trained[member].sums, {"loss": values[member], **metrics}, batch)
-            for member in trained:
-                add(member.sums, {"forward_time_s": t1 - t0, "backward_time_s": t2 - t1}, 1)
-                member.iterations += 1
-                member.samples += batch
+            count_iterations(trained, batch, t1 - t0, t2 - t1)
             sync()
             check_deadline(spec, deadline, epoch, iterations)
         seconds = perf_counter() - epoch_start
@@ -239,9 +236,8 @@ def _member_losses(model: nn.Module, task: Task, splits: list[Iterable[tuple[Ten
             elapsed += perf_counter() - start
             for member in np.flatnonzero(members.alive):
                 prediction, y = predictions[member], ys[member]
-                metrics = {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)}
-                for name, value in metrics.items():
-                    sums[member][name] = sums[member].get(name, 0.0) + value * batch
+                add(sums[member], {"loss": task.loss(prediction, y).item(),
+                                   **task.metrics(prediction, y)}, batch)
             n_batches += 1
             samples += batch
     return [{k: v / samples for k, v in member.items()} for member in sums], n_batches, elapsed

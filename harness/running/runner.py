@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -18,7 +18,8 @@ from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import Checkpoints
 from harness.running.engine import execute
-from harness.running.epochs import Trained, add, check_deadline, evaluation
+from harness.running.epochs import (Trained, add, check_deadline, count_iterations,
+                                     evaluation)
 from harness.running.failures import NonFiniteLoss
 from harness.running.observers import Notify
 from harness.running.precision import device_refusal, in_precision, stray_tensors
@@ -28,6 +29,7 @@ from harness.suites.runspec import OPTIMIZERS, RunSpec
 from harness.toolkit.memory import MemoryMeter
 from harness.toolkit.nfe import NFECounter, hand_counter
 from harness.toolkit.ode import ODEBlock
+from harness.widths import lacking, listed
 
 
 class RunConfigError(ValueError):
@@ -100,7 +102,7 @@ def check_model(spec: RunSpec, registry: Registry, widths: dict[str, int]) -> No
         reason = task.refusal(family, widths)
     if reason:
         raise RunConfigError(f"{spec.label}: task {task.name!r} refuses model {spec.model!r} "
-                             f"(widths {widths}): {reason}")
+                             f"(widths {listed(widths)}): {reason}")
     try:
         family(**spec.model_options)
     except (TypeError, ValueError) as error:
@@ -115,16 +117,10 @@ def naming_missing_widths(spec: RunSpec, registry: Registry, widths: Widths) -> 
         yield
     except MissingWidth as missing:
         own = _own_widths(spec, registry)
-        valid = f"; the task's own for it: {_listed(own)}" if own else ""
+        valid = f"; the task's own for it: {listed(own)}" if own else ""
         raise RunConfigError(
-            f"{spec.label}: widths has no {missing.args[0]!r}, which task {spec.task!r} reads "
-            f"to build {spec.kind} {spec.model!r} (given: {_listed(widths)}); give every width "
-            f"it reads in the suite's `widths:`{valid}") from None
-
-
-def _listed(widths: Mapping[str, int]) -> str:
-    """Widths as a message lists them: ``{n: 2, h: 14}``."""
-    return "{" + ", ".join(f"{name}: {size}" for name, size in widths.items()) + "}"
+            f"{spec.label}: {lacking(missing.args, widths, spec.task, spec.kind, spec.model)}; "
+            f"give every width it reads in the suite's `widths:`{valid}") from None
 
 
 def solver_backend(spec: RunSpec, registry: Registry) -> SolverBackend:
@@ -271,8 +267,7 @@ class SoloTrainer:
             value = loss.item()  # synchronises the device, like sync() would
             t1 = perf_counter()
             if not math.isfinite(value):
-                raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, iteration "
-                                    f"{trained.iterations + 1}")
+                raise NonFiniteLoss.at(value, epoch, trained.iterations + 1)
             optimizer.zero_grad(set_to_none=True)
             with counter.in_phase("backward"), meter.in_phase("backward"):
                 loss.backward()
@@ -283,9 +278,7 @@ class SoloTrainer:
             optimizer.step()
             batch = len(x)
             add(trained.sums, {"loss": value, **task.metrics(prediction.detach(), y)}, batch)
-            add(trained.sums, {"forward_time_s": t1 - t0, "backward_time_s": t2 - t1}, 1)
-            trained.iterations += 1
-            trained.samples += batch
+            count_iterations((trained,), batch, t1 - t0, t2 - t1)
             sync()
             check_deadline(spec, deadline, epoch, trained.iterations)
         trained.seconds = perf_counter() - epoch_start
@@ -329,9 +322,8 @@ def mean_losses(model: nn.Module, task: Task, batches: Iterable,
             sync()
             elapsed += perf_counter() - start
             batch = len(x)
-            metrics = {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)}
-            for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + value * batch
+            add(sums, {"loss": task.loss(prediction, y).item(), **task.metrics(prediction, y)},
+                batch)
             n_batches += 1
             samples += batch
     return {k: v / samples for k, v in sums.items()}, n_batches, elapsed

@@ -24,24 +24,23 @@ Messages, each a pickled tuple on the pipe:
   ends the pool with :class:`~harness.running.checkpoints.CheckpointWriteError` (a storage
   failure, not the run's).
 
-Workers are started with the ``spawn`` method (CUDA cannot be forked). They die with the
-driver (Linux's parent-death signal, and a thread watching the parent elsewhere), ignore
-SIGINT (the driver handles Ctrl-C and stops them), and are stopped when the driver leaves the
-pool for any reason, including an exception.
+Workers are started with the ``spawn`` method (CUDA cannot be forked); what runs inside them
+is :mod:`harness.running.worker_process`. They die with the driver (Linux's parent-death
+signal, and a thread watching the parent elsewhere), ignore SIGINT (the driver handles Ctrl-C
+and stops them), and are stopped when the driver leaves the pool for any reason, including an
+exception.
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,13 +50,12 @@ from harness.record import RunRecord
 from harness.registry import Registry
 from harness.running.checkpoints import CheckpointWriteError, Checkpoints
 from harness.running.deadline import grace
-from harness.running.environment import resolve_device
 from harness.running.ensembles import ensemble_id
 from harness.running.failures import ExecutorUnavailable, TimeLimitExceeded, WorkerDied
-from harness.running.grouping import execute_unit
 from harness.running.observers import Notify
 from harness.running.records import lost_record, now
 from harness.running.runner import solver_backend
+from harness.running.worker_process import Slot, serve
 from harness.suites.runspec import RunSpec
 
 STOP_TIMEOUT_S = 2.0
@@ -66,19 +64,6 @@ STOP_TIMEOUT_S = 2.0
 MAX_FAILED_STARTS = 3
 """Workers of one slot that may die in a row before they start a unit, before the pool gives
 up (a broken installation would otherwise be restarted for ever)."""
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one worker runs: its torch device ("cpu" or "cuda"), the CUDA_VISIBLE_DEVICES
-    it is pinned to (None: as inherited) and its torch threads."""
-
-    device: str
-    visible: str | None
-    threads: int
-
 
 @dataclass(frozen=True)
 class Start:
@@ -351,56 +336,3 @@ def _children_ignore_sigint() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-# --- inside a worker process -----------------------------------------------------------------
-
-def serve(connection: Connection, slot: Slot, driver: int,
-          load: Callable[[], Registry]) -> None:
-    """A worker's life: load the plugins, then execute each unit of work the driver sends,
-    sending its runs' events back, until the driver closes the pipe (or dies)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    die_with(driver)
-    if slot.visible is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible
-    torch.set_num_threads(slot.threads)
-    registry = load()
-    device = resolve_device(slot.device)
-
-    connection.send(("ready", None, {}))
-    while True:
-        try:
-            unit, checkpoint_dir = connection.recv()
-        except EOFError:
-            return
-        places = {spec.key: index for index, spec in enumerate(unit)}
-
-        def notify(event: str, run: RunSpec, **details: Any) -> None:
-            connection.send((event, places[run.key], details))
-
-        checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-        try:
-            for _ in execute_unit(unit, registry, device, notify, checkpoints):
-                pass  # each record went to the driver with its run_finished
-        except CheckpointWriteError as error:  # the driver ends the command with it
-            connection.send(("storage_failed", None, {"message": str(error)}))
-
-
-def die_with(driver: int) -> None:
-    """Make this process end when the ``driver`` process does, even by ``kill -9``: Linux's
-    parent-death signal, then a check that the driver did not die before it was set, and a
-    daemon thread watching the parent for systems without it (or a parent that was not the
-    driver)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != driver:
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(driver,), name="harness-parent-watch",
-                     daemon=True).start()
-
-
-def _watch_parent(driver: int) -> None:
-    while os.getppid() == driver:
-        time.sleep(1.0)
-    os._exit(1)

@@ -42,6 +42,7 @@ from harness.suites.runspec import RunSpec, default_settings
 from harness.suites.validation import (Invalid, Problems, choice, join, mapping, non_empty_list,
                                        optional, positive_int, read_yaml, settings_of, string,
                                        top_level)
+from harness.widths import lacking
 
 _TOP_KEYS = ("name", "description", "data_root", "execution", "defaults", "runs")
 _EXECUTION_KEYS = ("executor", "workers", "address", "ensemble")
@@ -158,9 +159,8 @@ def _check_required_widths(runs: list[RunSpec], registry: Registry, report: Prob
             point = spec.grid_point or {}
             where = f"runs[{point.get('entry')}]" + (f" (grid point {point['values']})"
                                                       if point.get("values") else "")
-            report.add(where, f"the widths {spec.widths} of {spec.kind} {spec.model!r} on task "
-                              f"{task.name!r} lack {', '.join(map(repr, missing))}, which it "
-                              f"always reads (a suite's widths replace the task's whole)",
+            report.add(where, f"{lacking(missing, spec.widths, task.name, spec.kind, spec.model)}"
+                              f"; a suite's widths replace the task's whole",
                        f"valid: widths with {', '.join(sorted(read.required))}"
                        + (f", optionally {', '.join(sorted(read.optional))}" if read.optional
                           else ""))
