@@ -62,18 +62,27 @@ def _nfe(record) -> list[tuple]:
     return [(e["forward_nfe"], e["backward_nfe"], e.get("eval_nfe")) for e in record["epochs"]]
 
 
+TWO_FAMILIES = _seeds("node") + _seeds("hbnode")
+
+
+@pytest.fixture(scope="module")
+def inline_records(registry, tmp_path_factory) -> list:
+    """The records of two families' ensembles, made by the inline executor: the reference for
+    both pool executors, made once."""
+    return run_suite(TWO_FAMILIES, registry, tmp_path_factory.mktemp("inline"), CPU,
+                     ensemble="auto").records
+
+
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_each_ensemble_is_one_unit_of_work_with_the_members_records_of_inline(
-        tmp_path, registry, executor, request):
+        tmp_path, registry, inline_records, executor, request):
     """Two families' ensembles on two workers: every member's record as the inline executor
     makes it (status, its place in its ensemble, NFE in every epoch, losses)."""
     if executor == "ray":
         request.getfixturevalue("ray_cluster")
-    runs = _seeds("node") + _seeds("hbnode")
-    inline = run_suite(runs, registry, tmp_path / "inline", CPU, ensemble="auto").records
-    pooled = run_suite(runs, registry, tmp_path / "pool", "cpu", executor=executor, workers=2,
-                       ensemble="auto").records
-    alone = {record["key"]: record for record in inline}
+    pooled = run_suite(TWO_FAMILIES, registry, tmp_path / "pool", "cpu", executor=executor,
+                       workers=2, ensemble="auto").records
+    alone = {record["key"]: record for record in inline_records}
     assert sorted(alone) == sorted(record["key"] for record in pooled)
     for record in pooled:
         reference = alone[record["key"]]
