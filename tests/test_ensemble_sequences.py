@@ -42,24 +42,25 @@ def data_root(tmp_path, monkeypatch):
 
 
 def _specs(task: str, model: str, **options):
+    """Seeds 0, 1, 2: a member before and one after any failing member (seed 1)."""
     return [make_spec(task=task, model=model, seed=seed, epochs=1, batch_size=4, lr=1e-3,
                       task_options={**OPTIONS, **options},
                       solver={"backend": "fast", "rtol": 1e-3, "atol": 1e-3},
-                      precision="float64") for seed in range(4)]
+                      precision="float64") for seed in range(3)]
 
 
 @pytest.mark.parametrize("model", FAMILIES)
 def test_each_member_trains_and_is_measured_as_its_solo_run(registry, data_root, model):
-    """Four seeds, seed 2 with a NaN in a training window (its step size underflows in the
+    """Three seeds, seed 1 with a NaN in a training window (its step size underflows in the
     next solve): every member's record has its solo run's status and failure, the same NFE in
     every phase, and its losses, validation and adjoint-decay curve to rounding."""
-    specs = _specs("pv_one_seed_nan", model)
+    specs = _specs("pv_one_seed_nan", model, fail_seed=1)
     solo = [execute_run(spec, registry, CPU) for spec in specs]
     records = execute_ensemble(specs, registry, CPU)
     assert [r["status"] for r in records] == [r["status"] for r in solo] == [
-        "ok", "ok", "failed", "ok"]
-    assert (records[2]["failure_kind"], records[2]["error"]) == (
-        solo[2]["failure_kind"], solo[2]["error"]) == ("solver", "SolverFailure: underflow in dt 0.0")
+        "ok", "failed", "ok"]
+    assert (records[1]["failure_kind"], records[1]["error"]) == (
+        solo[1]["failure_kind"], solo[1]["error"]) == ("solver", "SolverFailure: underflow in dt 0.0")
     for index, (record, alone) in enumerate(zip(records, solo)):
         assert record["ensemble"]["index"] == index and record["params"] == alone["params"]
         assert len(record["epochs"]) == len(alone["epochs"])
@@ -118,8 +119,9 @@ def test_a_member_whose_durations_are_all_zero_is_not_solved(float64):
 
 def test_the_authors_forecast_solves_through_the_stamps_as_alone(registry, data_root):
     """``forecast: authors`` (a solve per interval through the forecast stamps, the fast
-    backend's ``through``): each member's NFE as its solo run's, its losses to rounding."""
-    specs = _specs("plane_vibration", "hbnode", forecast="authors")
+    backend's ``through``): each member's NFE as its solo run's, its losses to rounding (no
+    adjoint-decay probe: the test above covers it, and nothing here reads it)."""
+    specs = _specs("plane_vibration", "hbnode", forecast="authors", adjoint_epochs=[])
     solo = [execute_run(spec, registry, CPU) for spec in specs]
     records = execute_ensemble(specs, registry, CPU)
     for record, alone in zip(records, solo):

@@ -31,6 +31,20 @@ FAST = {"backend": "fast", "rtol": 1e-3, "atol": 1e-3}
 TINY = {"inner": 10, "outer": 20}
 
 
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray cluster (two CPUs) for this module's Ray tests: the executor uses a
+    cluster already running (and leaves it running), so they share one start-up and its warm
+    Ray workers, which see the fault families (``HARNESS_PLUGINS`` when the cluster starts).
+    The executor's own start and shutdown of a cluster: tests/test_execution.py."""
+    ray = pytest.importorskip("ray")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_PLUGINS", PLUGINS)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def fault_registry(monkeypatch):
     """The installed plugins plus the fault families and tasks, here and in worker processes."""
@@ -48,18 +62,27 @@ def _nfe(record) -> list[tuple]:
     return [(e["forward_nfe"], e["backward_nfe"], e.get("eval_nfe")) for e in record["epochs"]]
 
 
+TWO_FAMILIES = _seeds("node") + _seeds("hbnode")
+
+
+@pytest.fixture(scope="module")
+def inline_records(registry, tmp_path_factory) -> list:
+    """The records of two families' ensembles, made by the inline executor: the reference for
+    both pool executors, made once."""
+    return run_suite(TWO_FAMILIES, registry, tmp_path_factory.mktemp("inline"), CPU,
+                     ensemble="auto").records
+
+
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_each_ensemble_is_one_unit_of_work_with_the_members_records_of_inline(
-        tmp_path, registry, executor):
+        tmp_path, registry, inline_records, executor, request):
     """Two families' ensembles on two workers: every member's record as the inline executor
     makes it (status, its place in its ensemble, NFE in every epoch, losses)."""
     if executor == "ray":
-        pytest.importorskip("ray")
-    runs = _seeds("node") + _seeds("hbnode")
-    inline = run_suite(runs, registry, tmp_path / "inline", CPU, ensemble="auto").records
-    pooled = run_suite(runs, registry, tmp_path / "pool", "cpu", executor=executor, workers=2,
-                       ensemble="auto").records
-    alone = {record["key"]: record for record in inline}
+        request.getfixturevalue("ray_cluster")
+    pooled = run_suite(TWO_FAMILIES, registry, tmp_path / "pool", "cpu", executor=executor,
+                       workers=2, ensemble="auto").records
+    alone = {record["key"]: record for record in inline_records}
     assert sorted(alone) == sorted(record["key"] for record in pooled)
     for record in pooled:
         reference = alone[record["key"]]
@@ -217,13 +240,12 @@ def _kill_each_attempt(pid_file: Path, checkpoint: Path, attempts: int) -> threa
 
 @pytest.mark.parametrize("attempts, outcome", [(1, "retried"), (2, "lost")])
 def test_a_ray_task_lost_mid_ensemble_is_retried_from_its_checkpoint_or_fails_its_members(
-        tmp_path, fault_registry, monkeypatch, attempts, outcome):
+        tmp_path, ray_cluster, fault_registry, monkeypatch, attempts, outcome):
     """The Ray worker running an ensemble (and the ensemble's own worker process) killed once it
     has checkpointed: Ray runs the task again, which resumes the ensemble from its checkpoint,
     and every member finishes. Killed at every attempt (its retries spent: one here), each
     member fails ``worker_died`` with the epochs of the ensemble's checkpoint, which stays; a
     rerun resumes them all."""
-    pytest.importorskip("ray")
     monkeypatch.setattr(RayCluster, "retries", 1)
     pid = tmp_path / "pid"
     runs = _seeds("crawler", epochs=6, model_options={"pid_file": str(pid)})
