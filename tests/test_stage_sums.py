@@ -174,26 +174,3 @@ def _reused_buffers_sum_as_torchdiffeq(tableau: Tableau, dtype: torch.dtype,
                 kept.append((got, got.clone()))
             buffers.accepted()
         assert all(torch.equal(got, expected) for got, expected in kept)
-
-
-def test_rows_that_change_make_only_the_set_taken_again():
-    """Members finishing change the rows often: a step with fewer rows makes the set it takes
-    anew and leaves the other, whose k holds the derivative f the step starts from, as it is;
-    each set is taken with its own rows' views."""
-    tableau = TABLEAUX["dopri5"]
-    weights = tableau.weights.to(torch.float64)[:, :, None, None]
-    buffers = StepBuffers(tableau, weights, 5, reuse=True)
-    f = torch.randn(4, 5, dtype=torch.float64)
-    for _ in range(2):  # both sets made for four rows
-        f = buffers.step(torch.full((4, 1), 0.1, dtype=torch.float64), f).k[-1]
-        buffers.accepted()
-    holding_f = buffers.sets[1 - buffers.current]
-    fewer = f[:3]
-    step = torch.full((3, 1), 0.2, dtype=torch.float64)
-    views = buffers.step(step, fewer)
-    assert buffers.sets[1 - buffers.current] is holding_f
-    assert views.k.shape == (tableau.stages, 3, 5) and torch.equal(views.k[0], fewer)
-    assert torch.equal(views.table, weights * step)
-    buffers.accepted()
-    assert buffers.step(torch.full((3, 1), 0.3, dtype=torch.float64), views.k[-1]).k.shape == (
-        tableau.stages, 3, 5)

@@ -27,14 +27,12 @@ from harness.solvers.settings import SolverFailure, as_solver_failure
 class Running:
     """Which members a batched solve still advances (``active``), the failures it met, by
     member, and which members the rows handed to the field belong to (``rows``, set before
-    each call) and, where the integrator hands one, the tensor to write the derivative into
-    (``out``, k's row for a stage; None: the field returns a tensor of its own)."""
+    each call)."""
 
     def __init__(self, active: np.ndarray) -> None:
         self.active = np.array(active, dtype=bool)
         self.failures: dict[int, BaseException] = {}
         self.rows = np.flatnonzero(self.active)
-        self.out: Tensor | None = None
 
     def fail(self, member: int, error: BaseException) -> None:
         """Stop ``member`` with ``error`` (the first error of a member is the one kept)."""

@@ -79,7 +79,7 @@ class MemberProblem:
     def _augmented(self, n: int) -> Any:
         """Each member's d[z, a, g, τ]/ds in reversed time s = −t: by hand where the members'
         dynamics have a VJP (``ode.has_vjp``, autonomous as a solo run's hand VJP), else by
-        autograd; written into ``running.out`` where the integrator hands k's row (no copy)."""
+        autograd."""
         if self.ode.has_vjp:
             return self._augmented_by_hand(n)
 
@@ -95,7 +95,7 @@ class MemberProblem:
             rows = torch.from_numpy(running.rows).to(state.device)
             return torch.cat([fz.detach().neg().reshape(count, -1), vjp_z.reshape(count, -1),
                               *(v[rows].reshape(count, -1) for v in vjps),
-                              vjp_t.reshape(count, 1)], dim=1, out=running.out)
+                              vjp_t.reshape(count, 1)], dim=1)
         return augmented
 
     def _augmented_by_hand(self, n: int) -> Any:
@@ -108,7 +108,7 @@ class MemberProblem:
                 return torch.cat([fz.neg().reshape(count, -1), vjp_z.reshape(count, -1),
                                   *(g.reshape(count, -1)
                                     for g in parameter_gradients(grads, self.params)),
-                                  state.new_zeros(count, 1)], dim=1, out=running.out)
+                                  state.new_zeros(count, 1)], dim=1)
         return augmented
 
     def _model_shape(self, rows: Tensor) -> Tensor:

@@ -26,8 +26,8 @@ from torch import Tensor
 
 from harness.solvers.fast.integrators import StepControl, fixed_grid, quartic, scalar_type
 from harness.solvers.fast.stage_sums import stage_sum
-from harness.solvers.fast.stages import (RowFunc, StageFunc, StepBuffers, StepViews,
-                                         run_stages, stage_times)
+from harness.solvers.fast.stages import (StageFunc, StepBuffers, StepViews, run_stages,
+                                         stage_times)
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
@@ -71,13 +71,6 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
 
     def stage_func(t: np.ndarray, y: Tensor) -> Tensor:
         return func(t, y, running)
-
-    def row_func(t: np.ndarray, y: Tensor, row: Tensor) -> Tensor:
-        running.out = row  # the field may write its derivative there
-        try:
-            return func(t, y, running)
-        finally:
-            running.out = None
     rows = running.rows = np.flatnonzero(running.active)
     y = y0 if len(rows) == size else y0[_index(rows, y0)]
     f = func(np.full(len(rows), scalar(t0)), y, running)
@@ -114,7 +107,7 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
             rows = running.rows = rows[stepping]
             y, f, y_abs = y[kept], f[kept], y_abs[kept]
         t_rows, t_next_rows, dt_rows = t[rows], t_next[rows], dt[rows]
-        yi, views, dt_s = _step(stage_func, row_func, tableau, alphas, buffers, y, f, t_rows,
+        yi, views, dt_s = _step(stage_func, tableau, alphas, buffers, y, f, t_rows,
                                 t_next_rows, dt_rows, live, scalar)
         k, coefficients = views.k, views.coefficients
         with torch.no_grad():
@@ -161,9 +154,9 @@ def adaptive_members(func: MemberFunc, y0: Tensor, t0: float, t1: float, tableau
         t1, starts, ends, y, y1, k, mid, steps, scalar))
 
 
-def _step(func: StageFunc, row_func: RowFunc, tableau: Tableau, alphas: np.ndarray,
-          buffers: StepBuffers, y: Tensor, f: Tensor, t: np.ndarray, t_next: np.ndarray,
-          dt: np.ndarray, live: int, scalar: type) -> tuple[Tensor, StepViews, np.ndarray]:
+def _step(func: StageFunc, tableau: Tableau, alphas: np.ndarray, buffers: StepBuffers,
+          y: Tensor, f: Tensor, t: np.ndarray, t_next: np.ndarray, dt: np.ndarray, live: int,
+          scalar: type) -> tuple[Tensor, StepViews, np.ndarray]:
     """One step of every row (solution, the step's stage derivatives and coefficients, the
     steps in the state's precision), each row's stage times and sums the solo integrator's.
     The stage derivatives k are (stages, rows, width) and the coefficients (tableau row,
@@ -172,7 +165,7 @@ def _step(func: StageFunc, row_func: RowFunc, tableau: Tableau, alphas: np.ndarr
     step = torch.from_numpy(dt_s).to(device=y.device, dtype=y.dtype).view(-1, 1)
     views = buffers.step(step, f)
     times = stage_times(alphas, t.astype(scalar), t_next.astype(scalar), dt_s)
-    return run_stages(func, times, tableau, views, y, live, row_func), views, dt_s
+    return run_stages(func, times, tableau, views, y, live), views, dt_s
 
 
 def optimal_steps(dt: np.ndarray, ratio: np.ndarray, control: StepControl,

@@ -26,9 +26,6 @@ from harness.solvers.fast.tableaux import Tableau
 
 StageFunc = Callable[[Any, Tensor], Tensor]
 """f(t, y) for one stage: t a scalar of the state's precision, or an array of one per row."""
-RowFunc = Callable[[Any, Tensor, Tensor], Tensor]
-"""f(t, y, row) for one stage, handed k's row for its derivative: the row itself, written by
-f (which saves the copy), or a tensor of f's own, which is copied into it."""
 
 
 def stage_times(alphas: np.ndarray, t: Any, t_next: Any, dt: Any) -> np.ndarray:
@@ -86,16 +83,15 @@ def step_views(tableau: Tableau, k: Tensor, table: Tensor, live: int, rows: bool
 
 
 class StepBuffers:
-    """A solve's step buffers. With ``reuse`` (no graph recorded), two sets taken in turn,
-    each made anew only when it is taken for a new state shape: a step's k stays the last
-    accepted step's until another step is accepted (:meth:`accepted`); its coefficients are
-    not kept (the interpolant's are formed again from the step). Without, new ones each step,
-    as autograd keeps what each step's sums saved."""
+    """A solve's step buffers. With ``reuse`` (no graph recorded), two sets made once per
+    state shape and taken in turn: a step's k stays the last accepted step's until another
+    step is accepted (:meth:`accepted`); its coefficients are not kept (the interpolant's
+    are formed again from the step). Without, new ones each step, as autograd keeps what
+    each step's sums saved."""
 
     def __init__(self, tableau: Tableau, weights: Tensor, live: int, reuse: bool) -> None:
         self.tableau, self.weights, self.live, self.reuse = tableau, weights, live, reuse
-        self.sets: list[StepViews | None] = [None, None]
-        self.products: ProductBuffer | None = None
+        self.sets: list[StepViews] = []
         self.current = 0
 
     def step(self, step: float | Tensor, f: Tensor) -> StepViews:
@@ -107,19 +103,14 @@ class StepBuffers:
                                rows=False)
             views.k[0] = f
             return views
+        if not self.sets or self.sets[0].k.shape != shape:
+            table = self.weights.new_empty(self._table_shape(step))
+            # Both sets' sums share one; a flat state's only: the members' rows change as
+            # members finish, and the views made anew each time cost more than they save.
+            products = ProductBuffer(self.tableau.stages, f) if f.dim() == 1 else None
+            self.sets = [step_views(self.tableau, f.new_empty(shape), table, self.live,
+                                    rows=True, products=products) for _ in range(2)]
         views = self.sets[self.current]
-        if views is None or views.k.shape != shape:
-            # Each set made when it is taken with a new shape, not both at once: as members
-            # finish the rows change often, and the other set's k holds f meanwhile.
-            # Both sets' sums share one buffer; a flat state's only: the members' views,
-            # made anew each time the rows change, would cost more than they save.
-            stages = self.tableau.stages
-            if f.dim() == 1 and (self.products is None
-                                 or self.products.flat.numel() < stages * f.numel()):
-                self.products = ProductBuffer(stages, f)
-            views = self.sets[self.current] = step_views(
-                self.tableau, f.new_empty(shape), self.weights.new_empty(self._table_shape(step)),
-                self.live, rows=True, products=self.products)
         torch.mul(self.weights, step, out=views.table)
         views.rows[0].copy_(f)
         return views
@@ -138,24 +129,18 @@ class StepBuffers:
 
 
 def run_stages(func: StageFunc, times: np.ndarray, tableau: Tableau, views: StepViews,
-               y: Tensor, live: int, row_func: RowFunc | None = None) -> Tensor:
+               y: Tensor, live: int) -> Tensor:
     """The step's solution, with stage derivatives k[1:] of ``views`` filled in (k[0] holds f
     at y); ``times`` from :func:`stage_times`. f reads the first ``live`` entries of each
     state only: the stages that are not the solution hand it just those; each step's
-    solution covers the whole state. Where k has rows to write, ``row_func`` (if given) is
-    called in place of f with the row."""
+    solution covers the whole state."""
     y_live = y if live == y.shape[-1] else y[..., :live]
     for i, (total, whole) in enumerate(views.sums):
         yi = total().add_(y if whole else y_live)
-        if not views.rows:
-            views.k[i + 1] = func(times[i], yi)
-        elif row_func is None:
+        if views.rows:
             views.rows[i + 1].copy_(func(times[i], yi))
         else:
-            row = views.rows[i + 1]
-            derivative = row_func(times[i], yi, row)
-            if derivative is not row:
-                row.copy_(derivative)
+            views.k[i + 1] = func(times[i], yi)
     if tableau.solution is not None:
         yi = views.solution().add_(y)
     return yi
