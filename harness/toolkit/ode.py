@@ -82,16 +82,16 @@ class Dynamics(nn.Module):
         looked up once, not per call."""
         tick, split, join = self.counter.tick, self._split, self._join
         derivatives_vjp, field = self.family.derivatives_vjp, self.plain_f.bind().vjp
-        own = tuple(self.family.parameters())
+        own = tuple((parameter, parameter.shape) for parameter in self.family.parameters())
 
         def vjp(t: Tensor | None, z: Tensor, a: Tensor
                 ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
             tick()
             derivatives, cotangent, grads = derivatives_vjp(t, split(z), split(a), field)
-            for parameter in own:  # a family parameter's may be unsummed
+            for parameter, shape in own:  # a family parameter's may be unsummed
                 grad = grads.get(parameter)
-                if grad is not None and grad.shape != parameter.shape:
-                    grads[parameter] = grad.sum_to_size(parameter.shape)
+                if grad is not None and grad.shape != shape:
+                    grads[parameter] = grad.sum_to_size(shape)
             return join(derivatives), join(cotangent), grads
         return vjp
 

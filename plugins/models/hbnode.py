@@ -25,13 +25,13 @@ class HBNODE(Family):
 
     def derivatives_vjp(self, t: Tensor, state: State, cotangent: State,
                         f: DifferentiableField) -> VJP:
-        (h, m), (a_h, a_m), gamma = state, cotangent, self.gamma
+        (h, m), (a_h, a_m), gamma, chi = state, cotangent, self.gamma, self.chi
         value, pullback = f(t, h)  # f's value, and g ↦ (gᵀ∂f/∂h, {parameter: gradient})
         (a_x, grads), dm = pullback(a_m), value - gamma * m  # m' reads f(h) with weight 1
-        grads[self.omega] = -(a_m * m) * (gamma * (1 - gamma))  # γ' = γ(1 − γ); unsummed
-        if self.chi is not None:
-            grads[self.chi] = -(a_m * h) * torch.sigmoid(self.chi)  # softplus' = sigmoid
-            dm, a_x = dm - self.xi * h, a_x - self.xi * a_m
+        grads[self.omega] = (a_m * m) * -(gamma * (1 - gamma))  # γ' = γ(1 − γ); unsummed
+        if chi is not None:
+            xi, grads[chi] = self.xi, (a_m * h) * -torch.sigmoid(chi)  # softplus' = sigmoid
+            dm, a_x = dm - xi * h, a_x - xi * a_m
         return (m, dm), (a_x, a_h - gamma * a_m), grads
 
 
