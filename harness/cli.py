@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Iterator
 
 from harness import commands
-from harness.commands import EXIT_WRITE_FAILED
+from harness.commands import EXIT_WRITE_FAILED, refused
 
 INTERRUPTED, TERMINATED = 130, 143
 
@@ -199,11 +199,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return commands.check(args)
         return commands.list_plugins(registry)
     except (StoreBusy, ResultsError, ExecutorUnavailable, UnsafePathError) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     except StoreWriteError as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        return refused(error, EXIT_WRITE_FAILED)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,13 @@ EXIT_WRITE_FAILED = 3
 """The exit code of a result, checkpoint, report or budget file that could not be written."""
 
 
+def refused(reason: object, code: int = 2) -> int:
+    """Say why a command stops (one line on stderr, ``harness: reason``) and return its exit
+    code: 2 for bad input, :data:`EXIT_WRITE_FAILED` for a file that could not be written."""
+    print(f"harness: {reason}", file=sys.stderr)
+    return code
+
+
 def run(args: argparse.Namespace, registry: Registry) -> int:
     """``harness run``: check the suite and its data, plan it (or show the plan,
     ``--dry-run``), run it and summarise its failures."""
@@ -40,16 +47,14 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
         suite = load_suite(args.suite, registry, data_root=args.data_root)
         resolve_device(args.device)
     except (SuiteError, ValueError) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     execution = {**suite.execution, **{key: value for key, value in
                  (("executor", args.executor), ("workers", args.workers), ("address", args.address))
                  if value is not None}}
     executor = execution.get("executor", default_executor())
     if executor not in registry.executors:
-        print(f"harness: --executor {executor!r} is unknown; valid: "
-              f"{', '.join(sorted(registry.executors))}", file=sys.stderr)
-        return 2
+        return refused(f"--executor {executor!r} is unknown; valid: "
+                       f"{', '.join(sorted(registry.executors))}")
     try:
         out = check_out_dir(args.out or Path("results") / suite.name)
         plan = plan_suite(suite.runs, out, args.force, execution.get("ensemble"),
@@ -63,17 +68,14 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
             print(render_plan(plan, data, registry))
             return 0
         if data.by_run and not args.skip_unavailable:
-            print(f"harness: {args.suite}: {data.report()}", file=sys.stderr)
-            return 2
+            return refused(f"{args.suite}: {data.report()}")
         claims = checked_suite_claims(args.suite)
         for name in dict.fromkeys(args.track):
             registry.manager.register(TRACKERS[name](out), name=f"tracker-{name}")
     except (OutDirError, ClaimsError, TrackerUnavailable) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     except RunConfigError as error:
-        print(f"harness: {args.suite}: {error}", file=sys.stderr)
-        return 2
+        return refused(f"{args.suite}: {error}")
     if plan.unavailable and not args.quiet:
         print(f"leaving out {len(plan.unavailable)} runs for missing data (recorded as failed, "
               f"data_missing; a rerun tries them again):\n"
@@ -88,8 +90,7 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
                            execution.get("address"), execution.get(executor),
                            {RESULTS_CLAIMS: claims} if claims else {})
     except RunConfigError as error:
-        print(f"harness: {args.suite}: {error}", file=sys.stderr)
-        return 2
+        return refused(f"{args.suite}: {error}")
     finally:
         if progress:
             progress.close()
@@ -125,18 +126,14 @@ def report(args: argparse.Namespace) -> int:
 
     formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
     if not formats or any(fmt not in ("png", "svg", "pdf") for fmt in formats):
-        print(f"harness: --formats {args.formats!r}: valid: png, svg, pdf, comma-separated",
-              file=sys.stderr)
-        return 2
+        return refused(f"--formats {args.formats!r}: valid: png, svg, pdf, comma-separated")
     try:
         written = write_page(args.results, args.out, args.claims,
                              paper_claims=not args.no_paper_claims, formats=formats)
     except (ResultsError, ClaimsError, UnsafePathError) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     except OSError as error:  # a read-only or full disk where the report goes
-        print(f"harness: cannot write the report: {error}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        return refused(f"cannot write the report: {error}", EXIT_WRITE_FAILED)
     print(written.summary.read_text())
     for record in written.failed:
         _print_failure(record)
@@ -160,8 +157,7 @@ def compare(args: argparse.Namespace) -> int:
                              args.threshold, [name.strip() for name in args.match.split(",")],
                              ensemble_times=args.ensemble_times)
     except (ResultsError, CompareError) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     print(render(comparison))
     if comparison.warning:
         print(f"harness: warning: {comparison.warning}", file=sys.stderr)
@@ -184,11 +180,9 @@ def check(args: argparse.Namespace) -> int:
             return 0
         lines, _ = budgets.load_budgets(args.budgets)
     except (ResultsError, budgets.BudgetError) as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     except OSError as error:  # --update on a read-only or full disk
-        print(f"harness: cannot write {args.budgets}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        return refused(f"cannot write {args.budgets}: {error.strerror or error}", EXIT_WRITE_FAILED)
     verdicts = budgets.check(lines, records)
     print(budgets.render(verdicts))
     return 0 if all(v.passed for v in verdicts) else 1
