@@ -90,8 +90,8 @@ class Dynamics(nn.Module):
             derivatives, cotangent, grads = derivatives_vjp(t, split(z), split(a), field)
             for parameter, shape in own:  # a family parameter's may be unsummed
                 grad = grads.get(parameter)
-                if grad is not None and grad.shape != shape:
-                    grads[parameter] = grad.sum_to_size(shape)
+                if grad is not None and grad.shape != shape:  # a scalar's: sum(), the same bits
+                    grads[parameter] = grad.sum_to_size(shape) if shape else grad.sum()
             return join(derivatives), join(cotangent), grads
         return vjp
 

@@ -210,7 +210,7 @@ class PlainMLP:
         if self.stacked:
             raise ValueError("bind() is for unstacked layers; a stack takes members per call")
         keys = self.rows(None)
-        return BoundMLP(tuple((weight, bias, layer.forward, layer.backward, *key)
+        return BoundMLP(tuple((weight, weight.t(), bias, layer.forward, layer.backward, *key)
                               for layer, (weight, bias), key in zip(self.layers, weights or keys,
                                                                     keys)))
 
@@ -258,10 +258,20 @@ class PlainMLP:
         return x.reshape(count, -1, x.shape[-1])
 
 
-#: One layer of a :class:`BoundMLP`: weight, bias, the activation's functions (None for none)
-#: and the parameters its gradients are keyed by.
-Step = tuple[Tensor, "Tensor | None", "Activation | None", "ActivationBackward | None", Tensor,
-             "Tensor | None"]
+def linear(x: Tensor, weight: Tensor, weight_t: Tensor, bias: Tensor | None,
+           matrix: bool) -> Tensor:
+    """``F.linear(x, weight, bias)``; on a matrix x with a bias, the ``addmm`` it would call,
+    handed the transpose ``weight_t`` made once per solve (the same kernel and bits, without
+    F.linear's transpose each call)."""
+    if matrix and bias is not None:
+        return torch.addmm(bias, x, weight_t)
+    return F.linear(x, weight, bias)
+
+
+#: One layer of a :class:`BoundMLP`: weight, its transpose, bias, the activation's functions
+#: (None for none) and the parameters its gradients are keyed by.
+Step = tuple[Tensor, Tensor, "Tensor | None", "Activation | None", "ActivationBackward | None",
+             Tensor, "Tensor | None"]
 
 
 @dataclass(frozen=True)
@@ -274,8 +284,9 @@ class BoundMLP:
 
     def __call__(self, t: Tensor | None, x: Tensor) -> Tensor:
         """f at x (of shape (…, in_features)); t is not read."""
-        for weight, bias, forward, _, _, _ in self.steps:
-            x = F.linear(x, weight, bias)
+        matrix = x.dim() == 2
+        for weight, weight_t, bias, forward, _, _, _ in self.steps:
+            x = linear(x, weight, weight_t, bias, matrix)
             if forward is not None:
                 x = forward(x)
         return x
@@ -283,8 +294,9 @@ class BoundMLP:
     def vjp(self, t: Tensor | None, x: Tensor) -> tuple[Tensor, Pullback]:
         """f at x and its pullback there; t is not read."""
         saved: list[tuple[Tensor, Tensor, Tensor]] = []  # layer input, pre-activation, output
-        for weight, bias, forward, _, _, _ in self.steps:
-            u = F.linear(x, weight, bias)
+        matrix = x.dim() == 2
+        for weight, weight_t, bias, forward, _, _, _ in self.steps:
+            u = linear(x, weight, weight_t, bias, matrix)
             y = u if forward is None else forward(u)
             saved.append((x, u, y))
             x = y
@@ -297,7 +309,7 @@ class BoundMLP:
         shape throughout."""
         grads: dict[Tensor, Tensor] = {}
         matrix = g.dim() == 2
-        for (weight, _, _, backward, weight_key, bias_key), (x_in, u, y) in zip(
+        for (weight, _, _, _, backward, weight_key, bias_key), (x_in, u, y) in zip(
                 reversed(self.steps), reversed(saved)):
             if backward is not None:
                 g = backward(g, u, y)
