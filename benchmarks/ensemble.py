@@ -21,6 +21,15 @@ the solo round just before it, and prints the median ratio with its range. On th
 member's, per phase: the share of the rows that computing every member at every evaluation
 would spend on members still stepping (the integrator computes those members' rows only).
 
+``--floor N`` then measures how far any ensemble doing the same arithmetic could go, at N
+iterations (the profiler keeps every event: about 5 GB per 20 iterations of 100 members): solo
+seeds and an ensemble of the largest size timed, then that ensemble again under torch.profiler.
+It prints the ensemble's CPU seconds per seed in the ATen operators whose self time (the kernel,
+none of the Python before it nor the operators it calls) averages at least 20 µs a call — the
+network's batched products and activations on every member's rows, arithmetic that exactness
+fixes, where the profiler's own cost per call is a small share — the ratio to solo were that
+all an ensemble spent, and what everything else would have to shrink to for 10x.
+
 ``--task plane_vibration`` (the data root from HARNESS_DATA_ROOT): the ODE-RNN on 16 training
 windows in one batch, lr 1e-3, dopri5 at tol 1e-5 with the adjoint, validation and test on 16
 windows after the last iteration; an iteration is an epoch there too. (No adjoint-decay probe:
@@ -29,6 +38,7 @@ a member's is taken on its solo model, one member after another, as long as a so
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import platform
 import statistics
@@ -42,6 +52,7 @@ from harness.record import RunRecord
 from harness.running.ensembles import execute_ensemble
 from harness.running.runner import execute_run
 from harness.suites.runspec import RunSpec, default_settings
+from torch.profiler import ProfilerActivity, profile
 
 CPU = torch.device("cpu")
 
@@ -70,6 +81,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--task", default="point_cloud", choices=("point_cloud", "plane_vibration"))
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--floor", type=int, default=0, metavar="N")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,6 +106,8 @@ def main() -> None:
             print(f"ensemble of {size} over {args.rounds} rounds, CPU seconds: median "
                   f"{statistics.median(values):.1f}x solo ({min(values):.1f}x to "
                   f"{max(values):.1f}x)")
+    if args.floor:
+        floor(args, registry, max(sizes))
 
 
 def solo_round(args: argparse.Namespace, registry: Registry
@@ -133,6 +147,37 @@ def ensemble_round(args: argparse.Namespace, registry: Registry, size: int,
     if args.task == "point_cloud":
         print(f"  members' NFE / (N x the slowest member's): {stepping_share(records)}")
     return cpu_ratio
+
+
+def floor(args: argparse.Namespace, registry: Registry, size: int, large_us: float = 20.0,
+          goal: float = 10.0) -> None:
+    """At ``args.floor`` iterations: solo seeds and an ensemble of ``size`` timed, then the
+    ensemble profiled; prints its CPU seconds per seed in the ATen operators whose self time
+    averages at least ``large_us`` a call, the ratio to solo were that all an ensemble spent,
+    and what everything else would have to shrink to for ``goal`` times solo."""
+    solo_specs = [spec(args.model, seed, args.floor, args.task) for seed in range(args.solo_seeds)]
+    specs = [spec(args.model, seed, args.floor, args.task) for seed in range(size)]
+    start = time.process_time()
+    for one in solo_specs:
+        execute_run(one, registry, CPU)
+    solo = (time.process_time() - start) / len(solo_specs)
+    start = time.process_time()
+    execute_ensemble(specs, registry, CPU)
+    ensemble = (time.process_time() - start) / size
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        execute_ensemble(specs, registry, CPU)
+    large: collections.Counter[str] = collections.Counter()
+    for event in profiled.key_averages():
+        if event.key.startswith("aten::") and event.self_cpu_time_total >= large_us * event.count:
+            large[event.key[6:]] += event.self_cpu_time_total / 1e6 / size
+    arithmetic = sum(large.values())
+    print(f"floor at {args.floor} iterations: solo {solo * 1e3:.1f} CPU ms per seed, an ensemble "
+          f"of {size} {ensemble * 1e3:.1f} ({solo / ensemble:.1f}x)\n"
+          f"  in ATen operators of >= {large_us:g} us a call: {arithmetic * 1e3:.1f} ms per seed ("
+          + ", ".join(f"{name} {t * 1e3:.1f}" for name, t in large.most_common() if t >= 1e-4)
+          + f"): at most {solo / arithmetic:.1f}x solo were that all an ensemble spent\n"
+          f"  everything else, {(ensemble - arithmetic) * 1e3:.1f} ms per seed, would have to "
+          f"fall to {(solo / goal - arithmetic) * 1e3:.1f} for {goal:g}x")
 
 
 def stepping_share(records: list[RunRecord]) -> str:
