@@ -2,7 +2,7 @@
 
     python benchmarks/ensemble.py [--iterations 300] [--sizes 10,25,100] [--solo-seeds 5]
                                   [--model hbnode] [--threads 1] [--task point_cloud]
-                                  [--rounds 1]
+                                  [--rounds 1] [--floor]
 
 The point cloud at the paper's settings (full batch, dopri5 at tol 1e-7, the adjoint, lr 0.01;
 300 iterations unless told otherwise), the fast backend, float32, one evaluation at the end.
@@ -21,14 +21,14 @@ the solo round just before it, and prints the median ratio with its range. On th
 member's, per phase: the share of the rows that computing every member at every evaluation
 would spend on members still stepping (the integrator computes those members' rows only).
 
-``--floor N`` then measures how far any ensemble doing the same arithmetic could go, at N
-iterations (the profiler keeps every event: about 5 GB per 20 iterations of 100 members): solo
-seeds and an ensemble of the largest size timed, then that ensemble again under torch.profiler.
-It prints the ensemble's CPU seconds per seed in the ATen operators whose self time (the kernel,
-none of the Python before it nor the operators it calls) averages at least 20 µs a call — the
-network's batched products and activations on every member's rows, arithmetic that exactness
-fixes, where the profiler's own cost per call is a small share — the ratio to solo were that
-all an ensemble spent, and what everything else would have to shrink to for 10x.
+``--floor`` then measures how far any ensemble doing the same arithmetic could go: an ensemble
+of the largest size trained again under torch.profiler (five iterations at a time, so that its
+events fit in memory). It prints the ensemble's CPU seconds per seed in the ATen operators
+whose self time (the kernel, none of the Python before it nor the operators it calls)
+averages at least 20 µs a call — the network's batched products and activations on every
+member's rows, arithmetic that exactness fixes, where the profiler's own cost per call is a
+small share — the ratio to the last solo round were that all an ensemble spent, and what
+everything else would have to shrink to for 10x.
 
 ``--task plane_vibration`` (the data root from HARNESS_DATA_ROOT): the ODE-RNN on 16 training
 windows in one batch, lr 1e-3, dopri5 at tol 1e-5 with the adjoint, validation and test on 16
@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import os
 import platform
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -52,7 +54,7 @@ from harness.record import RunRecord
 from harness.running.ensembles import execute_ensemble
 from harness.running.runner import execute_run
 from harness.suites.runspec import RunSpec, default_settings
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, schedule
 
 CPU = torch.device("cpu")
 
@@ -81,7 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--task", default="point_cloud", choices=("point_cloud", "plane_vibration"))
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--floor", type=int, default=0, metavar="N")
+    parser.add_argument("--floor", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,6 +92,8 @@ def main() -> None:
     registry = load_registry()
     sizes = [int(s) for s in args.sizes.split(",")]
     ratios: dict[int, list[float]] = {size: [] for size in sizes}
+    ensemble_cpu: dict[int, float] = {}
+    solo_cpu = 0.0
     # Untimed: what a process does once (imports, probes of torch's summation orders) is
     # neither side's cost.
     execute_ensemble([spec(args.model, seed, 1, args.task) for seed in range(2)], registry, CPU)
@@ -98,8 +102,10 @@ def main() -> None:
         if args.rounds > 1:
             print(f"round {round_ + 1} of {args.rounds}")
         solo = solo_round(args, registry)
+        solo_cpu = solo[2] / args.solo_seeds
         for size in sizes:
-            ratios[size].append(ensemble_round(args, registry, size, *solo))
+            ratio, ensemble_cpu[size] = ensemble_round(args, registry, size, *solo)
+            ratios[size].append(ratio)
         print(f"load average {os.getloadavg()}")
     if args.rounds > 1:
         for size, values in ratios.items():
@@ -107,7 +113,8 @@ def main() -> None:
                   f"{statistics.median(values):.1f}x solo ({min(values):.1f}x to "
                   f"{max(values):.1f}x)")
     if args.floor:
-        floor(args, registry, max(sizes))
+        size = max(sizes)
+        floor(args, registry, size, solo_cpu, ensemble_cpu[size] / size)
 
 
 def solo_round(args: argparse.Namespace, registry: Registry
@@ -126,9 +133,11 @@ def solo_round(args: argparse.Namespace, registry: Registry
 
 
 def ensemble_round(args: argparse.Namespace, registry: Registry, size: int,
-                   solo_records: list[RunRecord], solo_seconds: float, solo_cpu: float) -> float:
+                   solo_records: list[RunRecord], solo_seconds: float, solo_cpu: float
+                   ) -> tuple[float, float]:
     """An ensemble of seeds 0…size−1 against the solo round before it: prints its rate, the
-    ratios and how many member-epochs took the solo NFE; returns the CPU-seconds ratio."""
+    ratios and how many member-epochs took the solo NFE; returns the CPU-seconds ratio and its
+    CPU seconds."""
     specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
     start, cpu_start = time.perf_counter(), time.process_time()
     records = execute_ensemble(specs, registry, CPU)
@@ -146,38 +155,45 @@ def ensemble_round(args: argparse.Namespace, registry: Registry, size: int,
           f"{len(steps)} member-epochs ({failed} failed)")
     if args.task == "point_cloud":
         print(f"  members' NFE / (N x the slowest member's): {stepping_share(records)}")
-    return cpu_ratio
+    return cpu_ratio, cpu
 
 
-def floor(args: argparse.Namespace, registry: Registry, size: int, large_us: float = 20.0,
-          goal: float = 10.0) -> None:
-    """At ``args.floor`` iterations: solo seeds and an ensemble of ``size`` timed, then the
-    ensemble profiled; prints its CPU seconds per seed in the ATen operators whose self time
-    averages at least ``large_us`` a call, the ratio to solo were that all an ensemble spent,
-    and what everything else would have to shrink to for ``goal`` times solo."""
-    solo_specs = [spec(args.model, seed, args.floor, args.task) for seed in range(args.solo_seeds)]
-    specs = [spec(args.model, seed, args.floor, args.task) for seed in range(size)]
-    start = time.process_time()
-    for one in solo_specs:
-        execute_run(one, registry, CPU)
-    solo = (time.process_time() - start) / len(solo_specs)
-    start = time.process_time()
-    execute_ensemble(specs, registry, CPU)
-    ensemble = (time.process_time() - start) / size
-    with profile(activities=[ProfilerActivity.CPU]) as profiled:
-        execute_ensemble(specs, registry, CPU)
-    large: collections.Counter[str] = collections.Counter()
-    for event in profiled.key_averages():
-        if event.key.startswith("aten::") and event.self_cpu_time_total >= large_us * event.count:
-            large[event.key[6:]] += event.self_cpu_time_total / 1e6 / size
+def floor(args: argparse.Namespace, registry: Registry, size: int, solo: float,
+          ensemble: float, large_us: float = 20.0, goal: float = 10.0, window: int = 5) -> None:
+    """An ensemble of ``size`` trained again under torch.profiler, ``window`` iterations at a
+    time: prints its CPU seconds per seed in the ATen operators whose self time averages at
+    least ``large_us`` a call, the ratio to ``solo`` CPU seconds per seed were that all an
+    ensemble spent, and what everything else (of ``ensemble`` seconds per seed) would have to
+    shrink to for ``goal`` times solo."""
+    seconds: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+
+    def tally(profiled: profile) -> None:
+        for event in profiled.key_averages():
+            if event.key.startswith("aten::"):
+                seconds[event.key[6:]] += event.self_cpu_time_total / 1e6
+                calls[event.key[6:]] += event.count
+
+    # Windows without warm-up, each cycle's events dropped once tallied: as meant here.
+    warnings.filterwarnings("ignore", "Profiler won't be using warmup")
+    warnings.filterwarnings("ignore", ".*Profiler clears events at the end of each cycle")
+    finished = itertools.count(1)  # members' epochs
+    specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
+    with profile(activities=[ProfilerActivity.CPU], on_trace_ready=tally,
+                 schedule=schedule(wait=0, warmup=0, active=window)) as profiled:
+        def step(event: str, run: object, **details: object) -> None:
+            if event == "epoch_finished" and next(finished) % size == 0:  # every member's
+                profiled.step()
+        execute_ensemble(specs, registry, CPU, notify=step)
+    large = {name: total / size for name, total in seconds.most_common()
+             if total >= large_us * 1e-6 * calls[name]}
     arithmetic = sum(large.values())
-    print(f"floor at {args.floor} iterations: solo {solo * 1e3:.1f} CPU ms per seed, an ensemble "
-          f"of {size} {ensemble * 1e3:.1f} ({solo / ensemble:.1f}x)\n"
-          f"  in ATen operators of >= {large_us:g} us a call: {arithmetic * 1e3:.1f} ms per seed ("
-          + ", ".join(f"{name} {t * 1e3:.1f}" for name, t in large.most_common() if t >= 1e-4)
-          + f"): at most {solo / arithmetic:.1f}x solo were that all an ensemble spent\n"
-          f"  everything else, {(ensemble - arithmetic) * 1e3:.1f} ms per seed, would have to "
-          f"fall to {(solo / goal - arithmetic) * 1e3:.1f} for {goal:g}x")
+    print(f"floor, an ensemble of {size} profiled: in ATen operators of >= {large_us:g} us a "
+          f"call {arithmetic * 1e3:.1f} CPU ms per seed ("
+          + ", ".join(f"{name} {t * 1e3:.1f}" for name, t in large.items() if t >= 1e-4)
+          + f"): at most {solo / arithmetic:.1f}x solo ({solo * 1e3:.1f} ms per seed) were that "
+          f"all an ensemble spent\n  everything else, {(ensemble - arithmetic) * 1e3:.1f} ms "
+          f"per seed, would have to fall to {(solo / goal - arithmetic) * 1e3:.1f} for {goal:g}x")
 
 
 def stepping_share(records: list[RunRecord]) -> str:
