@@ -14,7 +14,7 @@ from torchdiffeq import odeint
 from torchdiffeq._impl.interp import _interp_evaluate, _interp_fit
 
 from harness.solvers.fast.integrators import integrator, quartic, rms_norm
-from harness.solvers.fast.workspaces import KEPT_ENTRIES, KEPT_LAYOUTS
+from harness.solvers.fast.workspaces import KEPT_ENTRIES, KEPT_LAYOUTS, integer_factors
 
 TOL = 1e-6
 
@@ -121,9 +121,10 @@ def test_the_quartic_interpolant_is_torchdiffeqs_bit_for_bit(dtype, rows):
             torch.tensor(t0, dtype=torch.float64), torch.tensor(t1, dtype=torch.float64),
             torch.tensor(t, dtype=torch.float64)).unsqueeze(0) for i in range(shape[0])])
         if rows is None:
-            got = quartic(x[0], lambda v: torch.scalar_tensor(float(v), dtype=dtype), dt[0, 0],
-                          y0[0], y1[0], y_mid[0], f0[0], f1[0]).unsqueeze(0)
+            got = quartic(x[0], lambda v: torch.scalar_tensor(float(v), dtype=dtype),
+                          integer_factors(dtype, y0.device), dt[0, 0], y0[0], y1[0], y_mid[0],
+                          f0[0], f1[0]).unsqueeze(0)
         else:
             got = quartic(x, lambda v: torch.from_numpy(v.astype(np.float64)).to(dtype).view(-1, 1),
-                          dt, y0, y1, y_mid, f0, f1)
+                          integer_factors(dtype, y0.device), dt, y0, y1, y_mid, f0, f1)
         assert torch.equal(got, expected), (t0, t1, t)

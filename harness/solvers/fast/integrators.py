@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -203,30 +203,22 @@ def interpolate(t: float, t0: float, t1: float, y0: Tensor, y1: Tensor, views: S
     derivatives and coefficients in ``views``), at t. As torchdiffeq's, it takes the last
     stage's derivative for the one at t1."""
     y_mid = views.mid().add_(y0)
-    return quartic(scalar((t - t0) / (t1 - t0)), work.number, work.number(step), y0, y1, y_mid,
-                   views.k[0], views.k[-1])
+    return quartic(scalar((t - t0) / (t1 - t0)), work.number, work.integers, work.number(step),
+                   y0, y1, y_mid, views.k[0], views.k[-1])
 
 
-@cache
-def _integers(dtype: torch.dtype, device: torch.device) -> dict[int, Tensor]:
-    """The quartic's integer coefficients as 0-dim tensors (a Python number in a torch call
-    is wrapped in one each call); autograd may keep them, so nothing writes to them."""
-    return {n: torch.scalar_tensor(n, dtype=dtype, device=device)
-            for n in (-4, 2, 3, 5, 8, 11, 14, 16, 18, 32)}
-
-
-def quartic(x: Any, factor: Callable[[Any], Tensor], dt: Tensor, y0: Tensor, y1: Tensor,
-            y_mid: Tensor, f0: Tensor, f1: Tensor) -> Tensor:
+def quartic(x: Any, factor: Callable[[Any], Tensor], n: dict[int, Tensor], dt: Tensor, y0: Tensor,
+            y1: Tensor, y_mid: Tensor, f0: Tensor, f1: Tensor) -> Tensor:
     """torchdiffeq's quartic polynomial through a step of size dt (its end points y0 and y1,
     their derivatives f0 and f1, its mid-point y_mid), at the fraction x of the step: x and
-    its powers in the state's precision, each made a factor of the state by ``factor``. One
-    state: x a scalar, dt and the factors 0-dim tensors; rows of members: x an array, dt and
-    the factors columns (:func:`harness.solvers.fast.members.interpolate_rows`).
+    its powers in the state's precision, each made a factor of the state by ``factor``, and
+    the integer coefficients ``n`` (:func:`~harness.solvers.fast.workspaces.integer_factors`).
+    One state: x a scalar, dt and the factors 0-dim tensors; rows of members: x an array, dt
+    and the factors columns (:func:`harness.solvers.fast.members.interpolate_rows`).
 
     torchdiffeq's operations, bit for bit, each on new tensors or in place on this function's
     own: ``p - q`` as ``p.sub_(q)`` and ``q + p`` as ``p.add_(q)`` are the same roundings, and
     ``f1 - 4·f0`` is ``(−4·f0) + f1`` (IEEE's subtraction is the addition of the negation)."""
-    n = _integers(y0.dtype, y0.device)
     y_mid16 = y_mid * n[16]
     # [e, d, c, b, a] = [y0, dt·f0, dt·(f1 − 4·f0) − 11·y0 − 5·y1 + 16·y_mid,
     #   dt·(5·f0 − 3·f1) + 18·y0 + 14·y1 − 32·y_mid, 2·dt·(f1 − f0) − 8·(y1 + y0) + 16·y_mid]

@@ -29,6 +29,7 @@ from harness.solvers.fast.stage_sums import stage_sum
 from harness.solvers.fast.stages import (StageFunc, StepBuffers, StepViews, run_stages,
                                          stage_times)
 from harness.solvers.fast.tableaux import TABLEAUX, Tableau
+from harness.solvers.fast.workspaces import integer_factors
 from harness.solvers.members import Running
 from harness.solvers.settings import SolverFailure
 
@@ -188,8 +189,8 @@ def interpolate_rows(t: float, t0: np.ndarray, t1: np.ndarray, y0: Tensor, y1: T
     def column(values: np.ndarray) -> Tensor:
         return torch.from_numpy(values.astype(np.float64)).to(y0).view(-1, 1)
     y_mid = stage_sum(k, mid).add_(y0)
-    return quartic(((t - t0) / (t1 - t0)).astype(scalar), column, column(step), y0, y1, y_mid,
-                   k[0], k[-1])
+    return quartic(((t - t0) / (t1 - t0)).astype(scalar), column,
+                   integer_factors(y0.dtype, y0.device), column(step), y0, y1, y_mid, k[0], k[-1])
 
 
 def _index(rows: np.ndarray, like: Tensor) -> Tensor:

@@ -31,11 +31,20 @@ KEPT_LAYOUTS = 8
 KEPT_ENTRIES = 2 ** 18
 
 
+def integer_factors(dtype: torch.dtype, device: torch.device) -> dict[int, Tensor]:
+    """The quartic interpolant's integer coefficients as 0-dim tensors of ``dtype`` (a Python
+    number in a torch call is wrapped in a new tensor each call); autograd may keep them, so
+    nothing writes to them."""
+    return {n: torch.scalar_tensor(n, dtype=dtype, device=device)
+            for n in (-4, 2, 3, 5, 8, 11, 14, 16, 18, 32)}
+
+
 class Workspace:
     """One state layout's step buffers (:class:`~harness.solvers.fast.stages.StepBuffers`,
     refilled each step where no graph is recorded), the tableau's weights (as (rows, stages, 1)
     in the state's dtype) and stage fractions (in its precision, ``scalar``), and rtol and atol
-    as 0-dim tensors of the state's dtype: a Python number in a torch call costs about 2 µs
+    and the interpolant's integers (:func:`integer_factors`) as 0-dim tensors of the state's
+    dtype: a Python number in a torch call costs about 2 µs
     more than a tensor (it is wrapped in one each call), and the same value results, as torch
     casts it to the state's dtype first."""
 
@@ -46,6 +55,7 @@ class Workspace:
         self.alphas = np.array(tableau.alpha, dtype=scalar)
         self.buffers = StepBuffers(tableau, self.weights, live, reuse=not torch.is_grad_enabled())
         self.rtol, self.atol = self.number(rtol), self.number(atol)
+        self.integers = integer_factors(self.dtype, self.device)
 
     def number(self, value: Any) -> Tensor:
         """``value`` (a float or a scalar of the state's precision) as a 0-dim tensor of the
