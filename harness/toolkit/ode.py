@@ -45,7 +45,8 @@ class Dynamics(nn.Module):
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         self.counter.tick()
-        f = self.f if torch.is_grad_enabled() or not self._plain() else self.plain_f.bind()
+        f = (self.f if torch.is_grad_enabled() or not self._plain()
+             else self.plain_f.bind(transposed=False))
         return self.evaluate(t, z, self.family, f)
 
     def bind_field(self) -> VectorField:

@@ -189,7 +189,7 @@ class PlainMLP:
         default all) whose rows x holds, or of the members whose layers :meth:`rows` gave as
         ``weights``."""
         if not self.stacked:
-            return self.bind(weights)(None, x)
+            return self.bind(weights, transposed=False)(None, x)
         return self._evaluate(x, weights or self.rows(members), None)
 
     def vjp(self, x: Tensor, members: Tensor | None = None,
@@ -198,19 +198,22 @@ class PlainMLP:
         Stacked, a parameter's gradient holds the rows of those members only: (M', out, in)
         for weights of shape (M, out, in)."""
         if not self.stacked:
-            return self.bind(weights).vjp(None, x)
+            return self.bind(weights, transposed=False).vjp(None, x)
         saved: list[tuple[Tensor, ...]] = []  # layer input, pre-activation, output, weight
         value = self._evaluate(x, weights or self.rows(members), saved)
         return value, partial(self._stacked_pullback, saved, x.shape)
 
-    def bind(self, weights: Weights | None = None) -> BoundMLP:
+    def bind(self, weights: Weights | None = None, transposed: bool = True) -> BoundMLP:
         """Unstacked, the network as one solve calls it: each layer's parameters (or
         ``weights``) and activation looked up once, since a solve changes neither (an
-        optimizer's in-place step between solves is seen: the tensors are the parameters)."""
+        optimizer's in-place step between solves is seen: the tensors are the parameters),
+        and with ``transposed`` each weight's transpose made once for every call to use (not
+        worth making for a single call)."""
         if self.stacked:
             raise ValueError("bind() is for unstacked layers; a stack takes members per call")
         keys = self.rows(None)
-        return BoundMLP(tuple((weight, weight.t(), bias, layer.forward, layer.backward, *key)
+        return BoundMLP(tuple((weight, weight.t() if transposed else None, bias, layer.forward,
+                               layer.backward, *key)
                               for layer, (weight, bias), key in zip(self.layers, weights or keys,
                                                                     keys)))
 
@@ -258,20 +261,20 @@ class PlainMLP:
         return x.reshape(count, -1, x.shape[-1])
 
 
-def linear(x: Tensor, weight: Tensor, weight_t: Tensor, bias: Tensor | None,
+def linear(x: Tensor, weight: Tensor, weight_t: Tensor | None, bias: Tensor | None,
            matrix: bool) -> Tensor:
-    """``F.linear(x, weight, bias)``; on a matrix x with a bias, the ``addmm`` it would call,
-    handed the transpose ``weight_t`` made once per solve (the same kernel and bits, without
-    F.linear's transpose each call)."""
-    if matrix and bias is not None:
+    """``F.linear(x, weight, bias)``; on a matrix x with a bias, given the transpose
+    ``weight_t`` made once per solve, the ``addmm`` F.linear would call (the same kernel and
+    bits, without F.linear's transpose each call)."""
+    if matrix and bias is not None and weight_t is not None:
         return torch.addmm(bias, x, weight_t)
     return F.linear(x, weight, bias)
 
 
-#: One layer of a :class:`BoundMLP`: weight, its transpose, bias, the activation's functions
-#: (None for none) and the parameters its gradients are keyed by.
-Step = tuple[Tensor, Tensor, "Tensor | None", "Activation | None", "ActivationBackward | None",
-             Tensor, "Tensor | None"]
+#: One layer of a :class:`BoundMLP`: weight, its transpose (None: not made), bias, the
+#: activation's functions (None for none) and the parameters its gradients are keyed by.
+Step = tuple[Tensor, "Tensor | None", "Tensor | None", "Activation | None",
+             "ActivationBackward | None", Tensor, "Tensor | None"]
 
 
 @dataclass(frozen=True)
