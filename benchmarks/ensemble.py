@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import itertools
 import os
 import platform
 import statistics
@@ -47,6 +46,7 @@ import time
 import warnings
 
 import torch
+from torch.profiler import ProfilerActivity, profile, schedule
 
 from harness.plugins import load_registry
 from harness.registry import Registry
@@ -54,7 +54,6 @@ from harness.record import RunRecord
 from harness.running.ensembles import execute_ensemble
 from harness.running.runner import execute_run
 from harness.suites.runspec import RunSpec, default_settings
-from torch.profiler import ProfilerActivity, profile, schedule
 
 CPU = torch.device("cpu")
 
@@ -174,20 +173,29 @@ def floor(args: argparse.Namespace, registry: Registry, size: int, solo: float,
                 seconds[event.key[6:]] += event.self_cpu_time_total / 1e6
                 calls[event.key[6:]] += event.count
 
-    # Windows without warm-up, each cycle's events dropped once tallied: as meant here.
-    warnings.filterwarnings("ignore", "Profiler won't be using warmup")
-    warnings.filterwarnings("ignore", ".*Profiler clears events at the end of each cycle")
-    finished = itertools.count(1)  # members' epochs
     specs = [spec(args.model, seed, args.iterations, args.task) for seed in range(size)]
-    with profile(activities=[ProfilerActivity.CPU], on_trace_ready=tally,
-                 schedule=schedule(wait=0, warmup=0, active=window)) as profiled:
-        def step(event: str, run: object, **details: object) -> None:
-            if event == "epoch_finished" and next(finished) % size == 0:  # every member's
-                profiled.step()
-        execute_ensemble(specs, registry, CPU, notify=step)
+    last_epoch = 0
+
+    def step(event: str, run: object, **details: object) -> None:
+        """A window's step at each iteration: the first member's report of a new epoch
+        (a failed member reports none)."""
+        nonlocal last_epoch
+        if event == "epoch_finished" and details["epoch"] != last_epoch:
+            last_epoch = details["epoch"]
+            profiled.step()
+
+    with warnings.catch_warnings():  # windows without warm-up, events dropped once tallied
+        warnings.filterwarnings("ignore", "Profiler won't be using warmup")
+        warnings.filterwarnings("ignore", ".*Profiler clears events at the end of each cycle")
+        with profile(activities=[ProfilerActivity.CPU], on_trace_ready=tally,
+                     schedule=schedule(wait=0, warmup=0, active=window)) as profiled:
+            execute_ensemble(specs, registry, CPU, notify=step)
     large = {name: total / size for name, total in seconds.most_common()
              if total >= large_us * 1e-6 * calls[name]}
     arithmetic = sum(large.values())
+    if not arithmetic:
+        print(f"floor: no ATen operator took {large_us:g} us a call on average")
+        return
     print(f"floor, an ensemble of {size} profiled: in ATen operators of >= {large_us:g} us a "
           f"call {arithmetic * 1e3:.1f} CPU ms per seed ("
           + ", ".join(f"{name} {t * 1e3:.1f}" for name, t in large.items() if t >= 1e-4)

@@ -200,7 +200,7 @@ class _Solve(MemberODE):
         """:meth:`field` and its VJP by hand (:attr:`has_vjp`): the family's
         ``derivatives_vjp`` around the stacked network's pullback, a solo run's VJP for all
         members at once; each family parameter's gradient summed over each member's elements
-        in one reduction, as its solo run's ``sum_to_size(())`` sums them (bit for bit: rows
+        in one reduction, as its solo run's ``sum()`` sums them (bit for bit: rows
         first, then their sums, would round otherwise, and take a slow pass over short rows).
         The derivatives' VJP reads no time (:meth:`~harness.contract.Family.derivatives_vjp`):
         t is not spread over the rows."""

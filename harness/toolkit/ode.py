@@ -74,15 +74,16 @@ class Dynamics(nn.Module):
             ) -> tuple[Tensor, Tensor, dict[Tensor, Tensor]]:
         """(F(z), aᵀ∂F/∂z, {parameter: aᵀ∂F/∂parameter}) by hand: one function evaluation. The
         derivatives do not read t (:meth:`Family.derivatives_vjp`): it may be None."""
-        return self.bind_vjp()(t, z, a)
+        return self.bind_vjp(transposed=False)(t, z, a)
 
-    def bind_vjp(self) -> BoundVJP:
+    def bind_vjp(self, transposed: bool = True) -> BoundVJP:
         """:meth:`vjp` as one solve calls it (where :attr:`has_vjp` holds when the solve
         starts; nothing in a solve registers a hook or reparametrises a weight): f's layers
         (:meth:`PlainMLP.bind`) and the family's parameters, whose gradients may come unsummed,
-        looked up once, not per call."""
+        looked up once, not per call (``transposed``: see :meth:`PlainMLP.bind`)."""
         tick, split, join = self.counter.tick, self._split, self._join
-        derivatives_vjp, field = self.family.derivatives_vjp, self.plain_f.bind().vjp
+        derivatives_vjp = self.family.derivatives_vjp
+        field = self.plain_f.bind(transposed=transposed).vjp
         own = tuple((parameter, parameter.shape) for parameter in self.family.parameters())
 
         def vjp(t: Tensor | None, z: Tensor, a: Tensor

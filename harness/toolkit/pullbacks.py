@@ -208,7 +208,8 @@ class PlainMLP:
         ``weights``) and activation looked up once, since a solve changes neither (an
         optimizer's in-place step between solves is seen: the tensors are the parameters),
         and with ``transposed`` each weight's transpose made once for every call to use (not
-        worth making for a single call)."""
+        worth making for a single call; a view of the weight's storage, so a weight assigned
+        anew by ``.data =`` needs a new binding, as a replaced parameter does)."""
         if self.stacked:
             raise ValueError("bind() is for unstacked layers; a stack takes members per call")
         keys = self.rows(None)
@@ -261,7 +262,7 @@ class PlainMLP:
         return x.reshape(count, -1, x.shape[-1])
 
 
-def linear(x: Tensor, weight: Tensor, weight_t: Tensor | None, bias: Tensor | None,
+def _linear(x: Tensor, weight: Tensor, weight_t: Tensor | None, bias: Tensor | None,
            matrix: bool) -> Tensor:
     """``F.linear(x, weight, bias)``; on a matrix x with a bias, given the transpose
     ``weight_t`` made once per solve, the ``addmm`` F.linear would call (the same kernel and
@@ -289,7 +290,7 @@ class BoundMLP:
         """f at x (of shape (…, in_features)); t is not read."""
         matrix = x.dim() == 2
         for weight, weight_t, bias, forward, _, _, _ in self.steps:
-            x = linear(x, weight, weight_t, bias, matrix)
+            x = _linear(x, weight, weight_t, bias, matrix)
             if forward is not None:
                 x = forward(x)
         return x
@@ -299,7 +300,7 @@ class BoundMLP:
         saved: list[tuple[Tensor, Tensor, Tensor]] = []  # layer input, pre-activation, output
         matrix = x.dim() == 2
         for weight, weight_t, bias, forward, _, _, _ in self.steps:
-            u = linear(x, weight, weight_t, bias, matrix)
+            u = _linear(x, weight, weight_t, bias, matrix)
             y = u if forward is None else forward(u)
             saved.append((x, u, y))
             x = y

@@ -28,7 +28,7 @@ class HBNODE(Family):
         (h, m), (a_h, a_m), gamma, chi = state, cotangent, self.gamma, self.chi
         value, pullback = f(t, h)  # f's value, and g ↦ (gᵀ∂f/∂h, {parameter: gradient})
         (a_x, grads), dm = pullback(a_m), value - gamma * m  # m' reads f(h) with weight 1
-        grads[self.omega] = (a_m * m) * (gamma * gamma - gamma)  # −γ' = γ² − γ; unsummed
+        grads[self.omega] = (a_m * m) * (gamma * (gamma - 1))  # −γ' = γ(γ − 1); unsummed
         if chi is not None:
             xi, grads[chi] = self.xi, (a_m * h) * -torch.sigmoid(chi)  # softplus' = sigmoid
             dm, a_x = dm - xi * h, a_x - xi * a_m
