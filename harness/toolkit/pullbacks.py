@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -213,8 +213,8 @@ class PlainMLP:
         if self.stacked:
             raise ValueError("bind() is for unstacked layers; a stack takes members per call")
         keys = self.rows(None)
-        return BoundMLP(tuple((weight, weight.t() if transposed else None, bias, layer.forward,
-                               layer.backward, *key)
+        return BoundMLP(tuple(Step(weight, weight.t() if transposed else None, bias,
+                                   layer.forward, layer.backward, *key)
                               for layer, (weight, bias), key in zip(self.layers, weights or keys,
                                                                     keys)))
 
@@ -272,10 +272,18 @@ def _linear(x: Tensor, weight: Tensor, weight_t: Tensor | None, bias: Tensor | N
     return F.linear(x, weight, bias)
 
 
-#: One layer of a :class:`BoundMLP`: weight, its transpose (None: not made), bias, the
-#: activation's functions (None for none) and the parameters its gradients are keyed by.
-Step = tuple[Tensor, "Tensor | None", "Tensor | None", "Activation | None",
-             "ActivationBackward | None", Tensor, "Tensor | None"]
+class Step(NamedTuple):
+    """One layer of a :class:`BoundMLP`: its weight, the weight's transpose made once per solve
+    (None: not made), bias, the activation and its backward formula (None for none), and the
+    parameters its gradients are keyed by."""
+
+    weight: Tensor
+    weight_t: Tensor | None
+    bias: Tensor | None
+    forward: Activation | None
+    backward: ActivationBackward | None
+    weight_key: Tensor
+    bias_key: Tensor | None
 
 
 @dataclass(frozen=True)
