@@ -7,15 +7,17 @@ import json
 import os
 import pickle
 import resource
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 from harness.record import SCHEMA, record_problem
-from harness.cli import EXIT_WRITE_FAILED, main
+from harness.cli import EXIT_WRITE_FAILED, Terminated, _interruptible, main
 from harness.gates.budgets import Budget, check
 from harness.reports.tables import summarize
 from harness.running import store
@@ -98,6 +100,46 @@ def test_a_short_write_is_continued(tmp_path, monkeypatch):
     monkeypatch.setattr(store.os, "write", half)
     write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
     assert [r["model"] for r in read_records(tmp_path)] == ["node"]
+
+
+def test_a_signal_taken_by_another_thread_lands_after_the_record_is_whole(tmp_path,
+                                                                          monkeypatch):
+    """SIGTERM handed by the kernel to another thread (as torch's worker threads take one the
+    main thread blocks) while a record is half written: Python runs the handler in the main
+    thread all the same, so the record must be finished before it does."""
+    gone = threading.Event()
+    other = threading.Thread(target=gone.wait)  # sleeps with SIGTERM unblocked
+    other.start()
+    woken_r, woken_w = os.pipe()
+    os.set_blocking(woken_w, False)
+    previous_wakeup = signal.set_wakeup_fd(woken_w)  # the C handler writes here when it runs
+    real = os.write
+
+    def half_then_signal(fd, data):
+        if len(data) > 1:
+            written = real(fd, bytes(data[:len(data) // 2]))
+            signal.pthread_kill(other.ident, signal.SIGTERM)
+            os.read(woken_r, 1)  # the handler has been tripped: Python runs it at its next call
+            nothing()
+            return written
+        return real(fd, data)
+
+    monkeypatch.setattr(store.os, "write", half_then_signal)
+    try:
+        with _interruptible(), pytest.raises(Terminated):
+            write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        gone.set()
+        other.join()
+        os.close(woken_r)
+        os.close(woken_w)
+    assert [r["model"] for r in read_records(tmp_path)] == ["node"]
+    assert results_path(tmp_path).read_bytes().endswith(b"\n")
+
+
+def nothing() -> None:
+    """A Python call: where the interpreter runs a signal handler that is due."""
 
 
 def test_a_failing_write_leaves_the_file_as_it_was_and_says_why(tmp_path, monkeypatch):

@@ -319,18 +319,37 @@ def _cut_back(fd: int, size: int) -> None:
         pass
 
 
+#: The signals an append holds back until its record is written.
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a record is written: an interrupt lands after it."""
-    held = {signal.SIGINT, signal.SIGTERM}
+    """Hold SIGINT and SIGTERM back while a record is written: one that arrives meanwhile is
+    delivered as the block ends, to the handler it would have met. Python runs a signal's
+    handler in the main thread whichever thread the kernel handed the signal to (torch's
+    worker threads take one that the main thread blocks), so blocking it in this thread would
+    not keep the handler out of the write: the handlers are swapped for one that notes the
+    signal. A handler not set from Python (None) cannot be put back, so those signals are
+    blocked instead."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arrived: list[int] = []
+    swapped = {signum: signal.getsignal(signum) for signum in _HELD
+               if signal.getsignal(signum) is not None}
+    blocked = set(_HELD) - set(swapped)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    for signum in swapped:
+        signal.signal(signum, lambda number, frame: arrived.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in swapped.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum in dict.fromkeys(arrived):  # each once, in the order they came
+            signal.raise_signal(signum)
 
 
 def _jsonable(value: Any) -> Any:
