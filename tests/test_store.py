@@ -138,6 +138,28 @@ def test_a_signal_taken_by_another_thread_lands_after_the_record_is_whole(tmp_pa
     assert results_path(tmp_path).read_bytes().endswith(b"\n")
 
 
+def test_a_signal_while_the_handlers_are_put_back_meets_the_handler_it_replaced():
+    """The append's handler, closed while the held signals' own handlers are being put back,
+    acts as the one it replaced (and puts it back): an interrupt in that instant is neither
+    noted in a list nobody reads nor lost."""
+    caught = []
+
+    def own(signum, frame):
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        noted = store._Noted({signal.SIGTERM: own})
+        signal.signal(signal.SIGTERM, noted)
+        noted(signal.SIGTERM, None)
+        assert caught == [] and noted.arrived == [signal.SIGTERM]
+        noted.open = False
+        noted(signal.SIGTERM, None)
+        assert caught == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def nothing() -> None:
     """A Python call: where the interpreter runs a signal handler that is due."""
 

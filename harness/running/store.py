@@ -323,32 +323,51 @@ def _cut_back(fd: int, size: int) -> None:
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
 
+class _Noted:
+    """The handler of the held signals during an append: notes each that arrives while
+    ``open``; once closed, acts as the handler it replaced (and puts it back), so that an
+    interrupt landing while the handlers are being restored is not lost."""
+
+    def __init__(self, replaced: dict[int, Any]) -> None:
+        self.replaced, self.arrived, self.open = replaced, [], True
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.open:
+            self.arrived.append(signum)
+            return
+        handler = self.replaced[signum]
+        signal.signal(signum, handler)
+        if callable(handler):
+            handler(signum, frame)
+        else:  # SIG_DFL: the default action; SIG_IGN: nothing
+            signal.raise_signal(signum)
+
+
 @contextmanager
 def _signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while a record is written: one that arrives meanwhile is
     delivered as the block ends, to the handler it would have met. Python runs a signal's
     handler in the main thread whichever thread the kernel handed the signal to (torch's
     worker threads take one that the main thread blocks), so blocking it in this thread would
-    not keep the handler out of the write: the handlers are swapped for one that notes the
-    signal. A handler not set from Python (None) cannot be put back, so those signals are
-    blocked instead."""
+    not keep the handler out of the write: the handlers are swapped for a :class:`_Noted`. A
+    handler not set from Python (None) cannot be put back, so those signals are blocked
+    instead."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    arrived: list[int] = []
-    swapped = {signum: signal.getsignal(signum) for signum in _HELD
-               if signal.getsignal(signum) is not None}
-    blocked = set(_HELD) - set(swapped)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    for signum in swapped:
-        signal.signal(signum, lambda number, frame: arrived.append(number))
+    handlers = {signum: signal.getsignal(signum) for signum in _HELD}
+    noted = _Noted({signum: h for signum, h in handlers.items() if h is not None})
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(handlers) - set(noted.replaced))
     try:
+        for signum in noted.replaced:
+            signal.signal(signum, noted)
         yield
     finally:
-        for signum, handler in swapped.items():
+        noted.open = False
+        for signum, handler in noted.replaced.items():
             signal.signal(signum, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for signum in dict.fromkeys(arrived):  # each once, in the order they came
+        for signum in dict.fromkeys(noted.arrived):  # each once, in the order they came
             signal.raise_signal(signum)
 
 
