@@ -322,9 +322,13 @@ def _exit_reason(code: int | None) -> str:
 def _children_ignore_sigint() -> Iterator[None]:
     """Start processes with SIGINT ignored, a disposition that survives exec, so a Ctrl-C while
     a worker starts up is no traceback there. Meanwhile SIGINT is blocked here, so one sent to
-    the driver in that moment waits instead of being lost (Linux keeps a blocked signal even
-    while it is ignored). Only the main thread may change handlers; elsewhere this does
-    nothing, and nor does it when the handler was not set from Python."""
+    the driver in that moment waits, where no other thread takes it: Linux keeps a blocked
+    signal even while it is ignored, but hands a process's signal to any thread that does not
+    block it, and there an ignored one is dropped. torch's own threads do not block it, so a
+    Ctrl-C in the milliseconds of a worker's start may be lost (a second one is not); the
+    ignored disposition is what a child inherits, so no handler swap can stand in for it.
+    Only the main thread may change handlers; elsewhere this does nothing, and nor does it
+    when the handler was not set from Python."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is None:
         yield
