@@ -31,7 +31,7 @@ class GHBNODE(HBNODE):
         (_, dm), (a_x, a_m2), grads = super().derivatives_vjp(
             t, state, (self.sigma_backward(a_h, m, sigma_m), a_m), f)
         if self.chi is None:  # a fixed ξ: HBNODE's VJP has no ξ term, so it is added here
-            dm, a_x = dm - self.xi * h, a_x - self.xi * a_m
+            dm, a_x = dm - self.fixed_xi * h, a_x - self.fixed_xi * a_m
         return (sigma_m, dm), (a_x, a_m2), grads
 
 
