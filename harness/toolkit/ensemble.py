@@ -39,7 +39,7 @@ from harness.solvers.settings import NFECapExceeded
 from harness.toolkit.networks import Autonomous, RowwiseTime
 from harness.toolkit.nfe import PHASES, NFECounter
 from harness.toolkit.ode import Dynamics, ODEBlock
-from harness.toolkit.pullbacks import Weights
+from harness.toolkit.pullbacks import PlainMLP, Weights
 from harness.toolkit.stacking import (StackedConv2d, StackedLinear, member_of, member_parameter,
                                       of_members)
 
@@ -265,17 +265,22 @@ class _Solve(MemberODE):
         scale = (self.scale if self.scale is None or index is None else
                  self.scale.view(self.size, rows, *self.scale.shape[1:])[index]
                  .reshape(-1, *self.scale.shape[1:]))
-        plain = self.plain  # its layers serve calls without a graph only
-        weights = (plain.rows(index) if plain is not None and plain.intact()
-                   and not torch.is_grad_enabled() else None)
-        return _Rows(family, scale, selected, index, weights)
+        plain = self._straight()
+        return _Rows(family, scale, selected, index, None if plain is None else plain.rows(index))
+
+    def _straight(self) -> PlainMLP | None:
+        """The plain MLP whose layers serve this call straight: only without a graph, and
+        while nothing has changed it (:meth:`~harness.toolkit.pullbacks.PlainMLP.intact`)."""
+        plain = self.plain
+        return (plain if plain is not None and plain.intact() and not torch.is_grad_enabled()
+                else None)
 
     def _f(self, call: _Rows) -> VectorField:
         """The stacked network, or the one of the members ``call.selected`` (made once per
         solve); without a graph, a plain MLP's layers straight, as a solo run's dynamics take
         them."""
-        plain = self.plain
-        if not torch.is_grad_enabled() and plain is not None and plain.intact():
+        plain = self._straight()
+        if plain is not None:
             return lambda t, x: plain(x, call.index, call.weights)
         if call.selected is None:
             return self.dynamics.f
