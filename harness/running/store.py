@@ -36,7 +36,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -325,10 +325,11 @@ _HELD = (signal.SIGINT, signal.SIGTERM)
 
 class _Noted:
     """The handler of the held signals during an append: notes each that arrives while
-    ``open``; once closed, acts as the handler it replaced (and puts it back), so that an
-    interrupt landing while the handlers are being restored is not lost."""
+    ``open``; once closed, hands it to the handler it replaced (and puts that one back), so
+    that a signal landing while the handlers are being put back — which a raising handler
+    may cut short — is not lost."""
 
-    def __init__(self, replaced: dict[int, Any]) -> None:
+    def __init__(self, replaced: dict[int, Callable[[int, Any], Any]]) -> None:
         self.replaced, self.arrived, self.open = replaced, [], True
 
     def __call__(self, signum: int, frame: Any) -> None:
@@ -337,37 +338,39 @@ class _Noted:
             return
         handler = self.replaced[signum]
         signal.signal(signum, handler)
-        if callable(handler):
-            handler(signum, frame)
-        else:  # SIG_DFL: the default action; SIG_IGN: nothing
-            signal.raise_signal(signum)
+        handler(signum, frame)
 
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a record is written: one that arrives meanwhile is
-    delivered as the block ends, to the handler it would have met. Python runs a signal's
-    handler in the main thread whichever thread the kernel handed the signal to (torch's
-    worker threads take one that the main thread blocks), so blocking it in this thread would
-    not keep the handler out of the write: the handlers are swapped for a :class:`_Noted`. A
-    handler not set from Python (None) cannot be put back, so those signals are blocked
-    instead."""
+    """Hold SIGINT and SIGTERM back while a record is written, in the main thread (only it
+    may set handlers): one that arrives meanwhile is handed to its handler as the block ends
+    (the first whose handler raises ends the delivery; that exception replaces any the block
+    raised). Python runs a signal's handler in the main thread whichever thread the kernel
+    gave the signal to (torch's worker threads take one the main thread blocks), so a mask
+    would not keep the handler out of the write: handlers set from Python are swapped for a
+    :class:`_Noted`. Ignored signals need no holding, and one left at its default ends the
+    process as a kill does (the next opening moves a torn line aside); one whose handler was
+    not set from Python (None, which cannot be put back) is blocked in this thread, which
+    holds it only where no other thread takes it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     handlers = {signum: signal.getsignal(signum) for signum in _HELD}
-    noted = _Noted({signum: h for signum, h in handlers.items() if h is not None})
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(handlers) - set(noted.replaced))
+    noted = _Noted({signum: handler for signum, handler in handlers.items()
+                    if callable(handler)})
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signum for signum, handler
+                                                     in handlers.items() if handler is None})
     try:
         for signum in noted.replaced:
             signal.signal(signum, noted)
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         noted.open = False
         for signum, handler in noted.replaced.items():
             signal.signal(signum, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for signum in dict.fromkeys(noted.arrived):  # each once, in the order they came
+        for signum in dict.fromkeys(noted.arrived):
             signal.raise_signal(signum)
 
 
