@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.running.store import read_records
 from tests.processes import console_script, frozen, interruptible, part_way
@@ -49,13 +50,16 @@ def test_an_interrupt_exits_with_one_line_and_the_rerun_resumes(tmp_path, signum
             finished = {record["key"] for record in read_records(out)}
             interrupted = part_way(out / "checkpoints", 60, finished)
             if interrupted:
+                saved = torch.load(checkpoint_of(out, interrupted), weights_only=True)["epochs"]
                 process.send_signal(signum)  # lands as the command continues
     _, error = process.communicate(timeout=600)  # a hang guard: it takes a second or two
-    assert process.returncode == code, error
+    assert process.returncode == code, (  # and what was read as the signal went
+        f"{error}\nsignalled as {interrupted}'s checkpoint held {len(saved)} epochs, the "
+        f"records {sorted(finished)}")
     assert "Traceback" not in error
     assert error.strip().splitlines()[-1].endswith("rerun the same command to resume")
     assert len(error.strip().splitlines()) == 1
-    checkpoint = out / "checkpoints" / f"{interrupted}.pt"
+    checkpoint = checkpoint_of(out, interrupted)
     assert checkpoint.is_file()
     assert interrupted not in {r["key"] for r in read_records(out)}  # not recorded as failed
 
@@ -66,6 +70,10 @@ def test_an_interrupt_exits_with_one_line_and_the_rerun_resumes(tmp_path, signum
     assert all(len(r["epochs"]) == 60 for r in records.values())
     assert records[interrupted]["resumed_from_epoch"] > 0
     assert not checkpoint.exists()
+
+
+def checkpoint_of(out: Path, key: str) -> Path:
+    return out / "checkpoints" / f"{key}.pt"
 
 
 def test_a_closed_pipe_is_silent():
