@@ -50,11 +50,12 @@ def frozen(process: subprocess.Popen) -> Iterator[None]:
             os.killpg(process.pid, signal.SIGCONT)
 
 
-def part_way(checkpoints: Path, total: int, finished: set[str]) -> str | None:
+def part_way(checkpoints: Path, total: int, finished: set[str]) -> tuple[str, int] | None:
     """The key of a run with a checkpoint of fewer than ``total`` epochs and no record among
-    ``finished``: a run still training (read while its process is :func:`frozen`)."""
+    ``finished`` — a run still training (read while its process is :func:`frozen`) — and the
+    epochs its checkpoint holds."""
     for path in sorted(checkpoints.glob("*.pt")):
         epochs = torch.load(path, map_location="cpu", weights_only=True)["epochs"]
         if path.stem not in finished and len(epochs) < total:
-            return path.stem
+            return path.stem, len(epochs)
     return None

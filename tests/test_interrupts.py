@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from harness.running.store import read_records
 from tests.processes import console_script, frozen, interruptible, part_way
@@ -42,24 +41,24 @@ def test_an_interrupt_exits_with_one_line_and_the_rerun_resumes(tmp_path, signum
     suite.write_text(SUITE)
     process = subprocess.Popen(interruptible(command(suite, out)), stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
-    interrupted = None
-    while interrupted is None:
+    found = None
+    while found is None:
         assert process.poll() is None, "the suite ended before it could be interrupted"
         time.sleep(0.05)
         with frozen(process):
             finished = {record["key"] for record in read_records(out)}
-            interrupted = part_way(out / "checkpoints", 60, finished)
-            if interrupted:
-                saved = torch.load(checkpoint_of(out, interrupted), weights_only=True)["epochs"]
+            found = part_way(out / "checkpoints", 60, finished)
+            if found:
                 process.send_signal(signum)  # lands as the command continues
+    interrupted, saved = found
     _, error = process.communicate(timeout=600)  # a hang guard: it takes a second or two
     assert process.returncode == code, (  # and what was read as the signal went
-        f"{error}\nsignalled as {interrupted}'s checkpoint held {len(saved)} epochs, the "
-        f"records {sorted(finished)}")
+        f"{error}\nsignalled as {interrupted}'s checkpoint held {saved} epochs, the records "
+        f"{sorted(finished)}")
     assert "Traceback" not in error
     assert error.strip().splitlines()[-1].endswith("rerun the same command to resume")
     assert len(error.strip().splitlines()) == 1
-    checkpoint = checkpoint_of(out, interrupted)
+    checkpoint = out / "checkpoints" / f"{interrupted}.pt"
     assert checkpoint.is_file()
     assert interrupted not in {r["key"] for r in read_records(out)}  # not recorded as failed
 
@@ -70,10 +69,6 @@ def test_an_interrupt_exits_with_one_line_and_the_rerun_resumes(tmp_path, signum
     assert all(len(r["epochs"]) == 60 for r in records.values())
     assert records[interrupted]["resumed_from_epoch"] > 0
     assert not checkpoint.exists()
-
-
-def checkpoint_of(out: Path, key: str) -> Path:
-    return out / "checkpoints" / f"{key}.pt"
 
 
 def test_a_closed_pipe_is_silent():
