@@ -50,6 +50,23 @@ def frozen(process: subprocess.Popen) -> Iterator[None]:
             os.killpg(process.pid, signal.SIGCONT)
 
 
+def signal_state(pid: int) -> str:
+    """What the kernel holds of ``pid``'s signals, per thread (``/proc``): pending to the
+    process (ShdPnd) and to each thread (SigPnd), blocked (SigBlk), caught (SigCgt), as hex
+    masks (bit n-1 is signal n); for a failure message, or "gone" once it has ended."""
+    try:
+        lines = []
+        for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
+            fields = dict(line.split(":\t", 1) for line in
+                          (task / "status").read_text().splitlines() if ":\t" in line)
+            lines.append(f"thread {task.name} {fields['Name']} {fields['State']}: "
+                         + " ".join(f"{key} {fields[key]}" for key in
+                                    ("ShdPnd", "SigPnd", "SigBlk", "SigIgn", "SigCgt")))
+        return "\n".join(lines)
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
+
+
 def part_way(checkpoints: Path, total: int, finished: set[str]) -> tuple[str, int] | None:
     """The key of a run with a checkpoint of fewer than ``total`` epochs and no record among
     ``finished`` — a run still training (read while its process is :func:`frozen`) — and the

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.running.store import read_records
-from tests.processes import console_script, frozen, interruptible, part_way
+from tests.processes import console_script, frozen, interruptible, part_way, signal_state
 
 SUITE = """
 name: interrupts
@@ -50,11 +50,15 @@ def test_an_interrupt_exits_with_one_line_and_the_rerun_resumes(tmp_path, signum
             found = part_way(out / "checkpoints", 60, finished)
             if found:
                 process.send_signal(signum)  # lands as the command continues
+                sent = signal_state(process.pid)
     interrupted, saved = found
-    _, error = process.communicate(timeout=600)  # a hang guard: it takes a second or two
-    assert process.returncode == code, (  # and what was read as the signal went
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)  # it ends in a second or two; if not, the kernel's view then
+    later = signal_state(process.pid)
+    _, error = process.communicate(timeout=600)  # a hang guard
+    assert process.returncode == code, (  # and what was read and held as the signal went
         f"{error}\nsignalled as {interrupted}'s checkpoint held {saved} epochs, the records "
-        f"{sorted(finished)}")
+        f"{sorted(finished)}; its signals then:\n{sent}\n30 s later:\n{later}")
     assert "Traceback" not in error
     assert error.strip().splitlines()[-1].endswith("rerun the same command to resume")
     assert len(error.strip().splitlines()) == 1
