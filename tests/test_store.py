@@ -21,7 +21,7 @@ from harness.record import SCHEMA, record_problem
 from harness.cli import EXIT_WRITE_FAILED, Terminated, _interruptible, main
 from harness.gates.budgets import Budget, check
 from harness.reports.tables import summarize
-from harness.running import store
+from harness.running import held_signals, store
 from harness.running.checkpoints import Checkpoints
 from harness.running.store import (ResultStore, StoreBusy, StoreWriteError, finished_keys, load_results,
                            read_records, results_path, standing)
@@ -174,7 +174,7 @@ def test_a_signal_while_the_handlers_are_put_back_is_not_lost(tmp_path, monkeypa
     previous = {signal.SIGINT: real(signal.SIGINT, stop), signal.SIGTERM: real(signal.SIGTERM, own)}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
-        monkeypatch.setattr(store.signal, "signal", putting_back)
+        monkeypatch.setattr(held_signals.signal, "signal", putting_back)
         with pytest.raises(Stop):
             write_records(tmp_path, [record("point_cloud", "node", 0, [epoch(1)])])
         monkeypatch.undo()
@@ -186,6 +186,32 @@ def test_a_signal_while_the_handlers_are_put_back_is_not_lost(tmp_path, monkeypa
         for signum, handler in previous.items():
             real(signum, handler)
     assert [r["model"] for r in read_records(tmp_path)] == ["node"]
+
+
+def test_an_interrupt_in_a_checkpoint_save_is_not_swallowed_by_the_pickling(tmp_path,
+                                                                           monkeypatch):
+    """Ctrl-C whose handler Python runs inside library code that swallows every exception, as
+    copyreg's ``_slotnames`` (``try: … except: pass``) can while torch.save pickles a tensor
+    (a signal another thread took runs there): the save holds it, so it lands after, with
+    the checkpoint whole."""
+    real_save = torch.save
+
+    def swallowing_save(obj, f):
+        try:
+            signal.raise_signal(signal.SIGINT)  # the handler runs here, inside the library
+        except BaseException:  # copyreg's bare ``except: pass``
+            pass
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", swallowing_save)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest may ignore it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Checkpoints(tmp_path / "checkpoints").save("unit", {"epochs": [epoch(1)]})
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    saved = torch.load(tmp_path / "checkpoints" / "unit.pt", weights_only=True)
+    assert saved["epochs"] == [epoch(1)]
 
 
 def test_a_failing_write_leaves_the_file_as_it_was_and_says_why(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.running.checkpoint_content import checkpoint_problem
+from harness.running.held_signals import signals_held
 from harness.running.safe_files import Folder, UnsafePathError
 from harness.running.store import StoreWriteError
 from harness.suites.runspec import RunSpec
@@ -52,11 +53,16 @@ class Checkpoints:
 
     def save(self, key: str, state: dict[str, Any]) -> None:
         """Write ``state`` (with the random-number states) as the checkpoint of ``key`` (its
-        folder, in the results folder, is not followed if it is a link; on a full disk or an
-        interrupt no half file is left behind); :class:`CheckpointWriteError` when the storage
-        refuses, saying what is kept."""
-        content = io.BytesIO()  # serialised first: torch's writer turns EFBIG into a RuntimeError
-        torch.save({**state, "rng": rng_state()}, content)
+        folder, in the results folder, is not followed if it is a link; on a full disk no half
+        file is left behind); :class:`CheckpointWriteError` when the storage refuses, saying
+        what is kept. SIGINT and SIGTERM land once it is written, not lost in the pickling
+        (:mod:`harness.running.held_signals`)."""
+        with signals_held():
+            content = io.BytesIO()  # serialised first: torch's writer makes EFBIG a RuntimeError
+            torch.save({**state, "rng": rng_state()}, content)
+            self._write(key, content)
+
+    def _write(self, key: str, content: io.BytesIO) -> None:
         folder = Folder(self.directory.parent) / self.directory.name
         try:
             with folder.replacing(self.path(key).name) as handle:

@@ -15,7 +15,7 @@ SQLite):
 * **checked, durable appends**: each record is one line written in full (a short write is
   continued; a failure — disk full, file too large, read-only — cuts the file back to where it
   was and raises :class:`StoreWriteError`), then fsynced, with SIGINT/SIGTERM held off until
-  the write is done;
+  the write is done (:mod:`harness.running.held_signals`);
 * **bounded reading** (:mod:`harness.running.results_lines`): a FIFO, a device or a link in
   the folder is refused, not waited on or followed; committed records may be gzip-compressed
   (``results.jsonl.gz``, read first), with their decompression bounded;
@@ -34,14 +34,12 @@ import fcntl
 import json
 import logging
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.record import RunRecord, record_problem
+from harness.running.held_signals import signals_held
 from harness.running.results_lines import UnreadableResults, record_lines
 from harness.running.safe_files import Folder, UnsafePathError, open_regular
 
@@ -217,7 +215,7 @@ class ResultStore:
         """Append ``record`` as one whole line and fsync it; on failure the file is as it was
         and :class:`StoreWriteError` says why."""
         line = (json.dumps(record, default=_jsonable) + "\n").encode()
-        with _signals_held():
+        with signals_held():
             try:
                 fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             except OSError as error:
@@ -317,61 +315,6 @@ def _cut_back(fd: int, size: int) -> None:
         os.fsync(fd)
     except OSError:
         pass
-
-
-#: The signals an append holds back until its record is written.
-_HELD = (signal.SIGINT, signal.SIGTERM)
-
-
-class _Noted:
-    """The handler of the held signals during an append: notes each that arrives while
-    ``open``; once closed, hands it to the handler it replaced (and puts that one back), so
-    that a signal landing while the handlers are being put back — which a raising handler
-    may cut short — is not lost."""
-
-    def __init__(self, replaced: dict[int, Callable[[int, Any], Any]]) -> None:
-        self.replaced, self.arrived, self.open = replaced, [], True
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.open:
-            self.arrived.append(signum)
-            return
-        handler = self.replaced[signum]
-        signal.signal(signum, handler)
-        handler(signum, frame)
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a record is written, in the main thread (only it
-    may set handlers): one that arrives meanwhile is handed to its handler as the block ends
-    (the first whose handler raises ends the delivery; that exception replaces any the block
-    raised). Python runs a signal's handler in the main thread whichever thread the kernel
-    gave the signal to (torch's worker threads take one the main thread blocks), so a mask
-    would not keep the handler out of the write: handlers set from Python are swapped for a
-    :class:`_Noted`. Ignored signals need no holding, and one left at its default ends the
-    process as a kill does (the next opening moves a torn line aside); one whose handler was
-    not set from Python (None, which cannot be put back) is blocked in this thread, which
-    holds it only where no other thread takes it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handlers = {signum: signal.getsignal(signum) for signum in _HELD}
-    noted = _Noted({signum: handler for signum, handler in handlers.items()
-                    if callable(handler)})
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signum for signum, handler
-                                                     in handlers.items() if handler is None})
-    try:
-        for signum in noted.replaced:
-            signal.signal(signum, noted)
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        noted.open = False
-        for signum, handler in noted.replaced.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(noted.arrived):
-            signal.raise_signal(signum)
 
 
 def _jsonable(value: Any) -> Any:
